@@ -1,0 +1,88 @@
+//! Configuration from the environment, read and checked once at cold start.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The shortest cursor-signing secret accepted.
+const MIN_SECRET_BYTES: usize = 32;
+/// How long a delete request spends removing messages before leaving the rest to the purge
+/// worker; well inside the function's timeout.
+const DEFAULT_PURGE_BUDGET: Duration = Duration::from_secs(3);
+
+#[derive(Clone)]
+pub struct Config {
+    /// `TABLE_NAME`: the single table.
+    pub table_name: String,
+    /// `CURSOR_SECRET`: signs pagination cursors (at least 32 bytes).
+    pub cursor_secret: Vec<u8>,
+    /// `DELETE_PURGE_BUDGET_MS`: time a delete spends purging messages in the request.
+    pub delete_purge_budget: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("table_name", &self.table_name)
+            .field("cursor_secret", &"<redacted>")
+            .field("delete_purge_budget", &self.delete_purge_budget)
+            .finish()
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let required = |name: &str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| Error::Config(format!("{name} must be set")))
+        };
+        let cursor_secret = required("CURSOR_SECRET")?.into_bytes();
+        if cursor_secret.len() < MIN_SECRET_BYTES {
+            return Err(Error::Config(format!(
+                "CURSOR_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+            )));
+        }
+        let delete_purge_budget = match lookup("DELETE_PURGE_BUDGET_MS") {
+            None => DEFAULT_PURGE_BUDGET,
+            Some(ms) => ms
+                .parse()
+                .map(Duration::from_millis)
+                .map_err(|_| Error::Config("DELETE_PURGE_BUDGET_MS must be a whole number".into()))?,
+        };
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            cursor_secret,
+            delete_purge_budget,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn a_missing_table_name_is_named_in_the_error() {
+        let err = Config::from_lookup(lookup(&[("CURSOR_SECRET", &"s".repeat(32))])).unwrap_err();
+        assert!(err.to_string().contains("TABLE_NAME"));
+    }
+
+    #[test]
+    fn a_short_cursor_secret_is_refused() {
+        let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("CURSOR_SECRET", "short")])).unwrap_err();
+        assert!(err.to_string().contains("CURSOR_SECRET"));
+    }
+}

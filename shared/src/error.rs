@@ -1,0 +1,62 @@
+//! The one error type of the domain. The HTTP layer maps each variant to a status and a
+//! stable code in one place (`http::error_response`).
+
+use std::error::Error as StdError;
+
+/// Everything that can go wrong in an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No valid identity on the request.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The request is malformed or breaks a rule; the message says which.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request body or a field of it is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The conversation does not exist for this user (whether or not it exists for another).
+    #[error("conversation not found")]
+    NotFound,
+    /// No route for this method and path.
+    #[error("no such route")]
+    NoRoute,
+    /// The store is throttling or unavailable; the client may retry.
+    #[error("the service is busy: {0}")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+    /// A failure of ours or of a dependency; details go to the log, never to the client.
+    #[error("internal error: {context}")]
+    Internal {
+        context: &'static str,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// Configuration is missing or wrong at cold start.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+
+    pub fn internal(context: &'static str, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Internal {
+            context,
+            source: source.into(),
+        }
+    }
+}
+
+/// The whole cause chain of an error, for logs.
+pub fn chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,268 @@
+//! The HTTP layer: turns an API Gateway request into a service call and its result into a
+//! response. One handler per endpoint; each Lambda binary runs exactly one of them, and the
+//! local gateway runs the same ones.
+
+mod request;
+pub mod wire;
+
+use std::convert::Infallible;
+
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, SubsecRound, Utc};
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::cursor::CursorSigner;
+use crate::error::{chain, Error};
+use crate::model::{ArchiveFilter, NewMessage, SortOrder, Tags, Title};
+use crate::service::{
+    Conversations, ListRequest, DEFAULT_MESSAGE_WINDOW, DEFAULT_PAGE_SIZE, MAX_LEGACY_PAGE,
+    MAX_MESSAGE_WINDOW, MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
+};
+use crate::store::Store;
+use request::{caller, conversation_id, json_body, optional_json_body, Query};
+use wire::{
+    AddMessageBody, ArchiveBody, ConversationListView, ConversationView, ConversationWithMessagesView,
+    CreateConversationBody, ErrorBody, ErrorDetail, MessageView, RenameBody, TagsBody,
+};
+
+/// What every handler needs, built once per cold start.
+#[derive(Clone)]
+pub struct State {
+    pub conversations: Conversations,
+    pub config: Config,
+}
+
+impl State {
+    /// Reads the configuration and builds the SDK clients from the environment (in AWS, the
+    /// function's role and region; locally, `AWS_ENDPOINT_URL` points at the local servers).
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = Config::from_env()?;
+        let sdk = aws_config::load_from_env().await;
+        Ok(Self::new(config, Client::new(&sdk)))
+    }
+
+    pub fn new(config: Config, dynamodb: Client) -> Self {
+        let store = Store::new(dynamodb, config.table_name.clone());
+        let conversations = Conversations::new(store, CursorSigner::new(&config.cursor_secret));
+        Self { conversations, config }
+    }
+
+    /// The time of this request, at the precision the store keeps.
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now().trunc_subsecs(6)
+    }
+}
+
+type HandlerResult = Result<Response<Body>, Infallible>;
+
+/// `GET /conversations`
+pub async fn list_conversations(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let query = Query::of(&request);
+        let filter = if query.text("archived")?.as_deref() == Some("only") {
+            ArchiveFilter::ArchivedOnly
+        } else if query.flag("includeArchived")?.unwrap_or(false) {
+            ArchiveFilter::All
+        } else {
+            ArchiveFilter::ActiveOnly
+        };
+        if let Some(archived) = query.text("archived")? {
+            if archived != "only" {
+                return Err(Error::invalid("archived must be \"only\" when given"));
+            }
+        }
+        let sort = match query.text("sort")?.as_deref() {
+            None | Some("lastActivity") => SortOrder::LastActivity,
+            Some("createdAt") => SortOrder::CreatedAt,
+            Some(_) => return Err(Error::invalid("sort must be lastActivity or createdAt")),
+        };
+        let search = query.text("search")?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        if search.as_ref().is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS) {
+            return Err(Error::invalid(format!("search must be at most {MAX_SEARCH_CHARS} characters")));
+        }
+        let list = ListRequest {
+            filter,
+            sort,
+            limit: query.number("limit", 1, MAX_PAGE_SIZE)?.unwrap_or(DEFAULT_PAGE_SIZE),
+            cursor: query.text("cursor")?,
+            search,
+            page: query.number("page", 1, MAX_LEGACY_PAGE)?,
+        };
+        if list.cursor.is_some() && list.page.is_some() {
+            return Err(Error::invalid("give either cursor or page, not both"));
+        }
+        let (limit, page_number) = (list.limit, list.page);
+        let page = state.conversations.list(&user, list).await?;
+        Ok(json(
+            StatusCode::OK,
+            &ConversationListView {
+                conversations: page.items.iter().map(ConversationView::from).collect(),
+                next_cursor: page.next_cursor.as_deref(),
+                has_more: page.next_cursor.is_some(),
+                limit,
+                page: page_number,
+            },
+        ))
+    })
+    .await
+}
+
+/// `GET /conversations/{id}`
+pub async fn get_conversation(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let query = Query::of(&request);
+        let limit = query
+            .number("messageLimit", 1, MAX_MESSAGE_WINDOW)?
+            .unwrap_or(DEFAULT_MESSAGE_WINDOW);
+        let before = query.text("before")?;
+        let found = state.conversations.get(&user, &id, limit, before.as_deref()).await?;
+        Ok(json(StatusCode::OK, &ConversationWithMessagesView::from(&found)))
+    })
+    .await
+}
+
+/// `POST /conversations`
+pub async fn create_conversation(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let body: CreateConversationBody = optional_json_body(&request)?.unwrap_or_default();
+        let title = body.title.as_deref().map(Title::parse).transpose()?;
+        let tags = Tags::parse(&body.tags)?;
+        let conversation = state.conversations.create(&user, title, tags, state.now()).await?;
+        let mut response = json(StatusCode::CREATED, &ConversationView::from(&conversation));
+        if let Ok(location) = format!("/conversations/{}", conversation.id).parse() {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
+    })
+    .await
+}
+
+/// `POST /conversations/{id}/messages`: 201 when stored, 200 when a retry found it stored.
+pub async fn add_message(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let body: AddMessageBody = json_body(&request)?;
+        let message = NewMessage::parse(
+            body.role,
+            body.content,
+            body.attachments,
+            body.metadata,
+            body.client_message_id.as_deref(),
+        )?;
+        let appended = state.conversations.add_message(&user, &id, message, state.now()).await?;
+        let status = if appended.replayed { StatusCode::OK } else { StatusCode::CREATED };
+        Ok(json(status, &MessageView::from(&appended.message)))
+    })
+    .await
+}
+
+/// `PUT /conversations/{id}/title`
+pub async fn rename_conversation(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let body: RenameBody = json_body(&request)?;
+        let title = Title::parse(&body.title)?;
+        let conversation = state.conversations.rename(&user, &id, title, state.now()).await?;
+        Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
+    })
+    .await
+}
+
+/// `PUT /conversations/{id}/archive`: `{"archived": false}` unarchives; an empty body
+/// archives, as the specification's original endpoint did.
+pub async fn archive_conversation(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let archived = optional_json_body::<ArchiveBody>(&request)?.is_none_or(|b| b.archived);
+        let conversation = state.conversations.set_archived(&user, &id, archived, state.now()).await?;
+        Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
+    })
+    .await
+}
+
+/// `PUT /conversations/{id}/tags`
+pub async fn set_conversation_tags(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let body: TagsBody = json_body(&request)?;
+        let tags = Tags::parse(&body.tags)?;
+        let conversation = state.conversations.set_tags(&user, &id, tags, state.now()).await?;
+        Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
+    })
+    .await
+}
+
+/// `DELETE /conversations/{id}`: 204 once the conversation is gone from every read.
+pub async fn delete_conversation(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        state
+            .conversations
+            .delete(&user, &id, state.config.delete_purge_budget)
+            .await?;
+        Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::Empty)
+            .expect("a status and an empty body make a valid response"))
+    })
+    .await
+}
+
+/// Runs a handler body and turns its error, if any, into the API's error response.
+async fn respond(work: impl std::future::Future<Output = Result<Response<Body>, Error>>) -> HandlerResult {
+    Ok(work.await.unwrap_or_else(|error| error_response(&error)))
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_string(value).expect("wire types always serialize");
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(body))
+        .expect("a status, a header and a body make a valid response")
+}
+
+/// The one place errors become HTTP: a status, a stable code, and a message that never
+/// carries internals. Server-side failures are logged with their whole cause chain.
+pub fn error_response(error: &Error) -> Response<Body> {
+    let (status, code) = match error {
+        Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Error::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Internal { .. } | Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    let message = if status.is_server_error() {
+        tracing::error!(error = %chain(error), "request failed");
+        match error {
+            Error::Unavailable(_) => "the service is busy; retry shortly".to_owned(),
+            _ => "something went wrong on our side".to_owned(),
+        }
+    } else {
+        tracing::info!(%code, message = %error, "request refused");
+        error.to_string()
+    };
+    json(
+        status,
+        &ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+            },
+        },
+    )
+}

@@ -1,0 +1,163 @@
+//! The JSON shapes the mobile app sends and receives (camelCase). Request bodies refuse
+//! unknown fields, so a typo is a 400 rather than a silently ignored field.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::model::{Conversation, ConversationWithMessages, Message, Metadata, Role};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateConversationBody {
+    pub title: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddMessageBody {
+    pub role: Role,
+    pub content: String,
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub client_message_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameBody {
+    pub title: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveBody {
+    pub archived: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    pub tags: Vec<String>,
+}
+
+/// Times as JavaScript's `toISOString()` writes them: UTC, milliseconds, `Z`.
+fn iso_millis<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView<'a> {
+    pub id: String,
+    pub user_id: &'a str,
+    pub title: &'a str,
+    #[serde(serialize_with = "iso_millis")]
+    pub last_activity: DateTime<Utc>,
+    pub is_archived: bool,
+    pub tags: &'a [String],
+    pub summary: Option<&'a str>,
+    pub message_count: u64,
+    #[serde(serialize_with = "iso_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "iso_millis")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a Conversation> for ConversationView<'a> {
+    fn from(c: &'a Conversation) -> Self {
+        Self {
+            id: c.id.to_string(),
+            user_id: c.user_id.as_str(),
+            title: &c.title,
+            last_activity: c.last_activity,
+            is_archived: c.is_archived,
+            tags: &c.tags,
+            summary: c.summary.as_deref(),
+            message_count: c.message_count,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView<'a> {
+    pub id: String,
+    pub conversation_id: String,
+    pub role: Role,
+    pub content: &'a str,
+    #[serde(serialize_with = "iso_millis")]
+    pub timestamp: DateTime<Utc>,
+    pub attachments: &'a [String],
+    pub metadata: &'a Metadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a Message> for MessageView<'a> {
+    fn from(m: &'a Message) -> Self {
+        Self {
+            id: m.id.to_string(),
+            conversation_id: m.conversation_id.to_string(),
+            role: m.role,
+            content: &m.content,
+            timestamp: m.timestamp,
+            attachments: &m.attachments,
+            metadata: &m.metadata,
+            client_message_id: m.client_message_id.as_deref(),
+        }
+    }
+}
+
+/// `GET /conversations/{id}`: the conversation's fields, its messages oldest first, and a
+/// cursor for older messages.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationWithMessagesView<'a> {
+    #[serde(flatten)]
+    pub conversation: ConversationView<'a>,
+    pub messages: Vec<MessageView<'a>>,
+    pub older_messages_cursor: Option<&'a str>,
+    pub has_older_messages: bool,
+}
+
+impl<'a> From<&'a ConversationWithMessages> for ConversationWithMessagesView<'a> {
+    fn from(c: &'a ConversationWithMessages) -> Self {
+        Self {
+            conversation: (&c.conversation).into(),
+            messages: c.messages.iter().map(MessageView::from).collect(),
+            older_messages_cursor: c.older_messages.as_deref(),
+            has_older_messages: c.older_messages.is_some(),
+        }
+    }
+}
+
+/// `GET /conversations`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationListView<'a> {
+    pub conversations: Vec<ConversationView<'a>>,
+    pub next_cursor: Option<&'a str>,
+    pub has_more: bool,
+    pub limit: usize,
+    /// Echoed for clients that page by number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<usize>,
+}
+
+/// The one error shape of the API.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}

@@ -1,0 +1,177 @@
+//! The single-table key design, in one place. Every key string is built here.
+//! `docs/data-model.md` explains the design and lists the access patterns it serves.
+//!
+//! Base table, one item collection per conversation, owner first in every key:
+//!
+//! | item            | PK                          | SK                             |
+//! |-----------------|-----------------------------|--------------------------------|
+//! | conversation    | `USER#<user>#CONV#<conv>`   | `META`                         |
+//! | message         | `USER#<user>#CONV#<conv>`   | `MESSAGE#<timestamp>#<msg id>` |
+//! | client msg id   | `USER#<user>#CONV#<conv>`   | `CLIENT_MESSAGE#<client id>`   |
+//!
+//! `META` sorts after every `MESSAGE#…` key ("MET" > "MES"), so one descending query between
+//! `MESSAGE#` and `META` reads the conversation first and then its newest messages.
+//! Only conversation items carry the index attributes, so the indexes hold nothing else.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::model::{ClientMessageId, ConversationId, MessageId, UserId};
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+/// Index partition attribute: all of a user's conversations.
+pub const OWNER: &str = "owner";
+/// Index partition attribute: a user's conversations in one archive state.
+pub const OWNER_STATE: &str = "ownerState";
+/// Index sort attributes: the conversation's own timestamps, in sortable form.
+pub const LAST_ACTIVITY: &str = "lastActivity";
+pub const CREATED_AT: &str = "createdAt";
+/// The TTL attribute enabled on the table (epoch seconds), for short-term items.
+pub const EXPIRES_AT: &str = "expiresAt";
+
+pub const CONVERSATION_SK: &str = "META";
+const MESSAGE_PREFIX: &str = "MESSAGE#";
+const CLIENT_MESSAGE_PREFIX: &str = "CLIENT_MESSAGE#";
+
+/// A global secondary index of the table, named as in `template.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    /// All of a user's conversations by last activity.
+    ByActivity,
+    /// A user's active or archived conversations by last activity.
+    ByStateActivity,
+    /// All of a user's conversations by creation time (keys and titles only).
+    ByCreated,
+    /// A user's active or archived conversations by creation time (keys and titles only).
+    ByStateCreated,
+}
+
+impl Index {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ByActivity => "ByActivity",
+            Self::ByStateActivity => "ByStateActivity",
+            Self::ByCreated => "ByCreated",
+            Self::ByStateCreated => "ByStateCreated",
+        }
+    }
+
+    pub fn partition_attribute(self) -> &'static str {
+        match self {
+            Self::ByActivity | Self::ByCreated => OWNER,
+            Self::ByStateActivity | Self::ByStateCreated => OWNER_STATE,
+        }
+    }
+
+    pub fn sort_attribute(self) -> &'static str {
+        match self {
+            Self::ByActivity | Self::ByStateActivity => LAST_ACTIVITY,
+            Self::ByCreated | Self::ByStateCreated => CREATED_AT,
+        }
+    }
+
+    /// Whether the index projects whole conversations, or only keys and titles (then the
+    /// listing fetches the items from the table).
+    pub fn projects_all(self) -> bool {
+        matches!(self, Self::ByActivity | Self::ByStateActivity)
+    }
+
+    /// The attributes of an item that make up its position in this index.
+    pub fn key_attributes(self) -> [&'static str; 4] {
+        [PK, SK, self.partition_attribute(), self.sort_attribute()]
+    }
+}
+
+/// The partition of one conversation: its item, its messages and its idempotency records.
+pub fn conversation_partition(user: &UserId, conversation: &ConversationId) -> String {
+    format!("USER#{user}#CONV#{conversation}")
+}
+
+pub fn message_sort_key(timestamp: DateTime<Utc>, message: &MessageId) -> String {
+    format!("{MESSAGE_PREFIX}{}#{message}", sortable_time(timestamp))
+}
+
+pub fn client_message_sort_key(client_id: &ClientMessageId) -> String {
+    format!("{CLIENT_MESSAGE_PREFIX}{}", client_id.as_str())
+}
+
+/// The inclusive sort-key range that holds a conversation's item and all its messages.
+pub fn conversation_and_messages_range() -> (&'static str, &'static str) {
+    (MESSAGE_PREFIX, CONVERSATION_SK)
+}
+
+pub fn owner(user: &UserId) -> String {
+    format!("USER#{user}")
+}
+
+pub fn owner_state(user: &UserId, archived: bool) -> String {
+    let state = if archived { "ARCHIVED" } else { "ACTIVE" };
+    format!("USER#{user}#{state}")
+}
+
+/// Timestamps as index keys: fixed width (microseconds, `Z`), so string order is time order.
+pub fn sortable_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Serde adapter storing a timestamp in its sortable form.
+pub mod sortable {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::sortable_time(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn user() -> UserId {
+        UserId::parse("alice").unwrap()
+    }
+
+    #[test]
+    fn the_conversation_item_sorts_after_every_message_so_a_descending_query_reads_it_first() {
+        let late = Utc.with_ymd_and_hms(2999, 12, 31, 23, 59, 59).unwrap();
+        let message = message_sort_key(late, &MessageId::generate());
+        let (low, high) = conversation_and_messages_range();
+        assert!(message.as_str() > low);
+        assert!(message.as_str() < CONVERSATION_SK);
+        assert_eq!(high, CONVERSATION_SK);
+    }
+
+    #[test]
+    fn client_message_records_fall_outside_the_message_range() {
+        let key = client_message_sort_key(&ClientMessageId::parse("zzz").unwrap());
+        let (low, _) = conversation_and_messages_range();
+        assert!(key.as_str() < low);
+    }
+
+    #[test]
+    fn sortable_times_order_like_the_times_they_encode() {
+        let a = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let b = Utc.timestamp_opt(1_700_000_000, 500_000_000).unwrap();
+        let c = Utc.timestamp_opt(1_700_000_001, 0).unwrap();
+        assert!(sortable_time(a) < sortable_time(b));
+        assert!(sortable_time(b) < sortable_time(c));
+        assert_eq!(sortable_time(a).len(), sortable_time(b).len());
+    }
+
+    #[test]
+    fn every_key_starts_with_its_owner() {
+        let conversation = ConversationId::generate();
+        assert!(conversation_partition(&user(), &conversation).starts_with("USER#alice#"));
+        assert_eq!(owner(&user()), "USER#alice");
+        assert_eq!(owner_state(&user(), true), "USER#alice#ARCHIVED");
+    }
+}

@@ -1,0 +1,15 @@
+//! Numina Conversations: the domain crate every Lambda function shares.
+//!
+//! Data flows one way: `http` (API Gateway requests and responses) → `service` (the
+//! product's operations) → `store` (the single DynamoDB table, keys from `keys`).
+
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod model;
+pub mod service;
+pub mod store;
+
+pub use error::Error;

@@ -1,0 +1,397 @@
+//! The conversation domain: who owns what, and the values that can be stored.
+//! Every type here is valid by construction: parsing happens once, at the edge.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// Largest message content accepted, in UTF-8 bytes. Keeps every message item far below
+/// DynamoDB's 400 KB item limit and a page of 200 messages within a few query pages.
+pub const MAX_CONTENT_BYTES: usize = 64 * 1024;
+/// Largest metadata map accepted, measured as compact JSON.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_ATTACHMENTS: usize = 20;
+pub const MAX_ATTACHMENT_CHARS: usize = 2048;
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_TAGS: usize = 20;
+pub const MAX_TAG_CHARS: usize = 50;
+pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 128;
+/// Title shown while a conversation has neither a user-set title nor a first user message.
+pub const UNTITLED: &str = "New conversation";
+/// Characters of the first user message kept when deriving a title from it.
+const DERIVED_TITLE_CHARS: usize = 60;
+
+/// The authenticated caller: the `sub` claim of their token.
+///
+/// Restricted to characters that can never contain the `#` key delimiter, so one user's id
+/// can never spell the prefix of another user's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let valid = !raw.is_empty()
+            && raw.len() <= 128
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '|'));
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::Unauthenticated)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(value: UserId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! uuid_id {
+    ($name:ident, $what:literal) => {
+        #[doc = concat!("Identifies one ", $what, ".")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, Error> {
+                Uuid::try_parse(raw)
+                    .map(Self)
+                    .map_err(|_| Error::invalid(concat!($what, " id must be a UUID")))
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(value: Uuid) -> Self {
+                Self(value)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(ConversationId, "conversation");
+uuid_id!(MessageId, "message");
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+}
+
+/// A conversation's title as the user set it: trimmed, non-empty, bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(Error::invalid("title must not be empty"));
+        }
+        if trimmed.chars().count() > MAX_TITLE_CHARS {
+            return Err(Error::invalid(format!(
+                "title must be at most {MAX_TITLE_CHARS} characters"
+            )));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(Error::invalid("title must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The title a conversation gets from its first user message: its first line, shortened
+    /// at a word boundary.
+    pub fn derived_from(content: &str) -> Self {
+        let line = content
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .unwrap_or_default();
+        let clean: String = line.chars().filter(|c| !c.is_control()).collect();
+        if clean.is_empty() {
+            return Self(UNTITLED.to_owned());
+        }
+        if clean.chars().count() <= DERIVED_TITLE_CHARS {
+            return Self(clean);
+        }
+        let cut: String = clean.chars().take(DERIVED_TITLE_CHARS).collect();
+        let at_word = match cut.rfind(char::is_whitespace) {
+            Some(space) if space > DERIVED_TITLE_CHARS / 2 => cut[..space].trim_end().to_owned(),
+            _ => cut,
+        };
+        Self(format!("{at_word}…"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A conversation's tags: trimmed, non-empty, unique, bounded in count and length.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tags(Vec<String>);
+
+impl Tags {
+    pub fn parse(raw: &[String]) -> Result<Self, Error> {
+        let mut tags: Vec<String> = Vec::with_capacity(raw.len());
+        for tag in raw {
+            let tag = tag.trim();
+            if tag.is_empty() {
+                return Err(Error::invalid("tags must not be empty"));
+            }
+            if tag.chars().count() > MAX_TAG_CHARS {
+                return Err(Error::invalid(format!(
+                    "each tag must be at most {MAX_TAG_CHARS} characters"
+                )));
+            }
+            if tag.chars().any(char::is_control) {
+                return Err(Error::invalid("tags must not contain control characters"));
+            }
+            if !tags.iter().any(|seen| seen == tag) {
+                tags.push(tag.to_owned());
+            }
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(Error::invalid(format!("at most {MAX_TAGS} tags are allowed")));
+        }
+        Ok(Self(tags))
+    }
+
+    pub fn into_vec(self) -> Vec<String> {
+        self.0
+    }
+}
+
+/// An id the client gives a message so that retrying the same append adds nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMessageId(String);
+
+impl ClientMessageId {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let valid = !raw.is_empty()
+            && raw.chars().count() <= MAX_CLIENT_MESSAGE_ID_CHARS
+            && raw.chars().all(|c| c.is_ascii_graphic());
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::invalid(format!(
+                "clientMessageId must be 1 to {MAX_CLIENT_MESSAGE_ID_CHARS} printable ASCII characters"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Free-form context stored with a message (the specification's `metadata` map).
+pub type Metadata = BTreeMap<String, serde_json::Value>;
+
+/// A message as the caller asks for it to be added, already checked against every limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub role: Role,
+    pub content: String,
+    pub attachments: Vec<String>,
+    pub metadata: Metadata,
+    pub client_message_id: Option<ClientMessageId>,
+}
+
+impl NewMessage {
+    pub fn parse(
+        role: Role,
+        content: String,
+        attachments: Vec<String>,
+        metadata: Metadata,
+        client_message_id: Option<&str>,
+    ) -> Result<Self, Error> {
+        if content.trim().is_empty() {
+            return Err(Error::invalid("content must not be empty"));
+        }
+        if content.len() > MAX_CONTENT_BYTES {
+            return Err(Error::TooLarge(format!(
+                "content is {} bytes; the limit is {MAX_CONTENT_BYTES} bytes",
+                content.len()
+            )));
+        }
+        if attachments.len() > MAX_ATTACHMENTS {
+            return Err(Error::invalid(format!(
+                "at most {MAX_ATTACHMENTS} attachments are allowed"
+            )));
+        }
+        if attachments
+            .iter()
+            .any(|a| a.trim().is_empty() || a.chars().count() > MAX_ATTACHMENT_CHARS)
+        {
+            return Err(Error::invalid(format!(
+                "each attachment must be 1 to {MAX_ATTACHMENT_CHARS} characters"
+            )));
+        }
+        let metadata_bytes = serde_json::to_vec(&metadata).map(|v| v.len()).unwrap_or(usize::MAX);
+        if metadata_bytes > MAX_METADATA_BYTES {
+            return Err(Error::TooLarge(format!(
+                "metadata is {metadata_bytes} bytes as JSON; the limit is {MAX_METADATA_BYTES} bytes"
+            )));
+        }
+        let client_message_id = client_message_id.map(ClientMessageId::parse).transpose()?;
+        Ok(Self {
+            role,
+            content,
+            attachments,
+            metadata,
+            client_message_id,
+        })
+    }
+}
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub role: Role,
+    pub content: String,
+    pub timestamp: DateTime<Utc>,
+    pub attachments: Vec<String>,
+    pub metadata: Metadata,
+    pub client_message_id: Option<String>,
+}
+
+/// One conversation, without its messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub user_id: UserId,
+    pub title: String,
+    pub last_activity: DateTime<Utc>,
+    pub is_archived: bool,
+    pub tags: Vec<String>,
+    pub summary: Option<String>,
+    pub message_count: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A conversation with its most recent messages, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationWithMessages {
+    pub conversation: Conversation,
+    pub messages: Vec<Message>,
+    /// Where to continue for older messages; `None` when the oldest message is included.
+    pub older_messages: Option<String>,
+}
+
+/// The outcome of an append: the stored message, and whether this call stored it or found
+/// it already stored by an earlier call with the same client message id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub message: Message,
+    pub replayed: bool,
+}
+
+/// Which conversations a listing includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFilter {
+    ActiveOnly,
+    ArchivedOnly,
+    All,
+}
+
+/// The order of a listing, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    LastActivity,
+    CreatedAt,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque, signed continuation; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_cannot_contain_the_key_delimiter() {
+        assert!(UserId::parse("alice#ACTIVE").is_err());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse("3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11").is_ok());
+    }
+
+    #[test]
+    fn derived_titles_keep_the_first_line_and_cut_at_a_word() {
+        assert_eq!(Title::derived_from("\n  Hello there\nsecond").as_str(), "Hello there");
+        let long = "word ".repeat(30);
+        let title = Title::derived_from(&long);
+        assert!(title.as_str().ends_with('…'));
+        assert!(title.as_str().chars().count() <= DERIVED_TITLE_CHARS + 1);
+        assert!(!title.as_str().contains("wor…"));
+    }
+
+    #[test]
+    fn tags_are_trimmed_and_deduplicated() {
+        let tags = Tags::parse(&[" work ".into(), "work".into(), "ideas".into()]).unwrap();
+        assert_eq!(tags.into_vec(), vec!["work", "ideas"]);
+        assert!(Tags::parse(&["".into()]).is_err());
+        assert!(Tags::parse(&vec!["x".to_string(); 1]).is_ok());
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert!(Tags::parse(&many).is_err());
+    }
+
+    #[test]
+    fn oversized_content_is_too_large_not_invalid() {
+        let big = "x".repeat(MAX_CONTENT_BYTES + 1);
+        let err = NewMessage::parse(Role::User, big, vec![], Metadata::new(), None).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)));
+    }
+}

@@ -1,0 +1,300 @@
+//! The operations the product offers on conversations (the specification's
+//! ConversationService). Every operation is scoped to the calling user by the keys it uses.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::cursor::CursorSigner;
+use crate::error::Error;
+use crate::keys::{self, Index};
+use crate::model::{
+    Appended, ArchiveFilter, Conversation, ConversationId, ConversationWithMessages, Message,
+    MessageId, NewMessage, Page, Role, SortOrder, Tags, Title, UserId, UNTITLED,
+};
+use crate::store::{AppendOutcome, ConversationChange, ConversationItem, Store};
+
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+pub const MAX_PAGE_SIZE: usize = 100;
+pub const DEFAULT_MESSAGE_WINDOW: usize = 50;
+pub const MAX_MESSAGE_WINDOW: usize = 200;
+/// The furthest page the legacy `page` parameter may ask for (each page before it is read).
+pub const MAX_LEGACY_PAGE: usize = 50;
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+/// What a listing asks for, already within bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListRequest {
+    pub filter: ArchiveFilter,
+    pub sort: SortOrder,
+    pub limit: usize,
+    pub cursor: Option<String>,
+    /// Case-insensitive substring of the title.
+    pub search: Option<String>,
+    /// Legacy page number (1-based) for clients that predate cursors.
+    pub page: Option<usize>,
+}
+
+impl Default for ListRequest {
+    fn default() -> Self {
+        Self {
+            filter: ArchiveFilter::ActiveOnly,
+            sort: SortOrder::LastActivity,
+            limit: DEFAULT_PAGE_SIZE,
+            cursor: None,
+            search: None,
+            page: None,
+        }
+    }
+}
+
+/// What a delete did: the conversation is gone at once; its messages may still be being
+/// removed by the purge worker when the request's time budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub messages_purged: bool,
+}
+
+/// The conversation operations, over the store.
+#[derive(Clone)]
+pub struct Conversations {
+    store: Store,
+    cursors: CursorSigner,
+}
+
+impl Conversations {
+    pub fn new(store: Store, cursors: CursorSigner) -> Self {
+        Self { store, cursors }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn create(
+        &self,
+        user: &UserId,
+        title: Option<Title>,
+        tags: Tags,
+        now: DateTime<Utc>,
+    ) -> Result<Conversation, Error> {
+        let item = ConversationItem::new(user, ConversationId::generate(), title.as_ref(), tags.into_vec(), now);
+        self.store.put_new_conversation(&item).await?;
+        Ok(item.into())
+    }
+
+    /// Adds a message. With a client message id, a repeat of the same append returns the
+    /// message stored the first time and stores nothing.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn add_message(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        new: NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Appended, Error> {
+        let auto_title = (new.role == Role::User).then(|| Title::derived_from(&new.content));
+        let message = Message {
+            id: MessageId::generate(),
+            conversation_id: *id,
+            role: new.role,
+            content: new.content,
+            timestamp: now,
+            attachments: new.attachments,
+            metadata: new.metadata,
+            client_message_id: new.client_message_id.as_ref().map(|c| c.as_str().to_owned()),
+        };
+        match self
+            .store
+            .append_message(user, &message, new.client_message_id.as_ref(), auto_title.as_ref())
+            .await?
+        {
+            AppendOutcome::Stored => Ok(Appended {
+                message,
+                replayed: false,
+            }),
+            AppendOutcome::AlreadyStored(original) => Ok(Appended {
+                message: original,
+                replayed: true,
+            }),
+            AppendOutcome::ConversationMissing => Err(Error::NotFound),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list(&self, user: &UserId, request: ListRequest) -> Result<Page<Conversation>, Error> {
+        let (index, partition) = match (request.sort, request.filter) {
+            (SortOrder::LastActivity, ArchiveFilter::All) => (Index::ByActivity, keys::owner(user)),
+            (SortOrder::LastActivity, ArchiveFilter::ActiveOnly) => {
+                (Index::ByStateActivity, keys::owner_state(user, false))
+            }
+            (SortOrder::LastActivity, ArchiveFilter::ArchivedOnly) => {
+                (Index::ByStateActivity, keys::owner_state(user, true))
+            }
+            (SortOrder::CreatedAt, ArchiveFilter::All) => (Index::ByCreated, keys::owner(user)),
+            (SortOrder::CreatedAt, ArchiveFilter::ActiveOnly) => {
+                (Index::ByStateCreated, keys::owner_state(user, false))
+            }
+            (SortOrder::CreatedAt, ArchiveFilter::ArchivedOnly) => {
+                (Index::ByStateCreated, keys::owner_state(user, true))
+            }
+        };
+        let search = request.search.as_deref().map(str::to_lowercase);
+        let scope = format!(
+            "list|{user}|{}|{partition}|{}",
+            index.name(),
+            search.as_deref().unwrap_or_default()
+        );
+        let mut start = request
+            .cursor
+            .as_deref()
+            .map(|cursor| self.cursors.decode(&scope, cursor))
+            .transpose()?;
+
+        // Legacy page numbers walk the pages before the one asked for.
+        for _ in 1..request.page.unwrap_or(1) {
+            let (_, next) = self
+                .store
+                .list_conversations(index, &partition, request.limit, start, search.as_deref())
+                .await?;
+            match next {
+                Some(next) => start = Some(next),
+                None => {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next_cursor: None,
+                    })
+                }
+            }
+        }
+
+        let (items, next) = self
+            .store
+            .list_conversations(index, &partition, request.limit, start, search.as_deref())
+            .await?;
+        Ok(Page {
+            items: items.into_iter().map(Conversation::from).collect(),
+            next_cursor: next.map(|position| self.cursors.encode(&scope, position)),
+        })
+    }
+
+    /// The conversation with its newest `limit` messages (oldest first), or with the next
+    /// older ones when `older_than` continues an earlier call.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn get(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        limit: usize,
+        older_than: Option<&str>,
+    ) -> Result<ConversationWithMessages, Error> {
+        let scope = format!("messages|{user}|{id}");
+        let start = older_than
+            .map(|cursor| self.cursors.decode(&scope, cursor))
+            .transpose()?;
+        let window = self.store.conversation_window(user, id, limit, start).await?;
+        let conversation = window.conversation.ok_or(Error::NotFound)?;
+        let mut messages = window.messages_newest_first;
+        messages.reverse();
+        Ok(ConversationWithMessages {
+            conversation: conversation.into(),
+            messages,
+            older_messages: window.older.map(|position| self.cursors.encode(&scope, position)),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn rename(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        title: Title,
+        now: DateTime<Utc>,
+    ) -> Result<Conversation, Error> {
+        self.change(user, id, ConversationChange::Rename(&title), now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn set_archived(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        archived: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Conversation, Error> {
+        self.change(user, id, ConversationChange::Archive(archived), now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn set_tags(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        tags: Tags,
+        now: DateTime<Utc>,
+    ) -> Result<Conversation, Error> {
+        let tags = tags.into_vec();
+        self.change(user, id, ConversationChange::Tags(&tags), now).await
+    }
+
+    async fn change(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        change: ConversationChange<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Conversation, Error> {
+        self.store
+            .change_conversation(user, id, change, now)
+            .await?
+            .map(Conversation::from)
+            .ok_or(Error::NotFound)
+    }
+
+    /// Deletes the conversation (gone from every listing at once), then removes its messages
+    /// for up to `purge_budget`; whatever is left, the purge worker removes.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn delete(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        purge_budget: Duration,
+    ) -> Result<Deleted, Error> {
+        if !self.store.delete_conversation_item(user, id).await? {
+            return Err(Error::NotFound);
+        }
+        let messages_purged = self.purge(user, id, purge_budget).await?;
+        if !messages_purged {
+            tracing::info!("purge continues in the background");
+        }
+        Ok(Deleted { messages_purged })
+    }
+
+    /// Removes what is left of a deleted conversation; true once nothing is.
+    pub async fn purge(&self, user: &UserId, id: &ConversationId, budget: Duration) -> Result<bool, Error> {
+        self.store.purge_conversation(user, id, Instant::now() + budget).await
+    }
+}
+
+impl From<ConversationItem> for Conversation {
+    fn from(item: ConversationItem) -> Self {
+        let title = item
+            .title
+            .or(item.auto_title)
+            .unwrap_or_else(|| UNTITLED.to_owned());
+        Self {
+            id: item.conversation_id,
+            user_id: item.user_id,
+            title,
+            last_activity: item.last_activity,
+            is_archived: item.is_archived,
+            tags: item.tags,
+            summary: item.summary,
+            message_count: item.message_count,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
+    }
+}

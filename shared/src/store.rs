@@ -1,0 +1,795 @@
+//! The single-table repository: item shapes, and one method per access pattern.
+//! Key strings come from `keys`; items convert with `serde_dynamo`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+    WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::cursor::Position;
+use crate::error::Error;
+use crate::keys::{self, Index};
+use crate::model::{ClientMessageId, ConversationId, Message, MessageId, Metadata, Role, Title, UserId};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// DynamoDB's limit on items in one BatchWriteItem call.
+const BATCH_WRITE_MAX: usize = 25;
+/// DynamoDB's limit on keys in one BatchGetItem call.
+const BATCH_GET_MAX: usize = 100;
+/// How many batch deletes of one purge run at once.
+const PURGE_CONCURRENCY: usize = 4;
+/// Query pages a filtered listing reads before it hands back a cursor with what it found.
+const MAX_FILTERED_PAGES: usize = 8;
+/// Attempts for a transaction that lost a race with another one on the same conversation.
+const TRANSACTION_ATTEMPTS: u32 = 6;
+/// Attempts for the unprocessed part of a batch call.
+const BATCH_ATTEMPTS: u32 = 8;
+
+/// A conversation as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    owner: String,
+    owner_state: String,
+    pub user_id: UserId,
+    pub conversation_id: ConversationId,
+    /// Set by the user (create or rename); wins over `auto_title`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    title_lower: Option<String>,
+    /// Derived once, from the first user message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auto_title_lower: Option<String>,
+    #[serde(with = "keys::sortable")]
+    pub last_activity: DateTime<Utc>,
+    #[serde(with = "keys::sortable")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "keys::sortable")]
+    pub updated_at: DateTime<Utc>,
+    pub is_archived: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    pub message_count: u64,
+}
+
+impl ConversationItem {
+    pub fn new(
+        user: &UserId,
+        id: ConversationId,
+        title: Option<&Title>,
+        tags: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            pk: keys::conversation_partition(user, &id),
+            sk: keys::CONVERSATION_SK.to_owned(),
+            entity: "Conversation".to_owned(),
+            owner: keys::owner(user),
+            owner_state: keys::owner_state(user, false),
+            user_id: user.clone(),
+            conversation_id: id,
+            title: title.map(|t| t.as_str().to_owned()),
+            title_lower: title.map(|t| t.as_str().to_lowercase()),
+            auto_title: None,
+            auto_title_lower: None,
+            last_activity: now,
+            created_at: now,
+            updated_at: now,
+            is_archived: false,
+            tags,
+            summary: None,
+            message_count: 0,
+        }
+    }
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    message_id: MessageId,
+    conversation_id: ConversationId,
+    role: Role,
+    content: String,
+    #[serde(with = "keys::sortable")]
+    timestamp: DateTime<Utc>,
+    #[serde(default)]
+    attachments: Vec<String>,
+    #[serde(default)]
+    metadata: Metadata,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_message_id: Option<String>,
+}
+
+impl MessageItem {
+    fn new(user: &UserId, message: &Message) -> Self {
+        Self {
+            pk: keys::conversation_partition(user, &message.conversation_id),
+            sk: keys::message_sort_key(message.timestamp, &message.id),
+            entity: "Message".to_owned(),
+            message_id: message.id,
+            conversation_id: message.conversation_id,
+            role: message.role,
+            content: message.content.clone(),
+            timestamp: message.timestamp,
+            attachments: message.attachments.clone(),
+            metadata: message.metadata.clone(),
+            client_message_id: message.client_message_id.clone(),
+        }
+    }
+
+    fn into_message(self) -> Message {
+        Message {
+            id: self.message_id,
+            conversation_id: self.conversation_id,
+            role: self.role,
+            content: self.content,
+            timestamp: self.timestamp,
+            attachments: self.attachments,
+            metadata: self.metadata,
+            client_message_id: self.client_message_id,
+        }
+    }
+}
+
+/// Records that a client message id was used, and for which message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientMessageItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    message_key: String,
+}
+
+/// What an append found.
+pub enum AppendOutcome {
+    Stored,
+    /// The client message id was used before: this is the message stored then.
+    AlreadyStored(Message),
+    ConversationMissing,
+}
+
+/// A conversation's item with a window of its newest messages (newest first).
+pub struct ConversationWindow {
+    pub conversation: Option<ConversationItem>,
+    pub messages_newest_first: Vec<Message>,
+    /// Position of the oldest message returned, when older ones exist.
+    pub older: Option<Position>,
+}
+
+/// A change to a conversation's own attributes.
+pub enum ConversationChange<'a> {
+    Rename(&'a Title),
+    Archive(bool),
+    Tags(&'a [String]),
+}
+
+/// The table, through the access patterns the service needs.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    pub async fn put_new_conversation(&self, conversation: &ConversationItem) -> Result<(), Error> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(conversation)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map_err(|e| store_error("put conversation", e))?;
+        Ok(())
+    }
+
+    /// Stores a message and counts it on its conversation, atomically: the message, the
+    /// conversation's count and activity, and the client id record (when given) are one
+    /// transaction, so the count cannot drift and a retried append cannot store twice.
+    pub async fn append_message(
+        &self,
+        user: &UserId,
+        message: &Message,
+        client_id: Option<&ClientMessageId>,
+        auto_title: Option<&Title>,
+    ) -> Result<AppendOutcome, Error> {
+        let partition = keys::conversation_partition(user, &message.conversation_id);
+        let message_item = MessageItem::new(user, message);
+        let message_key = message_item.sk.clone();
+        let now = keys::sortable_time(message.timestamp);
+
+        let mut update_expression =
+            "SET lastActivity = :now, updatedAt = :now ADD messageCount :one".to_owned();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(keys::PK, s(&partition))
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
+        if let Some(title) = auto_title {
+            update_expression = "SET lastActivity = :now, updatedAt = :now, \
+                 autoTitle = if_not_exists(autoTitle, :auto), \
+                 autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
+                 ADD messageCount :one"
+                .to_owned();
+            update = update
+                .expression_attribute_values(":auto", s(title.as_str()))
+                .expression_attribute_values(":autoLower", s(&title.as_str().to_lowercase()));
+        }
+        let update = update
+            .update_expression(update_expression)
+            .build()
+            .map_err(|e| Error::internal("build append update", e))?;
+
+        let mut writes = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .put(put_new(&self.table, to_item(&message_item)?)?)
+                .build(),
+        ];
+        if let Some(client_id) = client_id {
+            let record = ClientMessageItem {
+                pk: partition.clone(),
+                sk: keys::client_message_sort_key(client_id),
+                entity: "ClientMessage".to_owned(),
+                message_key: message_key.clone(),
+            };
+            writes.push(
+                TransactWriteItem::builder()
+                    .put(put_new(&self.table, to_item(&record)?)?)
+                    .build(),
+            );
+        }
+
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes.clone()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(AppendOutcome::Stored),
+                Err(error) => error,
+            };
+            let reasons: Vec<Option<String>> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().map(str::to_owned))
+                    .collect(),
+                _ => return Err(store_error("append message", error)),
+            };
+            let failed = |i: usize| reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
+            if failed(0) {
+                return Ok(AppendOutcome::ConversationMissing);
+            }
+            if failed(2) {
+                let client_id = client_id.expect("only a client id record sits at index 2");
+                return self.replayed_message(&partition, client_id).await;
+            }
+            let conflicted = reasons
+                .iter()
+                .any(|c| matches!(c.as_deref(), Some("TransactionConflict" | "ThrottlingError")));
+            if !conflicted || attempt == TRANSACTION_ATTEMPTS {
+                return Err(store_error("append message", error));
+            }
+            backoff(attempt).await;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn replayed_message(
+        &self,
+        partition: &str,
+        client_id: &ClientMessageId,
+    ) -> Result<AppendOutcome, Error> {
+        let record = self
+            .get(partition, &keys::client_message_sort_key(client_id))
+            .await?
+            .ok_or_else(|| Error::internal("replay append", "client message record vanished"))?;
+        let record: ClientMessageItem = from_item(record)?;
+        let message = self
+            .get(partition, &record.message_key)
+            .await?
+            .ok_or_else(|| Error::internal("replay append", "recorded message is missing"))?;
+        let message: MessageItem = from_item(message)?;
+        Ok(AppendOutcome::AlreadyStored(message.into_message()))
+    }
+
+    async fn get(&self, partition: &str, sort_key: &str) -> Result<Option<Item>, Error> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(partition))
+            .key(keys::SK, s(sort_key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("get item", e))?;
+        Ok(output.item)
+    }
+
+    pub async fn conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<Option<ConversationItem>, Error> {
+        self.get(&keys::conversation_partition(user, id), keys::CONVERSATION_SK)
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    /// The conversation and its newest `limit` messages in one descending query (the
+    /// conversation item sorts first), or, continuing from `older_than`, the next older
+    /// messages (then the conversation item is read beside the query).
+    pub async fn conversation_window(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        limit: usize,
+        older_than: Option<Position>,
+    ) -> Result<ConversationWindow, Error> {
+        let partition = keys::conversation_partition(user, id);
+        match older_than {
+            None => {
+                let (items, more) = self.read_partition_newest_first(&partition, limit + 2, None).await?;
+                let mut items = items.into_iter().peekable();
+                let conversation = match items.peek() {
+                    Some(first) if is_conversation(first) => {
+                        Some(from_item::<ConversationItem>(items.next().expect("peeked"))?)
+                    }
+                    _ => None,
+                };
+                let messages = items.map(from_item::<MessageItem>).collect::<Result<Vec<_>, _>>()?;
+                Ok(window(conversation, messages, limit, more))
+            }
+            Some(position) => {
+                if position.get(keys::PK) != Some(&partition) {
+                    return Err(Error::invalid("cursor is not valid for this request"));
+                }
+                let start = position
+                    .into_iter()
+                    .map(|(k, v)| (k, AttributeValue::S(v)))
+                    .collect();
+                let (conversation, page) = tokio::try_join!(
+                    self.conversation(user, id),
+                    self.read_partition_newest_first(&partition, limit + 1, Some(start)),
+                )?;
+                let (items, more) = page;
+                let messages = items.into_iter().map(from_item::<MessageItem>).collect::<Result<Vec<_>, _>>()?;
+                Ok(window(conversation, messages, limit, more))
+            }
+        }
+    }
+
+    /// Reads up to `wanted` items of a conversation's range, newest first, across as many
+    /// 1 MB query pages as that takes. Returns whether items remain after them.
+    async fn read_partition_newest_first(
+        &self,
+        partition: &str,
+        wanted: usize,
+        mut start: Option<Item>,
+    ) -> Result<(Vec<Item>, bool), Error> {
+        let (low, high) = keys::conversation_and_messages_range();
+        let mut items = Vec::with_capacity(wanted);
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                .expression_attribute_values(":pk", s(partition))
+                .expression_attribute_values(":low", s(low))
+                .expression_attribute_values(":high", s(high))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(page_limit(wanted - items.len()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("read conversation", e))?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(next) if items.len() < wanted => start = Some(next),
+                Some(_) => return Ok((items, true)),
+                None => return Ok((items, false)),
+            }
+        }
+    }
+
+    /// One page of a user's conversations from `index`, newest first, optionally only those
+    /// whose title contains `search` (lower case). Returns the page and where to continue.
+    pub async fn list_conversations(
+        &self,
+        index: Index,
+        partition_value: &str,
+        limit: usize,
+        start: Option<Position>,
+        search: Option<&str>,
+    ) -> Result<(Vec<ConversationItem>, Option<Position>), Error> {
+        let mut start: Option<Item> =
+            start.map(|p| p.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect());
+        let mut found: Vec<Item> = Vec::with_capacity(limit + 1);
+        let mut next = None;
+        for page in 1..=MAX_FILTERED_PAGES {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index.name())
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", index.partition_attribute())
+                .expression_attribute_values(":pk", s(partition_value))
+                .scan_index_forward(false)
+                .limit(page_limit(limit + 1 - found.len()))
+                .set_exclusive_start_key(start.take());
+            if let Some(search) = search {
+                query = query
+                    .filter_expression(
+                        "(attribute_exists(titleLower) AND contains(titleLower, :q)) OR \
+                         (attribute_not_exists(titleLower) AND contains(autoTitleLower, :q))",
+                    )
+                    .expression_attribute_values(":q", s(search));
+            }
+            let output = query
+                .send()
+                .await
+                .map_err(|e| store_error("list conversations", e))?;
+            found.extend(output.items.unwrap_or_default());
+            if found.len() > limit {
+                found.truncate(limit);
+                next = found.last().map(|item| position_in(index, item));
+                break;
+            }
+            match output.last_evaluated_key {
+                None => break,
+                Some(last) if page == MAX_FILTERED_PAGES => {
+                    next = Some(position_of(&last));
+                    break;
+                }
+                Some(last) => start = Some(last),
+            }
+        }
+        let conversations = if index.projects_all() {
+            found.into_iter().map(from_item).collect::<Result<Vec<_>, _>>()?
+        } else {
+            self.conversations_by_key(&found).await?
+        };
+        Ok((conversations, next))
+    }
+
+    /// Full conversation items for index entries that hold only keys, in the same order.
+    async fn conversations_by_key(&self, entries: &[Item]) -> Result<Vec<ConversationItem>, Error> {
+        let mut by_partition: HashMap<String, ConversationItem> = HashMap::with_capacity(entries.len());
+        for chunk in entries.chunks(BATCH_GET_MAX) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .map(|entry| {
+                    [keys::PK, keys::SK]
+                        .into_iter()
+                        .filter_map(|k| entry.get(k).map(|v| (k.to_owned(), v.clone())))
+                        .collect()
+                })
+                .collect();
+            for attempt in 1..=BATCH_ATTEMPTS {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::internal("build batch get", e))?;
+                let mut output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("get conversations", e))?;
+                for item in output
+                    .responses
+                    .as_mut()
+                    .and_then(|r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let conversation: ConversationItem = from_item(item)?;
+                    by_partition.insert(conversation.pk.clone(), conversation);
+                }
+                keys = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if keys.is_empty() {
+                    break;
+                }
+                if attempt == BATCH_ATTEMPTS {
+                    return Err(Error::Unavailable("conversations stayed unprocessed".into()));
+                }
+                backoff(attempt).await;
+            }
+        }
+        // An entry whose item was deleted since the index was read is left out.
+        Ok(entries
+            .iter()
+            .filter_map(|entry| match entry.get(keys::PK) {
+                Some(AttributeValue::S(pk)) => by_partition.remove(pk),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Applies `change` to an existing conversation; `None` if it does not exist.
+    pub async fn change_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        change: ConversationChange<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ConversationItem>, Error> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(&keys::conversation_partition(user, id)))
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":now", s(&keys::sortable_time(now)))
+            .return_values(ReturnValue::AllNew);
+        let update = match change {
+            ConversationChange::Rename(title) => update
+                .update_expression("SET title = :title, titleLower = :lower, updatedAt = :now")
+                .expression_attribute_values(":title", s(title.as_str()))
+                .expression_attribute_values(":lower", s(&title.as_str().to_lowercase())),
+            ConversationChange::Archive(archived) => update
+                .update_expression("SET isArchived = :archived, ownerState = :state, updatedAt = :now")
+                .expression_attribute_values(":archived", AttributeValue::Bool(archived))
+                .expression_attribute_values(":state", s(&keys::owner_state(user, archived))),
+            ConversationChange::Tags(tags) => update
+                .update_expression("SET tags = :tags, updatedAt = :now")
+                .expression_attribute_values(
+                    ":tags",
+                    AttributeValue::L(tags.iter().map(|t| s(t)).collect()),
+                ),
+        };
+        match update.send().await {
+            Ok(output) => output.attributes.map(from_item).transpose(),
+            Err(e) if is_conditional_check_failure(&e) => Ok(None),
+            Err(e) => Err(store_error("change conversation", e)),
+        }
+    }
+
+    /// Deletes the conversation's own item, which takes it out of every listing at once.
+    /// Returns false if there was none.
+    pub async fn delete_conversation_item(&self, user: &UserId, id: &ConversationId) -> Result<bool, Error> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(&keys::conversation_partition(user, id)))
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failure(&e) => Ok(false),
+            Err(e) => Err(store_error("delete conversation", e)),
+        }
+    }
+
+    /// Deletes every item left in a conversation's partition, in batches of 25 with bounded
+    /// concurrency, until it is empty (true) or `deadline` passes (false: call again).
+    pub async fn purge_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        deadline: Instant,
+    ) -> Result<bool, Error> {
+        let partition = keys::conversation_partition(user, id);
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s(&partition))
+                .projection_expression("PK, SK")
+                .consistent_read(true)
+                .limit((BATCH_WRITE_MAX * PURGE_CONCURRENCY * 4) as i32)
+                .send()
+                .await
+                .map_err(|e| store_error("read conversation for purge", e))?;
+            let keys = output.items.unwrap_or_default();
+            if keys.is_empty() {
+                return Ok(true);
+            }
+            stream::iter(keys.chunks(BATCH_WRITE_MAX).map(|chunk| self.delete_batch(chunk.to_vec())))
+                .buffer_unordered(PURGE_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+        }
+    }
+
+    async fn delete_batch(&self, keys: Vec<Item>) -> Result<(), Error> {
+        let mut requests = keys
+            .into_iter()
+            .map(|key| {
+                DeleteRequest::builder()
+                    .set_key(Some(key))
+                    .build()
+                    .map(|delete| WriteRequest::builder().delete_request(delete).build())
+                    .map_err(|e| Error::internal("build batch delete", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for attempt in 1..=BATCH_ATTEMPTS {
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| store_error("delete batch", e))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            backoff(attempt).await;
+        }
+        Err(Error::Unavailable("batch delete stayed unprocessed".into()))
+    }
+}
+
+fn window(
+    conversation: Option<ConversationItem>,
+    mut messages: Vec<MessageItem>,
+    limit: usize,
+    more_in_store: bool,
+) -> ConversationWindow {
+    let older_exists = more_in_store || messages.len() > limit;
+    messages.truncate(limit);
+    let older = if older_exists {
+        messages.last().map(|m| {
+            Position::from([
+                (keys::PK.to_owned(), m.pk.clone()),
+                (keys::SK.to_owned(), m.sk.clone()),
+            ])
+        })
+    } else {
+        None
+    };
+    ConversationWindow {
+        conversation,
+        messages_newest_first: messages.into_iter().map(MessageItem::into_message).collect(),
+        older,
+    }
+}
+
+fn is_conversation(item: &Item) -> bool {
+    matches!(item.get(keys::SK), Some(AttributeValue::S(sk)) if sk == keys::CONVERSATION_SK)
+}
+
+/// Where an item stands in `index`: the attributes DynamoDB needs to continue after it.
+fn position_in(index: Index, item: &Item) -> Position {
+    index
+        .key_attributes()
+        .into_iter()
+        .filter_map(|name| match item.get(name) {
+            Some(AttributeValue::S(value)) => Some((name.to_owned(), value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn position_of(key: &Item) -> Position {
+    key.iter()
+        .filter_map(|(name, value)| match value {
+            AttributeValue::S(value) => Some((name.clone(), value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A query's `Limit`: what is still wanted, within the 1..=1000 the design ever asks for.
+fn page_limit(wanted: usize) -> i32 {
+    wanted.clamp(1, 1000) as i32
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn put_new(table: &str, item: Item) -> Result<Put, Error> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(PK)")
+        .build()
+        .map_err(|e| Error::internal("build put", e))
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<Item, Error> {
+    serde_dynamo::to_item(value).map_err(|e| Error::internal("encode item", e))
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, Error> {
+    serde_dynamo::from_item(item).map_err(|e| Error::internal("decode item", e))
+}
+
+fn is_conditional_check_failure<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    error.code() == Some("ConditionalCheckFailedException")
+}
+
+/// Throttling is the client's to retry (503); anything else is ours (500).
+fn store_error<E, R>(context: &'static str, error: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let throttled = matches!(
+        error.code(),
+        Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded")
+    );
+    if throttled {
+        Error::Unavailable(Box::new(error))
+    } else {
+        Error::internal(context, error)
+    }
+}
+
+/// Exponential backoff with full jitter, for the retries the SDK cannot do for us
+/// (cancelled transactions and the unprocessed part of batch calls).
+async fn backoff(attempt: u32) {
+    let cap_ms = 20u64 << attempt.min(6);
+    let sleep_ms = rand::random_range(0..=cap_ms);
+    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+}
