@@ -1,1 +1,10 @@
+//! The local runner: the API on localhost against local servers, for development and tests.
 
+pub mod gateway;
+pub mod table;
+pub mod template;
+pub mod token;
+
+pub use gateway::{Endpoint, Gateway};
+pub use template::Template;
+pub use token::Tokens;

@@ -50,10 +50,9 @@ impl Config {
         }
         let delete_purge_budget = match lookup("DELETE_PURGE_BUDGET_MS") {
             None => DEFAULT_PURGE_BUDGET,
-            Some(ms) => ms
-                .parse()
-                .map(Duration::from_millis)
-                .map_err(|_| Error::Config("DELETE_PURGE_BUDGET_MS must be a whole number".into()))?,
+            Some(ms) => ms.parse().map(Duration::from_millis).map_err(|_| {
+                Error::Config("DELETE_PURGE_BUDGET_MS must be a whole number".into())
+            })?,
         };
         Ok(Self {
             table_name: required("TABLE_NAME")?,
@@ -69,8 +68,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| vars.get(name).cloned()
     }
 
@@ -82,7 +83,8 @@ mod tests {
 
     #[test]
     fn a_short_cursor_secret_is_refused() {
-        let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("CURSOR_SECRET", "short")])).unwrap_err();
+        let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("CURSOR_SECRET", "short")]))
+            .unwrap_err();
         assert!(err.to_string().contains("CURSOR_SECRET"));
     }
 }

@@ -33,7 +33,9 @@ struct Payload {
 
 impl CursorSigner {
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: secret.to_vec() }
+        Self {
+            key: secret.to_vec(),
+        }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -97,9 +99,14 @@ mod tests {
         let signer = CursorSigner::new(b"secret");
         let cursor = signer.encode("alice/list", position());
         let (_, signature) = cursor.split_once('.').unwrap();
-        let forged_body = URL_SAFE_NO_PAD.encode(br#"{"s":"alice/list","p":{"PK":"USER#bob#CONV#1"}}"#);
-        assert!(signer.decode("alice/list", &format!("{forged_body}.{signature}")).is_err());
+        let forged_body =
+            URL_SAFE_NO_PAD.encode(br#"{"s":"alice/list","p":{"PK":"USER#bob#CONV#1"}}"#);
+        assert!(signer
+            .decode("alice/list", &format!("{forged_body}.{signature}"))
+            .is_err());
         assert!(signer.decode("alice/list", "garbage").is_err());
-        assert!(CursorSigner::new(b"other").decode("alice/list", &cursor).is_err());
+        assert!(CursorSigner::new(b"other")
+            .decode("alice/list", &cursor)
+            .is_err());
     }
 }

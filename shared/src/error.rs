@@ -41,7 +41,10 @@ impl Error {
         Self::Invalid(message.into())
     }
 
-    pub fn internal(context: &'static str, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+    pub fn internal(
+        context: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
         Self::Internal {
             context,
             source: source.into(),
@@ -59,4 +62,14 @@ pub fn chain(error: &dyn StdError) -> String {
         source = cause.source();
     }
     text
+}
+
+/// How an error reaches Lambda when a function (not an HTTP handler) fails an invocation.
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(error: Error) -> Self {
+        Self {
+            error_type: "numina::Error".to_owned(),
+            error_message: chain(&error),
+        }
+    }
 }

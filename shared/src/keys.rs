@@ -87,6 +87,16 @@ pub fn conversation_partition(user: &UserId, conversation: &ConversationId) -> S
     format!("USER#{user}#CONV#{conversation}")
 }
 
+/// The owner and conversation of a conversation partition key (as a table stream reports it).
+pub fn parse_conversation_partition(partition: &str) -> Option<(UserId, ConversationId)> {
+    let rest = partition.strip_prefix("USER#")?;
+    let (user, conversation) = rest.split_once("#CONV#")?;
+    Some((
+        UserId::parse(user).ok()?,
+        ConversationId::parse(conversation).ok()?,
+    ))
+}
+
 pub fn message_sort_key(timestamp: DateTime<Utc>, message: &MessageId) -> String {
     format!("{MESSAGE_PREFIX}{}#{message}", sortable_time(timestamp))
 }
@@ -119,11 +129,16 @@ pub mod sortable {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        time: &DateTime<Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&super::sortable_time(*time))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         let raw = String::deserialize(deserializer)?;
         DateTime::parse_from_rfc3339(&raw)
             .map(|t| t.with_timezone(&Utc))
@@ -165,6 +180,21 @@ mod tests {
         assert!(sortable_time(a) < sortable_time(b));
         assert!(sortable_time(b) < sortable_time(c));
         assert_eq!(sortable_time(a).len(), sortable_time(b).len());
+    }
+
+    #[test]
+    fn a_conversation_partition_parses_back_into_its_owner_and_id() {
+        let conversation = ConversationId::generate();
+        let partition = conversation_partition(&user(), &conversation);
+        assert_eq!(
+            parse_conversation_partition(&partition),
+            Some((user(), conversation))
+        );
+        assert_eq!(parse_conversation_partition("USER#alice"), None);
+        assert_eq!(
+            parse_conversation_partition("USER#a#b#CONV#not-a-uuid"),
+            None
+        );
     }
 
     #[test]

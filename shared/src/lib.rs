@@ -10,6 +10,8 @@ pub mod http;
 pub mod keys;
 pub mod model;
 pub mod service;
+pub mod state;
 pub mod store;
+pub mod streams;
 
 pub use error::Error;

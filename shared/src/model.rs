@@ -38,9 +38,9 @@ impl UserId {
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let valid = !raw.is_empty()
             && raw.len() <= 128
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '|'));
+            && raw.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '|')
+            });
         if valid {
             Ok(Self(raw.to_owned()))
         } else {
@@ -75,7 +75,9 @@ impl fmt::Display for UserId {
 macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("Identifies one ", $what, ".")]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(Uuid);
 
@@ -196,7 +198,9 @@ impl Tags {
             }
         }
         if tags.len() > MAX_TAGS {
-            return Err(Error::invalid(format!("at most {MAX_TAGS} tags are allowed")));
+            return Err(Error::invalid(format!(
+                "at most {MAX_TAGS} tags are allowed"
+            )));
         }
         Ok(Self(tags))
     }
@@ -272,7 +276,9 @@ impl NewMessage {
                 "each attachment must be 1 to {MAX_ATTACHMENT_CHARS} characters"
             )));
         }
-        let metadata_bytes = serde_json::to_vec(&metadata).map(|v| v.len()).unwrap_or(usize::MAX);
+        let metadata_bytes = serde_json::to_vec(&metadata)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if metadata_bytes > MAX_METADATA_BYTES {
             return Err(Error::TooLarge(format!(
                 "metadata is {metadata_bytes} bytes as JSON; the limit is {MAX_METADATA_BYTES} bytes"
@@ -370,7 +376,10 @@ mod tests {
 
     #[test]
     fn derived_titles_keep_the_first_line_and_cut_at_a_word() {
-        assert_eq!(Title::derived_from("\n  Hello there\nsecond").as_str(), "Hello there");
+        assert_eq!(
+            Title::derived_from("\n  Hello there\nsecond").as_str(),
+            "Hello there"
+        );
         let long = "word ".repeat(30);
         let title = Title::derived_from(&long);
         assert!(title.as_str().ends_with('…'));

@@ -80,7 +80,13 @@ impl Conversations {
         tags: Tags,
         now: DateTime<Utc>,
     ) -> Result<Conversation, Error> {
-        let item = ConversationItem::new(user, ConversationId::generate(), title.as_ref(), tags.into_vec(), now);
+        let item = ConversationItem::new(
+            user,
+            ConversationId::generate(),
+            title.as_ref(),
+            tags.into_vec(),
+            now,
+        );
         self.store.put_new_conversation(&item).await?;
         Ok(item.into())
     }
@@ -104,11 +110,19 @@ impl Conversations {
             timestamp: now,
             attachments: new.attachments,
             metadata: new.metadata,
-            client_message_id: new.client_message_id.as_ref().map(|c| c.as_str().to_owned()),
+            client_message_id: new
+                .client_message_id
+                .as_ref()
+                .map(|c| c.as_str().to_owned()),
         };
         match self
             .store
-            .append_message(user, &message, new.client_message_id.as_ref(), auto_title.as_ref())
+            .append_message(
+                user,
+                &message,
+                new.client_message_id.as_ref(),
+                auto_title.as_ref(),
+            )
             .await?
         {
             AppendOutcome::Stored => Ok(Appended {
@@ -124,7 +138,11 @@ impl Conversations {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn list(&self, user: &UserId, request: ListRequest) -> Result<Page<Conversation>, Error> {
+    pub async fn list(
+        &self,
+        user: &UserId,
+        request: ListRequest,
+    ) -> Result<Page<Conversation>, Error> {
         let (index, partition) = match (request.sort, request.filter) {
             (SortOrder::LastActivity, ArchiveFilter::All) => (Index::ByActivity, keys::owner(user)),
             (SortOrder::LastActivity, ArchiveFilter::ActiveOnly) => {
@@ -194,14 +212,19 @@ impl Conversations {
         let start = older_than
             .map(|cursor| self.cursors.decode(&scope, cursor))
             .transpose()?;
-        let window = self.store.conversation_window(user, id, limit, start).await?;
+        let window = self
+            .store
+            .conversation_window(user, id, limit, start)
+            .await?;
         let conversation = window.conversation.ok_or(Error::NotFound)?;
         let mut messages = window.messages_newest_first;
         messages.reverse();
         Ok(ConversationWithMessages {
             conversation: conversation.into(),
             messages,
-            older_messages: window.older.map(|position| self.cursors.encode(&scope, position)),
+            older_messages: window
+                .older
+                .map(|position| self.cursors.encode(&scope, position)),
         })
     }
 
@@ -213,7 +236,8 @@ impl Conversations {
         title: Title,
         now: DateTime<Utc>,
     ) -> Result<Conversation, Error> {
-        self.change(user, id, ConversationChange::Rename(&title), now).await
+        self.change(user, id, ConversationChange::Rename(&title), now)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(conversation = %id))]
@@ -224,7 +248,8 @@ impl Conversations {
         archived: bool,
         now: DateTime<Utc>,
     ) -> Result<Conversation, Error> {
-        self.change(user, id, ConversationChange::Archive(archived), now).await
+        self.change(user, id, ConversationChange::Archive(archived), now)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(conversation = %id))]
@@ -236,7 +261,8 @@ impl Conversations {
         now: DateTime<Utc>,
     ) -> Result<Conversation, Error> {
         let tags = tags.into_vec();
-        self.change(user, id, ConversationChange::Tags(&tags), now).await
+        self.change(user, id, ConversationChange::Tags(&tags), now)
+            .await
     }
 
     async fn change(
@@ -273,8 +299,15 @@ impl Conversations {
     }
 
     /// Removes what is left of a deleted conversation; true once nothing is.
-    pub async fn purge(&self, user: &UserId, id: &ConversationId, budget: Duration) -> Result<bool, Error> {
-        self.store.purge_conversation(user, id, Instant::now() + budget).await
+    pub async fn purge(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        budget: Duration,
+    ) -> Result<bool, Error> {
+        self.store
+            .purge_conversation(user, id, Instant::now() + budget)
+            .await
     }
 }
 

@@ -19,7 +19,9 @@ use tokio::time::Instant;
 use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
-use crate::model::{ClientMessageId, ConversationId, Message, MessageId, Metadata, Role, Title, UserId};
+use crate::model::{
+    ClientMessageId, ConversationId, Message, MessageId, Metadata, Role, Title, UserId,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -31,6 +33,8 @@ const BATCH_GET_MAX: usize = 100;
 const PURGE_CONCURRENCY: usize = 4;
 /// Query pages a filtered listing reads before it hands back a cursor with what it found.
 const MAX_FILTERED_PAGES: usize = 8;
+/// Items a filtered listing evaluates per query page.
+const FILTERED_PAGE_ITEMS: usize = 200;
 /// Attempts for a transaction that lost a race with another one on the same conversation.
 const TRANSACTION_ATTEMPTS: u32 = 6;
 /// Attempts for the unprocessed part of a batch call.
@@ -302,7 +306,9 @@ impl Store {
                     .collect(),
                 _ => return Err(store_error("append message", error)),
             };
-            let failed = |i: usize| reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
+            let failed = |i: usize| {
+                reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
+            };
             if failed(0) {
                 return Ok(AppendOutcome::ConversationMissing);
             }
@@ -310,9 +316,12 @@ impl Store {
                 let client_id = client_id.expect("only a client id record sits at index 2");
                 return self.replayed_message(&partition, client_id).await;
             }
-            let conflicted = reasons
-                .iter()
-                .any(|c| matches!(c.as_deref(), Some("TransactionConflict" | "ThrottlingError")));
+            let conflicted = reasons.iter().any(|c| {
+                matches!(
+                    c.as_deref(),
+                    Some("TransactionConflict" | "ThrottlingError")
+                )
+            });
             if !conflicted || attempt == TRANSACTION_ATTEMPTS {
                 return Err(store_error("append message", error));
             }
@@ -358,10 +367,13 @@ impl Store {
         user: &UserId,
         id: &ConversationId,
     ) -> Result<Option<ConversationItem>, Error> {
-        self.get(&keys::conversation_partition(user, id), keys::CONVERSATION_SK)
-            .await?
-            .map(from_item)
-            .transpose()
+        self.get(
+            &keys::conversation_partition(user, id),
+            keys::CONVERSATION_SK,
+        )
+        .await?
+        .map(from_item)
+        .transpose()
     }
 
     /// The conversation and its newest `limit` messages in one descending query (the
@@ -377,15 +389,19 @@ impl Store {
         let partition = keys::conversation_partition(user, id);
         match older_than {
             None => {
-                let (items, more) = self.read_partition_newest_first(&partition, limit + 2, None).await?;
+                let (items, more) = self
+                    .read_partition_newest_first(&partition, limit + 2, None)
+                    .await?;
                 let mut items = items.into_iter().peekable();
                 let conversation = match items.peek() {
-                    Some(first) if is_conversation(first) => {
-                        Some(from_item::<ConversationItem>(items.next().expect("peeked"))?)
-                    }
+                    Some(first) if is_conversation(first) => Some(from_item::<ConversationItem>(
+                        items.next().expect("peeked"),
+                    )?),
                     _ => None,
                 };
-                let messages = items.map(from_item::<MessageItem>).collect::<Result<Vec<_>, _>>()?;
+                let messages = items
+                    .map(from_item::<MessageItem>)
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(window(conversation, messages, limit, more))
             }
             Some(position) => {
@@ -401,7 +417,10 @@ impl Store {
                     self.read_partition_newest_first(&partition, limit + 1, Some(start)),
                 )?;
                 let (items, more) = page;
-                let messages = items.into_iter().map(from_item::<MessageItem>).collect::<Result<Vec<_>, _>>()?;
+                let messages = items
+                    .into_iter()
+                    .map(from_item::<MessageItem>)
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(window(conversation, messages, limit, more))
             }
         }
@@ -452,8 +471,11 @@ impl Store {
         start: Option<Position>,
         search: Option<&str>,
     ) -> Result<(Vec<ConversationItem>, Option<Position>), Error> {
-        let mut start: Option<Item> =
-            start.map(|p| p.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect());
+        let mut start: Option<Item> = start.map(|p| {
+            p.into_iter()
+                .map(|(k, v)| (k, AttributeValue::S(v)))
+                .collect()
+        });
         let mut found: Vec<Item> = Vec::with_capacity(limit + 1);
         let mut next = None;
         for page in 1..=MAX_FILTERED_PAGES {
@@ -466,7 +488,11 @@ impl Store {
                 .expression_attribute_names("#pk", index.partition_attribute())
                 .expression_attribute_values(":pk", s(partition_value))
                 .scan_index_forward(false)
-                .limit(page_limit(limit + 1 - found.len()))
+                .limit(match search {
+                    // A filter drops items after the read: read wide pages, keep what matches.
+                    Some(_) => page_limit(FILTERED_PAGE_ITEMS),
+                    None => page_limit(limit + 1 - found.len()),
+                })
                 .set_exclusive_start_key(start.take());
             if let Some(search) = search {
                 query = query
@@ -496,7 +522,10 @@ impl Store {
             }
         }
         let conversations = if index.projects_all() {
-            found.into_iter().map(from_item).collect::<Result<Vec<_>, _>>()?
+            found
+                .into_iter()
+                .map(from_item)
+                .collect::<Result<Vec<_>, _>>()?
         } else {
             self.conversations_by_key(&found).await?
         };
@@ -505,7 +534,8 @@ impl Store {
 
     /// Full conversation items for index entries that hold only keys, in the same order.
     async fn conversations_by_key(&self, entries: &[Item]) -> Result<Vec<ConversationItem>, Error> {
-        let mut by_partition: HashMap<String, ConversationItem> = HashMap::with_capacity(entries.len());
+        let mut by_partition: HashMap<String, ConversationItem> =
+            HashMap::with_capacity(entries.len());
         for chunk in entries.chunks(BATCH_GET_MAX) {
             let mut keys: Vec<Item> = chunk
                 .iter()
@@ -547,7 +577,9 @@ impl Store {
                     break;
                 }
                 if attempt == BATCH_ATTEMPTS {
-                    return Err(Error::Unavailable("conversations stayed unprocessed".into()));
+                    return Err(Error::Unavailable(
+                        "conversations stayed unprocessed".into(),
+                    ));
                 }
                 backoff(attempt).await;
             }
@@ -585,7 +617,9 @@ impl Store {
                 .expression_attribute_values(":title", s(title.as_str()))
                 .expression_attribute_values(":lower", s(&title.as_str().to_lowercase())),
             ConversationChange::Archive(archived) => update
-                .update_expression("SET isArchived = :archived, ownerState = :state, updatedAt = :now")
+                .update_expression(
+                    "SET isArchived = :archived, ownerState = :state, updatedAt = :now",
+                )
                 .expression_attribute_values(":archived", AttributeValue::Bool(archived))
                 .expression_attribute_values(":state", s(&keys::owner_state(user, archived))),
             ConversationChange::Tags(tags) => update
@@ -604,7 +638,11 @@ impl Store {
 
     /// Deletes the conversation's own item, which takes it out of every listing at once.
     /// Returns false if there was none.
-    pub async fn delete_conversation_item(&self, user: &UserId, id: &ConversationId) -> Result<bool, Error> {
+    pub async fn delete_conversation_item(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<bool, Error> {
         let result = self
             .client
             .delete_item()
@@ -631,6 +669,9 @@ impl Store {
     ) -> Result<bool, Error> {
         let partition = keys::conversation_partition(user, id);
         loop {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
             let output = self
                 .client
                 .query()
@@ -647,13 +688,13 @@ impl Store {
             if keys.is_empty() {
                 return Ok(true);
             }
-            stream::iter(keys.chunks(BATCH_WRITE_MAX).map(|chunk| self.delete_batch(chunk.to_vec())))
+            let batches: Vec<Vec<Item>> =
+                keys.chunks(BATCH_WRITE_MAX).map(<[Item]>::to_vec).collect();
+            stream::iter(batches)
+                .map(|batch| self.delete_batch(batch))
                 .buffer_unordered(PURGE_CONCURRENCY)
                 .try_collect::<Vec<()>>()
                 .await?;
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
         }
     }
 
@@ -709,7 +750,10 @@ fn window(
     };
     ConversationWindow {
         conversation,
-        messages_newest_first: messages.into_iter().map(MessageItem::into_message).collect(),
+        messages_newest_first: messages
+            .into_iter()
+            .map(MessageItem::into_message)
+            .collect(),
         older,
     }
 }
@@ -777,7 +821,11 @@ where
 {
     let throttled = matches!(
         error.code(),
-        Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded")
+        Some(
+            "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+        )
     );
     if throttled {
         Error::Unavailable(Box::new(error))

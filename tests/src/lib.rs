@@ -1,1 +1,205 @@
+//! What every end-to-end test needs: the real local servers (started by `scripts/test.sh`),
+//! the local gateway serving the real handlers on a free port, and users with tokens.
+//! Each test makes its own users, so tests run in parallel and never see each other's data.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use local::{Gateway, Template, Tokens};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use shared::config::Config;
+use shared::http::State;
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn template() -> Template {
+    Template::load(&workspace_root().join("template.yaml")).expect("template.yaml parses")
+}
+
+/// Handler state against the local DynamoDB server, configured as the functions are.
+pub async fn state() -> State {
+    let missing = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run the tests through scripts/test.sh, which starts the local servers")
+        })
+    };
+    missing("AWS_ENDPOINT_URL");
+    let config = Config::from_env().expect("scripts/env.sh sets TABLE_NAME and CURSOR_SECRET");
+    let sdk = aws_config::load_from_env().await;
+    State::new(config, aws_sdk_dynamodb::Client::new(&sdk))
+}
+
+/// A fresh user id, unique to the calling test.
+pub fn new_user() -> String {
+    format!("user-{}", uuid::Uuid::new_v4())
+}
+
+/// The local API, serving the template's routes on a free port of 127.0.0.1.
+pub struct LocalApi {
+    pub base: String,
+    pub tokens: Tokens,
+    pub state: State,
+    client: reqwest::Client,
+}
+
+impl LocalApi {
+    pub async fn start() -> Self {
+        let state = state().await;
+        let tokens = Tokens::new("test-secret");
+        let routes = template().routes().expect("template routes");
+        let gateway = Gateway::new(&routes, state.clone(), tokens.clone())
+            .expect("every route has a handler");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let base = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(gateway.serve(listener));
+        Self {
+            base,
+            tokens,
+            state,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// A client acting as `user`.
+    pub fn as_user(&self, user: &str) -> Client {
+        Client {
+            base: self.base.clone(),
+            token: Some(self.tokens.mint(user, 3600)),
+            http: self.client.clone(),
+        }
+    }
+
+    /// A client that sends no token.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            base: self.base.clone(),
+            token: None,
+            http: self.client.clone(),
+        }
+    }
+}
+
+/// An HTTP client of the local API for one user.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// A response: its status and its JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code of an error response.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+impl Client {
+    pub async fn send(&self, method: Method, path: &str, body: Option<&str>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.expect("the local API answers");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
+        };
+        Reply { status, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(&body.to_string())).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PUT, path, Some(&body.to_string())).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// Creates a conversation and returns its id.
+    pub async fn create_conversation(&self, title: Option<&str>) -> String {
+        let body = match title {
+            Some(title) => serde_json::json!({ "title": title }),
+            None => serde_json::json!({}),
+        };
+        let reply = self.post("/conversations", body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        reply.body["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Adds a user message and returns the stored message.
+    pub async fn say(&self, conversation: &str, content: &str) -> Value {
+        let reply = self
+            .post(
+                &format!("/conversations/{conversation}/messages"),
+                serde_json::json!({ "role": "user", "content": content }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        reply.body
+    }
+}
+
+/// Every item the table holds under a user's conversation partition, as raw attribute maps:
+/// the ground truth for "nothing was written" assertions.
+pub async fn items_of_conversation(
+    state: &State,
+    user: &str,
+    conversation: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
+    let user = shared::model::UserId::parse(user).expect("a valid user id");
+    let conversation = shared::model::ConversationId::parse(conversation).expect("a UUID");
+    let partition = shared::keys::conversation_partition(&user, &conversation);
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let output = client
+            .query()
+            .table_name(&state.config.table_name)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(partition.clone()))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("query the partition");
+        items.extend(output.items.unwrap_or_default());
+        start = output.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}

@@ -7,54 +7,23 @@ pub mod wire;
 
 use std::convert::Infallible;
 
-use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, SubsecRound, Utc};
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::cursor::CursorSigner;
 use crate::error::{chain, Error};
 use crate::model::{ArchiveFilter, NewMessage, SortOrder, Tags, Title};
 use crate::service::{
-    Conversations, ListRequest, DEFAULT_MESSAGE_WINDOW, DEFAULT_PAGE_SIZE, MAX_LEGACY_PAGE,
-    MAX_MESSAGE_WINDOW, MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
+    ListRequest, DEFAULT_MESSAGE_WINDOW, DEFAULT_PAGE_SIZE, MAX_LEGACY_PAGE, MAX_MESSAGE_WINDOW,
+    MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
 };
-use crate::store::Store;
+pub use crate::state::State;
 use request::{caller, conversation_id, json_body, optional_json_body, Query};
 use wire::{
-    AddMessageBody, ArchiveBody, ConversationListView, ConversationView, ConversationWithMessagesView,
-    CreateConversationBody, ErrorBody, ErrorDetail, MessageView, RenameBody, TagsBody,
+    AddMessageBody, ArchiveBody, ConversationListView, ConversationView,
+    ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail, MessageView,
+    RenameBody, TagsBody,
 };
-
-/// What every handler needs, built once per cold start.
-#[derive(Clone)]
-pub struct State {
-    pub conversations: Conversations,
-    pub config: Config,
-}
-
-impl State {
-    /// Reads the configuration and builds the SDK clients from the environment (in AWS, the
-    /// function's role and region; locally, `AWS_ENDPOINT_URL` points at the local servers).
-    pub async fn from_env() -> Result<Self, Error> {
-        let config = Config::from_env()?;
-        let sdk = aws_config::load_from_env().await;
-        Ok(Self::new(config, Client::new(&sdk)))
-    }
-
-    pub fn new(config: Config, dynamodb: Client) -> Self {
-        let store = Store::new(dynamodb, config.table_name.clone());
-        let conversations = Conversations::new(store, CursorSigner::new(&config.cursor_secret));
-        Self { conversations, config }
-    }
-
-    /// The time of this request, at the precision the store keeps.
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now().trunc_subsecs(6)
-    }
-}
 
 type HandlerResult = Result<Response<Body>, Infallible>;
 
@@ -80,14 +49,24 @@ pub async fn list_conversations(state: &State, request: Request) -> HandlerResul
             Some("createdAt") => SortOrder::CreatedAt,
             Some(_) => return Err(Error::invalid("sort must be lastActivity or createdAt")),
         };
-        let search = query.text("search")?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        if search.as_ref().is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS) {
-            return Err(Error::invalid(format!("search must be at most {MAX_SEARCH_CHARS} characters")));
+        let search = query
+            .text("search")?
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        if search
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
+        {
+            return Err(Error::invalid(format!(
+                "search must be at most {MAX_SEARCH_CHARS} characters"
+            )));
         }
         let list = ListRequest {
             filter,
             sort,
-            limit: query.number("limit", 1, MAX_PAGE_SIZE)?.unwrap_or(DEFAULT_PAGE_SIZE),
+            limit: query
+                .number("limit", 1, MAX_PAGE_SIZE)?
+                .unwrap_or(DEFAULT_PAGE_SIZE),
             cursor: query.text("cursor")?,
             search,
             page: query.number("page", 1, MAX_LEGACY_PAGE)?,
@@ -121,8 +100,14 @@ pub async fn get_conversation(state: &State, request: Request) -> HandlerResult 
             .number("messageLimit", 1, MAX_MESSAGE_WINDOW)?
             .unwrap_or(DEFAULT_MESSAGE_WINDOW);
         let before = query.text("before")?;
-        let found = state.conversations.get(&user, &id, limit, before.as_deref()).await?;
-        Ok(json(StatusCode::OK, &ConversationWithMessagesView::from(&found)))
+        let found = state
+            .conversations
+            .get(&user, &id, limit, before.as_deref())
+            .await?;
+        Ok(json(
+            StatusCode::OK,
+            &ConversationWithMessagesView::from(&found),
+        ))
     })
     .await
 }
@@ -134,7 +119,10 @@ pub async fn create_conversation(state: &State, request: Request) -> HandlerResu
         let body: CreateConversationBody = optional_json_body(&request)?.unwrap_or_default();
         let title = body.title.as_deref().map(Title::parse).transpose()?;
         let tags = Tags::parse(&body.tags)?;
-        let conversation = state.conversations.create(&user, title, tags, state.now()).await?;
+        let conversation = state
+            .conversations
+            .create(&user, title, tags, state.now())
+            .await?;
         let mut response = json(StatusCode::CREATED, &ConversationView::from(&conversation));
         if let Ok(location) = format!("/conversations/{}", conversation.id).parse() {
             response.headers_mut().insert(header::LOCATION, location);
@@ -157,8 +145,15 @@ pub async fn add_message(state: &State, request: Request) -> HandlerResult {
             body.metadata,
             body.client_message_id.as_deref(),
         )?;
-        let appended = state.conversations.add_message(&user, &id, message, state.now()).await?;
-        let status = if appended.replayed { StatusCode::OK } else { StatusCode::CREATED };
+        let appended = state
+            .conversations
+            .add_message(&user, &id, message, state.now())
+            .await?;
+        let status = if appended.replayed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
         Ok(json(status, &MessageView::from(&appended.message)))
     })
     .await
@@ -171,7 +166,10 @@ pub async fn rename_conversation(state: &State, request: Request) -> HandlerResu
         let id = conversation_id(&request)?;
         let body: RenameBody = json_body(&request)?;
         let title = Title::parse(&body.title)?;
-        let conversation = state.conversations.rename(&user, &id, title, state.now()).await?;
+        let conversation = state
+            .conversations
+            .rename(&user, &id, title, state.now())
+            .await?;
         Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
     })
     .await
@@ -184,7 +182,10 @@ pub async fn archive_conversation(state: &State, request: Request) -> HandlerRes
         let user = caller(&request)?;
         let id = conversation_id(&request)?;
         let archived = optional_json_body::<ArchiveBody>(&request)?.is_none_or(|b| b.archived);
-        let conversation = state.conversations.set_archived(&user, &id, archived, state.now()).await?;
+        let conversation = state
+            .conversations
+            .set_archived(&user, &id, archived, state.now())
+            .await?;
         Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
     })
     .await
@@ -197,7 +198,10 @@ pub async fn set_conversation_tags(state: &State, request: Request) -> HandlerRe
         let id = conversation_id(&request)?;
         let body: TagsBody = json_body(&request)?;
         let tags = Tags::parse(&body.tags)?;
-        let conversation = state.conversations.set_tags(&user, &id, tags, state.now()).await?;
+        let conversation = state
+            .conversations
+            .set_tags(&user, &id, tags, state.now())
+            .await?;
         Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
     })
     .await
@@ -221,7 +225,9 @@ pub async fn delete_conversation(state: &State, request: Request) -> HandlerResu
 }
 
 /// Runs a handler body and turns its error, if any, into the API's error response.
-async fn respond(work: impl std::future::Future<Output = Result<Response<Body>, Error>>) -> HandlerResult {
+async fn respond(
+    work: impl std::future::Future<Output = Result<Response<Body>, Error>>,
+) -> HandlerResult {
     Ok(work.await.unwrap_or_else(|error| error_response(&error)))
 }
 
@@ -244,7 +250,9 @@ pub fn error_response(error: &Error) -> Response<Body> {
         Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         Error::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        Error::Internal { .. } | Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        Error::Internal { .. } | Error::Config(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
     };
     let message = if status.is_server_error() {
         tracing::error!(error = %chain(error), "request failed");

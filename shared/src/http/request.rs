@@ -22,7 +22,10 @@ pub fn caller(request: &Request) -> Result<UserId, Error> {
             .cloned(),
         _ => None,
     };
-    sub.as_deref().map(UserId::parse).transpose()?.ok_or(Error::Unauthenticated)
+    sub.as_deref()
+        .map(UserId::parse)
+        .transpose()?
+        .ok_or(Error::Unauthenticated)
 }
 
 /// The `{id}` path parameter.

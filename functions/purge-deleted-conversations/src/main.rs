@@ -1,0 +1,16 @@
+//! Lambda function for `shared::streams::purge_deleted_conversations`, fed by the table's
+//! stream (removals of conversation items only, by the template's event filter).
+
+use lambda_runtime::{run, service_fn, Error};
+use shared::state::State;
+use shared::streams::purge_deleted_conversations;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let state = State::from_env().await?;
+    run(service_fn(|event| {
+        purge_deleted_conversations(&state, event)
+    }))
+    .await
+}

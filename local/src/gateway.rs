@@ -1,0 +1,308 @@
+//! A small local stand-in for API Gateway's HTTP API: verifies the bearer token, matches the
+//! template's routes, builds the same version 2.0 event API Gateway sends to Lambda, and runs
+//! it through `lambda_http`'s own event parsing into the same handler the function runs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body as AxumBody};
+use axum::extract::{Request as AxumRequest, State as AxumState};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::Utc;
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+use shared::http::{self as handlers, State};
+use tokio::net::TcpListener;
+
+use crate::template::Route;
+use crate::token::Tokens;
+
+/// API Gateway's payload limit for HTTP APIs.
+const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// The handler each function binary runs, by binary name (as in the template's
+/// `Metadata.BuildProperties.Binary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ListConversations,
+    GetConversation,
+    CreateConversation,
+    AddMessage,
+    RenameConversation,
+    ArchiveConversation,
+    SetConversationTags,
+    DeleteConversation,
+}
+
+impl Endpoint {
+    pub fn for_binary(binary: &str) -> Option<Self> {
+        Some(match binary {
+            "list-conversations" => Self::ListConversations,
+            "get-conversation" => Self::GetConversation,
+            "create-conversation" => Self::CreateConversation,
+            "add-message" => Self::AddMessage,
+            "rename-conversation" => Self::RenameConversation,
+            "archive-conversation" => Self::ArchiveConversation,
+            "set-conversation-tags" => Self::SetConversationTags,
+            "delete-conversation" => Self::DeleteConversation,
+            _ => return None,
+        })
+    }
+
+    /// Runs the endpoint's handler, exactly as its Lambda binary does.
+    pub async fn call(self, state: &State, request: Request) -> Response<Body> {
+        let result = match self {
+            Self::ListConversations => handlers::list_conversations(state, request).await,
+            Self::GetConversation => handlers::get_conversation(state, request).await,
+            Self::CreateConversation => handlers::create_conversation(state, request).await,
+            Self::AddMessage => handlers::add_message(state, request).await,
+            Self::RenameConversation => handlers::rename_conversation(state, request).await,
+            Self::ArchiveConversation => handlers::archive_conversation(state, request).await,
+            Self::SetConversationTags => handlers::set_conversation_tags(state, request).await,
+            Self::DeleteConversation => handlers::delete_conversation(state, request).await,
+        };
+        match result {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+struct CompiledRoute {
+    method: String,
+    pattern: String,
+    segments: Vec<Segment>,
+    endpoint: Endpoint,
+}
+
+enum Segment {
+    Literal(String),
+    Parameter(String),
+}
+
+impl CompiledRoute {
+    fn new(route: &Route) -> Result<Self, String> {
+        let endpoint = Endpoint::for_binary(&route.binary)
+            .ok_or_else(|| format!("no handler for binary {}", route.binary))?;
+        let segments = split(&route.path)
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => Segment::Parameter(name.to_owned()),
+                    None => Segment::Literal(s.to_owned()),
+                },
+            )
+            .collect();
+        Ok(Self {
+            method: route.method.clone(),
+            pattern: route.path.clone(),
+            segments,
+            endpoint,
+        })
+    }
+
+    /// The path parameters if `path` matches, with how many literal segments matched.
+    fn capture(&self, path: &str) -> Option<(usize, HashMap<String, String>)> {
+        let parts: Vec<&str> = split(path).collect();
+        if parts.len() != self.segments.len() {
+            return None;
+        }
+        let mut parameters = HashMap::new();
+        let mut literals = 0;
+        for (segment, part) in self.segments.iter().zip(parts) {
+            match segment {
+                Segment::Literal(text) if text == part => literals += 1,
+                Segment::Literal(_) => return None,
+                Segment::Parameter(name) => {
+                    parameters.insert(name.clone(), part.to_owned());
+                }
+            }
+        }
+        Some((literals, parameters))
+    }
+}
+
+fn split(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+/// The local API.
+pub struct Gateway {
+    routes: Vec<CompiledRoute>,
+    state: State,
+    tokens: Tokens,
+}
+
+impl Gateway {
+    pub fn new(routes: &[Route], state: State, tokens: Tokens) -> Result<Self, String> {
+        Ok(Self {
+            routes: routes
+                .iter()
+                .map(CompiledRoute::new)
+                .collect::<Result<_, _>>()?,
+            state,
+            tokens,
+        })
+    }
+
+    /// Serves until the process ends.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        let app = Router::new().fallback(handle).with_state(Arc::new(self));
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    }
+
+    /// The route for a request, the most specific first (literal segments beat parameters,
+    /// as in API Gateway).
+    fn route(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Option<(&CompiledRoute, HashMap<String, String>)> {
+        self.routes
+            .iter()
+            .filter(|r| r.method == method.as_str())
+            .filter_map(|r| {
+                r.capture(path)
+                    .map(|(literals, params)| (literals, r, params))
+            })
+            .max_by_key(|(literals, _, _)| *literals)
+            .map(|(_, route, params)| (route, params))
+    }
+}
+
+/// API Gateway's own responses (not the functions'): it answers these before any function runs.
+fn gateway_response(status: StatusCode, message: &str) -> AxumResponse {
+    (
+        status,
+        [("content-type", "application/json")],
+        json!({ "message": message }).to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(AxumState(gateway): AxumState<Arc<Gateway>>, request: AxumRequest) -> AxumResponse {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let Some((route, path_parameters)) = gateway.route(&parts.method, &path) else {
+        return gateway_response(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let claims = bearer(&parts.headers).and_then(|token| gateway.tokens.verify(token));
+    let Some(claims) = claims else {
+        return gateway_response(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return gateway_response(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    };
+    let event = api_gateway_event(
+        &parts.method,
+        &path,
+        parts.uri.query().unwrap_or_default(),
+        &parts.headers,
+        &route.pattern,
+        path_parameters,
+        claims,
+        &body,
+    );
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(request) => request,
+        Err(_) => return gateway_response(StatusCode::BAD_REQUEST, "Bad Request"),
+    };
+    let response = route.endpoint.call(&gateway.state, request).await;
+    into_axum(response)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .or(Some(value))
+}
+
+/// The version 2.0 payload API Gateway HTTP APIs send to a Lambda integration.
+#[allow(clippy::too_many_arguments)]
+pub fn api_gateway_event(
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    route_pattern: &str,
+    path_parameters: HashMap<String, String>,
+    claims: HashMap<String, String>,
+    body: &[u8],
+) -> Value {
+    let mut header_map: HashMap<String, String> = HashMap::new();
+    for (name, value) in headers {
+        if let Ok(value) = value.to_str() {
+            header_map
+                .entry(name.as_str().to_owned())
+                .and_modify(|v| {
+                    v.push(',');
+                    v.push_str(value)
+                })
+                .or_insert_with(|| value.to_owned());
+        }
+    }
+    let now = Utc::now();
+    let route_key = format!("{method} {route_pattern}");
+    let (body, is_base64) = match std::str::from_utf8(body) {
+        _ if body.is_empty() => (Value::Null, false),
+        Ok(text) => (Value::String(text.to_owned()), false),
+        Err(_) => (Value::String(STANDARD.encode(body)), true),
+    };
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": header_map,
+        "pathParameters": path_parameters,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "authorizer": { "jwt": { "claims": claims, "scopes": null } },
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {
+                "method": method.as_str(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            },
+            "requestId": uuid_like(),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    })
+}
+
+fn uuid_like() -> String {
+    format!(
+        "local-{}",
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+fn into_axum(response: Response<Body>) -> AxumResponse {
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        Body::Empty => Vec::new(),
+        Body::Text(text) => text.into_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => Vec::new(),
+    };
+    AxumResponse::from_parts(parts, AxumBody::from(bytes))
+}

@@ -1,0 +1,72 @@
+//! `numina-local`: serve the API on localhost, create the local table from the template,
+//! or mint a bearer token for a test user.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use local::{table, Gateway, Template, Tokens};
+use shared::http::State;
+
+#[derive(Parser)]
+#[command(name = "numina-local", about = "Run Numina Conversations on localhost")]
+struct Cli {
+    /// The SAM template whose routes and table are served.
+    #[arg(long, global = true, default_value = "template.yaml")]
+    template: PathBuf,
+    /// Secret that signs and verifies local bearer tokens.
+    #[arg(long, global = true, env = "LOCAL_JWT_SECRET", default_value = local::token::DEFAULT_SECRET)]
+    jwt_secret: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the table (as TABLE_NAME) from the template, then serve the API.
+    Serve {
+        #[arg(long, env = "PORT", default_value_t = 3000)]
+        port: u16,
+    },
+    /// Create the table from the template, if it does not exist.
+    CreateTable {
+        #[arg(long, env = "TABLE_NAME")]
+        table_name: String,
+    },
+    /// Print a bearer token for a user.
+    Token {
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let cli = Cli::parse();
+    let tokens = Tokens::new(&cli.jwt_secret);
+    match cli.command {
+        Command::Token { user, hours } => println!("{}", tokens.mint(&user, hours * 3600)),
+        Command::CreateTable { table_name } => {
+            let template = Template::load(&cli.template)?;
+            let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+            let created = table::create_table(&client, &table_name, &template.table()?).await?;
+            println!(
+                "table {table_name} {}",
+                if created { "created" } else { "exists" }
+            );
+        }
+        Command::Serve { port } => {
+            lambda_http::tracing::init_default_subscriber();
+            let template = Template::load(&cli.template)?;
+            let state = State::from_env().await?;
+            let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+            table::create_table(&client, &state.config.table_name, &template.table()?).await?;
+            let gateway = Gateway::new(&template.routes()?, state, tokens)?;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            eprintln!("Numina Conversations API on http://127.0.0.1:{port}");
+            gateway.serve(listener).await?;
+        }
+    }
+    Ok(())
+}

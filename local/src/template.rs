@@ -1,0 +1,187 @@
+//! Reads `template.yaml`: the HTTP routes of its functions and the table's definition, so
+//! the local API serves exactly what the deployed one does.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_norway::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("template is not valid YAML: {0}")]
+    Yaml(#[from] serde_norway::Error),
+    #[error("template: {0}")]
+    Shape(String),
+}
+
+/// One HTTP route: method, API Gateway path pattern, and the function binary serving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub binary: String,
+}
+
+/// The table's `Properties` as CloudFormation spells them (the same names as CreateTable).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TableDefinition {
+    pub attribute_definitions: Vec<AttributeDefinition>,
+    pub key_schema: Vec<KeyElement>,
+    #[serde(default)]
+    pub global_secondary_indexes: Vec<GlobalSecondaryIndex>,
+    pub billing_mode: Option<String>,
+    pub time_to_live_specification: Option<TimeToLive>,
+    pub stream_specification: Option<StreamSpecification>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttributeDefinition {
+    pub attribute_name: String,
+    pub attribute_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyElement {
+    pub attribute_name: String,
+    pub key_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GlobalSecondaryIndex {
+    pub index_name: String,
+    pub key_schema: Vec<KeyElement>,
+    pub projection: Projection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Projection {
+    pub projection_type: String,
+    #[serde(default)]
+    pub non_key_attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TimeToLive {
+    pub attribute_name: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamSpecification {
+    pub stream_view_type: String,
+}
+
+/// The parsed template.
+pub struct Template {
+    root: Value,
+}
+
+/// The logical id of the single table in `template.yaml`.
+pub const TABLE_RESOURCE: &str = "ConversationsTable";
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Self, TemplateError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        Ok(Self {
+            root: serde_norway::from_str(text)?,
+        })
+    }
+
+    fn resources(&self) -> Result<&serde_norway::Mapping, TemplateError> {
+        self.root
+            .get("Resources")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| TemplateError::Shape("no Resources".into()))
+    }
+
+    /// Every function: its logical id, its binary and its resource.
+    fn functions(&self) -> Result<Vec<(&str, &str, &Value)>, TemplateError> {
+        let mut functions = Vec::new();
+        for (name, resource) in self.resources()? {
+            if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let name = name.as_str().unwrap_or("?");
+            let binary = resource
+                .get("Metadata")
+                .and_then(|m| m.get("BuildProperties"))
+                .and_then(|b| b.get("Binary"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    TemplateError::Shape(format!("{name} has no Metadata.BuildProperties.Binary"))
+                })?;
+            functions.push((name, binary, resource));
+        }
+        Ok(functions)
+    }
+
+    /// The binary of every function.
+    pub fn binaries(&self) -> Result<Vec<String>, TemplateError> {
+        Ok(self
+            .functions()?
+            .into_iter()
+            .map(|(_, binary, _)| binary.to_owned())
+            .collect())
+    }
+
+    /// Every HttpApi route of every function, in template order.
+    pub fn routes(&self) -> Result<Vec<Route>, TemplateError> {
+        let mut routes = Vec::new();
+        for (name, binary, resource) in self.functions()? {
+            let events = resource
+                .get("Properties")
+                .and_then(|p| p.get("Events"))
+                .and_then(Value::as_mapping);
+            for event in events.into_iter().flat_map(|e| e.values()) {
+                if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+                    continue;
+                }
+                let property = |key: &str| {
+                    event
+                        .get("Properties")
+                        .and_then(|p| p.get(key))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            TemplateError::Shape(format!("{name}: an HttpApi event has no {key}"))
+                        })
+                };
+                routes.push(Route {
+                    method: property("Method")?.to_uppercase(),
+                    path: property("Path")?,
+                    binary: binary.to_owned(),
+                });
+            }
+        }
+        Ok(routes)
+    }
+
+    /// The table's definition, from the `ConversationsTable` resource.
+    pub fn table(&self) -> Result<TableDefinition, TemplateError> {
+        let properties = self
+            .resources()?
+            .get(TABLE_RESOURCE)
+            .and_then(|t| t.get("Properties"))
+            .ok_or_else(|| TemplateError::Shape(format!("no {TABLE_RESOURCE} with Properties")))?;
+        Ok(serde_norway::from_value(properties.clone())?)
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to every check: installs what is missing, starts moto and
+# redis on their own ports, then formatting, lints, template lint and all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MOTO_PORT=${TEST_MOTO_PORT:-4576} REDIS_PORT=${TEST_REDIS_PORT:-6390}
+export TABLE_NAME=numina-conversations-test
+
+scripts/setup.sh
+scripts/services.sh start test
+trap 'scripts/services.sh stop test' EXIT
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cfn-lint"
+.venv/bin/cfn-lint template.yaml
+echo "== tests"
+cargo build --quiet -p local --bin numina-local
+target/debug/numina-local create-table --table-name "$TABLE_NAME"
+cargo test --workspace

@@ -1,0 +1,217 @@
+//! Every endpoint through real HTTP against the local gateway and the local DynamoDB server.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tests::{new_user, LocalApi};
+
+#[tokio::test]
+async fn a_created_conversation_is_listed_and_read_back_with_its_messages() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+
+    let created = alice
+        .post(
+            "/conversations",
+            json!({"title": "Trip plans", "tags": ["travel"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.body["title"], "Trip plans");
+    assert_eq!(created.body["messageCount"], 0);
+    assert_eq!(created.body["isArchived"], false);
+    assert_eq!(created.body["tags"], json!(["travel"]));
+
+    let first = alice.say(&id, "Where should we go in May?").await;
+    assert_eq!(first["role"], "user");
+    let reply = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "assistant", "content": "Lisbon is lovely in May.", "metadata": {"model": "local", "tokens": 7}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+
+    let got = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+    assert_eq!(got.body["messageCount"], 2);
+    let messages = got.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["content"], "Where should we go in May?");
+    assert_eq!(
+        messages[1]["metadata"],
+        json!({"model": "local", "tokens": 7})
+    );
+    assert_eq!(got.body["hasOlderMessages"], false);
+
+    let listed = alice.get("/conversations").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let conversations = listed.body["conversations"].as_array().unwrap();
+    assert_eq!(conversations.len(), 1);
+    assert_eq!(conversations[0]["id"], id.as_str());
+    assert_eq!(conversations[0]["messageCount"], 2);
+}
+
+#[tokio::test]
+async fn a_conversation_without_a_title_is_named_after_its_first_user_message() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    let untitled = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(untitled.body["title"], "New conversation");
+
+    alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "system", "content": "You are helpful."}),
+        )
+        .await;
+    alice
+        .say(&id, "How do I bake sourdough bread?\nI have a starter.")
+        .await;
+    alice.say(&id, "Something else entirely").await;
+
+    let got = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(got.body["title"], "How do I bake sourdough bread?");
+}
+
+#[tokio::test]
+async fn rename_archive_unarchive_and_tags_change_the_conversation() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Old name")).await;
+
+    let renamed = alice
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": "  New name "}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    assert_eq!(renamed.body["title"], "New name");
+
+    let archived = alice
+        .put(
+            &format!("/conversations/{id}/archive"),
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(archived.status, StatusCode::OK);
+    assert_eq!(archived.body["isArchived"], true);
+    assert_eq!(
+        alice.get("/conversations").await.body["conversations"],
+        json!([])
+    );
+    let only_archived = alice.get("/conversations?archived=only").await;
+    assert_eq!(only_archived.body["conversations"][0]["id"], id.as_str());
+
+    let unarchived = alice
+        .put(
+            &format!("/conversations/{id}/archive"),
+            json!({"archived": false}),
+        )
+        .await;
+    assert_eq!(unarchived.body["isArchived"], false);
+    assert_eq!(
+        alice.get("/conversations").await.body["conversations"][0]["id"],
+        id.as_str()
+    );
+
+    let tagged = alice
+        .put(
+            &format!("/conversations/{id}/tags"),
+            json!({"tags": ["work", " ideas ", "work"]}),
+        )
+        .await;
+    assert_eq!(tagged.status, StatusCode::OK);
+    assert_eq!(tagged.body["tags"], json!(["work", "ideas"]));
+}
+
+#[tokio::test]
+async fn archiving_with_an_empty_body_archives_as_the_original_endpoint_did() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Legacy")).await;
+    let reply = alice
+        .send(
+            reqwest::Method::PUT,
+            &format!("/conversations/{id}/archive"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["isArchived"], true);
+}
+
+#[tokio::test]
+async fn deleting_a_conversation_removes_it_and_every_message_item() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("To delete")).await;
+    for i in 0..30 {
+        alice.say(&id, &format!("message {i}")).await;
+    }
+    let deleted = alice.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        alice.get(&format!("/conversations/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        alice.get("/conversations").await.body["conversations"],
+        json!([])
+    );
+    assert!(tests::items_of_conversation(&api.state, &user, &id)
+        .await
+        .is_empty());
+    assert_eq!(
+        alice.delete(&format!("/conversations/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn older_messages_are_read_page_by_page_with_the_cursor() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Long")).await;
+    for i in 0..12 {
+        alice.say(&id, &format!("m{i:02}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = format!("/conversations/{id}?messageLimit=5");
+    loop {
+        let page = alice.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        let mut contents: Vec<String> = page.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect();
+        contents.append(&mut seen);
+        seen = contents;
+        match page.body["olderMessagesCursor"].as_str() {
+            Some(cursor) => path = format!("/conversations/{id}?messageLimit=5&before={cursor}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..12).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn a_request_without_a_valid_token_is_refused_before_any_handler_runs() {
+    let api = LocalApi::start().await;
+    let reply = api.anonymous().get("/conversations").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let wrong_key = local::Tokens::new("another-secret").mint("alice", 60);
+    let reply = reqwest::Client::new()
+        .get(format!("{}/conversations", api.base))
+        .bearer_auth(wrong_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,129 @@
+//! Every API Gateway event in `events/` (the ones `sam local invoke -e` uses) through the
+//! handler its function runs, parsed by `lambda_http` exactly as in Lambda.
+
+use chrono::Utc;
+use lambda_http::http::StatusCode;
+use lambda_http::Body;
+use lambda_runtime::LambdaEvent;
+use local::Endpoint;
+use shared::model::{NewMessage, Role, Tags, Title, UserId};
+use shared::streams::purge_deleted_conversations;
+use std::time::Duration;
+use tests::{items_of_conversation, new_user, state, workspace_root};
+
+/// The user and conversation the event files name; each run swaps in fresh ones.
+const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
+const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
+
+fn expected_status(endpoint: Endpoint) -> StatusCode {
+    match endpoint {
+        Endpoint::CreateConversation | Endpoint::AddMessage => StatusCode::CREATED,
+        Endpoint::DeleteConversation => StatusCode::NO_CONTENT,
+        _ => StatusCode::OK,
+    }
+}
+
+#[tokio::test]
+async fn every_event_file_runs_through_its_functions_handler() {
+    let state = state().await;
+    let mut files: Vec<_> = std::fs::read_dir(workspace_root().join("events"))
+        .expect("events/ exists")
+        .map(|entry| entry.expect("readable").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+
+    let mut api_events = 0;
+    for path in files {
+        let binary = path.file_stem().unwrap().to_str().unwrap();
+        let Some(endpoint) = Endpoint::for_binary(binary) else {
+            continue; // a stream event, run by its own test below
+        };
+        api_events += 1;
+
+        let user = new_user();
+        let owner = UserId::parse(&user).unwrap();
+        let title = Title::parse("From an event").unwrap();
+        let conversation = state
+            .conversations
+            .create(&owner, Some(title), Tags::default(), Utc::now())
+            .await
+            .unwrap();
+        let message =
+            NewMessage::parse(Role::User, "hello".into(), vec![], Default::default(), None)
+                .unwrap();
+        state
+            .conversations
+            .add_message(&owner, &conversation.id, message, Utc::now())
+            .await
+            .unwrap();
+
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(EVENT_USER, &user)
+            .replace(EVENT_CONVERSATION, &conversation.id.to_string());
+        let request =
+            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{binary}: {e}"));
+        let response = endpoint.call(&state, request).await;
+        let body = match response.body() {
+            Body::Text(text) => text.clone(),
+            _ => String::new(),
+        };
+        assert_eq!(
+            response.status(),
+            expected_status(endpoint),
+            "{binary}: {body}"
+        );
+    }
+    assert_eq!(api_events, 8, "one event per HTTP function");
+}
+
+#[tokio::test]
+async fn the_stream_event_of_a_deleted_conversation_purges_what_the_request_left() {
+    let state = state().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let conversation = state
+        .conversations
+        .create(&owner, None, Tags::default(), Utc::now())
+        .await
+        .unwrap();
+    for i in 0..60 {
+        let message = NewMessage::parse(
+            Role::User,
+            format!("m{i}"),
+            vec![],
+            Default::default(),
+            None,
+        )
+        .unwrap();
+        state
+            .conversations
+            .add_message(&owner, &conversation.id, message, Utc::now())
+            .await
+            .unwrap();
+    }
+    // A delete whose request ran out of purge budget at once: only the conversation item went.
+    let deleted = state
+        .conversations
+        .delete(&owner, &conversation.id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(!deleted.messages_purged);
+    let id = conversation.id.to_string();
+    assert!(!items_of_conversation(&state, &user, &id).await.is_empty());
+
+    let text =
+        std::fs::read_to_string(workspace_root().join("events/purge-deleted-conversations.json"))
+            .unwrap()
+            .replace(EVENT_USER, &user)
+            .replace(EVENT_CONVERSATION, &id);
+    let payload = serde_json::from_str(&text).unwrap();
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
+    let response = purge_deleted_conversations(&state, LambdaEvent::new(payload, context))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert!(items_of_conversation(&state, &user, &id).await.is_empty());
+}

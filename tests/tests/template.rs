@@ -1,0 +1,139 @@
+//! The template, the functions, the events and the local gateway describe the same API.
+
+use std::collections::BTreeSet;
+
+use local::Endpoint;
+use shared::keys::Index;
+use tests::{state, template, workspace_root};
+
+fn names_in(dir: &str, extension: Option<&str>) -> BTreeSet<String> {
+    std::fs::read_dir(workspace_root().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| extension.is_none_or(|ext| p.extension().is_some_and(|e| e == ext)))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_function_is_in_the_template_with_an_event_and_every_route_has_a_handler() {
+    let binaries: BTreeSet<String> = template().binaries().unwrap().into_iter().collect();
+    assert_eq!(
+        binaries,
+        names_in("functions", None),
+        "template functions = functions/*"
+    );
+    assert_eq!(
+        binaries,
+        names_in("events", Some("json")),
+        "one event file per function"
+    );
+
+    let routes = template().routes().unwrap();
+    let routed: BTreeSet<&str> = routes.iter().map(|r| r.binary.as_str()).collect();
+    assert_eq!(routed.len(), routes.len(), "one route per HTTP function");
+    for binary in routed {
+        assert!(
+            Endpoint::for_binary(binary).is_some(),
+            "{binary} has no handler"
+        );
+    }
+}
+
+#[test]
+fn the_routes_are_the_specifications() {
+    let routes: BTreeSet<(String, String)> = template()
+        .routes()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("GET", "/conversations"),
+        ("GET", "/conversations/{id}"),
+        ("POST", "/conversations"),
+        ("POST", "/conversations/{id}/messages"),
+        ("PUT", "/conversations/{id}/title"),
+        ("PUT", "/conversations/{id}/archive"),
+        ("PUT", "/conversations/{id}/tags"),
+        ("DELETE", "/conversations/{id}"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    .collect();
+    assert_eq!(routes, expected);
+}
+
+#[test]
+fn the_template_table_declares_the_indexes_the_store_queries() {
+    let table = template().table().unwrap();
+    for index in [
+        Index::ByActivity,
+        Index::ByStateActivity,
+        Index::ByCreated,
+        Index::ByStateCreated,
+    ] {
+        let declared = table
+            .global_secondary_indexes
+            .iter()
+            .find(|i| i.index_name == index.name())
+            .unwrap_or_else(|| panic!("{} is not in template.yaml", index.name()));
+        let keys: Vec<&str> = declared
+            .key_schema
+            .iter()
+            .map(|k| k.attribute_name.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [index.partition_attribute(), index.sort_attribute()],
+            "{}",
+            index.name()
+        );
+        let projects_all = declared.projection.projection_type == "ALL";
+        assert_eq!(
+            projects_all,
+            index.projects_all(),
+            "{} projection",
+            index.name()
+        );
+    }
+    let ttl = table.time_to_live_specification.expect("TTL is declared");
+    assert_eq!(ttl.attribute_name, shared::keys::EXPIRES_AT);
+    assert!(ttl.enabled);
+}
+
+#[tokio::test]
+async fn the_local_table_was_created_from_the_template() {
+    let state = state().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let described = client
+        .describe_table()
+        .table_name(&state.config.table_name)
+        .send()
+        .await
+        .unwrap();
+    let table = described.table.unwrap();
+    let mut local: Vec<String> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name.clone())
+        .collect();
+    local.sort();
+    let mut declared: Vec<String> = template()
+        .table()
+        .unwrap()
+        .global_secondary_indexes
+        .into_iter()
+        .map(|i| i.index_name)
+        .collect();
+    declared.sort();
+    assert_eq!(local, declared);
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&state.config.table_name)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description.unwrap();
+    assert_eq!(ttl.attribute_name(), Some(shared::keys::EXPIRES_AT));
+}
