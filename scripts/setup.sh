@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the local API and the tests need, if missing: moto's server and cfn-lint in a
-# project virtualenv (.venv), Debian's redis-server. Safe to run again: it skips what is there.
+# Installs what the local API and the tests need, if missing: moto's server, cfn-lint and
+# cargo-lambda (with zig) in a project virtualenv (.venv), Debian's redis-server.
+# Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
-PY_PACKAGES=("moto[server]>=5.1,<6" "cfn-lint>=1.30,<2")
+PY_PACKAGES=("moto[server]>=5.1,<6" "cfn-lint>=1.30,<2" "cargo-lambda>=1.8,<2")
 
-if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
-  echo "setup: installing moto[server] and cfn-lint into $VENV"
+if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ] || [ ! -x "$VENV/bin/cargo-lambda" ]; then
+  echo "setup: installing moto[server], cfn-lint and cargo-lambda into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to every check: installs what is missing, starts moto and
-# redis on their own ports, then formatting, lints, template lint and all tests.
+# redis on their own ports, then formatting, lints, template lint, all tests, and a Lambda
+# build of every function.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MOTO_PORT=${TEST_MOTO_PORT:-4576} REDIS_PORT=${TEST_REDIS_PORT:-6390}
@@ -21,4 +22,12 @@ echo "== cfn-lint"
 echo "== tests"
 cargo build --quiet -p local --bin numina-local
 target/debug/numina-local create-table --table-name "$TABLE_NAME"
-cargo test --workspace
+mkdir -p .local/test
+cargo test --workspace 2>&1 | tee .local/test/cargo-test.log
+echo "== Lambda build (x86_64; deploys build arm64)"
+PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --x86-64 \
+  $(for f in functions/*/; do printf -- '--package %s ' "$(basename "$f")"; done)
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' \
+  .local/test/cargo-test.log
