@@ -30,7 +30,8 @@ case "$action" in
   start)
     "$0" stop "$name" >/dev/null 2>&1 || true
     mkdir -p "$dir"
-    nohup .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$dir/moto.log" 2>&1 &
+    # Our launcher of moto serialises requests: see scripts/moto_server.py for why.
+    nohup .venv/bin/python scripts/moto_server.py "$MOTO_PORT" >"$dir/moto.log" 2>&1 &
     echo $! >"$dir/moto.pid"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
       --daemonize yes --pidfile "$PWD/$dir/redis.pid" --logfile "$PWD/$dir/redis.log"
