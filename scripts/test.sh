@@ -5,7 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MOTO_PORT=${TEST_MOTO_PORT:-4576} REDIS_PORT=${TEST_REDIS_PORT:-6390}
-export TABLE_NAME=numina-conversations-test
 
 scripts/setup.sh
 scripts/services.sh start test
@@ -20,8 +19,6 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cfn-lint"
 .venv/bin/cfn-lint template.yaml
 echo "== tests"
-cargo build --quiet -p local --bin numina-local
-target/debug/numina-local create-table --table-name "$TABLE_NAME"
 mkdir -p .local/test
 cargo test --workspace 2>&1 | tee .local/test/cargo-test.log
 echo "== Lambda build (x86_64; deploys build arm64)"

@@ -20,17 +20,29 @@ pub fn template() -> Template {
     Template::load(&workspace_root().join("template.yaml")).expect("template.yaml parses")
 }
 
-/// Handler state against the local DynamoDB server, configured as the functions are.
+/// Handler state against the local DynamoDB server, configured as the functions are, on a
+/// table of its own created from the template (moto copies a whole table on every
+/// transaction, so small tables keep the suite fast as it grows).
 pub async fn state() -> State {
-    let missing = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!("{name} is not set: run the tests through scripts/test.sh, which starts the local servers")
-        })
-    };
-    missing("AWS_ENDPOINT_URL");
-    let config = Config::from_env().expect("scripts/env.sh sets TABLE_NAME and CURSOR_SECRET");
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        panic!("AWS_ENDPOINT_URL is not set: run the tests through scripts/test.sh, which starts the local servers");
+    }
     let sdk = aws_config::load_from_env().await;
-    State::new(config, aws_sdk_dynamodb::Client::new(&sdk))
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("test-{}", uuid::Uuid::new_v4().simple());
+    local::table::create_table(
+        &client,
+        &table,
+        &template().table().expect("the table's definition"),
+    )
+    .await
+    .expect("create the test table");
+    let config = Config::from_lookup(|name| match name {
+        "TABLE_NAME" => Some(table.clone()),
+        _ => std::env::var(name).ok(),
+    })
+    .expect("scripts/env.sh sets CURSOR_SECRET");
+    State::new(config, client)
 }
 
 /// A fresh user id, unique to the calling test.
