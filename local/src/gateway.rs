@@ -37,6 +37,7 @@ pub enum Endpoint {
     ArchiveConversation,
     SetConversationTags,
     DeleteConversation,
+    GetContext,
 }
 
 impl Endpoint {
@@ -50,6 +51,7 @@ impl Endpoint {
             "archive-conversation" => Self::ArchiveConversation,
             "set-conversation-tags" => Self::SetConversationTags,
             "delete-conversation" => Self::DeleteConversation,
+            "get-context" => Self::GetContext,
             _ => return None,
         })
     }
@@ -65,6 +67,7 @@ impl Endpoint {
             Self::ArchiveConversation => handlers::archive_conversation(state, request).await,
             Self::SetConversationTags => handlers::set_conversation_tags(state, request).await,
             Self::DeleteConversation => handlers::delete_conversation(state, request).await,
+            Self::GetContext => handlers::get_context(state, request).await,
         };
         match result {
             Ok(response) => response,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::context::TokenizerKind;
 use crate::error::Error;
 
 /// The shortest cursor-signing secret accepted.
@@ -9,6 +10,7 @@ const MIN_SECRET_BYTES: usize = 32;
 /// How long a delete request spends removing messages before leaving the rest to the purge
 /// worker; well inside the function's timeout.
 const DEFAULT_PURGE_BUDGET: Duration = Duration::from_secs(3);
+const DEFAULT_SHORT_TERM_TTL_HOURS: u32 = 24;
 
 #[derive(Clone)]
 pub struct Config {
@@ -18,6 +20,12 @@ pub struct Config {
     pub cursor_secret: Vec<u8>,
     /// `DELETE_PURGE_BUDGET_MS`: time a delete spends purging messages in the request.
     pub delete_purge_budget: Duration,
+    /// `SHORT_TERM_TTL_HOURS`: how long short-term memory lives (default 24).
+    pub short_term_ttl: chrono::Duration,
+    /// `TOKENIZER`: `o200k_base` (default) or `cl100k_base`.
+    pub tokenizer: TokenizerKind,
+    /// `SYSTEM_PROMPT`: sent first in every model context, when set.
+    pub system_prompt: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -26,6 +34,12 @@ impl std::fmt::Debug for Config {
             .field("table_name", &self.table_name)
             .field("cursor_secret", &"<redacted>")
             .field("delete_purge_budget", &self.delete_purge_budget)
+            .field("short_term_ttl", &self.short_term_ttl)
+            .field("tokenizer", &self.tokenizer)
+            .field(
+                "system_prompt",
+                &self.system_prompt.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -54,10 +68,27 @@ impl Config {
                 Error::Config("DELETE_PURGE_BUDGET_MS must be a whole number".into())
             })?,
         };
+        let short_term_hours = match lookup("SHORT_TERM_TTL_HOURS") {
+            None => DEFAULT_SHORT_TERM_TTL_HOURS,
+            Some(hours) => hours
+                .parse()
+                .ok()
+                .filter(|h| (1..=24 * 30).contains(h))
+                .ok_or_else(|| {
+                    Error::Config("SHORT_TERM_TTL_HOURS must be from 1 to 720".into())
+                })?,
+        };
+        let tokenizer = lookup("TOKENIZER")
+            .map(|name| name.parse())
+            .transpose()?
+            .unwrap_or(TokenizerKind::O200kBase);
         Ok(Self {
             table_name: required("TABLE_NAME")?,
             cursor_secret,
             delete_purge_budget,
+            short_term_ttl: chrono::Duration::hours(i64::from(short_term_hours)),
+            tokenizer,
+            system_prompt: lookup("SYSTEM_PROMPT").filter(|p| !p.trim().is_empty()),
         })
     }
 }

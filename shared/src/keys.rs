@@ -110,6 +110,15 @@ pub fn conversation_and_messages_range() -> (&'static str, &'static str) {
     (MESSAGE_PREFIX, CONVERSATION_SK)
 }
 
+/// The partition of a user's short-term memory (items that expire through TTL).
+pub fn memory_partition(user: &UserId) -> String {
+    format!("USER#{user}#MEMORY")
+}
+
+pub fn memory_sort_key(timestamp: DateTime<Utc>, entry: &MessageId) -> String {
+    format!("MEMORY#{}#{entry}", sortable_time(timestamp))
+}
+
 pub fn owner(user: &UserId) -> String {
     format!("USER#{user}")
 }

@@ -3,11 +3,15 @@
 //! Data flows one way: `http` (API Gateway requests and responses) → `service` (the
 //! product's operations) → `store` (the single DynamoDB table, keys from `keys`).
 
+pub mod assistant;
+pub mod clock;
 pub mod config;
+pub mod context;
 pub mod cursor;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod memory;
 pub mod model;
 pub mod service;
 pub mod state;

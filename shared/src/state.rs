@@ -1,11 +1,17 @@
 //! What every function needs, built once per cold start and shared by every invocation.
 
-use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, SubsecRound, Utc};
+use std::sync::Arc;
 
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use crate::assistant::Assistant;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::context::Tokenizer;
 use crate::cursor::CursorSigner;
 use crate::error::Error;
+use crate::memory::ShortTermMemory;
 use crate::service::Conversations;
 use crate::store::Store;
 
@@ -13,7 +19,9 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct State {
     pub conversations: Conversations,
+    pub assistant: Assistant,
     pub config: Config,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl State {
@@ -26,16 +34,31 @@ impl State {
     }
 
     pub fn new(config: Config, dynamodb: Client) -> Self {
+        Self::with_clock(config, dynamodb, Arc::new(SystemClock))
+    }
+
+    /// State whose time comes from `clock` (tests move it by hand).
+    pub fn with_clock(config: Config, dynamodb: Client, clock: Arc<dyn Clock>) -> Self {
         let store = Store::new(dynamodb, config.table_name.clone());
-        let conversations = Conversations::new(store, CursorSigner::new(&config.cursor_secret));
+        let conversations =
+            Conversations::new(store.clone(), CursorSigner::new(&config.cursor_secret));
+        let memory = ShortTermMemory::new(store, config.short_term_ttl);
+        let assistant = Assistant::new(
+            conversations.clone(),
+            memory,
+            Tokenizer::new(config.tokenizer),
+            config.system_prompt.clone(),
+        );
         Self {
             conversations,
+            assistant,
             config,
+            clock,
         }
     }
 
     /// The time of this request, at the precision the store keeps.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now().trunc_subsecs(6)
+        self.clock.now()
     }
 }

@@ -26,7 +26,7 @@ use crate::model::{
 type Item = HashMap<String, AttributeValue>;
 
 /// DynamoDB's limit on items in one BatchWriteItem call.
-const BATCH_WRITE_MAX: usize = 25;
+pub(crate) const BATCH_WRITE_MAX: usize = 25;
 /// DynamoDB's limit on keys in one BatchGetItem call.
 const BATCH_GET_MAX: usize = 100;
 /// How many batch deletes of one purge run at once.
@@ -200,8 +200,8 @@ pub enum ConversationChange<'a> {
 /// The table, through the access patterns the service needs.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
 }
 
 impl Store {
@@ -699,7 +699,7 @@ impl Store {
     }
 
     async fn delete_batch(&self, keys: Vec<Item>) -> Result<(), Error> {
-        let mut requests = keys
+        let requests = keys
             .into_iter()
             .map(|key| {
                 DeleteRequest::builder()
@@ -709,6 +709,12 @@ impl Store {
                     .map_err(|e| Error::internal("build batch delete", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.write_batch(requests).await
+    }
+
+    /// Sends up to 25 writes in one BatchWriteItem, retrying the unprocessed part with backoff.
+    pub(crate) async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<(), Error> {
+        debug_assert!(requests.len() <= BATCH_WRITE_MAX);
         for attempt in 1..=BATCH_ATTEMPTS {
             let output = self
                 .client
@@ -716,7 +722,7 @@ impl Store {
                 .request_items(&self.table, requests)
                 .send()
                 .await
-                .map_err(|e| store_error("delete batch", e))?;
+                .map_err(|e| store_error("write batch", e))?;
             requests = output
                 .unprocessed_items
                 .and_then(|mut u| u.remove(&self.table))
@@ -726,7 +732,7 @@ impl Store {
             }
             backoff(attempt).await;
         }
-        Err(Error::Unavailable("batch delete stayed unprocessed".into()))
+        Err(Error::Unavailable("batch write stayed unprocessed".into()))
     }
 }
 
@@ -788,7 +794,7 @@ fn page_limit(wanted: usize) -> i32 {
     wanted.clamp(1, 1000) as i32
 }
 
-fn s(value: &str) -> AttributeValue {
+pub(crate) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
@@ -801,11 +807,11 @@ fn put_new(table: &str, item: Item) -> Result<Put, Error> {
         .map_err(|e| Error::internal("build put", e))
 }
 
-fn to_item<T: Serialize>(value: &T) -> Result<Item, Error> {
+pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item, Error> {
     serde_dynamo::to_item(value).map_err(|e| Error::internal("encode item", e))
 }
 
-fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, Error> {
+pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, Error> {
     serde_dynamo::from_item(item).map_err(|e| Error::internal("decode item", e))
 }
 
@@ -814,7 +820,7 @@ fn is_conditional_check_failure<E: ProvideErrorMetadata, R>(error: &SdkError<E, 
 }
 
 /// Throttling is the client's to retry (503); anything else is ours (500).
-fn store_error<E, R>(context: &'static str, error: SdkError<E, R>) -> Error
+pub(crate) fn store_error<E, R>(context: &'static str, error: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,

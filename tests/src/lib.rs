@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use local::{Gateway, Template, Tokens};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::http::State;
 
@@ -24,6 +26,11 @@ pub fn template() -> Template {
 /// table of its own created from the template (moto copies a whole table on every
 /// transaction, so small tables keep the suite fast as it grows).
 pub async fn state() -> State {
+    state_with_clock(Arc::new(SystemClock)).await
+}
+
+/// Like [`state`], with time from `clock`.
+pub async fn state_with_clock(clock: Arc<dyn Clock>) -> State {
     if std::env::var("AWS_ENDPOINT_URL").is_err() {
         panic!("AWS_ENDPOINT_URL is not set: run the tests through scripts/test.sh, which starts the local servers");
     }
@@ -42,7 +49,7 @@ pub async fn state() -> State {
         _ => std::env::var(name).ok(),
     })
     .expect("scripts/env.sh sets CURSOR_SECRET");
-    State::new(config, client)
+    State::with_clock(config, client, clock)
 }
 
 /// A fresh user id, unique to the calling test.
@@ -60,7 +67,11 @@ pub struct LocalApi {
 
 impl LocalApi {
     pub async fn start() -> Self {
-        let state = state().await;
+        Self::serving(state().await).await
+    }
+
+    /// The local API over the given handler state.
+    pub async fn serving(state: State) -> Self {
         let tokens = Tokens::new("test-secret");
         let routes = template().routes().expect("template routes");
         let gateway = Gateway::new(&routes, state.clone(), tokens.clone())

@@ -11,6 +11,10 @@ use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
+use crate::assistant::ContextSource;
+use crate::context::{
+    DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT,
+};
 use crate::error::{chain, Error};
 use crate::model::{ArchiveFilter, NewMessage, SortOrder, Tags, Title};
 use crate::service::{
@@ -18,11 +22,13 @@ use crate::service::{
     MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
 };
 pub use crate::state::State;
-use request::{caller, conversation_id, json_body, optional_json_body, Query};
+use request::{
+    caller, conversation_id, json_body, optional_conversation_id, optional_json_body, Query,
+};
 use wire::{
-    AddMessageBody, ArchiveBody, ConversationListView, ConversationView,
-    ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail, MessageView,
-    RenameBody, TagsBody,
+    AddMessageBody, ArchiveBody, ContextMessageView, ContextView, ConversationListView,
+    ConversationView, ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail,
+    MessageView, RenameBody, TagsBody,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -220,6 +226,51 @@ pub async fn delete_conversation(state: &State, request: Request) -> HandlerResu
             .status(StatusCode::NO_CONTENT)
             .body(Body::Empty)
             .expect("a status and an empty body make a valid response"))
+    })
+    .await
+}
+
+/// `GET /conversations/context/{id}` and `GET /conversations/context`: the messages to send
+/// a model, within `maxTokens` and `limit`.
+pub async fn get_context(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = optional_conversation_id(&request)?;
+        let query = Query::of(&request);
+        let max_tokens = query
+            .number("maxTokens", 1, MAX_MAX_TOKENS)?
+            .unwrap_or(DEFAULT_MAX_TOKENS);
+        let limit = query
+            .number("limit", 1, MAX_MESSAGE_LIMIT)?
+            .unwrap_or(DEFAULT_MESSAGE_LIMIT);
+        let context = state
+            .assistant
+            .context(&user, id, max_tokens, limit, state.now())
+            .await?;
+        let (source, conversation_id) = match context.source {
+            ContextSource::Conversation(id) => ("conversation", Some(id.to_string())),
+            ContextSource::ShortTermMemory => ("shortTermMemory", None),
+        };
+        let selection = &context.selection;
+        Ok(json(
+            StatusCode::OK,
+            &ContextView {
+                source,
+                conversation_id,
+                messages: selection
+                    .messages
+                    .iter()
+                    .map(|m| ContextMessageView {
+                        role: m.role,
+                        content: &m.content,
+                    })
+                    .collect(),
+                token_count: selection.token_count,
+                max_tokens,
+                omitted_messages: selection.omitted,
+                tokenizer: state.assistant.tokenizer().kind().name(),
+            },
+        ))
     })
     .await
 }

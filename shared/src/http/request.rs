@@ -30,11 +30,17 @@ pub fn caller(request: &Request) -> Result<UserId, Error> {
 
 /// The `{id}` path parameter.
 pub fn conversation_id(request: &Request) -> Result<ConversationId, Error> {
-    let parameters = request.path_parameters();
-    let raw = parameters
+    optional_conversation_id(request)?
+        .ok_or_else(|| Error::invalid("the path must name a conversation"))
+}
+
+/// The `{id}` path parameter of a route that may have none.
+pub fn optional_conversation_id(request: &Request) -> Result<Option<ConversationId>, Error> {
+    request
+        .path_parameters()
         .first("id")
-        .ok_or_else(|| Error::invalid("the path must name a conversation"))?;
-    ConversationId::parse(raw)
+        .map(ConversationId::parse)
+        .transpose()
 }
 
 /// A required JSON body.

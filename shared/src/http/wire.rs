@@ -161,3 +161,23 @@ pub struct ErrorDetail {
     pub code: String,
     pub message: String,
 }
+
+/// `GET /conversations/context[/{id}]`: what to send a model, oldest first.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextView<'a> {
+    /// `conversation` or `shortTermMemory`.
+    pub source: &'static str,
+    pub conversation_id: Option<String>,
+    pub messages: Vec<ContextMessageView<'a>>,
+    pub token_count: usize,
+    pub max_tokens: usize,
+    pub omitted_messages: usize,
+    pub tokenizer: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContextMessageView<'a> {
+    pub role: Role,
+    pub content: &'a str,
+}

@@ -1,0 +1,241 @@
+//! Choosing what to send a model: the preamble (system prompt, conversation summary) first,
+//! then the most recent messages that fit the token budget, whole or not at all.
+
+use std::str::FromStr;
+
+use tiktoken_rs::CoreBPE;
+
+use crate::error::Error;
+use crate::model::Role;
+
+/// Tokens a chat format spends on each message besides its content (role and separators).
+pub const TOKENS_PER_MESSAGE: usize = 3;
+/// Tokens a chat format spends priming the reply.
+pub const REPLY_PRIMING_TOKENS: usize = 3;
+pub const DEFAULT_MAX_TOKENS: usize = 4_000;
+pub const MAX_MAX_TOKENS: usize = 128_000;
+pub const DEFAULT_MESSAGE_LIMIT: usize = 50;
+pub const MAX_MESSAGE_LIMIT: usize = 200;
+
+/// The byte-pair encodings a deployment can count tokens with (`TOKENIZER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// GPT-4 / GPT-3.5 family.
+    Cl100kBase,
+    /// GPT-4o family and later.
+    O200kBase,
+}
+
+impl TokenizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cl100kBase => "cl100k_base",
+            Self::O200kBase => "o200k_base",
+        }
+    }
+}
+
+impl FromStr for TokenizerKind {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self, Error> {
+        match name {
+            "cl100k_base" => Ok(Self::Cl100kBase),
+            "o200k_base" => Ok(Self::O200kBase),
+            other => Err(Error::Config(format!(
+                "TOKENIZER must be cl100k_base or o200k_base, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Counts tokens. The encoding's tables load on first use, once per process, so functions
+/// that never count pay nothing at cold start.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokenizer {
+    kind: TokenizerKind,
+}
+
+impl Tokenizer {
+    pub fn new(kind: TokenizerKind) -> Self {
+        Self { kind }
+    }
+
+    pub fn kind(&self) -> TokenizerKind {
+        self.kind
+    }
+
+    fn encoding(&self) -> &'static CoreBPE {
+        match self.kind {
+            TokenizerKind::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+            TokenizerKind::O200kBase => tiktoken_rs::o200k_base_singleton(),
+        }
+    }
+
+    pub fn count(&self, text: &str) -> usize {
+        self.encoding().encode_ordinary(text).len()
+    }
+
+    /// What one message costs in a chat request.
+    pub fn message_cost(&self, content: &str) -> usize {
+        self.count(content) + TOKENS_PER_MESSAGE
+    }
+}
+
+/// One message as a model receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// What was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// Preamble first, then the chosen messages oldest first.
+    pub messages: Vec<ContextMessage>,
+    /// Tokens of the whole request as chosen, reply priming included; never over the budget.
+    pub token_count: usize,
+    /// Candidate messages left out (the budget or the limit was reached).
+    pub omitted: usize,
+    /// Preamble entries left out because even they did not fit.
+    pub omitted_preamble: usize,
+}
+
+/// Chooses the preamble entries that fit, in order, then walks `newest_first` and keeps
+/// each message while it fits whole and fewer than `limit` are kept; the first that does not
+/// fit ends the walk, so the kept messages are always the most recent run, without gaps.
+pub fn select(
+    tokenizer: &Tokenizer,
+    preamble: Vec<ContextMessage>,
+    newest_first: &[ContextMessage],
+    max_tokens: usize,
+    limit: usize,
+) -> Selection {
+    let mut used = REPLY_PRIMING_TOKENS;
+    let mut chosen_preamble = Vec::with_capacity(preamble.len());
+    let mut omitted_preamble = 0;
+    for entry in preamble {
+        let cost = tokenizer.message_cost(&entry.content);
+        if used + cost <= max_tokens {
+            used += cost;
+            chosen_preamble.push(entry);
+        } else {
+            omitted_preamble += 1;
+        }
+    }
+    let mut kept = 0;
+    for message in newest_first.iter().take(limit) {
+        let cost = tokenizer.message_cost(&message.content);
+        if used + cost > max_tokens {
+            break;
+        }
+        used += cost;
+        kept += 1;
+    }
+    let mut messages = chosen_preamble;
+    messages.extend(newest_first[..kept].iter().rev().cloned());
+    Selection {
+        messages,
+        token_count: used,
+        omitted: newest_first.len() - kept,
+        omitted_preamble,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(role: Role, content: &str) -> ContextMessage {
+        ContextMessage {
+            role,
+            content: content.to_owned(),
+        }
+    }
+
+    fn history(n: usize) -> Vec<ContextMessage> {
+        (0..n)
+            .rev()
+            .map(|i| message(Role::User, &format!("message number {i} says hello")))
+            .collect()
+    }
+
+    #[test]
+    fn counts_real_tokens_not_characters() {
+        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        assert_eq!(tokenizer.count("hello world"), 2);
+        assert_eq!(tokenizer.count(""), 0);
+        let o200k = Tokenizer::new(TokenizerKind::O200kBase);
+        assert!(o200k.count("Numina keeps every conversation.") > 0);
+    }
+
+    #[test]
+    fn keeps_the_most_recent_messages_that_fit_never_over_the_budget() {
+        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let newest_first = history(100);
+        for budget in [10, 50, 97, 200, 1_000] {
+            let selection = select(&tokenizer, vec![], &newest_first, budget, 200);
+            assert!(selection.token_count <= budget, "budget {budget}");
+            let kept = selection.messages.len();
+            assert_eq!(selection.omitted, 100 - kept);
+            // Oldest first, and they are the newest `kept` messages.
+            let expected: Vec<ContextMessage> =
+                newest_first[..kept].iter().rev().cloned().collect();
+            assert_eq!(selection.messages, expected);
+            // The next older message would not have fit.
+            if kept < 100 {
+                let next = tokenizer.message_cost(&newest_first[kept].content);
+                assert!(selection.token_count + next > budget);
+            }
+        }
+    }
+
+    #[test]
+    fn the_preamble_comes_first_and_is_counted() {
+        let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
+        let preamble = vec![
+            message(Role::System, "You are Numina, a kind assistant."),
+            message(
+                Role::System,
+                "Summary: the user is planning a trip to Lisbon.",
+            ),
+        ];
+        let selection = select(&tokenizer, preamble.clone(), &history(10), 10_000, 200);
+        assert_eq!(selection.messages[..2], preamble[..]);
+        assert_eq!(selection.messages.len(), 12);
+        let total: usize = selection
+            .messages
+            .iter()
+            .map(|m| tokenizer.message_cost(&m.content))
+            .sum();
+        assert_eq!(selection.token_count, total + REPLY_PRIMING_TOKENS);
+    }
+
+    #[test]
+    fn the_limit_caps_messages_even_when_tokens_remain() {
+        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let selection = select(&tokenizer, vec![], &history(30), 100_000, 5);
+        assert_eq!(selection.messages.len(), 5);
+        assert_eq!(selection.omitted, 25);
+    }
+
+    #[test]
+    fn a_message_is_never_cut_in_half() {
+        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let long = message(Role::Assistant, &"a very long reply ".repeat(200));
+        let short = message(Role::User, "thanks");
+        let selection = select(&tokenizer, vec![], &[short.clone(), long], 100, 10);
+        assert_eq!(selection.messages, vec![short]);
+        assert_eq!(selection.omitted, 1);
+    }
+
+    #[test]
+    fn an_unknown_tokenizer_is_a_configuration_error() {
+        assert!("gpt2".parse::<TokenizerKind>().is_err());
+        assert_eq!(
+            "o200k_base".parse::<TokenizerKind>().unwrap(),
+            TokenizerKind::O200kBase
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The context endpoint: the most recent messages within a token budget, the summary first,
+//! short-term memory when there is no conversation, and expired memory never returned.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{Duration, TimeZone, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::clock::{Clock, ManualClock};
+use shared::context::{Tokenizer, TokenizerKind, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE};
+use shared::model::{MessageId, Role, UserId};
+use tests::{new_user, state_with_clock, LocalApi};
+
+fn contents(reply: &Value) -> Vec<String> {
+    reply["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_context_keeps_the_most_recent_messages_within_the_budget_oldest_first() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Long chat")).await;
+    for i in 0..30 {
+        alice
+            .say(&id, &format!("message {i:02} about the weather in Lisbon"))
+            .await;
+    }
+    let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
+
+    for budget in [20, 60, 150, 100_000] {
+        let reply = alice
+            .get(&format!("/conversations/context/{id}?maxTokens={budget}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["source"], "conversation");
+        assert_eq!(reply.body["conversationId"], id.as_str());
+        let kept = contents(&reply.body);
+        let expected: Vec<String> = (30 - kept.len()..30)
+            .map(|i| format!("message {i:02} about the weather in Lisbon"))
+            .collect();
+        assert_eq!(kept, expected, "the most recent, oldest first");
+        let tokens = reply.body["tokenCount"].as_u64().unwrap() as usize;
+        assert!(tokens <= budget, "never over the budget");
+        let counted: usize = kept
+            .iter()
+            .map(|c| tokenizer.count(c) + TOKENS_PER_MESSAGE)
+            .sum();
+        assert_eq!(
+            tokens,
+            counted + REPLY_PRIMING_TOKENS,
+            "a real tokenizer's count"
+        );
+        assert_eq!(reply.body["omittedMessages"], 30 - kept.len());
+        assert_eq!(reply.body["tokenizer"], "o200k_base");
+    }
+    let limited = alice
+        .get(&format!("/conversations/context/{id}?limit=4"))
+        .await;
+    assert_eq!(contents(&limited.body).len(), 4);
+    assert_eq!(limited.body["omittedMessages"], 26);
+}
+
+#[tokio::test]
+async fn the_summary_comes_first() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Summarised")).await;
+    alice.say(&id, "latest question").await;
+    // Summaries are written by a later feature; set one directly on the item.
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let partition = shared::keys::conversation_partition(
+        &UserId::parse(&user).unwrap(),
+        &shared::model::ConversationId::parse(&id).unwrap(),
+    );
+    client
+        .update_item()
+        .table_name(&api.state.config.table_name)
+        .key("PK", AttributeValue::S(partition))
+        .key("SK", AttributeValue::S("META".into()))
+        .update_expression("SET summary = :s")
+        .expression_attribute_values(":s", AttributeValue::S("They are planning a trip.".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let reply = alice.get(&format!("/conversations/context/{id}")).await;
+    let messages = reply.body["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    assert!(messages[0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("They are planning a trip."));
+    assert_eq!(messages[1]["content"], "latest question");
+}
+
+#[tokio::test]
+async fn without_an_id_the_context_is_the_latest_active_conversation() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let older = alice.create_conversation(Some("older")).await;
+    let newer = alice.create_conversation(Some("newer")).await;
+    alice.say(&newer, "in the newer one").await;
+    alice.say(&older, "the older one is active again").await;
+    let archived = alice.create_conversation(Some("archived")).await;
+    alice.say(&archived, "archived talk").await;
+    alice
+        .put(
+            &format!("/conversations/{archived}/archive"),
+            json!({"archived": true}),
+        )
+        .await;
+
+    let reply = alice.get("/conversations/context").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["conversationId"], older.as_str());
+    assert_eq!(contents(&reply.body), vec!["the older one is active again"]);
+}
+
+#[tokio::test]
+async fn short_term_memory_is_the_context_when_there_is_no_conversation_and_expired_entries_never_return(
+) {
+    let start = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+    let clock = Arc::new(ManualClock::at(start));
+    let api = LocalApi::serving(state_with_clock(clock.clone()).await).await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let memory = api.state.assistant.memory();
+
+    let first = memory.entry(
+        MessageId::generate(),
+        Role::User,
+        "remember the milk".into(),
+        None,
+        Default::default(),
+        start,
+    );
+    clock.advance(Duration::hours(2));
+    let second = memory.entry(
+        MessageId::generate(),
+        Role::Assistant,
+        "I will remind you".into(),
+        None,
+        Default::default(),
+        clock.now(),
+    );
+    memory.remember(&owner, &[first, second]).await.unwrap();
+
+    let alice = api.as_user(&user);
+    let fresh = alice.get("/conversations/context").await;
+    assert_eq!(fresh.body["source"], "shortTermMemory");
+    assert_eq!(
+        contents(&fresh.body),
+        vec!["remember the milk", "I will remind you"]
+    );
+
+    // 25 hours after the first entry: it has expired, the second (23 hours old) has not.
+    clock.advance(Duration::hours(23));
+    let later = alice.get("/conversations/context").await;
+    assert_eq!(contents(&later.body), vec!["I will remind you"]);
+
+    // Past both: nothing, although DynamoDB (which deletes late, and moto never) still holds them.
+    clock.advance(Duration::hours(3));
+    let expired = alice.get("/conversations/context").await;
+    assert_eq!(expired.body["messages"], json!([]));
+    let held = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+        .query()
+        .table_name(&api.state.config.table_name)
+        .key_condition_expression("PK = :pk")
+        .expression_attribute_values(
+            ":pk",
+            AttributeValue::S(shared::keys::memory_partition(&owner)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.items().len(), 2);
+    for item in held.items() {
+        let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
+        assert!(expires < clock.now().timestamp());
+    }
+}
+
+#[tokio::test]
+async fn context_is_refused_for_another_users_conversation_and_for_bad_parameters() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let bob = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("private")).await;
+    alice.say(&id, "secret").await;
+
+    assert_eq!(
+        bob.get(&format!("/conversations/context/{id}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let bobs_latest = bob.get("/conversations/context").await;
+    assert_eq!(bobs_latest.body["messages"], json!([]));
+
+    for bad in [
+        "maxTokens=0",
+        "maxTokens=128001",
+        "limit=0",
+        "limit=201",
+        "limit=x",
+    ] {
+        let reply = alice
+            .get(&format!("/conversations/context/{id}?{bad}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(reply.error_code(), "invalid_request");
+    }
+    assert_eq!(
+        alice.get("/conversations/context/not-a-uuid").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
