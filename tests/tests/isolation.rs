@@ -60,7 +60,10 @@ async fn another_user_gets_not_found_on_every_endpoint_and_changes_nothing() {
             bob.put(&format!("{conversation}/tags"), json!({"tags": ["x"]}))
                 .await,
         ),
-        ("context", bob.get(&format!("/conversations/context/{id}")).await),
+        (
+            "context",
+            bob.get(&format!("/conversations/context/{id}")).await,
+        ),
         ("delete", bob.delete(&conversation).await),
     ];
     for (endpoint, reply) in &attempts {
