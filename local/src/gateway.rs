@@ -38,6 +38,7 @@ pub enum Endpoint {
     SetConversationTags,
     DeleteConversation,
     GetContext,
+    Complete,
 }
 
 impl Endpoint {
@@ -52,6 +53,7 @@ impl Endpoint {
             "set-conversation-tags" => Self::SetConversationTags,
             "delete-conversation" => Self::DeleteConversation,
             "get-context" => Self::GetContext,
+            "completion" => Self::Complete,
             _ => return None,
         })
     }
@@ -68,6 +70,7 @@ impl Endpoint {
             Self::SetConversationTags => handlers::set_conversation_tags(state, request).await,
             Self::DeleteConversation => handlers::delete_conversation(state, request).await,
             Self::GetContext => handlers::get_context(state, request).await,
+            Self::Complete => handlers::complete(state, request).await,
         };
         match result {
             Ok(response) => response,

@@ -1,14 +1,39 @@
 //! What the AI side of the app needs: the context to send a model for a conversation (or,
-//! without one, from short-term memory), chosen within a token budget.
+//! without one, from short-term memory), chosen within a token budget; and completions,
+//! which save the prompt and the reply so that nothing acknowledged is ever lost.
 
-use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
-use crate::context::{select, ContextMessage, Selection, Tokenizer};
-use crate::error::Error;
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::context::{
+    select, ContextMessage, Selection, Tokenizer, DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT,
+};
+use crate::error::{chain, Error};
 use crate::keys::{self, Index};
-use crate::memory::ShortTermMemory;
-use crate::model::{ConversationId, Role, UserId};
+use crate::memory::{MemoryEntry, ShortTermMemory};
+use crate::model::{
+    ClientMessageId, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Tags, Title,
+    UserId,
+};
+use crate::provider::{ModelProvider, ModelRequest};
 use crate::service::Conversations;
+use crate::store::{from_item, s, store_error, to_item};
+
+/// Largest prompt accepted, in UTF-8 bytes (larger is 413).
+pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1_024;
+pub const MAX_OUTPUT_TOKENS: u32 = 8_192;
+/// Longest request id a client may send (its messages' client ids add a suffix).
+pub const MAX_REQUEST_ID_CHARS: usize = 100;
+/// A prompt without a conversation id continues the user's latest conversation when it was
+/// active this recently, and starts a new one otherwise (clients that predate conversations).
+pub const LEGACY_SESSION_GAP: Duration = Duration::minutes(30);
+/// How long a completion's result is kept to answer a retry of the same request.
+pub const COMPLETION_RECORD_TTL: Duration = Duration::hours(24);
 
 /// Where a context came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,13 +49,116 @@ pub struct ModelContext {
     pub selection: Selection,
 }
 
-/// The assistant's operations, over conversations and short-term memory.
+/// What a completion asks for, already within bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    pub prompt: String,
+    pub conversation_id: Option<ConversationId>,
+    /// The client's id for this request: a retry with the same id is answered from the first
+    /// result, without a second model call or any new message.
+    pub request_id: Option<ClientMessageId>,
+    pub max_output_tokens: u32,
+    pub model: Option<String>,
+}
+
+impl CompletionRequest {
+    pub fn parse(
+        prompt: String,
+        conversation_id: Option<&str>,
+        request_id: Option<&str>,
+        max_output_tokens: Option<u32>,
+        model: Option<String>,
+    ) -> Result<Self, Error> {
+        if prompt.trim().is_empty() {
+            return Err(Error::invalid("prompt must not be empty"));
+        }
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(Error::TooLarge(format!(
+                "prompt is {} bytes; the limit is {MAX_PROMPT_BYTES} bytes",
+                prompt.len()
+            )));
+        }
+        let max_output_tokens = max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+        if !(1..=MAX_OUTPUT_TOKENS).contains(&max_output_tokens) {
+            return Err(Error::invalid(format!(
+                "maxTokens must be from 1 to {MAX_OUTPUT_TOKENS}"
+            )));
+        }
+        let request_id =
+            match request_id {
+                Some(id) if id.chars().count() > MAX_REQUEST_ID_CHARS => {
+                    return Err(Error::invalid(format!(
+                        "requestId must be at most {MAX_REQUEST_ID_CHARS} characters"
+                    )))
+                }
+                Some(id) => Some(ClientMessageId::parse(id).map_err(|_| {
+                    Error::invalid("requestId must be printable ASCII without spaces")
+                })?),
+                None => None,
+            };
+        Ok(Self {
+            prompt,
+            conversation_id: conversation_id.map(ConversationId::parse).transpose()?,
+            request_id,
+            max_output_tokens,
+            model,
+        })
+    }
+}
+
+/// What a completion did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completion {
+    pub reply: String,
+    /// The conversation both messages were saved to; `None` when the conversation store
+    /// failed and they were kept in short-term memory only.
+    pub conversation_id: Option<ConversationId>,
+    pub prompt_message_id: MessageId,
+    pub reply_message_id: MessageId,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub latency_ms: u64,
+    /// True when the conversation store failed and short-term memory kept the exchange.
+    pub fell_back_to_short_term_memory: bool,
+    /// True when this answers a retry from the first result.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CompletionRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    /// The completion as JSON: the answer to a retry.
+    result: String,
+    expires_at: i64,
+}
+
+/// The assistant's operations, over conversations, short-term memory and a model.
 #[derive(Clone)]
 pub struct Assistant {
     conversations: Conversations,
     memory: ShortTermMemory,
     tokenizer: Tokenizer,
     system_prompt: Option<String>,
+    provider: Arc<dyn ModelProvider>,
+    default_model: String,
+    allowed_models: Vec<String>,
+    model_timeout: StdDuration,
+}
+
+/// How the assistant calls its model.
+pub struct ModelSettings {
+    pub provider: Arc<dyn ModelProvider>,
+    pub default_model: String,
+    pub allowed_models: Vec<String>,
+    pub timeout: StdDuration,
 }
 
 impl Assistant {
@@ -39,12 +167,17 @@ impl Assistant {
         memory: ShortTermMemory,
         tokenizer: Tokenizer,
         system_prompt: Option<String>,
+        model: ModelSettings,
     ) -> Self {
         Self {
             conversations,
             memory,
             tokenizer,
             system_prompt,
+            provider: model.provider,
+            default_model: model.default_model,
+            allowed_models: model.allowed_models,
+            model_timeout: model.timeout,
         }
     }
 
@@ -170,5 +303,309 @@ impl Assistant {
                 content: prompt.clone(),
             })
             .collect()
+    }
+}
+
+impl Assistant {
+    /// Answers a prompt: loads the context, saves the prompt, calls the model, saves the
+    /// reply, to the conversation and to short-term memory. When the conversation store fails
+    /// the exchange is kept in short-term memory and the result says so; when the model fails
+    /// the prompt stays saved and the error is 502 or 504.
+    #[tracing::instrument(skip_all)]
+    pub async fn complete(
+        &self,
+        user: &UserId,
+        request: CompletionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Completion, Error> {
+        if let Some(request_id) = &request.request_id {
+            if let Some(done) = self.completion_record(user, request_id, now).await? {
+                return Ok(Completion {
+                    replayed: true,
+                    ..done
+                });
+            }
+        }
+        let model = request
+            .model
+            .clone()
+            .unwrap_or_else(|| self.default_model.clone());
+        if !self.allowed_models.contains(&model) {
+            return Err(Error::invalid(format!(
+                "model must be one of: {}",
+                self.allowed_models.join(", ")
+            )));
+        }
+        let client_id = |suffix: &str| {
+            request
+                .request_id
+                .as_ref()
+                .and_then(|r| ClientMessageId::parse(&format!("{}:{suffix}", r.as_str())).ok())
+        };
+
+        // Where the exchange is kept: the named conversation, or for clients that send none,
+        // their current session's conversation.
+        let mut conversation = match request.conversation_id {
+            Some(id) => Some(id),
+            None => match self.legacy_session(user, &request.prompt, now).await {
+                Ok(id) => Some(id),
+                Err(error) => {
+                    tracing::warn!(error = %chain(&error), "conversation store failed; using short-term memory");
+                    None
+                }
+            },
+        };
+
+        let prompt_cost = self.tokenizer.message_cost(&request.prompt);
+        let budget = DEFAULT_MAX_TOKENS.saturating_sub(prompt_cost);
+        let context = match conversation {
+            Some(id) => match self
+                .conversation_context(user, id, budget, DEFAULT_MESSAGE_LIMIT)
+                .await
+            {
+                Ok(context) => context,
+                Err(Error::NotFound) => return Err(Error::NotFound),
+                Err(error) => {
+                    tracing::warn!(error = %chain(&error), "conversation store failed; using short-term memory");
+                    conversation = None;
+                    self.memory_context(user, budget, DEFAULT_MESSAGE_LIMIT, now)
+                        .await?
+                }
+            },
+            None => {
+                self.memory_context(user, budget, DEFAULT_MESSAGE_LIMIT, now)
+                    .await?
+            }
+        };
+
+        let prompt = NewMessage {
+            role: Role::User,
+            content: request.prompt.clone(),
+            attachments: Vec::new(),
+            metadata: Metadata::new(),
+            client_message_id: client_id("prompt"),
+        };
+        let (prompt_message, kept_in) = self.save(user, conversation, prompt, now).await?;
+        conversation = kept_in;
+
+        let mut messages = context.selection.messages;
+        messages.push(ContextMessage {
+            role: Role::User,
+            content: request.prompt,
+        });
+        let model_request = ModelRequest {
+            model: model.clone(),
+            messages,
+            max_output_tokens: request.max_output_tokens,
+        };
+        let started = Instant::now();
+        let reply =
+            match tokio::time::timeout(self.model_timeout, self.provider.complete(&model_request))
+                .await
+            {
+                Err(_) => return Err(Error::ModelTimeout),
+                Ok(Err(error)) => return Err(Error::ModelFailed(error.to_string())),
+                Ok(Ok(reply)) => reply,
+            };
+        let latency = started.elapsed();
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+
+        let metadata = Metadata::from([
+            ("model".to_owned(), model.clone().into()),
+            ("provider".to_owned(), self.provider.name().into()),
+            ("inputTokens".to_owned(), reply.input_tokens.into()),
+            ("outputTokens".to_owned(), reply.output_tokens.into()),
+            ("latencyMs".to_owned(), latency_ms.into()),
+        ]);
+        let replied_at = (prompt_message.timestamp
+            + Duration::from_std(latency)
+                .unwrap_or_default()
+                .max(Duration::microseconds(1)))
+        .trunc_subsecs(6);
+        let answer = NewMessage {
+            role: Role::Assistant,
+            content: reply.text.clone(),
+            attachments: Vec::new(),
+            metadata,
+            client_message_id: client_id("reply"),
+        };
+        let (reply_message, kept_in) = self.save(user, conversation, answer, replied_at).await?;
+
+        let completion = Completion {
+            reply: reply.text,
+            conversation_id: kept_in,
+            prompt_message_id: prompt_message.id,
+            reply_message_id: reply_message.id,
+            model,
+            input_tokens: reply.input_tokens,
+            output_tokens: reply.output_tokens,
+            latency_ms,
+            fell_back_to_short_term_memory: kept_in.is_none(),
+            replayed: false,
+        };
+        if let Some(request_id) = &request.request_id {
+            if let Err(error) = self
+                .record_completion(user, request_id, &completion, now)
+                .await
+            {
+                // The exchange is saved; only a retry's deduplication is weaker.
+                tracing::warn!(error = %chain(&error), "completion record not written");
+            }
+        }
+        Ok(completion)
+    }
+
+    /// Saves a message to the conversation (when there is one and the store works) and
+    /// always to short-term memory. Returns the stored message and where it was kept.
+    async fn save(
+        &self,
+        user: &UserId,
+        conversation: Option<ConversationId>,
+        message: NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(Message, Option<ConversationId>), Error> {
+        let mut kept_in = None;
+        let mut stored = None;
+        if let Some(id) = conversation {
+            match self
+                .conversations
+                .add_message(user, &id, message.clone(), now)
+                .await
+            {
+                Ok(appended) => {
+                    stored = Some(appended.message);
+                    kept_in = Some(id);
+                }
+                Err(Error::NotFound) => return Err(Error::NotFound),
+                Err(error) => {
+                    tracing::warn!(error = %chain(&error), "conversation store failed; using short-term memory");
+                }
+            }
+        }
+        let stored = stored.unwrap_or_else(|| Message {
+            id: MessageId::generate(),
+            conversation_id: conversation
+                .unwrap_or_else(|| ConversationId::from(uuid::Uuid::nil())),
+            role: message.role,
+            content: message.content,
+            timestamp: now,
+            attachments: message.attachments,
+            metadata: message.metadata,
+            client_message_id: message.client_message_id.map(|c| c.as_str().to_owned()),
+        });
+        // The stored message's own id and time, so a retried save writes the same entry.
+        let entry: MemoryEntry = self.memory.entry(
+            stored.id,
+            stored.role,
+            stored.content.clone(),
+            kept_in,
+            stored.metadata.clone(),
+            stored.timestamp,
+        );
+        match self
+            .memory
+            .remember(user, std::slice::from_ref(&entry))
+            .await
+        {
+            Ok(()) => {}
+            // Nothing kept it anywhere: the client must retry.
+            Err(error) if kept_in.is_none() => return Err(error),
+            Err(error) => tracing::warn!(error = %chain(&error), "short-term memory not written"),
+        }
+        Ok((stored, kept_in))
+    }
+
+    /// The conversation a prompt without a conversation id belongs to: the user's latest
+    /// active conversation if it was active within the session gap, else a new one named
+    /// after the prompt.
+    async fn legacy_session(
+        &self,
+        user: &UserId,
+        prompt: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ConversationId, Error> {
+        let (latest, _) = self
+            .conversations
+            .store()
+            .list_conversations(
+                Index::ByStateActivity,
+                &keys::owner_state(user, false),
+                1,
+                None,
+                None,
+            )
+            .await?;
+        if let Some(current) = latest
+            .first()
+            .filter(|c| now - c.last_activity <= LEGACY_SESSION_GAP)
+        {
+            return Ok(current.conversation_id);
+        }
+        let created = self
+            .conversations
+            .create(
+                user,
+                Some(Title::derived_from(prompt)),
+                Tags::default(),
+                now,
+            )
+            .await?;
+        Ok(created.id)
+    }
+
+    async fn completion_record(
+        &self,
+        user: &UserId,
+        request_id: &ClientMessageId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Completion>, Error> {
+        let store = self.conversations.store();
+        let output = store
+            .client
+            .get_item()
+            .table_name(&store.table)
+            .key(keys::PK, s(&keys::completion_partition(user)))
+            .key(keys::SK, s(&keys::completion_sort_key(request_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("read completion record", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let record: CompletionRecord = from_item(item)?;
+        if record.expires_at <= now.timestamp() {
+            return Ok(None);
+        }
+        serde_json::from_str(&record.result)
+            .map(Some)
+            .map_err(|e| Error::internal("decode completion record", e))
+    }
+
+    async fn record_completion(
+        &self,
+        user: &UserId,
+        request_id: &ClientMessageId,
+        completion: &Completion,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let record = CompletionRecord {
+            pk: keys::completion_partition(user),
+            sk: keys::completion_sort_key(request_id),
+            entity: "CompletionRecord".to_owned(),
+            result: serde_json::to_string(completion)
+                .map_err(|e| Error::internal("encode completion", e))?,
+            expires_at: (now + COMPLETION_RECORD_TTL).timestamp(),
+        };
+        let store = self.conversations.store();
+        store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .set_item(Some(to_item(&record)?))
+            .send()
+            .await
+            .map_err(|e| store_error("write completion record", e))?;
+        Ok(())
     }
 }

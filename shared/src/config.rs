@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::context::TokenizerKind;
 use crate::error::Error;
+use crate::provider::ProviderKind;
 
 /// The shortest cursor-signing secret accepted.
 const MIN_SECRET_BYTES: usize = 32;
@@ -11,6 +12,7 @@ const MIN_SECRET_BYTES: usize = 32;
 /// worker; well inside the function's timeout.
 const DEFAULT_PURGE_BUDGET: Duration = Duration::from_secs(3);
 const DEFAULT_SHORT_TERM_TTL_HOURS: u32 = 24;
+const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(25);
 
 #[derive(Clone)]
 pub struct Config {
@@ -26,6 +28,17 @@ pub struct Config {
     pub tokenizer: TokenizerKind,
     /// `SYSTEM_PROMPT`: sent first in every model context, when set.
     pub system_prompt: Option<String>,
+    /// `MODEL_PROVIDER`: `bedrock` (the template's choice), `openai`, or `local` (default).
+    pub model_provider: ProviderKind,
+    /// `MODEL_ID`: the model used when a request names none (the provider's default if unset).
+    pub model_id: String,
+    /// `ALLOWED_MODELS`: comma-separated models a request may ask for (default: `MODEL_ID`).
+    pub allowed_models: Vec<String>,
+    /// `OPENAI_BASE_URL` (required for `openai`) and `OPENAI_API_KEY`.
+    pub openai_base_url: Option<String>,
+    pub openai_api_key: Option<String>,
+    /// `MODEL_TIMEOUT_MS`: how long a model call may take before the request answers 504.
+    pub model_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -82,7 +95,43 @@ impl Config {
             .map(|name| name.parse())
             .transpose()?
             .unwrap_or(TokenizerKind::O200kBase);
+        let model_provider = lookup("MODEL_PROVIDER")
+            .map(|name| name.parse())
+            .transpose()?
+            .unwrap_or(ProviderKind::Local);
+        let model_id = lookup("MODEL_ID")
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| model_provider.default_model().to_owned());
+        let mut allowed_models: Vec<String> = lookup("ALLOWED_MODELS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !allowed_models.contains(&model_id) {
+            allowed_models.push(model_id.clone());
+        }
+        let openai_base_url = lookup("OPENAI_BASE_URL").filter(|u| !u.trim().is_empty());
+        if model_provider == ProviderKind::OpenAiCompatible && openai_base_url.is_none() {
+            return Err(Error::Config(
+                "OPENAI_BASE_URL must be set for MODEL_PROVIDER=openai".into(),
+            ));
+        }
+        let model_timeout = match lookup("MODEL_TIMEOUT_MS") {
+            None => DEFAULT_MODEL_TIMEOUT,
+            Some(ms) => ms
+                .parse()
+                .map(Duration::from_millis)
+                .map_err(|_| Error::Config("MODEL_TIMEOUT_MS must be a whole number".into()))?,
+        };
         Ok(Self {
+            model_provider,
+            model_id,
+            allowed_models,
+            openai_base_url,
+            openai_api_key: lookup("OPENAI_API_KEY").filter(|k| !k.is_empty()),
+            model_timeout,
             table_name: required("TABLE_NAME")?,
             cursor_secret,
             delete_purge_budget,

@@ -18,6 +18,12 @@ pub enum Error {
     /// The conversation does not exist for this user (whether or not it exists for another).
     #[error("conversation not found")]
     NotFound,
+    /// The model provider failed; nothing but the prompt was saved.
+    #[error("the model did not answer: {0}")]
+    ModelFailed(String),
+    /// The model provider took longer than allowed; nothing but the prompt was saved.
+    #[error("the model did not answer in time")]
+    ModelTimeout,
     /// No route for this method and path.
     #[error("no such route")]
     NoRoute,

@@ -119,6 +119,15 @@ pub fn memory_sort_key(timestamp: DateTime<Utc>, entry: &MessageId) -> String {
     format!("MEMORY#{}#{entry}", sortable_time(timestamp))
 }
 
+/// The partition of a user's completion records (idempotency of `/completion`, with TTL).
+pub fn completion_partition(user: &UserId) -> String {
+    format!("USER#{user}#COMPLETION")
+}
+
+pub fn completion_sort_key(request: &ClientMessageId) -> String {
+    format!("REQUEST#{}", request.as_str())
+}
+
 pub fn owner(user: &UserId) -> String {
     format!("USER#{user}")
 }

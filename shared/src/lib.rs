@@ -13,6 +13,7 @@ pub mod http;
 pub mod keys;
 pub mod memory;
 pub mod model;
+pub mod provider;
 pub mod service;
 pub mod state;
 pub mod store;

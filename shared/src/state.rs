@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::Client;
+use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
-use crate::assistant::Assistant;
+use crate::assistant::{Assistant, ModelSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::context::Tokenizer;
 use crate::cursor::CursorSigner;
 use crate::error::Error;
 use crate::memory::ShortTermMemory;
+use crate::provider::{Bedrock, LocalModel, ModelProvider, OpenAiCompatible, ProviderKind};
 use crate::service::Conversations;
 use crate::store::Store;
 
@@ -30,24 +31,44 @@ impl State {
     pub async fn from_env() -> Result<Self, Error> {
         let config = Config::from_env()?;
         let sdk = aws_config::load_from_env().await;
-        Ok(Self::new(config, Client::new(&sdk)))
+        Ok(Self::new(config, &sdk))
     }
 
-    pub fn new(config: Config, dynamodb: Client) -> Self {
-        Self::with_clock(config, dynamodb, Arc::new(SystemClock))
+    pub fn new(config: Config, sdk: &SdkConfig) -> Self {
+        Self::with_clock(config, sdk, Arc::new(SystemClock))
     }
 
     /// State whose time comes from `clock` (tests move it by hand).
-    pub fn with_clock(config: Config, dynamodb: Client, clock: Arc<dyn Clock>) -> Self {
-        let store = Store::new(dynamodb, config.table_name.clone());
+    pub fn with_clock(config: Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        let store = Store::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            config.table_name.clone(),
+        );
+        let tokenizer = Tokenizer::new(config.tokenizer);
+        let provider: Arc<dyn ModelProvider> = match config.model_provider {
+            ProviderKind::Bedrock => {
+                Arc::new(Bedrock::new(aws_sdk_bedrockruntime::Client::new(sdk)))
+            }
+            ProviderKind::OpenAiCompatible => Arc::new(OpenAiCompatible::new(
+                config.openai_base_url.as_deref().unwrap_or_default(),
+                config.openai_api_key.clone(),
+            )),
+            ProviderKind::Local => Arc::new(LocalModel::new(tokenizer)),
+        };
         let conversations =
             Conversations::new(store.clone(), CursorSigner::new(&config.cursor_secret));
         let memory = ShortTermMemory::new(store, config.short_term_ttl);
         let assistant = Assistant::new(
             conversations.clone(),
             memory,
-            Tokenizer::new(config.tokenizer),
+            tokenizer,
             config.system_prompt.clone(),
+            ModelSettings {
+                provider,
+                default_model: config.model_id.clone(),
+                allowed_models: config.allowed_models.clone(),
+                timeout: config.model_timeout,
+            },
         );
         Self {
             conversations,

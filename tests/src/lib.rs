@@ -31,6 +31,12 @@ pub async fn state() -> State {
 
 /// Like [`state`], with time from `clock`.
 pub async fn state_with_clock(clock: Arc<dyn Clock>) -> State {
+    state_configured(&[], clock).await
+}
+
+/// Like [`state`], with some configuration variables set as given (the rest from the
+/// environment `scripts/test.sh` sets up) and time from `clock`.
+pub async fn state_configured(overrides: &[(&str, &str)], clock: Arc<dyn Clock>) -> State {
     if std::env::var("AWS_ENDPOINT_URL").is_err() {
         panic!("AWS_ENDPOINT_URL is not set: run the tests through scripts/test.sh, which starts the local servers");
     }
@@ -44,12 +50,19 @@ pub async fn state_with_clock(clock: Arc<dyn Clock>) -> State {
     )
     .await
     .expect("create the test table");
+    let overrides: HashMap<String, String> = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let config = Config::from_lookup(|name| match name {
         "TABLE_NAME" => Some(table.clone()),
-        _ => std::env::var(name).ok(),
+        _ => overrides
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok()),
     })
-    .expect("scripts/env.sh sets CURSOR_SECRET");
-    State::with_clock(config, client, clock)
+    .expect("a valid configuration");
+    State::with_clock(config, &sdk, clock)
 }
 
 /// A fresh user id, unique to the calling test.
@@ -72,6 +85,7 @@ impl LocalApi {
 
     /// The local API over the given handler state.
     pub async fn serving(state: State) -> Self {
+        shared::provider::install_tls_provider();
         let tokens = Tokens::new("test-secret");
         let routes = template().routes().expect("template routes");
         let gateway = Gateway::new(&routes, state.clone(), tokens.clone())
@@ -224,5 +238,69 @@ pub async fn items_of_conversation(
         if start.is_none() {
             return items;
         }
+    }
+}
+
+/// How the stand-in chat-completions server answers.
+#[derive(Clone, Copy, Debug)]
+pub enum ChatBehaviour {
+    Answer,
+    Fail,
+    Hang,
+}
+
+/// A stand-in for an OpenAI-compatible model endpoint (no model can run here), served over
+/// real HTTP so the real provider client talks to it. It counts the calls it gets.
+pub struct ChatServer {
+    pub base_url: String,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ChatServer {
+    pub async fn start(behaviour: ChatBehaviour) -> Self {
+        use axum::routing::post;
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = calls.clone();
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            post(move |body: String| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let request: Value = serde_json::from_str(&body).unwrap_or_default();
+                    let last = request["messages"]
+                        .as_array()
+                        .and_then(|m| m.last())
+                        .and_then(|m| m["content"].as_str())
+                        .unwrap_or_default()
+                        .to_owned();
+                    match behaviour {
+                        ChatBehaviour::Answer => (
+                            axum::http::StatusCode::OK,
+                            serde_json::json!({
+                                "choices": [{"message": {"role": "assistant", "content": format!("echo: {last}")}}],
+                                "usage": {"prompt_tokens": 11, "completion_tokens": 5}
+                            })
+                            .to_string(),
+                        ),
+                        ChatBehaviour::Fail => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{}".to_owned()),
+                        ChatBehaviour::Hang => {
+                            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                            (axum::http::StatusCode::OK, "{}".to_owned())
+                        }
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let base_url = format!("http://{}/v1", listener.local_addr().expect("bound"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base_url, calls }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

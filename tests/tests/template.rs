@@ -58,6 +58,7 @@ fn the_routes_are_the_specifications() {
         ("DELETE", "/conversations/{id}"),
         ("GET", "/conversations/context"),
         ("GET", "/conversations/context/{id}"),
+        ("POST", "/completion"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

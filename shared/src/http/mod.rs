@@ -11,7 +11,7 @@ use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use crate::assistant::ContextSource;
+use crate::assistant::{CompletionRequest, ContextSource};
 use crate::context::{
     DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT,
 };
@@ -26,9 +26,9 @@ use request::{
     caller, conversation_id, json_body, optional_conversation_id, optional_json_body, Query,
 };
 use wire::{
-    AddMessageBody, ArchiveBody, ContextMessageView, ContextView, ConversationListView,
-    ConversationView, ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail,
-    MessageView, RenameBody, TagsBody,
+    AddMessageBody, ArchiveBody, CompletionBody, CompletionView, ContextMessageView, ContextView,
+    ConversationListView, ConversationView, ConversationWithMessagesView, CreateConversationBody,
+    ErrorBody, ErrorDetail, MessageView, RenameBody, TagsBody, UsageView,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -275,6 +275,69 @@ pub async fn get_context(state: &State, request: Request) -> HandlerResult {
     .await
 }
 
+/// `POST /completion`: answers a prompt and saves both messages. A retry with the same
+/// `requestId` (or `Idempotency-Key` header) gets the first answer again.
+pub async fn complete(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let body: CompletionBody = json_body(&request)?;
+        if body.stream {
+            return Err(Error::invalid(
+                "streaming replies are not available yet; send \"stream\": false",
+            ));
+        }
+        let header_key = request
+            .headers()
+            .get("idempotency-key")
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Error::invalid("Idempotency-Key must be ASCII"))
+            })
+            .transpose()?;
+        let request_id = match (body.request_id.as_deref(), header_key) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::invalid("requestId and Idempotency-Key differ"))
+            }
+            (Some(id), _) | (None, Some(id)) => Some(id),
+            (None, None) => None,
+        };
+        let completion_request = CompletionRequest::parse(
+            body.prompt,
+            body.conversation_id.as_deref(),
+            request_id,
+            body.max_tokens,
+            body.model,
+        )?;
+        let done = state
+            .assistant
+            .complete(&user, completion_request, state.now())
+            .await?;
+        Ok(json(
+            StatusCode::OK,
+            &CompletionView {
+                response: &done.reply,
+                conversation_id: done.conversation_id.map(|id| id.to_string()),
+                prompt_message_id: done.prompt_message_id.to_string(),
+                reply_message_id: done.reply_message_id.to_string(),
+                model: &done.model,
+                usage: UsageView {
+                    input_tokens: done.input_tokens,
+                    output_tokens: done.output_tokens,
+                },
+                latency_ms: done.latency_ms,
+                saved_to: if done.fell_back_to_short_term_memory {
+                    "shortTermMemory"
+                } else {
+                    "conversation"
+                },
+                fallback: done.fell_back_to_short_term_memory,
+                replayed: done.replayed,
+            },
+        ))
+    })
+    .await
+}
+
 /// Runs a handler body and turns its error, if any, into the API's error response.
 async fn respond(
     work: impl std::future::Future<Output = Result<Response<Body>, Error>>,
@@ -300,6 +363,8 @@ pub fn error_response(error: &Error) -> Response<Body> {
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         Error::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+        Error::ModelFailed(_) => (StatusCode::BAD_GATEWAY, "model_failed"),
+        Error::ModelTimeout => (StatusCode::GATEWAY_TIMEOUT, "model_timeout"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         Error::Internal { .. } | Error::Config(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -309,6 +374,10 @@ pub fn error_response(error: &Error) -> Response<Body> {
         tracing::error!(error = %chain(error), "request failed");
         match error {
             Error::Unavailable(_) => "the service is busy; retry shortly".to_owned(),
+            Error::ModelFailed(_) => "the model did not answer; your prompt was saved".to_owned(),
+            Error::ModelTimeout => {
+                "the model did not answer in time; your prompt was saved".to_owned()
+            }
             _ => "something went wrong on our side".to_owned(),
         }
     } else {

@@ -1,0 +1,325 @@
+//! `POST /completion`: the prompt and the reply are saved to the conversation and to
+//! short-term memory; retries, model failures and store failures lose nothing.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use serde_json::json;
+use shared::assistant::{Assistant, CompletionRequest, ModelSettings};
+use shared::clock::SystemClock;
+use shared::context::{Tokenizer, TokenizerKind};
+use shared::cursor::CursorSigner;
+use shared::memory::ShortTermMemory;
+use shared::model::UserId;
+use shared::provider::LocalModel;
+use shared::service::Conversations;
+use shared::store::Store;
+use tests::{new_user, state, state_configured, ChatBehaviour, ChatServer, LocalApi};
+
+async fn api_with_model(server: &ChatServer, timeout_ms: &str) -> LocalApi {
+    let state = state_configured(
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+            ("MODEL_TIMEOUT_MS", timeout_ms),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    LocalApi::serving(state).await
+}
+
+async fn remembered(api: &LocalApi, user: &str) -> Vec<String> {
+    api.state
+        .assistant
+        .memory()
+        .recall(&UserId::parse(user).unwrap(), 50, Utc::now())
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|entry| entry.content)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_completion_saves_the_prompt_and_the_reply_to_the_conversation_and_short_term_memory() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Trip")).await;
+    alice.say(&id, "I am going to Lisbon.").await;
+
+    let reply = alice
+        .post(
+            "/completion",
+            json!({"prompt": "What should I pack?", "conversationId": id, "stream": false}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["savedTo"], "conversation");
+    assert_eq!(reply.body["fallback"], false);
+    assert_eq!(reply.body["conversationId"], id.as_str());
+    assert_eq!(reply.body["model"], "numina-local-1");
+    let text = reply.body["response"].as_str().unwrap();
+    assert!(text.contains("What should I pack?"));
+    assert!(
+        text.contains("1 earlier message"),
+        "the context reached the model: {text}"
+    );
+
+    let conversation = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(conversation.body["messageCount"], 3);
+    let messages = conversation.body["messages"].as_array().unwrap();
+    assert_eq!(messages[1]["content"], "What should I pack?");
+    assert_eq!(messages[2]["content"], text);
+    assert_eq!(messages[2]["role"], "assistant");
+    let metadata = &messages[2]["metadata"];
+    assert_eq!(metadata["model"], "numina-local-1");
+    assert!(metadata["inputTokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        metadata["outputTokens"],
+        reply.body["usage"]["outputTokens"]
+    );
+    assert!(metadata["latencyMs"].is_u64());
+
+    assert_eq!(
+        remembered(&api, &user).await,
+        vec!["What should I pack?", text]
+    );
+}
+
+#[tokio::test]
+async fn a_completion_without_a_conversation_id_lands_in_a_new_conversation_and_short_term_memory()
+{
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+
+    let first = alice
+        .post("/completion", json!({"prompt": "Hello from an old app"}))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let id = first.body["conversationId"].as_str().unwrap().to_owned();
+    let second = alice
+        .post("/completion", json!({"prompt": "And a follow-up"}))
+        .await;
+    assert_eq!(
+        second.body["conversationId"],
+        id.as_str(),
+        "one session, one conversation"
+    );
+
+    let listed = alice.get("/conversations").await;
+    let conversations = listed.body["conversations"].as_array().unwrap();
+    assert_eq!(conversations.len(), 1);
+    assert_eq!(conversations[0]["title"], "Hello from an old app");
+    assert_eq!(conversations[0]["messageCount"], 4);
+    assert_eq!(remembered(&api, &user).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_retried_completion_makes_no_second_model_call_and_no_duplicate_messages() {
+    let server = ChatServer::start(ChatBehaviour::Answer).await;
+    let api = api_with_model(&server, "5000").await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Retry")).await;
+    let body = json!({"prompt": "Only once, please", "conversationId": id, "requestId": "req-1"});
+
+    let first = alice.post("/completion", body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.body["response"], "echo: Only once, please");
+    assert_eq!(
+        first.body["usage"],
+        json!({"inputTokens": 11, "outputTokens": 5})
+    );
+    let again = alice.post("/completion", body).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["replayed"], true);
+    assert_eq!(again.body["replyMessageId"], first.body["replyMessageId"]);
+    assert_eq!(again.body["response"], first.body["response"]);
+
+    assert_eq!(server.calls(), 1, "the model was called once");
+    let conversation = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(conversation.body["messageCount"], 2);
+    assert_eq!(remembered(&api, &user).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_failing_model_answers_502_and_keeps_the_prompt_alone() {
+    let server = ChatServer::start(ChatBehaviour::Fail).await;
+    let api = api_with_model(&server, "5000").await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Broken model")).await;
+
+    let reply = alice
+        .post(
+            "/completion",
+            json!({"prompt": "Are you there?", "conversationId": id}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.error_code(), "model_failed");
+
+    let conversation = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(conversation.body["messageCount"], 1);
+    assert_eq!(
+        conversation.body["messages"][0]["content"],
+        "Are you there?"
+    );
+    assert_eq!(remembered(&api, &user).await, vec!["Are you there?"]);
+}
+
+#[tokio::test]
+async fn a_model_that_times_out_answers_504_and_keeps_the_prompt_alone() {
+    let server = ChatServer::start(ChatBehaviour::Hang).await;
+    let api = api_with_model(&server, "300").await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Slow model")).await;
+
+    let reply = alice
+        .post(
+            "/completion",
+            json!({"prompt": "Hello?", "conversationId": id}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(reply.error_code(), "model_timeout");
+    let conversation = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(conversation.body["messageCount"], 1);
+}
+
+#[tokio::test]
+async fn when_the_conversation_store_fails_the_reply_is_returned_and_kept_in_short_term_memory() {
+    // The conversation store points at a table that does not exist; memory at a real one.
+    let real = state().await;
+    let sdk = aws_config::load_from_env().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let broken = Conversations::new(
+        Store::new(client.clone(), "no-such-table"),
+        CursorSigner::new(&[7; 32]),
+    );
+    let memory = ShortTermMemory::new(
+        Store::new(client, real.config.table_name.clone()),
+        chrono::Duration::hours(24),
+    );
+    let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
+    let assistant = Assistant::new(
+        broken,
+        memory.clone(),
+        tokenizer,
+        None,
+        ModelSettings {
+            provider: Arc::new(LocalModel::new(tokenizer)),
+            default_model: LocalModel::MODEL.into(),
+            allowed_models: vec![LocalModel::MODEL.into()],
+            timeout: std::time::Duration::from_secs(5),
+        },
+    );
+    let user = UserId::parse(&new_user()).unwrap();
+
+    for conversation in [None, Some(uuid::Uuid::new_v4().to_string())] {
+        let request = CompletionRequest::parse(
+            "Still there?".into(),
+            conversation.as_deref(),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let done = assistant
+            .complete(&user, request, Utc::now())
+            .await
+            .unwrap();
+        assert!(done.fell_back_to_short_term_memory);
+        assert_eq!(done.conversation_id, None);
+        assert!(done.reply.contains("Still there?"));
+    }
+    let kept = memory.recall(&user, 10, Utc::now()).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        4,
+        "both prompts and both replies are in short-term memory"
+    );
+}
+
+#[tokio::test]
+async fn bad_completion_requests_are_refused_and_save_nothing() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Quiet")).await;
+    let huge = "x".repeat(32 * 1024 + 1);
+
+    let cases = [
+        (
+            json!({"prompt": huge, "conversationId": id}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            json!({"prompt": "", "conversationId": id}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"prompt": "hi", "conversationId": id, "stream": true}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"prompt": "hi", "conversationId": id, "temperature": 2}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"prompt": "hi", "conversationId": id, "maxTokens": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"prompt": "hi", "conversationId": id, "model": "gpt-9"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"prompt": "hi", "conversationId": "nope"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"prompt": "hi", "conversationId": id, "requestId": "has space"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"conversationId": id}), StatusCode::BAD_REQUEST),
+    ];
+    for (body, expected) in cases {
+        let reply = alice.post("/completion", body.clone()).await;
+        assert_eq!(reply.status, expected, "{body}");
+        assert!(reply.body["error"]["code"].is_string());
+    }
+    assert_eq!(
+        alice.get(&format!("/conversations/{id}")).await.body["messageCount"],
+        0
+    );
+    assert!(remembered(&api, &user).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_completion_on_another_users_conversation_is_not_found_and_saves_nothing() {
+    let api = LocalApi::start().await;
+    let (a, b) = (new_user(), new_user());
+    let alice = api.as_user(&a);
+    let id = alice.create_conversation(Some("Mine")).await;
+
+    let reply = api
+        .as_user(&b)
+        .post(
+            "/completion",
+            json!({"prompt": "let me in", "conversationId": id}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        alice.get(&format!("/conversations/{id}")).await.body["messageCount"],
+        0
+    );
+    assert!(remembered(&api, &b).await.is_empty());
+}
