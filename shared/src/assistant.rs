@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -19,7 +20,7 @@ use crate::model::{
     ClientMessageId, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Tags, Title,
     UserId,
 };
-use crate::provider::{ModelProvider, ModelRequest};
+use crate::provider::{ModelDelta, ModelProvider, ModelRequest};
 use crate::service::Conversations;
 use crate::store::{from_item, s, store_error, to_item};
 
@@ -306,6 +307,33 @@ impl Assistant {
     }
 }
 
+/// A prompt saved and ready for the model.
+struct Prepared {
+    user: UserId,
+    request_id: Option<ClientMessageId>,
+    conversation: Option<ConversationId>,
+    prompt_message: Message,
+    model_request: ModelRequest,
+    now: DateTime<Utc>,
+}
+
+/// Either a retry's earlier answer, or a prompt ready for the model.
+enum Start {
+    Replayed(Completion),
+    Ready(Box<Prepared>),
+}
+
+/// What a streaming completion reports, in order: pieces of the reply, then the outcome.
+#[derive(Debug)]
+pub enum CompletionEvent {
+    Delta(String),
+    Done(Completion),
+    Failed(Error),
+}
+
+/// How many events a streaming completion buffers for a slow reader.
+const STREAM_BUFFER: usize = 64;
+
 impl Assistant {
     /// Answers a prompt: loads the context, saves the prompt, calls the model, saves the
     /// reply, to the conversation and to short-term memory. When the conversation store fails
@@ -318,12 +346,116 @@ impl Assistant {
         request: CompletionRequest,
         now: DateTime<Utc>,
     ) -> Result<Completion, Error> {
+        let prepared = match self.start(user, request, now).await? {
+            Start::Replayed(done) => return Ok(done),
+            Start::Ready(prepared) => prepared,
+        };
+        let started = Instant::now();
+        let reply = match tokio::time::timeout(
+            self.model_timeout,
+            self.provider.complete(&prepared.model_request),
+        )
+        .await
+        {
+            Err(_) => return Err(Error::ModelTimeout),
+            Ok(Err(error)) => return Err(Error::ModelFailed(error.to_string())),
+            Ok(Ok(reply)) => reply,
+        };
+        self.finish(*prepared, reply, started.elapsed()).await
+    }
+
+    /// Like [`complete`](Self::complete), with the reply's pieces reported as they come.
+    /// Everything before the model call happens before this returns (so its errors are
+    /// ordinary errors); the generation then runs in its own task, to the end and saved,
+    /// whether or not anyone still reads the events.
+    #[tracing::instrument(skip_all)]
+    pub async fn complete_streaming(
+        &self,
+        user: &UserId,
+        request: CompletionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<tokio::sync::mpsc::Receiver<CompletionEvent>, Error> {
+        let (events, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let prepared = match self.start(user, request, now).await? {
+            Start::Replayed(done) => {
+                // A retry: the earlier answer, whole.
+                let _ = events
+                    .send(CompletionEvent::Delta(done.reply.clone()))
+                    .await;
+                let _ = events.send(CompletionEvent::Done(done)).await;
+                return Ok(receiver);
+            }
+            Start::Ready(prepared) => prepared,
+        };
+        let assistant = self.clone();
+        tokio::spawn(async move {
+            let outcome = assistant.generate(*prepared, &events).await;
+            let last = match outcome {
+                Ok(done) => CompletionEvent::Done(done),
+                Err(error) => CompletionEvent::Failed(error),
+            };
+            // The reader may be gone; the reply is saved either way.
+            let _ = events.send(last).await;
+        });
+        Ok(receiver)
+    }
+
+    /// Streams the model's reply to `events` (while anyone listens), then saves it.
+    async fn generate(
+        &self,
+        prepared: Prepared,
+        events: &tokio::sync::mpsc::Sender<CompletionEvent>,
+    ) -> Result<Completion, Error> {
+        let started = Instant::now();
+        let mut reply = crate::provider::ModelReply {
+            text: String::new(),
+            input_tokens: 0,
+            output_tokens: 0,
+        };
+        let mut deltas = self.provider.stream(&prepared.model_request);
+        loop {
+            // The timeout bounds the wait for each piece, so a long reply may take its time
+            // while a stalled model cannot hold the request.
+            let next = match tokio::time::timeout(self.model_timeout, deltas.next()).await {
+                Err(_) => return Err(Error::ModelTimeout),
+                Ok(None) => break,
+                Ok(Some(Err(error))) => return Err(Error::ModelFailed(error.to_string())),
+                Ok(Some(Ok(delta))) => delta,
+            };
+            match next {
+                ModelDelta::Text(text) => {
+                    reply.text.push_str(&text);
+                    if !events.is_closed() {
+                        let _ = events.send(CompletionEvent::Delta(text)).await;
+                    }
+                }
+                ModelDelta::Usage {
+                    input_tokens,
+                    output_tokens,
+                } => {
+                    reply.input_tokens = input_tokens;
+                    reply.output_tokens = output_tokens;
+                }
+            }
+        }
+        drop(deltas);
+        self.finish(prepared, reply, started.elapsed()).await
+    }
+
+    /// Everything before the model: a retry's earlier answer, or the prompt saved and the
+    /// model's request built from the context.
+    async fn start(
+        &self,
+        user: &UserId,
+        request: CompletionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Start, Error> {
         if let Some(request_id) = &request.request_id {
             if let Some(done) = self.completion_record(user, request_id, now).await? {
-                return Ok(Completion {
+                return Ok(Start::Replayed(Completion {
                     replayed: true,
                     ..done
-                });
+                }));
             }
         }
         let model = request
@@ -336,12 +468,6 @@ impl Assistant {
                 self.allowed_models.join(", ")
             )));
         }
-        let client_id = |suffix: &str| {
-            request
-                .request_id
-                .as_ref()
-                .and_then(|r| ClientMessageId::parse(&format!("{}:{suffix}", r.as_str())).ok())
-        };
 
         // Where the exchange is kept: the named conversation, or for clients that send none,
         // their current session's conversation.
@@ -383,35 +509,47 @@ impl Assistant {
             content: request.prompt.clone(),
             attachments: Vec::new(),
             metadata: Metadata::new(),
-            client_message_id: client_id("prompt"),
+            client_message_id: derived_client_id(request.request_id.as_ref(), "prompt"),
         };
         let (prompt_message, kept_in) = self.save(user, conversation, prompt, now).await?;
-        conversation = kept_in;
 
         let mut messages = context.selection.messages;
         messages.push(ContextMessage {
             role: Role::User,
             content: request.prompt,
         });
-        let model_request = ModelRequest {
-            model: model.clone(),
-            messages,
-            max_output_tokens: request.max_output_tokens,
-        };
-        let started = Instant::now();
-        let reply =
-            match tokio::time::timeout(self.model_timeout, self.provider.complete(&model_request))
-                .await
-            {
-                Err(_) => return Err(Error::ModelTimeout),
-                Ok(Err(error)) => return Err(Error::ModelFailed(error.to_string())),
-                Ok(Ok(reply)) => reply,
-            };
-        let latency = started.elapsed();
-        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        Ok(Start::Ready(Box::new(Prepared {
+            user: user.clone(),
+            request_id: request.request_id,
+            conversation: kept_in,
+            prompt_message,
+            model_request: ModelRequest {
+                model,
+                messages,
+                max_output_tokens: request.max_output_tokens,
+            },
+            now,
+        })))
+    }
 
+    /// Saves the reply (with what it cost) and records the completion for retries.
+    async fn finish(
+        &self,
+        prepared: Prepared,
+        reply: crate::provider::ModelReply,
+        latency: StdDuration,
+    ) -> Result<Completion, Error> {
+        let Prepared {
+            user,
+            request_id,
+            conversation,
+            prompt_message,
+            model_request,
+            now,
+        } = prepared;
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         let metadata = Metadata::from([
-            ("model".to_owned(), model.clone().into()),
+            ("model".to_owned(), model_request.model.clone().into()),
             ("provider".to_owned(), self.provider.name().into()),
             ("inputTokens".to_owned(), reply.input_tokens.into()),
             ("outputTokens".to_owned(), reply.output_tokens.into()),
@@ -427,25 +565,25 @@ impl Assistant {
             content: reply.text.clone(),
             attachments: Vec::new(),
             metadata,
-            client_message_id: client_id("reply"),
+            client_message_id: derived_client_id(request_id.as_ref(), "reply"),
         };
-        let (reply_message, kept_in) = self.save(user, conversation, answer, replied_at).await?;
+        let (reply_message, kept_in) = self.save(&user, conversation, answer, replied_at).await?;
 
         let completion = Completion {
             reply: reply.text,
             conversation_id: kept_in,
             prompt_message_id: prompt_message.id,
             reply_message_id: reply_message.id,
-            model,
+            model: model_request.model,
             input_tokens: reply.input_tokens,
             output_tokens: reply.output_tokens,
             latency_ms,
             fell_back_to_short_term_memory: kept_in.is_none(),
             replayed: false,
         };
-        if let Some(request_id) = &request.request_id {
+        if let Some(request_id) = &request_id {
             if let Err(error) = self
-                .record_completion(user, request_id, &completion, now)
+                .record_completion(&user, request_id, &completion, now)
                 .await
             {
                 // The exchange is saved; only a retry's deduplication is weaker.
@@ -608,4 +746,10 @@ impl Assistant {
             .map_err(|e| store_error("write completion record", e))?;
         Ok(())
     }
+}
+
+/// The client message id of one of a request's messages, so a retried request's appends are
+/// recognised as repeats.
+fn derived_client_id(request_id: Option<&ClientMessageId>, part: &str) -> Option<ClientMessageId> {
+    request_id.and_then(|r| ClientMessageId::parse(&format!("{}:{part}", r.as_str())).ok())
 }

@@ -5,10 +5,13 @@
 use std::str::FromStr;
 
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration,
-    Message as BedrockMessage, SystemContentBlock,
+    ContentBlock, ContentBlockDelta, ConversationRole, ConverseStreamOutput,
+    InferenceConfiguration, Message as BedrockMessage, SystemContentBlock,
 };
+use eventsource_stream::Eventsource;
 use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -40,14 +43,55 @@ pub enum ProviderError {
     Failed(String),
 }
 
+/// A piece of a reply, as the model generates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelDelta {
+    Text(String),
+    /// What the request cost, when the provider reports it (once, at the end).
+    Usage {
+        input_tokens: u64,
+        output_tokens: u64,
+    },
+}
+
 /// A chat model.
 pub trait ModelProvider: Send + Sync {
     /// The provider's name, for metadata and logs.
     fn name(&self) -> &'static str;
+
+    /// The reply as the model generates it.
+    fn stream<'a>(
+        &'a self,
+        request: &'a ModelRequest,
+    ) -> BoxStream<'a, Result<ModelDelta, ProviderError>>;
+
+    /// The whole reply.
     fn complete<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<ModelReply, ProviderError>>;
+    ) -> BoxFuture<'a, Result<ModelReply, ProviderError>> {
+        Box::pin(async move {
+            let mut reply = ModelReply {
+                text: String::new(),
+                input_tokens: 0,
+                output_tokens: 0,
+            };
+            let mut deltas = self.stream(request);
+            while let Some(delta) = deltas.next().await {
+                match delta? {
+                    ModelDelta::Text(text) => reply.text.push_str(&text),
+                    ModelDelta::Usage {
+                        input_tokens,
+                        output_tokens,
+                    } => {
+                        reply.input_tokens = input_tokens;
+                        reply.output_tokens = output_tokens;
+                    }
+                }
+            }
+            Ok(reply)
+        })
+    }
 }
 
 /// The providers a deployment can choose (`MODEL_PROVIDER`).
@@ -97,41 +141,50 @@ impl LocalModel {
     }
 }
 
+impl LocalModel {
+    fn reply_to(&self, request: &ModelRequest) -> String {
+        let prompt = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .unwrap_or_default();
+        let excerpt: String = prompt.chars().take(200).collect();
+        let earlier = request.messages.len().saturating_sub(1);
+        format!(
+            "You said: \"{excerpt}\". I have {earlier} earlier message{} in view.",
+            if earlier == 1 { "" } else { "s" }
+        )
+    }
+}
+
 impl ModelProvider for LocalModel {
     fn name(&self) -> &'static str {
         "local"
     }
 
-    fn complete<'a>(
+    /// The reply word by word, then its real token counts.
+    fn stream<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<ModelReply, ProviderError>> {
-        Box::pin(async move {
-            let prompt = request
-                .messages
-                .iter()
-                .rev()
-                .find(|m| m.role == Role::User)
-                .map(|m| m.content.as_str())
-                .unwrap_or_default();
-            let excerpt: String = prompt.chars().take(200).collect();
-            let earlier = request.messages.len().saturating_sub(1);
-            let text = format!(
-                "You said: \"{excerpt}\". I have {earlier} earlier message{} in view.",
-                if earlier == 1 { "" } else { "s" }
-            );
-            let input_tokens = request
-                .messages
-                .iter()
-                .map(|m| self.tokenizer.message_cost(&m.content) as u64)
-                .sum();
-            let output_tokens = self.tokenizer.count(&text) as u64;
-            Ok(ModelReply {
-                text,
-                input_tokens,
-                output_tokens,
-            })
-        })
+    ) -> BoxStream<'a, Result<ModelDelta, ProviderError>> {
+        let text = self.reply_to(request);
+        let input_tokens = request
+            .messages
+            .iter()
+            .map(|m| self.tokenizer.message_cost(&m.content) as u64)
+            .sum();
+        let output_tokens = self.tokenizer.count(&text) as u64;
+        let mut pieces: Vec<Result<ModelDelta, ProviderError>> = text
+            .split_inclusive(' ')
+            .map(|word| Ok(ModelDelta::Text(word.to_owned())))
+            .collect();
+        pieces.push(Ok(ModelDelta::Usage {
+            input_tokens,
+            output_tokens,
+        }));
+        stream::iter(pieces).boxed()
     }
 }
 
@@ -159,19 +212,22 @@ impl OpenAiCompatible {
     }
 }
 
+/// One `data:` event of a streamed chat completion.
 #[derive(Deserialize)]
-struct ChatCompletion {
-    choices: Vec<ChatChoice>,
+struct ChatChunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
     usage: Option<ChatUsage>,
 }
 
 #[derive(Deserialize)]
-struct ChatChoice {
-    message: ChatMessage,
+struct ChunkChoice {
+    #[serde(default)]
+    delta: ChunkDelta,
 }
 
-#[derive(Deserialize)]
-struct ChatMessage {
+#[derive(Default, Deserialize)]
+struct ChunkDelta {
     content: Option<String>,
 }
 
@@ -194,55 +250,68 @@ impl ModelProvider for OpenAiCompatible {
         "openai"
     }
 
-    fn complete<'a>(
+    /// Server-sent events from `/chat/completions` with `stream: true`.
+    fn stream<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<ModelReply, ProviderError>> {
-        Box::pin(async move {
-            let body = json!({
-                "model": request.model,
-                "max_tokens": request.max_output_tokens,
-                "messages": request
-                    .messages
-                    .iter()
-                    .map(|m| json!({ "role": role_name(m.role), "content": m.content }))
-                    .collect::<Vec<_>>(),
-            });
-            let mut call = self
-                .http
-                .post(format!("{}/chat/completions", self.base_url))
-                .json(&body);
-            if let Some(key) = &self.api_key {
-                call = call.bearer_auth(key);
-            }
-            let response = call
-                .send()
-                .await
-                .map_err(|e| ProviderError::Failed(e.to_string()))?;
+    ) -> BoxStream<'a, Result<ModelDelta, ProviderError>> {
+        let body = json!({
+            "model": request.model,
+            "max_tokens": request.max_output_tokens,
+            "stream": true,
+            "stream_options": { "include_usage": true },
+            "messages": request
+                .messages
+                .iter()
+                .map(|m| json!({ "role": role_name(m.role), "content": m.content }))
+                .collect::<Vec<_>>(),
+        });
+        let mut call = self
+            .http
+            .post(format!("{}/chat/completions", self.base_url))
+            .json(&body);
+        if let Some(key) = &self.api_key {
+            call = call.bearer_auth(key);
+        }
+        let failed = |e: &dyn std::fmt::Display| ProviderError::Failed(e.to_string());
+        stream::once(async move {
+            let response = call.send().await.map_err(|e| failed(&e))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(ProviderError::Failed(format!("HTTP {status}")));
             }
-            let completion: ChatCompletion = response
-                .json()
-                .await
-                .map_err(|e| ProviderError::Failed(format!("unreadable reply: {e}")))?;
-            let text = completion
-                .choices
-                .into_iter()
-                .next()
-                .and_then(|c| c.message.content)
-                .ok_or_else(|| ProviderError::Failed("the reply had no content".into()))?;
-            let usage = completion.usage.unwrap_or(ChatUsage {
-                prompt_tokens: 0,
-                completion_tokens: 0,
-            });
-            Ok(ModelReply {
-                text,
-                input_tokens: usage.prompt_tokens,
-                output_tokens: usage.completion_tokens,
-            })
+            let events = response
+                .bytes_stream()
+                .eventsource()
+                .map_err(move |e| failed(&e))
+                .try_take_while(|event| std::future::ready(Ok(event.data.trim() != "[DONE]")))
+                .and_then(|event| {
+                    std::future::ready(
+                        serde_json::from_str::<ChatChunk>(&event.data)
+                            .map_err(|e| ProviderError::Failed(format!("unreadable event: {e}"))),
+                    )
+                })
+                .map_ok(|chunk| {
+                    let mut deltas: Vec<Result<ModelDelta, ProviderError>> = chunk
+                        .choices
+                        .into_iter()
+                        .filter_map(|choice| choice.delta.content)
+                        .filter(|text| !text.is_empty())
+                        .map(|text| Ok(ModelDelta::Text(text)))
+                        .collect();
+                    if let Some(usage) = chunk.usage {
+                        deltas.push(Ok(ModelDelta::Usage {
+                            input_tokens: usage.prompt_tokens,
+                            output_tokens: usage.completion_tokens,
+                        }));
+                    }
+                    stream::iter(deltas)
+                })
+                .try_flatten();
+            Ok(events)
         })
+        .try_flatten()
+        .boxed()
     }
 }
 
@@ -284,11 +353,13 @@ impl ModelProvider for Bedrock {
         "bedrock"
     }
 
-    fn complete<'a>(
+    /// ConverseStream: text deltas, then the metadata event's usage.
+    fn stream<'a>(
         &'a self,
         request: &'a ModelRequest,
-    ) -> BoxFuture<'a, Result<ModelReply, ProviderError>> {
-        Box::pin(async move {
+    ) -> BoxStream<'a, Result<ModelDelta, ProviderError>> {
+        let failed = |e: &dyn std::error::Error| ProviderError::Failed(crate::error::chain(e));
+        stream::once(async move {
             let (system, turns) = converse_turns(&request.messages);
             let messages = turns
                 .into_iter()
@@ -302,12 +373,12 @@ impl ModelProvider for Bedrock {
                         .role(role)
                         .content(ContentBlock::Text(text))
                         .build()
-                        .map_err(|e| ProviderError::Failed(e.to_string()))
+                        .map_err(|e| failed(&e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let output = self
                 .client
-                .converse()
+                .converse_stream()
                 .model_id(&request.model)
                 .set_system(Some(
                     system.into_iter().map(SystemContentBlock::Text).collect(),
@@ -320,23 +391,33 @@ impl ModelProvider for Bedrock {
                 )
                 .send()
                 .await
-                .map_err(|e| ProviderError::Failed(crate::error::chain(&e)))?;
-            let text = match output.output() {
-                Some(ConverseOutput::Message(message)) => message
-                    .content()
-                    .iter()
-                    .filter_map(|block| block.as_text().ok().cloned())
-                    .collect::<Vec<_>>()
-                    .join(""),
-                _ => return Err(ProviderError::Failed("the reply had no message".into())),
-            };
-            let usage = output.usage();
-            Ok(ModelReply {
-                text,
-                input_tokens: usage.map_or(0, |u| u64::try_from(u.input_tokens()).unwrap_or(0)),
-                output_tokens: usage.map_or(0, |u| u64::try_from(u.output_tokens()).unwrap_or(0)),
-            })
+                .map_err(|e| failed(&e))?;
+            let events = stream::try_unfold(output.stream, move |mut receiver| async move {
+                loop {
+                    let Some(event) = receiver.recv().await.map_err(|e| failed(&e))? else {
+                        return Ok(None);
+                    };
+                    let delta = match event {
+                        ConverseStreamOutput::ContentBlockDelta(block) => match block.delta {
+                            Some(ContentBlockDelta::Text(text)) => ModelDelta::Text(text),
+                            _ => continue,
+                        },
+                        ConverseStreamOutput::Metadata(metadata) => match metadata.usage {
+                            Some(usage) => ModelDelta::Usage {
+                                input_tokens: u64::try_from(usage.input_tokens).unwrap_or(0),
+                                output_tokens: u64::try_from(usage.output_tokens).unwrap_or(0),
+                            },
+                            None => continue,
+                        },
+                        _ => continue,
+                    };
+                    return Ok(Some((delta, receiver)));
+                }
+            });
+            Ok(events)
         })
+        .try_flatten()
+        .boxed()
     }
 }
 

@@ -275,6 +275,21 @@ impl ChatServer {
                         .unwrap_or_default()
                         .to_owned();
                     match behaviour {
+                        ChatBehaviour::Answer if request["stream"] == true => {
+                            // Server-sent events, as OpenAI streams: pieces, usage, [DONE].
+                            let pieces = ["echo", ": ", last.as_str()];
+                            let mut events: Vec<String> = pieces
+                                .iter()
+                                .map(|p| serde_json::json!({"choices": [{"delta": {"content": p}}]}).to_string())
+                                .collect();
+                            events.push(
+                                serde_json::json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 5}})
+                                    .to_string(),
+                            );
+                            events.push("[DONE]".to_owned());
+                            let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+                            (axum::http::StatusCode::OK, body)
+                        }
                         ChatBehaviour::Answer => (
                             axum::http::StatusCode::OK,
                             serde_json::json!({
