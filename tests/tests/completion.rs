@@ -265,10 +265,6 @@ async fn bad_completion_requests_are_refused_and_save_nothing() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            json!({"prompt": "hi", "conversationId": id, "stream": true}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
             json!({"prompt": "hi", "conversationId": id, "temperature": 2}),
             StatusCode::BAD_REQUEST,
         ),

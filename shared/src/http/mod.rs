@@ -11,7 +11,7 @@ use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use crate::assistant::{CompletionRequest, ContextSource};
+use crate::assistant::{Completion, CompletionEvent, CompletionRequest, ContextSource};
 use crate::context::{
     DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT,
 };
@@ -276,16 +276,13 @@ pub async fn get_context(state: &State, request: Request) -> HandlerResult {
 }
 
 /// `POST /completion`: answers a prompt and saves both messages. A retry with the same
-/// `requestId` (or `Idempotency-Key` header) gets the first answer again.
+/// `requestId` (or `Idempotency-Key` header) gets the first answer again. With
+/// `"stream": true` the answer is server-sent events: `delta` events with the reply's
+/// pieces, then one `done` event with what `"stream": false` returns (or an `error` event).
 pub async fn complete(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
         let body: CompletionBody = json_body(&request)?;
-        if body.stream {
-            return Err(Error::invalid(
-                "streaming replies are not available yet; send \"stream\": false",
-            ));
-        }
         let header_key = request
             .headers()
             .get("idempotency-key")
@@ -308,34 +305,79 @@ pub async fn complete(state: &State, request: Request) -> HandlerResult {
             body.max_tokens,
             body.model,
         )?;
+        if body.stream {
+            let events = state
+                .assistant
+                .complete_streaming(&user, completion_request, state.now())
+                .await?;
+            return Ok(server_sent_events(events).await);
+        }
         let done = state
             .assistant
             .complete(&user, completion_request, state.now())
             .await?;
-        Ok(json(
-            StatusCode::OK,
-            &CompletionView {
-                response: &done.reply,
-                conversation_id: done.conversation_id.map(|id| id.to_string()),
-                prompt_message_id: done.prompt_message_id.to_string(),
-                reply_message_id: done.reply_message_id.to_string(),
-                model: &done.model,
-                usage: UsageView {
-                    input_tokens: done.input_tokens,
-                    output_tokens: done.output_tokens,
-                },
-                latency_ms: done.latency_ms,
-                saved_to: if done.fell_back_to_short_term_memory {
-                    "shortTermMemory"
-                } else {
-                    "conversation"
-                },
-                fallback: done.fell_back_to_short_term_memory,
-                replayed: done.replayed,
-            },
-        ))
+        Ok(json(StatusCode::OK, &completion_view(&done)))
     })
     .await
+}
+
+fn completion_view(done: &Completion) -> CompletionView<'_> {
+    CompletionView {
+        response: &done.reply,
+        conversation_id: done.conversation_id.map(|id| id.to_string()),
+        prompt_message_id: done.prompt_message_id.to_string(),
+        reply_message_id: done.reply_message_id.to_string(),
+        model: &done.model,
+        usage: UsageView {
+            input_tokens: done.input_tokens,
+            output_tokens: done.output_tokens,
+        },
+        latency_ms: done.latency_ms,
+        saved_to: if done.fell_back_to_short_term_memory {
+            "shortTermMemory"
+        } else {
+            "conversation"
+        },
+        fallback: done.fell_back_to_short_term_memory,
+        replayed: done.replayed,
+    }
+}
+
+/// The events of a streaming completion as a `text/event-stream` body. Behind the HTTP API
+/// (a buffered integration) they arrive together once the reply is complete.
+async fn server_sent_events(
+    mut events: tokio::sync::mpsc::Receiver<CompletionEvent>,
+) -> Response<Body> {
+    let mut text = String::new();
+    let mut push = |event: &str, data: String| {
+        text.push_str(&format!("event: {event}\ndata: {data}\n\n"));
+    };
+    while let Some(event) = events.recv().await {
+        match event {
+            CompletionEvent::Delta(piece) => {
+                push("delta", serde_json::json!({ "text": piece }).to_string())
+            }
+            CompletionEvent::Done(done) => push(
+                "done",
+                serde_json::to_string(&completion_view(&done))
+                    .expect("wire types always serialize"),
+            ),
+            CompletionEvent::Failed(error) => {
+                let response = error_response(&error);
+                let body = match response.body() {
+                    Body::Text(body) => body.clone(),
+                    _ => String::new(),
+                };
+                push("error", body);
+            }
+        }
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::Text(text))
+        .expect("a status, headers and a body make a valid response")
 }
 
 /// Runs a handler body and turns its error, if any, into the API's error response.
