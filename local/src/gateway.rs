@@ -312,3 +312,60 @@ fn into_axum(response: Response<Body>) -> AxumResponse {
     };
     AxumResponse::from_parts(parts, AxumBody::from(bytes))
 }
+
+/// A local stand-in for the streaming completion function's URL (a Lambda Function URL in
+/// response-streaming mode). It verifies the local bearer token as the gateway does and
+/// streams the handler's events to the client as they come.
+pub struct StreamingUrl {
+    state: State,
+    tokens: Tokens,
+}
+
+impl StreamingUrl {
+    pub fn new(state: State, tokens: Tokens) -> Self {
+        Self { state, tokens }
+    }
+
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        let app = Router::new()
+            .fallback(stream_completion)
+            .with_state(Arc::new(self));
+        axum::serve(listener, app).await
+    }
+}
+
+async fn stream_completion(
+    AxumState(url): AxumState<Arc<StreamingUrl>>,
+    request: AxumRequest,
+) -> AxumResponse {
+    let (parts, body) = request.into_parts();
+    if parts.method != Method::POST {
+        return gateway_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    }
+    let Some(claims) = bearer(&parts.headers).and_then(|token| url.tokens.verify(token)) else {
+        return gateway_response(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return gateway_response(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    };
+    let path = parts.uri.path().to_owned();
+    let event = api_gateway_event(
+        &parts.method,
+        &path,
+        parts.uri.query().unwrap_or_default(),
+        &parts.headers,
+        "$default",
+        HashMap::new(),
+        claims,
+        &body,
+    );
+    let Ok(request) = lambda_http::request::from_str(&event.to_string()) else {
+        return gateway_response(StatusCode::BAD_REQUEST, "Bad Request");
+    };
+    let response = match handlers::complete_streaming(&url.state, None, request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    AxumResponse::from_parts(parts, AxumBody::new(body))
+}

@@ -5,6 +5,6 @@ pub mod table;
 pub mod template;
 pub mod token;
 
-pub use gateway::{Endpoint, Gateway};
+pub use gateway::{Endpoint, Gateway, StreamingUrl};
 pub use template::Template;
 pub use token::Tokens;

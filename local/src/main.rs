@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use local::{table, Gateway, Template, Tokens};
+use local::{table, Gateway, StreamingUrl, Template, Tokens};
 use shared::http::State;
 
 #[derive(Parser)]
@@ -26,6 +26,9 @@ enum Command {
     Serve {
         #[arg(long, env = "PORT", default_value_t = 3000)]
         port: u16,
+        /// Port of the streaming completion function's URL.
+        #[arg(long, env = "STREAM_PORT", default_value_t = 3001)]
+        stream_port: u16,
     },
     /// Create the table from the template, if it does not exist.
     CreateTable {
@@ -56,16 +59,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 if created { "created" } else { "exists" }
             );
         }
-        Command::Serve { port } => {
+        Command::Serve { port, stream_port } => {
             lambda_http::tracing::init_default_subscriber();
             let template = Template::load(&cli.template)?;
             let state = State::from_env().await?;
             let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
             table::create_table(&client, &state.config.table_name, &template.table()?).await?;
+            let streaming = StreamingUrl::new(state.clone(), tokens.clone());
             let gateway = Gateway::new(&template.routes()?, state, tokens)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            let stream_listener = tokio::net::TcpListener::bind(("127.0.0.1", stream_port)).await?;
             eprintln!("Numina Conversations API on http://127.0.0.1:{port}");
-            gateway.serve(listener).await?;
+            eprintln!("Streaming completion URL on http://127.0.0.1:{stream_port}");
+            tokio::try_join!(gateway.serve(listener), streaming.serve(stream_listener))?;
         }
     }
     Ok(())

@@ -143,6 +143,21 @@ impl Template {
             .collect())
     }
 
+    /// The binaries of functions served through a Function URL.
+    pub fn function_urls(&self) -> Result<Vec<String>, TemplateError> {
+        Ok(self
+            .functions()?
+            .into_iter()
+            .filter(|(_, _, resource)| {
+                resource
+                    .get("Properties")
+                    .and_then(|p| p.get("FunctionUrlConfig"))
+                    .is_some()
+            })
+            .map(|(_, binary, _)| binary.to_owned())
+            .collect())
+    }
+
     /// Every HttpApi route of every function, in template order.
     pub fn routes(&self) -> Result<Vec<Route>, TemplateError> {
         let mut routes = Vec::new();

@@ -4,6 +4,7 @@
 //! product's operations) → `store` (the single DynamoDB table, keys from `keys`).
 
 pub mod assistant;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod context;

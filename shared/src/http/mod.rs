@@ -12,6 +12,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::assistant::{Completion, CompletionEvent, CompletionRequest, ContextSource};
+use crate::auth::JwtVerifier;
 use crate::context::{
     DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT,
 };
@@ -279,38 +280,22 @@ pub async fn get_context(state: &State, request: Request) -> HandlerResult {
 /// `requestId` (or `Idempotency-Key` header) gets the first answer again. With
 /// `"stream": true` the answer is server-sent events: `delta` events with the reply's
 /// pieces, then one `done` event with what `"stream": false` returns (or an `error` event).
+/// Behind the HTTP API (a buffered integration) the events arrive together at the end; the
+/// streaming Function URL (`complete_streaming`) delivers them as they come.
 pub async fn complete(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
-        let body: CompletionBody = json_body(&request)?;
-        let header_key = request
-            .headers()
-            .get("idempotency-key")
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| Error::invalid("Idempotency-Key must be ASCII"))
-            })
-            .transpose()?;
-        let request_id = match (body.request_id.as_deref(), header_key) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(Error::invalid("requestId and Idempotency-Key differ"))
-            }
-            (Some(id), _) | (None, Some(id)) => Some(id),
-            (None, None) => None,
-        };
-        let completion_request = CompletionRequest::parse(
-            body.prompt,
-            body.conversation_id.as_deref(),
-            request_id,
-            body.max_tokens,
-            body.model,
-        )?;
-        if body.stream {
-            let events = state
+        let (completion_request, stream) = completion_request(&request)?;
+        if stream {
+            let mut events = state
                 .assistant
                 .complete_streaming(&user, completion_request, state.now())
                 .await?;
-            return Ok(server_sent_events(events).await);
+            let mut text = String::new();
+            while let Some(event) = events.recv().await {
+                text.push_str(&server_sent_event(event));
+            }
+            return Ok(event_stream_response(Body::Text(text)));
         }
         let done = state
             .assistant
@@ -319,6 +304,131 @@ pub async fn complete(state: &State, request: Request) -> HandlerResult {
         Ok(json(StatusCode::OK, &completion_view(&done)))
     })
     .await
+}
+
+/// A response body whose frames are sent as they are produced (Lambda response streaming).
+pub type StreamingBody = http_body_util::StreamBody<
+    futures::stream::BoxStream<'static, Result<http_body::Frame<bytes::Bytes>, Infallible>>,
+>;
+
+/// `POST /completion` through the streaming Function URL: the same request and answers as
+/// [`complete`], with events sent as the model produces them. API Gateway does not front the
+/// URL, so without authorizer claims the bearer token is verified here, with `verifier`.
+pub async fn complete_streaming(
+    state: &State,
+    verifier: Option<&JwtVerifier>,
+    request: Request,
+) -> Result<Response<StreamingBody>, Infallible> {
+    let outcome = async {
+        let user = match (caller(&request), verifier) {
+            (Ok(user), _) => user,
+            (Err(_), Some(verifier)) => {
+                let header = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or(Error::Unauthenticated)?;
+                verifier.verify(header)?
+            }
+            (Err(error), None) => return Err(error),
+        };
+        let (completion_request, stream) = completion_request(&request)?;
+        if !stream {
+            let done = state
+                .assistant
+                .complete(&user, completion_request, state.now())
+                .await?;
+            return Ok(Err(json(StatusCode::OK, &completion_view(&done))));
+        }
+        let events = state
+            .assistant
+            .complete_streaming(&user, completion_request, state.now())
+            .await?;
+        Ok(Ok(events))
+    }
+    .await;
+    let response = match outcome {
+        Ok(Ok(events)) => {
+            let frames = futures::stream::unfold(events, |mut events| async move {
+                let event = events.recv().await?;
+                let frame = http_body::Frame::data(bytes::Bytes::from(server_sent_event(event)));
+                Some((Ok(frame), events))
+            });
+            let (parts, _) = event_stream_response(Body::Empty).into_parts();
+            Response::from_parts(
+                parts,
+                http_body_util::StreamBody::new(futures::StreamExt::boxed(frames)),
+            )
+        }
+        Ok(Err(whole)) => whole.map(single_frame),
+        Err(error) => error_response(&error).map(single_frame),
+    };
+    Ok(response)
+}
+
+fn single_frame(body: Body) -> StreamingBody {
+    let bytes = bytes::Bytes::copy_from_slice(body.as_ref());
+    http_body_util::StreamBody::new(futures::StreamExt::boxed(futures::stream::once(
+        async move { Ok(http_body::Frame::data(bytes)) },
+    )))
+}
+
+/// The body of a completion request, and whether the answer should stream.
+fn completion_request(request: &Request) -> Result<(CompletionRequest, bool), Error> {
+    let body: CompletionBody = json_body(request)?;
+    let header_key = request
+        .headers()
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Error::invalid("Idempotency-Key must be ASCII"))
+        })
+        .transpose()?;
+    let request_id = match (body.request_id.as_deref(), header_key) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::invalid("requestId and Idempotency-Key differ"))
+        }
+        (Some(id), _) | (None, Some(id)) => Some(id),
+        (None, None) => None,
+    };
+    let completion_request = CompletionRequest::parse(
+        body.prompt,
+        body.conversation_id.as_deref(),
+        request_id,
+        body.max_tokens,
+        body.model,
+    )?;
+    Ok((completion_request, body.stream))
+}
+
+/// One event of a streaming completion, as server-sent-events text.
+fn server_sent_event(event: CompletionEvent) -> String {
+    let (name, data) = match event {
+        CompletionEvent::Delta(piece) => {
+            ("delta", serde_json::json!({ "text": piece }).to_string())
+        }
+        CompletionEvent::Done(done) => (
+            "done",
+            serde_json::to_string(&completion_view(&done)).expect("wire types always serialize"),
+        ),
+        CompletionEvent::Failed(error) => {
+            let response = error_response(&error);
+            (
+                "error",
+                String::from_utf8_lossy(response.body().as_ref()).into_owned(),
+            )
+        }
+    };
+    format!("event: {name}\ndata: {data}\n\n")
+}
+
+fn event_stream_response(body: Body) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .expect("a status, headers and a body make a valid response")
 }
 
 fn completion_view(done: &Completion) -> CompletionView<'_> {
@@ -341,43 +451,6 @@ fn completion_view(done: &Completion) -> CompletionView<'_> {
         fallback: done.fell_back_to_short_term_memory,
         replayed: done.replayed,
     }
-}
-
-/// The events of a streaming completion as a `text/event-stream` body. Behind the HTTP API
-/// (a buffered integration) they arrive together once the reply is complete.
-async fn server_sent_events(
-    mut events: tokio::sync::mpsc::Receiver<CompletionEvent>,
-) -> Response<Body> {
-    let mut text = String::new();
-    let mut push = |event: &str, data: String| {
-        text.push_str(&format!("event: {event}\ndata: {data}\n\n"));
-    };
-    while let Some(event) = events.recv().await {
-        match event {
-            CompletionEvent::Delta(piece) => {
-                push("delta", serde_json::json!({ "text": piece }).to_string())
-            }
-            CompletionEvent::Done(done) => push(
-                "done",
-                serde_json::to_string(&completion_view(&done))
-                    .expect("wire types always serialize"),
-            ),
-            CompletionEvent::Failed(error) => {
-                let response = error_response(&error);
-                let body = match response.body() {
-                    Body::Text(body) => body.clone(),
-                    _ => String::new(),
-                };
-                push("error", body);
-            }
-        }
-    }
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::Text(text))
-        .expect("a status, headers and a body make a valid response")
 }
 
 /// Runs a handler body and turns its error, if any, into the API's error response.

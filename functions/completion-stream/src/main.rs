@@ -1,0 +1,20 @@
+//! Lambda function for `shared::http::complete_streaming`: `/completion` through a Function
+//! URL in response-streaming mode, verifying Cognito access tokens itself.
+
+// The streaming runtime nests the handler future deeply.
+#![recursion_limit = "256"]
+
+use lambda_http::{run_with_streaming_response, service_fn, Error};
+use shared::auth::JwtVerifier;
+use shared::http::{complete_streaming, State};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let state = State::from_env().await?;
+    let verifier = JwtVerifier::from_env().await?;
+    run_with_streaming_response(service_fn(|request| {
+        complete_streaming(&state, Some(&verifier), request)
+    }))
+    .await
+}
