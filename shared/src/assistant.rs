@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -136,9 +138,21 @@ struct CompletionRecord {
     #[serde(rename = "SK")]
     sk: String,
     entity: String,
-    /// The completion as JSON: the answer to a retry.
-    result: String,
+    /// The completion as JSON, once done: the answer to a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    /// Until when (epoch milliseconds) the request that claimed this id may still be working.
+    #[serde(default)]
+    lease_until: i64,
     expires_at: i64,
+}
+
+/// What the record of a request id says.
+enum RecordState {
+    Done(Completion),
+    /// Another attempt with this id is still within its lease.
+    InProgress,
+    Free,
 }
 
 /// The assistant's operations, over conversations, short-term memory and a model.
@@ -350,18 +364,22 @@ impl Assistant {
             Start::Replayed(done) => return Ok(done),
             Start::Ready(prepared) => prepared,
         };
+        let (user, request_id) = (prepared.user.clone(), prepared.request_id.clone());
         let started = Instant::now();
-        let reply = match tokio::time::timeout(
+        let outcome = match tokio::time::timeout(
             self.model_timeout,
             self.provider.complete(&prepared.model_request),
         )
         .await
         {
-            Err(_) => return Err(Error::ModelTimeout),
-            Ok(Err(error)) => return Err(Error::ModelFailed(error.to_string())),
-            Ok(Ok(reply)) => reply,
+            Err(_) => Err(Error::ModelTimeout),
+            Ok(Err(error)) => Err(Error::ModelFailed(error.to_string())),
+            Ok(Ok(reply)) => self.finish(*prepared, reply, started.elapsed()).await,
         };
-        self.finish(*prepared, reply, started.elapsed()).await
+        if outcome.is_err() {
+            self.release(&user, request_id.as_ref()).await;
+        }
+        outcome
     }
 
     /// Like [`complete`](Self::complete), with the reply's pieces reported as they come.
@@ -389,7 +407,11 @@ impl Assistant {
         };
         let assistant = self.clone();
         tokio::spawn(async move {
+            let (user, request_id) = (prepared.user.clone(), prepared.request_id.clone());
             let outcome = assistant.generate(*prepared, &events).await;
+            if outcome.is_err() {
+                assistant.release(&user, request_id.as_ref()).await;
+            }
             let last = match outcome {
                 Ok(done) => CompletionEvent::Done(done),
                 Err(error) => CompletionEvent::Failed(error),
@@ -451,11 +473,24 @@ impl Assistant {
         now: DateTime<Utc>,
     ) -> Result<Start, Error> {
         if let Some(request_id) = &request.request_id {
-            if let Some(done) = self.completion_record(user, request_id, now).await? {
-                return Ok(Start::Replayed(Completion {
-                    replayed: true,
-                    ..done
-                }));
+            // Claim the id, so that two attempts of one request never both call the model.
+            let mut state = self.completion_record(user, request_id, now).await?;
+            if matches!(state, RecordState::Free) && !self.claim(user, request_id, now).await? {
+                state = self.completion_record(user, request_id, now).await?;
+            }
+            match state {
+                RecordState::Done(done) => {
+                    return Ok(Start::Replayed(Completion {
+                        replayed: true,
+                        ..done
+                    }))
+                }
+                RecordState::InProgress => {
+                    return Err(Error::Conflict(
+                        "a request with this id is still being answered; retry shortly".into(),
+                    ))
+                }
+                RecordState::Free => {}
             }
         }
         let model = request
@@ -696,7 +731,7 @@ impl Assistant {
         user: &UserId,
         request_id: &ClientMessageId,
         now: DateTime<Utc>,
-    ) -> Result<Option<Completion>, Error> {
+    ) -> Result<RecordState, Error> {
         let store = self.conversations.store();
         let output = store
             .client
@@ -709,15 +744,86 @@ impl Assistant {
             .await
             .map_err(|e| store_error("read completion record", e))?;
         let Some(item) = output.item else {
-            return Ok(None);
+            return Ok(RecordState::Free);
         };
         let record: CompletionRecord = from_item(item)?;
         if record.expires_at <= now.timestamp() {
-            return Ok(None);
+            return Ok(RecordState::Free);
         }
-        serde_json::from_str(&record.result)
-            .map(Some)
-            .map_err(|e| Error::internal("decode completion record", e))
+        match record.result {
+            Some(result) => serde_json::from_str(&result)
+                .map(RecordState::Done)
+                .map_err(|e| Error::internal("decode completion record", e)),
+            None if record.lease_until > now.timestamp_millis() => Ok(RecordState::InProgress),
+            None => Ok(RecordState::Free),
+        }
+    }
+
+    /// Takes the request id for this attempt; false if another attempt holds it or is done.
+    async fn claim(
+        &self,
+        user: &UserId,
+        request_id: &ClientMessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let lease =
+            Duration::from_std(self.model_timeout).unwrap_or_default() + Duration::seconds(30);
+        let record = CompletionRecord {
+            pk: keys::completion_partition(user),
+            sk: keys::completion_sort_key(request_id),
+            entity: "CompletionRecord".to_owned(),
+            result: None,
+            lease_until: (now + lease).timestamp_millis(),
+            expires_at: (now + COMPLETION_RECORD_TTL).timestamp(),
+        };
+        let store = self.conversations.store();
+        let claimed = store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .set_item(Some(to_item(&record)?))
+            .condition_expression(
+                "attribute_not_exists(PK) OR expiresAt <= :nowSeconds \
+                 OR (attribute_not_exists(#result) AND leaseUntil < :nowMillis)",
+            )
+            .expression_attribute_names("#result", "result")
+            .expression_attribute_values(
+                ":nowSeconds",
+                AttributeValue::N(now.timestamp().to_string()),
+            )
+            .expression_attribute_values(
+                ":nowMillis",
+                AttributeValue::N(now.timestamp_millis().to_string()),
+            )
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(store_error("claim completion record", e)),
+        }
+    }
+
+    /// Gives the request id back after a failed attempt, so the client's retry can proceed.
+    async fn release(&self, user: &UserId, request_id: Option<&ClientMessageId>) {
+        let Some(request_id) = request_id else {
+            return;
+        };
+        let store = self.conversations.store();
+        let released = store
+            .client
+            .delete_item()
+            .table_name(&store.table)
+            .key(keys::PK, s(&keys::completion_partition(user)))
+            .key(keys::SK, s(&keys::completion_sort_key(request_id)))
+            .condition_expression("attribute_not_exists(#result)")
+            .expression_attribute_names("#result", "result")
+            .send()
+            .await;
+        if let Err(error) = released {
+            // The lease runs out on its own.
+            tracing::warn!(error = %chain(&error), "completion record not released");
+        }
     }
 
     async fn record_completion(
@@ -731,8 +837,11 @@ impl Assistant {
             pk: keys::completion_partition(user),
             sk: keys::completion_sort_key(request_id),
             entity: "CompletionRecord".to_owned(),
-            result: serde_json::to_string(completion)
-                .map_err(|e| Error::internal("encode completion", e))?,
+            result: Some(
+                serde_json::to_string(completion)
+                    .map_err(|e| Error::internal("encode completion", e))?,
+            ),
+            lease_until: 0,
             expires_at: (now + COMPLETION_RECORD_TTL).timestamp(),
         };
         let store = self.conversations.store();

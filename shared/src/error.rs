@@ -18,6 +18,9 @@ pub enum Error {
     /// The conversation does not exist for this user (whether or not it exists for another).
     #[error("conversation not found")]
     NotFound,
+    /// The request conflicts with one still in progress; the client may retry shortly.
+    #[error("{0}")]
+    Conflict(String),
     /// The model provider failed; nothing but the prompt was saved.
     #[error("the model did not answer: {0}")]
     ModelFailed(String),

@@ -245,6 +245,10 @@ pub async fn items_of_conversation(
 #[derive(Clone, Copy, Debug)]
 pub enum ChatBehaviour {
     Answer,
+    /// Answers after half a second.
+    Slow,
+    /// Fails the first call, answers the rest.
+    FailFirst,
     Fail,
     Hang,
 }
@@ -266,7 +270,16 @@ impl ChatServer {
             post(move |body: String| {
                 let counter = counter.clone();
                 async move {
-                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let call = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    let behaviour = match behaviour {
+                        ChatBehaviour::Slow => {
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            ChatBehaviour::Answer
+                        }
+                        ChatBehaviour::FailFirst if call == 1 => ChatBehaviour::Fail,
+                        ChatBehaviour::FailFirst => ChatBehaviour::Answer,
+                        other => other,
+                    };
                     let request: Value = serde_json::from_str(&body).unwrap_or_default();
                     let last = request["messages"]
                         .as_array()
@@ -298,7 +311,9 @@ impl ChatServer {
                             })
                             .to_string(),
                         ),
-                        ChatBehaviour::Fail => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{}".to_owned()),
+                        ChatBehaviour::Fail | ChatBehaviour::Slow | ChatBehaviour::FailFirst => {
+                            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{}".to_owned())
+                        }
                         ChatBehaviour::Hang => {
                             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
                             (axum::http::StatusCode::OK, "{}".to_owned())

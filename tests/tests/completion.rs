@@ -319,3 +319,64 @@ async fn a_completion_on_another_users_conversation_is_not_found_and_saves_nothi
     );
     assert!(remembered(&api, &b).await.is_empty());
 }
+
+#[tokio::test]
+async fn simultaneous_attempts_of_one_request_call_the_model_once() {
+    let server = ChatServer::start(ChatBehaviour::Slow).await;
+    let api = api_with_model(&server, "5000").await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Double tap")).await;
+    let body = json!({"prompt": "once", "conversationId": id, "requestId": "tap-1"});
+
+    let (first, second) = tokio::join!(
+        alice.post("/completion", body.clone()),
+        alice.post("/completion", body.clone())
+    );
+    let statuses = [first.status, second.status];
+    assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::CONFLICT),
+        "the second attempt is told to retry: {statuses:?}"
+    );
+    let conflict = if first.status == StatusCode::CONFLICT {
+        &first
+    } else {
+        &second
+    };
+    assert_eq!(conflict.error_code(), "request_in_progress");
+
+    let retried = alice.post("/completion", body).await;
+    assert_eq!(retried.status, StatusCode::OK);
+    assert_eq!(retried.body["replayed"], true);
+    assert_eq!(server.calls(), 1);
+    assert_eq!(
+        alice.get(&format!("/conversations/{id}")).await.body["messageCount"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn after_a_failed_attempt_the_same_request_id_is_answered_on_retry() {
+    let server = ChatServer::start(ChatBehaviour::FailFirst).await;
+    let api = api_with_model(&server, "5000").await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Second time lucky")).await;
+    let body = json!({"prompt": "try again", "conversationId": id, "requestId": "retry-1"});
+
+    assert_eq!(
+        alice.post("/completion", body.clone()).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    let retried = alice.post("/completion", body).await;
+    assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+    assert_eq!(retried.body["replayed"], false);
+    let conversation = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(
+        conversation.body["messageCount"], 2,
+        "the prompt is stored once"
+    );
+    assert_eq!(
+        conversation.body["messages"][1]["content"],
+        "echo: try again"
+    );
+}

@@ -477,6 +477,7 @@ pub fn error_response(error: &Error) -> Response<Body> {
         Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Error::Conflict(_) => (StatusCode::CONFLICT, "request_in_progress"),
         Error::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
         Error::ModelFailed(_) => (StatusCode::BAD_GATEWAY, "model_failed"),
         Error::ModelTimeout => (StatusCode::GATEWAY_TIMEOUT, "model_timeout"),
