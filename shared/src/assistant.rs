@@ -16,13 +16,13 @@ use crate::context::{
     select, ContextMessage, Selection, Tokenizer, DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT,
 };
 use crate::error::{chain, Error};
-use crate::keys::{self, Index};
+use crate::keys;
 use crate::memory::{MemoryEntry, ShortTermMemory};
 use crate::model::{
     ClientMessageId, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Tags, Title,
     UserId,
 };
-use crate::provider::{ModelDelta, ModelProvider, ModelRequest};
+use crate::provider::{ModelProvider, ModelRequest};
 use crate::service::Conversations;
 use crate::store::{from_item, s, store_error, to_item};
 
@@ -217,27 +217,12 @@ impl Assistant {
     ) -> Result<ModelContext, Error> {
         let id = match id {
             Some(id) => Some(id),
-            None => self.most_recent_active(user).await?,
+            None => self.conversations.latest_active(user).await?.map(|c| c.id),
         };
         match id {
             Some(id) => self.conversation_context(user, id, max_tokens, limit).await,
             None => self.memory_context(user, max_tokens, limit, now).await,
         }
-    }
-
-    async fn most_recent_active(&self, user: &UserId) -> Result<Option<ConversationId>, Error> {
-        let (latest, _) = self
-            .conversations
-            .store()
-            .list_conversations(
-                Index::ByStateActivity,
-                &keys::owner_state(user, false),
-                1,
-                None,
-                None,
-            )
-            .await?;
-        Ok(latest.first().map(|c| c.conversation_id))
     }
 
     /// One query: the conversation item and its newest `limit` messages.
@@ -444,19 +429,9 @@ impl Assistant {
                 Ok(Some(Err(error))) => return Err(Error::ModelFailed(error.to_string())),
                 Ok(Some(Ok(delta))) => delta,
             };
-            match next {
-                ModelDelta::Text(text) => {
-                    reply.text.push_str(&text);
-                    if !events.is_closed() {
-                        let _ = events.send(CompletionEvent::Delta(text)).await;
-                    }
-                }
-                ModelDelta::Usage {
-                    input_tokens,
-                    output_tokens,
-                } => {
-                    reply.input_tokens = input_tokens;
-                    reply.output_tokens = output_tokens;
+            if let Some(text) = reply.absorb(next) {
+                if !events.is_closed() {
+                    let _ = events.send(CompletionEvent::Delta(text)).await;
                 }
             }
         }
@@ -697,22 +672,9 @@ impl Assistant {
         prompt: &str,
         now: DateTime<Utc>,
     ) -> Result<ConversationId, Error> {
-        let (latest, _) = self
-            .conversations
-            .store()
-            .list_conversations(
-                Index::ByStateActivity,
-                &keys::owner_state(user, false),
-                1,
-                None,
-                None,
-            )
-            .await?;
-        if let Some(current) = latest
-            .first()
-            .filter(|c| now - c.last_activity <= LEGACY_SESSION_GAP)
-        {
-            return Ok(current.conversation_id);
+        let latest = self.conversations.latest_active(user).await?;
+        if let Some(current) = latest.filter(|c| now - c.last_activity <= LEGACY_SESSION_GAP) {
+            return Ok(current.id);
         }
         let created = self
             .conversations

@@ -36,6 +36,26 @@ pub struct ModelReply {
     pub output_tokens: u64,
 }
 
+impl ModelReply {
+    /// Adds a piece of a streamed reply; returns the text it added, if any.
+    pub fn absorb(&mut self, delta: ModelDelta) -> Option<String> {
+        match delta {
+            ModelDelta::Text(text) => {
+                self.text.push_str(&text);
+                Some(text)
+            }
+            ModelDelta::Usage {
+                input_tokens,
+                output_tokens,
+            } => {
+                self.input_tokens = input_tokens;
+                self.output_tokens = output_tokens;
+                None
+            }
+        }
+    }
+}
+
 /// Why a model gave no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -78,16 +98,7 @@ pub trait ModelProvider: Send + Sync {
             };
             let mut deltas = self.stream(request);
             while let Some(delta) = deltas.next().await {
-                match delta? {
-                    ModelDelta::Text(text) => reply.text.push_str(&text),
-                    ModelDelta::Usage {
-                        input_tokens,
-                        output_tokens,
-                    } => {
-                        reply.input_tokens = input_tokens;
-                        reply.output_tokens = output_tokens;
-                    }
-                }
+                reply.absorb(delta?);
             }
             Ok(reply)
         })

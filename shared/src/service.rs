@@ -198,6 +198,21 @@ impl Conversations {
         })
     }
 
+    /// The user's most recently active conversation that is not archived, if any.
+    pub async fn latest_active(&self, user: &UserId) -> Result<Option<Conversation>, Error> {
+        let (latest, _) = self
+            .store
+            .list_conversations(
+                Index::ByStateActivity,
+                &keys::owner_state(user, false),
+                1,
+                None,
+                None,
+            )
+            .await?;
+        Ok(latest.into_iter().next().map(Conversation::from))
+    }
+
     /// The conversation with its newest `limit` messages (oldest first), or with the next
     /// older ones when `older_than` continues an earlier call.
     #[tracing::instrument(skip_all, fields(conversation = %id))]
