@@ -241,18 +241,15 @@ impl Assistant {
         let conversation = window.conversation.ok_or(Error::NotFound)?;
         let mut preamble = self.system_preamble();
         if let Some(summary) = conversation.summary.filter(|s| !s.trim().is_empty()) {
-            preamble.push(ContextMessage {
-                role: Role::System,
-                content: format!("Summary of the conversation so far: {summary}"),
-            });
+            preamble.push(ContextMessage::new(
+                Role::System,
+                format!("Summary of the conversation so far: {summary}"),
+            ));
         }
         let recent: Vec<ContextMessage> = window
             .messages_newest_first
             .into_iter()
-            .map(|m| ContextMessage {
-                role: m.role,
-                content: m.content,
-            })
+            .map(|m| ContextMessage::new(m.role, m.content))
             .collect();
         let mut selection = select(&self.tokenizer, preamble, &recent, max_tokens, limit);
         // Everything older than the window was left out too.
@@ -278,10 +275,7 @@ impl Assistant {
             .recall(user, limit, now)
             .await?
             .into_iter()
-            .map(|entry| ContextMessage {
-                role: entry.role,
-                content: entry.content,
-            })
+            .map(|entry| ContextMessage::new(entry.role, entry.content))
             .collect();
         Ok(ModelContext {
             source: ContextSource::ShortTermMemory,
@@ -298,10 +292,7 @@ impl Assistant {
     fn system_preamble(&self) -> Vec<ContextMessage> {
         self.system_prompt
             .iter()
-            .map(|prompt| ContextMessage {
-                role: Role::System,
-                content: prompt.clone(),
-            })
+            .map(|prompt| ContextMessage::new(Role::System, prompt.as_str()))
             .collect()
     }
 }
@@ -524,10 +515,7 @@ impl Assistant {
         let (prompt_message, kept_in) = self.save(user, conversation, prompt, now).await?;
 
         let mut messages = context.selection.messages;
-        messages.push(ContextMessage {
-            role: Role::User,
-            content: request.prompt,
-        });
+        messages.push(ContextMessage::new(Role::User, request.prompt));
         Ok(Start::Ready(Box::new(Prepared {
             user: user.clone(),
             request_id: request.request_id,

@@ -89,6 +89,15 @@ pub struct ContextMessage {
     pub content: String,
 }
 
+impl ContextMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
 /// What was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
@@ -148,10 +157,7 @@ mod tests {
     use super::*;
 
     fn message(role: Role, content: &str) -> ContextMessage {
-        ContextMessage {
-            role,
-            content: content.to_owned(),
-        }
+        ContextMessage::new(role, content)
     }
 
     fn history(n: usize) -> Vec<ContextMessage> {

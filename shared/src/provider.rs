@@ -438,10 +438,7 @@ mod tests {
     use crate::context::TokenizerKind;
 
     fn message(role: Role, content: &str) -> ContextMessage {
-        ContextMessage {
-            role,
-            content: content.to_owned(),
-        }
+        ContextMessage::new(role, content)
     }
 
     #[test]

@@ -6,7 +6,8 @@ use lambda_http::http::StatusCode;
 use lambda_http::Body;
 use lambda_runtime::LambdaEvent;
 use local::Endpoint;
-use shared::model::{NewMessage, Role, Tags, Title, UserId};
+use shared::model::{Conversation, NewMessage, Role, Tags, Title, UserId};
+use shared::state::State;
 use shared::streams::purge_deleted_conversations;
 use std::time::Duration;
 use tests::{items_of_conversation, new_user, state, workspace_root};
@@ -14,6 +15,33 @@ use tests::{items_of_conversation, new_user, state, workspace_root};
 /// The user and conversation the event files name; each run swaps in fresh ones.
 const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
 const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
+
+/// A conversation of `user`'s with `messages` user messages, made through the service.
+async fn conversation_with_messages(state: &State, user: &str, messages: usize) -> Conversation {
+    let owner = UserId::parse(user).unwrap();
+    let title = Title::parse("From an event").unwrap();
+    let conversation = state
+        .conversations
+        .create(&owner, Some(title), Tags::default(), Utc::now())
+        .await
+        .unwrap();
+    for i in 0..messages {
+        let message = NewMessage::parse(
+            Role::User,
+            format!("message {i}"),
+            vec![],
+            Default::default(),
+            None,
+        )
+        .unwrap();
+        state
+            .conversations
+            .add_message(&owner, &conversation.id, message, Utc::now())
+            .await
+            .unwrap();
+    }
+    conversation
+}
 
 fn expected_status(endpoint: Endpoint) -> StatusCode {
     match endpoint {
@@ -43,21 +71,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
         api_events += 1;
 
         let user = new_user();
-        let owner = UserId::parse(&user).unwrap();
-        let title = Title::parse("From an event").unwrap();
-        let conversation = state
-            .conversations
-            .create(&owner, Some(title), Tags::default(), Utc::now())
-            .await
-            .unwrap();
-        let message =
-            NewMessage::parse(Role::User, "hello".into(), vec![], Default::default(), None)
-                .unwrap();
-        state
-            .conversations
-            .add_message(&owner, &conversation.id, message, Utc::now())
-            .await
-            .unwrap();
+        let conversation = conversation_with_messages(&state, &user, 1).await;
 
         let text = std::fs::read_to_string(&path)
             .unwrap()
@@ -84,26 +98,7 @@ async fn the_stream_event_of_a_deleted_conversation_purges_what_the_request_left
     let state = state().await;
     let user = new_user();
     let owner = UserId::parse(&user).unwrap();
-    let conversation = state
-        .conversations
-        .create(&owner, None, Tags::default(), Utc::now())
-        .await
-        .unwrap();
-    for i in 0..60 {
-        let message = NewMessage::parse(
-            Role::User,
-            format!("m{i}"),
-            vec![],
-            Default::default(),
-            None,
-        )
-        .unwrap();
-        state
-            .conversations
-            .add_message(&owner, &conversation.id, message, Utc::now())
-            .await
-            .unwrap();
-    }
+    let conversation = conversation_with_messages(&state, &user, 60).await;
     // A delete whose request ran out of purge budget at once: only the conversation item went.
     let deleted = state
         .conversations
