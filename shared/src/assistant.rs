@@ -629,15 +629,17 @@ impl Assistant {
             metadata: message.metadata,
             client_message_id: message.client_message_id.map(|c| c.as_str().to_owned()),
         });
-        // The stored message's own id and time, so a retried save writes the same entry.
-        let entry: MemoryEntry = self.memory.entry(
+        // The stored message's own id and time, so a retried save writes the same entry, and
+        // the conversation asked for, so a migration can move an entry kept only here into it.
+        let mut entry: MemoryEntry = self.memory.entry(
             stored.id,
             stored.role,
             stored.content.clone(),
-            kept_in,
+            conversation,
             stored.metadata.clone(),
             stored.timestamp,
         );
+        entry.attachments = stored.attachments.clone();
         match self
             .memory
             .remember(user, std::slice::from_ref(&entry))

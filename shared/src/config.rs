@@ -39,6 +39,9 @@ pub struct Config {
     pub openai_api_key: Option<String>,
     /// `MODEL_TIMEOUT_MS`: how long a model call may take before the request answers 504.
     pub model_timeout: Duration,
+    /// `MIGRATION_SESSION_GAP_MINUTES`: inactivity after which migrated entries without a
+    /// conversation start a new one (default 30).
+    pub migration_session_gap: chrono::Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -125,7 +128,18 @@ impl Config {
                 .map(Duration::from_millis)
                 .map_err(|_| Error::Config("MODEL_TIMEOUT_MS must be a whole number".into()))?,
         };
+        let session_gap_minutes = match lookup("MIGRATION_SESSION_GAP_MINUTES") {
+            None => crate::migration::DEFAULT_SESSION_GAP_MINUTES,
+            Some(minutes) => minutes
+                .parse()
+                .ok()
+                .filter(|m| (1..=24 * 60).contains(m))
+                .ok_or_else(|| {
+                    Error::Config("MIGRATION_SESSION_GAP_MINUTES must be from 1 to 1440".into())
+                })?,
+        };
         Ok(Self {
+            migration_session_gap: chrono::Duration::minutes(session_gap_minutes),
             model_provider,
             model_id,
             allowed_models,

@@ -28,6 +28,11 @@ pub const LAST_ACTIVITY: &str = "lastActivity";
 pub const CREATED_AT: &str = "createdAt";
 /// The TTL attribute enabled on the table (epoch seconds), for short-term items.
 pub const EXPIRES_AT: &str = "expiresAt";
+/// Index partition attribute of the marker that lists a user holding short-term memory.
+pub const MEMORY_SHARD: &str = "memoryShard";
+/// How many partitions the `ByMemoryShard` index spreads users over (a migration reads them
+/// in parallel).
+pub const MEMORY_SHARDS: u32 = 16;
 
 pub const CONVERSATION_SK: &str = "META";
 const MESSAGE_PREFIX: &str = "MESSAGE#";
@@ -44,15 +49,26 @@ pub enum Index {
     ByCreated,
     /// A user's active or archived conversations by creation time (keys and titles only).
     ByStateCreated,
+    /// Users who hold short-term memory, spread over `MEMORY_SHARDS` partitions (keys only).
+    ByMemoryShard,
 }
 
 impl Index {
+    pub const ALL: [Index; 5] = [
+        Self::ByActivity,
+        Self::ByStateActivity,
+        Self::ByCreated,
+        Self::ByStateCreated,
+        Self::ByMemoryShard,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::ByActivity => "ByActivity",
             Self::ByStateActivity => "ByStateActivity",
             Self::ByCreated => "ByCreated",
             Self::ByStateCreated => "ByStateCreated",
+            Self::ByMemoryShard => "ByMemoryShard",
         }
     }
 
@@ -60,6 +76,7 @@ impl Index {
         match self {
             Self::ByActivity | Self::ByCreated => OWNER,
             Self::ByStateActivity | Self::ByStateCreated => OWNER_STATE,
+            Self::ByMemoryShard => MEMORY_SHARD,
         }
     }
 
@@ -67,6 +84,7 @@ impl Index {
         match self {
             Self::ByActivity | Self::ByStateActivity => LAST_ACTIVITY,
             Self::ByCreated | Self::ByStateCreated => CREATED_AT,
+            Self::ByMemoryShard => PK,
         }
     }
 
@@ -115,9 +133,46 @@ pub fn memory_partition(user: &UserId) -> String {
     format!("USER#{user}#MEMORY")
 }
 
+/// Sort keys of memory entries start with this; the marker's does not.
+pub const MEMORY_ENTRY_PREFIX: &str = "MEMORY#";
+/// The sort key of the marker that lists the user in `ByMemoryShard`.
+pub const MEMORY_MARKER_SK: &str = "MARKER";
+
 pub fn memory_sort_key(timestamp: DateTime<Utc>, entry: &MessageId) -> String {
-    format!("MEMORY#{}#{entry}", sortable_time(timestamp))
+    format!("{MEMORY_ENTRY_PREFIX}{}#{entry}", sortable_time(timestamp))
 }
+
+/// The user of a memory partition key.
+pub fn parse_memory_partition(partition: &str) -> Option<UserId> {
+    let user = partition.strip_prefix("USER#")?.strip_suffix("#MEMORY")?;
+    UserId::parse(user).ok()
+}
+
+/// The `ByMemoryShard` partition a user is listed in: a stable hash of the user id.
+pub fn memory_shard(user: &UserId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(user.as_str().as_bytes());
+    let shard = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % MEMORY_SHARDS;
+    memory_shard_key(shard)
+}
+
+pub fn memory_shard_key(shard: u32) -> String {
+    format!("MEMORY_SHARD#{shard}")
+}
+
+/// The partition of a user's migration state (how far their memory has been migrated).
+pub fn migration_partition(user: &UserId) -> String {
+    format!("USER#{user}#MIGRATION")
+}
+
+pub const MIGRATION_STATE_SK: &str = "STATE";
+
+/// The partition of one scheduled migration run's summary.
+pub fn migration_run_partition(run: &str) -> String {
+    format!("MIGRATION_RUN#{run}")
+}
+
+pub const MIGRATION_RUN_SK: &str = "SUMMARY";
 
 /// The partition of a user's completion records (idempotency of `/completion`, with TTL).
 pub fn completion_partition(user: &UserId) -> String {

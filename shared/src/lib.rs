@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod memory;
+pub mod migration;
 pub mod model;
 pub mod provider;
 pub mod service;

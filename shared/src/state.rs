@@ -12,6 +12,7 @@ use crate::context::Tokenizer;
 use crate::cursor::CursorSigner;
 use crate::error::Error;
 use crate::memory::ShortTermMemory;
+use crate::migration::{MigrationOptions, Migrator};
 use crate::provider::{Bedrock, LocalModel, ModelProvider, OpenAiCompatible, ProviderKind};
 use crate::service::Conversations;
 use crate::store::Store;
@@ -21,6 +22,7 @@ use crate::store::Store;
 pub struct State {
     pub conversations: Conversations,
     pub assistant: Assistant,
+    pub migrator: Migrator,
     pub config: Config,
     pub clock: Arc<dyn Clock>,
 }
@@ -57,6 +59,13 @@ impl State {
         };
         let conversations =
             Conversations::new(store.clone(), CursorSigner::new(&config.cursor_secret));
+        let migrator = Migrator::new(
+            store.clone(),
+            MigrationOptions {
+                session_gap: config.migration_session_gap,
+                ..MigrationOptions::default()
+            },
+        );
         let memory = ShortTermMemory::new(store, config.short_term_ttl);
         let assistant = Assistant::new(
             conversations.clone(),
@@ -73,6 +82,7 @@ impl State {
         Self {
             conversations,
             assistant,
+            migrator,
             config,
             clock,
         }

@@ -334,3 +334,119 @@ impl ChatServer {
         self.calls.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// Every item of the state's table, sorted by key: the ground truth for "nothing changed".
+pub async fn table_snapshot(state: &State) -> Vec<HashMap<String, AttributeValue>> {
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let output = client
+            .scan()
+            .table_name(&state.config.table_name)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan the table");
+        items.extend(output.items.unwrap_or_default());
+        start = output.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    let key = |item: &HashMap<String, AttributeValue>| {
+        ["PK", "SK"].map(|k| item.get(k).and_then(|v| v.as_s().ok()).cloned())
+    };
+    items.sort_by_key(key);
+    items
+}
+
+/// Where a [`FaultyWrites`] client breaks the write it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The write never reaches the server.
+    BeforeSending,
+    /// The server applies the write, and its answer is lost.
+    AnswerLost,
+}
+
+/// A DynamoDB client whose `k`-th write call (counting from 1) fails, and every later one, as a
+/// crash would stop a run there; reads go through. Built on the SDK's interceptor hooks, so
+/// everything else is the real client talking to the real local server.
+#[derive(Debug)]
+pub struct FaultyWrites {
+    fail_from: usize,
+    fault: Fault,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl FaultyWrites {
+    pub async fn client(fail_from: usize, fault: Fault) -> aws_sdk_dynamodb::Client {
+        let sdk = aws_config::load_from_env().await;
+        let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .interceptor(FaultyWrites {
+                fail_from,
+                fault,
+                writes: Default::default(),
+            })
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// Whether the call being made writes (the SDK names the operation in the config bag).
+    fn is_write(cfg: &aws_sdk_dynamodb::config::ConfigBag) -> bool {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name().to_owned())
+            .unwrap_or_default();
+        [
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+        ]
+        .contains(&operation.as_str())
+    }
+
+    fn check(&self, fault: Fault, write: bool) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if self.fault != fault || !write {
+            return Ok(());
+        }
+        let n = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if n >= self.fail_from {
+            Err(format!("injected fault at write {n} ({fault:?})").into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for FaultyWrites {
+    fn name(&self) -> &'static str {
+        "FaultyWrites"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.check(Fault::BeforeSending, Self::is_write(cfg))
+    }
+
+    fn read_before_deserialization(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.check(Fault::AnswerLost, Self::is_write(cfg))
+    }
+}

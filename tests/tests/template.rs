@@ -69,12 +69,7 @@ fn the_routes_are_the_specifications() {
 #[test]
 fn the_template_table_declares_the_indexes_the_store_queries() {
     let table = template().table().unwrap();
-    for index in [
-        Index::ByActivity,
-        Index::ByStateActivity,
-        Index::ByCreated,
-        Index::ByStateCreated,
-    ] {
+    for index in Index::ALL {
         let declared = table
             .global_secondary_indexes
             .iter()

@@ -16,6 +16,11 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+mod memory;
+mod migration;
+pub use memory::HeldMemory;
+pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
+
 use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
@@ -23,7 +28,7 @@ use crate::model::{
     ClientMessageId, ConversationId, Message, MessageId, Metadata, Role, Title, UserId,
 };
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// DynamoDB's limit on items in one BatchWriteItem call.
 pub(crate) const BATCH_WRITE_MAX: usize = 25;
@@ -36,7 +41,7 @@ const MAX_FILTERED_PAGES: usize = 8;
 /// Items a filtered listing evaluates per query page.
 const FILTERED_PAGE_ITEMS: usize = 200;
 /// Attempts for a transaction that lost a race with another one on the same conversation.
-const TRANSACTION_ATTEMPTS: u32 = 6;
+pub(crate) const TRANSACTION_ATTEMPTS: u32 = 6;
 /// Attempts for the unprocessed part of a batch call.
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -108,10 +113,29 @@ impl ConversationItem {
     }
 }
 
+impl ConversationItem {
+    /// A conversation made by the migration: created at its first message, last active at
+    /// its last, titled from its first user message.
+    pub fn migrated(
+        user: &UserId,
+        id: ConversationId,
+        auto_title: Option<&Title>,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+    ) -> Self {
+        let mut item = Self::new(user, id, None, Vec::new(), first);
+        item.auto_title = auto_title.map(|t| t.as_str().to_owned());
+        item.auto_title_lower = auto_title.map(|t| t.as_str().to_lowercase());
+        item.last_activity = last;
+        item.updated_at = last;
+        item
+    }
+}
+
 /// A message as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MessageItem {
+pub(crate) struct MessageItem {
     #[serde(rename = "PK")]
     pk: String,
     #[serde(rename = "SK")]
@@ -132,7 +156,7 @@ struct MessageItem {
 }
 
 impl MessageItem {
-    fn new(user: &UserId, message: &Message) -> Self {
+    pub(crate) fn new(user: &UserId, message: &Message) -> Self {
         Self {
             pk: keys::conversation_partition(user, &message.conversation_id),
             sk: keys::message_sort_key(message.timestamp, &message.id),
@@ -348,7 +372,7 @@ impl Store {
         Ok(AppendOutcome::AlreadyStored(message.into_message()))
     }
 
-    async fn get(&self, partition: &str, sort_key: &str) -> Result<Option<Item>, Error> {
+    pub(crate) async fn get(&self, partition: &str, sort_key: &str) -> Result<Option<Item>, Error> {
         let output = self
             .client
             .get_item()
@@ -534,55 +558,19 @@ impl Store {
 
     /// Full conversation items for index entries that hold only keys, in the same order.
     async fn conversations_by_key(&self, entries: &[Item]) -> Result<Vec<ConversationItem>, Error> {
-        let mut by_partition: HashMap<String, ConversationItem> =
-            HashMap::with_capacity(entries.len());
-        for chunk in entries.chunks(BATCH_GET_MAX) {
-            let mut keys: Vec<Item> = chunk
-                .iter()
-                .map(|entry| {
-                    [keys::PK, keys::SK]
-                        .into_iter()
-                        .filter_map(|k| entry.get(k).map(|v| (k.to_owned(), v.clone())))
-                        .collect()
-                })
-                .collect();
-            for attempt in 1..=BATCH_ATTEMPTS {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| Error::internal("build batch get", e))?;
-                let mut output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| store_error("get conversations", e))?;
-                for item in output
-                    .responses
-                    .as_mut()
-                    .and_then(|r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    let conversation: ConversationItem = from_item(item)?;
-                    by_partition.insert(conversation.pk.clone(), conversation);
-                }
-                keys = output
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-                if keys.is_empty() {
-                    break;
-                }
-                if attempt == BATCH_ATTEMPTS {
-                    return Err(Error::Unavailable(
-                        "conversations stayed unprocessed".into(),
-                    ));
-                }
-                backoff(attempt).await;
-            }
+        let keys = entries
+            .iter()
+            .map(|entry| {
+                [keys::PK, keys::SK]
+                    .into_iter()
+                    .filter_map(|k| entry.get(k).map(|v| (k.to_owned(), v.clone())))
+                    .collect()
+            })
+            .collect();
+        let mut by_partition: HashMap<String, ConversationItem> = HashMap::new();
+        for item in self.batch_get(keys, None).await? {
+            let conversation: ConversationItem = from_item(item)?;
+            by_partition.insert(conversation.pk.clone(), conversation);
         }
         // An entry whose item was deleted since the index was read is left out.
         Ok(entries
@@ -592,6 +580,54 @@ impl Store {
                 _ => None,
             })
             .collect())
+    }
+
+    /// The items found under `keys` (strongly consistent, optionally only the attributes in
+    /// `projection`), in 100-key BatchGetItem calls, retrying unprocessed keys with backoff.
+    pub(crate) async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, Error> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut keys = chunk.to_vec();
+            for attempt in 1..=BATCH_ATTEMPTS {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .set_projection_expression(projection.map(str::to_owned))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::internal("build batch get", e))?;
+                let mut output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("batch get", e))?;
+                found.extend(
+                    output
+                        .responses
+                        .as_mut()
+                        .and_then(|r| r.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                keys = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if keys.is_empty() {
+                    break;
+                }
+                if attempt == BATCH_ATTEMPTS {
+                    return Err(Error::Unavailable("batch get stayed unprocessed".into()));
+                }
+                backoff(attempt).await;
+            }
+        }
+        Ok(found)
     }
 
     /// Applies `change` to an existing conversation; `None` if it does not exist.
@@ -790,7 +826,7 @@ fn position_of(key: &Item) -> Position {
 }
 
 /// A query's `Limit`: what is still wanted, within the 1..=1000 the design ever asks for.
-fn page_limit(wanted: usize) -> i32 {
+pub(crate) fn page_limit(wanted: usize) -> i32 {
     wanted.clamp(1, 1000) as i32
 }
 
@@ -798,7 +834,7 @@ pub(crate) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
-fn put_new(table: &str, item: Item) -> Result<Put, Error> {
+pub(crate) fn put_new(table: &str, item: Item) -> Result<Put, Error> {
     Put::builder()
         .table_name(table)
         .set_item(Some(item))
@@ -815,7 +851,9 @@ pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, E
     serde_dynamo::from_item(item).map_err(|e| Error::internal("decode item", e))
 }
 
-fn is_conditional_check_failure<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+pub(crate) fn is_conditional_check_failure<E: ProvideErrorMetadata, R>(
+    error: &SdkError<E, R>,
+) -> bool {
     error.code() == Some("ConditionalCheckFailedException")
 }
 
@@ -842,7 +880,7 @@ where
 
 /// Exponential backoff with full jitter, for the retries the SDK cannot do for us
 /// (cancelled transactions and the unprocessed part of batch calls).
-async fn backoff(attempt: u32) {
+pub(crate) async fn backoff(attempt: u32) {
     let cap_ms = 20u64 << attempt.min(6);
     let sleep_ms = rand::random_range(0..=cap_ms);
     tokio::time::sleep(Duration::from_millis(sleep_ms)).await;

@@ -1,0 +1,397 @@
+//! The migration's access patterns: what is already migrated, conditional batched writes of
+//! migrated messages, each user's migration state, and each scheduled run's summary.
+
+use std::collections::HashSet;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    backoff, from_item, is_conditional_check_failure, put_new, s, store_error, to_item,
+    ConversationItem, Item, MessageItem, Store, TRANSACTION_ATTEMPTS,
+};
+use crate::error::Error;
+use crate::keys;
+use crate::migration::{MigrationState, RunSummary, UserSummary};
+use crate::model::{ConversationId, Message, MessageId, Title, UserId};
+
+/// DynamoDB's limit on the items of one transaction.
+pub const TRANSACTION_MAX_ITEMS: usize = 100;
+/// What one migration transaction may carry: well under DynamoDB's 4 MB per transaction.
+const TRANSACTION_MAX_BYTES: usize = 3 * 1024 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MigrationStateItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(flatten)]
+    state: MigrationState,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(flatten)]
+    summary: RunSummary,
+}
+
+/// A rough upper bound of a message item's size, to keep transactions under their limit.
+pub fn message_item_bytes(message: &Message) -> usize {
+    let metadata = serde_json::to_vec(&message.metadata).map_or(0, |m| m.len());
+    let attachments: usize = message.attachments.iter().map(|a| a.len() + 8).sum();
+    message.content.len() + metadata + attachments + 512
+}
+
+/// Splits messages into transactions: each leaves one item for the conversation's update and
+/// stays within `max_items` items and the byte budget.
+pub fn transaction_chunks(messages: &[Message], max_items: usize) -> Vec<&[Message]> {
+    let per_chunk = max_items.clamp(2, TRANSACTION_MAX_ITEMS) - 1;
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, message) in messages.iter().enumerate() {
+        let size = message_item_bytes(message);
+        if i > start && (i - start == per_chunk || bytes + size > TRANSACTION_MAX_BYTES) {
+            chunks.push(&messages[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        chunks.push(&messages[start..]);
+    }
+    chunks
+}
+
+impl Store {
+    pub async fn migration_state(&self, user: &UserId) -> Result<Option<MigrationState>, Error> {
+        let item = self
+            .get(&keys::migration_partition(user), keys::MIGRATION_STATE_SK)
+            .await?;
+        Ok(item
+            .map(from_item::<MigrationStateItem>)
+            .transpose()?
+            .map(|item| item.state))
+    }
+
+    pub async fn save_migration_state(
+        &self,
+        user: &UserId,
+        state: &MigrationState,
+    ) -> Result<(), Error> {
+        let item = MigrationStateItem {
+            pk: keys::migration_partition(user),
+            sk: keys::MIGRATION_STATE_SK.to_owned(),
+            entity: "MigrationState".to_owned(),
+            state: state.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item)?))
+            .send()
+            .await
+            .map_err(|e| store_error("save migration state", e))?;
+        Ok(())
+    }
+
+    /// Which of the user's conversations exist.
+    pub async fn existing_conversations(
+        &self,
+        user: &UserId,
+        ids: &[ConversationId],
+    ) -> Result<HashSet<ConversationId>, Error> {
+        let keys = ids
+            .iter()
+            .map(|id| {
+                key(
+                    &keys::conversation_partition(user, id),
+                    keys::CONVERSATION_SK,
+                )
+            })
+            .collect();
+        Ok(self
+            .batch_get(keys, Some("PK"))
+            .await?
+            .iter()
+            .filter_map(|item| match item.get(keys::PK) {
+                Some(AttributeValue::S(pk)) => keys::parse_conversation_partition(pk),
+                _ => None,
+            })
+            .map(|(_, id)| id)
+            .collect())
+    }
+
+    /// Which of these messages of the user's are stored already.
+    pub async fn existing_messages(
+        &self,
+        user: &UserId,
+        messages: &[Message],
+    ) -> Result<HashSet<MessageId>, Error> {
+        let keys = messages
+            .iter()
+            .map(|m| {
+                key(
+                    &keys::conversation_partition(user, &m.conversation_id),
+                    &keys::message_sort_key(m.timestamp, &m.id),
+                )
+            })
+            .collect();
+        self.batch_get(keys, Some("messageId"))
+            .await?
+            .into_iter()
+            .map(|item| match item.get("messageId") {
+                Some(AttributeValue::S(id)) => MessageId::parse(id),
+                _ => Err(Error::internal("read messages", "a message without its id")),
+            })
+            .collect()
+    }
+
+    /// Creates a migrated conversation unless it exists; true if this call created it.
+    pub async fn create_conversation_if_missing(
+        &self,
+        conversation: &ConversationItem,
+    ) -> Result<bool, Error> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(conversation)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failure(&e) => Ok(false),
+            Err(e) => Err(store_error("create migrated conversation", e)),
+        }
+    }
+
+    /// Stores migrated messages of one conversation in one transaction (a chunk from
+    /// `transaction_chunks`) and counts them on it. Each message is written only if absent, so
+    /// a re-run stores nothing twice: messages found stored are dropped and the rest retried.
+    /// Returns how many this call stored. `NotFound` if the conversation is gone.
+    pub async fn append_migrated(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        messages: &[Message],
+        auto_title: Option<&Title>,
+    ) -> Result<usize, Error> {
+        let mut pending: Vec<&Message> = messages.iter().collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
+            let mut writes = vec![TransactWriteItem::builder()
+                .update(self.count_migrated(user, conversation, pending.len(), auto_title)?)
+                .build()];
+            for message in &pending {
+                let item = to_item(&MessageItem::new(user, message))?;
+                writes.push(
+                    TransactWriteItem::builder()
+                        .put(put_new(&self.table, item)?)
+                        .build(),
+                );
+            }
+            let error = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(pending.len()),
+                Err(error) => error,
+            };
+            let reasons: Vec<Option<String>> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().map(str::to_owned))
+                    .collect(),
+                _ => return Err(store_error("append migrated messages", error)),
+            };
+            let failed = |i: usize| {
+                reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
+            };
+            if failed(0) {
+                return Err(Error::NotFound);
+            }
+            let stored_before: Vec<bool> = (0..pending.len()).map(|i| failed(i + 1)).collect();
+            if stored_before.iter().any(|s| *s) {
+                let mut stored = stored_before.into_iter();
+                pending.retain(|_| !stored.next().unwrap_or(false));
+                continue;
+            }
+            let conflicted = reasons.iter().any(|c| {
+                matches!(
+                    c.as_deref(),
+                    Some("TransactionConflict" | "ThrottlingError")
+                )
+            });
+            if !conflicted || attempt >= TRANSACTION_ATTEMPTS {
+                return Err(store_error("append migrated messages", error));
+            }
+            backoff(attempt).await;
+        }
+        Ok(0)
+    }
+
+    fn count_migrated(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        count: usize,
+        auto_title: Option<&Title>,
+    ) -> Result<Update, Error> {
+        let mut expression = "ADD messageCount :count".to_owned();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(
+                keys::PK,
+                s(&keys::conversation_partition(user, conversation)),
+            )
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":count", AttributeValue::N(count.to_string()));
+        if let Some(title) = auto_title {
+            expression = "SET autoTitle = if_not_exists(autoTitle, :auto), \
+                 autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
+                 ADD messageCount :count"
+                .to_owned();
+            update = update
+                .expression_attribute_values(":auto", s(title.as_str()))
+                .expression_attribute_values(":autoLower", s(&title.as_str().to_lowercase()));
+        }
+        update
+            .update_expression(expression)
+            .build()
+            .map_err(|e| Error::internal("build migration count", e))
+    }
+
+    /// Moves a conversation's last activity forward to `to`; never back.
+    pub async fn raise_last_activity(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        to: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                keys::PK,
+                s(&keys::conversation_partition(user, conversation)),
+            )
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .update_expression("SET lastActivity = :to")
+            .condition_expression("attribute_exists(PK) AND lastActivity < :to")
+            .expression_attribute_values(":to", s(&keys::sortable_time(to)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("raise last activity", e)),
+        }
+    }
+
+    /// Starts a run's summary; starting the same run again leaves it as it is.
+    pub async fn start_run(&self, summary: &RunSummary) -> Result<(), Error> {
+        let item = RunItem {
+            pk: keys::migration_run_partition(&summary.run_id),
+            sk: keys::MIGRATION_RUN_SK.to_owned(),
+            entity: "MigrationRun".to_owned(),
+            summary: summary.clone(),
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("start migration run", e)),
+        }
+    }
+
+    /// Adds one user's outcome to a run's summary.
+    pub async fn count_user_in_run(&self, run: &str, user: &UserSummary) -> Result<(), Error> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(&keys::migration_run_partition(run)))
+            .key(keys::SK, s(keys::MIGRATION_RUN_SK))
+            .update_expression(
+                "ADD users :one, conversationsCreated :conversations, \
+                 messagesMigrated :messages, messagesSkipped :skipped",
+            )
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":conversations", number(user.conversations_created))
+            .expression_attribute_values(":messages", number(user.messages_migrated))
+            .expression_attribute_values(":skipped", number(user.skipped.len() as u64))
+            .send()
+            .await
+            .map_err(|e| store_error("count user in run", e))?;
+        Ok(())
+    }
+
+    /// Marks a run finished and returns its summary.
+    pub async fn finish_run(&self, run: &str, at: DateTime<Utc>) -> Result<RunSummary, Error> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(&keys::migration_run_partition(run)))
+            .key(keys::SK, s(keys::MIGRATION_RUN_SK))
+            .update_expression("SET finishedAt = :at, #status = :finished")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", s(&keys::sortable_time(at)))
+            .expression_attribute_values(":finished", s("finished"))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| store_error("finish migration run", e))?;
+        let item = output
+            .attributes
+            .ok_or_else(|| Error::internal("finish migration run", "no attributes returned"))?;
+        Ok(from_item::<RunItem>(item)?.summary)
+    }
+
+    pub async fn run_summary(&self, run: &str) -> Result<Option<RunSummary>, Error> {
+        let item = self
+            .get(&keys::migration_run_partition(run), keys::MIGRATION_RUN_SK)
+            .await?;
+        Ok(item
+            .map(from_item::<RunItem>)
+            .transpose()?
+            .map(|item| item.summary))
+    }
+}
+
+fn key(pk: &str, sk: &str) -> Item {
+    Item::from([(keys::PK.to_owned(), s(pk)), (keys::SK.to_owned(), s(sk))])
+}
+
+fn number(n: u64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
