@@ -39,6 +39,7 @@ pub enum Endpoint {
     DeleteConversation,
     GetContext,
     Complete,
+    MigrateConversations,
 }
 
 impl Endpoint {
@@ -54,6 +55,7 @@ impl Endpoint {
             "delete-conversation" => Self::DeleteConversation,
             "get-context" => Self::GetContext,
             "completion" => Self::Complete,
+            "migrate-conversations" => Self::MigrateConversations,
             _ => return None,
         })
     }
@@ -71,6 +73,7 @@ impl Endpoint {
             Self::DeleteConversation => handlers::delete_conversation(state, request).await,
             Self::GetContext => handlers::get_context(state, request).await,
             Self::Complete => handlers::complete(state, request).await,
+            Self::MigrateConversations => handlers::migrate_conversations(state, request).await,
         };
         match result {
             Ok(response) => response,

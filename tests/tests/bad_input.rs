@@ -98,6 +98,12 @@ async fn every_endpoint_refuses_bad_input_with_one_error_shape_and_writes_nothin
         (
             Method::POST,
             "/conversations".into(),
+            Some(r#"["a title"]"#),
+            bad,
+        ),
+        (
+            Method::POST,
+            "/conversations".into(),
             Some(r#"{"title": 5}"#),
             bad,
         ),

@@ -59,6 +59,7 @@ fn the_routes_are_the_specifications() {
         ("GET", "/conversations/context"),
         ("GET", "/conversations/context/{id}"),
         ("POST", "/completion"),
+        ("POST", "/conversations/migrate"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

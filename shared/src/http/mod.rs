@@ -29,7 +29,8 @@ use request::{
 use wire::{
     AddMessageBody, ArchiveBody, CompletionBody, CompletionView, ContextMessageView, ContextView,
     ConversationListView, ConversationView, ConversationWithMessagesView, CreateConversationBody,
-    ErrorBody, ErrorDetail, MessageView, RenameBody, TagsBody, UsageView,
+    ErrorBody, ErrorDetail, MessageView, MigrateBody, MigrationView, RenameBody, TagsBody,
+    UsageView,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -162,6 +163,22 @@ pub async fn add_message(state: &State, request: Request) -> HandlerResult {
             StatusCode::CREATED
         };
         Ok(json(status, &MessageView::from(&appended.message)))
+    })
+    .await
+}
+
+/// `POST /conversations/migrate`: moves the caller's short-term memory into conversations
+/// (`{"dryRun": true}` reports what it would do and writes nothing). Safe to repeat: a
+/// repeat, or a retry after a timeout, continues where the last call stopped.
+pub async fn migrate_conversations(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let body: MigrateBody = optional_json_body(&request)?.unwrap_or_default();
+        let summary = state
+            .migrator
+            .migrate_memory(&user, body.dry_run, state.now())
+            .await?;
+        Ok(json(StatusCode::OK, &MigrationView::from(&summary)))
     })
     .await
 }

@@ -59,7 +59,13 @@ pub fn optional_json_body<T: DeserializeOwned>(request: &Request) -> Result<Opti
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(bytes)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(format!("invalid JSON body: {e}")))?;
+    // Serde would also read a struct from an array of its fields in order: only objects count.
+    if !value.is_object() {
+        return Err(Error::invalid("the JSON body must be an object"));
+    }
+    serde_json::from_value(value)
         .map(Some)
         .map_err(|e| Error::invalid(format!("invalid JSON body: {e}")))
 }

@@ -4,7 +4,11 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::migration::{SkippedItem, UserSummary};
 use crate::model::{Conversation, ConversationWithMessages, Message, Metadata, Role};
+
+/// The skipped items a migration response lists at most (it counts them all).
+const MAX_SKIPPED_LISTED: usize = 50;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -24,6 +28,13 @@ pub struct AddMessageBody {
     #[serde(default)]
     pub metadata: Metadata,
     pub client_message_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrateBody {
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,4 +227,29 @@ pub struct CompletionView<'a> {
 pub struct UsageView {
     pub input_tokens: u64,
     pub output_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationView<'a> {
+    pub dry_run: bool,
+    pub conversations_created: u64,
+    pub messages_migrated: u64,
+    pub messages_already_present: u64,
+    pub skipped_count: usize,
+    /// The first skipped items, each with its key and why.
+    pub skipped: &'a [SkippedItem],
+}
+
+impl<'a> From<&'a UserSummary> for MigrationView<'a> {
+    fn from(s: &'a UserSummary) -> Self {
+        Self {
+            dry_run: s.dry_run,
+            conversations_created: s.conversations_created,
+            messages_migrated: s.messages_migrated,
+            messages_already_present: s.messages_already_present,
+            skipped_count: s.skipped.len(),
+            skipped: &s.skipped[..s.skipped.len().min(MAX_SKIPPED_LISTED)],
+        }
+    }
 }
