@@ -300,6 +300,8 @@ pub struct RunSummary {
     #[serde(default)]
     pub messages_migrated: u64,
     #[serde(default)]
+    pub messages_already_present: u64,
+    #[serde(default)]
     pub messages_skipped: u64,
     #[serde(default)]
     pub failed_users: Vec<FailedUser>,
@@ -320,6 +322,7 @@ impl RunSummary {
         self.users += 1;
         self.conversations_created += user.conversations_created;
         self.messages_migrated += user.messages_migrated;
+        self.messages_already_present += user.messages_already_present;
         self.messages_skipped += user.skipped.len() as u64;
     }
 

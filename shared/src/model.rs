@@ -30,7 +30,7 @@ const DERIVED_TITLE_CHARS: usize = 60;
 ///
 /// Restricted to characters that can never contain the `#` key delimiter, so one user's id
 /// can never spell the prefix of another user's key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
 

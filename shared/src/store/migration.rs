@@ -341,12 +341,14 @@ impl Store {
             .key(keys::SK, s(keys::MIGRATION_RUN_SK))
             .update_expression(
                 "ADD users :one, conversationsCreated :conversations, \
-                 messagesMigrated :messages, messagesSkipped :skipped",
+                 messagesMigrated :messages, messagesAlreadyPresent :present, \
+                 messagesSkipped :skipped",
             )
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":conversations", number(user.conversations_created))
             .expression_attribute_values(":messages", number(user.messages_migrated))
+            .expression_attribute_values(":present", number(user.messages_already_present))
             .expression_attribute_values(":skipped", number(user.skipped.len() as u64))
             .send()
             .await

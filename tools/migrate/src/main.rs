@@ -1,0 +1,318 @@
+//! `numina-migrate`: the specification's `node scripts/migrateConversations.js`.
+//!
+//! ```text
+//! numina-migrate                      # every user who holds short-term memory
+//! numina-migrate --user=USER_ID       # one user
+//! numina-migrate --dry-run            # report what would be done, write nothing
+//! numina-migrate --from-file dump.jsonl   # a mongoexport dump of the old system
+//! ```
+//!
+//! Progress goes to stderr (a bar on a terminal, one line per user otherwise); the summary
+//! to stdout. Exits 1 when a user could not be migrated (a re-run continues where it stopped).
+
+mod legacy;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use clap::Parser;
+use futures::{stream, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use shared::keys::MEMORY_SHARDS;
+use shared::migration::{
+    MigrationOptions, Migrator, RunSummary, SkippedItem, SourceItem, UserSummary,
+};
+use shared::model::UserId;
+use shared::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "numina-migrate",
+    version,
+    about = "Migrate short-term memory into permanent conversations"
+)]
+struct Args {
+    /// Migrate only this user.
+    #[arg(long, value_name = "ID")]
+    user: Option<String>,
+    /// Report what a run would do (conversations to create, messages to move) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Import a mongoexport JSON-lines dump of the old system's short-term memory collection
+    /// instead of reading the table's short-term memory.
+    #[arg(long, value_name = "PATH")]
+    from_file: Option<PathBuf>,
+    /// The table (as the functions' TABLE_NAME).
+    #[arg(long, env = "TABLE_NAME")]
+    table: String,
+    /// Users migrated at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// Inactivity, in minutes, after which entries without a conversation start a new one.
+    #[arg(long, env = "MIGRATION_SESSION_GAP_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=1440))]
+    session_gap_minutes: i64,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    summary_json: Option<PathBuf>,
+}
+
+/// Where each user's items come from.
+enum Source {
+    Memory(Vec<UserId>),
+    Dump(legacy::Dump),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(summary) if summary.users_failed == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("numina-migrate: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<RunSummary, Box<dyn std::error::Error>> {
+    let only_user = args.user.as_deref().map(UserId::parse).transpose()?;
+    let sdk = aws_config::load_from_env().await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    let migrator = Migrator::new(
+        store.clone(),
+        MigrationOptions {
+            session_gap: Duration::minutes(args.session_gap_minutes),
+            ..MigrationOptions::default()
+        },
+    );
+
+    let source = match &args.from_file {
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let mut dump = legacy::Dump::read(std::io::BufReader::new(file))?;
+            if let Some(user) = &only_user {
+                dump.users.retain(|u, _| u == user);
+                dump.unattributed.clear();
+            }
+            eprintln!(
+                "read {} items of {} users from {}",
+                dump.items(),
+                dump.users.len(),
+                path.display()
+            );
+            Source::Dump(dump)
+        }
+        None => match only_user {
+            Some(user) => Source::Memory(vec![user]),
+            None => {
+                let users = users_with_memory(&store).await?;
+                eprintln!("{} users hold short-term memory", users.len());
+                Source::Memory(users)
+            }
+        },
+    };
+
+    let run_id = format!("cli-{}", Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let mut summary = RunSummary::started(run_id, args.dry_run, Utc::now());
+    let mut skipped_by_user: Vec<(String, Vec<SkippedItem>)> = Vec::new();
+    let (jobs, unattributed) = match source {
+        Source::Memory(users) => (
+            users.into_iter().map(|u| (u, None)).collect::<Vec<_>>(),
+            Vec::new(),
+        ),
+        Source::Dump(dump) => (
+            dump.users
+                .into_iter()
+                .map(|(u, items)| (u, Some(items)))
+                .collect(),
+            dump.unattributed,
+        ),
+    };
+    if !unattributed.is_empty() {
+        summary.messages_skipped += unattributed.len() as u64;
+        skipped_by_user.push(("(no user)".into(), unattributed));
+    }
+
+    let progress = Progress::new(jobs.len() as u64);
+    let migrator = Arc::new(migrator);
+    let dry_run = args.dry_run;
+    let mut outcomes = stream::iter(jobs)
+        .map(|(user, items)| {
+            let migrator = Arc::clone(&migrator);
+            async move {
+                let outcome = migrate_one(&migrator, &user, items, dry_run).await;
+                (user, outcome)
+            }
+        })
+        .buffer_unordered(usize::from(args.concurrency));
+    while let Some((user, outcome)) = outcomes.next().await {
+        match outcome {
+            Ok(done) => {
+                progress.user_done(&done);
+                summary.add_user(&done);
+                if !done.skipped.is_empty() {
+                    skipped_by_user.push((done.user_id.clone(), done.skipped));
+                }
+            }
+            Err(error) => {
+                progress.user_failed(&user, &error);
+                summary.add_failure(user.as_str(), &error);
+            }
+        }
+    }
+    progress.finish();
+    summary.status = "finished".into();
+    summary.finished_at = Some(shared::keys::sortable_time(Utc::now()));
+
+    print_summary(&summary, &skipped_by_user);
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
+    }
+    Ok(summary)
+}
+
+async fn migrate_one(
+    migrator: &Migrator,
+    user: &UserId,
+    items: Option<Vec<Result<SourceItem, SkippedItem>>>,
+    dry_run: bool,
+) -> Result<UserSummary, shared::Error> {
+    match items {
+        Some(items) => migrator.migrate_items(user, items, dry_run).await,
+        None => migrator.migrate_memory(user, dry_run, Utc::now()).await,
+    }
+}
+
+/// Every user listed in the memory index, reading its shards in parallel.
+async fn users_with_memory(store: &Store) -> Result<Vec<UserId>, shared::Error> {
+    let shards = stream::iter(0..MEMORY_SHARDS)
+        .map(|shard| async move {
+            let mut users = Vec::new();
+            let mut after = None;
+            loop {
+                let (page, next) = store.users_with_memory(shard, 1000, after).await?;
+                users.extend(page);
+                match next {
+                    Some(next) => after = Some(next),
+                    None => return Ok::<_, shared::Error>(users),
+                }
+            }
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await;
+    let mut users = Vec::new();
+    for shard in shards {
+        users.extend(shard?);
+    }
+    users.sort();
+    Ok(users)
+}
+
+/// A bar on a terminal; plain lines (one per user) when stderr is a file or a pipe.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} users {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self {
+            bar,
+            total,
+            done: Default::default(),
+        }
+    }
+
+    fn user_done(&self, user: &UserSummary) {
+        let n = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let line = format!(
+            "{}: {} conversations, {} messages{}, {} already there, {} skipped",
+            user.user_id,
+            user.conversations_created,
+            user.messages_migrated,
+            if user.dry_run { " (dry run)" } else { "" },
+            user.messages_already_present,
+            user.skipped.len()
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(line);
+            }
+            None => eprintln!("[{n}/{}] {line}", self.total),
+        }
+    }
+
+    fn user_failed(&self, user: &UserId, error: &shared::Error) {
+        let n = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let line = format!("{user}: FAILED: {}", shared::error::chain(error));
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.println(line);
+            }
+            None => eprintln!("[{n}/{}] {line}", self.total),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn print_summary(summary: &RunSummary, skipped: &[(String, Vec<SkippedItem>)]) {
+    let mode = if summary.dry_run {
+        " (dry run: nothing written)"
+    } else {
+        ""
+    };
+    println!("Migration summary{mode}");
+    println!(
+        "  users:                   {}",
+        summary.users + summary.users_failed
+    );
+    println!(
+        "  conversations created:   {}",
+        summary.conversations_created
+    );
+    println!("  messages migrated:       {}", summary.messages_migrated);
+    println!(
+        "  messages already there:  {}",
+        summary.messages_already_present
+    );
+    println!("  skipped:                 {}", summary.messages_skipped);
+    println!("  failed users:            {}", summary.users_failed);
+    for (user, items) in skipped {
+        for item in items {
+            println!("  skipped {user} {}: {}", item.key, item.reason);
+        }
+    }
+    for failed in &summary.failed_users {
+        println!("  failed {}: {}", failed.user_id, failed.error);
+    }
+}

@@ -1,0 +1,228 @@
+//! The `numina-migrate` binary as an operator runs it, against the local DynamoDB server.
+
+use std::process::{Command, Output};
+
+use chrono::{Duration, Utc};
+use shared::http::State;
+use shared::memory::MemoryEntry;
+use shared::model::{ArchiveFilter, MessageId, Metadata, Role, UserId};
+use shared::service::ListRequest;
+use tests::{new_user, state, table_snapshot, workspace_root};
+
+fn migrate(state: &State, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
+        .args(args)
+        .env("TABLE_NAME", &state.config.table_name)
+        .output()
+        .expect("run numina-migrate");
+    eprintln!(
+        "numina-migrate {args:?}\n--- stderr\n{}--- stdout\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of one summary line, e.g. `messages migrated`.
+fn summary_value(output: &Output, label: &str) -> u64 {
+    stdout(output)
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&format!("{label}:")))
+        .unwrap_or_else(|| panic!("no {label:?} line in the summary"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn dump() -> String {
+    workspace_root()
+        .join("tests/fixtures/mongoexport-short-term-memory.jsonl")
+        .display()
+        .to_string()
+}
+
+async fn titles_and_counts(state: &State, user: &str) -> Vec<(String, u64)> {
+    let page = state
+        .conversations
+        .list(
+            &UserId::parse(user).unwrap(),
+            ListRequest {
+                filter: ArchiveFilter::All,
+                ..ListRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut found: Vec<(String, u64)> = page
+        .items
+        .into_iter()
+        .map(|c| (c.title, c.message_count))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_mongoexport_dump_of_the_old_system_is_imported_once() {
+    let state = state().await;
+
+    let first = migrate(&state, &["--from-file", &dump()]);
+    assert!(first.status.success());
+    assert_eq!(summary_value(&first, "users"), 2);
+    assert_eq!(summary_value(&first, "conversations created"), 3);
+    assert_eq!(summary_value(&first, "messages migrated"), 7);
+    assert_eq!(summary_value(&first, "skipped"), 3);
+    let report = stdout(&first);
+    assert!(
+        report.contains("line 7 (_id 65f1c0a2b3c4d5e6f7a80202)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("line 8 (_id 65f1c0a2b3c4d5e6f7a80203)"),
+        "{report}"
+    );
+    assert!(report.contains("line 10: not JSON"), "{report}");
+
+    assert_eq!(
+        titles_and_counts(&state, "65f1c0a2b3c4d5e6f7a8aaaa").await,
+        [
+            ("Remind me what we said about sourdough".to_owned(), 2),
+            ("What should I pack for Lisbon in March?".to_owned(), 3),
+        ]
+    );
+    assert_eq!(
+        titles_and_counts(&state, "auth0|legacy-user-42").await,
+        [("Good morning!".to_owned(), 2)]
+    );
+
+    // Times, attachments and metadata (Extended JSON numbers as plain JSON) come along.
+    let user = UserId::parse("65f1c0a2b3c4d5e6f7a8aaaa").unwrap();
+    let listed = state
+        .conversations
+        .list(&user, ListRequest::default())
+        .await
+        .unwrap();
+    let lisbon = listed
+        .items
+        .iter()
+        .find(|c| c.title.starts_with("What should I pack"))
+        .unwrap();
+    let full = state
+        .conversations
+        .get(&user, &lisbon.id, 10, None)
+        .await
+        .unwrap();
+    let first_message = &full.messages[0];
+    assert_eq!(
+        first_message.timestamp.to_rfc3339(),
+        "2024-03-13T10:00:00+00:00"
+    );
+    assert_eq!(
+        first_message.attachments,
+        ["https://cdn.numina.example/u/65f1/packing-list.png"]
+    );
+    assert_eq!(first_message.metadata["mood"], "excited");
+    assert_eq!(full.messages[1].metadata["tokens"], 17);
+    assert_eq!(
+        full.conversation.created_at.to_rfc3339(),
+        "2024-03-13T10:00:00+00:00"
+    );
+
+    let again = migrate(&state, &["--from-file", &dump()]);
+    assert!(again.status.success());
+    assert_eq!(summary_value(&again, "conversations created"), 0);
+    assert_eq!(summary_value(&again, "messages migrated"), 0);
+    assert_eq!(summary_value(&again, "messages already there"), 7);
+}
+
+#[tokio::test]
+async fn a_dry_run_of_a_dump_reports_the_same_numbers_and_writes_nothing() {
+    let state = state().await;
+    let before = table_snapshot(&state).await;
+    let dry = migrate(&state, &["--from-file", &dump(), "--dry-run"]);
+    assert!(dry.status.success());
+    assert!(stdout(&dry).contains("dry run: nothing written"));
+    assert_eq!(summary_value(&dry, "conversations created"), 3);
+    assert_eq!(summary_value(&dry, "messages migrated"), 7);
+    assert_eq!(table_snapshot(&state).await, before);
+}
+
+async fn remember(state: &State, user: &str, contents: &[&str]) {
+    let at = Utc::now() - Duration::hours(3);
+    let entries: Vec<MemoryEntry> = contents
+        .iter()
+        .enumerate()
+        .map(|(i, content)| {
+            let timestamp = at + Duration::minutes(i as i64);
+            MemoryEntry {
+                id: MessageId::generate(),
+                role: if i % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                },
+                content: (*content).to_owned(),
+                timestamp,
+                conversation_id: None,
+                attachments: Vec::new(),
+                metadata: Metadata::new(),
+                expires_at: timestamp + Duration::hours(24),
+            }
+        })
+        .collect();
+    state
+        .assistant
+        .memory()
+        .remember(&UserId::parse(user).unwrap(), &entries)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_full_run_finds_every_user_with_memory_reports_progress_and_a_rerun_adds_nothing() {
+    let state = state().await;
+    let (a, b) = (new_user(), new_user());
+    remember(&state, &a, &["one", "two", "three"]).await;
+    remember(&state, &b, &["hello"]).await;
+
+    let first = migrate(&state, &[]);
+    assert!(first.status.success());
+    let progress = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        progress.contains("2 users hold short-term memory"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("[1/2] ") && progress.contains("[2/2] "),
+        "{progress}"
+    );
+    assert_eq!(summary_value(&first, "users"), 2);
+    assert_eq!(summary_value(&first, "messages migrated"), 4);
+    assert_eq!(titles_and_counts(&state, &a).await, [("one".to_owned(), 3)]);
+
+    let again = migrate(&state, &[]);
+    assert_eq!(summary_value(&again, "messages migrated"), 0);
+    assert_eq!(summary_value(&again, "conversations created"), 0);
+}
+
+#[tokio::test]
+async fn one_user_is_migrated_alone_and_a_bad_user_id_is_refused() {
+    let state = state().await;
+    let (a, b) = (new_user(), new_user());
+    remember(&state, &a, &["mine"]).await;
+    remember(&state, &b, &["theirs"]).await;
+
+    let only_a = migrate(&state, &[&format!("--user={a}")]);
+    assert!(only_a.status.success());
+    assert_eq!(summary_value(&only_a, "users"), 1);
+    assert_eq!(titles_and_counts(&state, &a).await.len(), 1);
+    assert!(titles_and_counts(&state, &b).await.is_empty());
+
+    let bad = migrate(&state, &["--user", "a#b"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("numina-migrate:"));
+}
