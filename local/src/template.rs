@@ -83,6 +83,15 @@ pub struct StreamSpecification {
     pub stream_view_type: String,
 }
 
+/// A state machine of the template: its definition file and what each of the definition's
+/// `${…}` placeholders names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateMachine {
+    pub definition_uri: String,
+    /// Placeholder → the logical id of the resource it names (`!GetAtt X.Arn` or `!Ref X`).
+    pub substitutions: std::collections::BTreeMap<String, String>,
+}
+
 /// The parsed template.
 pub struct Template {
     root: Value,
@@ -188,6 +197,61 @@ impl Template {
             }
         }
         Ok(routes)
+    }
+
+    /// The binary of the function with this logical id.
+    pub fn binary_of(&self, logical_id: &str) -> Result<Option<String>, TemplateError> {
+        Ok(self
+            .functions()?
+            .into_iter()
+            .find(|(name, _, _)| *name == logical_id)
+            .map(|(_, binary, _)| binary.to_owned()))
+    }
+
+    /// The state machine with this logical id.
+    pub fn state_machine(&self, logical_id: &str) -> Result<StateMachine, TemplateError> {
+        let properties = self
+            .resources()?
+            .get(logical_id)
+            .filter(|r| {
+                r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::StateMachine")
+            })
+            .and_then(|r| r.get("Properties"))
+            .ok_or_else(|| TemplateError::Shape(format!("no state machine {logical_id}")))?;
+        let definition_uri = properties
+            .get("DefinitionUri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TemplateError::Shape(format!("{logical_id} has no DefinitionUri")))?
+            .to_owned();
+        let mut substitutions = std::collections::BTreeMap::new();
+        for (key, value) in properties
+            .get("DefinitionSubstitutions")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+        {
+            let named = match value {
+                Value::Tagged(tagged) => match (tagged.tag.to_string().as_str(), &tagged.value) {
+                    ("!GetAtt", Value::String(target)) => {
+                        target.split('.').next().map(str::to_owned)
+                    }
+                    ("!Ref", Value::String(target)) => Some(target.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let key = key.as_str().unwrap_or("?").to_owned();
+            let named = named.ok_or_else(|| {
+                TemplateError::Shape(format!(
+                    "{logical_id}: substitution {key} names no resource"
+                ))
+            })?;
+            substitutions.insert(key, named);
+        }
+        Ok(StateMachine {
+            definition_uri,
+            substitutions,
+        })
     }
 
     /// The table's definition, from the `ConversationsTable` resource.

@@ -50,6 +50,24 @@ impl Error {
         Self::Invalid(message.into())
     }
 
+    /// The variant's name: the error type Lambda reports, which Step Functions' `Retry` and
+    /// `Catch` match on (`Unavailable` is worth retrying; `Invalid` never is).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "Unauthenticated",
+            Self::Invalid(_) => "Invalid",
+            Self::TooLarge(_) => "TooLarge",
+            Self::NotFound => "NotFound",
+            Self::Conflict(_) => "Conflict",
+            Self::ModelFailed(_) => "ModelFailed",
+            Self::ModelTimeout => "ModelTimeout",
+            Self::NoRoute => "NoRoute",
+            Self::Unavailable(_) => "Unavailable",
+            Self::Internal { .. } => "Internal",
+            Self::Config(_) => "Config",
+        }
+    }
+
     pub fn internal(
         context: &'static str,
         source: impl Into<Box<dyn StdError + Send + Sync>>,
@@ -77,7 +95,7 @@ pub fn chain(error: &dyn StdError) -> String {
 impl From<Error> for lambda_runtime::Diagnostic {
     fn from(error: Error) -> Self {
         Self {
-            error_type: "numina::Error".to_owned(),
+            error_type: error.kind().to_owned(),
             error_message: chain(&error),
         }
     }

@@ -174,6 +174,11 @@ pub fn migration_run_partition(run: &str) -> String {
 
 pub const MIGRATION_RUN_SK: &str = "SUMMARY";
 
+/// The sort key of one user's outcome in a run's partition.
+pub fn migration_run_user_sort_key(user: &str) -> String {
+    format!("USER#{user}")
+}
+
 /// The partition of a user's completion records (idempotency of `/completion`, with TTL).
 pub fn completion_partition(user: &UserId) -> String {
     format!("USER#{user}#COMPLETION")

@@ -14,6 +14,8 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::http::State;
 
+pub mod asl;
+
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

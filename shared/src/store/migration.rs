@@ -46,6 +46,25 @@ struct RunItem {
     summary: RunSummary,
 }
 
+/// One user's outcome in one run (expires with the table's TTL; the run's totals stay).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunUserItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    /// The outcome, listing at most `RUN_USER_SKIPPED_LISTED` skipped items (each of which
+    /// can be long), so the record stays far below the item size limit.
+    #[serde(flatten)]
+    summary: UserSummary,
+    skipped_total: usize,
+    expires_at: i64,
+}
+
+const RUN_USER_SKIPPED_LISTED: usize = 50;
+
 /// A rough upper bound of a message item's size, to keep transactions under their limit.
 pub fn message_item_bytes(message: &Message) -> usize {
     let metadata = serde_json::to_vec(&message.metadata).map_or(0, |m| m.len());
@@ -332,28 +351,76 @@ impl Store {
         }
     }
 
-    /// Adds one user's outcome to a run's summary.
-    pub async fn count_user_in_run(&self, run: &str, user: &UserSummary) -> Result<(), Error> {
-        self.client
-            .update_item()
+    /// Records one user's outcome in a run, once: the user's record and the run's totals
+    /// change in one transaction, so a retried step does not count the user twice. Returns
+    /// false if the user was already counted in this run.
+    pub async fn count_user_in_run(
+        &self,
+        run: &str,
+        user: &UserSummary,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let record = RunUserItem {
+            pk: keys::migration_run_partition(run),
+            sk: keys::migration_run_user_sort_key(&user.user_id),
+            entity: "MigrationRunUser".to_owned(),
+            summary: UserSummary {
+                skipped: user
+                    .skipped
+                    .iter()
+                    .take(RUN_USER_SKIPPED_LISTED)
+                    .cloned()
+                    .collect(),
+                ..user.clone()
+            },
+            skipped_total: user.skipped.len(),
+            expires_at: expires_at.timestamp(),
+        };
+        let totals = Update::builder()
             .table_name(&self.table)
             .key(keys::PK, s(&keys::migration_run_partition(run)))
             .key(keys::SK, s(keys::MIGRATION_RUN_SK))
             .update_expression(
-                "ADD users :one, conversationsCreated :conversations, \
+                "ADD #users :one, conversationsCreated :conversations, \
                  messagesMigrated :messages, messagesAlreadyPresent :present, \
                  messagesSkipped :skipped",
             )
             .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#users", "users")
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":conversations", number(user.conversations_created))
             .expression_attribute_values(":messages", number(user.messages_migrated))
             .expression_attribute_values(":present", number(user.messages_already_present))
             .expression_attribute_values(":skipped", number(user.skipped.len() as u64))
+            .build()
+            .map_err(|e| Error::internal("build run totals", e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put_new(&self.table, to_item(&record)?)?)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().update(totals).build())
             .send()
-            .await
-            .map_err(|e| store_error("count user in run", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let already_counted = matches!(
+                    error.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
+                        if cancelled.cancellation_reasons().first().and_then(|r| r.code())
+                            == Some("ConditionalCheckFailed")
+                );
+                if already_counted {
+                    Ok(false)
+                } else {
+                    Err(store_error("count user in run", error))
+                }
+            }
+        }
     }
 
     /// Marks a run finished and returns its summary.

@@ -1,0 +1,16 @@
+//! Lambda function for `shared::migration_job::migrate_user`: a step of the scheduled migration
+//! state machine (`statemachines/migration.asl.json`).
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::migration_job::{migrate_user, UserStep};
+use shared::state::State;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let state = State::from_env().await?;
+    run(service_fn(|event: LambdaEvent<UserStep>| {
+        migrate_user(&state, event.payload)
+    }))
+    .await
+}
