@@ -1,6 +1,7 @@
 //! The local runner: the API on localhost against local servers, for development and tests.
 
 pub mod gateway;
+pub mod seed;
 pub mod table;
 pub mod template;
 pub mod token;

@@ -35,6 +35,18 @@ enum Command {
         #[arg(long, env = "TABLE_NAME")]
         table_name: String,
     },
+    /// Write short-term memory for some users, as the old system would have left it (to try
+    /// the migration: `numina-migrate --dry-run`, then `numina-migrate`).
+    SeedMemory {
+        /// The users (default: three new ones, printed).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        new_users: usize,
+        /// Messages per user.
+        #[arg(long, default_value_t = 40)]
+        messages: usize,
+    },
     /// Print a bearer token for a user.
     Token {
         #[arg(long)]
@@ -50,6 +62,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let tokens = Tokens::new(&cli.jwt_secret);
     match cli.command {
         Command::Token { user, hours } => println!("{}", tokens.mint(&user, hours * 3600)),
+        Command::SeedMemory {
+            users,
+            new_users,
+            messages,
+        } => {
+            let state = State::from_env().await?;
+            let template = Template::load(&cli.template)?;
+            let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+            table::create_table(&client, &state.config.table_name, &template.table()?).await?;
+            let mut users = users
+                .iter()
+                .map(|u| shared::model::UserId::parse(u))
+                .collect::<Result<Vec<_>, _>>()?;
+            if users.is_empty() {
+                for _ in 0..new_users {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    users.push(shared::model::UserId::parse(&id)?);
+                }
+            }
+            let memory = state.assistant.memory();
+            local::seed::short_term_memory(memory, &users, messages, chrono::Utc::now()).await?;
+            for user in &users {
+                println!("{user}: {messages} messages of short-term memory");
+            }
+        }
         Command::CreateTable { table_name } => {
             let template = Template::load(&cli.template)?;
             let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
