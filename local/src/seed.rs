@@ -19,13 +19,20 @@ pub fn memory_entries(messages: usize, now: DateTime<Utc>) -> Vec<MemoryEntry> {
         .map(|i| {
             let session = i / SESSION_MESSAGES;
             let timestamp = start + span(i);
-            let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
+            let role = if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
             MemoryEntry {
                 id: MessageId::generate(),
                 role,
                 content: match role {
-                    Role::User => format!("Question {i}: what should I know about topic {session}?"),
-                    _ => format!("Answer {i}: here is what matters about topic {session}. ").repeat(4),
+                    Role::User => {
+                        format!("Question {i}: what should I know about topic {session}?")
+                    }
+                    _ => format!("Answer {i}: here is what matters about topic {session}. ")
+                        .repeat(4),
                 },
                 timestamp,
                 conversation_id: None,
@@ -45,7 +52,9 @@ pub async fn short_term_memory(
     now: DateTime<Utc>,
 ) -> Result<(), shared::Error> {
     for user in users {
-        memory.remember(user, &memory_entries(messages, now)).await?;
+        memory
+            .remember(user, &memory_entries(messages, now))
+            .await?;
     }
     Ok(())
 }

@@ -363,10 +363,8 @@ impl Migrator {
         let mut state = self.store.migration_state(user).await?.unwrap_or_default();
         let mut read_after = state.migrated_through.clone();
         let mut created = HashSet::new();
-        let settled = keys::memory_sort_key(
-            now - Duration::minutes(SETTLE_MARGIN_MINUTES),
-            &MessageId::from(Uuid::nil()),
-        );
+        let settled_at = now - Duration::minutes(SETTLE_MARGIN_MINUTES);
+        let settled = keys::memory_sort_key(settled_at, &MessageId::from(Uuid::nil()));
         loop {
             let (held, more) = self
                 .store
@@ -397,14 +395,13 @@ impl Migrator {
             }
             self.apply(user, groups, dry_run, &mut created, &mut summary)
                 .await?;
-            // Only the latest session can still grow.
-            state.sessions = state
+            // Keep the sessions later entries can still join: the latest, and any that entries
+            // read again (those after the settled point) belong to.
+            let latest = state.sessions.iter().map(|s| s.last).max();
+            let rejoinable = settled_at - self.options.session_gap;
+            state
                 .sessions
-                .iter()
-                .max_by_key(|s| s.last)
-                .cloned()
-                .into_iter()
-                .collect();
+                .retain(|s| Some(s.last) == latest || s.last >= rejoinable);
             state.migrated_through = Some(last_key.clone().min(settled.clone()));
             if !dry_run {
                 self.store.save_migration_state(user, &state).await?;
@@ -487,6 +484,7 @@ impl Migrator {
     async fn write(&self, user: &UserId, plan: ConversationPlan) -> Result<Written, Error> {
         let mut written = Written::default();
         if plan.create {
+            // Created with its first and last times: no activity to raise afterwards.
             let item = ConversationItem::migrated(
                 user,
                 plan.id,
@@ -504,7 +502,7 @@ impl Migrator {
             written.stored += stored;
             written.found_stored += chunk.len() - stored;
         }
-        if !plan.messages.is_empty() {
+        if !plan.messages.is_empty() && !written.created {
             self.store
                 .raise_last_activity(user, &plan.id, plan.last)
                 .await?;

@@ -45,7 +45,8 @@ pub struct ShardPage {
     pub run_id: String,
     pub dry_run: bool,
     pub shard: u32,
-    /// Where the listing continues (null on the first page and after the last).
+    /// Where the listing continues: an opaque position (null on the first page and after
+    /// the last).
     pub after: Option<String>,
     /// The users of the page just listed.
     #[serde(default)]
@@ -129,15 +130,14 @@ pub async fn list_users(state: &State, page: ShardPage) -> Result<ShardPage, Err
     if page.shard >= MEMORY_SHARDS {
         return Err(Error::invalid(format!("no shard {}", page.shard)));
     }
-    let after = page.after.as_deref().map(UserId::parse).transpose()?;
     let (users, next) = state
         .migrator
         .store()
-        .users_with_memory(page.shard, USERS_PER_PAGE, after)
+        .users_with_memory(page.shard, USERS_PER_PAGE, page.after.as_deref())
         .await?;
     Ok(ShardPage {
         users: users.iter().map(ToString::to_string).collect(),
-        after: next.map(|u| u.to_string()),
+        after: next,
         ..page
     })
 }

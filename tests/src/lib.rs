@@ -380,18 +380,36 @@ pub enum Fault {
 pub struct FaultyWrites {
     fail_from: usize,
     fault: Fault,
-    writes: std::sync::atomic::AtomicUsize,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FaultyWrites {
     pub async fn client(fail_from: usize, fault: Fault) -> aws_sdk_dynamodb::Client {
+        Self::build(fail_from, fault, Default::default()).await
+    }
+
+    /// A client that never fails, and the number of write calls it has made.
+    pub async fn counting() -> (
+        aws_sdk_dynamodb::Client,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let client = Self::build(usize::MAX, Fault::BeforeSending, Arc::clone(&writes)).await;
+        (client, writes)
+    }
+
+    async fn build(
+        fail_from: usize,
+        fault: Fault,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> aws_sdk_dynamodb::Client {
         let sdk = aws_config::load_from_env().await;
         let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
             .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
             .interceptor(FaultyWrites {
                 fail_from,
                 fault,
-                writes: Default::default(),
+                writes,
             })
             .build();
         aws_sdk_dynamodb::Client::from_conf(config)

@@ -414,13 +414,19 @@ async fn a_run_killed_at_any_write_and_run_again_ends_with_exactly_the_source() 
     let at = start();
     let memory = mixed_memory(at, ConversationId::generate());
 
-    // The outcome of an uninterrupted run, on a table of its own.
+    // The outcome of an uninterrupted run, on a table of its own, and how many writes it made.
     let reference = state().await;
     remember(&reference, &user, &memory).await;
-    Migrator::new(reference.conversations.store().clone(), small_writes())
-        .migrate_memory(&user, false, Utc::now())
-        .await
-        .unwrap();
+    let (counting, writes) = FaultyWrites::counting().await;
+    Migrator::new(
+        Store::new(counting, &reference.config.table_name),
+        small_writes(),
+    )
+    .migrate_memory(&user, false, Utc::now())
+    .await
+    .unwrap();
+    let writes = writes.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(writes > 10, "small writes make many calls: {writes}");
     let expected = conversations_of(&reference, &user).await;
     assert_eq!(
         expected.values().map(|c| c.2.len()).sum::<usize>(),
@@ -428,7 +434,7 @@ async fn a_run_killed_at_any_write_and_run_again_ends_with_exactly_the_source() 
     );
 
     for fault in [Fault::BeforeSending, Fault::AnswerLost] {
-        for kill_at in [1, 2, 3, 4, 6, 9, 12, 15] {
+        for kill_at in 1..=writes {
             let state = state().await;
             remember(&state, &user, &memory).await;
             let table = state.config.table_name.clone();
@@ -453,4 +459,41 @@ async fn a_run_killed_at_any_write_and_run_again_ends_with_exactly_the_source() 
             );
         }
     }
+}
+
+#[tokio::test]
+async fn entries_read_again_after_a_run_go_back_to_the_sessions_they_went_to() {
+    let state = state().await;
+    let user = UserId::parse(&new_user()).unwrap();
+    // Two short sessions within the last few minutes, which the next run reads again (a late
+    // writer could still add an entry between them).
+    let now = Utc::now()
+        .duration_trunc(Duration::milliseconds(1))
+        .unwrap();
+    remember(
+        &state,
+        &user,
+        &[
+            entry(now, -4, Role::User, "first session", None),
+            entry(now, -1, Role::User, "second session", None),
+        ],
+    )
+    .await;
+    let migrator = Migrator::new(
+        state.conversations.store().clone(),
+        MigrationOptions {
+            session_gap: Duration::minutes(1),
+            ..MigrationOptions::default()
+        },
+    );
+    let first = migrator.migrate_memory(&user, false, now).await.unwrap();
+    assert_eq!(totals(&first), (2, 2, 0));
+
+    let again = migrator.migrate_memory(&user, false, now).await.unwrap();
+    assert_eq!(
+        totals(&again),
+        (0, 0, 2),
+        "read again, found where they went"
+    );
+    assert_eq!(conversations_of(&state, &user).await.len(), 2);
 }

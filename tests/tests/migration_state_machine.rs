@@ -426,7 +426,7 @@ async fn every_user_of_a_shard_is_listed_once_across_pages() {
         let (page, next) = state
             .migrator
             .store()
-            .users_with_memory(0, 2, after)
+            .users_with_memory(0, 2, after.as_deref())
             .await
             .unwrap();
         assert!(page.len() <= 2);

@@ -214,17 +214,18 @@ impl Store {
         }
     }
 
-    /// One page of the users listed in a memory shard, and where to continue.
+    /// One page of the users listed in a memory shard, and where to continue (an opaque
+    /// position: the listed item's key).
     pub async fn users_with_memory(
         &self,
         shard: u32,
         limit: usize,
-        after: Option<UserId>,
-    ) -> Result<(Vec<UserId>, Option<UserId>), Error> {
+        after: Option<&str>,
+    ) -> Result<(Vec<UserId>, Option<String>), Error> {
         let shard_key = keys::memory_shard_key(shard);
-        let start = after.map(|user| {
+        let start = after.map(|partition| {
             Item::from([
-                (keys::PK.to_owned(), s(&keys::memory_partition(&user))),
+                (keys::PK.to_owned(), s(partition)),
                 (keys::SK.to_owned(), s(keys::MEMORY_MARKER_SK)),
                 (keys::MEMORY_SHARD.to_owned(), s(&shard_key)),
             ])
@@ -244,16 +245,18 @@ impl Store {
         let users = output
             .items
             .unwrap_or_default()
-            .into_iter()
+            .iter()
             .filter_map(|item| match item.get(keys::PK) {
                 Some(AttributeValue::S(pk)) => keys::parse_memory_partition(pk),
                 _ => None,
             })
-            .collect::<Vec<_>>();
-        let next = match output.last_evaluated_key {
-            Some(_) => users.last().cloned(),
-            None => None,
-        };
+            .collect();
+        let next = output
+            .last_evaluated_key
+            .and_then(|key| match key.get(keys::PK) {
+                Some(AttributeValue::S(pk)) => Some(pk.clone()),
+                _ => None,
+            });
         Ok((users, next))
     }
 }

@@ -88,10 +88,7 @@ async fn main() {
                 .interceptor(CallCounter(Arc::clone(&calls)))
                 .build(),
         );
-        let migrator = Migrator::new(
-            Store::new(client, &state.config.table_name),
-            mode.options,
-        );
+        let migrator = Migrator::new(Store::new(client, &state.config.table_name), mode.options);
         let started = Instant::now();
         let migrated: u64 = stream::iter(&users)
             .map(|user| migrator.migrate_memory(user, false, Utc::now()))

@@ -201,7 +201,9 @@ async fn users_with_memory(store: &Store) -> Result<Vec<UserId>, shared::Error> 
             let mut users = Vec::new();
             let mut after = None;
             loop {
-                let (page, next) = store.users_with_memory(shard, 1000, after).await?;
+                let (page, next) = store
+                    .users_with_memory(shard, 1000, after.as_deref())
+                    .await?;
                 users.extend(page);
                 match next {
                     Some(next) => after = Some(next),
