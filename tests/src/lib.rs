@@ -470,3 +470,39 @@ impl aws_sdk_dynamodb::config::Intercept for FaultyWrites {
         self.check(Fault::AnswerLost, Self::is_write(cfg))
     }
 }
+
+/// A short-term memory entry written at `timestamp`, naming no conversation, expiring a day
+/// later.
+pub fn memory_entry(
+    timestamp: chrono::DateTime<chrono::Utc>,
+    role: shared::model::Role,
+    content: &str,
+) -> shared::memory::MemoryEntry {
+    shared::memory::MemoryEntry {
+        id: shared::model::MessageId::generate(),
+        role,
+        content: content.to_owned(),
+        timestamp,
+        conversation_id: None,
+        attachments: Vec::new(),
+        metadata: shared::model::Metadata::new(),
+        expires_at: timestamp + chrono::Duration::hours(24),
+    }
+}
+
+/// Every conversation of `user`'s, archived or not (up to 100), newest activity first.
+pub async fn all_conversations(state: &State, user: &str) -> Vec<shared::model::Conversation> {
+    state
+        .conversations
+        .list(
+            &shared::model::UserId::parse(user).expect("a valid user id"),
+            shared::service::ListRequest {
+                filter: shared::model::ArchiveFilter::All,
+                limit: shared::service::MAX_PAGE_SIZE,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list the user's conversations")
+        .items
+}

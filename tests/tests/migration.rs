@@ -12,9 +12,10 @@ use shared::keys;
 use shared::memory::MemoryEntry;
 use shared::migration::{MigrationOptions, Migrator, UserSummary};
 use shared::model::{ConversationId, MessageId, Metadata, Role, Tags, Title, UserId};
-use shared::service::ListRequest;
 use shared::store::Store;
-use tests::{new_user, state, table_snapshot, Fault, FaultyWrites};
+use tests::{
+    all_conversations, memory_entry, new_user, state, table_snapshot, Fault, FaultyWrites,
+};
 
 /// A moment two hours ago, to the millisecond, so every entry is settled and unexpired.
 fn start() -> DateTime<Utc> {
@@ -30,16 +31,9 @@ fn entry(
     content: &str,
     conversation: Option<ConversationId>,
 ) -> MemoryEntry {
-    let timestamp = at + Duration::minutes(minute);
     MemoryEntry {
-        id: MessageId::generate(),
-        role,
-        content: content.to_owned(),
-        timestamp,
         conversation_id: conversation,
-        attachments: Vec::new(),
-        metadata: Metadata::new(),
-        expires_at: timestamp + Duration::hours(24),
+        ..memory_entry(at + Duration::minutes(minute), role, content)
     }
 }
 
@@ -74,20 +68,9 @@ async fn conversations_of(
     state: &State,
     user: &UserId,
 ) -> BTreeMap<ConversationId, (String, u64, Vec<(MessageId, Role, String, DateTime<Utc>)>)> {
-    let page = state
-        .conversations
-        .list(
-            user,
-            ListRequest {
-                filter: shared::model::ArchiveFilter::All,
-                limit: 100,
-                ..ListRequest::default()
-            },
-        )
-        .await
-        .expect("list");
+    let listed = all_conversations(state, user.as_str()).await;
     let mut all = BTreeMap::new();
-    for conversation in page.items {
+    for conversation in listed {
         let full = state
             .conversations
             .get(user, &conversation.id, 200, None)

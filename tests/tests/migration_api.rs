@@ -5,8 +5,8 @@ use chrono::{Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::memory::MemoryEntry;
-use shared::model::{MessageId, Metadata, Role, UserId};
-use tests::{new_user, table_snapshot, LocalApi};
+use shared::model::{Role, UserId};
+use tests::{memory_entry, new_user, table_snapshot, LocalApi};
 
 /// Three entries of `user`'s short-term memory, two hours old: two in one session, one in a
 /// later session.
@@ -18,19 +18,7 @@ async fn remember_three(api: &LocalApi, user: &str) {
         (90, Role::User, "Later"),
     ]
     .into_iter()
-    .map(|(minute, role, content)| {
-        let timestamp = at + Duration::minutes(minute);
-        MemoryEntry {
-            id: MessageId::generate(),
-            role,
-            content: content.into(),
-            timestamp,
-            conversation_id: None,
-            attachments: Vec::new(),
-            metadata: Metadata::new(),
-            expires_at: timestamp + Duration::hours(24),
-        }
-    })
+    .map(|(minute, role, content)| memory_entry(at + Duration::minutes(minute), role, content))
     .collect();
     api.state
         .assistant

@@ -13,10 +13,11 @@ use shared::keys;
 use shared::memory::MemoryEntry;
 use shared::migration::RunSummary;
 use shared::migration_job::{self, FinishInput, ShardPage, StartInput, UserStep};
-use shared::model::{ArchiveFilter, MessageId, Metadata, Role, UserId};
-use shared::service::ListRequest;
+use shared::model::{Role, UserId};
 use tests::asl::{Failure, Interpreter, Invoke, Target};
-use tests::{new_user, state, table_snapshot, template, workspace_root};
+use tests::{
+    all_conversations, memory_entry, new_user, state, table_snapshot, template, workspace_root,
+};
 
 const STATE_MACHINE: &str = "MigrationStateMachine";
 
@@ -240,21 +241,16 @@ async fn remember(state: &State, user: &str, count: usize) {
     let at = Utc::now() - Duration::hours(2);
     let entries: Vec<MemoryEntry> = (0..count)
         .map(|i| {
-            let timestamp = at + Duration::minutes(i as i64);
-            MemoryEntry {
-                id: MessageId::generate(),
-                role: if i % 2 == 0 {
-                    Role::User
-                } else {
-                    Role::Assistant
-                },
-                content: format!("{user} said {i}"),
-                timestamp,
-                conversation_id: None,
-                attachments: Vec::new(),
-                metadata: Metadata::new(),
-                expires_at: timestamp + Duration::hours(24),
-            }
+            let role = if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            memory_entry(
+                at + Duration::minutes(i as i64),
+                role,
+                &format!("{user} said {i}"),
+            )
         })
         .collect();
     state
@@ -266,18 +262,11 @@ async fn remember(state: &State, user: &str, count: usize) {
 }
 
 async fn message_count(state: &State, user: &str) -> u64 {
-    let page = state
-        .conversations
-        .list(
-            &UserId::parse(user).unwrap(),
-            ListRequest {
-                filter: ArchiveFilter::All,
-                ..ListRequest::default()
-            },
-        )
+    all_conversations(state, user)
         .await
-        .unwrap();
-    page.items.iter().map(|c| c.message_count).sum()
+        .iter()
+        .map(|c| c.message_count)
+        .sum()
 }
 
 fn summary_of(run: &Run) -> RunSummary {

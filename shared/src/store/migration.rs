@@ -3,14 +3,13 @@
 
 use std::collections::HashSet;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
     backoff, from_item, is_conditional_check_failure, put_new, s, store_error, to_item,
-    ConversationItem, Item, MessageItem, Store, TRANSACTION_ATTEMPTS,
+    Cancellation, ConversationItem, Item, MessageItem, Store, TRANSACTION_ATTEMPTS,
 };
 use crate::error::Error;
 use crate::keys;
@@ -234,33 +233,21 @@ impl Store {
                 Ok(_) => return Ok(pending.len()),
                 Err(error) => error,
             };
-            let reasons: Vec<Option<String>> = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().map(str::to_owned))
-                    .collect(),
-                _ => return Err(store_error("append migrated messages", error)),
+            let Some(cancelled) = Cancellation::of(&error) else {
+                return Err(store_error("append migrated messages", error));
             };
-            let failed = |i: usize| {
-                reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
-            };
-            if failed(0) {
+            if cancelled.condition_failed(0) {
                 return Err(Error::NotFound);
             }
-            let stored_before: Vec<bool> = (0..pending.len()).map(|i| failed(i + 1)).collect();
-            if stored_before.iter().any(|s| *s) {
+            let stored_before: Vec<bool> = (0..pending.len())
+                .map(|i| cancelled.condition_failed(i + 1))
+                .collect();
+            if stored_before.contains(&true) {
                 let mut stored = stored_before.into_iter();
                 pending.retain(|_| !stored.next().unwrap_or(false));
                 continue;
             }
-            let conflicted = reasons.iter().any(|c| {
-                matches!(
-                    c.as_deref(),
-                    Some("TransactionConflict" | "ThrottlingError")
-                )
-            });
-            if !conflicted || attempt >= TRANSACTION_ATTEMPTS {
+            if !cancelled.worth_retrying() || attempt >= TRANSACTION_ATTEMPTS {
                 return Err(store_error("append migrated messages", error));
             }
             backoff(attempt).await;
@@ -408,12 +395,8 @@ impl Store {
         match result {
             Ok(_) => Ok(true),
             Err(error) => {
-                let already_counted = matches!(
-                    error.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
-                        if cancelled.cancellation_reasons().first().and_then(|r| r.code())
-                            == Some("ConditionalCheckFailed")
-                );
+                let already_counted =
+                    Cancellation::of(&error).is_some_and(|c| c.condition_failed(0));
                 if already_counted {
                     Ok(false)
                 } else {

@@ -322,31 +322,17 @@ impl Store {
                 Ok(_) => return Ok(AppendOutcome::Stored),
                 Err(error) => error,
             };
-            let reasons: Vec<Option<String>> = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().map(str::to_owned))
-                    .collect(),
-                _ => return Err(store_error("append message", error)),
+            let Some(cancelled) = Cancellation::of(&error) else {
+                return Err(store_error("append message", error));
             };
-            let failed = |i: usize| {
-                reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
-            };
-            if failed(0) {
+            if cancelled.condition_failed(0) {
                 return Ok(AppendOutcome::ConversationMissing);
             }
-            if failed(2) {
+            if cancelled.condition_failed(2) {
                 let client_id = client_id.expect("only a client id record sits at index 2");
                 return self.replayed_message(&partition, client_id).await;
             }
-            let conflicted = reasons.iter().any(|c| {
-                matches!(
-                    c.as_deref(),
-                    Some("TransactionConflict" | "ThrottlingError")
-                )
-            });
-            if !conflicted || attempt == TRANSACTION_ATTEMPTS {
+            if !cancelled.worth_retrying() || attempt == TRANSACTION_ATTEMPTS {
                 return Err(store_error("append message", error));
             }
             backoff(attempt).await;
@@ -849,6 +835,41 @@ pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item, Error> {
 
 pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, Error> {
     serde_dynamo::from_item(item).map_err(|e| Error::internal("decode item", e))
+}
+
+/// Why a transaction was cancelled: one reason code per item, in the order of its items.
+pub(crate) struct Cancellation(Vec<Option<String>>);
+
+impl Cancellation {
+    /// The reasons, if the error is a cancelled transaction.
+    pub(crate) fn of<R>(error: &SdkError<TransactWriteItemsError, R>) -> Option<Self> {
+        match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Some(Self(
+                cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().map(str::to_owned))
+                    .collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether the condition of the item at `index` failed.
+    pub(crate) fn condition_failed(&self, index: usize) -> bool {
+        self.0.get(index).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
+    }
+
+    /// Whether the transaction lost a race or was throttled: the same transaction may succeed
+    /// after a backoff.
+    pub(crate) fn worth_retrying(&self) -> bool {
+        self.0.iter().any(|c| {
+            matches!(
+                c.as_deref(),
+                Some("TransactionConflict" | "ThrottlingError")
+            )
+        })
+    }
 }
 
 pub(crate) fn is_conditional_check_failure<E: ProvideErrorMetadata, R>(

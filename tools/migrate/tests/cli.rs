@@ -5,9 +5,9 @@ use std::process::{Command, Output};
 use chrono::{Duration, Utc};
 use shared::http::State;
 use shared::memory::MemoryEntry;
-use shared::model::{ArchiveFilter, MessageId, Metadata, Role, UserId};
+use shared::model::{Role, UserId};
 use shared::service::ListRequest;
-use tests::{new_user, state, table_snapshot, workspace_root};
+use tests::{all_conversations, memory_entry, new_user, state, table_snapshot, workspace_root};
 
 fn migrate(state: &State, args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
@@ -46,19 +46,8 @@ fn dump() -> String {
 }
 
 async fn titles_and_counts(state: &State, user: &str) -> Vec<(String, u64)> {
-    let page = state
-        .conversations
-        .list(
-            &UserId::parse(user).unwrap(),
-            ListRequest {
-                filter: ArchiveFilter::All,
-                ..ListRequest::default()
-            },
-        )
+    let mut found: Vec<(String, u64)> = all_conversations(state, user)
         .await
-        .unwrap();
-    let mut found: Vec<(String, u64)> = page
-        .items
         .into_iter()
         .map(|c| (c.title, c.message_count))
         .collect();
@@ -157,21 +146,12 @@ async fn remember(state: &State, user: &str, contents: &[&str]) {
         .iter()
         .enumerate()
         .map(|(i, content)| {
-            let timestamp = at + Duration::minutes(i as i64);
-            MemoryEntry {
-                id: MessageId::generate(),
-                role: if i % 2 == 0 {
-                    Role::User
-                } else {
-                    Role::Assistant
-                },
-                content: (*content).to_owned(),
-                timestamp,
-                conversation_id: None,
-                attachments: Vec::new(),
-                metadata: Metadata::new(),
-                expires_at: timestamp + Duration::hours(24),
-            }
+            let role = if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            memory_entry(at + Duration::minutes(i as i64), role, content)
         })
         .collect();
     state
