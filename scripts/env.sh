@@ -5,6 +5,8 @@ export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 unset AWS_PROFILE AWS_SESSION_TOKEN
 export REDIS_URL="redis://127.0.0.1:${REDIS_PORT}"
+# The cache (Redis/Valkey protocol); unset it to run without one.
+export CACHE_URL=${CACHE_URL:-$REDIS_URL}
 export TABLE_NAME=${TABLE_NAME:-numina-conversations}
 # Local only: the deployed stack generates its own secret in Secrets Manager.
 export CURSOR_SECRET=${CURSOR_SECRET:-local-cursor-signing-secret-0123456789abcdef}

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::cache::CacheSettings;
 use crate::context::TokenizerKind;
 use crate::error::Error;
 use crate::provider::ProviderKind;
@@ -13,6 +14,8 @@ const MIN_SECRET_BYTES: usize = 32;
 const DEFAULT_PURGE_BUDGET: Duration = Duration::from_secs(3);
 const DEFAULT_SHORT_TERM_TTL_HOURS: u32 = 24;
 const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(25);
+const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_millis(50);
+const DEFAULT_CACHE_BREAKER: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Config {
@@ -42,6 +45,9 @@ pub struct Config {
     /// `MIGRATION_SESSION_GAP_MINUTES`: inactivity after which migrated entries without a
     /// conversation start a new one (default 30).
     pub migration_session_gap: chrono::Duration,
+    /// The cache, when `CACHE_URL` is set: `CACHE_CLUSTER` (`true` for cluster mode),
+    /// `CACHE_TIMEOUT_MS` (default 50) and `CACHE_BREAKER_SECONDS` (default 30).
+    pub cache: Option<CacheSettings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -138,7 +144,40 @@ impl Config {
                     Error::Config("MIGRATION_SESSION_GAP_MINUTES must be from 1 to 1440".into())
                 })?,
         };
+        let table_name = required("TABLE_NAME")?;
+        let cache = match lookup("CACHE_URL").filter(|u| !u.trim().is_empty()) {
+            None => None,
+            Some(url) => {
+                let number = |name: &str, default: u64| match lookup(name) {
+                    None => Ok(default),
+                    Some(raw) => raw.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Error::Config(format!("{name} must be a positive whole number"))
+                    }),
+                };
+                let cluster = match lookup("CACHE_CLUSTER").as_deref() {
+                    None | Some("false") | Some("") => false,
+                    Some("true") => true,
+                    Some(_) => {
+                        return Err(Error::Config("CACHE_CLUSTER must be true or false".into()))
+                    }
+                };
+                Some(CacheSettings {
+                    url,
+                    cluster,
+                    timeout: Duration::from_millis(number(
+                        "CACHE_TIMEOUT_MS",
+                        DEFAULT_CACHE_TIMEOUT.as_millis() as u64,
+                    )?),
+                    breaker_open_for: Duration::from_secs(number(
+                        "CACHE_BREAKER_SECONDS",
+                        DEFAULT_CACHE_BREAKER.as_secs(),
+                    )?),
+                    namespace: table_name.clone(),
+                })
+            }
+        };
         Ok(Self {
+            cache,
             migration_session_gap: chrono::Duration::minutes(session_gap_minutes),
             model_provider,
             model_id,
@@ -146,7 +185,7 @@ impl Config {
             openai_base_url,
             openai_api_key: lookup("OPENAI_API_KEY").filter(|k| !k.is_empty()),
             model_timeout,
-            table_name: required("TABLE_NAME")?,
+            table_name,
             cursor_secret,
             delete_purge_budget,
             short_term_ttl: chrono::Duration::hours(i64::from(short_term_hours)),

@@ -5,6 +5,7 @@
 
 pub mod assistant;
 pub mod auth;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod context;

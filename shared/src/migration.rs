@@ -16,6 +16,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::cache::Cache;
 use crate::error::Error;
 use crate::keys;
 use crate::memory::MemoryEntry;
@@ -340,11 +341,21 @@ impl RunSummary {
 pub struct Migrator {
     store: Store,
     options: MigrationOptions,
+    cache: Cache,
 }
 
 impl Migrator {
     pub fn new(store: Store, options: MigrationOptions) -> Self {
-        Self { store, options }
+        Self {
+            store,
+            options,
+            cache: Cache::disabled(),
+        }
+    }
+
+    /// A migrator that invalidates the cached reads of each user it writes for.
+    pub fn with_cache(self, cache: Cache) -> Self {
+        Self { cache, ..self }
     }
 
     pub fn store(&self) -> &Store {
@@ -468,11 +479,13 @@ impl Migrator {
             summary.messages_migrated += plans.iter().map(|p| p.messages.len() as u64).sum::<u64>();
             return Ok(());
         }
-        let written: Vec<Written> = stream::iter(plans)
+        let written: Result<Vec<Written>, Error> = stream::iter(plans)
             .map(|plan| self.write(user, plan))
             .buffer_unordered(self.options.concurrency.max(1))
             .try_collect()
-            .await?;
+            .await;
+        self.cache.invalidate_user(user).await;
+        let written = written?;
         for w in written {
             summary.conversations_created += u64::from(w.created);
             summary.messages_migrated += w.stored as u64;

@@ -296,7 +296,7 @@ impl NewMessage {
 }
 
 /// One stored message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,
@@ -309,7 +309,7 @@ pub struct Message {
 }
 
 /// One conversation, without its messages.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: ConversationId,
     pub user_id: UserId,
@@ -324,7 +324,7 @@ pub struct Conversation {
 }
 
 /// A conversation with its most recent messages, oldest first.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationWithMessages {
     pub conversation: Conversation,
     pub messages: Vec<Message>,
@@ -356,7 +356,7 @@ pub enum SortOrder {
 }
 
 /// One page of a listing.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Opaque, signed continuation; `None` on the last page.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::cache::{Cache, Cached};
 use crate::cursor::CursorSigner;
 use crate::error::Error;
 use crate::keys::{self, Index};
@@ -61,11 +62,20 @@ pub struct Deleted {
 pub struct Conversations {
     store: Store,
     cursors: CursorSigner,
+    cache: Cache,
 }
 
 impl Conversations {
-    pub fn new(store: Store, cursors: CursorSigner) -> Self {
-        Self { store, cursors }
+    pub fn new(store: Store, cursors: CursorSigner, cache: Cache) -> Self {
+        Self {
+            store,
+            cursors,
+            cache,
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     pub fn store(&self) -> &Store {
@@ -87,7 +97,9 @@ impl Conversations {
             tags.into_vec(),
             now,
         );
-        self.store.put_new_conversation(&item).await?;
+        let created = self.store.put_new_conversation(&item).await;
+        self.cache.invalidate_user(user).await;
+        created?;
         Ok(item.into())
     }
 
@@ -115,7 +127,7 @@ impl Conversations {
                 .as_ref()
                 .map(|c| c.as_str().to_owned()),
         };
-        match self
+        let outcome = self
             .store
             .append_message(
                 user,
@@ -123,8 +135,9 @@ impl Conversations {
                 new.client_message_id.as_ref(),
                 auto_title.as_ref(),
             )
-            .await?
-        {
+            .await;
+        self.cache.invalidate_user(user).await;
+        match outcome? {
             AppendOutcome::Stored => Ok(Appended {
                 message,
                 replayed: false,
@@ -137,8 +150,43 @@ impl Conversations {
         }
     }
 
+    /// A page of the user's conversations: from the cache when it holds this page for the
+    /// user's current generation, else from the store (and then cached).
     #[tracing::instrument(skip_all)]
     pub async fn list(
+        &self,
+        user: &UserId,
+        request: ListRequest,
+    ) -> Result<Page<Conversation>, Error> {
+        let key = format!(
+            "{:?}|{:?}|{}|{:?}|{:?}|{:?}",
+            request.filter,
+            request.sort,
+            request.limit,
+            request.cursor,
+            request.search,
+            request.page
+        );
+        let generation = self.cache.generation(user).await;
+        if let Some(generation) = generation {
+            if let Some(page) = self
+                .cache
+                .get(user, generation, Cached::ConversationList, &key)
+                .await
+            {
+                return Ok(page);
+            }
+        }
+        let page = self.list_from_store(user, request).await?;
+        if let Some(generation) = generation {
+            self.cache
+                .put(user, generation, Cached::ConversationList, &key, &page)
+                .await;
+        }
+        Ok(page)
+    }
+
+    async fn list_from_store(
         &self,
         user: &UserId,
         request: ListRequest,
@@ -223,6 +271,33 @@ impl Conversations {
         limit: usize,
         older_than: Option<&str>,
     ) -> Result<ConversationWithMessages, Error> {
+        let key = format!("{id}|{limit}|{older_than:?}");
+        let generation = self.cache.generation(user).await;
+        if let Some(generation) = generation {
+            if let Some(found) = self
+                .cache
+                .get(user, generation, Cached::Conversation, &key)
+                .await
+            {
+                return Ok(found);
+            }
+        }
+        let found = self.get_from_store(user, id, limit, older_than).await?;
+        if let Some(generation) = generation {
+            self.cache
+                .put(user, generation, Cached::Conversation, &key, &found)
+                .await;
+        }
+        Ok(found)
+    }
+
+    async fn get_from_store(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        limit: usize,
+        older_than: Option<&str>,
+    ) -> Result<ConversationWithMessages, Error> {
         let scope = format!("messages|{user}|{id}");
         let start = older_than
             .map(|cursor| self.cursors.decode(&scope, cursor))
@@ -287,11 +362,9 @@ impl Conversations {
         change: ConversationChange<'_>,
         now: DateTime<Utc>,
     ) -> Result<Conversation, Error> {
-        self.store
-            .change_conversation(user, id, change, now)
-            .await?
-            .map(Conversation::from)
-            .ok_or(Error::NotFound)
+        let changed = self.store.change_conversation(user, id, change, now).await;
+        self.cache.invalidate_user(user).await;
+        changed?.map(Conversation::from).ok_or(Error::NotFound)
     }
 
     /// Deletes the conversation (gone from every listing at once), then removes its messages
@@ -303,7 +376,9 @@ impl Conversations {
         id: &ConversationId,
         purge_budget: Duration,
     ) -> Result<Deleted, Error> {
-        if !self.store.delete_conversation_item(user, id).await? {
+        let deleted = self.store.delete_conversation_item(user, id).await;
+        self.cache.invalidate_user(user).await;
+        if !deleted? {
             return Err(Error::NotFound);
         }
         let messages_purged = self.purge(user, id, purge_budget).await?;

@@ -6,6 +6,7 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use crate::assistant::{Assistant, ModelSettings};
+use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::context::Tokenizer;
@@ -57,15 +58,29 @@ impl State {
             )),
             ProviderKind::Local => Arc::new(LocalModel::new(tokenizer)),
         };
-        let conversations =
-            Conversations::new(store.clone(), CursorSigner::new(&config.cursor_secret));
+        let cache = config
+            .cache
+            .clone()
+            .map(Cache::new)
+            .transpose()
+            .unwrap_or_else(|error| {
+                tracing::error!(error = %error, "cache not usable; running without it");
+                None
+            })
+            .unwrap_or_default();
+        let conversations = Conversations::new(
+            store.clone(),
+            CursorSigner::new(&config.cursor_secret),
+            cache.clone(),
+        );
         let migrator = Migrator::new(
             store.clone(),
             MigrationOptions {
                 session_gap: config.migration_session_gap,
                 ..MigrationOptions::default()
             },
-        );
+        )
+        .with_cache(cache);
         let memory = ShortTermMemory::new(store, config.short_term_ttl);
         let assistant = Assistant::new(
             conversations.clone(),

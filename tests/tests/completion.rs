@@ -202,6 +202,7 @@ async fn when_the_conversation_store_fails_the_reply_is_returned_and_kept_in_sho
     let broken = Conversations::new(
         Store::new(client.clone(), "no-such-table"),
         CursorSigner::new(&[7; 32]),
+        shared::cache::Cache::disabled(),
     );
     let memory = ShortTermMemory::new(
         Store::new(client, real.config.table_name.clone()),

@@ -1,0 +1,347 @@
+//! The cache in front of the store, against a real redis-server: every write is seen by the
+//! writer's next read, reads are served from the cache until then, and with the cache
+//! stopped, refusing connections or never answering, every endpoint still answers correctly
+//! while the circuit breaker keeps requests from waiting on it.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Utc;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::cache::CacheStats;
+use shared::clock::SystemClock;
+use shared::keys;
+use shared::model::{ConversationId, Role, UserId};
+use tests::{memory_entry, new_user, state_configured, Client, LocalApi};
+
+fn stats(api: &LocalApi) -> &CacheStats {
+    api.state
+        .conversations
+        .cache()
+        .stats()
+        .expect("the tests run with CACHE_URL set (scripts/env.sh)")
+}
+
+fn count(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+fn titles(list: &Value) -> Vec<String> {
+    list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Reads the list and the conversation twice (the second time from the cache) and returns
+/// what the second read saw.
+async fn warm(user: &Client, id: &str) -> (Value, Value) {
+    for _ in 0..2 {
+        user.get("/conversations?includeArchived=true").await;
+        user.get(&format!("/conversations/{id}")).await;
+    }
+    (
+        user.get("/conversations?includeArchived=true").await.body,
+        user.get(&format!("/conversations/{id}")).await.body,
+    )
+}
+
+#[tokio::test]
+async fn every_write_is_seen_by_the_writers_next_read_with_the_cache_on() {
+    let api = LocalApi::start().await;
+    let user_id = new_user();
+    let alice = api.as_user(&user_id);
+    let id = alice.create_conversation(Some("First")).await;
+    let hits_before = count(&stats(&api).hits);
+    warm(&alice, &id).await;
+    assert!(
+        count(&stats(&api).hits) > hits_before,
+        "reads are served from the cache"
+    );
+
+    // create
+    let second = alice.create_conversation(Some("Second")).await;
+    let (list, _) = warm(&alice, &id).await;
+    assert_eq!(titles(&list), ["Second", "First"]);
+
+    // add a message
+    alice.say(&id, "hello").await;
+    let (list, conversation) = warm(&alice, &id).await;
+    assert_eq!(conversation["messageCount"], 1);
+    assert_eq!(conversation["messages"][0]["content"], "hello");
+    assert_eq!(titles(&list)[0], "First", "the append moved it to the top");
+
+    // rename
+    alice
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": "Renamed"}),
+        )
+        .await;
+    let (list, conversation) = warm(&alice, &id).await;
+    assert_eq!(conversation["title"], "Renamed");
+    assert!(titles(&list).contains(&"Renamed".to_owned()));
+
+    // tags
+    alice
+        .put(
+            &format!("/conversations/{id}/tags"),
+            json!({"tags": ["cached"]}),
+        )
+        .await;
+    let (_, conversation) = warm(&alice, &id).await;
+    assert_eq!(conversation["tags"], json!(["cached"]));
+
+    // archive
+    alice
+        .put(
+            &format!("/conversations/{id}/archive"),
+            json!({"archived": true}),
+        )
+        .await;
+    let (_, conversation) = warm(&alice, &id).await;
+    assert_eq!(conversation["isArchived"], true);
+    let active = alice.get("/conversations").await;
+    assert_eq!(titles(&active.body), ["Second"]);
+    alice
+        .put(
+            &format!("/conversations/{id}/archive"),
+            json!({"archived": false}),
+        )
+        .await;
+
+    // completion
+    alice
+        .post(
+            "/completion",
+            json!({"prompt": "Tell me more", "conversationId": id}),
+        )
+        .await;
+    let (_, conversation) = warm(&alice, &id).await;
+    assert_eq!(conversation["messageCount"], 3);
+
+    // migration of short-term memory
+    let at = Utc::now() - chrono::Duration::hours(1);
+    api.state
+        .assistant
+        .memory()
+        .remember(
+            &UserId::parse(&user_id).unwrap(),
+            &[memory_entry(at, Role::User, "Remembered only")],
+        )
+        .await
+        .unwrap();
+    warm(&alice, &id).await;
+    alice.post("/conversations/migrate", json!({})).await;
+    let (list, _) = warm(&alice, &id).await;
+    assert!(titles(&list).contains(&"Remembered only".to_owned()));
+
+    // delete
+    alice.delete(&format!("/conversations/{second}")).await;
+    let (list, _) = warm(&alice, &id).await;
+    assert!(!titles(&list).contains(&"Second".to_owned()));
+    let gone = alice.get(&format!("/conversations/{second}")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn reads_come_from_the_cache_until_the_user_writes_and_only_their_own_writes_count() {
+    let api = LocalApi::start().await;
+    let (a, b) = (new_user(), new_user());
+    let alice = api.as_user(&a);
+    let bob = api.as_user(&b);
+    let id = alice.create_conversation(Some("Cached title")).await;
+    alice.get("/conversations").await;
+
+    // A change that bypasses the service (so nothing invalidates): the cached page stays.
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let conversation = ConversationId::parse(&id).unwrap();
+    client
+        .update_item()
+        .table_name(&api.state.config.table_name)
+        .key(
+            "PK",
+            AttributeValue::S(keys::conversation_partition(
+                &UserId::parse(&a).unwrap(),
+                &conversation,
+            )),
+        )
+        .key("SK", AttributeValue::S(keys::CONVERSATION_SK.into()))
+        .update_expression("SET title = :t")
+        .expression_attribute_values(":t", AttributeValue::S("Changed behind the cache".into()))
+        .send()
+        .await
+        .unwrap();
+    let hits = count(&stats(&api).hits);
+    assert_eq!(
+        titles(&alice.get("/conversations").await.body),
+        ["Cached title"]
+    );
+    assert_eq!(count(&stats(&api).hits), hits + 1);
+
+    // Another user's write does not touch Alice's cached reads.
+    bob.create_conversation(Some("Bob's")).await;
+    assert_eq!(
+        titles(&alice.get("/conversations").await.body),
+        ["Cached title"]
+    );
+
+    // Alice's own write makes every cached page of hers unreachable at once.
+    alice.create_conversation(Some("Newer")).await;
+    assert_eq!(
+        titles(&alice.get("/conversations").await.body),
+        ["Newer", "Changed behind the cache"]
+    );
+}
+
+/// A redis-server of the test's own, which it can stop and start again.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed by scripts/setup.sh");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn api_with_cache_at(url: &str) -> LocalApi {
+    let state = state_configured(
+        &[
+            ("CACHE_URL", url),
+            ("CACHE_TIMEOUT_MS", "200"),
+            ("CACHE_BREAKER_SECONDS", "1"),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    LocalApi::serving(state).await
+}
+
+/// Create, append, list, read, rename: each answers as it would without any cache.
+async fn every_endpoint_answers(user: &Client, round: &str) {
+    let id = user.create_conversation(Some(round)).await;
+    user.say(&id, &format!("{round} message")).await;
+    let list = user.get("/conversations").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(titles(&list.body)[0], round);
+    let got = user.get(&format!("/conversations/{id}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        got.body["messages"][0]["content"],
+        format!("{round} message")
+    );
+    let renamed = user
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": format!("{round}!")}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    let list = user.get("/conversations").await;
+    assert_eq!(titles(&list.body)[0], format!("{round}!"));
+}
+
+#[tokio::test]
+async fn with_the_cache_stopped_every_endpoint_answers_and_the_breaker_stops_trying() {
+    let mut redis = PrivateRedis::start();
+    let api = api_with_cache_at(&redis.url()).await;
+    let alice = api.as_user(&new_user());
+
+    every_endpoint_answers(&alice, "before").await;
+    assert_eq!(count(&stats(&api).errors), 0);
+
+    redis.stop();
+    every_endpoint_answers(&alice, "while stopped").await;
+    // One failure opened the breaker; the round's other cache operations (three
+    // invalidations and three reads, less the one that failed) skipped the cache.
+    assert_eq!(count(&stats(&api).errors), 1);
+    assert!(count(&stats(&api).skipped) >= 5);
+
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let hits = count(&stats(&api).hits);
+    every_endpoint_answers(&alice, "after").await;
+    alice.get("/conversations").await;
+    assert!(
+        count(&stats(&api).hits) > hits,
+        "the cache is used again once it is back"
+    );
+}
+
+#[tokio::test]
+async fn a_cache_that_refuses_connections_or_never_answers_is_gone_around() {
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_url = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    // This one accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("redis://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+
+    for (what, url) in [("refusing", refused_url), ("silent", silent_url)] {
+        let api = api_with_cache_at(&url).await;
+        let alice = api.as_user(&new_user());
+        every_endpoint_answers(&alice, what).await;
+        assert_eq!(
+            count(&stats(&api).errors),
+            1,
+            "{what}: one failure, then the breaker"
+        );
+        assert_eq!(count(&stats(&api).hits), 0, "{what}");
+    }
+}
