@@ -10,3 +10,4 @@ trap 'scripts/services.sh stop test' EXIT
 source scripts/env.sh
 cargo bench -p shared --bench context_selection
 cargo bench -p numina-migrate --bench migration_throughput
+cargo bench -p tests --bench cache_list
