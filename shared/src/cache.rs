@@ -55,6 +55,11 @@ pub struct CacheStats {
     pub skipped: AtomicU64,
 }
 
+/// The cache could not be reached (or its breaker is open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the cache is unavailable")]
+pub struct CacheUnavailable;
+
 /// What is cached, and for how long (the specification's lifetimes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cached {
@@ -171,10 +176,19 @@ impl Cache {
         Some(value.unwrap_or(0))
     }
 
-    /// Makes every cached read of the user unreachable. Called after each of their writes.
+    /// Makes every cached read of the user unreachable. Called after each of their writes;
+    /// if the cache cannot be reached, the table stream's consumer does it again
+    /// (`streams::invalidate_cached_reads`), retrying until it can.
     pub async fn invalidate_user(&self, user: &UserId) {
+        if self.try_invalidate_user(user).await.is_err() {
+            tracing::warn!(user = %user, "cache generation not bumped now; the stream consumer will");
+        }
+    }
+
+    /// Like [`Cache::invalidate_user`], saying whether it could (trivially so without a cache).
+    pub async fn try_invalidate_user(&self, user: &UserId) -> Result<(), CacheUnavailable> {
         let Some(inner) = self.inner.as_ref() else {
-            return;
+            return Ok(());
         };
         let key = inner.generation_key(user);
         // INCR then EXPIRE in one round trip (a script keeps it one command in cluster mode).
@@ -185,9 +199,7 @@ impl Cache {
             .arg(GENERATION_TTL_SECONDS)
             .to_owned();
         let bumped: Option<i64> = inner.run(&script).await;
-        if bumped.is_none() {
-            tracing::warn!(user = %user, "cache generation not bumped; cached reads of this user may be stale until their entries expire");
-        }
+        bumped.map(|_| ()).ok_or(CacheUnavailable)
     }
 
     /// A cached value of the user's, under their `generation`.

@@ -1,5 +1,12 @@
 //! Handlers for the table's change stream.
 //!
+//! `invalidate_cached_reads`: every change to a user's conversations bumps the user's cache
+//! generation. Requests already bump it after each write; this consumer makes sure of it
+//! when a request could not reach the cache, retrying (as Lambda redelivers the records it
+//! reports as failed) until the cache is back, so no cached read outlives a write by more
+//! than the time the cache is unreachable.
+//!
+//! `purge_deleted_conversations`:
 //! Deleting a conversation removes its `META` item first (the commit point: it is gone from
 //! every read at once) and then as many of its messages as the request's time budget allows.
 //! The stream reports that removal; this handler removes whatever the request left behind, so
@@ -71,6 +78,37 @@ pub async fn purge_deleted_conversations(
             response.batch_item_failures.push(failure);
             break;
         }
+    }
+    Ok(response)
+}
+
+/// Bumps the cache generation of every user whose conversations the records changed. The
+/// first record of a user whose bump failed is reported, so Lambda delivers it and every
+/// later one again.
+pub async fn invalidate_cached_reads(
+    state: &State,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let cache = state.conversations.cache();
+    let mut response = DynamoDbEventResponse::default();
+    let mut done: Vec<crate::model::UserId> = Vec::new();
+    for record in event.payload.records {
+        let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys) else {
+            continue;
+        };
+        let Some((user, _)) = keys::parse_conversation_partition(&keys.partition) else {
+            continue;
+        };
+        if done.contains(&user) {
+            continue;
+        }
+        if cache.try_invalidate_user(&user).await.is_err() {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = record.change.sequence_number;
+            response.batch_item_failures.push(failure);
+            break;
+        }
+        done.push(user);
     }
     Ok(response)
 }

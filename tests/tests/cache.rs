@@ -345,3 +345,50 @@ async fn a_cache_that_refuses_connections_or_never_answers_is_gone_around() {
         assert_eq!(count(&stats(&api).hits), 0, "{what}");
     }
 }
+
+#[tokio::test]
+async fn a_write_that_could_not_reach_the_cache_is_invalidated_by_the_stream_consumer() {
+    let mut redis = PrivateRedis::start();
+    let api = api_with_cache_at(&redis.url()).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Before")).await;
+    alice.get("/conversations").await;
+    alice.get("/conversations").await;
+
+    redis.stop();
+    let renamed = alice
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": "After"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+
+    // The table stream reports the change; while the cache is down the consumer reports the
+    // record as failed, so Lambda delivers it again.
+    let event = || {
+        let text = std::fs::read_to_string(
+            tests::workspace_root().join("events/invalidate-cached-reads.json"),
+        )
+        .unwrap()
+        .replace("3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11", &user)
+        .replace("0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77", &id);
+        lambda_runtime::LambdaEvent::new(
+            serde_json::from_str(&text).unwrap(),
+            lambda_runtime::Context::default(),
+        )
+    };
+    let while_down = shared::streams::invalidate_cached_reads(&api.state, event())
+        .await
+        .unwrap();
+    assert_eq!(while_down.batch_item_failures.len(), 1);
+
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let delivered_again = shared::streams::invalidate_cached_reads(&api.state, event())
+        .await
+        .unwrap();
+    assert!(delivered_again.batch_item_failures.is_empty());
+    assert_eq!(titles(&alice.get("/conversations").await.body), ["After"]);
+}
