@@ -48,6 +48,10 @@ pub struct Config {
     /// The cache, when `CACHE_URL` is set: `CACHE_CLUSTER` (`true` for cluster mode),
     /// `CACHE_TIMEOUT_MS` (default 50) and `CACHE_BREAKER_SECONDS` (default 30).
     pub cache: Option<CacheSettings>,
+    /// `CACHE_NAME`: an ElastiCache cache to find at cold start when `CACHE_URL` is not set.
+    pub cache_name: Option<String>,
+    pub cache_timeout: Duration,
+    pub cache_breaker_open_for: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -145,39 +149,40 @@ impl Config {
                 })?,
         };
         let table_name = required("TABLE_NAME")?;
-        let cache = match lookup("CACHE_URL").filter(|u| !u.trim().is_empty()) {
-            None => None,
-            Some(url) => {
-                let number = |name: &str, default: u64| match lookup(name) {
-                    None => Ok(default),
-                    Some(raw) => raw.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        Error::Config(format!("{name} must be a positive whole number"))
-                    }),
-                };
-                let cluster = match lookup("CACHE_CLUSTER").as_deref() {
-                    None | Some("false") | Some("") => false,
-                    Some("true") => true,
-                    Some(_) => {
-                        return Err(Error::Config("CACHE_CLUSTER must be true or false".into()))
-                    }
-                };
-                Some(CacheSettings {
-                    url,
-                    cluster,
-                    timeout: Duration::from_millis(number(
-                        "CACHE_TIMEOUT_MS",
-                        DEFAULT_CACHE_TIMEOUT.as_millis() as u64,
-                    )?),
-                    breaker_open_for: Duration::from_secs(number(
-                        "CACHE_BREAKER_SECONDS",
-                        DEFAULT_CACHE_BREAKER.as_secs(),
-                    )?),
-                    namespace: table_name.clone(),
-                })
-            }
+        let number =
+            |name: &str, default: u64| match lookup(name) {
+                None => Ok(default),
+                Some(raw) => raw.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::Config(format!("{name} must be a positive whole number"))
+                }),
+            };
+        let cache_timeout = Duration::from_millis(number(
+            "CACHE_TIMEOUT_MS",
+            DEFAULT_CACHE_TIMEOUT.as_millis() as u64,
+        )?);
+        let cache_breaker_open_for = Duration::from_secs(number(
+            "CACHE_BREAKER_SECONDS",
+            DEFAULT_CACHE_BREAKER.as_secs(),
+        )?);
+        let cluster = match lookup("CACHE_CLUSTER").as_deref() {
+            None | Some("false") | Some("") => false,
+            Some("true") => true,
+            Some(_) => return Err(Error::Config("CACHE_CLUSTER must be true or false".into())),
         };
+        let cache = lookup("CACHE_URL")
+            .filter(|u| !u.trim().is_empty())
+            .map(|url| CacheSettings {
+                url,
+                cluster,
+                timeout: cache_timeout,
+                breaker_open_for: cache_breaker_open_for,
+                namespace: table_name.clone(),
+            });
         Ok(Self {
             cache,
+            cache_name: lookup("CACHE_NAME").filter(|n| !n.trim().is_empty()),
+            cache_timeout,
+            cache_breaker_open_for,
             migration_session_gap: chrono::Duration::minutes(session_gap_minutes),
             model_provider,
             model_id,

@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use crate::assistant::{Assistant, ModelSettings};
-use crate::cache::Cache;
+use crate::cache::{describe_cache, Cache, CacheSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::context::Tokenizer;
@@ -32,8 +32,29 @@ impl State {
     /// Reads the configuration and builds the SDK clients from the environment (in AWS, the
     /// function's role and region; locally, `AWS_ENDPOINT_URL` points at the local servers).
     pub async fn from_env() -> Result<Self, Error> {
-        let config = Config::from_env()?;
+        let mut config = Config::from_env()?;
         let sdk = aws_config::load_from_env().await;
+        if config.cache.is_none() {
+            if let Some(name) = config.cache_name.clone() {
+                // A cache named but not located: ask ElastiCache once, at cold start. A cache
+                // that cannot be found leaves the function running without one.
+                let client = aws_sdk_elasticache::Client::new(&sdk);
+                match describe_cache(&client, &name).await {
+                    Ok(found) => {
+                        config.cache = Some(CacheSettings {
+                            url: found.url,
+                            cluster: found.cluster,
+                            timeout: config.cache_timeout,
+                            breaker_open_for: config.cache_breaker_open_for,
+                            namespace: config.table_name.clone(),
+                        })
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error, "cache {name} not found; running without it")
+                    }
+                }
+            }
+        }
         Ok(Self::new(config, &sdk))
     }
 

@@ -392,3 +392,31 @@ async fn a_write_that_could_not_reach_the_cache_is_invalidated_by_the_stream_con
     assert!(delivered_again.batch_item_failures.is_empty());
     assert_eq!(titles(&alice.get("/conversations").await.body), ["After"]);
 }
+
+#[tokio::test]
+async fn a_cache_named_but_not_located_is_found_through_elasticache() {
+    let client = aws_sdk_elasticache::Client::new(&aws_config::load_from_env().await);
+    let name = format!(
+        "numina-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    client
+        .create_replication_group()
+        .replication_group_id(&name)
+        .replication_group_description("the cache of a test")
+        .engine("redis")
+        .cache_node_type("cache.t4g.micro")
+        .num_cache_clusters(1)
+        .transit_encryption_enabled(true)
+        .send()
+        .await
+        .expect("moto creates the replication group");
+
+    let found = shared::cache::describe_cache(&client, &name).await.unwrap();
+    assert!(found.url.starts_with("rediss://"), "{}", found.url);
+    assert!(!found.cluster);
+    assert!(!found.status.is_empty());
+    assert!(shared::cache::describe_cache(&client, "no-such-cache")
+        .await
+        .is_err());
+}
