@@ -8,5 +8,8 @@ export REDIS_URL="redis://127.0.0.1:${REDIS_PORT}"
 # The cache (Redis/Valkey protocol); unset it to run without one.
 export CACHE_URL=${CACHE_URL:-$REDIS_URL}
 export TABLE_NAME=${TABLE_NAME:-numina-conversations}
+export ATTACHMENTS_BUCKET=${ATTACHMENTS_BUCKET:-numina-attachments}
+# moto serves S3 at one host: path-style URLs (AWS uses virtual-hosted ones).
+export S3_FORCE_PATH_STYLE=true
 # Local only: the deployed stack generates its own secret in Secrets Manager.
 export CURSOR_SECRET=${CURSOR_SECRET:-local-cursor-signing-secret-0123456789abcdef}

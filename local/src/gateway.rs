@@ -40,6 +40,7 @@ pub enum Endpoint {
     GetContext,
     Complete,
     MigrateConversations,
+    CreateAttachmentUpload,
 }
 
 impl Endpoint {
@@ -56,6 +57,7 @@ impl Endpoint {
             "get-context" => Self::GetContext,
             "completion" => Self::Complete,
             "migrate-conversations" => Self::MigrateConversations,
+            "create-attachment-upload" => Self::CreateAttachmentUpload,
             _ => return None,
         })
     }
@@ -74,6 +76,9 @@ impl Endpoint {
             Self::GetContext => handlers::get_context(state, request).await,
             Self::Complete => handlers::complete(state, request).await,
             Self::MigrateConversations => handlers::migrate_conversations(state, request).await,
+            Self::CreateAttachmentUpload => {
+                handlers::create_attachment_upload(state, request).await
+            }
         };
         match result {
             Ok(response) => response,

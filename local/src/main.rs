@@ -102,6 +102,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let state = State::from_env().await?;
             let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
             table::create_table(&client, &state.config.table_name, &template.table()?).await?;
+            if let Some(bucket) = &state.config.attachments_bucket {
+                table::create_bucket(bucket).await?;
+            }
             let streaming = StreamingUrl::new(state.clone(), tokens.clone());
             let gateway = Gateway::new(&template.routes()?, state, tokens)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

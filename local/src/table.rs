@@ -100,3 +100,18 @@ fn key_schema(elements: &[template::KeyElement]) -> Result<Vec<KeySchemaElement>
         })
         .collect()
 }
+
+/// Creates the attachments bucket on the local S3 server, if it does not exist.
+pub async fn create_bucket(bucket: &str) -> Result<(), BoxError> {
+    let sdk = aws_config::load_from_env().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    if s3.head_bucket().bucket(bucket).send().await.is_ok() {
+        return Ok(());
+    }
+    s3.create_bucket().bucket(bucket).send().await?;
+    Ok(())
+}

@@ -14,6 +14,7 @@ const MIN_SECRET_BYTES: usize = 32;
 const DEFAULT_PURGE_BUDGET: Duration = Duration::from_secs(3);
 const DEFAULT_SHORT_TERM_TTL_HOURS: u32 = 24;
 const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(25);
+const DEFAULT_ATTACHMENT_MAX_BYTES: u64 = 25 * 1024 * 1024;
 const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_millis(50);
 const DEFAULT_CACHE_BREAKER: Duration = Duration::from_secs(30);
 
@@ -48,6 +49,12 @@ pub struct Config {
     /// The cache, when `CACHE_URL` is set: `CACHE_CLUSTER` (`true` for cluster mode),
     /// `CACHE_TIMEOUT_MS` (default 50) and `CACHE_BREAKER_SECONDS` (default 30).
     pub cache: Option<CacheSettings>,
+    /// `ATTACHMENTS_BUCKET`: the S3 bucket of attachments (attachments are off without it).
+    pub attachments_bucket: Option<String>,
+    /// `ATTACHMENT_MAX_BYTES`: the largest file an upload may declare (default 25 MiB).
+    pub attachment_max_bytes: u64,
+    /// `S3_FORCE_PATH_STYLE=true`: path-style S3 URLs (local S3 servers).
+    pub s3_force_path_style: bool,
     /// `CACHE_NAME`: an ElastiCache cache to find at cold start when `CACHE_URL` is not set.
     pub cache_name: Option<String>,
     pub cache_timeout: Duration,
@@ -178,7 +185,11 @@ impl Config {
                 breaker_open_for: cache_breaker_open_for,
                 namespace: table_name.clone(),
             });
+        let attachment_max_bytes = number("ATTACHMENT_MAX_BYTES", DEFAULT_ATTACHMENT_MAX_BYTES)?;
         Ok(Self {
+            attachments_bucket: lookup("ATTACHMENTS_BUCKET").filter(|b| !b.trim().is_empty()),
+            attachment_max_bytes,
+            s3_force_path_style: lookup("S3_FORCE_PATH_STYLE").as_deref() == Some("true"),
             cache,
             cache_name: lookup("CACHE_NAME").filter(|n| !n.trim().is_empty()),
             cache_timeout,

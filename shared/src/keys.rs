@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::model::{ClientMessageId, ConversationId, MessageId, UserId};
+use crate::model::{AttachmentId, ClientMessageId, ConversationId, MessageId, UserId};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -126,6 +126,16 @@ pub fn client_message_sort_key(client_id: &ClientMessageId) -> String {
 /// The inclusive sort-key range that holds a conversation's item and all its messages.
 pub fn conversation_and_messages_range() -> (&'static str, &'static str) {
     (MESSAGE_PREFIX, CONVERSATION_SK)
+}
+
+/// Where a conversation's objects live in the attachments bucket: under the user's and the
+/// conversation's ids, so deleting the conversation deletes this prefix.
+pub fn attachment_prefix(user: &UserId, conversation: &ConversationId) -> String {
+    format!("users/{user}/conversations/{conversation}/")
+}
+
+pub fn attachment_key(user: &UserId, conversation: &ConversationId, id: &AttachmentId) -> String {
+    format!("{}attachments/{id}", attachment_prefix(user, conversation))
 }
 
 /// The partition of a user's short-term memory (items that expire through TTL).

@@ -4,6 +4,7 @@
 //! product's operations) → `store` (the single DynamoDB table, keys from `keys`).
 
 pub mod assistant;
+pub mod attachments;
 pub mod auth;
 pub mod cache;
 pub mod clock;

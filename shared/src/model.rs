@@ -114,6 +114,7 @@ macro_rules! uuid_id {
 
 uuid_id!(ConversationId, "conversation");
 uuid_id!(MessageId, "message");
+uuid_id!(AttachmentId, "attachment");
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::attachments::{log_cascade_failure, Attachments};
 use crate::cache::{Cache, Cached};
 use crate::cursor::CursorSigner;
 use crate::error::Error;
@@ -63,6 +64,7 @@ pub struct Conversations {
     store: Store,
     cursors: CursorSigner,
     cache: Cache,
+    attachments: Option<Attachments>,
 }
 
 impl Conversations {
@@ -71,6 +73,15 @@ impl Conversations {
             store,
             cursors,
             cache,
+            attachments: None,
+        }
+    }
+
+    /// Conversations whose attachments are deleted with them.
+    pub fn with_attachments(self, attachments: Option<Attachments>) -> Self {
+        Self {
+            attachments,
+            ..self
         }
     }
 
@@ -395,9 +406,24 @@ impl Conversations {
         id: &ConversationId,
         budget: Duration,
     ) -> Result<bool, Error> {
-        self.store
+        let purged = self
+            .store
             .purge_conversation(user, id, Instant::now() + budget)
-            .await
+            .await?;
+        if !purged {
+            return Ok(false);
+        }
+        // Then its files; if that fails, the purge worker (on the table stream) tries again.
+        match &self.attachments {
+            Some(attachments) => match attachments.delete_conversation_objects(user, id).await {
+                Ok(_) => Ok(true),
+                Err(error) => {
+                    log_cascade_failure(&error);
+                    Ok(false)
+                }
+            },
+            None => Ok(true),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use crate::assistant::{Assistant, ModelSettings};
+use crate::attachments::Attachments;
 use crate::cache::{describe_cache, Cache, CacheSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -24,6 +25,8 @@ pub struct State {
     pub conversations: Conversations,
     pub assistant: Assistant,
     pub migrator: Migrator,
+    /// The attachments bucket, when configured.
+    pub attachments: Option<Attachments>,
     pub config: Config,
     pub clock: Arc<dyn Clock>,
 }
@@ -89,11 +92,22 @@ impl State {
                 None
             })
             .unwrap_or_default();
+        let attachments = config.attachments_bucket.as_ref().map(|bucket| {
+            let s3 = aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(config.s3_force_path_style)
+                .build();
+            Attachments::new(
+                aws_sdk_s3::Client::from_conf(s3),
+                bucket,
+                config.attachment_max_bytes,
+            )
+        });
         let conversations = Conversations::new(
             store.clone(),
             CursorSigner::new(&config.cursor_secret),
             cache.clone(),
-        );
+        )
+        .with_attachments(attachments.clone());
         let migrator = Migrator::new(
             store.clone(),
             MigrationOptions {
@@ -119,6 +133,7 @@ impl State {
             conversations,
             assistant,
             migrator,
+            attachments,
             config,
             clock,
         }

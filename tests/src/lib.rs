@@ -52,10 +52,24 @@ pub async fn state_configured(overrides: &[(&str, &str)], clock: Arc<dyn Clock>)
     )
     .await
     .expect("create the test table");
-    let overrides: HashMap<String, String> = overrides
+    // A bucket of its own too, named like the table.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(&table)
+        .send()
+        .await
+        .expect("create the test bucket");
+    let mut overrides: HashMap<String, String> = overrides
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    overrides
+        .entry("ATTACHMENTS_BUCKET".into())
+        .or_insert_with(|| table.clone());
     let config = Config::from_lookup(|name| match name {
         "TABLE_NAME" => Some(table.clone()),
         _ => overrides
@@ -505,4 +519,14 @@ pub async fn all_conversations(state: &State, user: &str) -> Vec<shared::model::
         .await
         .expect("list the user's conversations")
         .items
+}
+
+/// An S3 client of the local server (path-style addressing, as it needs).
+pub async fn s3() -> aws_sdk_s3::Client {
+    let sdk = aws_config::load_from_env().await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
 }

@@ -45,7 +45,9 @@ async fn conversation_with_messages(state: &State, user: &str, messages: usize) 
 
 fn expected_status(endpoint: Endpoint) -> StatusCode {
     match endpoint {
-        Endpoint::CreateConversation | Endpoint::AddMessage => StatusCode::CREATED,
+        Endpoint::CreateConversation | Endpoint::AddMessage | Endpoint::CreateAttachmentUpload => {
+            StatusCode::CREATED
+        }
         Endpoint::DeleteConversation => StatusCode::NO_CONTENT,
         _ => StatusCode::OK,
     }
@@ -90,7 +92,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 11, "one event per HTTP function");
+    assert_eq!(api_events, 12, "one event per HTTP function");
 }
 
 #[tokio::test]

@@ -60,6 +60,7 @@ fn the_routes_are_the_specifications() {
         ("GET", "/conversations/context/{id}"),
         ("POST", "/completion"),
         ("POST", "/conversations/migrate"),
+        ("POST", "/conversations/{id}/attachments"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

@@ -12,6 +12,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::assistant::{Completion, CompletionEvent, CompletionRequest, ContextSource};
+use crate::attachments::UploadRequest;
 use crate::auth::JwtVerifier;
 use crate::context::{
     DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT,
@@ -30,7 +31,7 @@ use wire::{
     AddMessageBody, ArchiveBody, CompletionBody, CompletionView, ContextMessageView, ContextView,
     ConversationListView, ConversationView, ConversationWithMessagesView, CreateConversationBody,
     ErrorBody, ErrorDetail, MessageView, MigrateBody, MigrationView, RenameBody, TagsBody,
-    UsageView,
+    UploadBody, UploadView, UsageView,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -179,6 +180,42 @@ pub async fn migrate_conversations(state: &State, request: Request) -> HandlerRe
             .migrate_memory(&user, body.dry_run, state.now())
             .await?;
         Ok(json(StatusCode::OK, &MigrationView::from(&summary)))
+    })
+    .await
+}
+
+/// `POST /conversations/{id}/attachments`: a short-lived presigned URL to upload one file of
+/// the declared name, type and size into the conversation.
+pub async fn create_attachment_upload(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let attachments = state.attachments.as_ref().ok_or_else(|| {
+            Error::internal("attachments", "ATTACHMENTS_BUCKET is not configured")
+        })?;
+        let body: UploadBody = json_body(&request)?;
+        let upload = UploadRequest::parse(
+            &body.file_name,
+            &body.content_type,
+            body.size,
+            attachments.max_bytes(),
+        )?;
+        if state
+            .conversations
+            .store()
+            .conversation(&user, &id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::NotFound);
+        }
+        let presigned = attachments
+            .presign_upload(&user, &id, &upload, state.now())
+            .await?;
+        Ok(json(
+            StatusCode::CREATED,
+            &UploadView::new(&presigned, &upload),
+        ))
     })
     .await
 }

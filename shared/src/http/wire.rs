@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::attachments::{Upload, UploadRequest};
 use crate::migration::{SkippedItem, UserSummary};
 use crate::model::{Conversation, ConversationWithMessages, Message, Metadata, Role};
 
@@ -28,6 +29,14 @@ pub struct AddMessageBody {
     #[serde(default)]
     pub metadata: Metadata,
     pub client_message_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UploadBody {
+    pub file_name: String,
+    pub content_type: String,
+    pub size: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -250,6 +259,49 @@ impl<'a> From<&'a UserSummary> for MigrationView<'a> {
             messages_already_present: s.messages_already_present,
             skipped_count: s.skipped.len(),
             skipped: &s.skipped[..s.skipped.len().min(MAX_SKIPPED_LISTED)],
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadView<'a> {
+    pub attachment_id: String,
+    pub file_name: &'a str,
+    pub content_type: &'a str,
+    pub size: u64,
+    pub upload: UploadTarget<'a>,
+}
+
+/// How to send the file: this method to this URL with exactly these headers, before
+/// `expiresAt`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadTarget<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: std::collections::BTreeMap<&'a str, &'a str>,
+    #[serde(serialize_with = "iso_millis")]
+    pub expires_at: DateTime<Utc>,
+}
+
+impl<'a> UploadView<'a> {
+    pub fn new(upload: &'a Upload, request: &'a UploadRequest) -> Self {
+        Self {
+            attachment_id: upload.attachment_id.to_string(),
+            file_name: &request.file_name,
+            content_type: &request.content_type,
+            size: request.size,
+            upload: UploadTarget {
+                method: &upload.method,
+                url: &upload.url,
+                headers: upload
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+                expires_at: upload.expires_at,
+            },
         }
     }
 }

@@ -1,0 +1,243 @@
+//! Attachments in S3. A client asks for an upload, gets a short-lived presigned `PUT` URL for
+//! one object, and uploads the file straight to S3; the function never carries the bytes.
+//!
+//! Every object of a conversation lives under `users/<user>/conversations/<conversation>/`,
+//! so the keys a request can reach are built from the caller's own id, and deleting a
+//! conversation deletes its prefix. An upload is tagged `state=pending` (the tag is part of
+//! the signed request); the bucket's lifecycle rule removes pending objects after a day, so an
+//! upload no message ever references does not stay.
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use chrono::{DateTime, Utc};
+
+use crate::error::{chain, Error};
+use crate::keys;
+use crate::model::{AttachmentId, ConversationId, UserId};
+
+/// What an upload may be: the types the app sends (images, audio notes, PDFs, text).
+pub const ALLOWED_CONTENT_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/heic",
+    "application/pdf",
+    "text/plain",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/aac",
+    "audio/wav",
+];
+pub const MAX_FILE_NAME_CHARS: usize = 255;
+/// How long an upload URL can be used.
+pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// The tag an upload carries until a message references it.
+pub const PENDING_TAG: &str = "state=pending";
+/// S3 deletes at most this many keys per call.
+const DELETE_OBJECTS_MAX: usize = 1000;
+
+/// An upload as the client declares it, checked against the limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRequest {
+    pub file_name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+impl UploadRequest {
+    pub fn parse(
+        file_name: &str,
+        content_type: &str,
+        size: u64,
+        max_bytes: u64,
+    ) -> Result<Self, Error> {
+        let file_name = file_name.trim();
+        if file_name.is_empty()
+            || file_name.chars().count() > MAX_FILE_NAME_CHARS
+            || file_name.contains(['/', '\\'])
+            || file_name.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(format!(
+                "fileName must be 1 to {MAX_FILE_NAME_CHARS} characters, without slashes or control characters"
+            )));
+        }
+        let content_type = content_type.trim().to_ascii_lowercase();
+        if !ALLOWED_CONTENT_TYPES.contains(&content_type.as_str()) {
+            return Err(Error::invalid(format!(
+                "contentType must be one of {}",
+                ALLOWED_CONTENT_TYPES.join(", ")
+            )));
+        }
+        if size == 0 {
+            return Err(Error::invalid("size must be at least 1 byte"));
+        }
+        if size > max_bytes {
+            return Err(Error::TooLarge(format!(
+                "the file is {size} bytes; the limit is {max_bytes} bytes"
+            )));
+        }
+        Ok(Self {
+            file_name: file_name.to_owned(),
+            content_type,
+            size,
+        })
+    }
+}
+
+/// A presigned upload: send the file with `method` to `url`, with exactly these headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub attachment_id: AttachmentId,
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The attachments bucket.
+#[derive(Clone)]
+pub struct Attachments {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    max_bytes: u64,
+}
+
+impl Attachments {
+    pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>, max_bytes: u64) -> Self {
+        Self {
+            s3,
+            bucket: bucket.into(),
+            max_bytes,
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// A presigned URL for uploading one file of the user's into the conversation.
+    pub async fn presign_upload(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        request: &UploadRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Upload, Error> {
+        let id = AttachmentId::generate();
+        let presigning = PresigningConfig::builder()
+            .start_time(now.into())
+            .expires_in(UPLOAD_URL_LIFETIME)
+            .build()
+            .map_err(|e| Error::internal("presigning config", e))?;
+        let presigned = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(keys::attachment_key(user, conversation, &id))
+            .content_type(&request.content_type)
+            .content_length(i64::try_from(request.size).unwrap_or(i64::MAX))
+            .tagging(PENDING_TAG)
+            .presigned(presigning)
+            .await
+            .map_err(|e| Error::internal("presign upload", e))?;
+        Ok(Upload {
+            attachment_id: id,
+            url: presigned.uri().to_owned(),
+            method: presigned.method().to_owned(),
+            headers: presigned
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            expires_at: now + chrono::Duration::from_std(UPLOAD_URL_LIFETIME).unwrap_or_default(),
+        })
+    }
+
+    /// Deletes every object of the conversation; returns how many there were.
+    pub async fn delete_conversation_objects(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<usize, Error> {
+        let prefix = keys::attachment_prefix(user, conversation);
+        let mut deleted = 0;
+        loop {
+            let listed = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .max_keys(DELETE_OBJECTS_MAX as i32)
+                .send()
+                .await
+                .map_err(|e| Error::internal("list attachments", e))?;
+            let objects = listed
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::internal("build delete", e))?;
+            if objects.is_empty() {
+                return Ok(deleted);
+            }
+            deleted += objects.len();
+            let output = self
+                .s3
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(objects))
+                        .quiet(true)
+                        .build()
+                        .map_err(|e| Error::internal("build delete", e))?,
+                )
+                .send()
+                .await
+                .map_err(|e| Error::internal("delete attachments", e))?;
+            if let Some(error) = output.errors().first() {
+                return Err(Error::internal(
+                    "delete attachments",
+                    format!(
+                        "{}: {}",
+                        error.key().unwrap_or("?"),
+                        error.message().unwrap_or("failed")
+                    ),
+                ));
+            }
+            if !listed.is_truncated().unwrap_or(false) {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+/// Logs and swallows a failed cascade: the stream's purge worker tries again.
+pub fn log_cascade_failure(error: &Error) {
+    tracing::warn!(error = %chain(error), "attachments not deleted yet; the purge worker retries");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_must_name_a_file_of_an_allowed_type_within_the_size_limit() {
+        assert!(UploadRequest::parse("photo.jpg", "IMAGE/JPEG", 10, 100).is_ok());
+        assert!(UploadRequest::parse("", "image/jpeg", 10, 100).is_err());
+        assert!(UploadRequest::parse("../etc/passwd", "image/jpeg", 10, 100).is_err());
+        assert!(UploadRequest::parse("a.exe", "application/x-msdownload", 10, 100).is_err());
+        assert!(UploadRequest::parse("a.jpg", "image/jpeg", 0, 100).is_err());
+        assert!(matches!(
+            UploadRequest::parse("a.jpg", "image/jpeg", 101, 100),
+            Err(Error::TooLarge(_))
+        ));
+    }
+}

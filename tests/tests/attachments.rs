@@ -1,0 +1,174 @@
+//! Attachment uploads against the local S3 server: a presigned upload done with a real HTTP
+//! client, uploads only into the caller's own conversations, bad declarations refused, and
+//! a deleted conversation's files deleted with it.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::keys;
+use shared::model::{ConversationId, UserId};
+use tests::{new_user, s3, LocalApi};
+
+/// Uploads `bytes` as the upload answer says: its method, URL and headers.
+async fn upload(answer: &Value, bytes: Vec<u8>) -> reqwest::StatusCode {
+    let target = &answer["upload"];
+    let mut request = reqwest::Client::new().request(
+        target["method"].as_str().unwrap().parse().unwrap(),
+        target["url"].as_str().unwrap(),
+    );
+    for (name, value) in target["headers"].as_object().unwrap() {
+        request = request.header(name, value.as_str().unwrap());
+    }
+    request.body(bytes).send().await.unwrap().status()
+}
+
+async fn objects_under(bucket: &str, prefix: &str) -> Vec<String> {
+    s3().await
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_presigned_upload_lands_under_the_conversation_and_goes_with_it() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("With a photo")).await;
+    let photo: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+
+    let answer = alice
+        .post(
+            &format!("/conversations/{id}/attachments"),
+            json!({"fileName": "lisbon.jpg", "contentType": "image/jpeg", "size": photo.len()}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+    assert_eq!(answer.body["upload"]["method"], "PUT");
+    assert_eq!(answer.body["contentType"], "image/jpeg");
+    assert!(answer.body["upload"]["expiresAt"].is_string());
+    assert_eq!(upload(&answer.body, photo.clone()).await, StatusCode::OK);
+
+    let owner = UserId::parse(&user).unwrap();
+    let conversation = ConversationId::parse(&id).unwrap();
+    let bucket = api.state.config.attachments_bucket.clone().unwrap();
+    let prefix = keys::attachment_prefix(&owner, &conversation);
+    let stored = objects_under(&bucket, &prefix).await;
+    let attachment_id = answer.body["attachmentId"].as_str().unwrap();
+    assert_eq!(stored, [format!("{prefix}attachments/{attachment_id}")]);
+    let object = s3()
+        .await
+        .get_object()
+        .bucket(&bucket)
+        .key(&stored[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object.content_type(), Some("image/jpeg"));
+    let tags = s3()
+        .await
+        .get_object_tagging()
+        .bucket(&bucket)
+        .key(&stored[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tag_set()[0].key(), "state");
+    assert_eq!(tags.tag_set()[0].value(), "pending");
+    let body = object.body.collect().await.unwrap().into_bytes();
+    assert_eq!(body.as_ref(), photo.as_slice());
+
+    let deleted = alice.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(objects_under(&bucket, &prefix).await.is_empty());
+}
+
+#[tokio::test]
+async fn uploads_go_only_into_the_callers_own_conversations() {
+    let api = LocalApi::start().await;
+    let (a, b) = (new_user(), new_user());
+    let id = api.as_user(&a).create_conversation(None).await;
+    let declared = json!({"fileName": "x.png", "contentType": "image/png", "size": 10});
+
+    let bobs = api
+        .as_user(&b)
+        .post(
+            &format!("/conversations/{id}/attachments"),
+            declared.clone(),
+        )
+        .await;
+    assert_eq!(bobs.status, StatusCode::NOT_FOUND);
+    assert_eq!(bobs.error_code(), "not_found");
+    let nobodys = api
+        .as_user(&b)
+        .post(
+            &format!("/conversations/{}/attachments", uuid::Uuid::new_v4()),
+            declared,
+        )
+        .await;
+    assert_eq!(
+        nobodys.body, bobs.body,
+        "the same answer as for no conversation"
+    );
+    let bucket = api.state.config.attachments_bucket.clone().unwrap();
+    assert!(objects_under(&bucket, "users/").await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_upload_declarations_get_the_error_shape() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    let path = format!("/conversations/{id}/attachments");
+    for (body, status) in [
+        (
+            json!({"fileName": "a.exe", "contentType": "application/x-msdownload", "size": 10}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fileName": "", "contentType": "image/png", "size": 10}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fileName": "a/b.png", "contentType": "image/png", "size": 10}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fileName": "a.png", "contentType": "image/png", "size": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fileName": "a.png", "contentType": "image/png", "size": -1}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fileName": "a.png", "contentType": "image/png"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fileName": "a.png", "contentType": "image/png", "size": 10, "acl": "public-read"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fileName": "a.png", "contentType": "image/png", "size": 1u64 << 40}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let reply = alice.post(&path, body.clone()).await;
+        assert_eq!(reply.status, status, "{body}");
+        assert!(reply.body["error"]["code"].is_string(), "{body}");
+    }
+    let bad_id = alice
+        .post(
+            "/conversations/not-a-uuid/attachments",
+            json!({"fileName": "a.png", "contentType": "image/png", "size": 10}),
+        )
+        .await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+}
