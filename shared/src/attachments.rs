@@ -13,9 +13,12 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chrono::{DateTime, Utc};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
 use crate::error::{chain, Error};
 use crate::keys;
-use crate::model::{AttachmentId, ConversationId, UserId};
+use crate::model::{Attachment, AttachmentId, ConversationId, Message, StoredFile, UserId};
 
 /// What an upload may be: the types the app sends (images, audio notes, PDFs, text).
 pub const ALLOWED_CONTENT_TYPES: &[&str] = &[
@@ -36,6 +39,17 @@ pub const MAX_FILE_NAME_CHARS: usize = 255;
 pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// The tag an upload carries until a message references it.
 pub const PENDING_TAG: &str = "state=pending";
+/// How long a download URL in a response can be used.
+pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// The object metadata that keeps the declared file name (base64url: metadata is ASCII).
+const FILE_NAME_METADATA: &str = "file-name";
+
+/// An attachment as a new message names it: a link kept as it is, or an upload by its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachmentRef {
+    Link(String),
+    Upload(AttachmentId),
+}
 /// S3 deletes at most this many keys per call.
 const DELETE_OBJECTS_MAX: usize = 1000;
 
@@ -144,6 +158,10 @@ impl Attachments {
             .content_type(&request.content_type)
             .content_length(i64::try_from(request.size).unwrap_or(i64::MAX))
             .tagging(PENDING_TAG)
+            .metadata(
+                FILE_NAME_METADATA,
+                URL_SAFE_NO_PAD.encode(&request.file_name),
+            )
             .presigned(presigning)
             .await
             .map_err(|e| Error::internal("presign upload", e))?;
@@ -157,6 +175,142 @@ impl Attachments {
                 .collect(),
             expires_at: now + chrono::Duration::from_std(UPLOAD_URL_LIFETIME).unwrap_or_default(),
         })
+    }
+
+    /// The attachments of a new message: each upload checked in S3 (it exists under this
+    /// user's conversation, and its real size and type are within the limits) and marked as
+    /// referenced, so the lifecycle rule keeps it. A bad reference is `Invalid`.
+    pub async fn resolve(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        refs: Vec<AttachmentRef>,
+    ) -> Result<Vec<Attachment>, Error> {
+        let mut resolved = Vec::with_capacity(refs.len());
+        for reference in refs {
+            let id = match reference {
+                AttachmentRef::Link(link) => {
+                    resolved.push(Attachment::Link(link));
+                    continue;
+                }
+                AttachmentRef::Upload(id) => id,
+            };
+            let key = keys::attachment_key(user, conversation, &id);
+            let head = match self
+                .s3
+                .head_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                Ok(head) => head,
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                    return Err(Error::invalid(format!(
+                        "attachment {id} was not uploaded to this conversation"
+                    )))
+                }
+                Err(error) => return Err(Error::internal("check attachment", error)),
+            };
+            let size = u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0);
+            if size == 0 || size > self.max_bytes {
+                return Err(Error::invalid(format!(
+                    "attachment {id} is {size} bytes; the limit is {} bytes",
+                    self.max_bytes
+                )));
+            }
+            let content_type = head.content_type().unwrap_or_default().to_ascii_lowercase();
+            if !ALLOWED_CONTENT_TYPES.contains(&content_type.as_str()) {
+                return Err(Error::invalid(format!(
+                    "attachment {id} has a type that is not allowed"
+                )));
+            }
+            let file_name = head
+                .metadata()
+                .and_then(|m| m.get(FILE_NAME_METADATA))
+                .and_then(|encoded| URL_SAFE_NO_PAD.decode(encoded).ok())
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or_else(|| id.to_string());
+            resolved.push(Attachment::File(StoredFile {
+                attachment_id: id,
+                file_name,
+                content_type,
+                size,
+            }));
+        }
+        // Only once every reference is good: mark them referenced.
+        for attachment in &resolved {
+            if let Attachment::File(file) = attachment {
+                self.mark_referenced(user, conversation, &file.attachment_id)
+                    .await?;
+            }
+        }
+        Ok(resolved)
+    }
+
+    async fn mark_referenced(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        id: &AttachmentId,
+    ) -> Result<(), Error> {
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .tag_set(
+                aws_sdk_s3::types::Tag::builder()
+                    .key("state")
+                    .value("attached")
+                    .build()
+                    .map_err(|e| Error::internal("build tag", e))?,
+            )
+            .build()
+            .map_err(|e| Error::internal("build tagging", e))?;
+        self.s3
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(keys::attachment_key(user, conversation, id))
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| Error::internal("mark attachment referenced", e))?;
+        Ok(())
+    }
+
+    /// A presigned download URL for every uploaded file of these messages of the user's.
+    pub async fn download_links<'m>(
+        &self,
+        user: &UserId,
+        messages: impl IntoIterator<Item = &'m Message>,
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<AttachmentId, (String, DateTime<Utc>)>, Error> {
+        let mut links = std::collections::HashMap::new();
+        let expires_at =
+            now + chrono::Duration::from_std(DOWNLOAD_URL_LIFETIME).unwrap_or_default();
+        for message in messages {
+            for attachment in &message.attachments {
+                let Attachment::File(file) = attachment else {
+                    continue;
+                };
+                let presigning = PresigningConfig::builder()
+                    .start_time(now.into())
+                    .expires_in(DOWNLOAD_URL_LIFETIME)
+                    .build()
+                    .map_err(|e| Error::internal("presigning config", e))?;
+                let presigned = self
+                    .s3
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(keys::attachment_key(
+                        user,
+                        &message.conversation_id,
+                        &file.attachment_id,
+                    ))
+                    .presigned(presigning)
+                    .await
+                    .map_err(|e| Error::internal("presign download", e))?;
+                links.insert(file.attachment_id, (presigned.uri().to_owned(), expires_at));
+            }
+        }
+        Ok(links)
     }
 
     /// Deletes every object of the conversation; returns how many there were.

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::error::Error;
-use crate::model::{ConversationId, MessageId, Metadata, Role, UserId};
+use crate::model::{Attachment, ConversationId, MessageId, Metadata, Role, UserId};
 use crate::store::Store;
 
 /// One remembered message.
@@ -19,7 +19,7 @@ pub struct MemoryEntry {
     /// The conversation it belongs to, when the request named one (it may have been kept
     /// here only, when the conversation store failed; a migration then moves it there).
     pub conversation_id: Option<ConversationId>,
-    pub attachments: Vec<String>,
+    pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub expires_at: DateTime<Utc>,
 }

@@ -20,7 +20,9 @@ use crate::cache::Cache;
 use crate::error::Error;
 use crate::keys;
 use crate::memory::MemoryEntry;
-use crate::model::{ConversationId, Message, MessageId, Metadata, NewMessage, Role, Title, UserId};
+use crate::model::{
+    Attachment, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Title, UserId,
+};
 use crate::store::{
     transaction_chunks, ConversationItem, HeldMemory, Store, TRANSACTION_MAX_ITEMS,
 };
@@ -70,7 +72,7 @@ pub struct SourceItem {
     pub content: String,
     pub timestamp: DateTime<Utc>,
     pub conversation: Option<ConversationId>,
-    pub attachments: Vec<String>,
+    pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
 }
 
@@ -84,7 +86,7 @@ impl SourceItem {
         content: String,
         timestamp: DateTime<Utc>,
         conversation: Option<ConversationId>,
-        attachments: Vec<String>,
+        attachments: Vec<Attachment>,
         metadata: Metadata,
     ) -> Result<Self, SkippedItem> {
         match NewMessage::parse(role, content, attachments, metadata, None) {

@@ -234,6 +234,35 @@ impl ClientMessageId {
     }
 }
 
+/// A file or link a message carries: a link as the old model kept them (any string, e.g. a
+/// URL), or a file uploaded to the attachments bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Attachment {
+    Link(String),
+    File(StoredFile),
+}
+
+/// An uploaded file, as checked when the message referencing it was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredFile {
+    pub attachment_id: AttachmentId,
+    pub file_name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+impl Attachment {
+    /// Roughly what it adds to a stored message.
+    pub fn stored_bytes(&self) -> usize {
+        match self {
+            Self::Link(link) => link.len() + 8,
+            Self::File(file) => file.file_name.len() + file.content_type.len() + 96,
+        }
+    }
+}
+
 /// Free-form context stored with a message (the specification's `metadata` map).
 pub type Metadata = BTreeMap<String, serde_json::Value>;
 
@@ -242,7 +271,7 @@ pub type Metadata = BTreeMap<String, serde_json::Value>;
 pub struct NewMessage {
     pub role: Role,
     pub content: String,
-    pub attachments: Vec<String>,
+    pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub client_message_id: Option<ClientMessageId>,
 }
@@ -251,7 +280,7 @@ impl NewMessage {
     pub fn parse(
         role: Role,
         content: String,
-        attachments: Vec<String>,
+        attachments: Vec<Attachment>,
         metadata: Metadata,
         client_message_id: Option<&str>,
     ) -> Result<Self, Error> {
@@ -269,10 +298,12 @@ impl NewMessage {
                 "at most {MAX_ATTACHMENTS} attachments are allowed"
             )));
         }
-        if attachments
-            .iter()
-            .any(|a| a.trim().is_empty() || a.chars().count() > MAX_ATTACHMENT_CHARS)
-        {
+        if attachments.iter().any(|a| match a {
+            Attachment::Link(link) => {
+                link.trim().is_empty() || link.chars().count() > MAX_ATTACHMENT_CHARS
+            }
+            Attachment::File(_) => false,
+        }) {
             return Err(Error::invalid(format!(
                 "each attachment must be 1 to {MAX_ATTACHMENT_CHARS} characters"
             )));
@@ -304,7 +335,7 @@ pub struct Message {
     pub role: Role,
     pub content: String,
     pub timestamp: DateTime<Utc>,
-    pub attachments: Vec<String>,
+    pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub client_message_id: Option<String>,
 }

@@ -172,3 +172,120 @@ async fn bad_upload_declarations_get_the_error_shape() {
         .await;
     assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
 }
+
+/// Asks for an upload into the conversation and uploads `bytes`; returns the attachment id.
+async fn uploaded(user: &tests::Client, conversation: &str, name: &str, bytes: Vec<u8>) -> String {
+    let answer = user
+        .post(
+            &format!("/conversations/{conversation}/attachments"),
+            json!({"fileName": name, "contentType": "image/png", "size": bytes.len()}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+    assert_eq!(upload(&answer.body, bytes).await, StatusCode::OK);
+    answer.body["attachmentId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_message_references_an_upload_and_readers_get_a_download_url() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    let picture: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let attachment = uploaded(&alice, &id, "café menu.png", picture.clone()).await;
+
+    let added = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({
+                "role": "user",
+                "content": "What does this menu say?",
+                "attachments": [{"attachmentId": attachment}, "https://example.com/old-style-link"]
+            }),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+    let file = &added.body["attachments"][0];
+    assert_eq!(file["attachmentId"], attachment.as_str());
+    assert_eq!(file["fileName"], "café menu.png");
+    assert_eq!(file["contentType"], "image/png");
+    assert_eq!(file["size"], picture.len());
+    assert_eq!(
+        added.body["attachments"][1],
+        "https://example.com/old-style-link"
+    );
+
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    let file = &read.body["messages"][0]["attachments"][0];
+    let url = file["downloadUrl"].as_str().expect("a download URL");
+    assert!(file["downloadExpiresAt"].is_string());
+    assert!(url.contains("X-Amz-Signature="), "a presigned URL: {url}");
+    let downloaded = reqwest::get(url).await.unwrap();
+    assert_eq!(downloaded.status(), StatusCode::OK);
+    assert_eq!(
+        downloaded.bytes().await.unwrap().as_ref(),
+        picture.as_slice()
+    );
+
+    // Referenced: the lifecycle rule for unreferenced uploads no longer applies to it.
+    let owner = UserId::parse(&user).unwrap();
+    let conversation = ConversationId::parse(&id).unwrap();
+    let bucket = api.state.config.attachments_bucket.clone().unwrap();
+    let key = format!(
+        "{}attachments/{attachment}",
+        keys::attachment_prefix(&owner, &conversation)
+    );
+    let tags = s3()
+        .await
+        .get_object_tagging()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tag_set()[0].value(), "attached");
+}
+
+#[tokio::test]
+async fn a_reference_to_another_users_or_a_missing_upload_is_refused_and_nothing_is_written() {
+    let api = LocalApi::start().await;
+    let (a, b) = (new_user(), new_user());
+    let alice = api.as_user(&a);
+    let bob = api.as_user(&b);
+    let alices = alice.create_conversation(None).await;
+    let bobs = bob.create_conversation(None).await;
+    let bobs_file = uploaded(&bob, &bobs, "private.png", vec![1, 2, 3]).await;
+    // Alice's own upload, but into another of her conversations.
+    let other = alice.create_conversation(None).await;
+    let elsewhere = uploaded(&alice, &other, "elsewhere.png", vec![4, 5, 6]).await;
+    let before = tests::items_of_conversation(&api.state, &a, &alices).await;
+
+    for reference in [
+        json!({"attachmentId": bobs_file}),
+        json!({"attachmentId": elsewhere}),
+        json!({"attachmentId": uuid::Uuid::now_v7().to_string()}),
+        json!({"attachmentId": "not-an-id"}),
+        json!({"attachmentId": bobs_file, "extra": true}),
+        json!(42),
+    ] {
+        let reply = alice
+            .post(
+                &format!("/conversations/{alices}/messages"),
+                json!({"role": "user", "content": "look", "attachments": [reference]}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{reference}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.error_code(), "invalid_request", "{reference}");
+    }
+    assert_eq!(
+        tests::items_of_conversation(&api.state, &a, &alices).await,
+        before,
+        "nothing written"
+    );
+}

@@ -11,7 +11,7 @@ use shared::http::State;
 use shared::keys;
 use shared::memory::MemoryEntry;
 use shared::migration::{MigrationOptions, Migrator, UserSummary};
-use shared::model::{ConversationId, MessageId, Metadata, Role, Tags, Title, UserId};
+use shared::model::{Attachment, ConversationId, MessageId, Metadata, Role, Tags, Title, UserId};
 use shared::store::Store;
 use tests::{
     all_conversations, memory_entry, new_user, state, table_snapshot, Fault, FaultyWrites,
@@ -50,7 +50,7 @@ async fn remember(state: &State, user: &UserId, entries: &[MemoryEntry]) {
 /// that does not exist yet.
 fn mixed_memory(at: DateTime<Utc>, named: ConversationId) -> Vec<MemoryEntry> {
     let mut with_extras = entry(at, 0, Role::User, "Plan my trip to Lisbon", None);
-    with_extras.attachments = vec!["s3://photos/lisbon.jpg".into()];
+    with_extras.attachments = vec![Attachment::Link("s3://photos/lisbon.jpg".into())];
     with_extras.metadata = Metadata::from([("mood".into(), json!("excited"))]);
     vec![
         with_extras,

@@ -12,13 +12,15 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::assistant::{Completion, CompletionEvent, CompletionRequest, ContextSource};
-use crate::attachments::UploadRequest;
+use crate::attachments::{AttachmentRef, UploadRequest};
 use crate::auth::JwtVerifier;
 use crate::context::{
     DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT,
 };
 use crate::error::{chain, Error};
-use crate::model::{ArchiveFilter, NewMessage, SortOrder, Tags, Title};
+use crate::model::{
+    ArchiveFilter, Attachment, AttachmentId, NewMessage, SortOrder, Tags, Title, MAX_ATTACHMENTS,
+};
 use crate::service::{
     ListRequest, DEFAULT_MESSAGE_WINDOW, DEFAULT_PAGE_SIZE, MAX_LEGACY_PAGE, MAX_MESSAGE_WINDOW,
     MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
@@ -28,10 +30,11 @@ use request::{
     caller, conversation_id, json_body, optional_conversation_id, optional_json_body, Query,
 };
 use wire::{
-    AddMessageBody, ArchiveBody, CompletionBody, CompletionView, ContextMessageView, ContextView,
-    ConversationListView, ConversationView, ConversationWithMessagesView, CreateConversationBody,
-    ErrorBody, ErrorDetail, MessageView, MigrateBody, MigrationView, RenameBody, TagsBody,
-    UploadBody, UploadView, UsageView,
+    AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
+    ContextMessageView, ContextView, ConversationListView, ConversationView,
+    ConversationWithMessagesView, CreateConversationBody, DownloadLinks, ErrorBody, ErrorDetail,
+    MessageView, MigrateBody, MigrationView, RenameBody, TagsBody, UploadBody, UploadView,
+    UsageView,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -115,7 +118,10 @@ pub async fn get_conversation(state: &State, request: Request) -> HandlerResult 
             .await?;
         Ok(json(
             StatusCode::OK,
-            &ConversationWithMessagesView::from(&found),
+            &ConversationWithMessagesView::new(
+                &found,
+                &download_links(state, &user, &found.messages).await?,
+            ),
         ))
     })
     .await
@@ -147,10 +153,38 @@ pub async fn add_message(state: &State, request: Request) -> HandlerResult {
         let user = caller(&request)?;
         let id = conversation_id(&request)?;
         let body: AddMessageBody = json_body(&request)?;
+        let refs = body
+            .attachments
+            .into_iter()
+            .map(|a| match a {
+                AttachmentBody::Link(link) => Ok(AttachmentRef::Link(link)),
+                AttachmentBody::Upload(upload) => {
+                    AttachmentId::parse(&upload.attachment_id).map(AttachmentRef::Upload)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if refs.len() > MAX_ATTACHMENTS {
+            return Err(Error::invalid(format!(
+                "at most {MAX_ATTACHMENTS} attachments are allowed"
+            )));
+        }
+        let attachments = if refs.iter().all(|r| matches!(r, AttachmentRef::Link(_))) {
+            refs.into_iter()
+                .map(|r| match r {
+                    AttachmentRef::Link(link) => Attachment::Link(link),
+                    AttachmentRef::Upload(_) => unreachable!("only links here"),
+                })
+                .collect()
+        } else {
+            let attachments = state.attachments.as_ref().ok_or_else(|| {
+                Error::internal("attachments", "ATTACHMENTS_BUCKET is not configured")
+            })?;
+            attachments.resolve(&user, &id, refs).await?
+        };
         let message = NewMessage::parse(
             body.role,
             body.content,
-            body.attachments,
+            attachments,
             body.metadata,
             body.client_message_id.as_deref(),
         )?;
@@ -163,7 +197,8 @@ pub async fn add_message(state: &State, request: Request) -> HandlerResult {
         } else {
             StatusCode::CREATED
         };
-        Ok(json(status, &MessageView::from(&appended.message)))
+        let links = download_links(state, &user, [&appended.message]).await?;
+        Ok(json(status, &MessageView::new(&appended.message, &links)))
     })
     .await
 }
@@ -182,6 +217,22 @@ pub async fn migrate_conversations(state: &State, request: Request) -> HandlerRe
         Ok(json(StatusCode::OK, &MigrationView::from(&summary)))
     })
     .await
+}
+
+/// Presigned download URLs for the uploaded files of these messages (none without a bucket).
+async fn download_links<'m>(
+    state: &State,
+    user: &crate::model::UserId,
+    messages: impl IntoIterator<Item = &'m crate::model::Message>,
+) -> Result<DownloadLinks, Error> {
+    match &state.attachments {
+        Some(attachments) => {
+            attachments
+                .download_links(user, messages, state.now())
+                .await
+        }
+        None => Ok(DownloadLinks::new()),
+    }
 }
 
 /// `POST /conversations/{id}/attachments`: a short-lived presigned URL to upload one file of

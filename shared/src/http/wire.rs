@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::attachments::{Upload, UploadRequest};
 use crate::migration::{SkippedItem, UserSummary};
-use crate::model::{Conversation, ConversationWithMessages, Message, Metadata, Role};
+use crate::model::{
+    Attachment, AttachmentId, Conversation, ConversationWithMessages, Message, Metadata, Role,
+};
 
 /// The skipped items a migration response lists at most (it counts them all).
 const MAX_SKIPPED_LISTED: usize = 50;
@@ -25,7 +27,7 @@ pub struct AddMessageBody {
     pub role: Role,
     pub content: String,
     #[serde(default)]
-    pub attachments: Vec<String>,
+    pub attachments: Vec<AttachmentBody>,
     #[serde(default)]
     pub metadata: Metadata,
     pub client_message_id: Option<String>,
@@ -44,6 +46,21 @@ pub struct UploadBody {
 pub struct MigrateBody {
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// An attachment as a message names it: a link (any string, as the old model kept them), or
+/// a file uploaded through `POST /conversations/{id}/attachments`, by its id.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AttachmentBody {
+    Link(String),
+    Upload(UploadReference),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UploadReference {
+    pub attachment_id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,21 +130,71 @@ pub struct MessageView<'a> {
     pub content: &'a str,
     #[serde(serialize_with = "iso_millis")]
     pub timestamp: DateTime<Utc>,
-    pub attachments: &'a [String],
+    pub attachments: Vec<AttachmentView<'a>>,
     pub metadata: &'a Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<&'a str>,
 }
 
-impl<'a> From<&'a Message> for MessageView<'a> {
-    fn from(m: &'a Message) -> Self {
+/// Where each uploaded file of a response can be downloaded: a presigned URL and its expiry.
+pub type DownloadLinks = std::collections::HashMap<AttachmentId, (String, DateTime<Utc>)>;
+
+/// A link as it was given, or an uploaded file with a short-lived download URL.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum AttachmentView<'a> {
+    Link(&'a str),
+    File(FileView<'a>),
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileView<'a> {
+    pub attachment_id: String,
+    pub file_name: &'a str,
+    pub content_type: &'a str,
+    pub size: u64,
+    pub download_url: Option<&'a str>,
+    #[serde(serialize_with = "optional_iso_millis")]
+    pub download_expires_at: Option<DateTime<Utc>>,
+}
+
+fn optional_iso_millis<S: Serializer>(
+    time: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => iso_millis(time, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl<'a> MessageView<'a> {
+    pub fn new(m: &'a Message, links: &'a DownloadLinks) -> Self {
         Self {
             id: m.id.to_string(),
             conversation_id: m.conversation_id.to_string(),
             role: m.role,
             content: &m.content,
             timestamp: m.timestamp,
-            attachments: &m.attachments,
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| match a {
+                    Attachment::Link(link) => AttachmentView::Link(link),
+                    Attachment::File(file) => {
+                        let link = links.get(&file.attachment_id);
+                        AttachmentView::File(FileView {
+                            attachment_id: file.attachment_id.to_string(),
+                            file_name: &file.file_name,
+                            content_type: &file.content_type,
+                            size: file.size,
+                            download_url: link.map(|(url, _)| url.as_str()),
+                            download_expires_at: link.map(|(_, at)| *at),
+                        })
+                    }
+                })
+                .collect(),
             metadata: &m.metadata,
             client_message_id: m.client_message_id.as_deref(),
         }
@@ -146,11 +213,15 @@ pub struct ConversationWithMessagesView<'a> {
     pub has_older_messages: bool,
 }
 
-impl<'a> From<&'a ConversationWithMessages> for ConversationWithMessagesView<'a> {
-    fn from(c: &'a ConversationWithMessages) -> Self {
+impl<'a> ConversationWithMessagesView<'a> {
+    pub fn new(c: &'a ConversationWithMessages, links: &'a DownloadLinks) -> Self {
         Self {
             conversation: (&c.conversation).into(),
-            messages: c.messages.iter().map(MessageView::from).collect(),
+            messages: c
+                .messages
+                .iter()
+                .map(|m| MessageView::new(m, links))
+                .collect(),
             older_messages_cursor: c.older_messages.as_deref(),
             has_older_messages: c.older_messages.is_some(),
         }

@@ -10,7 +10,7 @@ use super::{from_item, s, store_error, to_item, Item, Store, BATCH_WRITE_MAX};
 use crate::error::Error;
 use crate::keys;
 use crate::memory::MemoryEntry;
-use crate::model::{ConversationId, MessageId, Metadata, Role, UserId};
+use crate::model::{Attachment, ConversationId, MessageId, Metadata, Role, UserId};
 
 /// Query pages one recall reads at most (expired items still held by DynamoDB are skipped).
 const MAX_RECALL_PAGES: usize = 8;
@@ -31,7 +31,7 @@ struct MemoryItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     conversation_id: Option<ConversationId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    attachments: Vec<String>,
+    attachments: Vec<Attachment>,
     #[serde(default)]
     metadata: Metadata,
     /// The table's TTL attribute: epoch seconds.

@@ -14,7 +14,7 @@ use super::{
 use crate::error::Error;
 use crate::keys;
 use crate::migration::{MigrationState, RunSummary, UserSummary};
-use crate::model::{ConversationId, Message, MessageId, Title, UserId};
+use crate::model::{Attachment, ConversationId, Message, MessageId, Title, UserId};
 
 /// DynamoDB's limit on the items of one transaction.
 pub const TRANSACTION_MAX_ITEMS: usize = 100;
@@ -67,7 +67,11 @@ const RUN_USER_SKIPPED_LISTED: usize = 50;
 /// A rough upper bound of a message item's size, to keep transactions under their limit.
 pub fn message_item_bytes(message: &Message) -> usize {
     let metadata = serde_json::to_vec(&message.metadata).map_or(0, |m| m.len());
-    let attachments: usize = message.attachments.iter().map(|a| a.len() + 8).sum();
+    let attachments: usize = message
+        .attachments
+        .iter()
+        .map(Attachment::stored_bytes)
+        .sum();
     message.content.len() + metadata + attachments + 512
 }
 

@@ -25,7 +25,7 @@ use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
 use crate::model::{
-    ClientMessageId, ConversationId, Message, MessageId, Metadata, Role, Title, UserId,
+    Attachment, ClientMessageId, ConversationId, Message, MessageId, Metadata, Role, Title, UserId,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -148,7 +148,7 @@ pub(crate) struct MessageItem {
     #[serde(with = "keys::sortable")]
     timestamp: DateTime<Utc>,
     #[serde(default)]
-    attachments: Vec<String>,
+    attachments: Vec<Attachment>,
     #[serde(default)]
     metadata: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,7 @@ use std::io::BufRead;
 use bson::{Bson, Document};
 use chrono::{DateTime, Utc};
 use shared::migration::{derived_conversation_id, derived_message_id, SkippedItem, SourceItem};
-use shared::model::{Metadata, Role, UserId};
+use shared::model::{Attachment, Metadata, Role, UserId};
 
 /// What a dump holds: each user's items (or why one was skipped), and the lines that name no
 /// user that could be read.
@@ -101,7 +101,7 @@ fn item(
         None | Some(Bson::Null) => Vec::new(),
         Some(Bson::Array(values)) => values
             .iter()
-            .map(|v| v.as_str().map(str::to_owned))
+            .map(|v| v.as_str().map(|link| Attachment::Link(link.to_owned())))
             .collect::<Option<Vec<_>>>()
             .ok_or("attachments must be strings")?,
         Some(_) => return Err("attachments must be a list".into()),
@@ -178,7 +178,7 @@ mod tests {
         let item = item.unwrap();
         assert_eq!(item.metadata["tokens"], serde_json::json!(42));
         assert_eq!(item.metadata["mood"], serde_json::json!("calm"));
-        assert_eq!(item.attachments, ["a.png"]);
+        assert_eq!(item.attachments, [Attachment::Link("a.png".into())]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use chrono::{Duration, Utc};
 use shared::http::State;
 use shared::memory::MemoryEntry;
-use shared::model::{Role, UserId};
+use shared::model::{Attachment, Role, UserId};
 use shared::service::ListRequest;
 use tests::{all_conversations, memory_entry, new_user, state, table_snapshot, workspace_root};
 
@@ -112,7 +112,9 @@ async fn a_mongoexport_dump_of_the_old_system_is_imported_once() {
     );
     assert_eq!(
         first_message.attachments,
-        ["https://cdn.numina.example/u/65f1/packing-list.png"]
+        [Attachment::Link(
+            "https://cdn.numina.example/u/65f1/packing-list.png".into()
+        )]
     );
     assert_eq!(first_message.metadata["mood"], "excited");
     assert_eq!(full.messages[1].metadata["tokens"], 17);
