@@ -178,23 +178,10 @@ impl Conversations {
             request.search,
             request.page
         );
-        let generation = self.cache.generation(user).await;
-        if let Some(generation) = generation {
-            if let Some(page) = self
-                .cache
-                .get(user, generation, Cached::ConversationList, &key)
-                .await
-            {
-                return Ok(page);
-            }
-        }
-        let page = self.list_from_store(user, request).await?;
-        if let Some(generation) = generation {
-            self.cache
-                .put(user, generation, Cached::ConversationList, &key, &page)
-                .await;
-        }
-        Ok(page)
+        self.cache_aside(user, Cached::ConversationList, &key, || {
+            self.list_from_store(user, request)
+        })
+        .await
     }
 
     async fn list_from_store(
@@ -283,23 +270,36 @@ impl Conversations {
         older_than: Option<&str>,
     ) -> Result<ConversationWithMessages, Error> {
         let key = format!("{id}|{limit}|{older_than:?}");
+        self.cache_aside(user, Cached::Conversation, &key, || {
+            self.get_from_store(user, id, limit, older_than)
+        })
+        .await
+    }
+
+    /// The value under the user's current cache generation, or else `load`'s (then cached).
+    async fn cache_aside<T, F, Fut>(
+        &self,
+        user: &UserId,
+        kind: Cached,
+        key: &str,
+        load: F,
+    ) -> Result<T, Error>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let generation = self.cache.generation(user).await;
         if let Some(generation) = generation {
-            if let Some(found) = self
-                .cache
-                .get(user, generation, Cached::Conversation, &key)
-                .await
-            {
-                return Ok(found);
+            if let Some(hit) = self.cache.get(user, generation, kind, key).await {
+                return Ok(hit);
             }
         }
-        let found = self.get_from_store(user, id, limit, older_than).await?;
+        let value = load().await?;
         if let Some(generation) = generation {
-            self.cache
-                .put(user, generation, Cached::Conversation, &key, &found)
-                .await;
+            self.cache.put(user, generation, kind, key, &value).await;
         }
-        Ok(found)
+        Ok(value)
     }
 
     async fn get_from_store(

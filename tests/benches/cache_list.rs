@@ -3,8 +3,7 @@
 //! DynamoDB server and redis-server. `scripts/bench.sh` runs it; results in
 //! docs/benchmarks/cache-list.json.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde_json::json;
@@ -16,25 +15,6 @@ use shared::store::Store;
 
 const CONVERSATIONS: usize = 40;
 const ROUNDS: usize = 200;
-
-#[derive(Debug, Default)]
-struct CallCounter(Arc<AtomicU64>);
-
-impl aws_sdk_dynamodb::config::Intercept for CallCounter {
-    fn name(&self) -> &'static str {
-        "CallCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -58,13 +38,7 @@ async fn main() {
             .unwrap();
     }
 
-    let calls = Arc::new(AtomicU64::new(0));
-    let sdk = aws_config::load_from_env().await;
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(CallCounter(Arc::clone(&calls)))
-            .build(),
-    );
+    let (client, calls) = tests::CallCounter::client().await;
     let store = Store::new(client, &state.config.table_name);
     let signer = CursorSigner::new(&state.config.cursor_secret);
     let cache = Cache::new(CacheSettings {

@@ -530,3 +530,37 @@ pub async fn s3() -> aws_sdk_s3::Client {
             .build(),
     )
 }
+
+/// Counts every DynamoDB call a client makes (for the benchmarks' round-trip figures).
+#[derive(Debug, Default)]
+pub struct CallCounter(Arc<std::sync::atomic::AtomicU64>);
+
+impl CallCounter {
+    /// A client of the local server whose calls are counted, and the count.
+    pub async fn client() -> (aws_sdk_dynamodb::Client, Arc<std::sync::atomic::AtomicU64>) {
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sdk = aws_config::load_from_env().await;
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(CallCounter(Arc::clone(&calls)))
+                .build(),
+        );
+        (client, calls)
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -4,8 +4,7 @@
 //! table seeded with the same short-term memory. Needs the local DynamoDB server:
 //! `scripts/bench.sh` starts it and runs this. Results: docs/benchmarks/migration-throughput.json.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -25,25 +24,6 @@ struct Mode {
 }
 
 /// Counts every DynamoDB call the client makes.
-#[derive(Debug, Default)]
-struct CallCounter(Arc<AtomicU64>);
-
-impl aws_sdk_dynamodb::config::Intercept for CallCounter {
-    fn name(&self) -> &'static str {
-        "CallCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 #[tokio::main]
 async fn main() {
     if std::env::var("AWS_ENDPOINT_URL").is_err() {
@@ -81,13 +61,7 @@ async fn main() {
         .await
         .unwrap();
 
-        let calls = Arc::new(AtomicU64::new(0));
-        let sdk = aws_config::load_from_env().await;
-        let client = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
-                .interceptor(CallCounter(Arc::clone(&calls)))
-                .build(),
-        );
+        let (client, calls) = tests::CallCounter::client().await;
         let migrator = Migrator::new(Store::new(client, &state.config.table_name), mode.options);
         let started = Instant::now();
         let migrated: u64 = stream::iter(&users)
