@@ -138,6 +138,18 @@ pub fn attachment_key(user: &UserId, conversation: &ConversationId, id: &Attachm
     format!("{}attachments/{id}", attachment_prefix(user, conversation))
 }
 
+/// Where the content of a message too large for its item is kept (gzip).
+pub fn message_content_key(
+    user: &UserId,
+    conversation: &ConversationId,
+    message: &MessageId,
+) -> String {
+    format!(
+        "{}content/{message}.gz",
+        attachment_prefix(user, conversation)
+    )
+}
+
 /// The partition of a user's short-term memory (items that expire through TTL).
 pub fn memory_partition(user: &UserId) -> String {
     format!("USER#{user}#MEMORY")

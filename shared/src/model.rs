@@ -10,9 +10,10 @@ use uuid::Uuid;
 
 use crate::error::Error;
 
-/// Largest message content accepted, in UTF-8 bytes. Keeps every message item far below
-/// DynamoDB's 400 KB item limit and a page of 200 messages within a few query pages.
-pub const MAX_CONTENT_BYTES: usize = 64 * 1024;
+/// Largest message content accepted, in UTF-8 bytes. Content over
+/// `store::INLINE_CONTENT_BYTES` (32 KiB) is kept compressed in S3, so every message item
+/// stays far below DynamoDB's 400 KB item limit and a page of messages within a query page.
+pub const MAX_CONTENT_BYTES: usize = 2 * 1024 * 1024;
 /// Largest metadata map accepted, measured as compact JSON.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const MAX_ATTACHMENTS: usize = 20;

@@ -17,7 +17,7 @@ use crate::memory::ShortTermMemory;
 use crate::migration::{MigrationOptions, Migrator};
 use crate::provider::{Bedrock, LocalModel, ModelProvider, OpenAiCompatible, ProviderKind};
 use crate::service::Conversations;
-use crate::store::Store;
+use crate::store::{ContentObjects, Store};
 
 /// What every handler needs, built once per cold start.
 #[derive(Clone)]
@@ -67,10 +67,18 @@ impl State {
 
     /// State whose time comes from `clock` (tests move it by hand).
     pub fn with_clock(config: Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
-        let store = Store::new(
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(config.s3_force_path_style)
+                .build(),
+        );
+        let mut store = Store::new(
             aws_sdk_dynamodb::Client::new(sdk),
             config.table_name.clone(),
         );
+        if let Some(bucket) = &config.attachments_bucket {
+            store = store.with_content_objects(ContentObjects::new(s3.clone(), bucket));
+        }
         let tokenizer = Tokenizer::new(config.tokenizer);
         let provider: Arc<dyn ModelProvider> = match config.model_provider {
             ProviderKind::Bedrock => {
@@ -92,16 +100,10 @@ impl State {
                 None
             })
             .unwrap_or_default();
-        let attachments = config.attachments_bucket.as_ref().map(|bucket| {
-            let s3 = aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(config.s3_force_path_style)
-                .build();
-            Attachments::new(
-                aws_sdk_s3::Client::from_conf(s3),
-                bucket,
-                config.attachment_max_bytes,
-            )
-        });
+        let attachments = config
+            .attachments_bucket
+            .as_ref()
+            .map(|bucket| Attachments::new(s3.clone(), bucket, config.attachment_max_bytes));
         let conversations = Conversations::new(
             store.clone(),
             CursorSigner::new(&config.cursor_secret),

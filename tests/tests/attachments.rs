@@ -289,3 +289,68 @@ async fn a_reference_to_another_users_or_a_missing_upload_is_refused_and_nothing
         "nothing written"
     );
 }
+
+#[tokio::test]
+async fn a_one_megabyte_message_round_trips_byte_for_byte_and_its_item_stays_small() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    // 1 MB of varied text, multi-byte characters included.
+    let content: String = (0..)
+        .map(|i: u32| format!("line {i}: ünïcødé ✓ {}\n", i.wrapping_mul(2_654_435_761)))
+        .take_while({
+            let mut total = 0;
+            move |line| {
+                total += line.len();
+                total <= 1_000_000
+            }
+        })
+        .collect();
+    assert!(content.len() > 990_000);
+
+    let added = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "user", "content": content, "clientMessageId": "big-1"}),
+        )
+        .await;
+    assert_eq!(
+        added.status,
+        StatusCode::CREATED,
+        "{:?}",
+        added.body["error"]
+    );
+    assert_eq!(added.body["content"].as_str().unwrap(), content);
+
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(
+        read.body["messages"][0]["content"].as_str().unwrap(),
+        content
+    );
+    // A retry with the same client message id returns it from S3 too.
+    let replayed = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "user", "content": content, "clientMessageId": "big-1"}),
+        )
+        .await;
+    assert_eq!(replayed.status, StatusCode::OK);
+    assert_eq!(replayed.body["content"].as_str().unwrap(), content);
+
+    let items = tests::items_of_conversation(&api.state, &user, &id).await;
+    let message = items
+        .iter()
+        .find(|i| i["SK"].as_s().unwrap().starts_with("MESSAGE#"))
+        .unwrap();
+    assert_eq!(message["content"].as_s().unwrap(), "");
+    assert!(message.contains_key("contentObject"));
+
+    let owner = UserId::parse(&user).unwrap();
+    let conversation = ConversationId::parse(&id).unwrap();
+    let bucket = api.state.config.attachments_bucket.clone().unwrap();
+    let prefix = keys::attachment_prefix(&owner, &conversation);
+    assert_eq!(objects_under(&bucket, &prefix).await.len(), 1);
+    alice.delete(&format!("/conversations/{id}")).await;
+    assert!(objects_under(&bucket, &prefix).await.is_empty());
+}

@@ -40,7 +40,7 @@ async fn every_endpoint_refuses_bad_input_with_one_error_shape_and_writes_nothin
     );
     let huge_content = format!(
         r#"{{"role": "user", "content": "{}"}}"#,
-        "x".repeat(64 * 1024 + 1)
+        "x".repeat(shared::model::MAX_CONTENT_BYTES + 1)
     );
     let long_client_id = format!(
         r#"{{"role": "user", "content": "hi", "clientMessageId": "{}"}}"#,

@@ -318,8 +318,12 @@ async fn an_unreadable_or_oversized_item_is_skipped_and_reported_and_the_rest_mi
         ],
     )
     .await;
+    // Over a message's metadata limit (an item DynamoDB holds, but no message may carry).
     let mut oversized = entry(at, 1, Role::User, "x", None);
-    oversized.content = "x".repeat(shared::model::MAX_CONTENT_BYTES + 10);
+    oversized.metadata = Metadata::from([(
+        "notes".to_owned(),
+        json!("x".repeat(shared::model::MAX_METADATA_BYTES + 10)),
+    )]);
     remember(&state, &user, std::slice::from_ref(&oversized)).await;
     let unreadable_key = keys::memory_sort_key(at + Duration::minutes(2), &MessageId::generate());
     let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);

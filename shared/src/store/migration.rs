@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     backoff, from_item, is_conditional_check_failure, put_new, s, store_error, to_item,
-    Cancellation, ConversationItem, Item, MessageItem, Store, TRANSACTION_ATTEMPTS,
+    Cancellation, ConversationItem, Item, Store, TRANSACTION_ATTEMPTS,
 };
 use crate::error::Error;
 use crate::keys;
@@ -220,7 +220,7 @@ impl Store {
                 .update(self.count_migrated(user, conversation, pending.len(), auto_title)?)
                 .build()];
             for message in &pending {
-                let item = to_item(&MessageItem::new(user, message))?;
+                let item = to_item(&self.message_item(user, message).await?)?;
                 writes.push(
                     TransactWriteItem::builder()
                         .put(put_new(&self.table, item)?)

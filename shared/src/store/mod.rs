@@ -16,8 +16,10 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+mod content;
 mod memory;
 mod migration;
+pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use memory::HeldMemory;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 
@@ -153,6 +155,9 @@ pub(crate) struct MessageItem {
     metadata: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client_message_id: Option<String>,
+    /// The S3 key of the content, when it is too large for the item (then `content` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_object: Option<String>,
 }
 
 impl MessageItem {
@@ -169,6 +174,7 @@ impl MessageItem {
             attachments: message.attachments.clone(),
             metadata: message.metadata.clone(),
             client_message_id: message.client_message_id.clone(),
+            content_object: None,
         }
     }
 
@@ -226,6 +232,7 @@ pub enum ConversationChange<'a> {
 pub struct Store {
     pub(crate) client: Client,
     pub(crate) table: String,
+    pub(crate) content: Option<ContentObjects>,
 }
 
 impl Store {
@@ -233,6 +240,15 @@ impl Store {
         Self {
             client,
             table: table.into(),
+            content: None,
+        }
+    }
+
+    /// A store that keeps large message content in S3 (without it, such content is refused).
+    pub fn with_content_objects(self, content: ContentObjects) -> Self {
+        Self {
+            content: Some(content),
+            ..self
         }
     }
 
@@ -262,8 +278,30 @@ impl Store {
         client_id: Option<&ClientMessageId>,
         auto_title: Option<&Title>,
     ) -> Result<AppendOutcome, Error> {
+        let message_item = self.message_item(user, message).await?;
+        let content_object = message_item.content_object.clone();
+        let outcome = self
+            .append_item(user, message, message_item, client_id, auto_title)
+            .await;
+        if !matches!(outcome, Ok(AppendOutcome::Stored)) {
+            // This attempt's content object belongs to no message (a retry found the first
+            // one, or the conversation is gone): remove it.
+            if let Some(key) = content_object {
+                self.delete_content(&key).await;
+            }
+        }
+        outcome
+    }
+
+    async fn append_item(
+        &self,
+        user: &UserId,
+        message: &Message,
+        message_item: MessageItem,
+        client_id: Option<&ClientMessageId>,
+        auto_title: Option<&Title>,
+    ) -> Result<AppendOutcome, Error> {
         let partition = keys::conversation_partition(user, &message.conversation_id);
-        let message_item = MessageItem::new(user, message);
         let message_key = message_item.sk.clone();
         let now = keys::sortable_time(message.timestamp);
 
@@ -355,6 +393,7 @@ impl Store {
             .await?
             .ok_or_else(|| Error::internal("replay append", "recorded message is missing"))?;
         let message: MessageItem = from_item(message)?;
+        let message = self.load_content(message).await?;
         Ok(AppendOutcome::AlreadyStored(message.into_message()))
     }
 
@@ -412,6 +451,7 @@ impl Store {
                 let messages = items
                     .map(from_item::<MessageItem>)
                     .collect::<Result<Vec<_>, _>>()?;
+                let messages = self.with_content(messages).await?;
                 Ok(window(conversation, messages, limit, more))
             }
             Some(position) => {
@@ -431,6 +471,7 @@ impl Store {
                     .into_iter()
                     .map(from_item::<MessageItem>)
                     .collect::<Result<Vec<_>, _>>()?;
+                let messages = self.with_content(messages).await?;
                 Ok(window(conversation, messages, limit, more))
             }
         }

@@ -1,0 +1,136 @@
+//! Message content too large to keep in its item: stored gzip-compressed in the attachments
+//! bucket, under the conversation's prefix (so it is deleted with the conversation), and
+//! read back transparently. The item keeps the object's key instead of the text, so no
+//! message can reach DynamoDB's 400 KB item limit.
+
+use std::io::{Read, Write};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use futures::{stream, StreamExt, TryStreamExt};
+
+use super::{MessageItem, Store};
+use crate::error::Error;
+use crate::keys;
+use crate::model::{Message, UserId};
+
+/// Content up to this many bytes stays in the message's item; above it goes to S3.
+pub const INLINE_CONTENT_BYTES: usize = 32 * 1024;
+/// Content objects read at once for one page of messages.
+const READ_CONCURRENCY: usize = 8;
+
+/// Where large message content goes.
+#[derive(Clone)]
+pub struct ContentObjects {
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) bucket: String,
+}
+
+impl ContentObjects {
+    pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            s3,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+impl Store {
+    /// The item of a message; content over the inline limit is written to S3 first (the same
+    /// key for the same message, so a retried write writes the same object).
+    pub(crate) async fn message_item(
+        &self,
+        user: &UserId,
+        message: &Message,
+    ) -> Result<MessageItem, Error> {
+        let mut item = MessageItem::new(user, message);
+        if message.content.len() <= INLINE_CONTENT_BYTES {
+            return Ok(item);
+        }
+        let objects = self.content.as_ref().ok_or_else(|| {
+            Error::TooLarge(format!(
+                "content over {INLINE_CONTENT_BYTES} bytes needs the attachments bucket, which is not configured"
+            ))
+        })?;
+        let key = keys::message_content_key(user, &message.conversation_id, &message.id);
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        let compressed = encoder
+            .write_all(message.content.as_bytes())
+            .and_then(|()| encoder.finish())
+            .map_err(|e| Error::internal("compress content", e))?;
+        objects
+            .s3
+            .put_object()
+            .bucket(&objects.bucket)
+            .key(&key)
+            .content_type("text/plain; charset=utf-8")
+            .content_encoding("gzip")
+            .body(compressed.into())
+            .send()
+            .await
+            .map_err(|e| Error::internal("store content", e))?;
+        item.content_object = Some(key);
+        item.content = String::new();
+        Ok(item)
+    }
+
+    /// Removes a content object no message refers to (best effort: it lies under its
+    /// conversation's prefix and goes when the conversation does).
+    pub(crate) async fn delete_content(&self, key: &str) {
+        let Some(objects) = self.content.as_ref() else {
+            return;
+        };
+        if let Err(error) = objects
+            .s3
+            .delete_object()
+            .bucket(&objects.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %crate::error::chain(&error), "unused content object left until its conversation is deleted");
+        }
+    }
+
+    /// Puts back the content of items whose content is in S3.
+    pub(crate) async fn with_content(
+        &self,
+        items: Vec<MessageItem>,
+    ) -> Result<Vec<MessageItem>, Error> {
+        if items.iter().all(|i| i.content_object.is_none()) {
+            return Ok(items);
+        }
+        stream::iter(items)
+            .map(|item| self.load_content(item))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    pub(crate) async fn load_content(&self, mut item: MessageItem) -> Result<MessageItem, Error> {
+        let (Some(key), Some(objects)) = (item.content_object.take(), self.content.as_ref()) else {
+            return Ok(item);
+        };
+        let object = objects
+            .s3
+            .get_object()
+            .bucket(&objects.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| Error::internal("read content", e))?;
+        let compressed = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::internal("read content", e))?
+            .into_bytes();
+        let mut content = String::new();
+        GzDecoder::new(compressed.as_ref())
+            .read_to_string(&mut content)
+            .map_err(|e| Error::internal("decompress content", e))?;
+        item.content = content;
+        Ok(item)
+    }
+}
