@@ -266,7 +266,9 @@ async fn api_with_cache_at(url: &str) -> LocalApi {
     LocalApi::serving(state).await
 }
 
-/// Create, append, list, read, rename: each answers as it would without any cache.
+/// Every endpoint that reads or writes conversations, each answering as it would without any
+/// cache: create, append, list, read, rename, tags, completion, context, migrate, archive,
+/// delete.
 async fn every_endpoint_answers(user: &Client, round: &str) {
     let id = user.create_conversation(Some(round)).await;
     user.say(&id, &format!("{round} message")).await;
@@ -288,6 +290,38 @@ async fn every_endpoint_answers(user: &Client, round: &str) {
     assert_eq!(renamed.status, StatusCode::OK);
     let list = user.get("/conversations").await;
     assert_eq!(titles(&list.body)[0], format!("{round}!"));
+    let tagged = user
+        .put(
+            &format!("/conversations/{id}/tags"),
+            json!({"tags": [round]}),
+        )
+        .await;
+    assert_eq!(tagged.body["tags"], json!([round]));
+    let completed = user
+        .post(
+            "/completion",
+            json!({"prompt": "and then?", "conversationId": id}),
+        )
+        .await;
+    assert_eq!(completed.status, StatusCode::OK, "{:?}", completed.body);
+    let context = user.get(&format!("/conversations/context/{id}")).await;
+    assert_eq!(context.status, StatusCode::OK);
+    assert_eq!(context.body["messages"].as_array().unwrap().len(), 3);
+    let migrated = user.post("/conversations/migrate", json!({})).await;
+    assert_eq!(migrated.status, StatusCode::OK);
+    let archived = user
+        .put(
+            &format!("/conversations/{id}/archive"),
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(archived.body["isArchived"], true);
+    let only_archived = user.get("/conversations?archived=only").await;
+    assert!(titles(&only_archived.body).contains(&format!("{round}!")));
+    let deleted = user.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = user.get(&format!("/conversations/{id}")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -310,6 +344,7 @@ async fn with_the_cache_stopped_every_endpoint_answers_and_the_breaker_stops_try
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let hits = count(&stats(&api).hits);
     every_endpoint_answers(&alice, "after").await;
+    alice.get("/conversations").await;
     alice.get("/conversations").await;
     assert!(
         count(&stats(&api).hits) > hits,
