@@ -354,3 +354,48 @@ async fn a_one_megabyte_message_round_trips_byte_for_byte_and_its_item_stays_sma
     alice.delete(&format!("/conversations/{id}")).await;
     assert!(objects_under(&bucket, &prefix).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_page_of_long_messages_stays_within_a_response_and_the_rest_follow_by_cursor() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    for i in 0..5 {
+        let content = format!("{i}").repeat(1_000_000);
+        let added = alice
+            .post(
+                &format!("/conversations/{id}/messages"),
+                json!({"role": "user", "content": content}),
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::CREATED);
+    }
+
+    let mut seen = Vec::new();
+    let mut path = format!("/conversations/{id}?messageLimit=50");
+    loop {
+        let page = alice.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let messages = page.body["messages"].as_array().unwrap();
+        let content_bytes: usize = messages
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().len())
+            .sum();
+        assert!(content_bytes <= shared::store::RESPONSE_CONTENT_BUDGET);
+        let mut firsts: Vec<char> = messages
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().chars().next().unwrap())
+            .collect();
+        firsts.append(&mut seen);
+        seen = firsts;
+        match page.body["olderMessagesCursor"].as_str() {
+            Some(cursor) => path = format!("/conversations/{id}?messageLimit=50&before={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ['0', '1', '2', '3', '4'],
+        "every message once, oldest first"
+    );
+}

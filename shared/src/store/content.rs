@@ -71,6 +71,7 @@ impl Store {
             .await
             .map_err(|e| Error::internal("store content", e))?;
         item.content_object = Some(key);
+        item.content_bytes = Some(message.content.len() as u64);
         item.content = String::new();
         Ok(item)
     }

@@ -158,6 +158,9 @@ pub(crate) struct MessageItem {
     /// The S3 key of the content, when it is too large for the item (then `content` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     content_object: Option<String>,
+    /// The size of the content kept in S3, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_bytes: Option<u64>,
 }
 
 impl MessageItem {
@@ -175,7 +178,15 @@ impl MessageItem {
             metadata: message.metadata.clone(),
             client_message_id: message.client_message_id.clone(),
             content_object: None,
+            content_bytes: None,
         }
+    }
+
+    /// The message's content size, whether kept here or in S3.
+    fn content_size(&self) -> usize {
+        self.content_bytes.map_or(self.content.len(), |b| {
+            usize::try_from(b).unwrap_or(usize::MAX)
+        })
     }
 
     fn into_message(self) -> Message {
@@ -451,8 +462,9 @@ impl Store {
                 let messages = items
                     .map(from_item::<MessageItem>)
                     .collect::<Result<Vec<_>, _>>()?;
+                let (messages, cut) = within_response_budget(messages, limit);
                 let messages = self.with_content(messages).await?;
-                Ok(window(conversation, messages, limit, more))
+                Ok(window(conversation, messages, limit, more || cut))
             }
             Some(position) => {
                 if position.get(keys::PK) != Some(&partition) {
@@ -471,8 +483,9 @@ impl Store {
                     .into_iter()
                     .map(from_item::<MessageItem>)
                     .collect::<Result<Vec<_>, _>>()?;
+                let (messages, cut) = within_response_budget(messages, limit);
                 let messages = self.with_content(messages).await?;
-                Ok(window(conversation, messages, limit, more))
+                Ok(window(conversation, messages, limit, more || cut))
             }
         }
     }
@@ -797,6 +810,31 @@ impl Store {
         }
         Err(Error::Unavailable("batch write stayed unprocessed".into()))
     }
+}
+
+/// The content one page of messages may carry, well inside Lambda's 6 MB response.
+pub const RESPONSE_CONTENT_BUDGET: usize = 3 * 1024 * 1024;
+
+/// The newest of `messages` (newest first, at most `limit` of them) whose content fits the
+/// response budget (always at least one), and whether any were left for the next page.
+fn within_response_budget(
+    mut messages: Vec<MessageItem>,
+    limit: usize,
+) -> (Vec<MessageItem>, bool) {
+    let mut total = 0;
+    let mut keep = 0;
+    for message in messages.iter().take(limit) {
+        total += message.content_size();
+        if keep > 0 && total > RESPONSE_CONTENT_BUDGET {
+            break;
+        }
+        keep += 1;
+    }
+    let cut = keep < messages.len().min(limit);
+    if cut {
+        messages.truncate(keep);
+    }
+    (messages, cut)
 }
 
 fn window(
