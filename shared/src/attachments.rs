@@ -44,6 +44,18 @@ pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// The object metadata that keeps the declared file name (base64url: metadata is ASCII).
 const FILE_NAME_METADATA: &str = "file-name";
 
+/// Where each uploaded file of a response can be downloaded: a presigned URL and its expiry.
+pub type DownloadLinks = std::collections::HashMap<AttachmentId, (String, DateTime<Utc>)>;
+
+/// Signing for `lifetime` from `now` (the request's time, so tests can fix it).
+fn presigning(now: DateTime<Utc>, lifetime: Duration) -> Result<PresigningConfig, Error> {
+    PresigningConfig::builder()
+        .start_time(now.into())
+        .expires_in(lifetime)
+        .build()
+        .map_err(|e| Error::internal("presigning config", e))
+}
+
 /// An attachment as a new message names it: a link kept as it is, or an upload by its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttachmentRef {
@@ -145,11 +157,6 @@ impl Attachments {
         now: DateTime<Utc>,
     ) -> Result<Upload, Error> {
         let id = AttachmentId::generate();
-        let presigning = PresigningConfig::builder()
-            .start_time(now.into())
-            .expires_in(UPLOAD_URL_LIFETIME)
-            .build()
-            .map_err(|e| Error::internal("presigning config", e))?;
         let presigned = self
             .s3
             .put_object()
@@ -162,7 +169,7 @@ impl Attachments {
                 FILE_NAME_METADATA,
                 URL_SAFE_NO_PAD.encode(&request.file_name),
             )
-            .presigned(presigning)
+            .presigned(presigning(now, UPLOAD_URL_LIFETIME)?)
             .await
             .map_err(|e| Error::internal("presign upload", e))?;
         Ok(Upload {
@@ -281,8 +288,8 @@ impl Attachments {
         user: &UserId,
         messages: impl IntoIterator<Item = &'m Message>,
         now: DateTime<Utc>,
-    ) -> Result<std::collections::HashMap<AttachmentId, (String, DateTime<Utc>)>, Error> {
-        let mut links = std::collections::HashMap::new();
+    ) -> Result<DownloadLinks, Error> {
+        let mut links = DownloadLinks::new();
         let expires_at =
             now + chrono::Duration::from_std(DOWNLOAD_URL_LIFETIME).unwrap_or_default();
         for message in messages {
@@ -290,11 +297,6 @@ impl Attachments {
                 let Attachment::File(file) = attachment else {
                     continue;
                 };
-                let presigning = PresigningConfig::builder()
-                    .start_time(now.into())
-                    .expires_in(DOWNLOAD_URL_LIFETIME)
-                    .build()
-                    .map_err(|e| Error::internal("presigning config", e))?;
                 let presigned = self
                     .s3
                     .get_object()
@@ -304,7 +306,7 @@ impl Attachments {
                         &message.conversation_id,
                         &file.attachment_id,
                     ))
-                    .presigned(presigning)
+                    .presigned(presigning(now, DOWNLOAD_URL_LIFETIME)?)
                     .await
                     .map_err(|e| Error::internal("presign download", e))?;
                 links.insert(file.attachment_id, (presigned.uri().to_owned(), expires_at));

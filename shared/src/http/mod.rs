@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::assistant::{Completion, CompletionEvent, CompletionRequest, ContextSource};
-use crate::attachments::{AttachmentRef, UploadRequest};
+use crate::attachments::{AttachmentRef, Attachments, DownloadLinks, UploadRequest};
 use crate::auth::JwtVerifier;
 use crate::context::{
     DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT,
@@ -32,9 +32,8 @@ use request::{
 use wire::{
     AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
     ContextMessageView, ContextView, ConversationListView, ConversationView,
-    ConversationWithMessagesView, CreateConversationBody, DownloadLinks, ErrorBody, ErrorDetail,
-    MessageView, MigrateBody, MigrationView, RenameBody, TagsBody, UploadBody, UploadView,
-    UsageView,
+    ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail, MessageView,
+    MigrateBody, MigrationView, RenameBody, TagsBody, UploadBody, UploadView, UsageView,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -168,18 +167,20 @@ pub async fn add_message(state: &State, request: Request) -> HandlerResult {
                 "at most {MAX_ATTACHMENTS} attachments are allowed"
             )));
         }
-        let attachments = if refs.iter().all(|r| matches!(r, AttachmentRef::Link(_))) {
-            refs.into_iter()
-                .map(|r| match r {
-                    AttachmentRef::Link(link) => Attachment::Link(link),
-                    AttachmentRef::Upload(_) => unreachable!("only links here"),
+        let attachments = match &state.attachments {
+            // Links need no bucket; an upload reference without one is our misconfiguration.
+            None if refs.iter().all(|r| matches!(r, AttachmentRef::Link(_))) => refs
+                .into_iter()
+                .filter_map(|r| match r {
+                    AttachmentRef::Link(link) => Some(Attachment::Link(link)),
+                    AttachmentRef::Upload(_) => None,
                 })
-                .collect()
-        } else {
-            let attachments = state.attachments.as_ref().ok_or_else(|| {
-                Error::internal("attachments", "ATTACHMENTS_BUCKET is not configured")
-            })?;
-            attachments.resolve(&user, &id, refs).await?
+                .collect(),
+            _ => {
+                configured_attachments(state)?
+                    .resolve(&user, &id, refs)
+                    .await?
+            }
         };
         let message = NewMessage::parse(
             body.role,
@@ -219,6 +220,14 @@ pub async fn migrate_conversations(state: &State, request: Request) -> HandlerRe
     .await
 }
 
+/// The attachments bucket; a request that needs it when none is configured is our failure.
+fn configured_attachments(state: &State) -> Result<&Attachments, Error> {
+    state
+        .attachments
+        .as_ref()
+        .ok_or_else(|| Error::internal("attachments", "ATTACHMENTS_BUCKET is not configured"))
+}
+
 /// Presigned download URLs for the uploaded files of these messages (none without a bucket).
 async fn download_links<'m>(
     state: &State,
@@ -241,9 +250,7 @@ pub async fn create_attachment_upload(state: &State, request: Request) -> Handle
     respond(async {
         let user = caller(&request)?;
         let id = conversation_id(&request)?;
-        let attachments = state.attachments.as_ref().ok_or_else(|| {
-            Error::internal("attachments", "ATTACHMENTS_BUCKET is not configured")
-        })?;
+        let attachments = configured_attachments(state)?;
         let body: UploadBody = json_body(&request)?;
         let upload = UploadRequest::parse(
             &body.file_name,

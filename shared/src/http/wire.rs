@@ -4,11 +4,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::attachments::{Upload, UploadRequest};
+use crate::attachments::{DownloadLinks, Upload, UploadRequest};
 use crate::migration::{SkippedItem, UserSummary};
-use crate::model::{
-    Attachment, AttachmentId, Conversation, ConversationWithMessages, Message, Metadata, Role,
-};
+use crate::model::{Attachment, Conversation, ConversationWithMessages, Message, Metadata, Role};
 
 /// The skipped items a migration response lists at most (it counts them all).
 const MAX_SKIPPED_LISTED: usize = 50;
@@ -135,9 +133,6 @@ pub struct MessageView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<&'a str>,
 }
-
-/// Where each uploaded file of a response can be downloaded: a presigned URL and its expiry.
-pub type DownloadLinks = std::collections::HashMap<AttachmentId, (String, DateTime<Utc>)>;
 
 /// A link as it was given, or an uploaded file with a short-lived download URL.
 #[derive(Debug, Serialize)]

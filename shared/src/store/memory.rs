@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{from_item, s, store_error, to_item, Item, Store, BATCH_WRITE_MAX};
+use super::{from_item, item_key, s, store_error, to_item, Item, Store, BATCH_WRITE_MAX};
 use crate::error::Error;
 use crate::keys;
 use crate::memory::MemoryEntry;
@@ -176,12 +176,7 @@ impl Store {
     ) -> Result<(Vec<HeldMemory>, bool), Error> {
         let partition = keys::memory_partition(user);
         let mut held = Vec::new();
-        let mut start: Option<Item> = after.map(|sk| {
-            Item::from([
-                (keys::PK.to_owned(), s(&partition)),
-                (keys::SK.to_owned(), s(sk)),
-            ])
-        });
+        let mut start: Option<Item> = after.map(|sk| item_key(&partition, sk));
         loop {
             let output = self
                 .client
@@ -224,11 +219,9 @@ impl Store {
     ) -> Result<(Vec<UserId>, Option<String>), Error> {
         let shard_key = keys::memory_shard_key(shard);
         let start = after.map(|partition| {
-            Item::from([
-                (keys::PK.to_owned(), s(partition)),
-                (keys::SK.to_owned(), s(keys::MEMORY_MARKER_SK)),
-                (keys::MEMORY_SHARD.to_owned(), s(&shard_key)),
-            ])
+            let mut start = item_key(partition, keys::MEMORY_MARKER_SK);
+            start.insert(keys::MEMORY_SHARD.to_owned(), s(&shard_key));
+            start
         });
         let output = self
             .client

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    backoff, from_item, is_conditional_check_failure, put_new, s, store_error, to_item,
-    Cancellation, ConversationItem, Item, Store, TRANSACTION_ATTEMPTS,
+    backoff, from_item, is_conditional_check_failure, item_key, put_new, s, store_error, to_item,
+    Cancellation, ConversationItem, Store, TRANSACTION_ATTEMPTS,
 };
 use crate::error::Error;
 use crate::keys;
@@ -138,7 +138,7 @@ impl Store {
         let keys = ids
             .iter()
             .map(|id| {
-                key(
+                item_key(
                     &keys::conversation_partition(user, id),
                     keys::CONVERSATION_SK,
                 )
@@ -165,7 +165,7 @@ impl Store {
         let keys = messages
             .iter()
             .map(|m| {
-                key(
+                item_key(
                     &keys::conversation_partition(user, &m.conversation_id),
                     &keys::message_sort_key(m.timestamp, &m.id),
                 )
@@ -442,10 +442,6 @@ impl Store {
             .transpose()?
             .map(|item| item.summary))
     }
-}
-
-fn key(pk: &str, sk: &str) -> Item {
-    Item::from([(keys::PK.to_owned(), s(pk)), (keys::SK.to_owned(), s(sk))])
 }
 
 fn number(n: u64) -> AttributeValue {

@@ -895,6 +895,11 @@ pub(crate) fn page_limit(wanted: usize) -> i32 {
     wanted.clamp(1, 1000) as i32
 }
 
+/// The primary key of an item.
+pub(crate) fn item_key(pk: &str, sk: &str) -> Item {
+    Item::from([(keys::PK.to_owned(), s(pk)), (keys::SK.to_owned(), s(sk))])
+}
+
 pub(crate) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
