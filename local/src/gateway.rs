@@ -41,6 +41,8 @@ pub enum Endpoint {
     Complete,
     MigrateConversations,
     CreateAttachmentUpload,
+    MobileSync,
+    MobileBatch,
 }
 
 impl Endpoint {
@@ -58,6 +60,8 @@ impl Endpoint {
             "completion" => Self::Complete,
             "migrate-conversations" => Self::MigrateConversations,
             "create-attachment-upload" => Self::CreateAttachmentUpload,
+            "mobile-sync" => Self::MobileSync,
+            "mobile-batch" => Self::MobileBatch,
             _ => return None,
         })
     }
@@ -79,6 +83,8 @@ impl Endpoint {
             Self::CreateAttachmentUpload => {
                 handlers::create_attachment_upload(state, request).await
             }
+            Self::MobileSync => handlers::mobile_sync(state, request).await,
+            Self::MobileBatch => handlers::mobile_batch(state, request).await,
         };
         match result {
             Ok(response) => response,

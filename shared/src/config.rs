@@ -17,6 +17,8 @@ const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(25);
 const DEFAULT_ATTACHMENT_MAX_BYTES: u64 = 25 * 1024 * 1024;
 const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_millis(50);
 const DEFAULT_CACHE_BREAKER: Duration = Duration::from_secs(30);
+const DEFAULT_SYNC_SETTLE_SECONDS: u64 = 60;
+const DEFAULT_BATCH_RECORD_DAYS: i64 = 7;
 
 #[derive(Clone)]
 pub struct Config {
@@ -59,6 +61,14 @@ pub struct Config {
     pub cache_name: Option<String>,
     pub cache_timeout: Duration,
     pub cache_breaker_open_for: Duration,
+    /// `TOMBSTONE_RETENTION_DAYS`: how long deletions stay in the change log a sync reads
+    /// (default 30); an older sync cursor must sync from scratch.
+    pub tombstone_retention: chrono::Duration,
+    /// `SYNC_SETTLE_SECONDS`: how far back each sync round looks again, for writes stamped
+    /// before they became visible (default 60; above the longest write's duration).
+    pub sync_settle: chrono::Duration,
+    /// `BATCH_RECORD_DAYS`: how long a batch operation's result is kept for replays (default 7).
+    pub batch_record_retention: chrono::Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -186,7 +196,27 @@ impl Config {
                 namespace: table_name.clone(),
             });
         let attachment_max_bytes = number("ATTACHMENT_MAX_BYTES", DEFAULT_ATTACHMENT_MAX_BYTES)?;
+        let days = |name: &str, default: i64| {
+            number(name, default as u64).and_then(|d| {
+                i64::try_from(d)
+                    .ok()
+                    .filter(|d| *d <= 3650)
+                    .map(chrono::Duration::days)
+                    .ok_or_else(|| Error::Config(format!("{name} must be at most 3650")))
+            })
+        };
+        let tombstone_retention = days(
+            "TOMBSTONE_RETENTION_DAYS",
+            crate::service::DEFAULT_TOMBSTONE_RETENTION_DAYS,
+        )?;
+        let batch_record_retention = days("BATCH_RECORD_DAYS", DEFAULT_BATCH_RECORD_DAYS)?;
+        let sync_settle = chrono::Duration::seconds(
+            number("SYNC_SETTLE_SECONDS", DEFAULT_SYNC_SETTLE_SECONDS)?.min(3600) as i64,
+        );
         Ok(Self {
+            tombstone_retention,
+            batch_record_retention,
+            sync_settle,
             attachments_bucket: lookup("ATTACHMENTS_BUCKET").filter(|b| !b.trim().is_empty()),
             attachment_max_bytes,
             s3_force_path_style: lookup("S3_FORCE_PATH_STYLE").as_deref() == Some("true"),

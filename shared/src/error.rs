@@ -21,6 +21,17 @@ pub enum Error {
     /// The request conflicts with one still in progress; the client may retry shortly.
     #[error("{0}")]
     Conflict(String),
+    /// A change lost to a later one (by the time it was made), or targets a conversation
+    /// deleted since; nothing was changed.
+    #[error("{0}")]
+    Superseded(String),
+    /// An operation id was used before for a different operation.
+    #[error("operation id {0} was already used for a different operation")]
+    OperationReused(String),
+    /// A sync cursor older than the tombstones' retention: deletions since may be forgotten,
+    /// so the app must sync from scratch.
+    #[error("this sync cursor is older than the {0} days deletions are kept; sync again without it")]
+    ResyncRequired(i64),
     /// The model provider failed; nothing but the prompt was saved.
     #[error("the model did not answer: {0}")]
     ModelFailed(String),
@@ -59,6 +70,9 @@ impl Error {
             Self::TooLarge(_) => "TooLarge",
             Self::NotFound => "NotFound",
             Self::Conflict(_) => "Conflict",
+            Self::Superseded(_) => "Superseded",
+            Self::OperationReused(_) => "OperationReused",
+            Self::ResyncRequired(_) => "ResyncRequired",
             Self::ModelFailed(_) => "ModelFailed",
             Self::ModelTimeout => "ModelTimeout",
             Self::NoRoute => "NoRoute",

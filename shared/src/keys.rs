@@ -11,7 +11,9 @@
 //!
 //! `META` sorts after every `MESSAGE#…` key ("MET" > "MES"), so one descending query between
 //! `MESSAGE#` and `META` reads the conversation first and then its newest messages.
-//! Only conversation items carry the index attributes, so the indexes hold nothing else.
+//! Only conversation items carry the listing indexes' attributes, so those indexes hold
+//! nothing else. `ByChange` (what a mobile sync reads) also holds the tombstones of deleted
+//! conversations, kept in the user's `USER#<user>#DELETED` partition until their TTL.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -26,6 +28,9 @@ pub const OWNER_STATE: &str = "ownerState";
 /// Index sort attributes: the conversation's own timestamps, in sortable form.
 pub const LAST_ACTIVITY: &str = "lastActivity";
 pub const CREATED_AT: &str = "createdAt";
+/// Index sort attribute of `ByChange`: when a conversation (or its tombstone) last changed,
+/// by the writer's clock, then its id (`<sortable time>#<conversation id>`), so entries never tie.
+pub const CHANGED_AT: &str = "changedAt";
 /// The TTL attribute enabled on the table (epoch seconds), for short-term items.
 pub const EXPIRES_AT: &str = "expiresAt";
 /// Index partition attribute of the marker that lists a user holding short-term memory.
@@ -51,15 +56,19 @@ pub enum Index {
     ByStateCreated,
     /// Users who hold short-term memory, spread over `MEMORY_SHARDS` partitions (keys only).
     ByMemoryShard,
+    /// A user's conversations and tombstones in the order they last changed (keys only): the
+    /// change log a mobile sync reads.
+    ByChange,
 }
 
 impl Index {
-    pub const ALL: [Index; 5] = [
+    pub const ALL: [Index; 6] = [
         Self::ByActivity,
         Self::ByStateActivity,
         Self::ByCreated,
         Self::ByStateCreated,
         Self::ByMemoryShard,
+        Self::ByChange,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,12 +78,13 @@ impl Index {
             Self::ByCreated => "ByCreated",
             Self::ByStateCreated => "ByStateCreated",
             Self::ByMemoryShard => "ByMemoryShard",
+            Self::ByChange => "ByChange",
         }
     }
 
     pub fn partition_attribute(self) -> &'static str {
         match self {
-            Self::ByActivity | Self::ByCreated => OWNER,
+            Self::ByActivity | Self::ByCreated | Self::ByChange => OWNER,
             Self::ByStateActivity | Self::ByStateCreated => OWNER_STATE,
             Self::ByMemoryShard => MEMORY_SHARD,
         }
@@ -85,6 +95,7 @@ impl Index {
             Self::ByActivity | Self::ByStateActivity => LAST_ACTIVITY,
             Self::ByCreated | Self::ByStateCreated => CREATED_AT,
             Self::ByMemoryShard => PK,
+            Self::ByChange => CHANGED_AT,
         }
     }
 
@@ -210,6 +221,37 @@ pub fn completion_sort_key(request: &ClientMessageId) -> String {
     format!("REQUEST#{}", request.as_str())
 }
 
+/// Where a conversation stands in its owner's change log: the time of the change, then the id.
+pub fn changed_at(time: DateTime<Utc>, conversation: &ConversationId) -> String {
+    format!("{}#{conversation}", sortable_time(time))
+}
+
+/// The time part of a `changedAt` value (or of a bare sortable time).
+pub fn changed_at_time(changed_at: &str) -> Option<DateTime<Utc>> {
+    let time = changed_at.split('#').next()?;
+    DateTime::parse_from_rfc3339(time)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The partition of a user's tombstones: one item per deleted conversation, until its TTL.
+pub fn tombstone_partition(user: &UserId) -> String {
+    format!("USER#{user}#DELETED")
+}
+
+pub fn tombstone_sort_key(conversation: &ConversationId) -> String {
+    format!("CONV#{conversation}")
+}
+
+/// The partition of a user's batch operation records (exactly-once results, with TTL).
+pub fn operation_partition(user: &UserId) -> String {
+    format!("USER#{user}#BATCH")
+}
+
+pub fn operation_sort_key(operation: &str) -> String {
+    format!("OP#{operation}")
+}
+
 pub fn owner(user: &UserId) -> String {
     format!("USER#{user}")
 }
@@ -295,6 +337,20 @@ mod tests {
             parse_conversation_partition("USER#a#b#CONV#not-a-uuid"),
             None
         );
+    }
+
+    #[test]
+    fn change_log_positions_order_by_time_then_id_and_give_their_time_back() {
+        let early = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let late = Utc.timestamp_opt(1_700_000_000, 1_000).unwrap();
+        let a = changed_at(early, &ConversationId::generate());
+        let b = changed_at(late, &ConversationId::generate());
+        assert!(a < b);
+        // A bare time sorts before every change at that time.
+        assert!(sortable_time(early) < a);
+        assert_eq!(changed_at_time(&a), Some(early));
+        assert_eq!(changed_at_time(&sortable_time(late)), Some(late));
+        assert_eq!(changed_at_time("not a time"), None);
     }
 
     #[test]

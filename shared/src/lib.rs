@@ -24,5 +24,6 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod streams;
+pub mod sync;
 
 pub use error::Error;

@@ -24,7 +24,7 @@ use crate::model::{
     Attachment, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Title, UserId,
 };
 use crate::store::{
-    transaction_chunks, ConversationItem, HeldMemory, Store, TRANSACTION_MAX_ITEMS,
+    transaction_chunks, ConversationItem, Creation, HeldMemory, Store, TRANSACTION_MAX_ITEMS,
 };
 
 /// The specification's session rule: a new conversation after 30 minutes of inactivity.
@@ -261,6 +261,9 @@ pub struct UserSummary {
     /// Source messages found already in their conversation (migrated before, or saved there
     /// when they were made).
     pub messages_already_present: u64,
+    /// Source messages of conversations the user has deleted since: not brought back.
+    #[serde(default)]
+    pub messages_of_deleted_conversations: u64,
     pub skipped: Vec<SkippedItem>,
 }
 
@@ -307,6 +310,8 @@ pub struct RunSummary {
     #[serde(default)]
     pub messages_skipped: u64,
     #[serde(default)]
+    pub messages_of_deleted_conversations: u64,
+    #[serde(default)]
     pub failed_users: Vec<FailedUser>,
 }
 
@@ -327,6 +332,7 @@ impl RunSummary {
         self.messages_migrated += user.messages_migrated;
         self.messages_already_present += user.messages_already_present;
         self.messages_skipped += user.skipped.len() as u64;
+        self.messages_of_deleted_conversations += user.messages_of_deleted_conversations;
     }
 
     pub fn add_failure(&mut self, user: &str, error: &Error) {
@@ -492,6 +498,7 @@ impl Migrator {
             summary.conversations_created += u64::from(w.created);
             summary.messages_migrated += w.stored as u64;
             summary.messages_already_present += w.found_stored as u64;
+            summary.messages_of_deleted_conversations += w.dropped as u64;
         }
         Ok(())
     }
@@ -507,7 +514,15 @@ impl Migrator {
                 plan.first,
                 plan.last,
             );
-            written.created = self.store.create_conversation_if_missing(&item).await?;
+            match self.store.create_conversation_with_id(&item).await? {
+                Creation::Created => written.created = true,
+                Creation::AlreadyExists => {}
+                // The user deleted it: what their memory still holds of it is not brought back.
+                Creation::Deleted => {
+                    written.dropped = plan.messages.len();
+                    return Ok(written);
+                }
+            }
         }
         for chunk in transaction_chunks(&plan.messages, self.options.transaction_items) {
             let stored = self
@@ -572,6 +587,8 @@ struct Written {
     stored: usize,
     /// Messages a concurrent or earlier writer stored after they were checked.
     found_stored: usize,
+    /// Messages of a conversation the user deleted, left out.
+    dropped: usize,
 }
 
 fn message(conversation: ConversationId, item: &SourceItem) -> Message {

@@ -356,6 +356,13 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A conversation the user deleted, as a sync reports it (a tombstone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedConversation {
+    pub id: ConversationId,
+    pub deleted_at: DateTime<Utc>,
+}
+
 /// A conversation with its most recent messages, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationWithMessages {

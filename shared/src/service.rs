@@ -15,7 +15,7 @@ use crate::model::{
     Appended, ArchiveFilter, Conversation, ConversationId, ConversationWithMessages, Message,
     MessageId, NewMessage, Page, Role, SortOrder, Tags, Title, UserId, UNTITLED,
 };
-use crate::store::{AppendOutcome, ConversationChange, ConversationItem, Store};
+use crate::store::{AppendOutcome, ConversationChange, ConversationItem, Creation, Store};
 
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -51,6 +51,10 @@ impl Default for ListRequest {
     }
 }
 
+/// How long a deleted conversation's tombstone is kept, by default: a sync cursor older than
+/// this must sync from scratch.
+pub const DEFAULT_TOMBSTONE_RETENTION_DAYS: i64 = 30;
+
 /// What a delete did: the conversation is gone at once; its messages may still be being
 /// removed by the purge worker when the request's time budget ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,7 @@ pub struct Conversations {
     cursors: CursorSigner,
     cache: Cache,
     attachments: Option<Attachments>,
+    tombstone_retention: chrono::Duration,
 }
 
 impl Conversations {
@@ -74,7 +79,24 @@ impl Conversations {
             cursors,
             cache,
             attachments: None,
+            tombstone_retention: chrono::Duration::days(DEFAULT_TOMBSTONE_RETENTION_DAYS),
         }
+    }
+
+    /// Conversations whose deletions stay in their owner's change log for `retention`.
+    pub fn with_tombstone_retention(self, retention: chrono::Duration) -> Self {
+        Self {
+            tombstone_retention: retention,
+            ..self
+        }
+    }
+
+    pub fn tombstone_retention(&self) -> chrono::Duration {
+        self.tombstone_retention
+    }
+
+    pub fn cursors(&self) -> &CursorSigner {
+        &self.cursors
     }
 
     /// Conversations whose attachments are deleted with them.
@@ -112,6 +134,35 @@ impl Conversations {
         self.cache.invalidate_user(user).await;
         created?;
         Ok(item.into())
+    }
+
+    /// Creates a conversation under an id the caller derived (from an app's own id for a
+    /// conversation made offline), so that creating it again returns the same conversation.
+    /// A conversation deleted since is not made again.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn create_with_id(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        title: Option<Title>,
+        tags: Tags,
+        now: DateTime<Utc>,
+    ) -> Result<Conversation, Error> {
+        let item = ConversationItem::new(user, id, title.as_ref(), tags.into_vec(), now);
+        let created = self.store.create_conversation_with_id(&item).await;
+        self.cache.invalidate_user(user).await;
+        match created? {
+            Creation::Created => Ok(item.into()),
+            Creation::AlreadyExists => self
+                .store
+                .conversation(user, &id)
+                .await?
+                .map(Conversation::from)
+                .ok_or(Error::NotFound),
+            Creation::Deleted => Err(Error::Superseded(
+                "this conversation was deleted; it is not created again".to_owned(),
+            )),
+        }
     }
 
     /// Adds a message. With a client message id, a repeat of the same append returns the
@@ -277,7 +328,7 @@ impl Conversations {
     }
 
     /// The value under the user's current cache generation, or else `load`'s (then cached).
-    async fn cache_aside<T, F, Fut>(
+    pub(crate) async fn cache_aside<T, F, Fut>(
         &self,
         user: &UserId,
         kind: Cached,
@@ -373,7 +424,25 @@ impl Conversations {
         change: ConversationChange<'_>,
         now: DateTime<Utc>,
     ) -> Result<Conversation, Error> {
-        let changed = self.store.change_conversation(user, id, change, now).await;
+        self.edit(user, id, change, now, now).await
+    }
+
+    /// Applies a change made at `made_at` (on a device, perhaps offline): of two changes to
+    /// the same attribute the later made wins, whatever order they arrive in; the earlier one
+    /// is refused with `Superseded` and changes nothing.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn edit(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        change: ConversationChange<'_>,
+        made_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Conversation, Error> {
+        let changed = self
+            .store
+            .change_conversation(user, id, change, made_at.min(now), now)
+            .await;
         self.cache.invalidate_user(user).await;
         changed?.map(Conversation::from).ok_or(Error::NotFound)
     }
@@ -385,9 +454,13 @@ impl Conversations {
         &self,
         user: &UserId,
         id: &ConversationId,
+        now: DateTime<Utc>,
         purge_budget: Duration,
     ) -> Result<Deleted, Error> {
-        let deleted = self.store.delete_conversation_item(user, id).await;
+        let deleted = self
+            .store
+            .delete_conversation_item(user, id, now, now + self.tombstone_retention)
+            .await;
         self.cache.invalidate_user(user).await;
         if !deleted? {
             return Err(Error::NotFound);
@@ -397,6 +470,11 @@ impl Conversations {
             tracing::info!("purge continues in the background");
         }
         Ok(Deleted { messages_purged })
+    }
+
+    /// Whether the user deleted this conversation (within the tombstones' retention).
+    pub async fn was_deleted(&self, user: &UserId, id: &ConversationId) -> Result<bool, Error> {
+        self.store.was_deleted(user, id).await
     }
 
     /// Removes what is left of a deleted conversation; true once nothing is.

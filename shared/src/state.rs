@@ -18,6 +18,7 @@ use crate::migration::{MigrationOptions, Migrator};
 use crate::provider::{Bedrock, LocalModel, ModelProvider, OpenAiCompatible, ProviderKind};
 use crate::service::Conversations;
 use crate::store::{ContentObjects, Store};
+use crate::sync::MobileSync;
 
 /// What every handler needs, built once per cold start.
 #[derive(Clone)]
@@ -25,6 +26,7 @@ pub struct State {
     pub conversations: Conversations,
     pub assistant: Assistant,
     pub migrator: Migrator,
+    pub sync: MobileSync,
     /// The attachments bucket, when configured.
     pub attachments: Option<Attachments>,
     pub config: Config,
@@ -75,7 +77,8 @@ impl State {
         let mut store = Store::new(
             aws_sdk_dynamodb::Client::new(sdk),
             config.table_name.clone(),
-        );
+        )
+        .with_clock(clock.clone());
         if let Some(bucket) = &config.attachments_bucket {
             store = store.with_content_objects(ContentObjects::new(s3.clone(), bucket));
         }
@@ -109,7 +112,9 @@ impl State {
             CursorSigner::new(&config.cursor_secret),
             cache.clone(),
         )
-        .with_attachments(attachments.clone());
+        .with_attachments(attachments.clone())
+        .with_tombstone_retention(config.tombstone_retention);
+        let sync = MobileSync::new(conversations.clone(), config.sync_settle);
         let migrator = Migrator::new(
             store.clone(),
             MigrationOptions {
@@ -135,6 +140,7 @@ impl State {
             conversations,
             assistant,
             migrator,
+            sync,
             attachments,
             config,
             clock,

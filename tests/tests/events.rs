@@ -104,7 +104,7 @@ async fn the_stream_event_of_a_deleted_conversation_purges_what_the_request_left
     // A delete whose request ran out of purge budget at once: only the conversation item went.
     let deleted = state
         .conversations
-        .delete(&owner, &conversation.id, Duration::ZERO)
+        .delete(&owner, &conversation.id, Utc::now(), Duration::ZERO)
         .await
         .unwrap();
     assert!(!deleted.messages_purged);

@@ -2,8 +2,14 @@
 //! response. One handler per endpoint; each Lambda binary runs exactly one of them, and the
 //! local gateway runs the same ones.
 
+mod batch;
 mod request;
 pub mod wire;
+
+pub use batch::{
+    conversation_for_client_id, mobile_batch, MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS,
+    MAX_CLIENT_ID_CHARS,
+};
 
 use std::convert::Infallible;
 
@@ -26,6 +32,7 @@ use crate::service::{
     MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
 };
 pub use crate::state::State;
+use crate::sync::{SyncRequest, Synced, DEFAULT_SYNC_PAGE, MAX_SYNC_MESSAGES, MAX_SYNC_PAGE};
 use request::{
     caller, conversation_id, json_body, optional_conversation_id, optional_json_body, Query,
 };
@@ -33,7 +40,7 @@ use wire::{
     AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
     ContextMessageView, ContextView, ConversationListView, ConversationView,
     ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail, MessageView,
-    MigrateBody, MigrationView, RenameBody, TagsBody, UploadBody, UploadView, UsageView,
+    MigrateBody, MigrationView, RenameBody, SyncView, TagsBody, UploadBody, UploadView, UsageView,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -152,47 +159,7 @@ pub async fn add_message(state: &State, request: Request) -> HandlerResult {
         let user = caller(&request)?;
         let id = conversation_id(&request)?;
         let body: AddMessageBody = json_body(&request)?;
-        let refs = body
-            .attachments
-            .into_iter()
-            .map(|a| match a {
-                AttachmentBody::Link(link) => Ok(AttachmentRef::Link(link)),
-                AttachmentBody::Upload(upload) => {
-                    AttachmentId::parse(&upload.attachment_id).map(AttachmentRef::Upload)
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if refs.len() > MAX_ATTACHMENTS {
-            return Err(Error::invalid(format!(
-                "at most {MAX_ATTACHMENTS} attachments are allowed"
-            )));
-        }
-        let attachments = match &state.attachments {
-            // Links need no bucket; an upload reference without one is our misconfiguration.
-            None if refs.iter().all(|r| matches!(r, AttachmentRef::Link(_))) => refs
-                .into_iter()
-                .filter_map(|r| match r {
-                    AttachmentRef::Link(link) => Some(Attachment::Link(link)),
-                    AttachmentRef::Upload(_) => None,
-                })
-                .collect(),
-            _ => {
-                configured_attachments(state)?
-                    .resolve(&user, &id, refs)
-                    .await?
-            }
-        };
-        let message = NewMessage::parse(
-            body.role,
-            body.content,
-            attachments,
-            body.metadata,
-            body.client_message_id.as_deref(),
-        )?;
-        let appended = state
-            .conversations
-            .add_message(&user, &id, message, state.now())
-            .await?;
+        let appended = append_message(state, &user, &id, body, None).await?;
         let status = if appended.replayed {
             StatusCode::OK
         } else {
@@ -200,6 +167,83 @@ pub async fn add_message(state: &State, request: Request) -> HandlerResult {
         };
         let links = download_links(state, &user, [&appended.message]).await?;
         Ok(json(status, &MessageView::new(&appended.message, &links)))
+    })
+    .await
+}
+
+/// Resolves a message's attachments and appends it: the one path of
+/// `POST /conversations/{id}/messages` and of the batch's `addMessage`. `default_client_id`
+/// stands in for a missing `clientMessageId`.
+async fn append_message(
+    state: &State,
+    user: &crate::model::UserId,
+    id: &crate::model::ConversationId,
+    body: AddMessageBody,
+    default_client_id: Option<&str>,
+) -> Result<crate::model::Appended, Error> {
+    let refs = body
+        .attachments
+        .into_iter()
+        .map(|a| match a {
+            AttachmentBody::Link(link) => Ok(AttachmentRef::Link(link)),
+            AttachmentBody::Upload(upload) => {
+                AttachmentId::parse(&upload.attachment_id).map(AttachmentRef::Upload)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if refs.len() > MAX_ATTACHMENTS {
+        return Err(Error::invalid(format!(
+            "at most {MAX_ATTACHMENTS} attachments are allowed"
+        )));
+    }
+    let attachments = match &state.attachments {
+        // Links need no bucket; an upload reference without one is our misconfiguration.
+        None if refs.iter().all(|r| matches!(r, AttachmentRef::Link(_))) => refs
+            .into_iter()
+            .filter_map(|r| match r {
+                AttachmentRef::Link(link) => Some(Attachment::Link(link)),
+                AttachmentRef::Upload(_) => None,
+            })
+            .collect(),
+        _ => configured_attachments(state)?.resolve(user, id, refs).await?,
+    };
+    let message = NewMessage::parse(
+        body.role,
+        body.content,
+        attachments,
+        body.metadata,
+        body.client_message_id.as_deref().or(default_client_id),
+    )?;
+    state
+        .conversations
+        .add_message(user, id, message, state.now())
+        .await
+}
+
+/// `GET /mobile/sync`: what changed since the app's last sync (`since`, the cursor it was
+/// given), deletions included; `hasMore` says to ask again at once with the new cursor.
+pub async fn mobile_sync(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let query = Query::of(&request);
+        let sync = SyncRequest {
+            since: query.text("since")?,
+            limit: query
+                .number("limit", 1, MAX_SYNC_PAGE)?
+                .unwrap_or(DEFAULT_SYNC_PAGE),
+            include_messages: query
+                .number("includeMessages", 0, MAX_SYNC_MESSAGES)?
+                .unwrap_or(0),
+        };
+        let page = state.sync.sync(&user, sync, state.now()).await?;
+        let mut messages = Vec::new();
+        for synced in &page.conversations {
+            if let Synced::WithMessages(found) = synced {
+                messages.extend(found.messages.iter());
+            }
+        }
+        let links = download_links(state, &user, messages).await?;
+        Ok(json(StatusCode::OK, &SyncView::new(&page, &links)))
     })
     .await
 }
@@ -333,7 +377,7 @@ pub async fn delete_conversation(state: &State, request: Request) -> HandlerResu
         let id = conversation_id(&request)?;
         state
             .conversations
-            .delete(&user, &id, state.config.delete_purge_budget)
+            .delete(&user, &id, state.now(), state.config.delete_purge_budget)
             .await?;
         Ok(Response::builder()
             .status(StatusCode::NO_CONTENT)
@@ -584,12 +628,21 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
 /// The one place errors become HTTP: a status, a stable code, and a message that never
 /// carries internals. Server-side failures are logged with their whole cause chain.
 pub fn error_response(error: &Error) -> Response<Body> {
+    let (status, detail) = error_detail(error);
+    json(status, &ErrorBody { error: detail })
+}
+
+/// An error's status and the detail the client sees (also each failed batch operation's).
+fn error_detail(error: &Error) -> (StatusCode, ErrorDetail) {
     let (status, code) = match error {
         Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
         Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "request_in_progress"),
+        Error::Superseded(_) => (StatusCode::CONFLICT, "conflict"),
+        Error::OperationReused(_) => (StatusCode::CONFLICT, "operation_id_reused"),
+        Error::ResyncRequired(_) => (StatusCode::GONE, "resync_required"),
         Error::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
         Error::ModelFailed(_) => (StatusCode::BAD_GATEWAY, "model_failed"),
         Error::ModelTimeout => (StatusCode::GATEWAY_TIMEOUT, "model_timeout"),
@@ -612,13 +665,11 @@ pub fn error_response(error: &Error) -> Response<Body> {
         tracing::info!(%code, message = %error, "request refused");
         error.to_string()
     };
-    json(
+    (
         status,
-        &ErrorBody {
-            error: ErrorDetail {
-                code: code.to_owned(),
-                message,
-            },
+        ErrorDetail {
+            code: code.to_owned(),
+            message,
         },
     )
 }

@@ -56,6 +56,11 @@ pub fn optional_json_body<T: DeserializeOwned>(request: &Request) -> Result<Opti
         Body::Binary(bytes) => bytes,
         _ => return Err(Error::invalid("unsupported body encoding")),
     };
+    json_bytes(bytes)
+}
+
+/// A JSON object from raw body bytes (blank is `None`).
+pub fn json_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::attachments::{DownloadLinks, Upload, UploadRequest};
 use crate::migration::{SkippedItem, UserSummary};
-use crate::model::{Attachment, Conversation, ConversationWithMessages, Message, Metadata, Role};
+use crate::model::{
+    Attachment, Conversation, ConversationWithMessages, DeletedConversation, Message, Metadata,
+    Role,
+};
+use crate::sync::{SyncPage, Synced};
 
 /// The skipped items a migration response lists at most (it counts them all).
 const MAX_SKIPPED_LISTED: usize = 50;
@@ -234,6 +238,65 @@ pub struct ConversationListView<'a> {
     /// Echoed for clients that page by number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<usize>,
+}
+
+/// `GET /mobile/sync`: replace each conversation listed, remove each one deleted, keep the
+/// cursor for the next sync; ask again at once while `hasMore`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncView<'a> {
+    pub conversations: Vec<SyncedView<'a>>,
+    pub deleted: Vec<DeletedView>,
+    pub cursor: &'a str,
+    pub has_more: bool,
+    /// This round lists every conversation (a first sync): what it does not list, the app
+    /// no longer holds.
+    pub full_sync: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum SyncedView<'a> {
+    Conversation(ConversationView<'a>),
+    WithMessages(ConversationWithMessagesView<'a>),
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedView {
+    pub id: String,
+    #[serde(serialize_with = "iso_millis")]
+    pub deleted_at: DateTime<Utc>,
+}
+
+impl<'a> SyncView<'a> {
+    pub fn new(page: &'a SyncPage, links: &'a DownloadLinks) -> Self {
+        Self {
+            conversations: page
+                .conversations
+                .iter()
+                .map(|synced| match synced {
+                    Synced::Conversation(c) => SyncedView::Conversation(c.into()),
+                    Synced::WithMessages(c) => {
+                        SyncedView::WithMessages(ConversationWithMessagesView::new(c, links))
+                    }
+                })
+                .collect(),
+            deleted: page.deleted.iter().map(DeletedView::from).collect(),
+            cursor: &page.cursor,
+            has_more: page.has_more,
+            full_sync: page.full,
+        }
+    }
+}
+
+impl From<&DeletedConversation> for DeletedView {
+    fn from(d: &DeletedConversation) -> Self {
+        Self {
+            id: d.id.to_string(),
+            deleted_at: d.deleted_at,
+        }
+    }
 }
 
 /// The one error shape of the API.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     backoff, from_item, is_conditional_check_failure, item_key, put_new, s, store_error, to_item,
-    Cancellation, ConversationItem, Store, TRANSACTION_ATTEMPTS,
+    Cancellation, Store, TRANSACTION_ATTEMPTS,
 };
 use crate::error::Error;
 use crate::keys;
@@ -181,26 +181,6 @@ impl Store {
             .collect()
     }
 
-    /// Creates a migrated conversation unless it exists; true if this call created it.
-    pub async fn create_conversation_if_missing(
-        &self,
-        conversation: &ConversationItem,
-    ) -> Result<bool, Error> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(conversation)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failure(&e) => Ok(false),
-            Err(e) => Err(store_error("create migrated conversation", e)),
-        }
-    }
-
     /// Stores migrated messages of one conversation in one transaction (a chunk from
     /// `transaction_chunks`) and counts them on it. Each message is written only if absent, so
     /// a re-run stores nothing twice: messages found stored are dropped and the rest retried.
@@ -266,7 +246,7 @@ impl Store {
         count: usize,
         auto_title: Option<&Title>,
     ) -> Result<Update, Error> {
-        let mut expression = "ADD messageCount :count".to_owned();
+        let mut expression = "SET changedAt = :changed ADD messageCount :count".to_owned();
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(
@@ -275,9 +255,10 @@ impl Store {
             )
             .key(keys::SK, s(keys::CONVERSATION_SK))
             .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":count", AttributeValue::N(count.to_string()));
+            .expression_attribute_values(":count", AttributeValue::N(count.to_string()))
+            .expression_attribute_values(":changed", s(&self.change_stamp(conversation)));
         if let Some(title) = auto_title {
-            expression = "SET autoTitle = if_not_exists(autoTitle, :auto), \
+            expression = "SET changedAt = :changed, autoTitle = if_not_exists(autoTitle, :auto), \
                  autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
                  ADD messageCount :count"
                 .to_owned();
@@ -307,9 +288,10 @@ impl Store {
                 s(&keys::conversation_partition(user, conversation)),
             )
             .key(keys::SK, s(keys::CONVERSATION_SK))
-            .update_expression("SET lastActivity = :to")
+            .update_expression("SET lastActivity = :to, changedAt = :changed")
             .condition_expression("attribute_exists(PK) AND lastActivity < :to")
             .expression_attribute_values(":to", s(&keys::sortable_time(to)))
+            .expression_attribute_values(":changed", s(&self.change_stamp(conversation)))
             .send()
             .await;
         match result {
@@ -374,7 +356,7 @@ impl Store {
             .update_expression(
                 "ADD #users :one, conversationsCreated :conversations, \
                  messagesMigrated :messages, messagesAlreadyPresent :present, \
-                 messagesSkipped :skipped",
+                 messagesSkipped :skipped, messagesOfDeletedConversations :deleted",
             )
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_names("#users", "users")
@@ -383,6 +365,10 @@ impl Store {
             .expression_attribute_values(":messages", number(user.messages_migrated))
             .expression_attribute_values(":present", number(user.messages_already_present))
             .expression_attribute_values(":skipped", number(user.skipped.len() as u64))
+            .expression_attribute_values(
+                ":deleted",
+                number(user.messages_of_deleted_conversations),
+            )
             .build()
             .map_err(|e| Error::internal("build run totals", e))?;
         let result = self

@@ -2,13 +2,14 @@
 //! Key strings come from `keys`; items convert with `serde_dynamo`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeValue, ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValue,
+    TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -19,10 +20,16 @@ use tokio::time::Instant;
 mod content;
 mod memory;
 mod migration;
+mod operations;
+mod sync;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use memory::HeldMemory;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
+pub use operations::{OperationRecord, OperationRecords};
+pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
+use sync::Tombstone;
 
+use crate::clock::{Clock, SystemClock};
 use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
@@ -82,6 +89,17 @@ pub struct ConversationItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     pub message_count: u64,
+    /// Its place in the owner's change log (`ByChange`): set by the store on every write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    changed_at: Option<String>,
+    /// When the title, the archive state and the tags were last set, by the time of the
+    /// change they came with (the client's, for an offline change): the later one wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    title_set_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archive_set_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tags_set_at: Option<String>,
 }
 
 impl ConversationItem {
@@ -111,7 +129,17 @@ impl ConversationItem {
             tags,
             summary: None,
             message_count: 0,
+            changed_at: None,
+            title_set_at: None,
+            archive_set_at: None,
+            tags_set_at: None,
         }
+    }
+
+    /// Where this conversation stands in its owner's change log, if it was written since the
+    /// log began.
+    pub fn changed_at(&self) -> Option<&str> {
+        self.changed_at.as_deref()
     }
 }
 
@@ -238,12 +266,43 @@ pub enum ConversationChange<'a> {
     Tags(&'a [String]),
 }
 
+impl ConversationChange<'_> {
+    /// The attribute that records when this attribute was last set.
+    fn set_at_attribute(&self) -> &'static str {
+        match self {
+            Self::Rename(_) => "titleSetAt",
+            Self::Archive(_) => "archiveSetAt",
+            Self::Tags(_) => "tagsSetAt",
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Self::Rename(_) => "title",
+            Self::Archive(_) => "archive state",
+            Self::Tags(_) => "tags",
+        }
+    }
+}
+
+/// What creating a conversation under a chosen id found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    Created,
+    /// A conversation with this id exists (an earlier attempt created it).
+    AlreadyExists,
+    /// A conversation with this id was deleted: it is never created again.
+    Deleted,
+}
+
 /// The table, through the access patterns the service needs.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) client: Client,
     pub(crate) table: String,
     pub(crate) content: Option<ContentObjects>,
+    /// Stamps every write with its place in the owner's change log.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Store {
@@ -252,7 +311,18 @@ impl Store {
             client,
             table: table.into(),
             content: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// A store whose change-log stamps come from `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The change-log position of a write to `conversation` made now.
+    pub(crate) fn change_stamp(&self, conversation: &ConversationId) -> String {
+        keys::changed_at(self.clock.now(), conversation)
     }
 
     /// A store that keeps large message content in S3 (without it, such content is refused).
@@ -268,15 +338,78 @@ impl Store {
     }
 
     pub async fn put_new_conversation(&self, conversation: &ConversationItem) -> Result<(), Error> {
+        let item = self.stamped(conversation);
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(conversation)?))
+            .set_item(Some(to_item(&item)?))
             .condition_expression("attribute_not_exists(PK)")
             .send()
             .await
             .map_err(|e| store_error("put conversation", e))?;
         Ok(())
+    }
+
+    /// Creates a conversation under an id chosen in advance (derived from a client's id, or
+    /// from migrated data), unless it exists or was deleted: a replayed create finds the
+    /// first one, and a deleted conversation never comes back.
+    pub async fn create_conversation_with_id(
+        &self,
+        conversation: &ConversationItem,
+    ) -> Result<Creation, Error> {
+        let item = self.stamped(conversation);
+        let user = &conversation.user_id;
+        let tombstone = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(item_key(
+                &keys::tombstone_partition(user),
+                &keys::tombstone_sort_key(&conversation.conversation_id),
+            )))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(|e| Error::internal("build tombstone check", e))?;
+        let writes = vec![
+            TransactWriteItem::builder()
+                .put(put_new(&self.table, to_item(&item)?)?)
+                .build(),
+            TransactWriteItem::builder()
+                .condition_check(tombstone)
+                .build(),
+        ];
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            let error = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Creation::Created),
+                Err(error) => error,
+            };
+            let Some(cancelled) = Cancellation::of(&error) else {
+                return Err(store_error("create conversation", error));
+            };
+            if cancelled.condition_failed(1) {
+                return Ok(Creation::Deleted);
+            }
+            if cancelled.condition_failed(0) {
+                return Ok(Creation::AlreadyExists);
+            }
+            if !cancelled.worth_retrying() || attempt == TRANSACTION_ATTEMPTS {
+                return Err(store_error("create conversation", error));
+            }
+            backoff(attempt).await;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// The conversation as written now: with its place in the change log.
+    fn stamped(&self, conversation: &ConversationItem) -> ConversationItem {
+        ConversationItem {
+            changed_at: Some(self.change_stamp(&conversation.conversation_id)),
+            ..conversation.clone()
+        }
     }
 
     /// Stores a message and counts it on its conversation, atomically: the message, the
@@ -317,16 +450,19 @@ impl Store {
         let now = keys::sortable_time(message.timestamp);
 
         let mut update_expression =
-            "SET lastActivity = :now, updatedAt = :now ADD messageCount :one".to_owned();
+            "SET lastActivity = :now, updatedAt = :now, changedAt = :changed \
+             ADD messageCount :one"
+                .to_owned();
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(keys::PK, s(&partition))
             .key(keys::SK, s(keys::CONVERSATION_SK))
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":changed", s(&self.change_stamp(&message.conversation_id)))
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
         if let Some(title) = auto_title {
-            update_expression = "SET lastActivity = :now, updatedAt = :now, \
+            update_expression = "SET lastActivity = :now, updatedAt = :now, changedAt = :changed, \
                  autoTitle = if_not_exists(autoTitle, :auto), \
                  autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
                  ADD messageCount :one"
@@ -670,36 +806,47 @@ impl Store {
         Ok(found)
     }
 
-    /// Applies `change` to an existing conversation; `None` if it does not exist.
+    /// Applies `change` to an existing conversation; `None` if it does not exist. `set_at` is
+    /// the time of the change (the client's, for a change made offline): a change older than
+    /// the last one of the same attribute is refused (`Superseded`), so the later one wins
+    /// whatever order they arrive in. `now` is when it is stored.
     pub async fn change_conversation(
         &self,
         user: &UserId,
         id: &ConversationId,
         change: ConversationChange<'_>,
+        set_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<ConversationItem>, Error> {
+        let partition = keys::conversation_partition(user, id);
         let update = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(keys::PK, s(&keys::conversation_partition(user, id)))
+            .key(keys::PK, s(&partition))
             .key(keys::SK, s(keys::CONVERSATION_SK))
-            .condition_expression("attribute_exists(PK)")
+            .condition_expression(
+                "attribute_exists(PK) AND (attribute_not_exists(#setAt) OR #setAt <= :setAt)",
+            )
+            .expression_attribute_names("#setAt", change.set_at_attribute())
+            .expression_attribute_values(":setAt", s(&keys::sortable_time(set_at)))
             .expression_attribute_values(":now", s(&keys::sortable_time(now)))
+            .expression_attribute_values(":changed", s(&self.change_stamp(id)))
             .return_values(ReturnValue::AllNew);
+        let stamps = "updatedAt = :now, changedAt = :changed, #setAt = :setAt";
         let update = match change {
             ConversationChange::Rename(title) => update
-                .update_expression("SET title = :title, titleLower = :lower, updatedAt = :now")
+                .update_expression(format!("SET title = :title, titleLower = :lower, {stamps}"))
                 .expression_attribute_values(":title", s(title.as_str()))
                 .expression_attribute_values(":lower", s(&title.as_str().to_lowercase())),
             ConversationChange::Archive(archived) => update
-                .update_expression(
-                    "SET isArchived = :archived, ownerState = :state, updatedAt = :now",
-                )
+                .update_expression(format!(
+                    "SET isArchived = :archived, ownerState = :state, {stamps}"
+                ))
                 .expression_attribute_values(":archived", AttributeValue::Bool(archived))
                 .expression_attribute_values(":state", s(&keys::owner_state(user, archived))),
             ConversationChange::Tags(tags) => update
-                .update_expression("SET tags = :tags, updatedAt = :now")
+                .update_expression(format!("SET tags = :tags, {stamps}"))
                 .expression_attribute_values(
                     ":tags",
                     AttributeValue::L(tags.iter().map(|t| s(t)).collect()),
@@ -707,32 +854,71 @@ impl Store {
         };
         match update.send().await {
             Ok(output) => output.attributes.map(from_item).transpose(),
-            Err(e) if is_conditional_check_failure(&e) => Ok(None),
+            Err(e) if is_conditional_check_failure(&e) => {
+                match self.conversation(user, id).await? {
+                    None => Ok(None),
+                    Some(_) => Err(Error::Superseded(format!(
+                        "the {} was changed more recently; this change was not applied",
+                        change.what()
+                    ))),
+                }
+            }
             Err(e) => Err(store_error("change conversation", e)),
         }
     }
 
-    /// Deletes the conversation's own item, which takes it out of every listing at once.
-    /// Returns false if there was none.
+    /// Deletes the conversation's own item, which takes it out of every listing at once, and
+    /// leaves a tombstone in its place in the owner's change log (until `tombstone_expires`),
+    /// in one transaction. Returns false if there was no conversation.
     pub async fn delete_conversation_item(
         &self,
         user: &UserId,
         id: &ConversationId,
+        now: DateTime<Utc>,
+        tombstone_expires: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let result = self
-            .client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.table)
-            .key(keys::PK, s(&keys::conversation_partition(user, id)))
-            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .set_key(Some(item_key(
+                &keys::conversation_partition(user, id),
+                keys::CONVERSATION_SK,
+            )))
             .condition_expression("attribute_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failure(&e) => Ok(false),
-            Err(e) => Err(store_error("delete conversation", e)),
+            .build()
+            .map_err(|e| Error::internal("build delete", e))?;
+        let tombstone = Tombstone::new(user, *id, self.change_stamp(id), now, tombstone_expires);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&tombstone)?))
+            .build()
+            .map_err(|e| Error::internal("build tombstone", e))?;
+        let writes = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            let error = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(error) => error,
+            };
+            let Some(cancelled) = Cancellation::of(&error) else {
+                return Err(store_error("delete conversation", error));
+            };
+            if cancelled.condition_failed(0) {
+                return Ok(false);
+            }
+            if !cancelled.worth_retrying() || attempt == TRANSACTION_ATTEMPTS {
+                return Err(store_error("delete conversation", error));
+            }
+            backoff(attempt).await;
         }
+        unreachable!("the last attempt returns")
     }
 
     /// Deletes every item left in a conversation's partition, in batches of 25 with bounded

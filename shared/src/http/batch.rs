@@ -1,0 +1,582 @@
+//! `POST /mobile/batch`: the operations an app queued while offline, run in order, each with
+//! its own result, each applied exactly once however often the batch is sent again.
+//!
+//! Every operation carries the app's own id (`opId`). What a write operation answered when it
+//! succeeded is recorded under that id (for `BATCH_RECORD_DAYS`), and a replay of the id gets
+//! that answer back without running anything. Every write is also idempotent by its keys, so
+//! an operation whose record was never written (the function stopped in between) is safe to
+//! run again: a conversation made offline gets an id derived from the user and the app's
+//! `clientConversationId`, a message is appended under its `clientMessageId` (the `opId` when
+//! it has none), and an edit carries the time it was made, the later edit winning.
+
+use chrono::{DateTime, Utc};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::request::caller;
+use super::wire::{
+    AddMessageBody, ConversationView, ConversationWithMessagesView, ErrorDetail, MessageView,
+};
+use super::{append_message, download_links, error_detail, json, respond, HandlerResult, State};
+use crate::attachments::DownloadLinks;
+use crate::error::Error;
+use crate::model::{ConversationId, Tags, Title, UserId};
+use crate::service::{DEFAULT_MESSAGE_WINDOW, MAX_MESSAGE_WINDOW};
+use crate::store::{ConversationChange, OperationRecord, OperationRecords, RESPONSE_CONTENT_BUDGET};
+
+/// Operations one batch may hold.
+pub const MAX_BATCH_OPERATIONS: usize = 100;
+/// The largest batch body (well inside Lambda's 6 MB request).
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The longest `opId` and `clientConversationId`.
+pub const MAX_CLIENT_ID_CHARS: usize = 128;
+
+/// Namespace of the conversation ids derived from an app's ids (UUID v5), fixed forever:
+/// changing it would give a replayed create a new conversation.
+const CLIENT_CONVERSATION_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6e756d69_6e61_4d6f_6269_6c65436f6e76);
+
+/// The conversation an app made offline under `client_id`, for this user.
+pub fn conversation_for_client_id(user: &UserId, client_id: &str) -> ConversationId {
+    ConversationId::from(Uuid::new_v5(
+        &CLIENT_CONVERSATION_NAMESPACE,
+        format!("{user}\n{client_id}").as_bytes(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    operations: Vec<Value>,
+}
+
+/// Which conversation an operation is about: the server's id, or the app's id of one it made
+/// offline (in this batch or an earlier one).
+#[derive(Debug, Default)]
+struct Target {
+    conversation_id: Option<String>,
+    client_conversation_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateOperation {
+    client_conversation_id: Option<String>,
+    title: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RenameOperation {
+    title: String,
+    client_timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ArchiveOperation {
+    #[serde(default = "archived_by_default")]
+    archived: bool,
+    client_timestamp: Option<String>,
+}
+
+fn archived_by_default() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TagsOperation {
+    tags: Vec<String>,
+    client_timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GetOperation {
+    message_limit: Option<usize>,
+    before: Option<String>,
+}
+
+/// An operation with nothing but its conversation (`delete`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+/// What one operation answered.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Outcome {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationResultView<'a> {
+    op_id: &'a str,
+    status: u16,
+    #[serde(flatten)]
+    outcome: &'a Outcome,
+    /// The answer recorded when this operation first ran; nothing ran now.
+    replayed: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchView<'a> {
+    results: Vec<OperationResultView<'a>>,
+    /// The server's id of every conversation the batch named by the app's id.
+    conversation_ids: Map<String, Value>,
+}
+
+/// `POST /mobile/batch`
+pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let operations = parse_batch(&request)?;
+        let ids: Vec<&str> = operations.iter().map(|(id, _)| id.as_str()).collect();
+        let mut records = state
+            .conversations
+            .store()
+            .operation_records(&user, &ids)
+            .await?;
+        let mut runner = Runner {
+            state,
+            user: &user,
+            read_budget: RESPONSE_CONTENT_BUDGET,
+            client_ids: Map::new(),
+        };
+        let mut results = Vec::with_capacity(operations.len());
+        for (op_id, operation) in &operations {
+            let (status, outcome, replayed) = runner.run(op_id, operation, &mut records).await?;
+            results.push((op_id.as_str(), status, outcome, replayed));
+        }
+        Ok(json(
+            StatusCode::OK,
+            &BatchView {
+                results: results
+                    .iter()
+                    .map(|(op_id, status, outcome, replayed)| OperationResultView {
+                        op_id,
+                        status: *status,
+                        outcome,
+                        replayed: *replayed,
+                    })
+                    .collect(),
+                conversation_ids: runner.client_ids,
+            },
+        ))
+    })
+    .await
+}
+
+/// The batch's operations with their ids. What makes the whole batch unreadable (not JSON,
+/// too large, too many operations, an operation without a usable `opId`) is refused whole;
+/// anything else wrong with an operation is that operation's own result.
+fn parse_batch(request: &Request) -> Result<Vec<(String, Value)>, Error> {
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => return Err(Error::invalid("unsupported body encoding")),
+    };
+    if bytes.len() > MAX_BATCH_BYTES {
+        return Err(Error::TooLarge(format!(
+            "a batch must be at most {MAX_BATCH_BYTES} bytes; send it in parts"
+        )));
+    }
+    let body: BatchBody = super::request::json_bytes(bytes)?
+        .ok_or_else(|| Error::invalid("a JSON body is required"))?;
+    if body.operations.is_empty() {
+        return Err(Error::invalid("operations must not be empty"));
+    }
+    if body.operations.len() > MAX_BATCH_OPERATIONS {
+        return Err(Error::TooLarge(format!(
+            "a batch holds at most {MAX_BATCH_OPERATIONS} operations; send it in parts"
+        )));
+    }
+    body.operations
+        .into_iter()
+        .enumerate()
+        .map(|(index, operation)| {
+            let op_id = match operation.get("opId") {
+                Some(Value::String(id)) if valid_client_id(id) => id.clone(),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "operations[{index}] needs an opId of 1 to {MAX_CLIENT_ID_CHARS} \
+                         printable ASCII characters"
+                    )))
+                }
+            };
+            Ok((op_id, operation))
+        })
+        .collect()
+}
+
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.chars().count() <= MAX_CLIENT_ID_CHARS
+        && id.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// Runs one batch's operations for one user.
+struct Runner<'a> {
+    state: &'a State,
+    user: &'a UserId,
+    /// Message content the batch's reads may still return.
+    read_budget: usize,
+    client_ids: Map<String, Value>,
+}
+
+impl Runner<'_> {
+    /// The operation's status and outcome, and whether it is a recorded answer replayed.
+    /// Only a failure to read or write the records themselves fails the whole batch.
+    async fn run(
+        &mut self,
+        op_id: &str,
+        operation: &Value,
+        records: &mut OperationRecords,
+    ) -> Result<(u16, Outcome, bool), Error> {
+        let kind = operation.get("type").and_then(Value::as_str).unwrap_or("");
+        let fingerprint = fingerprint(operation);
+        if let Some(record) = records.get(op_id) {
+            if record.fingerprint != fingerprint {
+                return Ok(failed(&Error::OperationReused(op_id.to_owned())));
+            }
+            let outcome = serde_json::from_str(&record.result)
+                .map_err(|e| Error::internal("read operation record", e))?;
+            self.note_client_id(operation);
+            return Ok((record.status, outcome, true));
+        }
+        let result = self.apply(kind, op_id, operation).await;
+        let (status, outcome) = match result {
+            Ok((status, body)) => (
+                status,
+                Outcome {
+                    body,
+                    error: None,
+                },
+            ),
+            Err(error) => {
+                let (status, outcome, _) = failed(&error);
+                return Ok((status, outcome, false));
+            }
+        };
+        if kind == "getConversation" {
+            // Reads change nothing: they are answered afresh every time.
+            return Ok((status, outcome, false));
+        }
+        let record = OperationRecord {
+            fingerprint,
+            status,
+            result: serde_json::to_string(&outcome)
+                .map_err(|e| Error::internal("write operation record", e))?,
+        };
+        let expires = self.state.now() + self.state.config.batch_record_retention;
+        match self
+            .state
+            .conversations
+            .store()
+            .record_operation(self.user, op_id, &record, expires)
+            .await?
+        {
+            // A concurrent replay of the same operation recorded its answer first.
+            Some(first) => {
+                let outcome = serde_json::from_str(&first.result)
+                    .map_err(|e| Error::internal("read operation record", e))?;
+                records.insert(op_id.to_owned(), first.clone());
+                Ok((first.status, outcome, true))
+            }
+            None => {
+                records.insert(op_id.to_owned(), record);
+                Ok((status, outcome, false))
+            }
+        }
+    }
+
+    /// Runs one operation: its status and body, or why it failed (then it changed nothing).
+    async fn apply(
+        &mut self,
+        kind: &str,
+        op_id: &str,
+        operation: &Value,
+    ) -> Result<(u16, Option<Value>), Error> {
+        let state = self.state;
+        let user = self.user;
+        let now = state.now();
+        let fields = fields_of(operation);
+        match kind {
+            "createConversation" => {
+                let op: CreateOperation = parse(fields)?;
+                let client_id = op.client_conversation_id.as_deref().unwrap_or(op_id);
+                if !valid_client_id(client_id) {
+                    return Err(invalid_client_conversation_id());
+                }
+                let id = conversation_for_client_id(user, client_id);
+                self.client_ids
+                    .insert(client_id.to_owned(), Value::String(id.to_string()));
+                let title = op.title.as_deref().map(Title::parse).transpose()?;
+                let tags = Tags::parse(&op.tags)?;
+                let conversation = state
+                    .conversations
+                    .create_with_id(user, id, title, tags, now)
+                    .await?;
+                Ok((201, Some(to_value(&ConversationView::from(&conversation))?)))
+            }
+            "addMessage" => {
+                let (id, body): (_, AddMessageBody) = self.target_and(fields)?;
+                let appended = append_message(state, user, &id, body, Some(op_id)).await?;
+                let no_links = DownloadLinks::new();
+                let mut body = to_value(&MessageView::new(&appended.message, &no_links))?;
+                // The app holds the content it sent: the batch's answer leaves it out.
+                if let Value::Object(fields) = &mut body {
+                    fields.remove("content");
+                    fields.insert(
+                        "contentBytes".to_owned(),
+                        Value::from(appended.message.content.len()),
+                    );
+                }
+                Ok((201, Some(body)))
+            }
+            "rename" => {
+                let (id, op): (_, RenameOperation) = self.target_and(fields)?;
+                let title = Title::parse(&op.title)?;
+                let made_at = made_at(op.client_timestamp.as_deref(), now)?;
+                let conversation = state
+                    .conversations
+                    .edit(user, &id, ConversationChange::Rename(&title), made_at, now)
+                    .await?;
+                Ok((200, Some(to_value(&ConversationView::from(&conversation))?)))
+            }
+            "archive" => {
+                let (id, op): (_, ArchiveOperation) = self.target_and(fields)?;
+                let made_at = made_at(op.client_timestamp.as_deref(), now)?;
+                let conversation = state
+                    .conversations
+                    .edit(user, &id, ConversationChange::Archive(op.archived), made_at, now)
+                    .await?;
+                Ok((200, Some(to_value(&ConversationView::from(&conversation))?)))
+            }
+            "setTags" => {
+                let (id, op): (_, TagsOperation) = self.target_and(fields)?;
+                let tags = Tags::parse(&op.tags)?.into_vec();
+                let made_at = made_at(op.client_timestamp.as_deref(), now)?;
+                let conversation = state
+                    .conversations
+                    .edit(user, &id, ConversationChange::Tags(&tags), made_at, now)
+                    .await?;
+                Ok((200, Some(to_value(&ConversationView::from(&conversation))?)))
+            }
+            "delete" => {
+                let (id, _): (_, NoFields) = self.target_and(fields)?;
+                match state
+                    .conversations
+                    .delete(user, &id, now, state.config.delete_purge_budget)
+                    .await
+                {
+                    Ok(_) => Ok((204, None)),
+                    // Deleted before (an earlier run of this very operation): done.
+                    Err(Error::NotFound) if state.conversations.was_deleted(user, &id).await? => {
+                        Ok((204, None))
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            "getConversation" => {
+                let (id, op): (_, GetOperation) = self.target_and(fields)?;
+                let limit = op.message_limit.unwrap_or(DEFAULT_MESSAGE_WINDOW);
+                if !(1..=MAX_MESSAGE_WINDOW).contains(&limit) {
+                    return Err(Error::invalid(format!(
+                        "messageLimit must be a whole number from 1 to {MAX_MESSAGE_WINDOW}"
+                    )));
+                }
+                let found = state
+                    .conversations
+                    .get(user, &id, limit, op.before.as_deref())
+                    .await?;
+                let size: usize = found.messages.iter().map(|m| m.content.len()).sum();
+                if size > self.read_budget {
+                    return Err(Error::TooLarge(
+                        "the batch's answer has no room left for this conversation; \
+                         read it on its own"
+                            .to_owned(),
+                    ));
+                }
+                self.read_budget -= size;
+                let links = download_links(state, user, &found.messages).await?;
+                Ok((
+                    200,
+                    Some(to_value(&ConversationWithMessagesView::new(&found, &links))?),
+                ))
+            }
+            "" => Err(Error::invalid("each operation needs a type")),
+            other => Err(Error::invalid(format!(
+                "unknown operation type {other:?}; expected createConversation, addMessage, \
+                 rename, archive, setTags, delete or getConversation"
+            ))),
+        }
+    }
+
+    /// The conversation an operation names, and the rest of its fields.
+    fn target_and<T: DeserializeOwned>(
+        &mut self,
+        mut fields: Map<String, Value>,
+    ) -> Result<(ConversationId, T), Error> {
+        let target = take_target(&mut fields)?;
+        let rest = parse(fields)?;
+        Ok((self.resolve(target)?, rest))
+    }
+
+    /// The server id of the conversation an operation names.
+    fn resolve(&mut self, target: Target) -> Result<ConversationId, Error> {
+        match (target.conversation_id, target.client_conversation_id) {
+            (Some(id), None) => ConversationId::parse(&id),
+            (None, Some(client_id)) => {
+                if !valid_client_id(&client_id) {
+                    return Err(invalid_client_conversation_id());
+                }
+                let id = conversation_for_client_id(self.user, &client_id);
+                self.client_ids
+                    .insert(client_id, Value::String(id.to_string()));
+                Ok(id)
+            }
+            _ => Err(Error::invalid(
+                "name the conversation by exactly one of conversationId and clientConversationId",
+            )),
+        }
+    }
+
+    /// Adds a replayed operation's app conversation id to the batch's map.
+    fn note_client_id(&mut self, operation: &Value) {
+        let client_id = match operation.get("clientConversationId") {
+            Some(Value::String(id)) => Some(id.as_str()),
+            _ if operation.get("type").and_then(Value::as_str) == Some("createConversation") => {
+                operation.get("opId").and_then(Value::as_str)
+            }
+            _ => None,
+        };
+        if let Some(client_id) = client_id.filter(|id| valid_client_id(id)) {
+            let id = conversation_for_client_id(self.user, client_id);
+            self.client_ids
+                .insert(client_id.to_owned(), Value::String(id.to_string()));
+        }
+    }
+}
+
+fn failed(error: &Error) -> (u16, Outcome, bool) {
+    let (status, detail) = error_detail(error);
+    (
+        status.as_u16(),
+        Outcome {
+            body: None,
+            error: Some(detail),
+        },
+        false,
+    )
+}
+
+/// The operation's own fields: everything but `opId` and `type`.
+fn fields_of(operation: &Value) -> Map<String, Value> {
+    let mut fields = operation.as_object().cloned().unwrap_or_default();
+    fields.remove("opId");
+    fields.remove("type");
+    fields
+}
+
+/// Takes the conversation fields out of `fields` (for operations whose own body refuses
+/// unknown fields).
+fn take_target(fields: &mut Map<String, Value>) -> Result<Target, Error> {
+    let mut text = |name: &str| match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value)),
+        Some(_) => Err(Error::invalid(format!("{name} must be a string"))),
+    };
+    Ok(Target {
+        conversation_id: text("conversationId")?,
+        client_conversation_id: text("clientConversationId")?,
+    })
+}
+
+fn parse<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, Error> {
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| Error::invalid(format!("invalid operation: {e}")))
+}
+
+fn to_value(view: &impl Serialize) -> Result<Value, Error> {
+    serde_json::to_value(view).map_err(|e| Error::internal("encode result", e))
+}
+
+fn invalid_client_conversation_id() -> Error {
+    Error::invalid(format!(
+        "clientConversationId must be 1 to {MAX_CLIENT_ID_CHARS} printable ASCII characters"
+    ))
+}
+
+/// When an edit was made: the app's clock (never later than now), or now if it gives none.
+fn made_at(client_timestamp: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
+    match client_timestamp {
+        None => Ok(now),
+        Some(raw) => DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc).min(now))
+            .map_err(|_| Error::invalid("clientTimestamp must be an RFC 3339 time")),
+    }
+}
+
+/// A digest of an operation as sent (object keys in sorted order), to tell a replay from a
+/// different operation reusing its id.
+fn fingerprint(operation: &Value) -> String {
+    let canonical = serde_json::to_string(operation).unwrap_or_default();
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_apps_conversation_id_derives_the_same_server_id_for_the_same_user_only() {
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        assert_eq!(
+            conversation_for_client_id(&alice, "c1"),
+            conversation_for_client_id(&alice, "c1")
+        );
+        assert_ne!(
+            conversation_for_client_id(&alice, "c1"),
+            conversation_for_client_id(&bob, "c1")
+        );
+        assert_ne!(
+            conversation_for_client_id(&alice, "c1"),
+            conversation_for_client_id(&alice, "c2")
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_key_order_but_not_content() {
+        let a: Value = serde_json::from_str(r#"{"opId":"1","type":"rename","title":"A"}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"title":"A","type":"rename","opId":"1"}"#).unwrap();
+        let c: Value = serde_json::from_str(r#"{"opId":"1","type":"rename","title":"B"}"#).unwrap();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+    }
+
+    #[test]
+    fn an_edit_made_in_the_future_counts_as_made_now() {
+        let now = Utc::now();
+        let later = (now + chrono::Duration::days(1)).to_rfc3339();
+        assert_eq!(made_at(Some(&later), now).unwrap(), now);
+        assert!(made_at(Some("yesterday"), now).is_err());
+        assert_eq!(made_at(None, now).unwrap(), now);
+    }
+}

@@ -1,0 +1,358 @@
+//! Mobile sync: every change to a user's conversations since the app's last sync, deletions
+//! included, in bounded pages, with an opaque cursor to continue from.
+//!
+//! A sync runs in *rounds*. A round reads the change log (`ByChange`) after the cursor the
+//! last round ended with, page by page; a first sync (no cursor) reads every conversation
+//! instead (`ByActivity`, most recently active first), so conversations written before the
+//! change log began are included without a backfill. Each round remembers its *floor*: the
+//! time `settle` before it started. Changes stamped after the floor may still have been in
+//! flight (stamped by their writer's clock, committed and indexed a moment later), so the next
+//! round starts at the floor and returns them again: an app may see a conversation twice,
+//! never miss one. Applying a response is idempotent: replace each conversation listed, remove
+//! each one deleted.
+
+use chrono::{DateTime, Duration, Utc};
+use futures::{stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::Cached;
+use crate::cursor::Position;
+use crate::error::Error;
+use crate::keys;
+use crate::model::{
+    Conversation, ConversationWithMessages, DeletedConversation, UserId,
+};
+use crate::service::Conversations;
+use crate::store::{ChangeEntry, RESPONSE_CONTENT_BUDGET};
+
+pub const DEFAULT_SYNC_PAGE: usize = 50;
+pub const MAX_SYNC_PAGE: usize = 100;
+pub const MAX_SYNC_MESSAGES: usize = 20;
+/// Conversations whose messages are read at once for one page.
+const MESSAGE_READS_IN_FLIGHT: usize = 4;
+
+/// What a sync asks for, within bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    /// The cursor the previous response gave (none on a first sync).
+    pub since: Option<String>,
+    pub limit: usize,
+    /// The newest messages to include with each changed conversation (0 for none).
+    pub include_messages: usize,
+}
+
+/// One conversation of a sync page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Synced {
+    Conversation(Conversation),
+    WithMessages(ConversationWithMessages),
+}
+
+impl Synced {
+    pub fn conversation(&self) -> &Conversation {
+        match self {
+            Self::Conversation(c) => c,
+            Self::WithMessages(c) => &c.conversation,
+        }
+    }
+}
+
+/// One page of a sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncPage {
+    pub conversations: Vec<Synced>,
+    pub deleted: Vec<DeletedConversation>,
+    /// Where the next sync continues.
+    pub cursor: String,
+    /// More changes wait now: ask again with the cursor straight away.
+    pub has_more: bool,
+    /// This page belongs to a sync from scratch (every conversation, no deletions): an app
+    /// replaces what it holds with what the whole round returns.
+    pub full: bool,
+}
+
+/// Where a sync continues, as its cursor carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SyncPosition {
+    /// A sync from scratch, after this position in `ByActivity`.
+    Snapshot { after: Position, floor: String },
+    /// A round of the change log: after this `changedAt`; `floor` is set once the round has
+    /// started (its first page sets it).
+    Changes { after: String, floor: Option<String> },
+}
+
+const MODE: &str = "mode";
+const FLOOR: &str = "floor";
+const AFTER: &str = "after";
+
+impl SyncPosition {
+    fn into_position(self) -> Position {
+        match self {
+            Self::Snapshot { mut after, floor } => {
+                after.insert(MODE.to_owned(), "snapshot".to_owned());
+                after.insert(FLOOR.to_owned(), floor);
+                after
+            }
+            Self::Changes { after, floor } => {
+                let mut position = Position::from([
+                    (MODE.to_owned(), "changes".to_owned()),
+                    (AFTER.to_owned(), after),
+                ]);
+                if let Some(floor) = floor {
+                    position.insert(FLOOR.to_owned(), floor);
+                }
+                position
+            }
+        }
+    }
+
+    fn from_position(mut position: Position) -> Result<Self, Error> {
+        let invalid = || Error::invalid("cursor is not valid for this request");
+        let mode = position.remove(MODE).ok_or_else(invalid)?;
+        let floor = position.remove(FLOOR);
+        match mode.as_str() {
+            "snapshot" => Ok(Self::Snapshot {
+                after: position,
+                floor: floor.ok_or_else(invalid)?,
+            }),
+            "changes" => Ok(Self::Changes {
+                after: position.remove(AFTER).ok_or_else(invalid)?,
+                floor,
+            }),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// The oldest time this cursor relies on the change log to cover.
+    fn oldest_time(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Snapshot { floor, .. } => keys::changed_at_time(floor),
+            Self::Changes { after, floor } => {
+                let after = keys::changed_at_time(after);
+                match floor.as_deref().and_then(keys::changed_at_time) {
+                    Some(floor) => after.map(|a| a.min(floor)).or(Some(floor)),
+                    None => after,
+                }
+            }
+        }
+    }
+}
+
+/// Mobile sync over the user's conversations.
+#[derive(Clone)]
+pub struct MobileSync {
+    conversations: Conversations,
+    /// How far back a round starts again (longer than any write takes to become visible).
+    settle: Duration,
+}
+
+impl MobileSync {
+    pub fn new(conversations: Conversations, settle: Duration) -> Self {
+        Self {
+            conversations,
+            settle,
+        }
+    }
+
+    /// One page of changes since `request.since`, from the cache while no write of the user
+    /// has happened since it was computed.
+    #[tracing::instrument(skip_all)]
+    pub async fn sync(
+        &self,
+        user: &UserId,
+        request: SyncRequest,
+        now: DateTime<Utc>,
+    ) -> Result<SyncPage, Error> {
+        let scope = format!("sync|{user}");
+        let position = request
+            .since
+            .as_deref()
+            .map(|cursor| self.conversations.cursors().decode(&scope, cursor))
+            .transpose()?
+            .map(SyncPosition::from_position)
+            .transpose()?;
+        let retention = self.conversations.tombstone_retention();
+        if let Some(oldest) = position.as_ref().and_then(SyncPosition::oldest_time) {
+            if oldest < now - retention {
+                return Err(Error::ResyncRequired(retention.num_days()));
+            }
+        }
+        let key = format!(
+            "{:?}|{}|{}",
+            request.since, request.limit, request.include_messages
+        );
+        self.conversations
+            .cache_aside(user, Cached::SyncData, &key, || {
+                self.page(user, &scope, position, &request, now)
+            })
+            .await
+    }
+
+    async fn page(
+        &self,
+        user: &UserId,
+        scope: &str,
+        position: Option<SyncPosition>,
+        request: &SyncRequest,
+        now: DateTime<Utc>,
+    ) -> Result<SyncPage, Error> {
+        let store = self.conversations.store();
+        let new_floor = || keys::sortable_time(now - self.settle);
+        match position {
+            None | Some(SyncPosition::Snapshot { .. }) => {
+                let (start, floor) = match position {
+                    Some(SyncPosition::Snapshot { after, floor }) => (Some(after), floor),
+                    _ => (None, new_floor()),
+                };
+                let page = store
+                    .conversations_snapshot(user, request.limit, start)
+                    .await?;
+                let (positions, conversations): (Vec<_>, Vec<_>) = page
+                    .conversations
+                    .into_iter()
+                    .map(|(position, item)| (position, Conversation::from(item)))
+                    .unzip();
+                let read = self
+                    .read_messages(user, conversations, request.include_messages)
+                    .await?;
+                // Continue after the last conversation of this page (or before the first one
+                // the content budget left out).
+                let last = match read.left_out {
+                    Some(first_left_out) => first_left_out.checked_sub(1),
+                    None => positions.len().checked_sub(1),
+                };
+                let next = match last {
+                    Some(last) if read.left_out.is_some() || page.more => {
+                        SyncPosition::Snapshot {
+                            after: positions[last].clone(),
+                            floor,
+                        }
+                    }
+                    _ => SyncPosition::Changes {
+                        after: floor,
+                        floor: None,
+                    },
+                };
+                Ok(SyncPage {
+                    has_more: matches!(next, SyncPosition::Snapshot { .. }),
+                    conversations: read.kept,
+                    deleted: Vec::new(),
+                    cursor: self.encode(scope, next),
+                    full: true,
+                })
+            }
+            Some(SyncPosition::Changes { after, floor }) => {
+                let floor = floor.unwrap_or_else(new_floor);
+                let page = store.changes_after(user, &after, request.limit).await?;
+                let mut changed = Vec::new();
+                let mut changed_positions = Vec::new();
+                for (position, entry) in &page.entries {
+                    if let ChangeEntry::Changed(item) = entry {
+                        changed.push(Conversation::from(item.as_ref().clone()));
+                        changed_positions.push(position.clone());
+                    }
+                }
+                let read = self
+                    .read_messages(user, changed, request.include_messages)
+                    .await?;
+                // A page cut short by the content budget ends just before the first
+                // conversation left out: the entries after it wait for the next page.
+                let cut_at = read.left_out.map(|i| changed_positions[i].clone());
+                let in_page = |position: &String| cut_at.as_ref().is_none_or(|cut| position < cut);
+                let deleted = page
+                    .entries
+                    .iter()
+                    .filter(|(position, _)| in_page(position))
+                    .filter_map(|(_, entry)| match entry {
+                        ChangeEntry::Deleted(gone) => Some(gone.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let last = page
+                    .entries
+                    .iter()
+                    .map(|(position, _)| position)
+                    .filter(|position| in_page(position))
+                    .next_back()
+                    .cloned();
+                let next = match last {
+                    Some(last) if cut_at.is_some() || page.more => SyncPosition::Changes {
+                        after: last,
+                        floor: Some(floor),
+                    },
+                    _ => SyncPosition::Changes {
+                        after: floor,
+                        floor: None,
+                    },
+                };
+                Ok(SyncPage {
+                    has_more: matches!(next, SyncPosition::Changes { floor: Some(_), .. }),
+                    conversations: read.kept,
+                    deleted,
+                    cursor: self.encode(scope, next),
+                    full: false,
+                })
+            }
+        }
+    }
+
+    fn encode(&self, scope: &str, position: SyncPosition) -> String {
+        self.conversations
+            .cursors()
+            .encode(scope, position.into_position())
+    }
+
+    /// The conversations, each with its newest `include` messages when asked, as many as fit
+    /// the response's content budget (at least one). A conversation deleted since it was listed
+    /// is left out (its tombstone follows).
+    async fn read_messages(
+        &self,
+        user: &UserId,
+        conversations: Vec<Conversation>,
+        include: usize,
+    ) -> Result<MessagesRead, Error> {
+        if include == 0 {
+            return Ok(MessagesRead {
+                kept: conversations.into_iter().map(Synced::Conversation).collect(),
+                left_out: None,
+            });
+        }
+        let mut reads = stream::iter(conversations.into_iter().enumerate())
+            .map(|(index, conversation)| async move {
+                let read = self
+                    .conversations
+                    .get(user, &conversation.id, include, None)
+                    .await;
+                (index, read)
+            })
+            .buffered(MESSAGE_READS_IN_FLIGHT);
+        let mut kept = Vec::new();
+        let mut content = 0;
+        while let Some((index, read)) = reads.next().await {
+            let found = match read {
+                Ok(found) => found,
+                Err(Error::NotFound) => continue,
+                Err(error) => return Err(error),
+            };
+            let size: usize = found.messages.iter().map(|m| m.content.len()).sum();
+            if !kept.is_empty() && content + size > RESPONSE_CONTENT_BUDGET {
+                return Ok(MessagesRead {
+                    kept,
+                    left_out: Some(index),
+                });
+            }
+            content += size;
+            kept.push(Synced::WithMessages(found));
+        }
+        Ok(MessagesRead {
+            kept,
+            left_out: None,
+        })
+    }
+}
+
+/// What fit in one page: the conversations kept, and the first one the budget left out.
+struct MessagesRead {
+    kept: Vec<Synced>,
+    left_out: Option<usize>,
+}

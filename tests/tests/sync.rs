@@ -1,0 +1,366 @@
+//! `GET /mobile/sync` through the local gateway against the local DynamoDB server: an app that
+//! applies every response in order holds exactly the server's conversations.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::clock::ManualClock;
+use tests::{new_user, state_configured, Client, LocalApi};
+
+/// What the app holds: conversations by id, as the server last described them.
+#[derive(Default)]
+struct App {
+    conversations: BTreeMap<String, Value>,
+    cursor: Option<String>,
+    /// Conversations of the sync-from-scratch round in progress.
+    full_round: Option<BTreeMap<String, Value>>,
+}
+
+impl App {
+    /// Syncs until the server has nothing more, applying each page as the app would.
+    async fn sync(&mut self, client: &Client, limit: usize) -> Vec<Value> {
+        let mut pages = Vec::new();
+        loop {
+            let mut path = format!("/mobile/sync?limit={limit}");
+            if let Some(cursor) = &self.cursor {
+                path.push_str(&format!("&since={cursor}"));
+            }
+            let reply = client.get(&path).await;
+            assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+            self.apply(&reply.body);
+            let more = reply.body["hasMore"].as_bool().unwrap();
+            pages.push(reply.body);
+            if !more {
+                return pages;
+            }
+        }
+    }
+
+    fn apply(&mut self, page: &Value) {
+        let listed = page["conversations"].as_array().unwrap();
+        if page["fullSync"].as_bool().unwrap() {
+            // A round from scratch: what it does not list, the app no longer holds.
+            let round = self.full_round.get_or_insert_with(BTreeMap::new);
+            for conversation in listed {
+                round.insert(id_of(conversation), conversation.clone());
+            }
+            if !page["hasMore"].as_bool().unwrap() {
+                self.conversations = self.full_round.take().unwrap();
+            }
+        } else {
+            for conversation in listed {
+                self.conversations
+                    .insert(id_of(conversation), conversation.clone());
+            }
+        }
+        for deleted in page["deleted"].as_array().unwrap() {
+            self.conversations.remove(&id_of(deleted));
+        }
+        self.cursor = Some(page["cursor"].as_str().unwrap().to_owned());
+    }
+}
+
+fn id_of(value: &Value) -> String {
+    value["id"].as_str().unwrap().to_owned()
+}
+
+/// Every conversation the server lists for the client, archived included, by id.
+async fn server_listing(client: &Client) -> BTreeMap<String, Value> {
+    let mut all = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/conversations?includeArchived=true&limit=100".to_owned();
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let reply = client.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        for conversation in reply.body["conversations"].as_array().unwrap() {
+            all.insert(id_of(conversation), conversation.clone());
+        }
+        match reply.body["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return all,
+        }
+    }
+}
+
+/// A small deterministic generator, so a failing mix can be run again as it was.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % below as u64) as usize
+    }
+}
+
+#[tokio::test]
+async fn an_app_that_applies_every_sync_in_order_holds_exactly_the_servers_conversations() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let mut app = App::default();
+    let mut live: Vec<String> = Vec::new();
+    let mut mix = Mix(0x5eed);
+    for step in 0..60 {
+        match (mix.next(8), live.is_empty()) {
+            (0 | 1, _) | (_, true) => live.push(alice.create_conversation(None).await),
+            (2 | 3, false) => {
+                let id = &live[mix.next(live.len())];
+                alice.say(id, &format!("message {step}")).await;
+            }
+            (4, false) => {
+                let id = &live[mix.next(live.len())];
+                let reply = alice
+                    .put(
+                        &format!("/conversations/{id}/title"),
+                        json!({"title": format!("title {step}")}),
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK);
+            }
+            (5, false) => {
+                let id = &live[mix.next(live.len())];
+                let reply = alice
+                    .put(
+                        &format!("/conversations/{id}/archive"),
+                        json!({"archived": mix.next(2) == 0}),
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK);
+            }
+            (6, false) => {
+                let id = &live[mix.next(live.len())];
+                let reply = alice
+                    .put(
+                        &format!("/conversations/{id}/tags"),
+                        json!({"tags": [format!("t{step}")]}),
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK);
+            }
+            _ => {
+                let id = live.swap_remove(mix.next(live.len()));
+                let reply = alice.delete(&format!("/conversations/{id}")).await;
+                assert_eq!(reply.status, StatusCode::NO_CONTENT);
+            }
+        }
+        // The app syncs now and then, in small pages, mid-way through the writes.
+        if mix.next(4) == 0 {
+            app.sync(&alice, 3).await;
+        }
+    }
+    app.sync(&alice, 3).await;
+
+    let server = server_listing(&alice).await;
+    assert_eq!(server.len(), live.len());
+    assert_eq!(
+        app.conversations, server,
+        "the app's copy differs from the server's listing"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_conversation_reaches_the_app_as_a_tombstone() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let kept = alice.create_conversation(Some("Kept")).await;
+    let gone = alice.create_conversation(Some("Gone")).await;
+    let mut app = App::default();
+    let first = app.sync(&alice, 10).await;
+    assert_eq!(first[0]["fullSync"], true);
+    assert_eq!(app.conversations.len(), 2);
+
+    assert_eq!(
+        alice.delete(&format!("/conversations/{gone}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let pages = app.sync(&alice, 10).await;
+    let deleted: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p["deleted"].as_array().unwrap().iter().map(id_of))
+        .collect();
+    assert_eq!(deleted, [gone.clone()]);
+    assert!(pages[0]["deleted"][0]["deletedAt"].is_string());
+    assert_eq!(pages[0]["fullSync"], false);
+    assert_eq!(app.conversations.keys().collect::<Vec<_>>(), [&kept]);
+}
+
+#[tokio::test]
+async fn pages_are_bounded_and_a_round_lists_each_conversation_once() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    for n in 0..5 {
+        alice.create_conversation(Some(&format!("c{n}"))).await;
+    }
+    let mut app = App::default();
+    let pages = app.sync(&alice, 2).await;
+    let sizes: Vec<usize> = pages
+        .iter()
+        .map(|p| p["conversations"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    let more: Vec<bool> = pages.iter().map(|p| p["hasMore"].as_bool().unwrap()).collect();
+    assert_eq!(more, [true, true, false]);
+    assert_eq!(app.conversations.len(), 5);
+}
+
+#[tokio::test]
+async fn include_messages_brings_the_newest_messages_of_each_changed_conversation() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Chat")).await;
+    for n in 0..4 {
+        alice.say(&id, &format!("m{n}")).await;
+    }
+    let reply = alice.get("/mobile/sync?includeMessages=2").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let conversation = &reply.body["conversations"][0];
+    let contents: Vec<&str> = conversation["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["m2", "m3"]);
+    assert_eq!(conversation["hasOlderMessages"], true);
+    assert_eq!(conversation["messageCount"], 4);
+
+    let none = alice.get("/mobile/sync").await;
+    assert!(none.body["conversations"][0].get("messages").is_none());
+}
+
+#[tokio::test]
+async fn a_write_stamped_before_the_last_sync_but_seen_after_it_is_not_missed() {
+    // Two writers: one whose clock runs 20 seconds behind the other's (or whose write was
+    // stamped, then committed 20 seconds later). The round after a sync starts again from
+    // the settle window before it, so the late write still reaches the app.
+    let now = Utc::now();
+    let ahead = Arc::new(ManualClock::at(now));
+    let writer = state_configured(&[("SYNC_SETTLE_SECONDS", "60")], ahead.clone()).await;
+    let behind = Arc::new(ManualClock::at(now - Duration::seconds(20)));
+    let late_writer = shared::state::State::with_clock(
+        writer.config.clone(),
+        &aws_config::load_from_env().await,
+        behind,
+    );
+    let api = LocalApi::serving(writer).await;
+    let late_api = LocalApi::serving(late_writer).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+
+    alice.create_conversation(Some("First")).await;
+    let mut app = App::default();
+    app.sync(&alice, 10).await;
+    ahead.advance(Duration::seconds(1));
+    app.sync(&alice, 10).await;
+
+    let late = late_api.as_user(&user).create_conversation(Some("Late")).await;
+    ahead.advance(Duration::seconds(1));
+    app.sync(&alice, 10).await;
+    assert!(
+        app.conversations.contains_key(&late),
+        "a write stamped 20 s late was missed"
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_tombstone_retention_asks_for_a_sync_from_scratch() {
+    let clock = Arc::new(ManualClock::at(Utc::now()));
+    let state = state_configured(&[("TOMBSTONE_RETENTION_DAYS", "30")], clock.clone()).await;
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&new_user());
+    alice.create_conversation(None).await;
+    let mut app = App::default();
+    app.sync(&alice, 10).await;
+    let cursor = app.cursor.clone().unwrap();
+
+    clock.advance(Duration::days(29));
+    let recent = alice.get(&format!("/mobile/sync?since={cursor}")).await;
+    assert_eq!(recent.status, StatusCode::OK, "{:?}", recent.body);
+
+    clock.advance(Duration::days(2));
+    let stale = alice.get(&format!("/mobile/sync?since={cursor}")).await;
+    assert_eq!(stale.status, StatusCode::GONE);
+    assert_eq!(stale.error_code(), "resync_required");
+    let again = alice.get("/mobile/sync").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["fullSync"], true);
+}
+
+#[tokio::test]
+async fn a_cached_sync_page_gives_way_to_the_users_next_write() {
+    let api = LocalApi::start().await;
+    assert!(
+        api.state.conversations.cache().is_enabled(),
+        "the test environment runs a cache"
+    );
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Before")).await;
+    let mut app = App::default();
+    app.sync(&alice, 10).await;
+    let cursor = app.cursor.clone().unwrap();
+    let first = alice.get(&format!("/mobile/sync?since={cursor}")).await;
+    let cached = alice.get(&format!("/mobile/sync?since={cursor}")).await;
+    assert_eq!(first.body, cached.body);
+
+    alice
+        .put(&format!("/conversations/{id}/title"), json!({"title": "After"}))
+        .await;
+    let after = alice.get(&format!("/mobile/sync?since={cursor}")).await;
+    assert_eq!(after.body["conversations"][0]["title"], "After");
+}
+
+#[tokio::test]
+async fn a_sync_shows_only_the_callers_conversations_and_cursors_are_per_user() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let bob = api.as_user(&new_user());
+    let bobs = bob.create_conversation(Some("Bob's")).await;
+    let bobs_deleted = bob.create_conversation(Some("Bob's deleted")).await;
+    let alices = alice.create_conversation(Some("Alice's")).await;
+
+    let mut bob_app = App::default();
+    bob_app.sync(&bob, 10).await;
+    bob.delete(&format!("/conversations/{bobs_deleted}")).await;
+
+    let mut alice_app = App::default();
+    let pages = alice_app.sync(&alice, 10).await;
+    assert_eq!(alice_app.conversations.keys().collect::<Vec<_>>(), [&alices]);
+    let later = alice_app.sync(&alice, 10).await;
+    for page in pages.iter().chain(&later) {
+        let text = page.to_string();
+        assert!(!text.contains(&bobs) && !text.contains(&bobs_deleted));
+    }
+
+    // Bob's cursor means nothing to Alice.
+    let bobs_cursor = bob_app.cursor.unwrap();
+    let reply = alice.get(&format!("/mobile/sync?since={bobs_cursor}")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.error_code(), "invalid_request");
+}
+
+#[tokio::test]
+async fn bad_sync_parameters_are_refused_with_the_one_error_shape() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    for path in [
+        "/mobile/sync?limit=0",
+        "/mobile/sync?limit=101",
+        "/mobile/sync?includeMessages=21",
+        "/mobile/sync?since=garbage",
+        "/mobile/sync?limit=abc",
+    ] {
+        let reply = alice.get(path).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(reply.error_code(), "invalid_request", "{path}");
+    }
+    let anonymous = api.anonymous().get("/mobile/sync").await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
