@@ -30,7 +30,9 @@ pub enum Error {
     OperationReused(String),
     /// A sync cursor older than the tombstones' retention: deletions since may be forgotten,
     /// so the app must sync from scratch.
-    #[error("this sync cursor is older than the {0} days deletions are kept; sync again without it")]
+    #[error(
+        "this sync cursor is older than the {0} days deletions are kept; sync again without it"
+    )]
     ResyncRequired(i64),
     /// The model provider failed; nothing but the prompt was saved.
     #[error("the model did not answer: {0}")]

@@ -19,9 +19,7 @@ use crate::cache::Cached;
 use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys;
-use crate::model::{
-    Conversation, ConversationWithMessages, DeletedConversation, UserId,
-};
+use crate::model::{Conversation, ConversationWithMessages, DeletedConversation, UserId};
 use crate::service::Conversations;
 use crate::store::{ChangeEntry, RESPONSE_CONTENT_BUDGET};
 
@@ -78,7 +76,10 @@ enum SyncPosition {
     Snapshot { after: Position, floor: String },
     /// A round of the change log: after this `changedAt`; `floor` is set once the round has
     /// started (its first page sets it).
-    Changes { after: String, floor: Option<String> },
+    Changes {
+        after: String,
+        floor: Option<String>,
+    },
 }
 
 const MODE: &str = "mode";
@@ -222,12 +223,10 @@ impl MobileSync {
                     None => positions.len().checked_sub(1),
                 };
                 let next = match last {
-                    Some(last) if read.left_out.is_some() || page.more => {
-                        SyncPosition::Snapshot {
-                            after: positions[last].clone(),
-                            floor,
-                        }
-                    }
+                    Some(last) if read.left_out.is_some() || page.more => SyncPosition::Snapshot {
+                        after: positions[last].clone(),
+                        floor,
+                    },
                     _ => SyncPosition::Changes {
                         after: floor,
                         floor: None,
@@ -272,8 +271,7 @@ impl MobileSync {
                     .entries
                     .iter()
                     .map(|(position, _)| position)
-                    .filter(|position| in_page(position))
-                    .next_back()
+                    .rfind(|position| in_page(position))
                     .cloned();
                 let next = match last {
                     Some(last) if cut_at.is_some() || page.more => SyncPosition::Changes {
@@ -313,7 +311,10 @@ impl MobileSync {
     ) -> Result<MessagesRead, Error> {
         if include == 0 {
             return Ok(MessagesRead {
-                kept: conversations.into_iter().map(Synced::Conversation).collect(),
+                kept: conversations
+                    .into_iter()
+                    .map(Synced::Conversation)
+                    .collect(),
                 left_out: None,
             });
         }

@@ -244,6 +244,29 @@ async fn every_endpoint_refuses_bad_input_with_one_error_shape_and_writes_nothin
         (Method::PUT, format!("{c}/tags"), Some(&too_many_tags), bad),
         // DELETE /conversations/{id}
         (Method::DELETE, "/conversations/zzz".into(), None, bad),
+        // GET /mobile/sync
+        (Method::GET, "/mobile/sync?limit=0".into(), None, bad),
+        (
+            Method::GET,
+            "/mobile/sync?includeMessages=x".into(),
+            None,
+            bad,
+        ),
+        (
+            Method::GET,
+            "/mobile/sync?since=forged.cursor".into(),
+            None,
+            bad,
+        ),
+        // POST /mobile/batch (malformed as a whole: nothing runs)
+        (Method::POST, "/mobile/batch".into(), None, bad),
+        (Method::POST, "/mobile/batch".into(), Some("{oops"), bad),
+        (
+            Method::POST,
+            "/mobile/batch".into(),
+            Some(r#"{"operations": [{"type": "delete"}]}"#),
+            bad,
+        ),
     ];
 
     for (method, path, body, expected) in cases {

@@ -106,6 +106,29 @@ async fn another_user_gets_not_found_on_every_endpoint_and_changes_nothing() {
         assert_eq!(listed.body["conversations"], json!([]), "query {query:?}");
     }
 
+    // Bob's sync lists nothing of Alice's; his batch reaches nothing of hers.
+    let synced = bob.get("/mobile/sync").await;
+    assert_eq!(synced.status, StatusCode::OK);
+    assert_eq!(synced.body["conversations"], json!([]));
+    assert_eq!(synced.body["deleted"], json!([]));
+    let batch = bob
+        .post(
+            "/mobile/batch",
+            json!({"operations": [
+                {"opId": "1", "type": "getConversation", "conversationId": id},
+                {"opId": "2", "type": "addMessage", "conversationId": id, "role": "user", "content": "hi"},
+                {"opId": "3", "type": "rename", "conversationId": id, "title": "mine"},
+                {"opId": "4", "type": "archive", "conversationId": id},
+                {"opId": "5", "type": "setTags", "conversationId": id, "tags": ["x"]},
+                {"opId": "6", "type": "delete", "conversationId": id},
+            ]}),
+        )
+        .await;
+    for result in batch.body["results"].as_array().unwrap() {
+        assert_eq!(result["status"], 404, "{result}");
+        assert_eq!(result["error"], attempts[0].1.body["error"], "{result}");
+    }
+
     assert_eq!(items_of_conversation(&api.state, &a, &id).await, before);
     let still = alice.get(&conversation).await;
     assert_eq!(still.body["title"], "Alice's secrets");

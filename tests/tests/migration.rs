@@ -484,3 +484,55 @@ async fn entries_read_again_after_a_run_go_back_to_the_sessions_they_went_to() {
     );
     assert_eq!(conversations_of(&state, &user).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_conversation_the_user_deleted_is_not_brought_back_by_what_memory_still_holds() {
+    let state = state().await;
+    let user = UserId::parse(&new_user()).unwrap();
+    let conversation = state
+        .conversations
+        .create(
+            &user,
+            Some(Title::parse("Deleted").unwrap()),
+            Tags::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let at = start();
+    remember(
+        &state,
+        &user,
+        &[
+            entry(
+                at,
+                0,
+                Role::User,
+                "About the deleted one",
+                Some(conversation.id),
+            ),
+            entry(at, 1, Role::Assistant, "Reply", Some(conversation.id)),
+        ],
+    )
+    .await;
+    state
+        .conversations
+        .delete(
+            &user,
+            &conversation.id,
+            Utc::now(),
+            std::time::Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+
+    let summary = state
+        .migrator
+        .migrate_memory(&user, false, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(summary.conversations_created, 0);
+    assert_eq!(summary.messages_migrated, 0);
+    assert_eq!(summary.messages_of_deleted_conversations, 2);
+    assert!(all_conversations(&state, user.as_str()).await.is_empty());
+}

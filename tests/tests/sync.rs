@@ -186,7 +186,7 @@ async fn a_deleted_conversation_reaches_the_app_as_a_tombstone() {
         .iter()
         .flat_map(|p| p["deleted"].as_array().unwrap().iter().map(id_of))
         .collect();
-    assert_eq!(deleted, [gone.clone()]);
+    assert_eq!(deleted, vec![gone]);
     assert!(pages[0]["deleted"][0]["deletedAt"].is_string());
     assert_eq!(pages[0]["fullSync"], false);
     assert_eq!(app.conversations.keys().collect::<Vec<_>>(), [&kept]);
@@ -206,7 +206,10 @@ async fn pages_are_bounded_and_a_round_lists_each_conversation_once() {
         .map(|p| p["conversations"].as_array().unwrap().len())
         .collect();
     assert_eq!(sizes, [2, 2, 1]);
-    let more: Vec<bool> = pages.iter().map(|p| p["hasMore"].as_bool().unwrap()).collect();
+    let more: Vec<bool> = pages
+        .iter()
+        .map(|p| p["hasMore"].as_bool().unwrap())
+        .collect();
     assert_eq!(more, [true, true, false]);
     assert_eq!(app.conversations.len(), 5);
 }
@@ -261,7 +264,10 @@ async fn a_write_stamped_before_the_last_sync_but_seen_after_it_is_not_missed() 
     ahead.advance(Duration::seconds(1));
     app.sync(&alice, 10).await;
 
-    let late = late_api.as_user(&user).create_conversation(Some("Late")).await;
+    let late = late_api
+        .as_user(&user)
+        .create_conversation(Some("Late"))
+        .await;
     ahead.advance(Duration::seconds(1));
     app.sync(&alice, 10).await;
     assert!(
@@ -311,7 +317,10 @@ async fn a_cached_sync_page_gives_way_to_the_users_next_write() {
     assert_eq!(first.body, cached.body);
 
     alice
-        .put(&format!("/conversations/{id}/title"), json!({"title": "After"}))
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": "After"}),
+        )
         .await;
     let after = alice.get(&format!("/mobile/sync?since={cursor}")).await;
     assert_eq!(after.body["conversations"][0]["title"], "After");
@@ -332,7 +341,10 @@ async fn a_sync_shows_only_the_callers_conversations_and_cursors_are_per_user() 
 
     let mut alice_app = App::default();
     let pages = alice_app.sync(&alice, 10).await;
-    assert_eq!(alice_app.conversations.keys().collect::<Vec<_>>(), [&alices]);
+    assert_eq!(
+        alice_app.conversations.keys().collect::<Vec<_>>(),
+        [&alices]
+    );
     let later = alice_app.sync(&alice, 10).await;
     for page in pages.iter().chain(&later) {
         let text = page.to_string();
@@ -341,7 +353,9 @@ async fn a_sync_shows_only_the_callers_conversations_and_cursors_are_per_user() 
 
     // Bob's cursor means nothing to Alice.
     let bobs_cursor = bob_app.cursor.unwrap();
-    let reply = alice.get(&format!("/mobile/sync?since={bobs_cursor}")).await;
+    let reply = alice
+        .get(&format!("/mobile/sync?since={bobs_cursor}"))
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.error_code(), "invalid_request");
 }
@@ -363,4 +377,46 @@ async fn bad_sync_parameters_are_refused_with_the_one_error_shape() {
     }
     let anonymous = api.anonymous().get("/mobile/sync").await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn conversations_the_migration_makes_from_old_memory_reach_an_app_that_synced_before() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let mut app = App::default();
+    app.sync(&alice, 10).await;
+    assert!(app.conversations.is_empty());
+
+    // Memory from two hours ago: the conversation it becomes is active in the past, but
+    // changed now.
+    let two_hours_ago = Utc::now() - Duration::hours(2);
+    let owner = shared::model::UserId::parse(&user).unwrap();
+    api.state
+        .assistant
+        .memory()
+        .remember(
+            &owner,
+            &[
+                tests::memory_entry(two_hours_ago, shared::model::Role::User, "Old question"),
+                tests::memory_entry(
+                    two_hours_ago + Duration::seconds(5),
+                    shared::model::Role::Assistant,
+                    "Old answer",
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let migrated = alice.post("/conversations/migrate", json!({})).await;
+    assert_eq!(
+        migrated.body["conversationsCreated"], 1,
+        "{:?}",
+        migrated.body
+    );
+
+    app.sync(&alice, 10).await;
+    assert_eq!(app.conversations, server_listing(&alice).await);
+    let only = app.conversations.values().next().unwrap();
+    assert_eq!(only["messageCount"], 2);
 }

@@ -61,6 +61,8 @@ fn the_routes_are_the_specifications() {
         ("POST", "/completion"),
         ("POST", "/conversations/migrate"),
         ("POST", "/conversations/{id}/attachments"),
+        ("GET", "/mobile/sync"),
+        ("POST", "/mobile/batch"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

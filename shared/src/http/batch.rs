@@ -27,7 +27,9 @@ use crate::attachments::DownloadLinks;
 use crate::error::Error;
 use crate::model::{ConversationId, Tags, Title, UserId};
 use crate::service::{DEFAULT_MESSAGE_WINDOW, MAX_MESSAGE_WINDOW};
-use crate::store::{ConversationChange, OperationRecord, OperationRecords, RESPONSE_CONTENT_BUDGET};
+use crate::store::{
+    ConversationChange, OperationRecord, OperationRecords, RESPONSE_CONTENT_BUDGET,
+};
 
 /// Operations one batch may hold.
 pub const MAX_BATCH_OPERATIONS: usize = 100;
@@ -38,8 +40,7 @@ pub const MAX_CLIENT_ID_CHARS: usize = 128;
 
 /// Namespace of the conversation ids derived from an app's ids (UUID v5), fixed forever:
 /// changing it would give a replayed create a new conversation.
-const CLIENT_CONVERSATION_NAMESPACE: Uuid =
-    Uuid::from_u128(0x6e756d69_6e61_4d6f_6269_6c65436f6e76);
+const CLIENT_CONVERSATION_NAMESPACE: Uuid = Uuid::from_u128(0x6e756d69_6e61_4d6f_6269_6c65436f6e76);
 
 /// The conversation an app made offline under `client_id`, for this user.
 pub fn conversation_for_client_id(user: &UserId, client_id: &str) -> ConversationId {
@@ -260,13 +261,7 @@ impl Runner<'_> {
         }
         let result = self.apply(kind, op_id, operation).await;
         let (status, outcome) = match result {
-            Ok((status, body)) => (
-                status,
-                Outcome {
-                    body,
-                    error: None,
-                },
-            ),
+            Ok((status, body)) => (status, Outcome { body, error: None }),
             Err(error) => {
                 let (status, outcome, _) = failed(&error);
                 return Ok((status, outcome, false));
@@ -363,7 +358,13 @@ impl Runner<'_> {
                 let made_at = made_at(op.client_timestamp.as_deref(), now)?;
                 let conversation = state
                     .conversations
-                    .edit(user, &id, ConversationChange::Archive(op.archived), made_at, now)
+                    .edit(
+                        user,
+                        &id,
+                        ConversationChange::Archive(op.archived),
+                        made_at,
+                        now,
+                    )
                     .await?;
                 Ok((200, Some(to_value(&ConversationView::from(&conversation))?)))
             }
@@ -416,7 +417,9 @@ impl Runner<'_> {
                 let links = download_links(state, user, &found.messages).await?;
                 Ok((
                     200,
-                    Some(to_value(&ConversationWithMessagesView::new(&found, &links))?),
+                    Some(to_value(&ConversationWithMessagesView::new(
+                        &found, &links,
+                    ))?),
                 ))
             }
             "" => Err(Error::invalid("each operation needs a type")),

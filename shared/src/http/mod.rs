@@ -205,7 +205,11 @@ async fn append_message(
                 AttachmentRef::Upload(_) => None,
             })
             .collect(),
-        _ => configured_attachments(state)?.resolve(user, id, refs).await?,
+        _ => {
+            configured_attachments(state)?
+                .resolve(user, id, refs)
+                .await?
+        }
     };
     let message = NewMessage::parse(
         body.role,

@@ -365,10 +365,7 @@ impl Store {
             .expression_attribute_values(":messages", number(user.messages_migrated))
             .expression_attribute_values(":present", number(user.messages_already_present))
             .expression_attribute_values(":skipped", number(user.skipped.len() as u64))
-            .expression_attribute_values(
-                ":deleted",
-                number(user.messages_of_deleted_conversations),
-            )
+            .expression_attribute_values(":deleted", number(user.messages_of_deleted_conversations))
             .build()
             .map_err(|e| Error::internal("build run totals", e))?;
         let result = self

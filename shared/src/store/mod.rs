@@ -26,8 +26,8 @@ pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use memory::HeldMemory;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{OperationRecord, OperationRecords};
-pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
 use sync::Tombstone;
+pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
 
 use crate::clock::{Clock, SystemClock};
 use crate::cursor::Position;
@@ -459,7 +459,10 @@ impl Store {
             .key(keys::SK, s(keys::CONVERSATION_SK))
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":now", s(&now))
-            .expression_attribute_values(":changed", s(&self.change_stamp(&message.conversation_id)))
+            .expression_attribute_values(
+                ":changed",
+                s(&self.change_stamp(&message.conversation_id)),
+            )
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
         if let Some(title) = auto_title {
             update_expression = "SET lastActivity = :now, updatedAt = :now, changedAt = :changed, \

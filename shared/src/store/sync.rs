@@ -6,7 +6,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{from_item, item_key, page_limit, position_in, s, store_error, ConversationItem, Item, Store};
+use super::{
+    from_item, item_key, page_limit, position_in, s, store_error, ConversationItem, Item, Store,
+};
 use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
@@ -118,9 +120,7 @@ impl Store {
         let live_keys: Vec<Item> = found
             .iter()
             .filter(|entry| text(entry, keys::PK) != Some(tombstones.as_str()))
-            .filter_map(|entry| {
-                Some(item_key(text(entry, keys::PK)?, text(entry, keys::SK)?))
-            })
+            .filter_map(|entry| Some(item_key(text(entry, keys::PK)?, text(entry, keys::SK)?)))
             .collect();
         let mut live: std::collections::HashMap<String, ConversationItem> = self
             .batch_get(live_keys, None)
