@@ -384,3 +384,74 @@ async fn another_users_ids_and_operation_ids_reach_nothing_of_theirs() {
     let alices_now = alice.get(&format!("/conversations/{alice_id}")).await;
     assert_eq!(alices_now.body["messageCount"], 2);
 }
+
+/// An offline queue of 100 operations of every kind, over conversations made in it.
+fn hundred_mixed_operations() -> Vec<Value> {
+    let mut operations = Vec::new();
+    let made_at = (Utc::now() - Duration::minutes(30)).to_rfc3339();
+    for n in 0..100 {
+        let conversation = format!("local-{}", n / 10);
+        let op_id = format!("queue-{n}");
+        let operation = match n % 10 {
+            0 => {
+                json!({"opId": op_id, "type": "createConversation", "clientConversationId": conversation, "title": format!("Offline {n}")})
+            }
+            1..=4 => {
+                json!({"opId": op_id, "type": "addMessage", "clientConversationId": conversation, "role": if n % 2 == 0 { "user" } else { "assistant" }, "content": format!("message {n}")})
+            }
+            5 => {
+                json!({"opId": op_id, "type": "rename", "clientConversationId": conversation, "title": format!("Renamed {n}"), "clientTimestamp": made_at})
+            }
+            6 => {
+                json!({"opId": op_id, "type": "setTags", "clientConversationId": conversation, "tags": [format!("tag{n}")], "clientTimestamp": made_at})
+            }
+            7 => {
+                json!({"opId": op_id, "type": "archive", "clientConversationId": conversation, "archived": n % 20 == 7, "clientTimestamp": made_at})
+            }
+            8 if n % 30 == 8 => {
+                json!({"opId": op_id, "type": "delete", "clientConversationId": conversation})
+            }
+            8 => {
+                json!({"opId": op_id, "type": "addMessage", "clientConversationId": conversation, "role": "user", "content": "one more"})
+            }
+            _ => {
+                json!({"opId": op_id, "type": "getConversation", "clientConversationId": conversation, "messageLimit": 10})
+            }
+        };
+        operations.push(operation);
+    }
+    operations
+}
+
+#[tokio::test]
+async fn a_queue_of_a_hundred_mixed_operations_replayed_three_times_is_as_if_sent_once() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let queue = hundred_mixed_operations();
+    let once = batch(&alice, &queue).await;
+    let codes = statuses(&once);
+    assert_eq!(codes.len(), 100);
+    assert!(
+        codes.iter().all(|s| [200, 201, 204, 404].contains(s)),
+        "{codes:?}"
+    );
+    // Reads of a conversation deleted earlier in the queue are the only 404s.
+    assert_eq!(codes.iter().filter(|s| **s == 204).count(), 4);
+    assert_eq!(codes.iter().filter(|s| **s == 404).count(), 4);
+    let state_once = table_snapshot(&api.state).await;
+    let listing_once = alice.get("/conversations?includeArchived=true").await.body;
+
+    for _ in 0..3 {
+        let again = batch(&alice, &queue).await;
+        assert_eq!(answers(&again), answers(&once));
+        assert_eq!(again.body["conversationIds"], once.body["conversationIds"]);
+        assert_eq!(table_snapshot(&api.state).await, state_once);
+    }
+    assert_eq!(
+        alice.get("/conversations?includeArchived=true").await.body,
+        listing_once
+    );
+    let listed = listing_once["conversations"].as_array().unwrap();
+    assert_eq!(listed.len(), 6);
+    assert!(listed.iter().all(|c| c["messageCount"] == 5));
+}

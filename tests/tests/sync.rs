@@ -420,3 +420,87 @@ async fn conversations_the_migration_makes_from_old_memory_reach_an_app_that_syn
     let only = app.conversations.values().next().unwrap();
     assert_eq!(only["messageCount"], 2);
 }
+
+#[tokio::test]
+async fn a_sync_after_writes_returns_exactly_the_conversations_changed_and_deleted_since() {
+    let clock = Arc::new(ManualClock::at(Utc::now() - Duration::hours(1)));
+    let state = state_configured(&[("SYNC_SETTLE_SECONDS", "60")], clock.clone()).await;
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&new_user());
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        ids.push(alice.create_conversation(Some(&format!("c{n}"))).await);
+    }
+    alice
+        .put(
+            &format!("/conversations/{}/archive", ids[7]),
+            json!({"archived": true}),
+        )
+        .await;
+
+    // The first sync, from nothing, returns everything, archived included.
+    clock.advance(Duration::minutes(2));
+    let mut app = App::default();
+    let first = app.sync(&alice, 3).await;
+    assert!(first.iter().all(|p| p["fullSync"] == true));
+    assert_eq!(app.conversations.len(), 8);
+    assert_eq!(app.conversations[&ids[7]]["isArchived"], true);
+
+    // Minutes later (past the settle window): a message, a rename, an archive, tags and a
+    // delete, each on a different conversation.
+    clock.advance(Duration::minutes(2));
+    alice.say(&ids[0], "new message").await;
+    alice
+        .put(
+            &format!("/conversations/{}/title", ids[1]),
+            json!({"title": "renamed"}),
+        )
+        .await;
+    let archived = alice
+        .put(
+            &format!("/conversations/{}/archive", ids[2]),
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(archived.status, StatusCode::OK, "{:?}", archived.body);
+    alice
+        .put(
+            &format!("/conversations/{}/tags", ids[3]),
+            json!({"tags": ["x"]}),
+        )
+        .await;
+    alice.delete(&format!("/conversations/{}", ids[4])).await;
+
+    clock.advance(Duration::minutes(2));
+    let pages = app.sync(&alice, 100).await;
+    assert_eq!(pages.len(), 1);
+    let changed: std::collections::BTreeSet<String> = pages[0]["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    let expected: std::collections::BTreeSet<String> = ids[..4].iter().cloned().collect();
+    assert_eq!(changed, expected, "exactly the conversations changed");
+    assert_eq!(
+        pages[0]["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(id_of)
+            .collect::<Vec<_>>(),
+        [ids[4].clone()]
+    );
+    assert_eq!(pages[0]["fullSync"], false);
+    assert_eq!(app.conversations[&ids[0]]["messageCount"], 1);
+    assert_eq!(app.conversations[&ids[1]]["title"], "renamed");
+    assert_eq!(app.conversations[&ids[2]]["isArchived"], true);
+    assert_eq!(app.conversations[&ids[3]]["tags"], json!(["x"]));
+    assert_eq!(app.conversations, server_listing(&alice).await);
+
+    // Nothing changed since: the next sync is empty.
+    clock.advance(Duration::minutes(2));
+    let quiet = app.sync(&alice, 100).await;
+    assert_eq!(quiet[0]["conversations"], json!([]));
+    assert_eq!(quiet[0]["deleted"], json!([]));
+}
