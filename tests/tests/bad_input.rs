@@ -264,7 +264,7 @@ async fn every_endpoint_refuses_bad_input_with_one_error_shape_and_writes_nothin
         (
             Method::POST,
             "/mobile/batch".into(),
-            Some(r#"{"operations": [{"type": "delete"}]}"#),
+            Some(r#"{"operations": {"type": "delete"}}"#),
             bad,
         ),
     ];

@@ -241,10 +241,8 @@ async fn batches_beyond_the_limits_are_refused_whole_and_change_nothing() {
 
     for body in [
         json!({"operations": []}),
-        json!({"operations": [{"type": "createConversation"}]}),
-        json!({"operations": [{"opId": "", "type": "createConversation"}]}),
-        json!({"operations": [{"opId": "ok", "type": "createConversation"}, {"opId": 7}]}),
         json!({"operations": "none"}),
+        json!({"operations": [], "extra": true}),
         json!({"ops": []}),
         json!([1, 2]),
     ] {
@@ -454,4 +452,35 @@ async fn a_queue_of_a_hundred_mixed_operations_replayed_three_times_is_as_if_sen
     let listed = listing_once["conversations"].as_array().unwrap();
     assert_eq!(listed.len(), 6);
     assert!(listed.iter().all(|c| c["messageCount"] == 5));
+}
+
+#[tokio::test]
+async fn an_operation_without_a_usable_id_fails_alone_and_a_read_needs_none() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Read me")).await;
+    let reply = batch(
+        &alice,
+        &[
+            json!({"type": "createConversation"}),
+            json!({"opId": "", "type": "createConversation"}),
+            json!({"opId": 7, "type": "createConversation"}),
+            json!("not an operation"),
+            json!({"type": "getConversation", "conversationId": id}),
+            json!({"opId": "ok", "type": "createConversation", "clientConversationId": "ok"}),
+        ],
+    )
+    .await;
+    assert_eq!(statuses(&reply), [400, 400, 400, 400, 200, 201]);
+    let results = reply.body["results"].as_array().unwrap();
+    assert_eq!(results[0]["opId"], Value::Null);
+    assert!(results[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("opId"));
+    assert_eq!(results[4]["body"]["title"], "Read me");
+    assert_eq!(results[5]["opId"], "ok");
+    // Only the last operation made a conversation.
+    let listed = alice.get("/conversations").await;
+    assert_eq!(listed.body["conversations"].as_array().unwrap().len(), 2);
 }

@@ -124,7 +124,7 @@ struct Outcome {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct OperationResultView<'a> {
-    op_id: &'a str,
+    op_id: Option<&'a str>,
     status: u16,
     #[serde(flatten)]
     outcome: &'a Outcome,
@@ -145,11 +145,15 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
         let operations = parse_batch(&request)?;
-        let ids: Vec<&str> = operations.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<Result<Option<&str>, Error>> = operations.iter().map(operation_id).collect();
+        let known: Vec<&str> = ids
+            .iter()
+            .filter_map(|id| id.as_ref().ok().copied().flatten())
+            .collect();
         let mut records = state
             .conversations
             .store()
-            .operation_records(&user, &ids)
+            .operation_records(&user, &known)
             .await?;
         let mut runner = Runner {
             state,
@@ -158,9 +162,20 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
             client_ids: Map::new(),
         };
         let mut results = Vec::with_capacity(operations.len());
-        for (op_id, operation) in &operations {
-            let (status, outcome, replayed) = runner.run(op_id, operation, &mut records).await?;
-            results.push((op_id.as_str(), status, outcome, replayed));
+        for (operation, op_id) in operations.iter().zip(ids) {
+            let (status, outcome, replayed) = match &op_id {
+                Ok(Some(op_id)) => runner.run(op_id, operation, &mut records).await?,
+                // A read changes nothing: it needs no id to be applied once.
+                Ok(None) if kind_of(operation) == "getConversation" => {
+                    settled(runner.apply("getConversation", "", operation).await)
+                }
+                Ok(None) => failed(&Error::invalid(format!(
+                    "an operation that changes anything needs an opId of 1 to \
+                     {MAX_CLIENT_ID_CHARS} printable ASCII characters, to be applied once"
+                ))),
+                Err(error) => failed(error),
+            };
+            results.push((op_id.ok().flatten(), status, outcome, replayed));
         }
         Ok(json(
             StatusCode::OK,
@@ -168,7 +183,7 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
                 results: results
                     .iter()
                     .map(|(op_id, status, outcome, replayed)| OperationResultView {
-                        op_id,
+                        op_id: *op_id,
                         status: *status,
                         outcome,
                         replayed: *replayed,
@@ -181,10 +196,9 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
     .await
 }
 
-/// The batch's operations with their ids. What makes the whole batch unreadable (not JSON,
-/// too large, too many operations, an operation without a usable `opId`) is refused whole;
-/// anything else wrong with an operation is that operation's own result.
-fn parse_batch(request: &Request) -> Result<Vec<(String, Value)>, Error> {
+/// The batch's operations. What makes the whole batch unreadable (not JSON, too large, too
+/// many operations) is refused whole; anything wrong with one operation is its own result.
+fn parse_batch(request: &Request) -> Result<Vec<Value>, Error> {
     let bytes: &[u8] = match request.body() {
         Body::Empty => &[],
         Body::Text(text) => text.as_bytes(),
@@ -206,22 +220,25 @@ fn parse_batch(request: &Request) -> Result<Vec<(String, Value)>, Error> {
             "a batch holds at most {MAX_BATCH_OPERATIONS} operations; send it in parts"
         )));
     }
-    body.operations
-        .into_iter()
-        .enumerate()
-        .map(|(index, operation)| {
-            let op_id = match operation.get("opId") {
-                Some(Value::String(id)) if valid_client_id(id) => id.clone(),
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "operations[{index}] needs an opId of 1 to {MAX_CLIENT_ID_CHARS} \
-                         printable ASCII characters"
-                    )))
-                }
-            };
-            Ok((op_id, operation))
-        })
-        .collect()
+    Ok(body.operations)
+}
+
+/// An operation's `opId`: none when it has none, an error when it is not a usable one.
+fn operation_id(operation: &Value) -> Result<Option<&str>, Error> {
+    if !operation.is_object() {
+        return Err(Error::invalid("each operation must be a JSON object"));
+    }
+    match operation.get("opId") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) if valid_client_id(id) => Ok(Some(id)),
+        Some(_) => Err(Error::invalid(format!(
+            "opId must be 1 to {MAX_CLIENT_ID_CHARS} printable ASCII characters"
+        ))),
+    }
+}
+
+fn kind_of(operation: &Value) -> &str {
+    operation.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
 fn valid_client_id(id: &str) -> bool {
@@ -248,7 +265,7 @@ impl Runner<'_> {
         operation: &Value,
         records: &mut OperationRecords,
     ) -> Result<(u16, Outcome, bool), Error> {
-        let kind = operation.get("type").and_then(Value::as_str).unwrap_or("");
+        let kind = kind_of(operation);
         let fingerprint = fingerprint(operation);
         if let Some(record) = records.get(op_id) {
             if record.fingerprint != fingerprint {
@@ -259,16 +276,10 @@ impl Runner<'_> {
             self.note_client_id(operation);
             return Ok((record.status, outcome, true));
         }
-        let result = self.apply(kind, op_id, operation).await;
-        let (status, outcome) = match result {
-            Ok((status, body)) => (status, Outcome { body, error: None }),
-            Err(error) => {
-                let (status, outcome, _) = failed(&error);
-                return Ok((status, outcome, false));
-            }
-        };
-        if kind == "getConversation" {
-            // Reads change nothing: they are answered afresh every time.
+        let (status, outcome, _) = settled(self.apply(kind, op_id, operation).await);
+        if outcome.error.is_some() || kind == "getConversation" {
+            // A failure changed nothing, and a read changes nothing: neither is recorded,
+            // a replay evaluates them again.
             return Ok((status, outcome, false));
         }
         let record = OperationRecord {
@@ -473,6 +484,14 @@ impl Runner<'_> {
             self.client_ids
                 .insert(client_id.to_owned(), Value::String(id.to_string()));
         }
+    }
+}
+
+/// What an operation that ran answers.
+fn settled(result: Result<(u16, Option<Value>), Error>) -> (u16, Outcome, bool) {
+    match result {
+        Ok((status, body)) => (status, Outcome { body, error: None }, false),
+        Err(error) => failed(&error),
     }
 }
 
