@@ -43,6 +43,7 @@ pub enum Endpoint {
     CreateAttachmentUpload,
     MobileSync,
     MobileBatch,
+    Health,
 }
 
 impl Endpoint {
@@ -62,6 +63,7 @@ impl Endpoint {
             "create-attachment-upload" => Self::CreateAttachmentUpload,
             "mobile-sync" => Self::MobileSync,
             "mobile-batch" => Self::MobileBatch,
+            "health" => Self::Health,
             _ => return None,
         })
     }
@@ -85,6 +87,7 @@ impl Endpoint {
             }
             Self::MobileSync => handlers::mobile_sync(state, request).await,
             Self::MobileBatch => handlers::mobile_batch(state, request).await,
+            Self::Health => handlers::health(state, request).await,
         };
         match result {
             Ok(response) => response,
@@ -98,6 +101,8 @@ struct CompiledRoute {
     pattern: String,
     segments: Vec<Segment>,
     endpoint: Endpoint,
+    /// Served without a token, as API Gateway serves a route with `Authorizer: NONE`.
+    public: bool,
 }
 
 enum Segment {
@@ -122,6 +127,7 @@ impl CompiledRoute {
             pattern: route.path.clone(),
             segments,
             endpoint,
+            public: route.public,
         })
     }
 
@@ -214,7 +220,10 @@ async fn handle(AxumState(gateway): AxumState<Arc<Gateway>>, request: AxumReques
     let Some((route, path_parameters)) = gateway.route(&parts.method, &path) else {
         return gateway_response(StatusCode::NOT_FOUND, "Not Found");
     };
-    let claims = bearer(&parts.headers).and_then(|token| gateway.tokens.verify(token));
+    let claims = match route.public {
+        true => Some(HashMap::new()),
+        false => bearer(&parts.headers).and_then(|token| gateway.tokens.verify(token)),
+    };
     let Some(claims) = claims else {
         return gateway_response(StatusCode::UNAUTHORIZED, "Unauthorized");
     };
@@ -288,7 +297,8 @@ pub fn api_gateway_event(
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "local",
-            "authorizer": { "jwt": { "claims": claims, "scopes": null } },
+            // A route without an authorizer gets none, as from API Gateway.
+            "authorizer": if claims.is_empty() { Value::Null } else { json!({ "jwt": { "claims": claims, "scopes": null } }) },
             "domainName": "localhost",
             "domainPrefix": "localhost",
             "http": {

@@ -25,6 +25,8 @@ pub struct Route {
     pub method: String,
     pub path: String,
     pub binary: String,
+    /// Served without a token (`Auth: Authorizer: NONE`).
+    pub public: bool,
 }
 
 /// The table's `Properties` as CloudFormation spells them (the same names as CreateTable).
@@ -189,10 +191,17 @@ impl Template {
                             TemplateError::Shape(format!("{name}: an HttpApi event has no {key}"))
                         })
                 };
+                let public = event
+                    .get("Properties")
+                    .and_then(|p| p.get("Auth"))
+                    .and_then(|a| a.get("Authorizer"))
+                    .and_then(Value::as_str)
+                    == Some("NONE");
                 routes.push(Route {
                     method: property("Method")?.to_uppercase(),
                     path: property("Path")?,
                     binary: binary.to_owned(),
+                    public,
                 });
             }
         }

@@ -148,6 +148,17 @@ impl Attachments {
         self.max_bytes
     }
 
+    /// Whether the bucket is there and ours to use (health checks), in a few words if not.
+    pub async fn check_bucket(&self) -> Result<(), String> {
+        self.s3
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::health::describe_sdk_error(&e))
+    }
+
     /// A presigned URL for uploading one file of the user's into the conversation.
     pub async fn presign_upload(
         &self,

@@ -163,6 +163,24 @@ impl Cache {
         self.inner.is_some()
     }
 
+    /// Whether the cache answers a PING within `timeout` (health checks: past the breaker,
+    /// which it neither consults nor trips). `None` without a cache.
+    pub async fn ping(&self, timeout: std::time::Duration) -> Option<Result<(), String>> {
+        let inner = self.inner.as_ref()?;
+        let attempt = async {
+            inner
+                .connection()
+                .await?
+                .query::<String>(&redis::cmd("PING"))
+                .await
+        };
+        Some(match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(format!("unreachable ({})", error.category())),
+            Err(_) => Err("timed out".to_owned()),
+        })
+    }
+
     pub fn stats(&self) -> Option<&CacheStats> {
         self.inner.as_ref().map(|inner| &inner.stats)
     }

@@ -69,6 +69,8 @@ pub struct Config {
     pub sync_settle: chrono::Duration,
     /// `BATCH_RECORD_DAYS`: how long a batch operation's result is kept for replays (default 7).
     pub batch_record_retention: chrono::Duration,
+    /// `HEALTH_CHECK_TIMEOUT_MS`: how long each health check may take (default 1000).
+    pub health_check_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -213,7 +215,12 @@ impl Config {
         let sync_settle = chrono::Duration::seconds(
             number("SYNC_SETTLE_SECONDS", DEFAULT_SYNC_SETTLE_SECONDS)?.min(3600) as i64,
         );
+        let health_check_timeout = Duration::from_millis(number(
+            "HEALTH_CHECK_TIMEOUT_MS",
+            crate::health::DEFAULT_CHECK_TIMEOUT.as_millis() as u64,
+        )?);
         Ok(Self {
+            health_check_timeout,
             tombstone_retention,
             batch_record_retention,
             sync_settle,

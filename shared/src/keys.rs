@@ -207,6 +207,10 @@ pub fn migration_run_partition(run: &str) -> String {
 
 pub const MIGRATION_RUN_SK: &str = "SUMMARY";
 
+/// The item naming the latest migration run started (what the health check reports).
+pub const MIGRATION_LATEST_PK: &str = "MIGRATION_RUNS";
+pub const MIGRATION_LATEST_SK: &str = "LATEST";
+
 /// The sort key of one user's outcome in a run's partition.
 pub fn migration_run_user_sort_key(user: &str) -> String {
     format!("USER#{user}")

@@ -27,6 +27,9 @@ pub struct State {
     pub assistant: Assistant,
     pub migrator: Migrator,
     pub sync: MobileSync,
+    /// ElastiCache and the cache's name there, when `CACHE_NAME` is configured (health checks
+    /// report its status).
+    pub managed_cache: Option<(aws_sdk_elasticache::Client, String)>,
     /// The attachments bucket, when configured.
     pub attachments: Option<Attachments>,
     pub config: Config,
@@ -141,6 +144,10 @@ impl State {
             assistant,
             migrator,
             sync,
+            managed_cache: config
+                .cache_name
+                .clone()
+                .map(|name| (aws_sdk_elasticache::Client::new(sdk), name)),
             attachments,
             config,
             clock,

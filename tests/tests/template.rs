@@ -63,6 +63,7 @@ fn the_routes_are_the_specifications() {
         ("POST", "/conversations/{id}/attachments"),
         ("GET", "/mobile/sync"),
         ("POST", "/mobile/batch"),
+        ("GET", "/health"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

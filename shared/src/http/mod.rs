@@ -252,6 +252,36 @@ pub async fn mobile_sync(state: &State, request: Request) -> HandlerResult {
     .await
 }
 
+/// `GET /health` (no token): whether the table, the bucket and the cache answer and how the
+/// last migration run went; 200 when all is well, 503 naming what is not. No user data.
+pub async fn health(state: &State, _request: Request) -> HandlerResult {
+    let report = crate::health::Health {
+        store: state.conversations.store(),
+        bucket: state.attachments.as_ref(),
+        cache: state.conversations.cache(),
+        managed_cache: state
+            .managed_cache
+            .as_ref()
+            .map(|(client, name)| (client, name.as_str())),
+        timeout: state.config.health_check_timeout,
+        now: state.now(),
+    }
+    .check()
+    .await;
+    let status = if report.failed.is_empty() {
+        StatusCode::OK
+    } else {
+        tracing::warn!(failed = ?report.failed, "unhealthy");
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = json(status, &report);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
 /// `POST /conversations/migrate`: moves the caller's short-term memory into conversations
 /// (`{"dryRun": true}` reports what it would do and writes nothing). Safe to repeat: a
 /// repeat, or a retry after a timeout, continues where the last call stopped.

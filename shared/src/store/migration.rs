@@ -318,10 +318,45 @@ impl Store {
             .send()
             .await;
         match result {
+            Ok(_) => {}
+            Err(e) if is_conditional_check_failure(&e) => {}
+            Err(e) => return Err(store_error("start migration run", e)),
+        }
+        self.point_to_latest_run(summary).await
+    }
+
+    /// Records `summary`'s run as the latest one started (what the health check reports),
+    /// unless a later one is recorded already.
+    async fn point_to_latest_run(&self, summary: &RunSummary) -> Result<(), Error> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(keys::PK, s(keys::MIGRATION_LATEST_PK))
+            .item(keys::SK, s(keys::MIGRATION_LATEST_SK))
+            .item("runId", s(&summary.run_id))
+            .item("startedAt", s(&summary.started_at))
+            .condition_expression("attribute_not_exists(PK) OR startedAt <= :started")
+            .expression_attribute_values(":started", s(&summary.started_at))
+            .send()
+            .await;
+        match result {
             Ok(_) => Ok(()),
             Err(e) if is_conditional_check_failure(&e) => Ok(()),
-            Err(e) => Err(store_error("start migration run", e)),
+            Err(e) => Err(store_error("record latest migration run", e)),
         }
+    }
+
+    /// The summary of the latest run started, if any.
+    pub async fn latest_run(&self) -> Result<Option<RunSummary>, Error> {
+        let pointer = self
+            .get(keys::MIGRATION_LATEST_PK, keys::MIGRATION_LATEST_SK)
+            .await?;
+        let run = match pointer.as_ref().and_then(|p| p.get("runId")) {
+            Some(AttributeValue::S(run)) => run.clone(),
+            _ => return Ok(None),
+        };
+        self.run_summary(&run).await
     }
 
     /// Records one user's outcome in a run, once: the user's record and the run's totals

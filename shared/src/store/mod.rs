@@ -337,6 +337,21 @@ impl Store {
         &self.table
     }
 
+    /// The table's status as DynamoDB reports it (health checks), in a few words if unknown.
+    pub async fn table_status(&self) -> Result<String, String> {
+        let output = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| crate::health::describe_sdk_error(&e))?;
+        Ok(output
+            .table()
+            .and_then(|t| t.table_status())
+            .map_or_else(|| "UNKNOWN".to_owned(), |s| s.as_str().to_owned()))
+    }
+
     pub async fn put_new_conversation(&self, conversation: &ConversationItem) -> Result<(), Error> {
         let item = self.stamped(conversation);
         self.client
