@@ -309,6 +309,16 @@ impl NewMessage {
                 "each attachment must be 1 to {MAX_ATTACHMENT_CHARS} characters"
             )));
         }
+        if metadata.keys().any(String::is_empty) {
+            return Err(Error::invalid(
+                "metadata cannot be stored: keys must not be empty",
+            ));
+        }
+        for value in metadata.values() {
+            storable(value, 1).map_err(|problem| {
+                Error::invalid(format!("metadata cannot be stored: {problem}"))
+            })?;
+        }
         let metadata_bytes = serde_json::to_vec(&metadata)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
@@ -325,6 +335,40 @@ impl NewMessage {
             metadata,
             client_message_id,
         })
+    }
+}
+
+/// How deep metadata values may nest (DynamoDB stores at most 32 levels in an item).
+pub const MAX_METADATA_DEPTH: usize = 16;
+
+/// Whether a metadata value can be stored as it is: no empty keys, numbers within DynamoDB's
+/// range (magnitudes from 1e-130 to below 1e126), nesting within `MAX_METADATA_DEPTH`.
+fn storable(value: &serde_json::Value, depth: usize) -> Result<(), String> {
+    use serde_json::Value;
+    if depth > MAX_METADATA_DEPTH {
+        return Err(format!(
+            "values nest deeper than {MAX_METADATA_DEPTH} levels"
+        ));
+    }
+    match value {
+        Value::Object(map) => {
+            if map.keys().any(String::is_empty) {
+                return Err("keys must not be empty".to_owned());
+            }
+            map.values().try_for_each(|v| storable(v, depth + 1))
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| storable(v, depth + 1)),
+        Value::Number(number) => {
+            let magnitude = number.as_f64().map(f64::abs).unwrap_or(f64::INFINITY);
+            if magnitude == 0.0 || (1e-130..1e126).contains(&magnitude) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the number {number} is out of range (1e-130 to 1e126)"
+                ))
+            }
+        }
+        _ => Ok(()),
     }
 }
 

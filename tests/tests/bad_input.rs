@@ -48,6 +48,11 @@ async fn every_endpoint_refuses_bad_input_with_one_error_shape_and_writes_nothin
     );
     let bad = StatusCode::BAD_REQUEST;
 
+    let deep_metadata = format!(
+        r#"{{"role": "user", "content": "hi", "metadata": {{"a": {}1{}}}}}"#,
+        "[".repeat(40),
+        "]".repeat(40)
+    );
     let cases: Vec<(Method, String, Option<&str>, StatusCode)> = vec![
         // GET /conversations
         (Method::GET, "/conversations?limit=0".into(), None, bad),
@@ -179,6 +184,40 @@ async fn every_endpoint_refuses_bad_input_with_one_error_shape_and_writes_nothin
             Method::POST,
             format!("{c}/messages"),
             Some(&long_client_id),
+            bad,
+        ),
+        // Found by schemathesis: metadata DynamoDB cannot store (was a 500, or a conversation
+        // that could no longer be read).
+        (
+            Method::POST,
+            format!("{c}/messages"),
+            Some(r#"{"role": "user", "content": "hi", "metadata": {"": 1}}"#),
+            bad,
+        ),
+        (
+            Method::POST,
+            format!("{c}/messages"),
+            Some(r#"{"role": "user", "content": "hi", "metadata": {"a": {"b": {"": null}}}}"#),
+            bad,
+        ),
+        (
+            Method::POST,
+            format!("{c}/messages"),
+            Some(
+                r#"{"role": "user", "content": "hi", "metadata": {"a": 1.1125369292536007e-308}}"#,
+            ),
+            bad,
+        ),
+        (
+            Method::POST,
+            format!("{c}/messages"),
+            Some(r#"{"role": "user", "content": "hi", "metadata": {"a": [-1.5e-297]}}"#),
+            bad,
+        ),
+        (
+            Method::POST,
+            format!("{c}/messages"),
+            Some(&deep_metadata),
             bad,
         ),
         (

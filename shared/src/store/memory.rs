@@ -196,9 +196,9 @@ impl Store {
                     Some(AttributeValue::S(sk)) => sk.clone(),
                     _ => String::new(),
                 };
-                let entry = serde_dynamo::from_item::<_, MemoryItem>(item)
+                let entry = super::from_item::<MemoryItem>(item)
                     .map(MemoryItem::into_entry)
-                    .map_err(|e| format!("unreadable memory item: {e}"));
+                    .map_err(|e| format!("unreadable memory item: {}", crate::error::chain(&e)));
                 held.push(HeldMemory { key, entry });
             }
             match output.last_evaluated_key {

@@ -1122,7 +1122,23 @@ pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item, Error> {
 }
 
 pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, Error> {
+    // serde_dynamo panics on a value of a type this SDK does not know (the SDK reads one as
+    // `Unknown`, which only its parser can make): refuse it first.
+    if item.values().any(holds_unknown_type) {
+        return Err(Error::internal(
+            "decode item",
+            "an attribute holds a type this SDK does not know",
+        ));
+    }
     serde_dynamo::from_item(item).map_err(|e| Error::internal("decode item", e))
+}
+
+fn holds_unknown_type(value: &AttributeValue) -> bool {
+    match value {
+        AttributeValue::M(map) => map.values().any(holds_unknown_type),
+        AttributeValue::L(list) => list.iter().any(holds_unknown_type),
+        other => other.is_unknown(),
+    }
 }
 
 /// Why a transaction was cancelled: one reason code per item, in the order of its items.
