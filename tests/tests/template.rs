@@ -139,3 +139,21 @@ async fn the_local_table_was_created_from_the_template() {
     let ttl = ttl.time_to_live_description.unwrap();
     assert_eq!(ttl.attribute_name(), Some(shared::keys::EXPIRES_AT));
 }
+
+#[test]
+fn every_function_keeps_its_logs_for_the_configured_retention() {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap();
+    let document: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let resources = document["Resources"].as_mapping().unwrap();
+    let functions: Vec<&str> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, _)| name.as_str().unwrap())
+        .collect();
+    // Log groups are written `!Sub /aws/lambda/${Function}`; the tag survives as text.
+    for function in functions {
+        let declared = text.contains(&format!("LogGroupName: !Sub /aws/lambda/${{{function}}}"));
+        assert!(declared, "{function} has no log group with a retention");
+    }
+    assert!(text.matches("RetentionInDays: !Ref LogRetentionDays").count() >= 20);
+}
