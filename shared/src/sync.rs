@@ -64,8 +64,8 @@ pub struct SyncPage {
     pub cursor: String,
     /// More changes wait now: ask again with the cursor straight away.
     pub has_more: bool,
-    /// This page belongs to a sync from scratch (every conversation, no deletions): an app
-    /// replaces what it holds with what the whole round returns.
+    /// This page belongs to a sync from scratch: every conversation, then what changed while
+    /// they were read; an app replaces what it holds with what the whole round returns.
     pub full: bool,
 }
 
@@ -75,16 +75,19 @@ enum SyncPosition {
     /// A sync from scratch, after this position in `ByActivity`.
     Snapshot { after: Position, floor: String },
     /// A round of the change log: after this `changedAt`; `floor` is set once the round has
-    /// started (its first page sets it).
+    /// started (its first page sets it). `full`: the round that completes a sync from scratch
+    /// (what changed while the snapshot was read belongs to it).
     Changes {
         after: String,
         floor: Option<String>,
+        full: bool,
     },
 }
 
 const MODE: &str = "mode";
 const FLOOR: &str = "floor";
 const AFTER: &str = "after";
+const FULL: &str = "full";
 
 impl SyncPosition {
     fn into_position(self) -> Position {
@@ -94,13 +97,16 @@ impl SyncPosition {
                 after.insert(FLOOR.to_owned(), floor);
                 after
             }
-            Self::Changes { after, floor } => {
+            Self::Changes { after, floor, full } => {
                 let mut position = Position::from([
                     (MODE.to_owned(), "changes".to_owned()),
                     (AFTER.to_owned(), after),
                 ]);
                 if let Some(floor) = floor {
                     position.insert(FLOOR.to_owned(), floor);
+                }
+                if full {
+                    position.insert(FULL.to_owned(), "true".to_owned());
                 }
                 position
             }
@@ -119,6 +125,7 @@ impl SyncPosition {
             "changes" => Ok(Self::Changes {
                 after: position.remove(AFTER).ok_or_else(invalid)?,
                 floor,
+                full: position.remove(FULL).is_some(),
             }),
             _ => Err(invalid()),
         }
@@ -128,7 +135,7 @@ impl SyncPosition {
     fn oldest_time(&self) -> Option<DateTime<Utc>> {
         match self {
             Self::Snapshot { floor, .. } => keys::changed_at_time(floor),
-            Self::Changes { after, floor } => {
+            Self::Changes { after, floor, .. } => {
                 let after = keys::changed_at_time(after);
                 match floor.as_deref().and_then(keys::changed_at_time) {
                     Some(floor) => after.map(|a| a.min(floor)).or(Some(floor)),
@@ -222,6 +229,8 @@ impl MobileSync {
                     Some(first_left_out) => first_left_out.checked_sub(1),
                     None => positions.len().checked_sub(1),
                 };
+                // After the snapshot, the round goes on with what changed since its floor:
+                // a conversation that moved ahead of the pages already read is listed there.
                 let next = match last {
                     Some(last) if read.left_out.is_some() || page.more => SyncPosition::Snapshot {
                         after: positions[last].clone(),
@@ -230,17 +239,18 @@ impl MobileSync {
                     _ => SyncPosition::Changes {
                         after: floor,
                         floor: None,
+                        full: true,
                     },
                 };
                 Ok(SyncPage {
-                    has_more: matches!(next, SyncPosition::Snapshot { .. }),
+                    has_more: true,
                     conversations: read.kept,
                     deleted: Vec::new(),
                     cursor: self.encode(scope, next),
                     full: true,
                 })
             }
-            Some(SyncPosition::Changes { after, floor }) => {
+            Some(SyncPosition::Changes { after, floor, full }) => {
                 let floor = floor.unwrap_or_else(new_floor);
                 let page = store.changes_after(user, &after, request.limit).await?;
                 let mut changed = Vec::new();
@@ -277,10 +287,12 @@ impl MobileSync {
                     Some(last) if cut_at.is_some() || page.more => SyncPosition::Changes {
                         after: last,
                         floor: Some(floor),
+                        full,
                     },
                     _ => SyncPosition::Changes {
                         after: floor,
                         floor: None,
+                        full: false,
                     },
                 };
                 Ok(SyncPage {
@@ -288,7 +300,7 @@ impl MobileSync {
                     conversations: read.kept,
                     deleted,
                     cursor: self.encode(scope, next),
-                    full: false,
+                    full,
                 })
             }
         }

@@ -40,24 +40,21 @@ impl App {
     }
 
     fn apply(&mut self, page: &Value) {
-        let listed = page["conversations"].as_array().unwrap();
-        if page["fullSync"].as_bool().unwrap() {
-            // A round from scratch: what it does not list, the app no longer holds.
-            let round = self.full_round.get_or_insert_with(BTreeMap::new);
-            for conversation in listed {
-                round.insert(id_of(conversation), conversation.clone());
-            }
-            if !page["hasMore"].as_bool().unwrap() {
-                self.conversations = self.full_round.take().unwrap();
-            }
-        } else {
-            for conversation in listed {
-                self.conversations
-                    .insert(id_of(conversation), conversation.clone());
-            }
+        let full = page["fullSync"].as_bool().unwrap();
+        // A round from scratch is gathered apart: what it does not list, the app no longer
+        // holds once it ends.
+        let target = match full {
+            true => self.full_round.get_or_insert_with(BTreeMap::new),
+            false => &mut self.conversations,
+        };
+        for conversation in page["conversations"].as_array().unwrap() {
+            target.insert(id_of(conversation), conversation.clone());
         }
         for deleted in page["deleted"].as_array().unwrap() {
-            self.conversations.remove(&id_of(deleted));
+            target.remove(&id_of(deleted));
+        }
+        if full && !page["hasMore"].as_bool().unwrap() {
+            self.conversations = self.full_round.take().unwrap();
         }
         self.cursor = Some(page["cursor"].as_str().unwrap().to_owned());
     }
@@ -194,24 +191,60 @@ async fn a_deleted_conversation_reaches_the_app_as_a_tombstone() {
 
 #[tokio::test]
 async fn pages_are_bounded_and_a_round_lists_each_conversation_once() {
-    let api = LocalApi::start().await;
+    let clock = Arc::new(ManualClock::at(Utc::now() - Duration::hours(1)));
+    let api = LocalApi::serving(state_configured(&[], clock.clone()).await).await;
     let alice = api.as_user(&new_user());
     for n in 0..5 {
         alice.create_conversation(Some(&format!("c{n}"))).await;
     }
+    clock.advance(Duration::minutes(2));
     let mut app = App::default();
     let pages = app.sync(&alice, 2).await;
     let sizes: Vec<usize> = pages
         .iter()
         .map(|p| p["conversations"].as_array().unwrap().len())
         .collect();
-    assert_eq!(sizes, [2, 2, 1]);
+    // The snapshot in pages of 2, then what changed while it was read: nothing.
+    assert_eq!(sizes, [2, 2, 1, 0]);
     let more: Vec<bool> = pages
         .iter()
         .map(|p| p["hasMore"].as_bool().unwrap())
         .collect();
-    assert_eq!(more, [true, true, false]);
+    assert_eq!(more, [true, true, true, false]);
+    assert!(pages.iter().all(|p| p["fullSync"] == true));
     assert_eq!(app.conversations.len(), 5);
+}
+
+#[tokio::test]
+async fn a_conversation_that_moves_ahead_while_a_first_sync_reads_is_not_lost() {
+    let clock = Arc::new(ManualClock::at(Utc::now() - Duration::hours(1)));
+    let api = LocalApi::serving(state_configured(&[], clock.clone()).await).await;
+    let alice = api.as_user(&new_user());
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(alice.create_conversation(Some(&format!("c{n}"))).await);
+        clock.advance(Duration::seconds(1));
+    }
+    clock.advance(Duration::minutes(2));
+
+    // The first page holds the two most recently active; then the oldest, not read yet,
+    // gets a message and jumps ahead of the pages already read.
+    let first = alice.get("/mobile/sync?limit=2").await;
+    let listed: Vec<String> = first.body["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(listed, [ids[4].clone(), ids[3].clone()]);
+    alice.say(&ids[0], "back to the oldest").await;
+
+    let mut app = App::default();
+    app.apply(&first.body);
+    app.sync(&alice, 2).await;
+    assert_eq!(app.conversations.len(), 5, "a conversation was lost");
+    assert_eq!(app.conversations[&ids[0]]["messageCount"], 1);
+    assert_eq!(app.conversations, server_listing(&alice).await);
 }
 
 #[tokio::test]

@@ -196,17 +196,21 @@ impl Store {
         let mut attempt = 0;
         while !pending.is_empty() {
             attempt += 1;
-            let mut writes = vec![TransactWriteItem::builder()
-                .update(self.count_migrated(user, conversation, pending.len(), auto_title)?)
-                .build()];
+            // The messages first (large content goes to S3, which takes a while), then the
+            // count update: its change-log stamp is taken just before the transaction is sent.
+            let mut puts = Vec::with_capacity(pending.len());
             for message in &pending {
                 let item = to_item(&self.message_item(user, message).await?)?;
-                writes.push(
+                puts.push(
                     TransactWriteItem::builder()
                         .put(put_new(&self.table, item)?)
                         .build(),
                 );
             }
+            let mut writes = vec![TransactWriteItem::builder()
+                .update(self.count_migrated(user, conversation, pending.len(), auto_title)?)
+                .build()];
+            writes.extend(puts);
             let error = match self
                 .client
                 .transact_write_items()

@@ -117,10 +117,16 @@ impl Store {
         found.truncate(limit);
 
         let tombstones = keys::tombstone_partition(user);
-        let live_keys: Vec<Item> = found
+        // An index entry moving while it is read may be seen twice; BatchGetItem refuses a
+        // key given twice.
+        let live_partitions: std::collections::BTreeSet<&str> = found
             .iter()
-            .filter(|entry| text(entry, keys::PK) != Some(tombstones.as_str()))
-            .filter_map(|entry| Some(item_key(text(entry, keys::PK)?, text(entry, keys::SK)?)))
+            .filter_map(|entry| text(entry, keys::PK))
+            .filter(|pk| *pk != tombstones)
+            .collect();
+        let live_keys: Vec<Item> = live_partitions
+            .into_iter()
+            .map(|pk| item_key(pk, keys::CONVERSATION_SK))
             .collect();
         let mut live: std::collections::HashMap<String, ConversationItem> = self
             .batch_get(live_keys, None)
