@@ -69,6 +69,9 @@ pub struct Config {
     pub sync_settle: chrono::Duration,
     /// `BATCH_RECORD_DAYS`: how long a batch operation's result is kept for replays (default 7).
     pub batch_record_retention: chrono::Duration,
+    /// `BATCH_TIME_BUDGET_MS`: how long a batch starts operations for (default 20000, within
+    /// the function's 29 s); the rest are answered `not_run`.
+    pub batch_time_budget: Duration,
     /// `HEALTH_CHECK_TIMEOUT_MS`: how long each health check may take (default 1000).
     pub health_check_timeout: Duration,
 }
@@ -219,7 +222,19 @@ impl Config {
             "HEALTH_CHECK_TIMEOUT_MS",
             crate::health::DEFAULT_CHECK_TIMEOUT.as_millis() as u64,
         )?);
+        let batch_time_budget = Duration::from_millis(match lookup("BATCH_TIME_BUDGET_MS") {
+            Some(raw) if raw == "0" => 0,
+            _ => number("BATCH_TIME_BUDGET_MS", 20_000)?,
+        });
+        if batch_record_retention >= tombstone_retention {
+            return Err(Error::Config(
+                "BATCH_RECORD_DAYS must be less than TOMBSTONE_RETENTION_DAYS: a replayed \
+                 create must still find its conversation's tombstone"
+                    .into(),
+            ));
+        }
         Ok(Self {
+            batch_time_budget,
             health_check_timeout,
             tombstone_retention,
             batch_record_retention,

@@ -28,6 +28,9 @@ pub enum Error {
     /// An operation id was used before for a different operation.
     #[error("operation id {0} was already used for a different operation")]
     OperationReused(String),
+    /// A batch operation not started because the batch ran out of time; send it again.
+    #[error("not run: the batch ran out of time; send this operation again")]
+    NotRun,
     /// A sync cursor older than the tombstones' retention: deletions since may be forgotten,
     /// so the app must sync from scratch.
     #[error(
@@ -75,6 +78,7 @@ impl Error {
             Self::Superseded(_) => "Superseded",
             Self::OperationReused(_) => "OperationReused",
             Self::ResyncRequired(_) => "ResyncRequired",
+            Self::NotRun => "NotRun",
             Self::ModelFailed(_) => "ModelFailed",
             Self::ModelTimeout => "ModelTimeout",
             Self::NoRoute => "NoRoute",

@@ -484,3 +484,50 @@ async fn an_operation_without_a_usable_id_fails_alone_and_a_read_needs_none() {
     let listed = alice.get("/conversations").await;
     assert_eq!(listed.body["conversations"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn two_copies_of_a_batch_at_once_leave_the_state_one_copy_leaves() {
+    // The app gave up waiting and sent the batch again while the first copy still ran: each
+    // operation runs once, in order, and both copies answer alike.
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Before")).await;
+    let mut queue = Vec::new();
+    for n in 0..6 {
+        queue.push(json!({"opId": format!("rename-{n}"), "type": "rename", "conversationId": id, "title": format!("Title {n}")}));
+        queue.push(json!({"opId": format!("say-{n}"), "type": "addMessage", "conversationId": id, "role": "user", "content": format!("m{n}")}));
+    }
+    let (a, b) = tokio::join!(batch(&alice, &queue), batch(&alice, &queue));
+    assert_eq!(statuses(&a), [200, 201].repeat(6));
+    assert_eq!(answers(&a), answers(&b));
+    let stored = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(stored.body["title"], "Title 5");
+    assert_eq!(stored.body["messageCount"], 6);
+}
+
+#[tokio::test]
+async fn operations_a_batch_had_no_time_for_are_not_run_and_run_when_sent_again() {
+    let clock = std::sync::Arc::new(shared::clock::SystemClock);
+    let hurried = tests::state_configured(&[("BATCH_TIME_BUDGET_MS", "0")], clock.clone()).await;
+    let mut relaxed_config = hurried.config.clone();
+    relaxed_config.batch_time_budget = std::time::Duration::from_secs(20);
+    let api = LocalApi::serving(hurried).await;
+    let user = new_user();
+    let before = table_snapshot(&api.state).await;
+    let queue = offline_queue();
+    let hurried_reply = batch(&api.as_user(&user), &queue).await;
+    // Every write is answered not_run; the read still runs (and finds nothing yet).
+    assert_eq!(
+        statuses(&hurried_reply),
+        [503, 503, 503, 503, 503, 503, 404]
+    );
+    assert_eq!(hurried_reply.body["results"][0]["error"]["code"], "not_run");
+    assert_eq!(table_snapshot(&api.state).await, before);
+
+    // The same table, with time to spare: the whole queue runs.
+    let relaxed =
+        shared::state::State::with_clock(relaxed_config, &aws_config::load_from_env().await, clock);
+    let relaxed_api = LocalApi::serving(relaxed).await;
+    let again = batch(&relaxed_api.as_user(&user), &queue).await;
+    assert_eq!(statuses(&again), [201, 201, 201, 200, 200, 200, 200]);
+}

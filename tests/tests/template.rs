@@ -155,5 +155,9 @@ fn every_function_keeps_its_logs_for_the_configured_retention() {
         let declared = text.contains(&format!("LogGroupName: !Sub /aws/lambda/${{{function}}}"));
         assert!(declared, "{function} has no log group with a retention");
     }
-    assert!(text.matches("RetentionInDays: !Ref LogRetentionDays").count() >= 20);
+    assert!(
+        text.matches("RetentionInDays: !Ref LogRetentionDays")
+            .count()
+            >= 20
+    );
 }

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::request::caller;
@@ -28,7 +29,8 @@ use crate::error::Error;
 use crate::model::{ConversationId, Tags, Title, UserId};
 use crate::service::{DEFAULT_MESSAGE_WINDOW, MAX_MESSAGE_WINDOW};
 use crate::store::{
-    ConversationChange, OperationRecord, OperationRecords, RESPONSE_CONTENT_BUDGET,
+    Claim, ConversationChange, OperationRecord, OperationRecords, RecordedAnswer,
+    RESPONSE_CONTENT_BUDGET,
 };
 
 /// Operations one batch may hold.
@@ -37,6 +39,13 @@ pub const MAX_BATCH_OPERATIONS: usize = 100;
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// The longest `opId` and `clientConversationId`.
 pub const MAX_CLIENT_ID_CHARS: usize = 128;
+
+/// How long a claim on an operation holds while it runs (far longer than any one operation).
+const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(30);
+/// How often, and how long apart, a copy of a batch looks for the answer of an operation
+/// another copy is running.
+const CLAIM_ATTEMPTS: u32 = 15;
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Namespace of the conversation ids derived from an app's ids (UUID v5), fixed forever:
 /// changing it would give a replayed create a new conversation.
@@ -158,6 +167,7 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
         let mut runner = Runner {
             state,
             user: &user,
+            deadline: Instant::now() + state.config.batch_time_budget,
             read_budget: RESPONSE_CONTENT_BUDGET,
             client_ids: Map::new(),
         };
@@ -251,6 +261,8 @@ fn valid_client_id(id: &str) -> bool {
 struct Runner<'a> {
     state: &'a State,
     user: &'a UserId,
+    /// Operations not started by then are answered `not_run` (the function's time is bounded).
+    deadline: Instant,
     /// Message content the batch's reads may still return.
     read_budget: usize,
     client_ids: Map<String, Value>,
@@ -271,43 +283,83 @@ impl Runner<'_> {
             if record.fingerprint != fingerprint {
                 return Ok(failed(&Error::OperationReused(op_id.to_owned())));
             }
-            let outcome = serde_json::from_str(&record.result)
-                .map_err(|e| Error::internal("read operation record", e))?;
-            self.note_client_id(operation);
-            return Ok((record.status, outcome, true));
+            if let Some(answer) = &record.answer {
+                self.note_client_id(operation);
+                return replayed(answer);
+            }
+        }
+        if kind == "getConversation" {
+            // Reads change nothing: they are answered afresh every time.
+            return Ok(settled(self.apply(kind, op_id, operation).await));
+        }
+        if Instant::now() >= self.deadline {
+            return Ok(failed(&Error::NotRun));
+        }
+        let store = self.state.conversations.store();
+        let expires = self.state.now() + self.state.config.batch_record_retention;
+        for attempt in 1..=CLAIM_ATTEMPTS {
+            let now = self.state.now();
+            let claim = store
+                .claim_operation(
+                    self.user,
+                    op_id,
+                    &fingerprint,
+                    now,
+                    now + CLAIM_LEASE,
+                    expires,
+                )
+                .await?;
+            match claim {
+                Claim::Claimed => break,
+                Claim::Answered(answer) => {
+                    self.note_client_id(operation);
+                    return replayed(&answer);
+                }
+                Claim::Reused => return Ok(failed(&Error::OperationReused(op_id.to_owned()))),
+                // Another copy of this batch is running it: wait for its answer.
+                Claim::Running if attempt < CLAIM_ATTEMPTS => tokio::time::sleep(CLAIM_WAIT).await,
+                Claim::Running => {
+                    return Ok(failed(&Error::Conflict(
+                        "another request is applying this operation; send the batch again \
+                         shortly for its answer"
+                            .to_owned(),
+                    )))
+                }
+            }
         }
         let (status, outcome, _) = settled(self.apply(kind, op_id, operation).await);
-        if outcome.error.is_some() || kind == "getConversation" {
-            // A failure changed nothing, and a read changes nothing: neither is recorded,
-            // a replay evaluates them again.
+        if outcome.error.is_some() {
+            // It changed nothing: a replay evaluates it again.
+            if let Err(error) = store.release_operation(self.user, op_id).await {
+                tracing::warn!(error = %crate::error::chain(&error), "claim not released; its lease will lapse");
+            }
             return Ok((status, outcome, false));
         }
-        let record = OperationRecord {
-            fingerprint,
+        let answer = RecordedAnswer {
             status,
             result: serde_json::to_string(&outcome)
                 .map_err(|e| Error::internal("write operation record", e))?,
         };
-        let expires = self.state.now() + self.state.config.batch_record_retention;
-        match self
-            .state
-            .conversations
-            .store()
-            .record_operation(self.user, op_id, &record, expires)
-            .await?
+        match store
+            .answer_operation(self.user, op_id, &fingerprint, answer.clone(), expires)
+            .await
         {
-            // A concurrent replay of the same operation recorded its answer first.
-            Some(first) => {
-                let outcome = serde_json::from_str(&first.result)
-                    .map_err(|e| Error::internal("read operation record", e))?;
-                records.insert(op_id.to_owned(), first.clone());
-                Ok((first.status, outcome, true))
+            Ok(()) => {
+                records.insert(
+                    op_id.to_owned(),
+                    OperationRecord {
+                        fingerprint,
+                        answer: Some(answer),
+                        lease_until: 0,
+                    },
+                );
             }
-            None => {
-                records.insert(op_id.to_owned(), record);
-                Ok((status, outcome, false))
+            // Applied and answered; a replay after the lease runs it again, to the same effect.
+            Err(error) => {
+                tracing::warn!(error = %crate::error::chain(&error), "operation answer not recorded")
             }
         }
+        Ok((status, outcome, false))
     }
 
     /// Runs one operation: its status and body, or why it failed (then it changed nothing).
@@ -391,9 +443,10 @@ impl Runner<'_> {
             }
             "delete" => {
                 let (id, _): (_, NoFields) = self.target_and(fields)?;
+                // The purge worker removes the messages: the batch's time is for operations.
                 match state
                     .conversations
-                    .delete(user, &id, now, state.config.delete_purge_budget)
+                    .delete(user, &id, now, std::time::Duration::ZERO)
                     .await
                 {
                     Ok(_) => Ok((204, None)),
@@ -493,6 +546,13 @@ fn settled(result: Result<(u16, Option<Value>), Error>) -> (u16, Outcome, bool) 
         Ok((status, body)) => (status, Outcome { body, error: None }, false),
         Err(error) => failed(&error),
     }
+}
+
+/// A recorded answer, given again.
+fn replayed(answer: &RecordedAnswer) -> Result<(u16, Outcome, bool), Error> {
+    let outcome = serde_json::from_str(&answer.result)
+        .map_err(|e| Error::internal("read operation record", e))?;
+    Ok((answer.status, outcome, true))
 }
 
 fn failed(error: &Error) -> (u16, Outcome, bool) {

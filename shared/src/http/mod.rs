@@ -677,6 +677,7 @@ fn error_detail(error: &Error) -> (StatusCode, ErrorDetail) {
         Error::Superseded(_) => (StatusCode::CONFLICT, "conflict"),
         Error::OperationReused(_) => (StatusCode::CONFLICT, "operation_id_reused"),
         Error::ResyncRequired(_) => (StatusCode::GONE, "resync_required"),
+        Error::NotRun => (StatusCode::SERVICE_UNAVAILABLE, "not_run"),
         Error::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
         Error::ModelFailed(_) => (StatusCode::BAD_GATEWAY, "model_failed"),
         Error::ModelTimeout => (StatusCode::GATEWAY_TIMEOUT, "model_timeout"),
@@ -689,6 +690,7 @@ fn error_detail(error: &Error) -> (StatusCode, ErrorDetail) {
         tracing::error!(error = %chain(error), "request failed");
         match error {
             Error::Unavailable(_) => "the service is busy; retry shortly".to_owned(),
+            Error::NotRun => error.to_string(),
             Error::ModelFailed(_) => "the model did not answer; your prompt was saved".to_owned(),
             Error::ModelTimeout => {
                 "the model did not answer in time; your prompt was saved".to_owned()

@@ -25,7 +25,7 @@ mod sync;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use memory::HeldMemory;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
-pub use operations::{OperationRecord, OperationRecords};
+pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
 use sync::Tombstone;
 pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
 
