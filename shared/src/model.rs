@@ -385,6 +385,60 @@ pub struct Message {
     pub client_message_id: Option<String>,
 }
 
+impl Message {
+    /// The bytes this message takes in a response as Lambda returns it (see
+    /// [`message_response_bytes`]).
+    pub fn response_bytes(&self) -> usize {
+        message_response_bytes(&self.content, &self.metadata, &self.attachments)
+    }
+}
+
+/// The bytes a message takes in a response as Lambda returns it: its JSON inside the JSON of
+/// Lambda's response envelope, so every character escaped twice (a quote becomes four bytes),
+/// plus its fields and room for a download URL per file.
+pub fn message_response_bytes(
+    content: &str,
+    metadata: &Metadata,
+    attachments: &[Attachment],
+) -> usize {
+    let metadata = serde_json::to_string(metadata).unwrap_or_default();
+    let attachments: usize = attachments
+        .iter()
+        .map(|a| match a {
+            Attachment::Link(link) => twice_escaped_len(link) + 8,
+            Attachment::File(file) => twice_escaped_len(&file.file_name) + 2048,
+        })
+        .sum();
+    MESSAGE_FIELDS_BYTES + twice_escaped_len(content) + escaped_len(&metadata) + attachments
+}
+
+/// What a message's ids, role, time and field names take in a response.
+const MESSAGE_FIELDS_BYTES: usize = 400;
+
+/// The length of `text` as a JSON string's contents.
+pub fn escaped_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
+/// The length of `text` escaped as a JSON string, then escaped again (a JSON body inside
+/// Lambda's JSON response).
+pub fn twice_escaped_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => 4,
+            '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 3,
+            c if (c as u32) < 0x20 => 7,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
 /// One conversation, without its messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
@@ -449,6 +503,23 @@ pub struct Page<T> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn escaped_lengths_are_what_serde_json_writes_once_and_twice() {
+        for text in [
+            "plain",
+            "quote \" and \\ slash",
+            "line\nbreak\ttab",
+            "bell \u{7} é ✓",
+        ] {
+            let once = serde_json::to_string(text).unwrap();
+            assert_eq!(escaped_len(text), once.len() - 2, "{text:?}");
+            let twice = serde_json::to_string(&once).unwrap();
+            // The outer quotes of both encodings, and the escaped inner ones.
+            assert_eq!(twice_escaped_len(text), twice.len() - 2 - 4, "{text:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::keys;
 use crate::model::{Conversation, ConversationWithMessages, DeletedConversation, UserId};
 use crate::service::Conversations;
-use crate::store::{ChangeEntry, RESPONSE_CONTENT_BUDGET};
+use crate::store::{ChangeEntry, RESPONSE_BUDGET};
 
 pub const DEFAULT_SYNC_PAGE: usize = 50;
 pub const MAX_SYNC_PAGE: usize = 100;
@@ -347,8 +347,8 @@ impl MobileSync {
                 Err(Error::NotFound) => continue,
                 Err(error) => return Err(error),
             };
-            let size: usize = found.messages.iter().map(|m| m.content.len()).sum();
-            if !kept.is_empty() && content + size > RESPONSE_CONTENT_BUDGET {
+            let size = response_bytes(&found);
+            if !kept.is_empty() && content + size > RESPONSE_BUDGET {
                 return Ok(MessagesRead {
                     kept,
                     left_out: Some(index),
@@ -362,6 +362,18 @@ impl MobileSync {
             left_out: None,
         })
     }
+}
+
+/// What a conversation with its messages takes in a response (its own fields: room for a long
+/// title, tags and a summary).
+pub fn response_bytes(found: &ConversationWithMessages) -> usize {
+    const CONVERSATION_FIELDS_BYTES: usize = 8 * 1024;
+    CONVERSATION_FIELDS_BYTES
+        + found
+            .messages
+            .iter()
+            .map(crate::model::Message::response_bytes)
+            .sum::<usize>()
 }
 
 /// What fit in one page: the conversations kept, and the first one the budget left out.

@@ -537,3 +537,44 @@ async fn a_sync_after_writes_returns_exactly_the_conversations_changed_and_delet
     assert_eq!(quiet[0]["conversations"], json!([]));
     assert_eq!(quiet[0]["deleted"], json!([]));
 }
+
+#[tokio::test]
+async fn pages_with_messages_stay_within_what_lambda_can_return() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    for _ in 0..3 {
+        let id = alice.create_conversation(None).await;
+        for _ in 0..3 {
+            // Quotes take four bytes each once Lambda's envelope escapes the body again.
+            let content = "\"".repeat(600_000);
+            let added = alice
+                .post(
+                    &format!("/conversations/{id}/messages"),
+                    json!({"role": "user", "content": content}),
+                )
+                .await;
+            assert_eq!(added.status, StatusCode::CREATED);
+        }
+    }
+    let mut cursor: Option<String> = None;
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let mut path = "/mobile/sync?includeMessages=3".to_owned();
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&since={cursor}"));
+        }
+        let page = alice.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let as_returned = serde_json::to_string(&page.body.to_string()).unwrap().len();
+        assert!(as_returned < 6 * 1024 * 1024, "{as_returned} bytes");
+        for conversation in page.body["conversations"].as_array().unwrap() {
+            assert!(!conversation["messages"].as_array().unwrap().is_empty());
+            seen.insert(id_of(conversation));
+        }
+        cursor = page.body["cursor"].as_str().map(str::to_owned);
+        if page.body["hasMore"] == false {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 3);
+}

@@ -29,8 +29,7 @@ use crate::error::Error;
 use crate::model::{ConversationId, Tags, Title, UserId};
 use crate::service::{DEFAULT_MESSAGE_WINDOW, MAX_MESSAGE_WINDOW};
 use crate::store::{
-    Claim, ConversationChange, OperationRecord, OperationRecords, RecordedAnswer,
-    RESPONSE_CONTENT_BUDGET,
+    Claim, ConversationChange, OperationRecord, OperationRecords, RecordedAnswer, RESPONSE_BUDGET,
 };
 
 /// Operations one batch may hold.
@@ -168,7 +167,7 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
             state,
             user: &user,
             deadline: Instant::now() + state.config.batch_time_budget,
-            read_budget: RESPONSE_CONTENT_BUDGET,
+            read_budget: RESPONSE_BUDGET,
             client_ids: Map::new(),
         };
         let mut results = Vec::with_capacity(operations.len());
@@ -469,7 +468,7 @@ impl Runner<'_> {
                     .conversations
                     .get(user, &id, limit, op.before.as_deref())
                     .await?;
-                let size: usize = found.messages.iter().map(|m| m.content.len()).sum();
+                let size = crate::sync::response_bytes(&found);
                 if size > self.read_budget {
                     return Err(Error::TooLarge(
                         "the batch's answer has no room left for this conversation; \

@@ -34,7 +34,8 @@ use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
 use crate::model::{
-    Attachment, ClientMessageId, ConversationId, Message, MessageId, Metadata, Role, Title, UserId,
+    message_response_bytes, Attachment, ClientMessageId, ConversationId, Message, MessageId,
+    Metadata, Role, Title, UserId,
 };
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -210,11 +211,16 @@ impl MessageItem {
         }
     }
 
-    /// The message's content size, whether kept here or in S3.
-    fn content_size(&self) -> usize {
-        self.content_bytes.map_or(self.content.len(), |b| {
-            usize::try_from(b).unwrap_or(usize::MAX)
-        })
+    /// The bytes this message takes in a response; for content still in S3, its stored size
+    /// stands in for it until it is read (then the page is measured again).
+    fn response_bytes(&self) -> usize {
+        let measured = message_response_bytes(&self.content, &self.metadata, &self.attachments);
+        match self.content_bytes {
+            Some(bytes) if self.content_object.is_some() => {
+                measured.saturating_add(usize::try_from(bytes).unwrap_or(usize::MAX))
+            }
+            _ => measured,
+        }
     }
 
     fn into_message(self) -> Message {
@@ -616,9 +622,17 @@ impl Store {
                 let messages = items
                     .map(from_item::<MessageItem>)
                     .collect::<Result<Vec<_>, _>>()?;
-                let (messages, cut) = within_response_budget(messages, limit);
+                let (messages, cut) =
+                    within_response_budget(messages, limit, MessageItem::response_bytes);
                 let messages = self.with_content(messages).await?;
-                Ok(window(conversation, messages, limit, more || cut))
+                let (messages, read_cut) =
+                    within_response_budget(messages, limit, MessageItem::response_bytes);
+                Ok(window(
+                    conversation,
+                    messages,
+                    limit,
+                    more || cut || read_cut,
+                ))
             }
             Some(position) => {
                 if position.get(keys::PK) != Some(&partition) {
@@ -637,9 +651,17 @@ impl Store {
                     .into_iter()
                     .map(from_item::<MessageItem>)
                     .collect::<Result<Vec<_>, _>>()?;
-                let (messages, cut) = within_response_budget(messages, limit);
+                let (messages, cut) =
+                    within_response_budget(messages, limit, MessageItem::response_bytes);
                 let messages = self.with_content(messages).await?;
-                Ok(window(conversation, messages, limit, more || cut))
+                let (messages, read_cut) =
+                    within_response_budget(messages, limit, MessageItem::response_bytes);
+                Ok(window(
+                    conversation,
+                    messages,
+                    limit,
+                    more || cut || read_cut,
+                ))
             }
         }
     }
@@ -1016,29 +1038,31 @@ impl Store {
     }
 }
 
-/// The content one page of messages may carry, well inside Lambda's 6 MB response.
-pub const RESPONSE_CONTENT_BUDGET: usize = 3 * 1024 * 1024;
+/// What one response may carry of messages (as Lambda returns them: see
+/// `model::message_response_bytes`), well inside Lambda's 6 MB response.
+pub const RESPONSE_BUDGET: usize = 4 * 1024 * 1024;
 
-/// The newest of `messages` (newest first, at most `limit` of them) whose content fits the
-/// response budget (always at least one), and whether any were left for the next page.
-fn within_response_budget(
-    mut messages: Vec<MessageItem>,
+/// The first of `items` (newest first, at most `limit` of them) whose `size` fits the response
+/// budget (always at least one), and whether any were left for the next page.
+fn within_response_budget<T>(
+    mut items: Vec<T>,
     limit: usize,
-) -> (Vec<MessageItem>, bool) {
+    size: impl Fn(&T) -> usize,
+) -> (Vec<T>, bool) {
     let mut total = 0;
     let mut keep = 0;
-    for message in messages.iter().take(limit) {
-        total += message.content_size();
-        if keep > 0 && total > RESPONSE_CONTENT_BUDGET {
+    for item in items.iter().take(limit) {
+        total += size(item);
+        if keep > 0 && total > RESPONSE_BUDGET {
             break;
         }
         keep += 1;
     }
-    let cut = keep < messages.len().min(limit);
+    let cut = keep < items.len().min(limit);
     if cut {
-        messages.truncate(keep);
+        items.truncate(keep);
     }
-    (messages, cut)
+    (items, cut)
 }
 
 fn window(
