@@ -3,6 +3,7 @@
 //! it through `lambda_http`'s own event parsing into the same handler the function runs.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -68,9 +69,28 @@ impl Endpoint {
         })
     }
 
-    /// Runs the endpoint's handler, exactly as its Lambda binary does.
+    /// Runs the endpoint's handler, exactly as its Lambda binary does (through
+    /// `shared::http::observed`; the metrics it writes are dropped here).
     pub async fn call(self, state: &State, request: Request) -> Response<Body> {
-        let result = match self {
+        self.call_observed(state, request, std::io::sink).await
+    }
+
+    /// Like [`Endpoint::call`], writing the invocation's metrics (EMF lines) to `sink`.
+    pub async fn call_observed<W: std::io::Write>(
+        self,
+        state: &State,
+        request: Request,
+        sink: impl FnOnce() -> W,
+    ) -> Response<Body> {
+        let handler = |request| self.handle(state, request);
+        match handlers::observed(&handler, request, sink).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    async fn handle(self, state: &State, request: Request) -> Result<Response<Body>, Infallible> {
+        match self {
             Self::ListConversations => handlers::list_conversations(state, request).await,
             Self::GetConversation => handlers::get_conversation(state, request).await,
             Self::CreateConversation => handlers::create_conversation(state, request).await,
@@ -88,10 +108,6 @@ impl Endpoint {
             Self::MobileSync => handlers::mobile_sync(state, request).await,
             Self::MobileBatch => handlers::mobile_batch(state, request).await,
             Self::Health => handlers::health(state, request).await,
-        };
-        match result {
-            Ok(response) => response,
-            Err(never) => match never {},
         }
     }
 }

@@ -579,6 +579,9 @@ impl Assistant {
             fell_back_to_short_term_memory: kept_in.is_none(),
             replayed: false,
         };
+        if completion.fell_back_to_short_term_memory && conversation.is_some() {
+            crate::metrics::short_term_memory_fallback();
+        }
         if let Some(request_id) = &request_id {
             if let Err(error) = self
                 .record_completion(&user, request_id, &completion, now)

@@ -259,6 +259,7 @@ impl Attachments {
         // Only once every reference is good: mark them referenced.
         for attachment in &resolved {
             if let Attachment::File(file) = attachment {
+                crate::metrics::attachment_attached(file.size);
                 self.mark_referenced(user, conversation, &file.attachment_id)
                     .await?;
             }

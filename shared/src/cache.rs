@@ -199,7 +199,7 @@ impl Cache {
     /// (`streams::invalidate_cached_reads`), retrying until it can.
     pub async fn invalidate_user(&self, user: &UserId) {
         if self.try_invalidate_user(user).await.is_err() {
-            tracing::warn!(user = %user, "cache generation not bumped now; the stream consumer will");
+            tracing::warn!(user = %user.log_hash(), "cache generation not bumped now; the stream consumer will");
         }
     }
 
@@ -232,6 +232,7 @@ impl Cache {
         let key = inner.entry_key(user, generation, kind, request);
         let raw: Option<Vec<u8>> = inner.run(redis::cmd("GET").arg(&key)).await?;
         let value = raw.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        crate::metrics::cache_lookup(value.is_some());
         let counter = if value.is_some() {
             &inner.stats.hits
         } else {
@@ -295,6 +296,7 @@ impl Inner {
     }
 
     fn trip(&self) {
+        crate::metrics::cache_error();
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
         let until = self.now_ms()
             + i64::try_from(self.settings.breaker_open_for.as_millis()).unwrap_or(i64::MAX / 2);

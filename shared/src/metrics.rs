@@ -1,72 +1,160 @@
-//! Metrics as CloudWatch Embedded Metric Format: one JSON line on stdout, which Lambda ships
-//! to CloudWatch Logs and CloudWatch turns into metrics (no API call, no added latency).
+//! Metrics as CloudWatch Embedded Metric Format: JSON lines on stdout, which Lambda ships to
+//! CloudWatch Logs and CloudWatch turns into metrics (no API call, no added latency).
+//!
+//! The domain records through the `metrics` facade (the helpers below name every metric the
+//! dashboard and alarms in `template.yaml` use); `metrics_cloudwatch_embedded` collects them,
+//! and each function writes what one invocation recorded when it ends (`observed`). Dimensions
+//! stay low-cardinality: an endpoint's route, a function's name, an outcome; never a user.
 
-use serde_json::{json, Value};
+use std::future::Future;
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
+use metrics_cloudwatch_embedded::Collector;
 
 use crate::migration::RunSummary;
 
 pub const NAMESPACE: &str = "NuminaConversations";
 
-/// The EMF record of a finished migration run.
-pub fn migration_run_record(summary: &RunSummary, timestamp_ms: i64) -> Value {
-    let metrics = [
-        ("MigrationUsers", summary.users),
-        ("MigrationUsersFailed", summary.users_failed),
+/// Every metric's name, as the dashboard and alarms spell them.
+pub mod names {
+    pub const REQUESTS: &str = "Requests";
+    pub const SERVER_ERRORS: &str = "ServerErrors";
+    pub const CLIENT_ERRORS: &str = "ClientErrors";
+    pub const LATENCY: &str = "Latency";
+    pub const CONVERSATIONS_CREATED: &str = "ConversationsCreated";
+    pub const MESSAGES_ADDED: &str = "MessagesAdded";
+    pub const MESSAGE_BYTES: &str = "MessageBytes";
+    pub const CACHE_HITS: &str = "CacheHits";
+    pub const CACHE_MISSES: &str = "CacheMisses";
+    pub const CACHE_ERRORS: &str = "CacheErrors";
+    pub const SHORT_TERM_MEMORY_FALLBACKS: &str = "ShortTermMemoryFallbacks";
+    pub const ATTACHMENT_BYTES: &str = "AttachmentBytes";
+    pub const BATCH_OPERATIONS: &str = "BatchOperations";
+    pub const INVOCATIONS: &str = "Invocations";
+    pub const FAILURES: &str = "Failures";
+    pub const CONVERSATIONS_PURGED: &str = "ConversationsPurged";
+    pub const CACHE_INVALIDATIONS: &str = "CacheInvalidations";
+    pub const MIGRATION_USERS: &str = "MigrationUsers";
+    pub const MIGRATION_USERS_FAILED: &str = "MigrationUsersFailed";
+    pub const MIGRATION_CONVERSATIONS_CREATED: &str = "MigrationConversationsCreated";
+    pub const MIGRATION_MESSAGES_MIGRATED: &str = "MigrationMessagesMigrated";
+    pub const MIGRATION_MESSAGES_SKIPPED: &str = "MigrationMessagesSkipped";
+}
+use names::*;
+
+/// The process's collector, installed as the `metrics` recorder on first use.
+pub fn collector() -> &'static Collector {
+    static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let collector = metrics_cloudwatch_embedded::Builder::new()
+            .cloudwatch_namespace(NAMESPACE)
+            .init()
+            .expect("the metrics recorder is installed once, here");
+        describe_histogram!(LATENCY, Unit::Milliseconds, "time to answer a request");
+        describe_counter!(
+            MESSAGE_BYTES,
+            Unit::Bytes,
+            "content bytes of messages added"
+        );
+        describe_counter!(ATTACHMENT_BYTES, Unit::Bytes, "bytes of files attached");
+        collector
+    })
+}
+
+/// Writes what was recorded since the last flush, one EMF document per dimension set.
+pub fn flush(sink: impl Write) {
+    if let Err(error) = collector().flush(sink) {
+        tracing::warn!(error = %error, "metrics not written");
+    }
+}
+
+/// Runs one invocation and writes its metrics to `sink` when it ends: the function's
+/// invocations and failures (by `function`), and whatever the work recorded.
+pub async fn observed<T, E, W: Write>(
+    function: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+    sink: impl FnOnce() -> W,
+) -> Result<T, E> {
+    collector();
+    let result = work.await;
+    counter!(INVOCATIONS, "Function" => function).increment(1);
+    if result.is_err() {
+        counter!(FAILURES, "Function" => function).increment(1);
+    }
+    flush(sink());
+    result
+}
+
+/// One answered API request, by its route (`GET /conversations/{id}`).
+pub fn request(endpoint: &str, status: u16, took: Duration) {
+    let endpoint = endpoint.to_owned();
+    counter!(REQUESTS, "Endpoint" => endpoint.clone()).increment(1);
+    match status {
+        500.. => counter!(SERVER_ERRORS, "Endpoint" => endpoint.clone()).increment(1),
+        400..=499 => counter!(CLIENT_ERRORS, "Endpoint" => endpoint.clone()).increment(1),
+        _ => {}
+    }
+    histogram!(LATENCY, "Endpoint" => endpoint).record(took.as_secs_f64() * 1000.0);
+}
+
+pub fn conversation_created() {
+    counter!(CONVERSATIONS_CREATED).increment(1);
+}
+
+pub fn message_added(content_bytes: usize) {
+    counter!(MESSAGES_ADDED).increment(1);
+    counter!(MESSAGE_BYTES).increment(content_bytes as u64);
+}
+
+pub fn cache_lookup(hit: bool) {
+    match hit {
+        true => counter!(CACHE_HITS).increment(1),
+        false => counter!(CACHE_MISSES).increment(1),
+    }
+}
+
+pub fn cache_error() {
+    counter!(CACHE_ERRORS).increment(1);
+}
+
+pub fn short_term_memory_fallback() {
+    counter!(SHORT_TERM_MEMORY_FALLBACKS).increment(1);
+}
+
+pub fn attachment_attached(bytes: u64) {
+    counter!(ATTACHMENT_BYTES).increment(bytes);
+}
+
+/// One batch operation, by what came of it (`applied`, `replayed` or `failed`).
+pub fn batch_operation(outcome: &'static str) {
+    counter!(BATCH_OPERATIONS, "Outcome" => outcome).increment(1);
+}
+
+pub fn conversation_purged() {
+    counter!(CONVERSATIONS_PURGED).increment(1);
+}
+
+pub fn cache_invalidation() {
+    counter!(CACHE_INVALIDATIONS).increment(1);
+}
+
+/// A finished migration run's totals, by mode (`Migrate` or `DryRun`).
+pub fn migration_run(summary: &RunSummary) {
+    let mode = if summary.dry_run { "DryRun" } else { "Migrate" };
+    for (name, value) in [
+        (MIGRATION_USERS, summary.users),
+        (MIGRATION_USERS_FAILED, summary.users_failed),
         (
-            "MigrationConversationsCreated",
+            MIGRATION_CONVERSATIONS_CREATED,
             summary.conversations_created,
         ),
-        ("MigrationMessagesMigrated", summary.messages_migrated),
-        ("MigrationMessagesSkipped", summary.messages_skipped),
-    ];
-    let mut record = json!({
-        "_aws": {
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["Mode"]],
-                "Metrics": metrics
-                    .iter()
-                    .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
-                    .collect::<Vec<_>>(),
-            }],
-        },
-        "Mode": if summary.dry_run { "DryRun" } else { "Migrate" },
-        "runId": summary.run_id,
-    });
-    for (name, value) in metrics {
-        record[name] = json!(value);
-    }
-    record
-}
-
-/// Publishes a finished run's totals.
-pub fn migration_run(summary: &RunSummary) {
-    let record = migration_run_record(summary, chrono::Utc::now().timestamp_millis());
-    println!("{record}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_declared_metric_has_its_value_in_the_record() {
-        let summary = RunSummary {
-            users: 3,
-            messages_migrated: 40,
-            ..RunSummary::started("run-1", false, chrono::Utc::now())
-        };
-        let record = migration_run_record(&summary, 1);
-        let declared = record["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-            .as_array()
-            .unwrap();
-        assert_eq!(declared.len(), 5);
-        for metric in declared {
-            let name = metric["Name"].as_str().unwrap();
-            assert!(record[name].is_u64(), "{name}");
-        }
-        assert_eq!(record["MigrationMessagesMigrated"], 40);
-        assert_eq!(record["Mode"], "Migrate");
+        (MIGRATION_MESSAGES_MIGRATED, summary.messages_migrated),
+        (MIGRATION_MESSAGES_SKIPPED, summary.messages_skipped),
+    ] {
+        // Zeros too: a run that failed no user still says so.
+        counter!(name, "Mode" => mode).absolute(value);
     }
 }

@@ -52,6 +52,13 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A stable stand-in for the user in logs: the first 8 bytes of a SHA-256 of the id, in hex.
+    pub fn log_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("numina-user:{}", self.0).as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 impl TryFrom<String> for UserId {

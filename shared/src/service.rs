@@ -133,6 +133,7 @@ impl Conversations {
         let created = self.store.put_new_conversation(&item).await;
         self.cache.invalidate_user(user).await;
         created?;
+        crate::metrics::conversation_created();
         Ok(item.into())
     }
 
@@ -152,7 +153,10 @@ impl Conversations {
         let created = self.store.create_conversation_with_id(&item).await;
         self.cache.invalidate_user(user).await;
         match created? {
-            Creation::Created => Ok(item.into()),
+            Creation::Created => {
+                crate::metrics::conversation_created();
+                Ok(item.into())
+            }
             Creation::AlreadyExists => self
                 .store
                 .conversation(user, &id)
@@ -200,10 +204,13 @@ impl Conversations {
             .await;
         self.cache.invalidate_user(user).await;
         match outcome? {
-            AppendOutcome::Stored => Ok(Appended {
-                message,
-                replayed: false,
-            }),
+            AppendOutcome::Stored => {
+                crate::metrics::message_added(message.content.len());
+                Ok(Appended {
+                    message,
+                    replayed: false,
+                })
+            }
             AppendOutcome::AlreadyStored(original) => Ok(Appended {
                 message: original,
                 replayed: true,

@@ -71,6 +71,9 @@ pub async fn purge_deleted_conversations(
                 false
             }
         };
+        if finished {
+            crate::metrics::conversation_purged();
+        }
         if !finished {
             // Lambda resumes from the first failed record; the ones after it come again too.
             let mut failure = DynamoDbBatchItemFailure::default();
@@ -108,6 +111,7 @@ pub async fn invalidate_cached_reads(
             response.batch_item_failures.push(failure);
             break;
         }
+        crate::metrics::cache_invalidation();
         done.push(user);
     }
     Ok(response)

@@ -319,7 +319,8 @@ async fn a_dry_run_reports_the_real_numbers_and_writes_only_its_run_record() {
         |items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>| {
             items
                 .into_iter()
-                .filter(|item| !item["PK"].as_s().unwrap().starts_with("MIGRATION_RUN#"))
+                // The run's records: its summary and users, and the latest-run pointer.
+                .filter(|item| !item["PK"].as_s().unwrap().starts_with("MIGRATION_RUN"))
                 .collect::<Vec<_>>()
         };
     let before = outside_run_records(table_snapshot(&state).await);

@@ -7,6 +7,7 @@
 use lambda_http::{run_with_streaming_response, service_fn, Error};
 use shared::auth::JwtVerifier;
 use shared::http::{complete_streaming, State};
+use shared::metrics::observed;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,7 +15,8 @@ async fn main() -> Result<(), Error> {
     let state = State::from_env().await?;
     let verifier = JwtVerifier::from_env().await?;
     run_with_streaming_response(service_fn(|request| {
-        complete_streaming(&state, Some(&verifier), request)
+        let work = complete_streaming(&state, Some(&verifier), request);
+        observed("completion-stream", work, std::io::stdout)
     }))
     .await
 }

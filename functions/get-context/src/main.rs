@@ -1,11 +1,11 @@
 //! Lambda function for `shared::http::get_context`.
 
-use lambda_http::{run, service_fn, Error};
-use shared::http::{get_context, State};
+use lambda_http::Error;
+use shared::http::{get_context, serve, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let state = State::from_env().await?;
-    run(service_fn(|request| get_context(&state, request))).await
+    serve(|request| get_context(&state, request)).await
 }

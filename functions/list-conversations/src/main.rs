@@ -1,11 +1,11 @@
 //! Lambda function for `shared::http::list_conversations`.
 
-use lambda_http::{run, service_fn, Error};
-use shared::http::{list_conversations, State};
+use lambda_http::Error;
+use shared::http::{list_conversations, serve, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let state = State::from_env().await?;
-    run(service_fn(|request| list_conversations(&state, request))).await
+    serve(|request| list_conversations(&state, request)).await
 }

@@ -2,6 +2,7 @@
 //! state machine (`statemachines/migration.asl.json`).
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::metrics::observed;
 use shared::migration_job::{finish_run, FinishInput};
 use shared::state::State;
 
@@ -10,7 +11,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let state = State::from_env().await?;
     run(service_fn(|event: LambdaEvent<FinishInput>| {
-        finish_run(&state, event.payload)
+        let work = finish_run(&state, event.payload);
+        observed("migration-finish-run", work, std::io::stdout)
     }))
     .await
 }

@@ -2,6 +2,7 @@
 //! state machine (`statemachines/migration.asl.json`).
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::metrics::observed;
 use shared::migration_job::{migrate_user, UserStep};
 use shared::state::State;
 
@@ -10,7 +11,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let state = State::from_env().await?;
     run(service_fn(|event: LambdaEvent<UserStep>| {
-        migrate_user(&state, event.payload)
+        let work = migrate_user(&state, event.payload);
+        observed("migration-migrate-user", work, std::io::stdout)
     }))
     .await
 }

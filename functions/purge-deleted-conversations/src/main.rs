@@ -2,6 +2,7 @@
 //! stream (removals of conversation items only, by the template's event filter).
 
 use lambda_runtime::{run, service_fn, Error};
+use shared::metrics::observed;
 use shared::state::State;
 use shared::streams::purge_deleted_conversations;
 
@@ -10,7 +11,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let state = State::from_env().await?;
     run(service_fn(|event| {
-        purge_deleted_conversations(&state, event)
+        let work = purge_deleted_conversations(&state, event);
+        observed("purge-deleted-conversations", work, std::io::stdout)
     }))
     .await
 }

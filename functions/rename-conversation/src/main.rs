@@ -1,11 +1,11 @@
 //! Lambda function for `shared::http::rename_conversation`.
 
-use lambda_http::{run, service_fn, Error};
-use shared::http::{rename_conversation, State};
+use lambda_http::Error;
+use shared::http::{rename_conversation, serve, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let state = State::from_env().await?;
-    run(service_fn(|request| rename_conversation(&state, request))).await
+    serve(|request| rename_conversation(&state, request)).await
 }

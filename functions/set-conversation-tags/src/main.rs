@@ -1,11 +1,11 @@
 //! Lambda function for `shared::http::set_conversation_tags`.
 
-use lambda_http::{run, service_fn, Error};
-use shared::http::{set_conversation_tags, State};
+use lambda_http::Error;
+use shared::http::{serve, set_conversation_tags, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let state = State::from_env().await?;
-    run(service_fn(|request| set_conversation_tags(&state, request))).await
+    serve(|request| set_conversation_tags(&state, request)).await
 }

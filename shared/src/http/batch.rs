@@ -184,6 +184,11 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
                 ))),
                 Err(error) => failed(error),
             };
+            crate::metrics::batch_operation(match (replayed, &outcome.error) {
+                (true, _) => "replayed",
+                (false, None) => "applied",
+                (false, Some(_)) => "failed",
+            });
             results.push((op_id.ok().flatten(), status, outcome, replayed));
         }
         Ok(json(

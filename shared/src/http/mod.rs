@@ -14,7 +14,8 @@ pub use batch::{
 use std::convert::Infallible;
 
 use lambda_http::http::{header, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 use crate::assistant::{Completion, CompletionEvent, CompletionRequest, ContextSource};
@@ -44,6 +45,59 @@ use wire::{
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
+
+/// Serves `handler` as this Lambda function's HTTP handler: what each `functions/*/main.rs`
+/// calls. Each request goes through [`observed`], its metrics written to stdout.
+pub async fn serve<H, Fut>(handler: H) -> Result<(), lambda_http::Error>
+where
+    H: Fn(Request) -> Fut + Sync,
+    Fut: std::future::Future<Output = HandlerResult> + Send,
+{
+    lambda_http::run(lambda_http::service_fn(|request| {
+        observed(&handler, request, std::io::stdout)
+    }))
+    .await
+}
+
+/// Runs one request through `handler` as the functions do: in a span with its route, API
+/// Gateway's request id and (once known) a hash of the caller, never their content; its count,
+/// status class and latency recorded by route; the invocation's metrics written to `sink` as
+/// EMF when it ends.
+pub async fn observed<H, Fut, W>(
+    handler: &H,
+    request: Request,
+    sink: impl FnOnce() -> W,
+) -> HandlerResult
+where
+    H: Fn(Request) -> Fut,
+    Fut: std::future::Future<Output = HandlerResult>,
+    W: std::io::Write,
+{
+    use tracing::Instrument;
+    crate::metrics::collector();
+    let (endpoint, request_id) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => (
+            context.route_key.clone().unwrap_or_default(),
+            context.request_id.clone().unwrap_or_default(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    let span = tracing::info_span!(
+        "request",
+        endpoint = %endpoint,
+        requestId = %request_id,
+        user = tracing::field::Empty
+    );
+    let started = std::time::Instant::now();
+    // On the heap: the handlers' futures are large, and this one wraps each of them.
+    let response = Box::pin(handler(request).instrument(span.clone())).await?;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(parent: &span, status, latencyMs = took.as_millis() as u64, "answered");
+    crate::metrics::request(&endpoint, status, took);
+    crate::metrics::flush(sink());
+    Ok(response)
+}
 
 /// `GET /conversations`
 pub async fn list_conversations(state: &State, request: Request) -> HandlerResult {
@@ -698,7 +752,8 @@ fn error_detail(error: &Error) -> (StatusCode, ErrorDetail) {
             _ => "something went wrong on our side".to_owned(),
         }
     } else {
-        tracing::info!(%code, message = %error, "request refused");
+        // The message can quote what the client sent: only the code is logged.
+        tracing::info!(%code, "request refused");
         error.to_string()
     };
     (

@@ -22,10 +22,13 @@ pub fn caller(request: &Request) -> Result<UserId, Error> {
             .cloned(),
         _ => None,
     };
-    sub.as_deref()
+    let user = sub
+        .as_deref()
         .map(UserId::parse)
         .transpose()?
-        .ok_or(Error::Unauthenticated)
+        .ok_or(Error::Unauthenticated)?;
+    tracing::Span::current().record("user", user.log_hash().as_str());
+    Ok(user)
 }
 
 /// The `{id}` path parameter.
