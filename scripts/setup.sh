@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the local API and the tests need, if missing: moto's server, cfn-lint,
-# cargo-lambda (with zig) and schemathesis in a project virtualenv (.venv), Debian's
-# redis-server.
+# cargo-lambda (with zig), schemathesis and the AWS SAM CLI in a project virtualenv (.venv),
+# Debian's redis-server.
 # Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
-PY_PACKAGES=("moto[server]>=5.1,<6" "cfn-lint>=1.30,<2" "cargo-lambda>=1.8,<2" "schemathesis>=4.3,<5")
+PY_PACKAGES=("moto[server]>=5.1,<6" "cfn-lint>=1.30,<2" "cargo-lambda>=1.8,<2" "schemathesis>=4.3,<5"
+  "aws-sam-cli>=1.140,<2")
 
 if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ] || [ ! -x "$VENV/bin/cargo-lambda" ] \
-  || [ ! -x "$VENV/bin/schemathesis" ]; then
-  echo "setup: installing moto[server], cfn-lint, cargo-lambda and schemathesis into $VENV"
+  || [ ! -x "$VENV/bin/schemathesis" ] || [ ! -x "$VENV/bin/sam" ]; then
+  echo "setup: installing moto[server], cfn-lint, cargo-lambda, schemathesis and aws-sam-cli into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
 fi

@@ -74,6 +74,9 @@ pub struct Config {
     pub batch_time_budget: Duration,
     /// `HEALTH_CHECK_TIMEOUT_MS`: how long each health check may take (default 1000).
     pub health_check_timeout: Duration,
+    /// `METRICS_NAMESPACE`: the CloudWatch namespace of the metrics (default
+    /// `NuminaConversations`; the template gives each stack its own).
+    pub metrics_namespace: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -234,6 +237,9 @@ impl Config {
             ));
         }
         Ok(Self {
+            metrics_namespace: lookup("METRICS_NAMESPACE")
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| crate::metrics::NAMESPACE.to_owned()),
             batch_time_budget,
             health_check_timeout,
             tombstone_retention,

@@ -16,6 +16,7 @@ use metrics_cloudwatch_embedded::Collector;
 
 use crate::migration::RunSummary;
 
+/// The namespace when `METRICS_NAMESPACE` is not set (the template sets one per stack).
 pub const NAMESPACE: &str = "NuminaConversations";
 
 /// Every metric's name, as the dashboard and alarms spell them.
@@ -42,15 +43,43 @@ pub mod names {
     pub const MIGRATION_CONVERSATIONS_CREATED: &str = "MigrationConversationsCreated";
     pub const MIGRATION_MESSAGES_MIGRATED: &str = "MigrationMessagesMigrated";
     pub const MIGRATION_MESSAGES_SKIPPED: &str = "MigrationMessagesSkipped";
+
+    /// Every metric the service writes.
+    pub const ALL: [&str; 23] = [
+        REQUESTS,
+        SERVER_ERRORS,
+        CLIENT_ERRORS,
+        LATENCY,
+        CONVERSATIONS_CREATED,
+        MESSAGES_ADDED,
+        MESSAGE_BYTES,
+        CACHE_HITS,
+        CACHE_MISSES,
+        CACHE_ERRORS,
+        SHORT_TERM_MEMORY_FALLBACKS,
+        ATTACHMENT_BYTES,
+        BATCH_OPERATIONS,
+        INVOCATIONS,
+        FAILURES,
+        CONVERSATIONS_PURGED,
+        CACHE_INVALIDATIONS,
+        MIGRATION_USERS,
+        MIGRATION_USERS_FAILED,
+        MIGRATION_CONVERSATIONS_CREATED,
+        MIGRATION_MESSAGES_MIGRATED,
+        MIGRATION_MESSAGES_SKIPPED,
+        SHORT_TERM_MEMORY_FALLBACKS,
+    ];
 }
 use names::*;
 
-/// The process's collector, installed as the `metrics` recorder on first use.
-pub fn collector() -> &'static Collector {
+/// Installs the process's collector as the `metrics` recorder, writing to `namespace` (the
+/// first call wins; functions call it at cold start with `METRICS_NAMESPACE`).
+pub fn install(namespace: &str) -> &'static Collector {
     static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
     COLLECTOR.get_or_init(|| {
         let collector = metrics_cloudwatch_embedded::Builder::new()
-            .cloudwatch_namespace(NAMESPACE)
+            .cloudwatch_namespace(namespace.to_owned())
             .init()
             .expect("the metrics recorder is installed once, here");
         describe_histogram!(LATENCY, Unit::Milliseconds, "time to answer a request");
@@ -62,6 +91,11 @@ pub fn collector() -> &'static Collector {
         describe_counter!(ATTACHMENT_BYTES, Unit::Bytes, "bytes of files attached");
         collector
     })
+}
+
+/// The process's collector (installed with the default namespace if nothing installed one).
+pub fn collector() -> &'static Collector {
+    install(NAMESPACE)
 }
 
 /// Writes what was recorded since the last flush, one EMF document per dimension set.

@@ -72,6 +72,7 @@ impl State {
 
     /// State whose time comes from `clock` (tests move it by hand).
     pub fn with_clock(config: Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        crate::metrics::install(&config.metrics_namespace);
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(sdk)
                 .force_path_style(config.s3_force_path_style)

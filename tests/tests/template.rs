@@ -161,3 +161,33 @@ fn every_function_keeps_its_logs_for_the_configured_retention() {
             >= 20
     );
 }
+
+#[test]
+fn the_dashboard_and_alarms_chart_only_metrics_the_service_writes() {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap();
+    let written: BTreeSet<&str> = shared::metrics::names::ALL.into_iter().collect();
+    let mut charted = BTreeSet::new();
+    // Dashboard metrics: ["${Namespace}", "Name", ...]; searches: MetricName=\"Name\".
+    for (marker, end) in [("\"${Namespace}\", \"", '"'), ("MetricName=\\\"", '\\')] {
+        for piece in text.split(marker).skip(1) {
+            charted.insert(piece.split(end).next().unwrap().to_owned());
+        }
+    }
+    // Alarms on the stack's namespace: the MetricName after it.
+    for piece in text
+        .split("Namespace: !Sub NuminaConversations/${AWS::StackName}")
+        .skip(1)
+    {
+        let near = &piece[..piece.len().min(120)];
+        if let Some(rest) = near.split("MetricName: ").nth(1) {
+            charted.insert(rest.split_whitespace().next().unwrap().to_owned());
+        }
+    }
+    assert!(charted.len() >= 10, "{charted:?}");
+    for name in &charted {
+        assert!(
+            written.contains(name.as_str()),
+            "{name} is charted but never written"
+        );
+    }
+}
