@@ -564,3 +564,34 @@ impl aws_sdk_dynamodb::config::Intercept for CallCounter {
         Ok(())
     }
 }
+
+/// A conversation of `user`'s, titled "From an event", with these user messages, made through
+/// the service.
+pub async fn conversation_saying(
+    state: &State,
+    user: &str,
+    messages: impl IntoIterator<Item = String>,
+) -> shared::model::Conversation {
+    use shared::model::{NewMessage, Role, Tags, Title, UserId};
+    let owner = UserId::parse(user).expect("a valid user id");
+    let conversation = state
+        .conversations
+        .create(
+            &owner,
+            Some(Title::parse("From an event").expect("a valid title")),
+            Tags::default(),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("create a conversation");
+    for content in messages {
+        let message = NewMessage::parse(Role::User, content, vec![], Default::default(), None)
+            .expect("a valid message");
+        state
+            .conversations
+            .add_message(&owner, &conversation.id, message, chrono::Utc::now())
+            .await
+            .expect("add a message");
+    }
+    conversation
+}

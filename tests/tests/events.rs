@@ -6,41 +6,19 @@ use lambda_http::http::StatusCode;
 use lambda_http::Body;
 use lambda_runtime::LambdaEvent;
 use local::Endpoint;
-use shared::model::{Conversation, NewMessage, Role, Tags, Title, UserId};
+use shared::model::{Conversation, UserId};
 use shared::state::State;
 use shared::streams::purge_deleted_conversations;
 use std::time::Duration;
-use tests::{items_of_conversation, new_user, state, workspace_root};
+use tests::{conversation_saying, items_of_conversation, new_user, state, workspace_root};
 
 /// The user and conversation the event files name; each run swaps in fresh ones.
 const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
 const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
 
-/// A conversation of `user`'s with `messages` user messages, made through the service.
+/// A conversation of `user`'s with `messages` user messages.
 async fn conversation_with_messages(state: &State, user: &str, messages: usize) -> Conversation {
-    let owner = UserId::parse(user).unwrap();
-    let title = Title::parse("From an event").unwrap();
-    let conversation = state
-        .conversations
-        .create(&owner, Some(title), Tags::default(), Utc::now())
-        .await
-        .unwrap();
-    for i in 0..messages {
-        let message = NewMessage::parse(
-            Role::User,
-            format!("message {i}"),
-            vec![],
-            Default::default(),
-            None,
-        )
-        .unwrap();
-        state
-            .conversations
-            .add_message(&owner, &conversation.id, message, Utc::now())
-            .await
-            .unwrap();
-    }
-    conversation
+    conversation_saying(state, user, (0..messages).map(|i| format!("message {i}"))).await
 }
 
 fn expected_status(endpoint: Endpoint) -> StatusCode {

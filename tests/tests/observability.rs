@@ -13,9 +13,9 @@ use lambda_runtime::LambdaEvent;
 use local::Endpoint;
 use serde_json::Value;
 use shared::metrics::{names, NAMESPACE};
-use shared::model::{NewMessage, Role, Tags, Title, UserId};
+use shared::model::UserId;
 use shared::state::State;
-use tests::{new_user, state, workspace_root};
+use tests::{conversation_saying, new_user, state, workspace_root};
 
 const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
 const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
@@ -86,31 +86,10 @@ fn with(dimension: &str, value: &str) -> BTreeMap<String, String> {
 }
 
 async fn conversation_of(state: &State, user: &str, secret: &str) -> String {
-    let owner = UserId::parse(user).unwrap();
-    let conversation = state
-        .conversations
-        .create(
-            &owner,
-            Some(Title::parse("From an event").unwrap()),
-            Tags::default(),
-            Utc::now(),
-        )
+    conversation_saying(state, user, [secret.to_owned()])
         .await
-        .unwrap();
-    let message = NewMessage::parse(
-        Role::User,
-        secret.to_owned(),
-        vec![],
-        Default::default(),
-        None,
-    )
-    .unwrap();
-    state
-        .conversations
-        .add_message(&owner, &conversation.id, message, Utc::now())
-        .await
-        .unwrap();
-    conversation.id.to_string()
+        .id
+        .to_string()
 }
 
 /// The domain metrics each endpoint records, besides every endpoint's requests and latency.

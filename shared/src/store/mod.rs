@@ -397,6 +397,22 @@ impl Store {
                 .condition_check(tombstone)
                 .build(),
         ];
+        Ok(match self.transact(writes, "create conversation").await? {
+            None => Creation::Created,
+            Some(cancelled) if cancelled.condition_failed(1) => Creation::Deleted,
+            Some(cancelled) if cancelled.condition_failed(0) => Creation::AlreadyExists,
+            Some(cancelled) => return Err(cancelled.into_error("create conversation")),
+        })
+    }
+
+    /// Sends a transaction, again after a backoff while it loses races with other
+    /// transactions or is throttled. `None` once it is applied; the cancellation (which item's
+    /// condition failed) when it cannot be.
+    pub(crate) async fn transact(
+        &self,
+        writes: Vec<TransactWriteItem>,
+        context: &'static str,
+    ) -> Result<Option<Cancellation>, Error> {
         for attempt in 1..=TRANSACTION_ATTEMPTS {
             let error = match self
                 .client
@@ -405,24 +421,52 @@ impl Store {
                 .send()
                 .await
             {
-                Ok(_) => return Ok(Creation::Created),
+                Ok(_) => return Ok(None),
                 Err(error) => error,
             };
             let Some(cancelled) = Cancellation::of(&error) else {
-                return Err(store_error("create conversation", error));
+                return Err(store_error(context, error));
             };
-            if cancelled.condition_failed(1) {
-                return Ok(Creation::Deleted);
+            if !cancelled.worth_retrying() {
+                return Ok(Some(cancelled));
             }
-            if cancelled.condition_failed(0) {
-                return Ok(Creation::AlreadyExists);
-            }
-            if !cancelled.worth_retrying() || attempt == TRANSACTION_ATTEMPTS {
-                return Err(store_error("create conversation", error));
+            if attempt == TRANSACTION_ATTEMPTS {
+                // Still losing races or throttled: the client may retry (503).
+                return Err(Error::Unavailable(Box::new(error)));
             }
             backoff(attempt).await;
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// Reads up to `wanted` items with `query` (given where to start and how many to ask
+    /// for), across as many 1 MB query pages as that takes. Returns whether items remain.
+    pub(crate) async fn read_up_to<F>(
+        &self,
+        wanted: usize,
+        mut start: Option<Item>,
+        context: &'static str,
+        query: F,
+    ) -> Result<(Vec<Item>, bool), Error>
+    where
+        F: Fn(
+            Option<Item>,
+            i32,
+        ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    {
+        let mut items = Vec::with_capacity(wanted);
+        loop {
+            let output = query(start.take(), page_limit(wanted - items.len()))
+                .send()
+                .await
+                .map_err(|e| store_error(context, e))?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(next) if items.len() < wanted => start = Some(next),
+                Some(_) => return Ok((items, true)),
+                None => return Ok((items, false)),
+            }
+        }
     }
 
     /// The conversation as written now: with its place in the change log.
@@ -520,33 +564,19 @@ impl Store {
             );
         }
 
-        for attempt in 1..=TRANSACTION_ATTEMPTS {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(writes.clone()))
-                .send()
-                .await;
-            let error = match result {
-                Ok(_) => return Ok(AppendOutcome::Stored),
-                Err(error) => error,
-            };
-            let Some(cancelled) = Cancellation::of(&error) else {
-                return Err(store_error("append message", error));
-            };
-            if cancelled.condition_failed(0) {
-                return Ok(AppendOutcome::ConversationMissing);
+        match self.transact(writes, "append message").await? {
+            None => Ok(AppendOutcome::Stored),
+            Some(cancelled) if cancelled.condition_failed(0) => {
+                Ok(AppendOutcome::ConversationMissing)
             }
-            if cancelled.condition_failed(2) {
-                let client_id = client_id.expect("only a client id record sits at index 2");
-                return self.replayed_message(&partition, client_id).await;
-            }
-            if !cancelled.worth_retrying() || attempt == TRANSACTION_ATTEMPTS {
-                return Err(store_error("append message", error));
-            }
-            backoff(attempt).await;
+            Some(cancelled) => match client_id {
+                // Only a client id record sits at index 2.
+                Some(client_id) if cancelled.condition_failed(2) => {
+                    self.replayed_message(&partition, client_id).await
+                }
+                _ => Err(cancelled.into_error("append message")),
+            },
         }
-        unreachable!("the last attempt returns")
     }
 
     async fn replayed_message(
@@ -672,13 +702,11 @@ impl Store {
         &self,
         partition: &str,
         wanted: usize,
-        mut start: Option<Item>,
+        start: Option<Item>,
     ) -> Result<(Vec<Item>, bool), Error> {
         let (low, high) = keys::conversation_and_messages_range();
-        let mut items = Vec::with_capacity(wanted);
-        loop {
-            let output = self
-                .client
+        self.read_up_to(wanted, start, "read conversation", |start, limit| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
@@ -687,18 +715,10 @@ impl Store {
                 .expression_attribute_values(":high", s(high))
                 .scan_index_forward(false)
                 .consistent_read(true)
-                .limit(page_limit(wanted - items.len()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("read conversation", e))?;
-            items.extend(output.items.unwrap_or_default());
-            match output.last_evaluated_key {
-                Some(next) if items.len() < wanted => start = Some(next),
-                Some(_) => return Ok((items, true)),
-                None => return Ok((items, false)),
-            }
-        }
+                .limit(limit)
+                .set_exclusive_start_key(start)
+        })
+        .await
     }
 
     /// One page of a user's conversations from `index`, newest first, optionally only those
@@ -936,29 +956,11 @@ impl Store {
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().put(put).build(),
         ];
-        for attempt in 1..=TRANSACTION_ATTEMPTS {
-            let error = match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(writes.clone()))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(true),
-                Err(error) => error,
-            };
-            let Some(cancelled) = Cancellation::of(&error) else {
-                return Err(store_error("delete conversation", error));
-            };
-            if cancelled.condition_failed(0) {
-                return Ok(false);
-            }
-            if !cancelled.worth_retrying() || attempt == TRANSACTION_ATTEMPTS {
-                return Err(store_error("delete conversation", error));
-            }
-            backoff(attempt).await;
+        match self.transact(writes, "delete conversation").await? {
+            None => Ok(true),
+            Some(cancelled) if cancelled.condition_failed(0) => Ok(false),
+            Some(cancelled) => Err(cancelled.into_error("delete conversation")),
         }
-        unreachable!("the last attempt returns")
     }
 
     /// Deletes every item left in a conversation's partition, in batches of 25 with bounded
@@ -1186,6 +1188,11 @@ impl Cancellation {
     /// Whether the condition of the item at `index` failed.
     pub(crate) fn condition_failed(&self, index: usize) -> bool {
         self.0.get(index).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed")
+    }
+
+    /// A cancellation no caller expected, as an error (its reasons, for the log).
+    pub(crate) fn into_error(self, context: &'static str) -> Error {
+        Error::internal(context, format!("transaction cancelled: {:?}", self.0))
     }
 
     /// Whether the transaction lost a race or was throttled: the same transaction may succeed

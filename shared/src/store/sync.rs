@@ -6,9 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    from_item, item_key, page_limit, position_in, s, store_error, ConversationItem, Item, Store,
-};
+use super::{from_item, item_key, position_in, s, ConversationItem, Item, Store};
 use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
@@ -89,30 +87,21 @@ impl Store {
         limit: usize,
     ) -> Result<ChangePage, Error> {
         let owner = keys::owner(user);
-        let mut found: Vec<Item> = Vec::with_capacity(limit + 1);
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(Index::ByChange.name())
-                .key_condition_expression("#owner = :owner AND #changed > :after")
-                .expression_attribute_names("#owner", keys::OWNER)
-                .expression_attribute_names("#changed", keys::CHANGED_AT)
-                .expression_attribute_values(":owner", s(&owner))
-                .expression_attribute_values(":after", s(after))
-                .limit(page_limit(limit + 1 - found.len()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("read change log", e))?;
-            found.extend(output.items.unwrap_or_default());
-            match output.last_evaluated_key {
-                Some(next) if found.len() <= limit => start = Some(next),
-                _ => break,
-            }
-        }
+        let (mut found, _) = self
+            .read_up_to(limit + 1, None, "read change log", |start, page| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(Index::ByChange.name())
+                    .key_condition_expression("#owner = :owner AND #changed > :after")
+                    .expression_attribute_names("#owner", keys::OWNER)
+                    .expression_attribute_names("#changed", keys::CHANGED_AT)
+                    .expression_attribute_values(":owner", s(&owner))
+                    .expression_attribute_values(":after", s(after))
+                    .limit(page)
+                    .set_exclusive_start_key(start)
+            })
+            .await?;
         let more = found.len() > limit;
         found.truncate(limit);
 
@@ -170,33 +159,26 @@ impl Store {
         limit: usize,
         start: Option<Position>,
     ) -> Result<SnapshotPage, Error> {
-        let mut start: Option<Item> = start.map(|p| {
+        let start: Option<Item> = start.map(|p| {
             p.into_iter()
                 .map(|(k, v)| (k, AttributeValue::S(v)))
                 .collect()
         });
-        let mut found: Vec<Item> = Vec::with_capacity(limit + 1);
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(Index::ByActivity.name())
-                .key_condition_expression("#owner = :owner")
-                .expression_attribute_names("#owner", keys::OWNER)
-                .expression_attribute_values(":owner", s(&keys::owner(user)))
-                .scan_index_forward(false)
-                .limit(page_limit(limit + 1 - found.len()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("read conversations", e))?;
-            found.extend(output.items.unwrap_or_default());
-            match output.last_evaluated_key {
-                Some(next) if found.len() <= limit => start = Some(next),
-                _ => break,
-            }
-        }
+        let owner = keys::owner(user);
+        let (mut found, _) = self
+            .read_up_to(limit + 1, start, "read conversations", |start, page| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(Index::ByActivity.name())
+                    .key_condition_expression("#owner = :owner")
+                    .expression_attribute_names("#owner", keys::OWNER)
+                    .expression_attribute_values(":owner", s(&owner))
+                    .scan_index_forward(false)
+                    .limit(page)
+                    .set_exclusive_start_key(start)
+            })
+            .await?;
         let more = found.len() > limit;
         found.truncate(limit);
         let conversations = found
