@@ -652,17 +652,8 @@ impl Store {
                 let messages = items
                     .map(from_item::<MessageItem>)
                     .collect::<Result<Vec<_>, _>>()?;
-                let (messages, cut) =
-                    within_response_budget(messages, limit, MessageItem::response_bytes);
-                let messages = self.with_content(messages).await?;
-                let (messages, read_cut) =
-                    within_response_budget(messages, limit, MessageItem::response_bytes);
-                Ok(window(
-                    conversation,
-                    messages,
-                    limit,
-                    more || cut || read_cut,
-                ))
+                self.budgeted_window(conversation, messages, limit, more)
+                    .await
             }
             Some(position) => {
                 if position.get(keys::PK) != Some(&partition) {
@@ -681,19 +672,31 @@ impl Store {
                     .into_iter()
                     .map(from_item::<MessageItem>)
                     .collect::<Result<Vec<_>, _>>()?;
-                let (messages, cut) =
-                    within_response_budget(messages, limit, MessageItem::response_bytes);
-                let messages = self.with_content(messages).await?;
-                let (messages, read_cut) =
-                    within_response_budget(messages, limit, MessageItem::response_bytes);
-                Ok(window(
-                    conversation,
-                    messages,
-                    limit,
-                    more || cut || read_cut,
-                ))
+                self.budgeted_window(conversation, messages, limit, more)
+                    .await
             }
         }
+    }
+
+    /// A page of messages within the response budget: measured as stored, their content read
+    /// from S3, then measured again as they are.
+    async fn budgeted_window(
+        &self,
+        conversation: Option<ConversationItem>,
+        messages: Vec<MessageItem>,
+        limit: usize,
+        more: bool,
+    ) -> Result<ConversationWindow, Error> {
+        let (messages, cut) = within_response_budget(messages, limit, MessageItem::response_bytes);
+        let messages = self.with_content(messages).await?;
+        let (messages, read_cut) =
+            within_response_budget(messages, limit, MessageItem::response_bytes);
+        Ok(window(
+            conversation,
+            messages,
+            limit,
+            more || cut || read_cut,
+        ))
     }
 
     /// Reads up to `wanted` items of a conversation's range, newest first, across as many
