@@ -93,3 +93,44 @@ fn every_operation_documents_its_errors_in_the_one_error_shape() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_streamed_completion_sends_the_events_the_contract_names() {
+    // Found by schemathesis: the contract described the event stream as one string.
+    let contract = contract();
+    let schema = &contract["paths"]["/completion"]["post"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"];
+    let names: Vec<&str> = schema["properties"]["event"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let api = tests::LocalApi::start().await;
+    let alice = api.as_user(&tests::new_user());
+    let id = alice.create_conversation(None).await;
+    let reply = reqwest::Client::new()
+        .post(format!("{}/completion", api.base))
+        .bearer_auth(api.tokens.mint("streamer", 3600))
+        .json(&serde_json::json!({"prompt": "hello", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.headers()["content-type"], "text/event-stream", "{id}");
+    let text = reply.text().await.unwrap();
+    let mut events = 0;
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let name = block
+            .lines()
+            .find_map(|l| l.strip_prefix("event: "))
+            .unwrap();
+        let data = block
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap();
+        assert!(names.contains(&name), "{name} is not in the contract");
+        serde_json::from_str::<Value>(data).expect("each event's data is JSON");
+        events += 1;
+    }
+    assert!(events >= 2, "{text}");
+}
