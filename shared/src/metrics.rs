@@ -45,7 +45,7 @@ pub mod names {
     pub const MIGRATION_MESSAGES_SKIPPED: &str = "MigrationMessagesSkipped";
 
     /// Every metric the service writes.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 22] = [
         REQUESTS,
         SERVER_ERRORS,
         CLIENT_ERRORS,
@@ -68,7 +68,6 @@ pub mod names {
         MIGRATION_CONVERSATIONS_CREATED,
         MIGRATION_MESSAGES_MIGRATED,
         MIGRATION_MESSAGES_SKIPPED,
-        SHORT_TERM_MEMORY_FALLBACKS,
     ];
 }
 use names::*;

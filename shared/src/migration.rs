@@ -371,7 +371,7 @@ impl Migrator {
     }
 
     /// Migrates what the user's short-term memory holds past their recorded progress.
-    #[tracing::instrument(skip_all, fields(user = %user, dry_run))]
+    #[tracing::instrument(skip_all, fields(user = %user.log_hash(), dry_run))]
     pub async fn migrate_memory(
         &self,
         user: &UserId,
