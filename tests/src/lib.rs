@@ -595,3 +595,13 @@ pub async fn conversation_saying(
     }
     conversation
 }
+
+/// Lambda's limit on a function's response, which holds the body as a JSON string.
+pub const LAMBDA_RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
+
+/// The size of a JSON body once Lambda's response envelope holds it (escaped again).
+pub fn as_lambda_returns_it(body: &Value) -> usize {
+    serde_json::to_string(&body.to_string())
+        .expect("a string always serializes")
+        .len()
+}

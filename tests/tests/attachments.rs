@@ -355,14 +355,6 @@ async fn a_one_megabyte_message_round_trips_byte_for_byte_and_its_item_stays_sma
     assert!(objects_under(&bucket, &prefix).await.is_empty());
 }
 
-/// Lambda's limit on a function's response, which holds the body as a JSON string.
-const LAMBDA_RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
-
-/// The size of a JSON body once Lambda's response envelope holds it (escaped again).
-fn as_lambda_returns_it(body: &serde_json::Value) -> usize {
-    serde_json::to_string(&body.to_string()).unwrap().len()
-}
-
 #[tokio::test]
 async fn a_page_of_long_messages_stays_within_a_response_and_the_rest_follow_by_cursor() {
     let api = LocalApi::start().await;
@@ -386,7 +378,7 @@ async fn a_page_of_long_messages_stays_within_a_response_and_the_rest_follow_by_
         let page = alice.get(&path).await;
         assert_eq!(page.status, StatusCode::OK);
         let messages = page.body["messages"].as_array().unwrap();
-        assert!(as_lambda_returns_it(&page.body) < LAMBDA_RESPONSE_LIMIT);
+        assert!(tests::as_lambda_returns_it(&page.body) < tests::LAMBDA_RESPONSE_LIMIT);
         let mut firsts: Vec<char> = messages
             .iter()
             .map(|m| m["content"].as_str().unwrap().chars().next().unwrap())

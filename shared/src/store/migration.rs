@@ -119,14 +119,7 @@ impl Store {
             entity: "MigrationState".to_owned(),
             state: state.clone(),
         };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&item)?))
-            .send()
-            .await
-            .map_err(|e| store_error("save migration state", e))?;
-        Ok(())
+        self.put(&item, "save migration state").await
     }
 
     /// Which of the user's conversations exist.

@@ -469,6 +469,22 @@ impl Store {
         }
     }
 
+    /// Writes `item` as it is (no condition).
+    pub(crate) async fn put<T: Serialize>(
+        &self,
+        item: &T,
+        context: &'static str,
+    ) -> Result<(), Error> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(item)?))
+            .send()
+            .await
+            .map_err(|e| store_error(context, e))?;
+        Ok(())
+    }
+
     /// The conversation as written now: with its place in the change log.
     fn stamped(&self, conversation: &ConversationItem) -> ConversationItem {
         ConversationItem {

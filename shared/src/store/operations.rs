@@ -169,14 +169,7 @@ impl Store {
             },
             expires,
         );
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&item)?))
-            .send()
-            .await
-            .map_err(|e| store_error("record operation", e))?;
-        Ok(())
+        self.put(&item, "record operation").await
     }
 
     /// Gives up a claim (the operation failed and changed nothing): a replay runs it again.
