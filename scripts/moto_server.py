@@ -7,11 +7,19 @@ our tests deliberately run transactions concurrently (20 parallel appends, retry
 Serialising requests behind one lock keeps moto's answers correct; connections are still
 accepted concurrently, so clients never block on each other's idle keep-alive sockets.
 
+Two fixes of moto's memory and time, applied before it serves (see untrack_models and
+copy_tables_once_per_transaction).
+
 Usage: python scripts/moto_server.py PORT
 """
 
+import copy
 import sys
 import threading
+
+import moto.dynamodb.models as dynamodb_models
+from moto.core.common_models import BaseModel
+from moto.dynamodb.models.table import Table
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -32,7 +40,52 @@ class OneAtATime:
             return list(self.app(environ, start_response))
 
 
+def untrack_models() -> None:
+    """moto keeps a list of every model object it ever made, for its dashboard: every item,
+    stream record, shard iterator and each whole-table copy a transaction takes. None is ever
+    freed; a suite of transactions over a table with a stream grew it past 20 GB. Nothing
+    here uses the dashboard, so objects are made without being listed."""
+
+    def new(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    BaseModel.__new__ = staticmethod(new)
+
+
+class _TableCopies:
+    """`copy` as moto's DynamoDB module sees it: while a transaction runs, a table is copied
+    once (moto copies it again for every item of the transaction, to the same end)."""
+
+    def __init__(self):
+        self.in_transaction = False
+        self.copies = {}
+
+    def deepcopy(self, value, memo=None):
+        if not (self.in_transaction and isinstance(value, Table)):
+            return copy.deepcopy(value, memo)
+        if id(value) not in self.copies:
+            self.copies[id(value)] = copy.deepcopy(value, memo)
+        return self.copies[id(value)]
+
+
+def copy_tables_once_per_transaction() -> None:
+    copies = _TableCopies()
+    dynamodb_models.copy = copies
+    transact = dynamodb_models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        copies.in_transaction, copies.copies = True, {}
+        try:
+            return transact(self, transact_items)
+        finally:
+            copies.in_transaction, copies.copies = False, {}
+
+    dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 def main() -> None:
+    untrack_models()
+    copy_tables_once_per_transaction()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(

@@ -45,6 +45,7 @@ pub enum Endpoint {
     MobileSync,
     MobileBatch,
     Health,
+    SearchConversations,
 }
 
 impl Endpoint {
@@ -65,6 +66,7 @@ impl Endpoint {
             "mobile-sync" => Self::MobileSync,
             "mobile-batch" => Self::MobileBatch,
             "health" => Self::Health,
+            "search-conversations" => Self::SearchConversations,
             _ => return None,
         })
     }
@@ -108,6 +110,7 @@ impl Endpoint {
             Self::MobileSync => handlers::mobile_sync(state, request).await,
             Self::MobileBatch => handlers::mobile_batch(state, request).await,
             Self::Health => handlers::health(state, request).await,
+            Self::SearchConversations => handlers::search_conversations(state, request).await,
         }
     }
 }

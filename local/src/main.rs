@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use local::{table, Gateway, StreamingUrl, Template, Tokens};
+use local::{table, Gateway, StreamPoller, StreamingUrl, Template, Tokens};
 use shared::http::State;
 
 #[derive(Parser)]
@@ -106,12 +106,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 table::create_bucket(bucket).await?;
             }
             let streaming = StreamingUrl::new(state.clone(), tokens.clone());
+            // The stream functions, fed as Lambda feeds them (search indexing, purges, cache
+            // invalidation).
+            let poller = StreamPoller::from_latest(state.clone(), &template, None).await?;
             let gateway = Gateway::new(&template.routes()?, state, tokens)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
             let stream_listener = tokio::net::TcpListener::bind(("127.0.0.1", stream_port)).await?;
             eprintln!("Numina Conversations API on http://127.0.0.1:{port}");
             eprintln!("Streaming completion URL on http://127.0.0.1:{stream_port}");
-            tokio::try_join!(gateway.serve(listener), streaming.serve(stream_listener))?;
+            let polling = async {
+                poller
+                    .run(std::time::Duration::from_millis(500))
+                    .await
+                    .map_err(std::io::Error::other)
+            };
+            tokio::try_join!(
+                gateway.serve(listener),
+                streaming.serve(stream_listener),
+                polling
+            )?;
         }
     }
     Ok(())

@@ -94,6 +94,16 @@ pub struct StateMachine {
     pub substitutions: std::collections::BTreeMap<String, String>,
 }
 
+/// A function fed by the table's stream (a `DynamoDB` event of the template): its binary,
+/// how many records a batch holds at most, and its filter patterns (a record goes to the
+/// function if any pattern matches it; every record does when there are none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSubscription {
+    pub binary: String,
+    pub batch_size: usize,
+    pub filters: Vec<serde_json::Value>,
+}
+
 /// The parsed template.
 pub struct Template {
     root: Value,
@@ -206,6 +216,50 @@ impl Template {
             }
         }
         Ok(routes)
+    }
+
+    /// Every function fed by the table's stream, in template order.
+    pub fn stream_subscriptions(&self) -> Result<Vec<StreamSubscription>, TemplateError> {
+        let mut subscriptions = Vec::new();
+        for (name, binary, resource) in self.functions()? {
+            let events = resource
+                .get("Properties")
+                .and_then(|p| p.get("Events"))
+                .and_then(Value::as_mapping);
+            for event in events.into_iter().flat_map(|e| e.values()) {
+                if event.get("Type").and_then(Value::as_str) != Some("DynamoDB") {
+                    continue;
+                }
+                let properties = event.get("Properties");
+                let batch_size = properties
+                    .and_then(|p| p.get("BatchSize"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(100) as usize;
+                let patterns = properties
+                    .and_then(|p| p.get("FilterCriteria"))
+                    .and_then(|f| f.get("Filters"))
+                    .and_then(Value::as_sequence);
+                let mut filters = Vec::new();
+                for filter in patterns.into_iter().flatten() {
+                    let pattern =
+                        filter
+                            .get("Pattern")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| {
+                                TemplateError::Shape(format!("{name}: a filter has no Pattern"))
+                            })?;
+                    filters.push(serde_json::from_str(pattern).map_err(|e| {
+                        TemplateError::Shape(format!("{name}: filter pattern is not JSON: {e}"))
+                    })?);
+                }
+                subscriptions.push(StreamSubscription {
+                    binary: binary.to_owned(),
+                    batch_size,
+                    filters,
+                });
+            }
+        }
+        Ok(subscriptions)
     }
 
     /// The binary of the function with this logical id.

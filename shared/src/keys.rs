@@ -31,6 +31,11 @@ pub const CREATED_AT: &str = "createdAt";
 /// Index sort attribute of `ByChange`: when a conversation (or its tombstone) last changed,
 /// by the writer's clock, then its id (`<sortable time>#<conversation id>`), so entries never tie.
 pub const CHANGED_AT: &str = "changedAt";
+/// Index partition attribute of `ByTerm`: a user and one search term (`<user>#<term>`).
+pub const SEARCH_KEY: &str = "searchKey";
+/// Index sort attribute of `ByTerm`: title hits above message hits, then the newest first
+/// (`<1 title | 0 message>#<sortable time>#<conversation id>`).
+pub const SEARCH_RANK: &str = "searchRank";
 /// The TTL attribute enabled on the table (epoch seconds), for short-term items.
 pub const EXPIRES_AT: &str = "expiresAt";
 /// Index partition attribute of the marker that lists a user holding short-term memory.
@@ -59,16 +64,20 @@ pub enum Index {
     /// A user's conversations and tombstones in the order they last changed (keys only): the
     /// change log a mobile sync reads.
     ByChange,
+    /// A user's search entries for one term (one per conversation and where the term was
+    /// found), title hits first, then the newest: what a search reads.
+    ByTerm,
 }
 
 impl Index {
-    pub const ALL: [Index; 6] = [
+    pub const ALL: [Index; 7] = [
         Self::ByActivity,
         Self::ByStateActivity,
         Self::ByCreated,
         Self::ByStateCreated,
         Self::ByMemoryShard,
         Self::ByChange,
+        Self::ByTerm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +88,7 @@ impl Index {
             Self::ByStateCreated => "ByStateCreated",
             Self::ByMemoryShard => "ByMemoryShard",
             Self::ByChange => "ByChange",
+            Self::ByTerm => "ByTerm",
         }
     }
 
@@ -87,6 +97,7 @@ impl Index {
             Self::ByActivity | Self::ByCreated | Self::ByChange => OWNER,
             Self::ByStateActivity | Self::ByStateCreated => OWNER_STATE,
             Self::ByMemoryShard => MEMORY_SHARD,
+            Self::ByTerm => SEARCH_KEY,
         }
     }
 
@@ -96,6 +107,7 @@ impl Index {
             Self::ByCreated | Self::ByStateCreated => CREATED_AT,
             Self::ByMemoryShard => PK,
             Self::ByChange => CHANGED_AT,
+            Self::ByTerm => SEARCH_RANK,
         }
     }
 
@@ -124,6 +136,64 @@ pub fn parse_conversation_partition(partition: &str) -> Option<(UserId, Conversa
         UserId::parse(user).ok()?,
         ConversationId::parse(conversation).ok()?,
     ))
+}
+
+/// Sort keys of search entries in a conversation's partition: one per term found in its
+/// messages, one per term of its title. They sort after `META`, outside every message read,
+/// and go with the partition when the conversation is purged.
+const MESSAGE_TERM_PREFIX: &str = "TERM#";
+const TITLE_TERM_PREFIX: &str = "TITLE_TERM#";
+
+/// Where a search term was found in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TermSource {
+    Title,
+    Messages,
+}
+
+pub fn term_sort_key(source: TermSource, term: &str) -> String {
+    match source {
+        TermSource::Title => format!("{TITLE_TERM_PREFIX}{term}"),
+        TermSource::Messages => format!("{MESSAGE_TERM_PREFIX}{term}"),
+    }
+}
+
+/// Where a search entry's term was found, and the term.
+pub fn parse_term_sort_key(sort_key: &str) -> Option<(TermSource, &str)> {
+    if let Some(term) = sort_key.strip_prefix(TITLE_TERM_PREFIX) {
+        return Some((TermSource::Title, term));
+    }
+    sort_key
+        .strip_prefix(MESSAGE_TERM_PREFIX)
+        .map(|term| (TermSource::Messages, term))
+}
+
+/// Whether a sort key is a search entry's (the indexer skips its own writes).
+pub fn is_term_sort_key(sort_key: &str) -> bool {
+    sort_key.starts_with(MESSAGE_TERM_PREFIX) || sort_key.starts_with(TITLE_TERM_PREFIX)
+}
+
+/// Whether a sort key is a message's.
+pub fn is_message_sort_key(sort_key: &str) -> bool {
+    sort_key.starts_with(MESSAGE_PREFIX)
+}
+
+/// The `ByTerm` partition of a user's term: the user is part of every search key.
+pub fn search_key(user: &UserId, term: &str) -> String {
+    format!("{user}#{term}")
+}
+
+/// A search entry's place in its term's partition: title hits first, then by time.
+pub fn search_rank(
+    source: TermSource,
+    time: DateTime<Utc>,
+    conversation: &ConversationId,
+) -> String {
+    let section = match source {
+        TermSource::Title => '1',
+        TermSource::Messages => '0',
+    };
+    format!("{section}#{}#{conversation}", sortable_time(time))
 }
 
 pub fn message_sort_key(timestamp: DateTime<Utc>, message: &MessageId) -> String {

@@ -21,6 +21,7 @@ pub mod migration;
 pub mod migration_job;
 pub mod model;
 pub mod provider;
+pub mod search;
 pub mod service;
 pub mod state;
 pub mod store;

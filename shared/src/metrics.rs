@@ -43,9 +43,11 @@ pub mod names {
     pub const MIGRATION_CONVERSATIONS_CREATED: &str = "MigrationConversationsCreated";
     pub const MIGRATION_MESSAGES_MIGRATED: &str = "MigrationMessagesMigrated";
     pub const MIGRATION_MESSAGES_SKIPPED: &str = "MigrationMessagesSkipped";
+    pub const MESSAGES_INDEXED: &str = "MessagesIndexed";
+    pub const SEARCH_ENTRIES_WRITTEN: &str = "SearchEntriesWritten";
 
     /// Every metric the service writes.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 24] = [
         REQUESTS,
         SERVER_ERRORS,
         CLIENT_ERRORS,
@@ -68,6 +70,8 @@ pub mod names {
         MIGRATION_CONVERSATIONS_CREATED,
         MIGRATION_MESSAGES_MIGRATED,
         MIGRATION_MESSAGES_SKIPPED,
+        MESSAGES_INDEXED,
+        SEARCH_ENTRIES_WRITTEN,
     ];
 }
 use names::*;
@@ -168,6 +172,12 @@ pub fn batch_operation(outcome: &'static str) {
 
 pub fn conversation_purged() {
     counter!(CONVERSATIONS_PURGED).increment(1);
+}
+
+/// Messages the search indexer read, and the index entries it wrote for them and for titles.
+pub fn search_indexed(messages: usize, entries: usize) {
+    counter!(MESSAGES_INDEXED).increment(messages as u64);
+    counter!(SEARCH_ENTRIES_WRITTEN).increment(entries as u64);
 }
 
 pub fn cache_invalidation() {

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::memory::ShortTermMemory;
 use crate::migration::{MigrationOptions, Migrator};
 use crate::provider::{Bedrock, LocalModel, ModelProvider, OpenAiCompatible, ProviderKind};
+use crate::search::Search;
 use crate::service::Conversations;
 use crate::store::{ContentObjects, Store};
 use crate::sync::MobileSync;
@@ -27,6 +28,7 @@ pub struct State {
     pub assistant: Assistant,
     pub migrator: Migrator,
     pub sync: MobileSync,
+    pub search: Search,
     /// ElastiCache and the cache's name there, when `CACHE_NAME` is configured (health checks
     /// report its status).
     pub managed_cache: Option<(aws_sdk_elasticache::Client, String)>,
@@ -119,6 +121,7 @@ impl State {
         .with_attachments(attachments.clone())
         .with_tombstone_retention(config.tombstone_retention);
         let sync = MobileSync::new(conversations.clone(), config.sync_settle);
+        let search = Search::new(store.clone(), CursorSigner::new(&config.cursor_secret));
         let migrator = Migrator::new(
             store.clone(),
             MigrationOptions {
@@ -145,6 +148,7 @@ impl State {
             assistant,
             migrator,
             sync,
+            search,
             managed_cache: config
                 .cache_name
                 .clone()

@@ -6,6 +6,9 @@
 //! reports as failed) until the cache is back, so no cached read outlives a write by more
 //! than the time the cache is unreachable.
 //!
+//! `index_for_search`: keeps the search index (`crate::search`) in step with the table: the
+//! terms of each new message, and of each conversation's title when it changes.
+//!
 //! `purge_deleted_conversations`:
 //! Deleting a conversation removes its `META` item first (the commit point: it is gone from
 //! every read at once) and then as many of its messages as the request's time budget allows.
@@ -22,7 +25,9 @@ use serde::Deserialize;
 
 use crate::error::{chain, Error};
 use crate::keys;
+use crate::search;
 use crate::state::State;
+use crate::store::{ConversationItem, IndexChange, Store};
 
 /// Time kept back from the invocation's deadline to report back before Lambda stops us.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
@@ -102,7 +107,8 @@ pub async fn invalidate_cached_reads(
         let Some((user, _)) = keys::parse_conversation_partition(&keys.partition) else {
             continue;
         };
-        if done.contains(&user) {
+        // The search index's own entries change no read a cache holds.
+        if keys::is_term_sort_key(&keys.sort) || done.contains(&user) {
             continue;
         }
         if cache.try_invalidate_user(&user).await.is_err() {
@@ -115,4 +121,153 @@ pub async fn invalidate_cached_reads(
         done.push(user);
     }
     Ok(response)
+}
+
+/// Indexes the records' new messages and changed titles for search. The records' changes go
+/// in as one set of batch writes (an entry is what the latest record says, so a batch
+/// delivered again writes the same entries); a failure reports the first record, so Lambda
+/// delivers the batch again. A conversation deleted while its records were indexed loses
+/// the entries just written: they are checked for after writing, so they never outlive it.
+pub async fn index_for_search(
+    state: &State,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let store = state.conversations.store();
+    let records = event.payload.records;
+    let mut changes = Vec::new();
+    let mut messages = 0;
+    for record in &records {
+        let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys.clone()) else {
+            continue;
+        };
+        let Some((user, conversation)) = keys::parse_conversation_partition(&keys.partition) else {
+            continue;
+        };
+        let found = if keys::is_message_sort_key(&keys.sort) && record.event_name == "INSERT" {
+            messages += 1;
+            message_changes(state, &user, record).await
+        } else if keys.sort == keys::CONVERSATION_SK && record.event_name != "REMOVE" {
+            title_changes(&user, &conversation, record)
+        } else {
+            Ok(Vec::new())
+        };
+        match found {
+            Ok(found) => changes.extend(found),
+            Err(error) => {
+                tracing::error!(error = %chain(&error), "could not read a record for indexing");
+                return Ok(failed_from(&records));
+            }
+        }
+    }
+    if changes.is_empty() {
+        return Ok(DynamoDbEventResponse::default());
+    }
+    let written = match store.apply_index_changes(&changes).await {
+        Ok(written) => written,
+        Err(error) => {
+            tracing::error!(error = %chain(&error), "could not write search entries");
+            return Ok(failed_from(&records));
+        }
+    };
+    if let Err(error) = forget_deleted(state, &changes).await {
+        tracing::error!(error = %chain(&error), "could not check indexed conversations");
+        return Ok(failed_from(&records));
+    }
+    crate::metrics::search_indexed(messages, written);
+    Ok(DynamoDbEventResponse::default())
+}
+
+/// The entries of a new message (its content read back from S3 when it was too large for
+/// its item).
+async fn message_changes(
+    state: &State,
+    user: &crate::model::UserId,
+    record: &aws_lambda_events::event::dynamodb::EventRecord,
+) -> Result<Vec<IndexChange>, Error> {
+    let message = state
+        .conversations
+        .store()
+        .message_of_image(record.change.new_image.clone().into())
+        .await?;
+    Ok(search::message_entries(user, &message)
+        .into_iter()
+        .map(IndexChange::Put)
+        .collect())
+}
+
+/// When a conversation's shown title changed (or it was created with one): entries for the
+/// new title's terms, removals for the old title's terms it no longer has.
+fn title_changes(
+    user: &crate::model::UserId,
+    conversation: &crate::model::ConversationId,
+    record: &aws_lambda_events::event::dynamodb::EventRecord,
+) -> Result<Vec<IndexChange>, Error> {
+    let image = |item: &serde_dynamo::Item| -> Result<Option<ConversationItem>, Error> {
+        if item.is_empty() {
+            return Ok(None);
+        }
+        Store::conversation_of_image(item.clone().into()).map(Some)
+    };
+    let old = image(&record.change.old_image)?;
+    let Some(new) = image(&record.change.new_image)? else {
+        return Ok(Vec::new());
+    };
+    let old_title = old.as_ref().and_then(ConversationItem::shown_title);
+    let new_title = new.shown_title();
+    if old_title == new_title {
+        return Ok(Vec::new());
+    }
+    let added = new_title
+        .map(|title| search::title_entries(user, conversation, title, new.created_at))
+        .unwrap_or_default();
+    let mut changes: Vec<IndexChange> = old_title
+        .map(|title| search::terms_of(title, search::MAX_TERMS_PER_MESSAGE))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(term, _)| !added.iter().any(|entry| &entry.term == term))
+        .map(|(term, _)| IndexChange::Remove {
+            user: user.clone(),
+            conversation: *conversation,
+            source: keys::TermSource::Title,
+            term,
+        })
+        .collect();
+    changes.extend(added.into_iter().map(IndexChange::Put));
+    Ok(changes)
+}
+
+/// Removes the entries just written for conversations that no longer exist (deleted while
+/// their records were indexed; their purge may have run before these writes).
+async fn forget_deleted(state: &State, changes: &[IndexChange]) -> Result<(), Error> {
+    let store = state.conversations.store();
+    let written: std::collections::BTreeSet<_> = changes
+        .iter()
+        .filter(|c| matches!(c, IndexChange::Put(_)))
+        .map(IndexChange::conversation)
+        .collect();
+    for (user, conversation) in written {
+        if store.conversation(user, conversation).await?.is_some() {
+            continue;
+        }
+        let undo: Vec<IndexChange> = changes
+            .iter()
+            .filter(|c| c.conversation() == (user, conversation))
+            .filter_map(IndexChange::undo)
+            .collect();
+        store.apply_index_changes(&undo).await?;
+    }
+    Ok(())
+}
+
+/// Reports every record from the first as failed: Lambda delivers them all again.
+fn failed_from(
+    records: &[aws_lambda_events::event::dynamodb::EventRecord],
+) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(first) = records.first() {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = first.change.sequence_number.clone();
+        response.batch_item_failures.push(failure);
+    }
+    response
 }

@@ -7,8 +7,9 @@ use lambda_http::Body;
 use lambda_runtime::LambdaEvent;
 use local::Endpoint;
 use shared::model::{Conversation, UserId};
+use shared::search::SearchQuery;
 use shared::state::State;
-use shared::streams::purge_deleted_conversations;
+use shared::streams::{index_for_search, purge_deleted_conversations};
 use std::time::Duration;
 use tests::{conversation_saying, items_of_conversation, new_user, state, workspace_root};
 
@@ -70,7 +71,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 15, "one event per HTTP function");
+    assert_eq!(api_events, 16, "one event per HTTP function");
 }
 
 #[tokio::test]
@@ -102,4 +103,31 @@ async fn the_stream_event_of_a_deleted_conversation_purges_what_the_request_left
         .unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert!(items_of_conversation(&state, &user, &id).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_stream_event_of_a_new_message_makes_it_searchable() {
+    let state = state().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let conversation = conversation_with_messages(&state, &user, 0).await;
+    let id = conversation.id.to_string();
+    let text = std::fs::read_to_string(workspace_root().join("events/index-for-search.json"))
+        .unwrap()
+        .replace(EVENT_USER, &user)
+        .replace(EVENT_CONVERSATION, &id);
+    let payload = serde_json::from_str(&text).unwrap();
+    let response = index_for_search(
+        &state,
+        LambdaEvent::new(payload, lambda_runtime::Context::default()),
+    )
+    .await
+    .expect("the event is indexed");
+    assert!(response.batch_item_failures.is_empty());
+
+    let query = SearchQuery::parse("last ferry").unwrap();
+    let found = state.search.search(&owner, &query, 10, None).await.unwrap();
+    assert_eq!(found.hits.len(), 1);
+    assert_eq!(found.hits[0].conversation.id, conversation.id);
+    assert!(found.hits[0].snippet.contains("last ferry"));
 }

@@ -175,7 +175,7 @@ async fn run_every_function(logs: Logs) {
             assert!(has(&found, name), "{binary}: {name} in {found:?}");
         }
     }
-    assert_eq!(http_functions, 15);
+    assert_eq!(http_functions, 16);
 
     // The functions on the table's stream and the migration's steps.
     let user = new_user();
@@ -200,6 +200,26 @@ async fn run_every_function(logs: Logs) {
         context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
         context
     };
+    // The search indexer, on a new message of a conversation that still exists.
+    let indexed_user = new_user();
+    let indexed = conversation_of(&state, &indexed_user, &secret).await;
+    users.push(indexed_user.clone());
+    let text = std::fs::read_to_string(workspace_root().join("events/index-for-search.json"))
+        .unwrap()
+        .replace(EVENT_USER, &indexed_user)
+        .replace(EVENT_CONVERSATION, &indexed);
+    let mut emf = Vec::new();
+    let work = shared::streams::index_for_search(
+        &state,
+        LambdaEvent::new(serde_json::from_str(&text).unwrap(), context()),
+    );
+    shared::metrics::observed("index-for-search", work, || &mut emf)
+        .await
+        .unwrap();
+    let found = emf_metrics(&emf);
+    assert!(has(&found, names::MESSAGES_INDEXED), "{found:?}");
+    assert!(has(&found, names::SEARCH_ENTRIES_WRITTEN), "{found:?}");
+
     let mut emf = Vec::new();
     let work = shared::streams::purge_deleted_conversations(
         &state,
@@ -329,7 +349,7 @@ async fn run_every_function(logs: Logs) {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|line| line["fields"]["message"] == "answered")
         .collect();
-    assert_eq!(answered.len(), 15, "one line per request");
+    assert_eq!(answered.len(), 16, "one line per request");
     let first = &answered[0];
     assert_eq!(
         first["span"]["endpoint"],

@@ -64,6 +64,7 @@ fn the_routes_are_the_specifications() {
         ("GET", "/mobile/sync"),
         ("POST", "/mobile/batch"),
         ("GET", "/health"),
+        ("GET", "/search"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

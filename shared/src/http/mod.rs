@@ -28,6 +28,7 @@ use crate::error::{chain, Error};
 use crate::model::{
     ArchiveFilter, Attachment, AttachmentId, NewMessage, SortOrder, Tags, Title, MAX_ATTACHMENTS,
 };
+use crate::search::{SearchQuery, DEFAULT_SEARCH_PAGE, MAX_SEARCH_PAGE};
 use crate::service::{
     ListRequest, DEFAULT_MESSAGE_WINDOW, DEFAULT_PAGE_SIZE, MAX_LEGACY_PAGE, MAX_MESSAGE_WINDOW,
     MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
@@ -41,7 +42,8 @@ use wire::{
     AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
     ContextMessageView, ContextView, ConversationListView, ConversationView,
     ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail, MessageView,
-    MigrateBody, MigrationView, RenameBody, SyncView, TagsBody, UploadBody, UploadView, UsageView,
+    MigrateBody, MigrationView, RenameBody, SearchView, SyncView, TagsBody, UploadBody, UploadView,
+    UsageView,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -157,6 +159,32 @@ pub async fn list_conversations(state: &State, request: Request) -> HandlerResul
                 limit,
                 page: page_number,
             },
+        ))
+    })
+    .await
+}
+
+/// `GET /search?q=`: the caller's conversations whose title or messages have every word of
+/// `q` (see `crate::search`).
+pub async fn search_conversations(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let query = Query::of(&request);
+        let q = query
+            .text("q")?
+            .ok_or_else(|| Error::invalid("q is required: the words to search for"))?;
+        let search = SearchQuery::parse(&q)?;
+        let limit = query
+            .number("limit", 1, MAX_SEARCH_PAGE)?
+            .unwrap_or(DEFAULT_SEARCH_PAGE);
+        let cursor = query.text("cursor")?;
+        let page = state
+            .search
+            .search(&user, &search, limit, cursor.as_deref())
+            .await?;
+        Ok(json(
+            StatusCode::OK,
+            &SearchView::new(&page, search.terms()),
         ))
     })
     .await

@@ -5,11 +5,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::attachments::{DownloadLinks, Upload, UploadRequest};
+use crate::keys::TermSource;
 use crate::migration::{SkippedItem, UserSummary};
 use crate::model::{
     Attachment, Conversation, ConversationWithMessages, DeletedConversation, Message, Metadata,
     Role,
 };
+use crate::search::SearchPage;
 use crate::sync::{SyncPage, Synced};
 
 /// The skipped items a migration response lists at most (it counts them all).
@@ -238,6 +240,56 @@ pub struct ConversationListView<'a> {
     /// Echoed for clients that page by number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<usize>,
+}
+
+/// `GET /search`: the caller's conversations that have every word searched for, title hits
+/// first, then by their newest matching message.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchView<'a> {
+    pub results: Vec<SearchHitView<'a>>,
+    /// The words searched for, as the index keeps them (lower case, common words left out).
+    pub terms: &'a [String],
+    pub next_cursor: Option<&'a str>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchHitView<'a> {
+    pub conversation: ConversationView<'a>,
+    /// `title` or `message`: where the search's leading word was found.
+    pub matched_in: &'static str,
+    /// The newest message with that word (for `message`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub snippet: &'a str,
+    #[serde(serialize_with = "iso_millis")]
+    pub matched_at: DateTime<Utc>,
+}
+
+impl<'a> SearchView<'a> {
+    pub fn new(page: &'a SearchPage, terms: &'a [String]) -> Self {
+        Self {
+            results: page
+                .hits
+                .iter()
+                .map(|hit| SearchHitView {
+                    conversation: ConversationView::from(&hit.conversation),
+                    matched_in: match hit.source {
+                        TermSource::Title => "title",
+                        TermSource::Messages => "message",
+                    },
+                    message_id: hit.message.map(|m| m.to_string()),
+                    snippet: &hit.snippet,
+                    matched_at: hit.matched_at,
+                })
+                .collect(),
+            terms,
+            next_cursor: page.next_cursor.as_deref(),
+            has_more: page.next_cursor.is_some(),
+        }
+    }
 }
 
 /// `GET /mobile/sync`: replace each conversation listed, remove each one deleted, keep the

@@ -21,11 +21,13 @@ mod content;
 mod memory;
 mod migration;
 mod operations;
+mod search;
 mod sync;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use memory::HeldMemory;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
+pub use search::IndexChange;
 use sync::Tombstone;
 pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
 
@@ -139,6 +141,11 @@ impl ConversationItem {
 
     /// Where this conversation stands in its owner's change log, if it was written since the
     /// log began.
+    /// The title the user sees: theirs, else the one derived from the first message.
+    pub fn shown_title(&self) -> Option<&str> {
+        self.title.as_deref().or(self.auto_title.as_deref())
+    }
+
     pub fn changed_at(&self) -> Option<&str> {
         self.changed_at.as_deref()
     }
@@ -675,10 +682,7 @@ impl Store {
                 if position.get(keys::PK) != Some(&partition) {
                     return Err(Error::invalid("cursor is not valid for this request"));
                 }
-                let start = position
-                    .into_iter()
-                    .map(|(k, v)| (k, AttributeValue::S(v)))
-                    .collect();
+                let start = start_key(position);
                 let (conversation, page) = tokio::try_join!(
                     self.conversation(user, id),
                     self.read_partition_newest_first(&partition, limit + 1, Some(start)),
@@ -750,11 +754,7 @@ impl Store {
         start: Option<Position>,
         search: Option<&str>,
     ) -> Result<(Vec<ConversationItem>, Option<Position>), Error> {
-        let mut start: Option<Item> = start.map(|p| {
-            p.into_iter()
-                .map(|(k, v)| (k, AttributeValue::S(v)))
-                .collect()
-        });
+        let mut start: Option<Item> = start.map(start_key);
         let mut found: Vec<Item> = Vec::with_capacity(limit + 1);
         let mut next = None;
         for page in 1..=MAX_FILTERED_PAGES {
@@ -1127,6 +1127,14 @@ fn position_in(index: Index, item: &Item) -> Position {
             Some(AttributeValue::S(value)) => Some((name.to_owned(), value.clone())),
             _ => None,
         })
+        .collect()
+}
+
+/// Where a query continues from a position it handed out (all our key attributes are strings).
+pub(crate) fn start_key(position: Position) -> Item {
+    position
+        .into_iter()
+        .map(|(name, value)| (name, AttributeValue::S(value)))
         .collect()
 }
 

@@ -159,11 +159,7 @@ impl Store {
         limit: usize,
         start: Option<Position>,
     ) -> Result<SnapshotPage, Error> {
-        let start: Option<Item> = start.map(|p| {
-            p.into_iter()
-                .map(|(k, v)| (k, AttributeValue::S(v)))
-                .collect()
-        });
+        let start: Option<Item> = start.map(super::start_key);
         let owner = keys::owner(user);
         let (mut found, _) = self
             .read_up_to(limit + 1, start, "read conversations", |start, page| {

@@ -1,0 +1,11 @@
+//! Lambda function for `shared::http::search_conversations`.
+
+use lambda_http::Error;
+use shared::http::{search_conversations, serve, State};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let state = State::from_env().await?;
+    serve(|request| search_conversations(&state, request)).await
+}

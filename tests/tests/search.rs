@@ -1,0 +1,329 @@
+//! Search by title and message content: the index follows the table's stream (fed here by
+//! the local poller, as Lambda feeds the indexer in AWS), every write path is indexed, edits
+//! and deletes are reflected, and nobody finds another user's conversations.
+
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::model::{ConversationId, Message, MessageId, Role, UserId};
+use shared::store::{transaction_chunks, TRANSACTION_MAX_ITEMS};
+use tests::{items_of_conversation, new_user, template, Client, LocalApi};
+
+use local::{StreamConsumer, StreamPoller};
+
+/// The local API with the search indexer fed from the table's stream.
+async fn api_with_indexer() -> (LocalApi, StreamPoller) {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let api = LocalApi::start().await;
+    let poller = StreamPoller::from_latest(
+        api.state.clone(),
+        &template(),
+        Some(&[StreamConsumer::IndexForSearch]),
+    )
+    .await
+    .expect("the table has a stream");
+    (api, poller)
+}
+
+/// Runs the indexer over everything written so far.
+async fn index(poller: &mut StreamPoller) {
+    poller.poll_once().await.expect("the stream is readable");
+}
+
+async fn search(client: &Client, query: &str) -> Value {
+    let reply = client.get(&format!("/search?{query}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{query}: {:?}", reply.body);
+    reply.body
+}
+
+fn found_ids(body: &Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["conversation"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_word_from_message_3000_of_a_long_conversation_is_found() {
+    let (api, mut poller) = api_with_indexer().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("A long chat")).await;
+    // 3,000 messages through the migration's writer (transactions of up to 100 items): the
+    // index hears of them from the stream like of any other write.
+    let owner = UserId::parse(&user).unwrap();
+    let conversation = ConversationId::parse(&id).unwrap();
+    let start = Utc::now() - Duration::hours(2);
+    let messages: Vec<Message> = (1..=3000)
+        .map(|n| Message {
+            id: MessageId::generate(),
+            conversation_id: conversation,
+            role: if n % 2 == 0 {
+                Role::Assistant
+            } else {
+                Role::User
+            },
+            content: if n == 3000 {
+                "Finally: the ferry to Zanzibar leaves at nine from the old harbour.".to_owned()
+            } else {
+                format!(
+                    "Message number {n} about planning the trip, day {}.",
+                    n % 14
+                )
+            },
+            timestamp: start + Duration::milliseconds(n),
+            attachments: vec![],
+            metadata: Default::default(),
+            client_message_id: None,
+        })
+        .collect();
+    let store = api.state.conversations.store();
+    for chunk in transaction_chunks(&messages, TRANSACTION_MAX_ITEMS) {
+        store
+            .append_migrated(&owner, &conversation, chunk, None)
+            .await
+            .expect("append a chunk");
+    }
+    index(&mut poller).await;
+
+    let body = search(&client, "q=zanzibar").await;
+    assert_eq!(found_ids(&body), vec![id.clone()]);
+    let hit = &body["results"][0];
+    assert_eq!(hit["matchedIn"], "message");
+    assert_eq!(hit["messageId"], messages[2999].id.to_string());
+    assert!(
+        hit["snippet"].as_str().unwrap().contains("Zanzibar"),
+        "{hit}"
+    );
+    assert_eq!(hit["conversation"]["messageCount"], 3000);
+    // Case and common words do not matter; every word must be there.
+    assert_eq!(
+        found_ids(&search(&client, "q=The%20FERRY%20to%20zanzibar").await),
+        vec![id.clone()]
+    );
+    assert!(found_ids(&search(&client, "q=zanzibar%20airport").await).is_empty());
+}
+
+#[tokio::test]
+async fn another_users_matching_conversations_are_never_returned() {
+    let (api, mut poller) = api_with_indexer().await;
+    let (a, b) = (new_user(), new_user());
+    let (alice, bob) = (api.as_user(&a), api.as_user(&b));
+    let hers = alice.create_conversation(Some("Secret recipe")).await;
+    alice.say(&hers, "The secret ingredient is cardamom.").await;
+    alice.create_conversation(Some("More secret things")).await;
+    let his = bob.create_conversation(Some("Groceries")).await;
+    bob.say(&his, "Buy a secret amount of cardamom.").await;
+    index(&mut poller).await;
+
+    let alice_found = search(&alice, "q=secret%20cardamom").await;
+    assert_eq!(found_ids(&alice_found), vec![hers.clone()]);
+    let bob_found = search(&bob, "q=secret%20cardamom").await;
+    assert_eq!(found_ids(&bob_found), vec![his.clone()]);
+    // A word only Alice wrote finds nothing for Bob: the same answer as a word nobody wrote.
+    let only_hers = search(&bob, "q=ingredient").await;
+    let nobodys = search(&bob, "q=neverwrittenanywhere").await;
+    for field in ["results", "nextCursor", "hasMore"] {
+        assert_eq!(only_hers[field], nobodys[field], "{field}");
+    }
+    assert!(found_ids(&search(&bob, "q=recipe").await).is_empty());
+
+    // Alice's cursor is refused for Bob (and for another query of hers).
+    let page = search(&alice, "q=secret&limit=1").await;
+    let cursor = page["nextCursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let with_her_cursor = bob
+        .get(&format!("/search?q=secret&limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(with_her_cursor.status, StatusCode::BAD_REQUEST);
+    let other_query = alice
+        .get(&format!("/search?q=cardamom&cursor={cursor}"))
+        .await;
+    assert_eq!(other_query.status, StatusCode::BAD_REQUEST);
+    // Without a token, nothing.
+    assert_eq!(
+        api.anonymous().get("/search?q=secret").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn renames_and_deletes_are_reflected() {
+    let (api, mut poller) = api_with_indexer().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("Hiking in Norway")).await;
+    client.say(&id, "Which fjord has the best trails?").await;
+    index(&mut poller).await;
+    assert_eq!(
+        found_ids(&search(&client, "q=norway").await),
+        vec![id.clone()]
+    );
+
+    let renamed = client
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": "Hiking in Iceland"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    index(&mut poller).await;
+    assert!(found_ids(&search(&client, "q=norway").await).is_empty());
+    let iceland = search(&client, "q=iceland").await;
+    assert_eq!(found_ids(&iceland), vec![id.clone()]);
+    assert_eq!(iceland["results"][0]["matchedIn"], "title");
+    assert_eq!(iceland["results"][0]["snippet"], "Hiking in Iceland");
+    assert_eq!(
+        found_ids(&search(&client, "q=hiking").await),
+        vec![id.clone()]
+    );
+
+    // Gone from search as soon as it is deleted, before its entries are purged.
+    assert_eq!(
+        client.delete(&format!("/conversations/{id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(found_ids(&search(&client, "q=fjord").await).is_empty());
+    assert!(found_ids(&search(&client, "q=iceland").await).is_empty());
+    // The delete's purge took the entries with the rest of the conversation's partition.
+    index(&mut poller).await;
+    assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
+}
+
+#[tokio::test]
+async fn a_conversation_deleted_before_its_messages_are_indexed_leaves_no_entries() {
+    let (api, mut poller) = api_with_indexer().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(None).await;
+    client.say(&id, "Quarterly budget review notes").await;
+    // Deleted and purged before the indexer runs: the indexer writes the message's entries,
+    // finds the conversation gone and takes them back.
+    assert_eq!(
+        client.delete(&format!("/conversations/{id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
+    index(&mut poller).await;
+    assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
+    assert!(found_ids(&search(&client, "q=budget").await).is_empty());
+}
+
+#[tokio::test]
+async fn title_hits_come_first_then_the_newest_message_hits() {
+    let (api, mut poller) = api_with_indexer().await;
+    let client = api.as_user(&new_user());
+    // Untitled conversations take their first message as title: start them with another.
+    let older = client.create_conversation(None).await;
+    client.say(&older, "Baking questions").await;
+    client.say(&older, "Notes on sourdough starters").await;
+    let titled = client.create_conversation(Some("Sourdough")).await;
+    client.say(&titled, "Flour and water").await;
+    let newer = client.create_conversation(None).await;
+    client.say(&newer, "Bread again").await;
+    client.say(&newer, "More sourdough questions").await;
+    index(&mut poller).await;
+
+    let body = search(&client, "q=sourdough").await;
+    assert_eq!(found_ids(&body), [titled, newer, older]);
+    let places: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["matchedIn"].as_str().unwrap())
+        .collect();
+    assert_eq!(places, ["title", "message", "message"]);
+    assert_eq!(body["terms"], json!(["sourdough"]));
+    assert_eq!(body["hasMore"], false);
+}
+
+#[tokio::test]
+async fn pages_of_results_list_every_match_once() {
+    let (api, mut poller) = api_with_indexer().await;
+    let client = api.as_user(&new_user());
+    let mut expected = Vec::new();
+    for i in 0..23 {
+        let id = client.create_conversation(None).await;
+        client.say(&id, &format!("Volcano fact number {i}")).await;
+        expected.push(id);
+    }
+    let other = client.create_conversation(None).await;
+    client.say(&other, "Nothing about mountains").await;
+    index(&mut poller).await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("q=volcano&limit=5&cursor={c}"),
+            None => "q=volcano&limit=5".to_owned(),
+        };
+        let page = search(&client, &query).await;
+        assert!(page["results"].as_array().unwrap().len() <= 5);
+        seen.extend(found_ids(&page));
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    expected.reverse(); // newest first
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn the_mobile_batch_and_large_messages_are_indexed_too() {
+    let (api, mut poller) = api_with_indexer().await;
+    let client = api.as_user(&new_user());
+    let batch = client
+        .post(
+            "/mobile/batch",
+            json!({"operations": [
+                {"opId": "1", "type": "createConversation", "clientConversationId": "c1", "title": "Offline notes"},
+                {"opId": "2", "type": "addMessage", "clientConversationId": "c1", "role": "user", "content": "Remember the lighthouse"},
+            ]}),
+        )
+        .await;
+    assert_eq!(batch.status, StatusCode::OK, "{:?}", batch.body);
+    // Content too large for its item lives in S3; the indexer reads it from there.
+    let big = client.create_conversation(None).await;
+    let content = format!("Harpsichord tuning, at length. {}", "la ".repeat(20_000));
+    client.say(&big, &content).await;
+    index(&mut poller).await;
+
+    assert_eq!(found_ids(&search(&client, "q=lighthouse").await).len(), 1);
+    assert_eq!(found_ids(&search(&client, "q=harpsichord").await), [big]);
+}
+
+#[tokio::test]
+async fn a_search_it_cannot_answer_is_a_clear_400() {
+    let api = LocalApi::start().await;
+    let client = api.as_user(&new_user());
+    let long = "word".repeat(60);
+    for query in [
+        "".to_owned(),
+        "q=".to_owned(),
+        "q=%20%20".to_owned(),
+        format!("q={long}"),
+        "q=one%20two%20three%20four%20five%20six%20seven%20eight%20nine".to_owned(),
+        "q=x&limit=0".to_owned(),
+        "q=x&limit=51".to_owned(),
+        "q=x&cursor=not-a-cursor".to_owned(),
+    ] {
+        let reply = client.get(&format!("/search?{query}")).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.error_code(), "invalid_request", "{query}");
+    }
+    // Only common words: nothing to look for, so nothing found.
+    let body = search(&client, "q=the%20and%20of").await;
+    assert_eq!(body["results"], json!([]));
+    assert_eq!(body["terms"], json!([]));
+}
