@@ -11,3 +11,4 @@ source scripts/env.sh
 cargo bench -p shared --bench context_selection
 cargo bench -p numina-migrate --bench migration_throughput
 cargo bench -p tests --bench cache_list
+cargo bench -p tests --bench search_index

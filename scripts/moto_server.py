@@ -7,7 +7,7 @@ our tests deliberately run transactions concurrently (20 parallel appends, retry
 Serialising requests behind one lock keeps moto's answers correct; connections are still
 accepted concurrently, so clients never block on each other's idle keep-alive sockets.
 
-Two fixes of moto's memory and time, applied before it serves (see untrack_models and
+Fixes of moto's memory, time and streams, applied before it serves (see untrack_models and
 copy_tables_once_per_transaction).
 
 Usage: python scripts/moto_server.py PORT
@@ -74,9 +74,25 @@ def copy_tables_once_per_transaction() -> None:
     transact = dynamodb_models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self, transact_items):
+        # A cancelled transaction puts back its copy of the table, whose stream is a copy
+        # too: readers of the stream (their shard iterators hold the live one) would hear
+        # nothing more. Keep the live stream, without what the cancelled writes added to it.
+        streams = {
+            name: (table, table.stream_shard, len(table.stream_shard.items))
+            for name, table in self.tables.items()
+            if table.stream_shard is not None
+        }
         copies.in_transaction, copies.copies = True, {}
         try:
             return transact(self, transact_items)
+        except Exception:
+            for name, (live, shard, length) in streams.items():
+                restored = self.tables.get(name)
+                if restored is not None and restored is not live:
+                    del shard.items[length:]
+                    shard.table = restored
+                    restored.stream_shard = shard
+            raise
         finally:
             copies.in_transaction, copies.copies = False, {}
 

@@ -2,7 +2,7 @@
 //! mappings feed them in AWS: records read from the local server's DynamoDB Streams API,
 //! filtered by the template's filter patterns, in batches of the template's size, each
 //! function from its own position (a batch it reports failed comes again, from the failed
-//! record, at the next poll).
+//! record, at the next poll, up to the template's `MaximumRetryAttempts`).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -70,7 +70,10 @@ struct Feed {
     consumer: StreamConsumer,
     batch_size: usize,
     filters: Vec<Value>,
+    max_retries: Option<usize>,
     pending: VecDeque<EventRecord>,
+    /// Deliveries of the record at the head of `pending` that failed.
+    failed_deliveries: usize,
 }
 
 /// Reads the table's stream and feeds its functions.
@@ -99,6 +102,7 @@ impl StreamPoller {
             binary,
             batch_size,
             filters,
+            max_retries,
         } in subscriptions
         {
             let consumer = StreamConsumer::for_binary(&binary).ok_or_else(|| {
@@ -116,7 +120,9 @@ impl StreamPoller {
                 consumer,
                 batch_size: batch_size.max(1),
                 filters,
+                max_retries,
                 pending: VecDeque::new(),
+                failed_deliveries: 0,
             });
         }
         let config = aws_config::load_from_env().await;
@@ -176,47 +182,11 @@ impl StreamPoller {
     /// until each has taken all its records or reported a failure (those come again at the
     /// next poll). Returns how many records were read.
     pub async fn poll_once(&mut self) -> Result<usize, StreamError> {
-        let records = self.read_new_records().await?;
-        let read = records.len();
+        let read = self.read_new_records().await;
         for feed in &mut self.feeds {
-            for record in &records {
-                if matches_filters(&feed.filters, record) {
-                    feed.pending.push_back(record.clone());
-                }
-            }
-            while !feed.pending.is_empty() {
-                let take = feed.batch_size.min(feed.pending.len());
-                let mut event = Event::default();
-                event.records = feed.pending.iter().take(take).cloned().collect();
-                let failed_from = match feed.consumer.call(&self.state, event.clone()).await {
-                    Ok(response) => response
-                        .batch_item_failures
-                        .first()
-                        .and_then(|f| f.item_identifier.clone())
-                        .and_then(|sequence| {
-                            event.records.iter().position(|r| {
-                                r.change.sequence_number.as_deref() == Some(&sequence)
-                            })
-                        }),
-                    // A function error: Lambda retries the whole batch.
-                    Err(error) => {
-                        tracing::warn!(consumer = ?feed.consumer, error = %error, "stream batch failed");
-                        Some(0)
-                    }
-                };
-                match failed_from {
-                    None => {
-                        feed.pending.drain(..take);
-                    }
-                    Some(index) => {
-                        feed.pending.drain(..index);
-                        tracing::warn!(consumer = ?feed.consumer, "records come again at the next poll");
-                        break;
-                    }
-                }
-            }
+            feed.deliver(&self.state).await;
         }
-        Ok(read)
+        read
     }
 
     /// Polls every `interval`, for as long as the process runs (what `numina-local serve`
@@ -230,8 +200,10 @@ impl StreamPoller {
         }
     }
 
-    async fn read_new_records(&mut self) -> Result<Vec<EventRecord>, StreamError> {
-        let mut records = Vec::new();
+    /// Reads the new records into the feeds whose filters they pass (a shard's position moves
+    /// only past records handed over, so a failed read loses nothing).
+    async fn read_new_records(&mut self) -> Result<usize, StreamError> {
+        let mut read = 0;
         let shards: Vec<String> = self.iterators.keys().cloned().collect();
         for shard in shards {
             while let Some(iterator) = self.iterators.get(&shard).cloned() {
@@ -244,17 +216,27 @@ impl StreamPoller {
                     .await
                     .map_err(|e| StreamError::Api(format!("get records: {e:?}")))?;
                 let page = output.records.unwrap_or_default();
+                let empty = page.is_empty();
+                read += page.len();
+                let records: Vec<EventRecord> =
+                    page.into_iter().map(|r| self.event_record(r)).collect();
+                for record in records {
+                    for feed in &mut self.feeds {
+                        if matches_filters(&feed.filters, &record) {
+                            feed.pending.push_back(record.clone());
+                        }
+                    }
+                }
                 match output.next_shard_iterator {
                     Some(next) => self.iterators.insert(shard.clone(), next),
                     None => self.iterators.remove(&shard),
                 };
-                if page.is_empty() {
+                if empty {
                     break;
                 }
-                records.extend(page.into_iter().map(|r| self.event_record(r)));
             }
         }
-        Ok(records)
+        Ok(read)
     }
 
     /// A record as Lambda delivers it.
@@ -277,6 +259,60 @@ impl StreamPoller {
             event.change.size_bytes = change.size_bytes.unwrap_or_default();
         }
         event
+    }
+}
+
+impl Feed {
+    /// Delivers the pending records in batches until all are taken or one batch fails.
+    async fn deliver(&mut self, state: &State) {
+        while !self.pending.is_empty() {
+            let take = self.batch_size.min(self.pending.len());
+            let mut event = Event::default();
+            event.records = self.pending.iter().take(take).cloned().collect();
+            let failed_from = match self.consumer.call(state, event.clone()).await {
+                Ok(response) => match response.batch_item_failures.first() {
+                    None => None,
+                    // Lambda takes a failure it cannot place as the whole batch's.
+                    Some(failure) => Some(
+                        event
+                            .records
+                            .iter()
+                            .position(|r| {
+                                r.change.sequence_number.is_some()
+                                    && r.change.sequence_number == failure.item_identifier
+                            })
+                            .unwrap_or(0),
+                    ),
+                },
+                // A function error: Lambda retries the whole batch.
+                Err(error) => {
+                    tracing::warn!(consumer = ?self.consumer, error = %error, "stream batch failed");
+                    Some(0)
+                }
+            };
+            let Some(index) = failed_from else {
+                self.pending.drain(..take);
+                self.failed_deliveries = 0;
+                continue;
+            };
+            self.pending.drain(..index);
+            self.failed_deliveries = if index == 0 {
+                self.failed_deliveries + 1
+            } else {
+                1
+            };
+            if self
+                .max_retries
+                .is_some_and(|max| self.failed_deliveries > max)
+            {
+                tracing::error!(consumer = ?self.consumer, "gave up on a stream record after its retries (Lambda would send it to the failure destination)");
+                self.pending.pop_front();
+                self.failed_deliveries = 0;
+                continue;
+            }
+            tracing::warn!(consumer = ?self.consumer, "records come again at the next poll");
+            return;
+        }
     }
 }
 

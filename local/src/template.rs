@@ -102,6 +102,9 @@ pub struct StreamSubscription {
     pub binary: String,
     pub batch_size: usize,
     pub filters: Vec<serde_json::Value>,
+    /// How many times a failed batch is delivered again before its failed record is given
+    /// up on (`MaximumRetryAttempts`; none: until it succeeds).
+    pub max_retries: Option<usize>,
 }
 
 /// The parsed template.
@@ -252,10 +255,15 @@ impl Template {
                         TemplateError::Shape(format!("{name}: filter pattern is not JSON: {e}"))
                     })?);
                 }
+                let max_retries = properties
+                    .and_then(|p| p.get("MaximumRetryAttempts"))
+                    .and_then(Value::as_u64)
+                    .map(|n| n as usize);
                 subscriptions.push(StreamSubscription {
                     binary: binary.to_owned(),
                     batch_size,
                     filters,
+                    max_retries,
                 });
             }
         }

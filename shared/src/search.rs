@@ -18,11 +18,12 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::cursor::{CursorSigner, Position};
 use crate::error::Error;
-use crate::keys::TermSource;
+use crate::keys::{self, TermSource};
 use crate::model::{Conversation, ConversationId, Message, MessageId, UserId};
 use crate::store::Store;
 
@@ -61,7 +62,8 @@ const STOP_WORDS: &[&str] = &[
 /// A word as the index keeps it: lower case, or `None` for words not indexed (stop words,
 /// single letters or digits, words over [`MAX_TERM_CHARS`]).
 fn term_of(word: &str) -> Option<String> {
-    let term = word.to_lowercase();
+    // One spelling for each word however it was typed (composed or decomposed accents).
+    let term = word.nfc().collect::<String>().to_lowercase();
     let chars = term.chars().count();
     let single_ascii = chars == 1 && term.is_ascii();
     if chars > MAX_TERM_CHARS || single_ascii || STOP_WORDS.contains(&term.as_str()) {
@@ -223,9 +225,10 @@ impl SearchQuery {
             .map(|(_, t)| t.as_str())
     }
 
-    /// What a cursor is bound to: the caller and the query's terms.
+    /// What a cursor is bound to: the caller and the query's terms (as JSON: user ids and
+    /// words may hold any separator).
     fn scope(&self, user: &UserId) -> String {
-        format!("search:{user}:{}", self.terms.join(" "))
+        serde_json::json!(["search", user.as_str(), self.terms]).to_string()
     }
 }
 
@@ -296,6 +299,12 @@ impl Search {
                 next_cursor: None,
             });
         };
+        // A position is only ever in the index partition of this user's leading word.
+        if start.as_ref().is_some_and(|position| {
+            position.get(keys::SEARCH_KEY) != Some(&keys::search_key(user, leading))
+        }) {
+            return Err(Error::invalid("cursor is not valid for this request"));
+        }
         let others: Vec<&str> = query
             .terms()
             .iter()
@@ -416,6 +425,8 @@ mod tests {
         assert_eq!(terms("Grüße aus Köln"), ["grüße", "aus", "köln"]);
         assert!(terms(&"x".repeat(MAX_TERM_CHARS + 1)).is_empty());
         assert_eq!(terms("a 7 é"), ["é"]);
+        // Composed and decomposed accents are one word.
+        assert_eq!(terms("Cafe\u{301}"), terms("Caf\u{e9}"));
     }
 
     #[test]

@@ -124,57 +124,71 @@ pub async fn invalidate_cached_reads(
 }
 
 /// Indexes the records' new messages and changed titles for search. The records' changes go
-/// in as one set of batch writes (an entry is what the latest record says, so a batch
-/// delivered again writes the same entries); a failure reports the first record, so Lambda
-/// delivers the batch again. A conversation deleted while its records were indexed loses
-/// the entries just written: they are checked for after writing, so they never outlive it.
+/// in as one set of batch writes (an entry is what the newest record says, so a batch
+/// delivered again writes the same entries). A record that cannot be read stops the batch
+/// there: what came before it is written and it is reported, so Lambda delivers it and the
+/// rest again; a failed write reports the first record. A conversation deleted while its
+/// records were indexed loses the entries just written: they are checked for after writing,
+/// so they never outlive it.
 pub async fn index_for_search(
     state: &State,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let store = state.conversations.store();
     let records = event.payload.records;
     let mut changes = Vec::new();
     let mut messages = 0;
+    let mut response = DynamoDbEventResponse::default();
     for record in &records {
-        let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys.clone()) else {
-            continue;
-        };
-        let Some((user, conversation)) = keys::parse_conversation_partition(&keys.partition) else {
-            continue;
-        };
-        let found = if keys::is_message_sort_key(&keys.sort) && record.event_name == "INSERT" {
-            messages += 1;
-            message_changes(state, &user, record).await
-        } else if keys.sort == keys::CONVERSATION_SK && record.event_name != "REMOVE" {
-            title_changes(&user, &conversation, record)
-        } else {
-            Ok(Vec::new())
-        };
-        match found {
-            Ok(found) => changes.extend(found),
+        match record_changes(state, record).await {
+            Ok((found, message)) => {
+                changes.extend(found);
+                messages += usize::from(message);
+            }
             Err(error) => {
                 tracing::error!(error = %chain(&error), "could not read a record for indexing");
-                return Ok(failed_from(&records));
+                response = failed_from(Some(record));
+                break;
             }
         }
     }
     if changes.is_empty() {
-        return Ok(DynamoDbEventResponse::default());
+        return Ok(response);
     }
+    let store = state.conversations.store();
     let written = match store.apply_index_changes(&changes).await {
         Ok(written) => written,
         Err(error) => {
             tracing::error!(error = %chain(&error), "could not write search entries");
-            return Ok(failed_from(&records));
+            return Ok(failed_from(records.first()));
         }
     };
     if let Err(error) = forget_deleted(state, &changes).await {
         tracing::error!(error = %chain(&error), "could not check indexed conversations");
-        return Ok(failed_from(&records));
+        return Ok(failed_from(records.first()));
     }
     crate::metrics::search_indexed(messages, written);
-    Ok(DynamoDbEventResponse::default())
+    Ok(response)
+}
+
+/// The index changes one record makes, and whether it was a new message.
+async fn record_changes(
+    state: &State,
+    record: &aws_lambda_events::event::dynamodb::EventRecord,
+) -> Result<(Vec<IndexChange>, bool), Error> {
+    let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys.clone()) else {
+        return Ok((Vec::new(), false));
+    };
+    let Some((user, conversation)) = keys::parse_conversation_partition(&keys.partition) else {
+        return Ok((Vec::new(), false));
+    };
+    if keys::is_message_sort_key(&keys.sort) && record.event_name == "INSERT" {
+        let changes = message_changes(state, &user, &conversation, record).await?;
+        Ok((changes, true))
+    } else if keys.sort == keys::CONVERSATION_SK && record.event_name != "REMOVE" {
+        Ok((title_changes(&user, &conversation, record)?, false))
+    } else {
+        Ok((Vec::new(), false))
+    }
 }
 
 /// The entries of a new message (its content read back from S3 when it was too large for
@@ -182,13 +196,24 @@ pub async fn index_for_search(
 async fn message_changes(
     state: &State,
     user: &crate::model::UserId,
+    conversation: &crate::model::ConversationId,
     record: &aws_lambda_events::event::dynamodb::EventRecord,
 ) -> Result<Vec<IndexChange>, Error> {
-    let message = state
-        .conversations
-        .store()
+    let store = state.conversations.store();
+    let message = match store
         .message_of_image(record.change.new_image.clone().into())
-        .await?;
+        .await
+    {
+        Ok(message) => message,
+        // Content in S3 goes with its conversation: a message of a conversation deleted
+        // since has nothing left to index.
+        Err(error) => {
+            return match store.conversation(user, conversation).await? {
+                None => Ok(Vec::new()),
+                Some(_) => Err(error),
+            }
+        }
+    };
     Ok(search::message_entries(user, &message)
         .into_iter()
         .map(IndexChange::Put)
@@ -259,12 +284,12 @@ async fn forget_deleted(state: &State, changes: &[IndexChange]) -> Result<(), Er
     Ok(())
 }
 
-/// Reports every record from the first as failed: Lambda delivers them all again.
+/// Reports `record` (and so every record after it) as failed: Lambda delivers them again.
 fn failed_from(
-    records: &[aws_lambda_events::event::dynamodb::EventRecord],
+    record: Option<&aws_lambda_events::event::dynamodb::EventRecord>,
 ) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
-    if let Some(first) = records.first() {
+    if let Some(first) = record {
         let mut failure = DynamoDbBatchItemFailure::default();
         failure.item_identifier = first.change.sequence_number.clone();
         response.batch_item_failures.push(failure);

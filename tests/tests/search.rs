@@ -201,6 +201,9 @@ async fn a_conversation_deleted_before_its_messages_are_indexed_leaves_no_entrie
     let client = api.as_user(&user);
     let id = client.create_conversation(None).await;
     client.say(&id, "Quarterly budget review notes").await;
+    // Content too large for its item is in S3, and goes with the conversation too.
+    let long = format!("Budget appendix. {}", "line item ".repeat(5_000));
+    client.say(&id, &long).await;
     // Deleted and purged before the indexer runs: the indexer writes the message's entries,
     // finds the conversation gone and takes them back.
     assert_eq!(
@@ -208,9 +211,14 @@ async fn a_conversation_deleted_before_its_messages_are_indexed_leaves_no_entrie
         StatusCode::NO_CONTENT
     );
     assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
+    // Written after the delete, in the same stream batch: indexed, not held up by the
+    // records of the deleted conversation.
+    let other = client.create_conversation(None).await;
+    client.say(&other, "Start").await;
+    client.say(&other, "Budget for the offsite").await;
     index(&mut poller).await;
     assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
-    assert!(found_ids(&search(&client, "q=budget").await).is_empty());
+    assert_eq!(found_ids(&search(&client, "q=budget").await), vec![other]);
 }
 
 #[tokio::test]

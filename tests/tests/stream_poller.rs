@@ -11,8 +11,8 @@ use tests::{items_of_conversation, new_user, template, LocalApi};
 fn record(event_name: &str, pk: &str, sk: &str) -> EventRecord {
     let mut record = EventRecord::default();
     record.event_name = event_name.to_owned();
-    record.change.keys = serde_dynamo::to_item(serde_json::json!({"PK": pk, "SK": sk}))
-        .expect("keys as an item");
+    record.change.keys =
+        serde_dynamo::to_item(serde_json::json!({"PK": pk, "SK": sk})).expect("keys as an item");
     record
 }
 
@@ -100,4 +100,38 @@ async fn a_delete_reaches_the_purge_function_through_the_stream() {
         client.get(&format!("/conversations/{id}")).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn the_stream_keeps_flowing_after_a_cancelled_transaction() {
+    let api = LocalApi::start().await;
+    let mut poller = StreamPoller::from_latest(
+        api.state.clone(),
+        &template(),
+        Some(&[StreamConsumer::IndexForSearch]),
+    )
+    .await
+    .unwrap();
+    let client = api.as_user(&new_user());
+    let gone = client.create_conversation(None).await;
+    assert_eq!(
+        client
+            .delete(&format!("/conversations/{gone}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    // An append to it is a transaction DynamoDB cancels (its condition fails).
+    let refused = client
+        .post(
+            &format!("/conversations/{gone}/messages"),
+            serde_json::json!({"role": "user", "content": "hello"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let id = client.create_conversation(Some("Afterwards")).await;
+    client.say(&id, "A unicorn walked in").await;
+    poller.poll_once().await.unwrap();
+    let found = client.get("/search?q=unicorn").await;
+    assert_eq!(found.body["results"][0]["conversation"]["id"], id.as_str());
 }

@@ -27,7 +27,7 @@ pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use memory::HeldMemory;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
-pub use search::IndexChange;
+pub use search::{entry_item_bytes, IndexChange};
 use sync::Tombstone;
 pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
 

@@ -115,6 +115,16 @@ impl IndexChange {
     }
 }
 
+/// The size DynamoDB counts for a search entry's item (attribute names and values, in
+/// bytes): what one entry costs to write, in the table and again in `ByTerm`.
+pub fn entry_item_bytes(entry: &TermEntry) -> Result<usize, Error> {
+    let item = to_item(&TermItem::new(entry))?;
+    Ok(item
+        .iter()
+        .map(|(name, value)| name.len() + value.as_s().map_or(8, String::len))
+        .sum())
+}
+
 impl Store {
     /// The message a stream record's new image holds, its content read back from S3 when it
     /// was too large for the item.
@@ -128,12 +138,20 @@ impl Store {
         from_item(image)
     }
 
-    /// Applies `changes` in 25-item batch writes; of two changes to one entry the later one
-    /// counts (a batch write refuses a key twice). Returns how many entries were written.
+    /// Applies `changes` in 25-item batch writes. Of two changes to one entry (a batch write
+    /// refuses a key twice) the later counts, except that a put never gives way to a put
+    /// of an older message. Returns how many entries were written.
     pub async fn apply_index_changes(&self, changes: &[IndexChange]) -> Result<usize, Error> {
         let mut last_of_key: HashMap<(String, String), usize> = HashMap::new();
         for (i, change) in changes.iter().enumerate() {
-            last_of_key.insert(change.key(), i);
+            let key = change.key();
+            let older = match (last_of_key.get(&key).map(|&k| &changes[k]), change) {
+                (Some(IndexChange::Put(kept)), IndexChange::Put(new)) => new.time < kept.time,
+                _ => false,
+            };
+            if !older {
+                last_of_key.insert(key, i);
+            }
         }
         let mut kept: Vec<usize> = last_of_key.into_values().collect();
         kept.sort_unstable();
