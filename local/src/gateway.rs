@@ -46,6 +46,7 @@ pub enum Endpoint {
     MobileBatch,
     Health,
     SearchConversations,
+    ExportConversation,
 }
 
 impl Endpoint {
@@ -67,6 +68,7 @@ impl Endpoint {
             "mobile-batch" => Self::MobileBatch,
             "health" => Self::Health,
             "search-conversations" => Self::SearchConversations,
+            "export-conversation" => Self::ExportConversation,
             _ => return None,
         })
     }
@@ -111,6 +113,7 @@ impl Endpoint {
             Self::MobileBatch => handlers::mobile_batch(state, request).await,
             Self::Health => handlers::health(state, request).await,
             Self::SearchConversations => handlers::search_conversations(state, request).await,
+            Self::ExportConversation => handlers::export_conversation(state, request).await,
         }
     }
 }

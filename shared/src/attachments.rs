@@ -392,6 +392,145 @@ pub fn log_cascade_failure(error: &Error) {
     tracing::warn!(error = %chain(error), "attachments not deleted yet; the purge worker retries");
 }
 
+/// S3's smallest part of a multipart upload but the last.
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+impl Attachments {
+    /// Starts writing an object of the bucket in parts (a multipart upload), so a file of
+    /// any size is written with bounded memory. Downloads name it `file_name`.
+    pub async fn object_writer(
+        &self,
+        key: &str,
+        content_type: &str,
+        file_name: &str,
+    ) -> Result<ObjectWriter, Error> {
+        let started = self
+            .s3
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_disposition(format!(
+                "attachment; filename=\"{}\"",
+                file_name.replace(['"', '\\'], "_")
+            ))
+            .send()
+            .await
+            .map_err(|e| Error::internal("start writing an object", e))?;
+        Ok(ObjectWriter {
+            s3: self.s3.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            upload_id: started.upload_id.unwrap_or_default(),
+            parts: Vec::new(),
+            buffer: Vec::with_capacity(PART_BYTES),
+            written: 0,
+        })
+    }
+
+    /// A presigned URL to download an object of the bucket, and when it expires.
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(String, DateTime<Utc>), Error> {
+        let presigned = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning(now, DOWNLOAD_URL_LIFETIME)?)
+            .await
+            .map_err(|e| Error::internal("presign download", e))?;
+        let expires_at =
+            now + chrono::Duration::from_std(DOWNLOAD_URL_LIFETIME).unwrap_or_default();
+        Ok((presigned.uri().to_owned(), expires_at))
+    }
+}
+
+/// An object being written in parts: [`ObjectWriter::finish`] makes it, and dropping it
+/// unfinished leaves an incomplete upload that the bucket's lifecycle rule removes (or
+/// [`ObjectWriter::abort`] removes it at once).
+pub struct ObjectWriter {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+    buffer: Vec<u8>,
+    written: u64,
+}
+
+impl ObjectWriter {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.buffer.extend_from_slice(bytes);
+        self.written += bytes.len() as u64;
+        if self.buffer.len() >= PART_BYTES {
+            self.upload_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_part(&mut self) -> Result<(), Error> {
+        let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
+        let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_BYTES));
+        let uploaded = self
+            .s3
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| Error::internal("write part of an object", e))?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(uploaded.e_tag)
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Writes what is left and makes the object; returns its size in bytes.
+    pub async fn finish(mut self) -> Result<u64, Error> {
+        if !self.buffer.is_empty() || self.parts.is_empty() {
+            self.upload_part().await?;
+        }
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| Error::internal("finish writing an object", e))?;
+        Ok(self.written)
+    }
+
+    /// Gives the object up (best effort: the lifecycle rule removes what this leaves).
+    pub async fn abort(self) {
+        if let Err(error) = self
+            .s3
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %chain(&error), "an unfinished export is left to the lifecycle rule");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

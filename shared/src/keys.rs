@@ -45,7 +45,7 @@ pub const MEMORY_SHARD: &str = "memoryShard";
 pub const MEMORY_SHARDS: u32 = 16;
 
 pub const CONVERSATION_SK: &str = "META";
-const MESSAGE_PREFIX: &str = "MESSAGE#";
+pub const MESSAGE_PREFIX: &str = "MESSAGE#";
 const CLIENT_MESSAGE_PREFIX: &str = "CLIENT_MESSAGE#";
 
 /// A global secondary index of the table, named as in `template.yaml`.

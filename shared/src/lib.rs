@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod cursor;
 pub mod error;
+pub mod export;
 pub mod health;
 pub mod http;
 pub mod keys;

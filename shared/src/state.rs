@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::context::Tokenizer;
 use crate::cursor::CursorSigner;
 use crate::error::Error;
+use crate::export::Exports;
 use crate::memory::ShortTermMemory;
 use crate::migration::{MigrationOptions, Migrator};
 use crate::provider::{Bedrock, LocalModel, ModelProvider, OpenAiCompatible, ProviderKind};
@@ -29,6 +30,7 @@ pub struct State {
     pub migrator: Migrator,
     pub sync: MobileSync,
     pub search: Search,
+    pub exports: Exports,
     /// ElastiCache and the cache's name there, when `CACHE_NAME` is configured (health checks
     /// report its status).
     pub managed_cache: Option<(aws_sdk_elasticache::Client, String)>,
@@ -122,6 +124,7 @@ impl State {
         .with_tombstone_retention(config.tombstone_retention);
         let sync = MobileSync::new(conversations.clone(), config.sync_settle);
         let search = Search::new(store.clone(), CursorSigner::new(&config.cursor_secret));
+        let exports = Exports::new(store.clone());
         let migrator = Migrator::new(
             store.clone(),
             MigrationOptions {
@@ -149,6 +152,7 @@ impl State {
             migrator,
             sync,
             search,
+            exports,
             managed_cache: config
                 .cache_name
                 .clone()

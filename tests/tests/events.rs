@@ -28,6 +28,7 @@ fn expected_status(endpoint: Endpoint) -> StatusCode {
             StatusCode::CREATED
         }
         Endpoint::DeleteConversation => StatusCode::NO_CONTENT,
+        Endpoint::ExportConversation => StatusCode::SEE_OTHER,
         _ => StatusCode::OK,
     }
 }
@@ -71,7 +72,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 16, "one event per HTTP function");
+    assert_eq!(api_events, 17, "one event per HTTP function");
 }
 
 #[tokio::test]

@@ -65,6 +65,7 @@ fn the_routes_are_the_specifications() {
         ("POST", "/mobile/batch"),
         ("GET", "/health"),
         ("GET", "/search"),
+        ("GET", "/conversations/{id}/export"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

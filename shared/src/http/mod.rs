@@ -25,6 +25,7 @@ use crate::context::{
     DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT,
 };
 use crate::error::{chain, Error};
+use crate::export::ExportFormat;
 use crate::model::{
     ArchiveFilter, Attachment, AttachmentId, NewMessage, SortOrder, Tags, Title, MAX_ATTACHMENTS,
 };
@@ -41,9 +42,9 @@ use request::{
 use wire::{
     AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
     ContextMessageView, ContextView, ConversationListView, ConversationView,
-    ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail, MessageView,
-    MigrateBody, MigrationView, RenameBody, SearchView, SyncView, TagsBody, UploadBody, UploadView,
-    UsageView,
+    ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail, ExportView,
+    MessageView, MigrateBody, MigrationView, RenameBody, SearchView, SyncView, TagsBody,
+    UploadBody, UploadView, UsageView,
 };
 
 type HandlerResult = Result<Response<Body>, Infallible>;
@@ -186,6 +187,27 @@ pub async fn search_conversations(state: &State, request: Request) -> HandlerRes
             StatusCode::OK,
             &SearchView::new(&page, search.terms()),
         ))
+    })
+    .await
+}
+
+/// `GET /conversations/{id}/export?format=json|markdown`: writes the whole conversation to a
+/// file and answers `303 See Other` to its download link (the body says the same as JSON).
+pub async fn export_conversation(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let format = ExportFormat::parse(Query::of(&request).text("format")?.as_deref())?;
+        let bucket = configured_attachments(state)?;
+        let file = state
+            .exports
+            .export_conversation(bucket, &user, &id, format, state.now())
+            .await?;
+        let mut response = json(StatusCode::SEE_OTHER, &ExportView::from(&file));
+        let location = header::HeaderValue::from_str(&file.download_url)
+            .map_err(|e| Error::internal("export location", e))?;
+        response.headers_mut().insert(header::LOCATION, location);
+        Ok(response)
     })
     .await
 }

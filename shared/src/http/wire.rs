@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::attachments::{DownloadLinks, Upload, UploadRequest};
+use crate::export::ExportedFile;
 use crate::keys::TermSource;
 use crate::migration::{SkippedItem, UserSummary};
 use crate::model::{
@@ -240,6 +241,30 @@ pub struct ConversationListView<'a> {
     /// Echoed for clients that page by number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<usize>,
+}
+
+/// `GET /conversations/{id}/export`: where to download the file (also the `Location`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportView<'a> {
+    pub download_url: &'a str,
+    #[serde(serialize_with = "iso_millis")]
+    pub expires_at: DateTime<Utc>,
+    pub format: &'static str,
+    pub message_count: u64,
+    pub bytes: u64,
+}
+
+impl<'a> From<&'a ExportedFile> for ExportView<'a> {
+    fn from(file: &'a ExportedFile) -> Self {
+        Self {
+            download_url: &file.download_url,
+            expires_at: file.expires_at,
+            format: file.format.name(),
+            message_count: file.messages,
+            bytes: file.bytes,
+        }
+    }
 }
 
 /// `GET /search`: the caller's conversations that have every word searched for, title hits

@@ -744,6 +744,43 @@ impl Store {
         .await
     }
 
+    /// Up to `limit` of a conversation's messages, oldest first, after `after` (where the
+    /// previous page ended), with their content; and where the next page starts, if any.
+    pub async fn messages_oldest_first(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        after: Option<Item>,
+        limit: usize,
+    ) -> Result<(Vec<Message>, Option<Item>), Error> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :messages)")
+            .expression_attribute_values(":pk", s(&keys::conversation_partition(user, id)))
+            .expression_attribute_values(":messages", s(keys::MESSAGE_PREFIX))
+            .consistent_read(true)
+            .limit(page_limit(limit))
+            .set_exclusive_start_key(after)
+            .send()
+            .await
+            .map_err(|e| store_error("read messages", e))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item::<MessageItem>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let messages = self
+            .with_content(items)
+            .await?
+            .into_iter()
+            .map(MessageItem::into_message)
+            .collect();
+        Ok((messages, output.last_evaluated_key))
+    }
+
     /// One page of a user's conversations from `index`, newest first, optionally only those
     /// whose title contains `search` (lower case). Returns the page and where to continue.
     pub async fn list_conversations(

@@ -1,0 +1,303 @@
+//! Exporting one conversation as a file: JSON (the format an import reads back) or Markdown
+//! (to read). The file is written to the attachments bucket page by page as the messages
+//! are read, oldest first (S3 multipart upload: bounded memory at any length, nothing held
+//! to Lambda's 6 MB response), under `exports/`, where a lifecycle rule removes it after
+//! `EXPORT_RETENTION_DAYS` in `template.yaml`; the caller gets a 15-minute download link.
+//!
+//! Uploaded files are referenced by their `attachmentId` with name, type and size (a
+//! download link in a file kept for days would have expired); links stay as they were.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::attachments::Attachments;
+use crate::error::Error;
+use crate::model::{
+    Attachment, Conversation, ConversationId, Message, MessageId, Metadata, Role, UserId,
+};
+use crate::store::Store;
+
+/// The version of the JSON export's shape, written into every file.
+pub const EXPORT_FORMAT_VERSION: u32 = 1;
+/// Where exports are written in the bucket (a lifecycle rule expires them).
+pub const EXPORT_PREFIX: &str = "exports/";
+/// Messages read per page while exporting.
+const EXPORT_PAGE: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Json,
+    Markdown,
+}
+
+impl ExportFormat {
+    pub fn parse(raw: Option<&str>) -> Result<Self, Error> {
+        match raw {
+            None | Some("json") => Ok(Self::Json),
+            Some("markdown") => Ok(Self::Markdown),
+            Some(_) => Err(Error::invalid("format must be json or markdown")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Markdown => "markdown",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Markdown => "md",
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Markdown => "text/markdown; charset=utf-8",
+        }
+    }
+}
+
+/// A conversation as its JSON export holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedConversation {
+    pub id: ConversationId,
+    pub title: String,
+    pub created_at: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
+    pub is_archived: bool,
+    pub tags: Vec<String>,
+    pub summary: Option<String>,
+    pub message_count: u64,
+}
+
+/// A message as its JSON export holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedMessage {
+    pub id: MessageId,
+    pub role: Role,
+    pub content: String,
+    pub timestamp: DateTime<Utc>,
+    pub attachments: Vec<Attachment>,
+    pub metadata: Metadata,
+    pub client_message_id: Option<String>,
+}
+
+/// A whole JSON export file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationExport {
+    pub format_version: u32,
+    pub exported_at: DateTime<Utc>,
+    pub conversation: ExportedConversation,
+    pub messages: Vec<ExportedMessage>,
+}
+
+impl From<&Conversation> for ExportedConversation {
+    fn from(c: &Conversation) -> Self {
+        Self {
+            id: c.id,
+            title: c.title.clone(),
+            created_at: c.created_at,
+            last_activity: c.last_activity,
+            is_archived: c.is_archived,
+            tags: c.tags.clone(),
+            summary: c.summary.clone(),
+            message_count: c.message_count,
+        }
+    }
+}
+
+impl From<&Message> for ExportedMessage {
+    fn from(m: &Message) -> Self {
+        Self {
+            id: m.id,
+            role: m.role,
+            content: m.content.clone(),
+            timestamp: m.timestamp,
+            attachments: m.attachments.clone(),
+            metadata: m.metadata.clone(),
+            client_message_id: m.client_message_id.clone(),
+        }
+    }
+}
+
+/// A finished export: where to download it, until when, and what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedFile {
+    pub download_url: String,
+    pub expires_at: DateTime<Utc>,
+    pub format: ExportFormat,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// Writes exports of a user's conversations.
+#[derive(Clone)]
+pub struct Exports {
+    store: Store,
+}
+
+impl Exports {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Writes the whole conversation, oldest message first, to a new file and returns a
+    /// link to it. `NotFound` for a conversation the user does not have.
+    pub async fn export_conversation(
+        &self,
+        bucket: &Attachments,
+        user: &UserId,
+        id: &ConversationId,
+        format: ExportFormat,
+        now: DateTime<Utc>,
+    ) -> Result<ExportedFile, Error> {
+        let conversation: Conversation = self
+            .store
+            .conversation(user, id)
+            .await?
+            .ok_or(Error::NotFound)?
+            .into();
+        let stamp = now.format("%Y%m%dT%H%M%S%.3fZ");
+        let key = format!(
+            "{EXPORT_PREFIX}users/{user}/{id}/{stamp}.{}",
+            format.extension()
+        );
+        let file_name = format!("conversation-{id}.{}", format.extension());
+        let mut writer = bucket
+            .object_writer(&key, format.content_type(), &file_name)
+            .await?;
+        let written = self
+            .write_export(&mut writer, user, &conversation, format, now)
+            .await;
+        let messages = match written {
+            Ok(messages) => messages,
+            Err(error) => {
+                writer.abort().await;
+                return Err(error);
+            }
+        };
+        let bytes = writer.finish().await?;
+        let (download_url, expires_at) = bucket.presign_get(&key, now).await?;
+        Ok(ExportedFile {
+            download_url,
+            expires_at,
+            format,
+            messages,
+            bytes,
+        })
+    }
+
+    async fn write_export(
+        &self,
+        writer: &mut crate::attachments::ObjectWriter,
+        user: &UserId,
+        conversation: &Conversation,
+        format: ExportFormat,
+        now: DateTime<Utc>,
+    ) -> Result<u64, Error> {
+        let encode = |e: serde_json::Error| Error::internal("encode export", e);
+        match format {
+            ExportFormat::Json => {
+                let head = format!(
+                    "{{\"formatVersion\":{EXPORT_FORMAT_VERSION},\"exportedAt\":{},\"conversation\":{},\"messages\":[",
+                    serde_json::to_string(&now).map_err(encode)?,
+                    serde_json::to_string(&ExportedConversation::from(conversation))
+                        .map_err(encode)?,
+                );
+                writer.write(head.as_bytes()).await?;
+            }
+            ExportFormat::Markdown => {
+                writer
+                    .write(markdown_head(conversation, now).as_bytes())
+                    .await?;
+            }
+        }
+        let mut after = None;
+        let mut count: u64 = 0;
+        loop {
+            let (page, next) = self
+                .store
+                .messages_oldest_first(user, &conversation.id, after, EXPORT_PAGE)
+                .await?;
+            for message in &page {
+                let text = match format {
+                    ExportFormat::Json => {
+                        let json = serde_json::to_string(&ExportedMessage::from(message))
+                            .map_err(encode)?;
+                        if count == 0 {
+                            json
+                        } else {
+                            format!(",{json}")
+                        }
+                    }
+                    ExportFormat::Markdown => markdown_message(message),
+                };
+                writer.write(text.as_bytes()).await?;
+                count += 1;
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        if format == ExportFormat::Json {
+            writer.write(b"]}").await?;
+        }
+        Ok(count)
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn markdown_head(conversation: &Conversation, now: DateTime<Utc>) -> String {
+    let mut head = format!("# {}\n\n", conversation.title.replace('\n', " "));
+    head.push_str(&format!(
+        "Created {} · {} messages · exported {}",
+        time(conversation.created_at),
+        conversation.message_count,
+        time(now)
+    ));
+    if !conversation.tags.is_empty() {
+        head.push_str(&format!(" · tags: {}", conversation.tags.join(", ")));
+    }
+    head.push_str("\n\n");
+    if let Some(summary) = &conversation.summary {
+        head.push_str(&format!("> {}\n\n", summary.replace('\n', "\n> ")));
+    }
+    head
+}
+
+fn markdown_message(message: &Message) -> String {
+    let who = match message.role {
+        Role::User => "User",
+        Role::Assistant => "Assistant",
+        Role::System => "System",
+    };
+    let mut text = format!(
+        "---\n\n**{who}** · {}\n\n{}\n\n",
+        time(message.timestamp),
+        message.content
+    );
+    for attachment in &message.attachments {
+        match attachment {
+            Attachment::Link(link) => text.push_str(&format!("- Attachment: <{link}>\n")),
+            Attachment::File(file) => text.push_str(&format!(
+                "- Attachment: {} ({}, {} bytes, id {})\n",
+                file.file_name, file.content_type, file.size, file.attachment_id
+            )),
+        }
+    }
+    if !message.attachments.is_empty() {
+        text.push('\n');
+    }
+    text
+}

@@ -1,0 +1,201 @@
+//! Exporting one conversation: the whole of it, oldest message first, as JSON (the format an
+//! import reads) or Markdown, written to the bucket in parts and answered with a link; only
+//! ever the caller's own.
+
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::export::ConversationExport;
+use shared::model::{ConversationId, Message, MessageId, Role, UserId};
+use shared::store::{transaction_chunks, TRANSACTION_MAX_ITEMS};
+use tests::{new_user, LocalApi};
+
+struct Exported {
+    status: StatusCode,
+    location: Option<String>,
+    body: Value,
+}
+
+/// `GET /conversations/{id}/export` without following the redirect.
+async fn export(api: &LocalApi, user: &str, id: &str, query: &str) -> Exported {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("{}/conversations/{id}/export{query}", api.base))
+        .bearer_auth(api.tokens.mint(user, 3600))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    let body = response.json().await.unwrap_or(Value::Null);
+    Exported {
+        status,
+        location,
+        body,
+    }
+}
+
+async fn download(url: &str) -> String {
+    let response = reqwest::get(url).await.expect("the link answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_json_export_holds_the_whole_conversation_as_stored() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("Trip to Lisbon")).await;
+    client.say(&id, "Where should we eat?").await;
+    let with_extras = client
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "assistant", "content": "Try the bakery.\nIt opens at 7.",
+                   "attachments": ["https://example.com/map.png"],
+                   "metadata": {"model": "local", "tokens": 12}, "clientMessageId": "c-2"}),
+        )
+        .await;
+    assert_eq!(with_extras.status, StatusCode::CREATED);
+
+    let exported = export(&api, &user, &id, "?format=json").await;
+    assert_eq!(
+        exported.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        exported.body
+    );
+    let url = exported.location.expect("a Location");
+    assert_eq!(exported.body["downloadUrl"], url.as_str());
+    assert_eq!(exported.body["messageCount"], 2);
+    assert_eq!(exported.body["format"], "json");
+
+    let file: ConversationExport = serde_json::from_str(&download(&url).await).unwrap();
+    assert_eq!(file.format_version, 1);
+    assert_eq!(file.conversation.id.to_string(), id);
+    assert_eq!(file.conversation.title, "Trip to Lisbon");
+    assert_eq!(file.conversation.message_count, 2);
+    let stored = client.get(&format!("/conversations/{id}")).await.body;
+    let contents: Vec<&str> = file.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        contents,
+        ["Where should we eat?", "Try the bakery.\nIt opens at 7."]
+    );
+    for (exported, stored) in file
+        .messages
+        .iter()
+        .zip(stored["messages"].as_array().unwrap())
+    {
+        assert_eq!(exported.id.to_string(), stored["id"].as_str().unwrap());
+    }
+    assert_eq!(
+        serde_json::to_value(&file.messages[1].attachments).unwrap(),
+        json!(["https://example.com/map.png"])
+    );
+    assert_eq!(
+        file.messages[1].metadata,
+        serde_json::from_value(json!({"model": "local", "tokens": 12})).unwrap()
+    );
+    assert_eq!(file.messages[1].client_message_id.as_deref(), Some("c-2"));
+}
+
+#[tokio::test]
+async fn a_markdown_export_reads_as_the_conversation() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("Recipes")).await;
+    client.say(&id, "How long do I knead the dough?").await;
+    client.say(&id, "And how long does it rise?").await;
+
+    let exported = export(&api, &user, &id, "?format=markdown").await;
+    assert_eq!(
+        exported.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        exported.body
+    );
+    let text = download(&exported.location.unwrap()).await;
+    assert!(text.starts_with("# Recipes\n"), "{text}");
+    let knead = text.find("How long do I knead the dough?").unwrap();
+    let rise = text.find("And how long does it rise?").unwrap();
+    assert!(knead < rise);
+    assert_eq!(text.matches("**User**").count(), 2);
+}
+
+#[tokio::test]
+async fn a_long_conversation_is_exported_whole_in_parts() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("Long")).await;
+    let owner = UserId::parse(&user).unwrap();
+    let conversation = ConversationId::parse(&id).unwrap();
+    let start = Utc::now() - Duration::hours(1);
+    // 1,500 messages of 8 KB: 12 MB of content, more than one 8 MiB part and twice what
+    // a Lambda response could carry.
+    let messages: Vec<Message> = (0..1500)
+        .map(|n| Message {
+            id: MessageId::generate(),
+            conversation_id: conversation,
+            role: Role::User,
+            content: format!("{n:05} {}", "x".repeat(8_000)),
+            timestamp: start + Duration::milliseconds(n),
+            attachments: vec![],
+            metadata: Default::default(),
+            client_message_id: None,
+        })
+        .collect();
+    for chunk in transaction_chunks(&messages, TRANSACTION_MAX_ITEMS) {
+        api.state
+            .conversations
+            .store()
+            .append_migrated(&owner, &conversation, chunk, None)
+            .await
+            .unwrap();
+    }
+    let exported = export(&api, &user, &id, "").await;
+    assert_eq!(
+        exported.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        exported.body
+    );
+    assert!(exported.body["bytes"].as_u64().unwrap() > 12_000_000);
+    let file: ConversationExport =
+        serde_json::from_str(&download(&exported.location.unwrap()).await).unwrap();
+    assert_eq!(file.messages.len(), 1500);
+    let ids: Vec<MessageId> = file.messages.iter().map(|m| m.id).collect();
+    let expected: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids, expected, "every message once, oldest first");
+}
+
+#[tokio::test]
+async fn only_the_owner_can_export_and_bad_requests_are_400() {
+    let api = LocalApi::start().await;
+    let (a, b) = (new_user(), new_user());
+    let id = api.as_user(&a).create_conversation(Some("Mine")).await;
+
+    let theirs = export(&api, &b, &id, "").await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    let nobodys = export(&api, &b, &uuid::Uuid::new_v4().to_string(), "").await;
+    assert_eq!(theirs.body, nobodys.body);
+    assert!(theirs.location.is_none());
+
+    let bad_format = export(&api, &a, &id, "?format=pdf").await;
+    assert_eq!(bad_format.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_format.body["error"]["code"], "invalid_request");
+    let bad_id = export(&api, &a, "not-an-id", "").await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+    let anonymous = api
+        .anonymous()
+        .get(&format!("/conversations/{id}/export"))
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
