@@ -182,41 +182,50 @@ impl Template {
             .collect())
     }
 
-    /// Every HttpApi route of every function, in template order.
-    pub fn routes(&self) -> Result<Vec<Route>, TemplateError> {
-        let mut routes = Vec::new();
+    /// Every event of this type of every function (its logical id, binary and event), in
+    /// template order.
+    fn events_of_type(&self, kind: &str) -> Result<Vec<(&str, &str, &Value)>, TemplateError> {
+        let mut found = Vec::new();
         for (name, binary, resource) in self.functions()? {
             let events = resource
                 .get("Properties")
                 .and_then(|p| p.get("Events"))
                 .and_then(Value::as_mapping);
             for event in events.into_iter().flat_map(|e| e.values()) {
-                if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
-                    continue;
+                if event.get("Type").and_then(Value::as_str) == Some(kind) {
+                    found.push((name, binary, event));
                 }
-                let property = |key: &str| {
-                    event
-                        .get("Properties")
-                        .and_then(|p| p.get(key))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .ok_or_else(|| {
-                            TemplateError::Shape(format!("{name}: an HttpApi event has no {key}"))
-                        })
-                };
-                let public = event
-                    .get("Properties")
-                    .and_then(|p| p.get("Auth"))
-                    .and_then(|a| a.get("Authorizer"))
-                    .and_then(Value::as_str)
-                    == Some("NONE");
-                routes.push(Route {
-                    method: property("Method")?.to_uppercase(),
-                    path: property("Path")?,
-                    binary: binary.to_owned(),
-                    public,
-                });
             }
+        }
+        Ok(found)
+    }
+
+    /// Every HttpApi route of every function, in template order.
+    pub fn routes(&self) -> Result<Vec<Route>, TemplateError> {
+        let mut routes = Vec::new();
+        for (name, binary, event) in self.events_of_type("HttpApi")? {
+            let property = |key: &str| {
+                event
+                    .get("Properties")
+                    .and_then(|p| p.get(key))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        TemplateError::Shape(format!("{name}: an HttpApi event has no {key}"))
+                    })
+            };
+            let public = event
+                .get("Properties")
+                .and_then(|p| p.get("Auth"))
+                .and_then(|a| a.get("Authorizer"))
+                .and_then(Value::as_str)
+                == Some("NONE");
+            routes.push(Route {
+                method: property("Method")?.to_uppercase(),
+                path: property("Path")?,
+                binary: binary.to_owned(),
+                public,
+            });
         }
         Ok(routes)
     }
@@ -224,48 +233,38 @@ impl Template {
     /// Every function fed by the table's stream, in template order.
     pub fn stream_subscriptions(&self) -> Result<Vec<StreamSubscription>, TemplateError> {
         let mut subscriptions = Vec::new();
-        for (name, binary, resource) in self.functions()? {
-            let events = resource
-                .get("Properties")
-                .and_then(|p| p.get("Events"))
-                .and_then(Value::as_mapping);
-            for event in events.into_iter().flat_map(|e| e.values()) {
-                if event.get("Type").and_then(Value::as_str) != Some("DynamoDB") {
-                    continue;
-                }
-                let properties = event.get("Properties");
-                let batch_size = properties
-                    .and_then(|p| p.get("BatchSize"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(100) as usize;
-                let patterns = properties
-                    .and_then(|p| p.get("FilterCriteria"))
-                    .and_then(|f| f.get("Filters"))
-                    .and_then(Value::as_sequence);
-                let mut filters = Vec::new();
-                for filter in patterns.into_iter().flatten() {
-                    let pattern =
-                        filter
-                            .get("Pattern")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| {
-                                TemplateError::Shape(format!("{name}: a filter has no Pattern"))
-                            })?;
-                    filters.push(serde_json::from_str(pattern).map_err(|e| {
-                        TemplateError::Shape(format!("{name}: filter pattern is not JSON: {e}"))
-                    })?);
-                }
-                let max_retries = properties
-                    .and_then(|p| p.get("MaximumRetryAttempts"))
-                    .and_then(Value::as_u64)
-                    .map(|n| n as usize);
-                subscriptions.push(StreamSubscription {
-                    binary: binary.to_owned(),
-                    batch_size,
-                    filters,
-                    max_retries,
-                });
+        for (name, binary, event) in self.events_of_type("DynamoDB")? {
+            let properties = event.get("Properties");
+            let batch_size = properties
+                .and_then(|p| p.get("BatchSize"))
+                .and_then(Value::as_u64)
+                .unwrap_or(100) as usize;
+            let patterns = properties
+                .and_then(|p| p.get("FilterCriteria"))
+                .and_then(|f| f.get("Filters"))
+                .and_then(Value::as_sequence);
+            let mut filters = Vec::new();
+            for filter in patterns.into_iter().flatten() {
+                let pattern = filter
+                    .get("Pattern")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        TemplateError::Shape(format!("{name}: a filter has no Pattern"))
+                    })?;
+                filters.push(serde_json::from_str(pattern).map_err(|e| {
+                    TemplateError::Shape(format!("{name}: filter pattern is not JSON: {e}"))
+                })?);
             }
+            let max_retries = properties
+                .and_then(|p| p.get("MaximumRetryAttempts"))
+                .and_then(Value::as_u64)
+                .map(|n| n as usize);
+            subscriptions.push(StreamSubscription {
+                binary: binary.to_owned(),
+                batch_size,
+                filters,
+                max_retries,
+            });
         }
         Ok(subscriptions)
     }

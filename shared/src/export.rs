@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::model::{
     Attachment, Conversation, ConversationId, Message, MessageId, Metadata, Role, UserId,
 };
-use crate::store::Store;
+use crate::store::{transaction_chunks, ConversationItem, Creation, Store, TRANSACTION_MAX_ITEMS};
 
 /// The version of the JSON export's shape, written into every file.
 pub const EXPORT_FORMAT_VERSION: u32 = 1;
@@ -137,7 +137,17 @@ pub struct ExportedFile {
     pub bytes: u64,
 }
 
-/// Writes exports of a user's conversations.
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub conversation: ConversationId,
+    /// Whether this import created the conversation (else an earlier one had).
+    pub created: bool,
+    pub messages_stored: usize,
+    pub messages_already_present: usize,
+}
+
+/// Writes exports of a user's conversations, and reads them back.
 #[derive(Clone)]
 pub struct Exports {
     store: Store,
@@ -191,6 +201,67 @@ impl Exports {
             format,
             messages,
             bytes,
+        })
+    }
+
+    /// Puts a conversation back from its JSON export, for `user`, with the same ids, times
+    /// and messages (each written only if absent, as the migration writes: importing again
+    /// stores nothing twice, and an interrupted import continues). A conversation the user
+    /// deleted is not brought back under its id.
+    pub async fn import_conversation(
+        &self,
+        user: &UserId,
+        export: &ConversationExport,
+    ) -> Result<Imported, Error> {
+        if export.format_version != EXPORT_FORMAT_VERSION {
+            return Err(Error::invalid(format!(
+                "formatVersion {} is not one this version reads ({EXPORT_FORMAT_VERSION})",
+                export.format_version
+            )));
+        }
+        let c = &export.conversation;
+        let item = ConversationItem::imported(
+            user,
+            c.id,
+            &c.title,
+            c.tags.clone(),
+            c.is_archived,
+            c.summary.clone(),
+            c.created_at,
+            c.last_activity,
+        );
+        let created = match self.store.create_conversation_with_id(&item).await? {
+            Creation::Created => true,
+            Creation::AlreadyExists => false,
+            Creation::Deleted => {
+                return Err(Error::invalid(
+                    "this conversation was deleted: it is not imported again under its id",
+                ))
+            }
+        };
+        let messages: Vec<Message> = export
+            .messages
+            .iter()
+            .map(|m| Message {
+                id: m.id,
+                conversation_id: c.id,
+                role: m.role,
+                content: m.content.clone(),
+                timestamp: m.timestamp,
+                attachments: m.attachments.clone(),
+                metadata: m.metadata.clone(),
+                client_message_id: m.client_message_id.clone(),
+            })
+            .collect();
+        let mut stored = 0;
+        for chunk in transaction_chunks(&messages, TRANSACTION_MAX_ITEMS) {
+            stored += self.store.append_migrated(user, &c.id, chunk, None).await?;
+        }
+        Ok(Imported {
+            conversation: c.id,
+            created,
+            messages_stored: stored,
+            messages_already_present: messages.len() - stored,
         })
     }
 

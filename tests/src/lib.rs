@@ -605,3 +605,41 @@ pub fn as_lambda_returns_it(body: &Value) -> usize {
         .expect("a string always serializes")
         .len()
 }
+
+/// User messages with these contents written straight into a conversation of `user`'s
+/// through the migration's writer (transactions of up to 100 items): thousands in seconds,
+/// and the table's stream sees them like any other write. One millisecond apart from `start`.
+pub async fn append_directly(
+    state: &State,
+    user: &str,
+    conversation: &str,
+    contents: impl IntoIterator<Item = String>,
+    start: chrono::DateTime<chrono::Utc>,
+) -> Vec<shared::model::Message> {
+    use shared::model::{ConversationId, Message, MessageId, Role, UserId};
+    let owner = UserId::parse(user).expect("a valid user id");
+    let id = ConversationId::parse(conversation).expect("a conversation id");
+    let messages: Vec<Message> = contents
+        .into_iter()
+        .enumerate()
+        .map(|(n, content)| Message {
+            id: MessageId::generate(),
+            conversation_id: id,
+            role: Role::User,
+            content,
+            timestamp: start + chrono::Duration::milliseconds(n as i64),
+            attachments: vec![],
+            metadata: Default::default(),
+            client_message_id: None,
+        })
+        .collect();
+    let store = state.conversations.store();
+    for chunk in shared::store::transaction_chunks(&messages, shared::store::TRANSACTION_MAX_ITEMS)
+    {
+        store
+            .append_migrated(&owner, &id, chunk, None)
+            .await
+            .expect("append a chunk of messages");
+    }
+    messages
+}

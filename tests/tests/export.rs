@@ -6,9 +6,8 @@ use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::export::ConversationExport;
-use shared::model::{ConversationId, Message, MessageId, Role, UserId};
-use shared::store::{transaction_chunks, TRANSACTION_MAX_ITEMS};
-use tests::{new_user, LocalApi};
+use shared::model::{MessageId, UserId};
+use tests::{append_directly, new_user, LocalApi};
 
 struct Exported {
     status: StatusCode,
@@ -135,31 +134,17 @@ async fn a_long_conversation_is_exported_whole_in_parts() {
     let user = new_user();
     let client = api.as_user(&user);
     let id = client.create_conversation(Some("Long")).await;
-    let owner = UserId::parse(&user).unwrap();
-    let conversation = ConversationId::parse(&id).unwrap();
-    let start = Utc::now() - Duration::hours(1);
     // 1,500 messages of 8 KB: 12 MB of content, more than one 8 MiB part and twice what
     // a Lambda response could carry.
-    let messages: Vec<Message> = (0..1500)
-        .map(|n| Message {
-            id: MessageId::generate(),
-            conversation_id: conversation,
-            role: Role::User,
-            content: format!("{n:05} {}", "x".repeat(8_000)),
-            timestamp: start + Duration::milliseconds(n),
-            attachments: vec![],
-            metadata: Default::default(),
-            client_message_id: None,
-        })
-        .collect();
-    for chunk in transaction_chunks(&messages, TRANSACTION_MAX_ITEMS) {
-        api.state
-            .conversations
-            .store()
-            .append_migrated(&owner, &conversation, chunk, None)
-            .await
-            .unwrap();
-    }
+    let contents = (0..1500).map(|n| format!("{n:05} {}", "x".repeat(8_000)));
+    let messages = append_directly(
+        &api.state,
+        &user,
+        &id,
+        contents,
+        Utc::now() - Duration::hours(1),
+    )
+    .await;
     let exported = export(&api, &user, &id, "").await;
     assert_eq!(
         exported.status,
@@ -198,4 +183,72 @@ async fn only_the_owner_can_export_and_bad_requests_are_400() {
         .get(&format!("/conversations/{id}/export"))
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_export_imported_elsewhere_exports_the_same() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("Garden plans")).await;
+    client.say(&id, "Which roses grow in shade?").await;
+    client
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "assistant", "content": "A few climbers do. \"Quote\" and émoji 🌹",
+                   "attachments": ["https://example.com/rose.jpg"],
+                   "metadata": {"sources": ["a", "b"], "score": 0.5}, "clientMessageId": "m-2"}),
+        )
+        .await;
+    let long = format!("Notes: {}", "soil ".repeat(10_000)); // kept in S3, read back
+    client.say(&id, &long).await;
+    client
+        .put(
+            &format!("/conversations/{id}/tags"),
+            json!({"tags": ["garden", "spring"]}),
+        )
+        .await;
+    client
+        .put(
+            &format!("/conversations/{id}/archive"),
+            json!({"archived": true}),
+        )
+        .await;
+    let exported = export(&api, &user, &id, "").await;
+    let first: ConversationExport =
+        serde_json::from_str(&download(&exported.location.unwrap()).await).unwrap();
+
+    // Into another deployment's table (a restore, a move): the same conversation comes out.
+    let elsewhere = LocalApi::start().await;
+    let owner = UserId::parse(&user).unwrap();
+    let imported = elsewhere
+        .state
+        .exports
+        .import_conversation(&owner, &first)
+        .await
+        .unwrap();
+    assert!(imported.created);
+    assert_eq!(imported.messages_stored, 3);
+    let again = export(&elsewhere, &user, &id, "").await;
+    let second: ConversationExport =
+        serde_json::from_str(&download(&again.location.unwrap()).await).unwrap();
+    assert_eq!(second.conversation, first.conversation);
+    assert_eq!(second.messages, first.messages);
+
+    // Importing again stores nothing twice.
+    let repeated = elsewhere
+        .state
+        .exports
+        .import_conversation(&owner, &first)
+        .await
+        .unwrap();
+    assert!(!repeated.created);
+    assert_eq!(repeated.messages_stored, 0);
+    assert_eq!(repeated.messages_already_present, 3);
+    let listed = elsewhere
+        .as_user(&user)
+        .get(&format!("/conversations/{id}"))
+        .await;
+    assert_eq!(listed.body["messageCount"], 3);
+    assert_eq!(listed.body["isArchived"], true);
 }

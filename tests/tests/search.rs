@@ -5,9 +5,7 @@
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shared::model::{ConversationId, Message, MessageId, Role, UserId};
-use shared::store::{transaction_chunks, TRANSACTION_MAX_ITEMS};
-use tests::{items_of_conversation, new_user, template, Client, LocalApi};
+use tests::{append_directly, items_of_conversation, new_user, template, Client, LocalApi};
 
 use local::{StreamConsumer, StreamPoller};
 
@@ -53,39 +51,24 @@ async fn a_word_from_message_3000_of_a_long_conversation_is_found() {
     let id = client.create_conversation(Some("A long chat")).await;
     // 3,000 messages through the migration's writer (transactions of up to 100 items): the
     // index hears of them from the stream like of any other write.
-    let owner = UserId::parse(&user).unwrap();
-    let conversation = ConversationId::parse(&id).unwrap();
-    let start = Utc::now() - Duration::hours(2);
-    let messages: Vec<Message> = (1..=3000)
-        .map(|n| Message {
-            id: MessageId::generate(),
-            conversation_id: conversation,
-            role: if n % 2 == 0 {
-                Role::Assistant
-            } else {
-                Role::User
-            },
-            content: if n == 3000 {
-                "Finally: the ferry to Zanzibar leaves at nine from the old harbour.".to_owned()
-            } else {
-                format!(
-                    "Message number {n} about planning the trip, day {}.",
-                    n % 14
-                )
-            },
-            timestamp: start + Duration::milliseconds(n),
-            attachments: vec![],
-            metadata: Default::default(),
-            client_message_id: None,
-        })
-        .collect();
-    let store = api.state.conversations.store();
-    for chunk in transaction_chunks(&messages, TRANSACTION_MAX_ITEMS) {
-        store
-            .append_migrated(&owner, &conversation, chunk, None)
-            .await
-            .expect("append a chunk");
-    }
+    let contents = (1..=3000).map(|n| {
+        if n == 3000 {
+            "Finally: the ferry to Zanzibar leaves at nine from the old harbour.".to_owned()
+        } else {
+            format!(
+                "Message number {n} about planning the trip, day {}.",
+                n % 14
+            )
+        }
+    });
+    let messages = append_directly(
+        &api.state,
+        &user,
+        &id,
+        contents,
+        Utc::now() - Duration::hours(2),
+    )
+    .await;
     index(&mut poller).await;
 
     let body = search(&client, "q=zanzibar").await;

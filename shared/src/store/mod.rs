@@ -139,19 +139,43 @@ impl ConversationItem {
         }
     }
 
-    /// Where this conversation stands in its owner's change log, if it was written since the
-    /// log began.
     /// The title the user sees: theirs, else the one derived from the first message.
     pub fn shown_title(&self) -> Option<&str> {
         self.title.as_deref().or(self.auto_title.as_deref())
     }
 
+    /// Where this conversation stands in its owner's change log, if it was written since the
+    /// log began.
     pub fn changed_at(&self) -> Option<&str> {
         self.changed_at.as_deref()
     }
 }
 
 impl ConversationItem {
+    /// A conversation put back as an export holds it: its id, title, tags, archive state,
+    /// summary and times as they were, and no messages yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn imported(
+        user: &UserId,
+        id: ConversationId,
+        title: &str,
+        tags: Vec<String>,
+        is_archived: bool,
+        summary: Option<String>,
+        created_at: DateTime<Utc>,
+        last_activity: DateTime<Utc>,
+    ) -> Self {
+        let mut item = Self::new(user, id, None, tags, created_at);
+        item.title = Some(title.to_owned());
+        item.title_lower = Some(title.to_lowercase());
+        item.is_archived = is_archived;
+        item.owner_state = keys::owner_state(user, is_archived);
+        item.summary = summary;
+        item.last_activity = last_activity;
+        item.updated_at = last_activity;
+        item
+    }
+
     /// A conversation made by the migration: created at its first message, last active at
     /// its last, titled from its first user message.
     pub fn migrated(

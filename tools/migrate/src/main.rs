@@ -5,6 +5,7 @@
 //! numina-migrate --user=USER_ID       # one user
 //! numina-migrate --dry-run            # report what would be done, write nothing
 //! numina-migrate --from-file dump.jsonl   # a mongoexport dump of the old system
+//! numina-migrate --user=USER_ID --import conversation.json   # a JSON export, put back
 //! ```
 //!
 //! Progress goes to stderr (a bar on a terminal, one line per user otherwise); the summary
@@ -54,6 +55,10 @@ struct Args {
     /// Inactivity, in minutes, after which entries without a conversation start a new one.
     #[arg(long, env = "MIGRATION_SESSION_GAP_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=1440))]
     session_gap_minutes: i64,
+    /// Put back one conversation from its JSON export (`GET /conversations/{id}/export`), for
+    /// `--user`, with the same ids, times and messages; importing again stores nothing twice.
+    #[arg(long, value_name = "PATH", requires = "user", conflicts_with_all = ["from_file", "dry_run"])]
+    import: Option<PathBuf>,
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
@@ -74,6 +79,15 @@ async fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
+    if let Some(path) = &args.import {
+        return match import(&args, path).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("numina-migrate: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(args).await {
         Ok(summary) if summary.users_failed == 0 => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
@@ -82,6 +96,33 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--import`: one conversation from its JSON export.
+async fn import(args: &Args, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let user = UserId::parse(args.user.as_deref().unwrap_or_default())?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let export: shared::export::ConversationExport =
+        serde_json::from_reader(std::io::BufReader::new(file))
+            .map_err(|e| format!("{} is not a conversation export: {e}", path.display()))?;
+    let sdk = aws_config::load_from_env().await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    let imported = shared::export::Exports::new(store)
+        .import_conversation(&user, &export)
+        .await?;
+    println!(
+        "conversation {}: {}, {} messages stored, {} already present",
+        imported.conversation,
+        if imported.created {
+            "created"
+        } else {
+            "already there"
+        },
+        imported.messages_stored,
+        imported.messages_already_present
+    );
+    Ok(())
 }
 
 async fn run(args: Args) -> Result<RunSummary, Box<dyn std::error::Error>> {
