@@ -494,8 +494,19 @@ impl ObjectWriter {
         Ok(())
     }
 
-    /// Writes what is left and makes the object; returns its size in bytes.
+    /// Writes what is left and makes the object; returns its size in bytes. On failure the
+    /// upload is given up.
     pub async fn finish(mut self) -> Result<u64, Error> {
+        match self.complete().await {
+            Ok(()) => Ok(self.written),
+            Err(error) => {
+                self.abort().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn complete(&mut self) -> Result<(), Error> {
         if !self.buffer.is_empty() || self.parts.is_empty() {
             self.upload_part().await?;
         }
@@ -512,11 +523,11 @@ impl ObjectWriter {
             .send()
             .await
             .map_err(|e| Error::internal("finish writing an object", e))?;
-        Ok(self.written)
+        Ok(())
     }
 
     /// Gives the object up (best effort: the lifecycle rule removes what this leaves).
-    pub async fn abort(self) {
+    pub async fn abort(&self) {
         if let Err(error) = self
             .s3
             .abort_multipart_upload()

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::attachments::Attachments;
 use crate::error::Error;
 use crate::model::{
-    Attachment, Conversation, ConversationId, Message, MessageId, Metadata, Role, UserId,
+    Attachment, Conversation, ConversationId, Message, MessageId, Metadata, Role, Tags, Title,
+    UserId,
 };
 use crate::store::{transaction_chunks, ConversationItem, Creation, Store, TRANSACTION_MAX_ITEMS};
 
@@ -66,9 +67,15 @@ impl ExportFormat {
 #[serde(rename_all = "camelCase")]
 pub struct ExportedConversation {
     pub id: ConversationId,
+    /// The title shown: the user's, else the one derived from the first message.
     pub title: String,
+    /// The title the user set, if any.
+    pub user_title: Option<String>,
+    /// The title derived from the first user message, if any.
+    pub auto_title: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_activity: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     pub is_archived: bool,
     pub tags: Vec<String>,
     pub summary: Option<String>,
@@ -98,17 +105,21 @@ pub struct ConversationExport {
     pub messages: Vec<ExportedMessage>,
 }
 
-impl From<&Conversation> for ExportedConversation {
-    fn from(c: &Conversation) -> Self {
+impl From<&ConversationItem> for ExportedConversation {
+    fn from(item: &ConversationItem) -> Self {
+        let shown = Conversation::from(item.clone());
         Self {
-            id: c.id,
-            title: c.title.clone(),
-            created_at: c.created_at,
-            last_activity: c.last_activity,
-            is_archived: c.is_archived,
-            tags: c.tags.clone(),
-            summary: c.summary.clone(),
-            message_count: c.message_count,
+            id: shown.id,
+            title: shown.title,
+            user_title: item.title.clone(),
+            auto_title: item.auto_title.clone(),
+            created_at: item.created_at,
+            last_activity: item.last_activity,
+            updated_at: item.updated_at,
+            is_archived: item.is_archived,
+            tags: item.tags.clone(),
+            summary: item.summary.clone(),
+            message_count: item.message_count,
         }
     }
 }
@@ -168,12 +179,13 @@ impl Exports {
         format: ExportFormat,
         now: DateTime<Utc>,
     ) -> Result<ExportedFile, Error> {
-        let conversation: Conversation = self
+        let stored = self
             .store
             .conversation(user, id)
             .await?
-            .ok_or(Error::NotFound)?
-            .into();
+            .ok_or(Error::NotFound)?;
+        let exported = ExportedConversation::from(&stored);
+        let conversation: Conversation = stored.into();
         let stamp = now.format("%Y%m%dT%H%M%S%.3fZ");
         let key = format!(
             "{EXPORT_PREFIX}users/{user}/{id}/{stamp}.{}",
@@ -184,7 +196,7 @@ impl Exports {
             .object_writer(&key, format.content_type(), &file_name)
             .await?;
         let written = self
-            .write_export(&mut writer, user, &conversation, format, now)
+            .write_export(&mut writer, user, &conversation, &exported, format, now)
             .await;
         let messages = match written {
             Ok(messages) => messages,
@@ -193,6 +205,7 @@ impl Exports {
                 return Err(error);
             }
         };
+        // A failed finish gives the upload up itself.
         let bytes = writer.finish().await?;
         let (download_url, expires_at) = bucket.presign_get(&key, now).await?;
         Ok(ExportedFile {
@@ -220,16 +233,11 @@ impl Exports {
             )));
         }
         let c = &export.conversation;
-        let item = ConversationItem::imported(
-            user,
-            c.id,
-            &c.title,
-            c.tags.clone(),
-            c.is_archived,
-            c.summary.clone(),
-            c.created_at,
-            c.last_activity,
-        );
+        for title in [&c.user_title, &c.auto_title].into_iter().flatten() {
+            Title::parse(title)?;
+        }
+        Tags::parse(&c.tags)?;
+        let item = ConversationItem::imported(user, c);
         let created = match self.store.create_conversation_with_id(&item).await? {
             Creation::Created => true,
             Creation::AlreadyExists => false,
@@ -239,9 +247,12 @@ impl Exports {
                 ))
             }
         };
+        // A message listed twice is one message (a transaction refuses an item twice).
+        let mut seen = std::collections::HashSet::new();
         let messages: Vec<Message> = export
             .messages
             .iter()
+            .filter(|m| seen.insert(m.id))
             .map(|m| Message {
                 id: m.id,
                 conversation_id: c.id,
@@ -270,6 +281,7 @@ impl Exports {
         writer: &mut crate::attachments::ObjectWriter,
         user: &UserId,
         conversation: &Conversation,
+        exported: &ExportedConversation,
         format: ExportFormat,
         now: DateTime<Utc>,
     ) -> Result<u64, Error> {
@@ -279,8 +291,7 @@ impl Exports {
                 let head = format!(
                     "{{\"formatVersion\":{EXPORT_FORMAT_VERSION},\"exportedAt\":{},\"conversation\":{},\"messages\":[",
                     serde_json::to_string(&now).map_err(encode)?,
-                    serde_json::to_string(&ExportedConversation::from(conversation))
-                        .map_err(encode)?,
+                    serde_json::to_string(exported).map_err(encode)?,
                 );
                 writer.write(head.as_bytes()).await?;
             }

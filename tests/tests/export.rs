@@ -252,3 +252,43 @@ async fn an_export_imported_elsewhere_exports_the_same() {
     assert_eq!(listed.body["messageCount"], 3);
     assert_eq!(listed.body["isArchived"], true);
 }
+
+#[tokio::test]
+async fn an_untitled_conversation_keeps_its_derived_title_through_export_and_import() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(None).await;
+    client.say(&id, "What is the capital of Peru?").await;
+    let exported = export(&api, &user, &id, "").await;
+    let first: ConversationExport =
+        serde_json::from_str(&download(&exported.location.unwrap()).await).unwrap();
+    assert_eq!(first.conversation.user_title, None);
+    assert_eq!(
+        first.conversation.auto_title.as_deref(),
+        Some(first.conversation.title.as_str())
+    );
+
+    let elsewhere = LocalApi::start().await;
+    let owner = UserId::parse(&user).unwrap();
+    elsewhere
+        .state
+        .exports
+        .import_conversation(&owner, &first)
+        .await
+        .unwrap();
+    let again = export(&elsewhere, &user, &id, "").await;
+    let second: ConversationExport =
+        serde_json::from_str(&download(&again.location.unwrap()).await).unwrap();
+    assert_eq!(second.conversation, first.conversation);
+    assert_eq!(second.messages, first.messages);
+    // Still untitled: a rename is still the user's first title.
+    let renamed = elsewhere
+        .as_user(&user)
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": "Peru"}),
+        )
+        .await;
+    assert_eq!(renamed.body["title"], "Peru");
+}

@@ -34,6 +34,20 @@ impl ContentObjects {
             bucket: bucket.into(),
         }
     }
+
+    /// The bucket `ATTACHMENTS_BUCKET` names (path-style URLs with `S3_FORCE_PATH_STYLE=true`),
+    /// as the functions have it: what command-line tools writing messages use. None without it.
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Option<Self> {
+        let bucket = std::env::var("ATTACHMENTS_BUCKET")
+            .ok()
+            .filter(|b| !b.trim().is_empty())?;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(std::env::var("S3_FORCE_PATH_STYLE").as_deref() == Ok("true"))
+                .build(),
+        );
+        Some(Self::new(s3, bucket))
+    }
 }
 
 impl Store {

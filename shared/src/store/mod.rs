@@ -152,27 +152,25 @@ impl ConversationItem {
 }
 
 impl ConversationItem {
-    /// A conversation put back as an export holds it: its id, title, tags, archive state,
-    /// summary and times as they were, and no messages yet.
-    #[allow(clippy::too_many_arguments)]
-    pub fn imported(
-        user: &UserId,
-        id: ConversationId,
-        title: &str,
-        tags: Vec<String>,
-        is_archived: bool,
-        summary: Option<String>,
-        created_at: DateTime<Utc>,
-        last_activity: DateTime<Utc>,
-    ) -> Self {
-        let mut item = Self::new(user, id, None, tags, created_at);
-        item.title = Some(title.to_owned());
-        item.title_lower = Some(title.to_lowercase());
-        item.is_archived = is_archived;
-        item.owner_state = keys::owner_state(user, is_archived);
-        item.summary = summary;
-        item.last_activity = last_activity;
-        item.updated_at = last_activity;
+    /// A conversation put back as its export holds it: its id, titles, tags, archive state,
+    /// summary and times as they were, and no messages yet (they count as they are stored).
+    pub fn imported(user: &UserId, exported: &crate::export::ExportedConversation) -> Self {
+        let mut item = Self::new(
+            user,
+            exported.id,
+            None,
+            exported.tags.clone(),
+            exported.created_at,
+        );
+        item.title = exported.user_title.clone();
+        item.title_lower = exported.user_title.as_deref().map(str::to_lowercase);
+        item.auto_title = exported.auto_title.clone();
+        item.auto_title_lower = exported.auto_title.as_deref().map(str::to_lowercase);
+        item.is_archived = exported.is_archived;
+        item.owner_state = keys::owner_state(user, exported.is_archived);
+        item.summary = exported.summary.clone();
+        item.last_activity = exported.last_activity;
+        item.updated_at = exported.updated_at;
         item
     }
 

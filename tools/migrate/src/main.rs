@@ -57,6 +57,7 @@ struct Args {
     session_gap_minutes: i64,
     /// Put back one conversation from its JSON export (`GET /conversations/{id}/export`), for
     /// `--user`, with the same ids, times and messages; importing again stores nothing twice.
+    /// Content over 32 KiB goes to `ATTACHMENTS_BUCKET`, as the functions put it.
     #[arg(long, value_name = "PATH", requires = "user", conflicts_with_all = ["from_file", "dry_run"])]
     import: Option<PathBuf>,
     /// Also write the summary as JSON to this file.
@@ -107,7 +108,12 @@ async fn import(args: &Args, path: &std::path::Path) -> Result<(), Box<dyn std::
         serde_json::from_reader(std::io::BufReader::new(file))
             .map_err(|e| format!("{} is not a conversation export: {e}", path.display()))?;
     let sdk = aws_config::load_from_env().await;
-    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    let mut store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    // Messages over 32 KiB keep their content in the attachments bucket.
+    match shared::store::ContentObjects::from_env(&sdk) {
+        Some(objects) => store = store.with_content_objects(objects),
+        None => eprintln!("ATTACHMENTS_BUCKET is not set: messages over 32 KiB cannot be imported"),
+    }
     let imported = shared::export::Exports::new(store)
         .import_conversation(&user, &export)
         .await?;

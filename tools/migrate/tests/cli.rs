@@ -208,3 +208,74 @@ async fn one_user_is_migrated_alone_and_a_bad_user_id_is_refused() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("numina-migrate:"));
 }
+
+#[tokio::test]
+async fn a_conversation_export_is_imported_with_its_long_content_and_only_once() {
+    use shared::export::{ConversationExport, ExportedConversation, ExportedMessage};
+    use shared::model::{ConversationId, MessageId};
+    let state = state().await;
+    let user = new_user();
+    let id = ConversationId::generate();
+    let at = Utc::now() - Duration::days(3);
+    let long = "A long answer. ".repeat(4_000); // 60 KB: kept in the bucket
+    let message = |content: &str, role, minutes| ExportedMessage {
+        id: MessageId::generate(),
+        role,
+        content: content.to_owned(),
+        timestamp: at + Duration::minutes(minutes),
+        attachments: vec![],
+        metadata: Default::default(),
+        client_message_id: None,
+    };
+    let first = message("Tell me everything", Role::User, 0);
+    let export = ConversationExport {
+        format_version: 1,
+        exported_at: Utc::now(),
+        conversation: ExportedConversation {
+            id,
+            title: "Tell me everything".to_owned(),
+            user_title: None,
+            auto_title: Some("Tell me everything".to_owned()),
+            created_at: at,
+            last_activity: at + Duration::minutes(1),
+            updated_at: at + Duration::minutes(1),
+            is_archived: false,
+            tags: vec![],
+            summary: None,
+            message_count: 2,
+        },
+        // The first message listed twice: one message.
+        messages: vec![first.clone(), first, message(&long, Role::Assistant, 1)],
+    };
+    let path = std::env::temp_dir().join(format!("export-{id}.json"));
+    std::fs::write(&path, serde_json::to_vec(&export).unwrap()).unwrap();
+    let import = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
+            .args(["--user", &user, "--import", path.to_str().unwrap()])
+            .env("TABLE_NAME", &state.config.table_name)
+            .env(
+                "ATTACHMENTS_BUCKET",
+                state.config.attachments_bucket.as_deref().unwrap(),
+            )
+            .env("S3_FORCE_PATH_STYLE", "true")
+            .output()
+            .expect("run numina-migrate");
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success());
+        stdout(&output)
+    };
+    assert!(import().contains("created, 2 messages stored, 0 already present"));
+    assert!(import().contains("already there, 0 messages stored, 2 already present"));
+
+    let owner = UserId::parse(&user).unwrap();
+    let found = state
+        .conversations
+        .get(&owner, &id, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(found.conversation.title, "Tell me everything");
+    assert_eq!(found.conversation.message_count, 2);
+    assert_eq!(found.messages.len(), 2);
+    assert_eq!(found.messages[1].content, long);
+    std::fs::remove_file(path).ok();
+}
