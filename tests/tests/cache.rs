@@ -254,11 +254,16 @@ impl Drop for PrivateRedis {
 }
 
 async fn api_with_cache_at(url: &str) -> LocalApi {
+    api_with_cache_and_breaker(url, "1").await
+}
+
+/// The local API with a cache at `url` whose breaker, once open, stays open this long.
+async fn api_with_cache_and_breaker(url: &str, breaker_seconds: &str) -> LocalApi {
     let state = state_configured(
         &[
             ("CACHE_URL", url),
             ("CACHE_TIMEOUT_MS", "200"),
-            ("CACHE_BREAKER_SECONDS", "1"),
+            ("CACHE_BREAKER_SECONDS", breaker_seconds),
         ],
         Arc::new(SystemClock),
     )
@@ -376,7 +381,9 @@ async fn a_cache_that_refuses_connections_or_never_answers_is_gone_around() {
     });
 
     for (what, url) in [("refusing", refused_url), ("silent", silent_url)] {
-        let api = api_with_cache_at(&url).await;
+        // A breaker that stays open for the whole round, however slow the machine: one
+        // failure, then no more attempts.
+        let api = api_with_cache_and_breaker(&url, "600").await;
         let alice = api.as_user(&new_user());
         every_endpoint_answers(&alice, what).await;
         assert_eq!(
