@@ -34,6 +34,7 @@ pub enum StreamConsumer {
     IndexForSearch,
     PurgeDeletedConversations,
     InvalidateCachedReads,
+    SummarizeConversations,
 }
 
 impl StreamConsumer {
@@ -42,6 +43,7 @@ impl StreamConsumer {
             "index-for-search" => Self::IndexForSearch,
             "purge-deleted-conversations" => Self::PurgeDeletedConversations,
             "invalidate-cached-reads" => Self::InvalidateCachedReads,
+            "summarize-conversations" => Self::SummarizeConversations,
             _ => return None,
         })
     }
@@ -61,6 +63,7 @@ impl StreamConsumer {
                 streams::purge_deleted_conversations(state, event).await
             }
             Self::InvalidateCachedReads => streams::invalidate_cached_reads(state, event).await,
+            Self::SummarizeConversations => streams::summarize_conversations(state, event).await,
         }
     }
 }

@@ -77,6 +77,10 @@ pub struct Config {
     /// `METRICS_NAMESPACE`: the CloudWatch namespace of the metrics (default
     /// `NuminaConversations`; the template gives each stack its own).
     pub metrics_namespace: String,
+    /// New messages that make a conversation due for a new summary; 0 turns them off.
+    pub summary_every: u64,
+    /// Tokens of messages sent to the model for one summary at most.
+    pub summary_input_tokens: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -236,7 +240,21 @@ impl Config {
                     .into(),
             ));
         }
+        let summary_every = match lookup("SUMMARY_EVERY_MESSAGES").as_deref() {
+            Some("0") => 0,
+            _ => number(
+                "SUMMARY_EVERY_MESSAGES",
+                crate::summaries::DEFAULT_SUMMARY_EVERY,
+            )?,
+        };
+        let summary_input_tokens = number(
+            "SUMMARY_INPUT_TOKENS",
+            crate::summaries::DEFAULT_SUMMARY_INPUT_TOKENS as u64,
+        )?
+        .clamp(500, 100_000) as usize;
         Ok(Self {
+            summary_every,
+            summary_input_tokens,
             metrics_namespace: lookup("METRICS_NAMESPACE")
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(|| crate::metrics::NAMESPACE.to_owned()),

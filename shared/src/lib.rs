@@ -27,6 +27,7 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod streams;
+pub mod summaries;
 pub mod sync;
 
 pub use error::Error;

@@ -45,9 +45,11 @@ pub mod names {
     pub const MIGRATION_MESSAGES_SKIPPED: &str = "MigrationMessagesSkipped";
     pub const MESSAGES_INDEXED: &str = "MessagesIndexed";
     pub const SEARCH_ENTRIES_WRITTEN: &str = "SearchEntriesWritten";
+    pub const SUMMARIES_WRITTEN: &str = "SummariesWritten";
+    pub const SUMMARY_FAILURES: &str = "SummaryFailures";
 
     /// Every metric the service writes.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
         REQUESTS,
         SERVER_ERRORS,
         CLIENT_ERRORS,
@@ -72,6 +74,8 @@ pub mod names {
         MIGRATION_MESSAGES_SKIPPED,
         MESSAGES_INDEXED,
         SEARCH_ENTRIES_WRITTEN,
+        SUMMARIES_WRITTEN,
+        SUMMARY_FAILURES,
     ];
 }
 use names::*;
@@ -178,6 +182,16 @@ pub fn conversation_purged() {
 pub fn search_indexed(messages: usize, entries: usize) {
     counter!(MESSAGES_INDEXED).increment(messages as u64);
     counter!(SEARCH_ENTRIES_WRITTEN).increment(entries as u64);
+}
+
+/// A conversation summary stored, or one the model could not write (retried later).
+pub fn summary(written: bool) {
+    counter!(if written {
+        SUMMARIES_WRITTEN
+    } else {
+        SUMMARY_FAILURES
+    })
+    .increment(1);
 }
 
 pub fn cache_invalidation() {

@@ -161,7 +161,15 @@ impl LocalModel {
             .find(|m| m.role == Role::User)
             .map(|m| m.content.as_str())
             .unwrap_or_default();
-        let excerpt: String = prompt.chars().take(200).collect();
+        // A long prompt is quoted by its start and its end.
+        let length = prompt.chars().count();
+        let excerpt: String = if length <= 200 {
+            prompt.to_owned()
+        } else {
+            let start: String = prompt.chars().take(100).collect();
+            let end: String = prompt.chars().skip(length - 100).collect();
+            format!("{start} … {end}")
+        };
         let earlier = request.messages.len().saturating_sub(1);
         format!(
             "You said: \"{excerpt}\". I have {earlier} earlier message{} in view.",

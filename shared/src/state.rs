@@ -20,6 +20,7 @@ use crate::provider::{Bedrock, LocalModel, ModelProvider, OpenAiCompatible, Prov
 use crate::search::Search;
 use crate::service::Conversations;
 use crate::store::{ContentObjects, Store};
+use crate::summaries::{Summaries, SummarySettings};
 use crate::sync::MobileSync;
 
 /// What every handler needs, built once per cold start.
@@ -31,6 +32,7 @@ pub struct State {
     pub sync: MobileSync,
     pub search: Search,
     pub exports: Exports,
+    pub summaries: Summaries,
     /// ElastiCache and the cache's name there, when `CACHE_NAME` is configured (health checks
     /// report its status).
     pub managed_cache: Option<(aws_sdk_elasticache::Client, String)>,
@@ -133,6 +135,17 @@ impl State {
             },
         )
         .with_cache(cache);
+        let summaries = Summaries::new(
+            store.clone(),
+            provider.clone(),
+            tokenizer,
+            SummarySettings {
+                every: config.summary_every,
+                input_tokens: config.summary_input_tokens,
+                model: config.model_id.clone(),
+                timeout: config.model_timeout,
+            },
+        );
         let memory = ShortTermMemory::new(store, config.short_term_ttl);
         let assistant = Assistant::new(
             conversations.clone(),
@@ -153,6 +166,7 @@ impl State {
             sync,
             search,
             exports,
+            summaries,
             managed_cache: config
                 .cache_name
                 .clone()

@@ -9,6 +9,9 @@
 //! `index_for_search`: keeps the search index (`crate::search`) in step with the table: the
 //! terms of each new message, and of each conversation's title when it changes.
 //!
+//! `summarize_conversations`: brings the summary of each conversation that is due forward
+//! (`crate::summaries`), off the request path of the appends that made it due.
+//!
 //! `purge_deleted_conversations`:
 //! Deleting a conversation removes its `META` item first (the commit point: it is gone from
 //! every read at once) and then as many of its messages as the request's time budget allows.
@@ -282,6 +285,58 @@ async fn forget_deleted(state: &State, changes: &[IndexChange]) -> Result<(), Er
         store.apply_index_changes(&undo).await?;
     }
     Ok(())
+}
+
+/// Summarizes the conversations the records show due (once each, by their new image, in the
+/// order they come). A summary the model could not write is counted and its record reported,
+/// so Lambda delivers it (and the records after it) again, up to the mapping's retry limit;
+/// the conversation also stays due, so its next change tries again. A conversation whose
+/// turn would not finish before the deadline is reported the same way, without counting.
+pub async fn summarize_conversations(
+    state: &State,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+    let summaries = &state.summaries;
+    let mut seen = std::collections::BTreeSet::new();
+    for record in &event.payload.records {
+        if record.event_name == "REMOVE" || record.change.new_image.is_empty() {
+            continue;
+        }
+        let Ok(conversation) = Store::conversation_of_image(record.change.new_image.clone().into())
+        else {
+            continue;
+        };
+        if !summaries.is_due(&conversation)
+            || !seen.insert((conversation.user_id.clone(), conversation.conversation_id))
+        {
+            continue;
+        }
+        let left_ms = deadline_ms.saturating_sub(Utc::now().timestamp_millis());
+        let needed = summaries.settings().timeout + DEADLINE_MARGIN;
+        if u128::try_from(left_ms).unwrap_or(0) < needed.as_millis() {
+            return Ok(failed_from(Some(record)));
+        }
+        let outcome = summaries
+            .summarize(
+                &conversation.user_id,
+                &conversation.conversation_id,
+                state.now(),
+            )
+            .await;
+        match outcome {
+            Ok(crate::summaries::SummaryOutcome::Written { .. }) => crate::metrics::summary(true),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(error = %chain(&error), "could not summarize a conversation");
+                if matches!(error, Error::ModelFailed(_) | Error::ModelTimeout) {
+                    crate::metrics::summary(false);
+                }
+                return Ok(failed_from(Some(record)));
+            }
+        }
+    }
+    Ok(DynamoDbEventResponse::default())
 }
 
 /// Reports `record` (and so every record after it) as failed: Lambda delivers them again.

@@ -73,7 +73,7 @@ async fn the_summary_comes_first() {
     let alice = api.as_user(&user);
     let id = alice.create_conversation(Some("Summarised")).await;
     alice.say(&id, "latest question").await;
-    // Summaries are written by a later feature; set one directly on the item.
+    // Set one directly on the item (tests/summaries.rs has the summarizer write it).
     let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
     let partition = shared::keys::conversation_partition(
         &UserId::parse(&user).unwrap(),

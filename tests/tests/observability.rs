@@ -220,6 +220,30 @@ async fn run_every_function(logs: Logs) {
     assert!(has(&found, names::MESSAGES_INDEXED), "{found:?}");
     assert!(has(&found, names::SEARCH_ENTRIES_WRITTEN), "{found:?}");
 
+    // The summarizer, on a conversation past the threshold (20 by default).
+    let summarized_user = new_user();
+    let summarized = tests::conversation_saying(
+        &state,
+        &summarized_user,
+        (0..20).map(|n| format!("{secret} {n}")),
+    )
+    .await;
+    users.push(summarized_user.clone());
+    let text =
+        std::fs::read_to_string(workspace_root().join("events/summarize-conversations.json"))
+            .unwrap()
+            .replace(EVENT_USER, &summarized_user)
+            .replace(EVENT_CONVERSATION, &summarized.id.to_string());
+    let mut emf = Vec::new();
+    let work = shared::streams::summarize_conversations(
+        &state,
+        LambdaEvent::new(serde_json::from_str(&text).unwrap(), context()),
+    );
+    shared::metrics::observed("summarize-conversations", work, || &mut emf)
+        .await
+        .unwrap();
+    assert!(has(&emf_metrics(&emf), names::SUMMARIES_WRITTEN));
+
     let mut emf = Vec::new();
     let work = shared::streams::purge_deleted_conversations(
         &state,

@@ -59,6 +59,13 @@ fn each_function_is_sent_only_the_records_its_template_filter_lets_through() {
     }
     // The index's own writes change nothing a cache holds.
     assert!(!matches_filters(&invalidate, &search_entry));
+
+    // Only changed conversations can become due for a summary.
+    let summarizer = filters_of("summarize-conversations");
+    assert!(matches_filters(&summarizer, &meta_modify));
+    for unwanted in [&message, &meta_insert, &meta_remove, &search_entry, &memory] {
+        assert!(!matches_filters(&summarizer, unwanted), "{unwanted:?}");
+    }
 }
 
 #[tokio::test]

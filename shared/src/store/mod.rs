@@ -22,12 +22,14 @@ mod memory;
 mod migration;
 mod operations;
 mod search;
+mod summaries;
 mod sync;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use memory::HeldMemory;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
 pub use search::{entry_item_bytes, IndexChange};
+pub use summaries::SummaryUpdate;
 use sync::Tombstone;
 pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
 
@@ -92,6 +94,12 @@ pub struct ConversationItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     pub message_count: u64,
+    /// How many messages the summary has taken in (`crate::summaries`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub summarized_through: u64,
+    /// The sort key of the newest message the summary has taken in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summarized_until: Option<String>,
     /// Its place in the owner's change log (`ByChange`): set by the store on every write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     changed_at: Option<String>,
@@ -132,6 +140,8 @@ impl ConversationItem {
             tags,
             summary: None,
             message_count: 0,
+            summarized_through: 0,
+            summarized_until: None,
             changed_at: None,
             title_set_at: None,
             archive_set_at: None,
@@ -190,6 +200,10 @@ impl ConversationItem {
         item.updated_at = last;
         item
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A message as stored.

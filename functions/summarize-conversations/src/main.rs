@@ -1,0 +1,18 @@
+//! Lambda function for `shared::streams::summarize_conversations`, fed by the table's stream
+//! (conversation items changed, by the template's event filter).
+
+use lambda_runtime::{run, service_fn, Error};
+use shared::metrics::observed;
+use shared::state::State;
+use shared::streams::summarize_conversations;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let state = State::from_env().await?;
+    run(service_fn(|event| {
+        let work = summarize_conversations(&state, event);
+        observed("summarize-conversations", work, std::io::stdout)
+    }))
+    .await
+}

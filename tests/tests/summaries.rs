@@ -1,0 +1,307 @@
+//! Conversation summaries: written in the background from the table's stream (fed here by the
+//! local poller, as Lambda feeds `summarize-conversations` in AWS) once a conversation passes
+//! the configured number of new messages, used first in the context, never blocking an
+//! append; a model that fails is counted, changes nothing and is tried again.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use lambda_runtime::LambdaEvent;
+use reqwest::StatusCode;
+use serde_json::Value;
+use shared::metrics::names;
+use shared::model::{ConversationId, UserId};
+use shared::provider::{ModelDelta, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use shared::state::State;
+use shared::store::ConversationItem;
+use shared::summaries::{Summaries, SummaryOutcome};
+use tests::{
+    append_directly, conversation_saying, new_user, state_configured, template, workspace_root,
+    LocalApi,
+};
+
+use local::{StreamConsumer, StreamPoller};
+
+const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
+const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
+
+/// The local API with summaries every `every` messages, the summarizer fed from the stream.
+async fn api_with_summarizer(every: &str) -> (LocalApi, StreamPoller) {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let state = state_configured(
+        &[("SUMMARY_EVERY_MESSAGES", every)],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let api = LocalApi::serving(state).await;
+    let poller = StreamPoller::from_latest(
+        api.state.clone(),
+        &template(),
+        Some(&[StreamConsumer::SummarizeConversations]),
+    )
+    .await
+    .expect("the table has a stream");
+    (api, poller)
+}
+
+async fn stored(state: &State, user: &str, id: &str) -> ConversationItem {
+    state
+        .conversations
+        .store()
+        .conversation(
+            &UserId::parse(user).unwrap(),
+            &ConversationId::parse(id).unwrap(),
+        )
+        .await
+        .unwrap()
+        .expect("the conversation exists")
+}
+
+/// A model that never answers, behind the same interface as the real ones.
+struct RefusingModel;
+
+impl ModelProvider for RefusingModel {
+    fn name(&self) -> &'static str {
+        "refusing"
+    }
+
+    fn stream<'a>(
+        &'a self,
+        _request: &'a ModelRequest,
+    ) -> BoxStream<'a, Result<ModelDelta, ProviderError>> {
+        Box::pin(futures::stream::once(async {
+            Err(ProviderError::Failed("the provider is down".into()))
+        }))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        _request: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<ModelReply, ProviderError>> {
+        Box::pin(async { Err(ProviderError::Failed("the provider is down".into())) })
+    }
+}
+
+/// `state` with its summaries written through `provider`.
+fn summarizing_with(state: &State, provider: Arc<dyn ModelProvider>) -> State {
+    let mut state = state.clone();
+    state.summaries = Summaries::new(
+        state.conversations.store().clone(),
+        provider,
+        *state.assistant.tokenizer(),
+        state.summaries.settings().clone(),
+    );
+    state
+}
+
+/// Runs the function's handler on its sample event, made to name `user`'s conversation `id`,
+/// and returns the failures it reported and the metrics it wrote.
+async fn run_summarizer(state: &State, user: &str, id: &str) -> (Vec<String>, String) {
+    let text =
+        std::fs::read_to_string(workspace_root().join("events/summarize-conversations.json"))
+            .unwrap()
+            .replace(EVENT_USER, user)
+            .replace(EVENT_CONVERSATION, id);
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (Utc::now().timestamp_millis() + 120_000) as u64;
+    let work = shared::streams::summarize_conversations(
+        state,
+        LambdaEvent::new(serde_json::from_str(&text).unwrap(), context),
+    );
+    let mut emf = Vec::new();
+    let response = shared::metrics::observed("summarize-conversations", work, || &mut emf)
+        .await
+        .expect("the handler answers");
+    let failures = response
+        .batch_item_failures
+        .into_iter()
+        .filter_map(|f| f.item_identifier)
+        .collect();
+    (failures, String::from_utf8(emf).unwrap())
+}
+
+#[tokio::test]
+async fn a_conversation_past_the_threshold_is_summarized_and_its_context_starts_with_the_summary() {
+    let (api, mut poller) = api_with_summarizer("5").await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Lisbon")).await;
+    for n in 1..=4 {
+        alice
+            .say(&id, &format!("Day {n}: I want to see the trams of Lisbon."))
+            .await;
+    }
+    poller.poll_once().await.unwrap();
+    assert_eq!(
+        stored(&api.state, &user, &id).await.summary,
+        None,
+        "4 < 5: not due"
+    );
+
+    // The fifth message makes it due; the append answered before any summary was made.
+    alice.say(&id, "Book the hotel in Alfama, please.").await;
+    assert_eq!(stored(&api.state, &user, &id).await.summary, None);
+    poller.poll_once().await.unwrap();
+    let item = stored(&api.state, &user, &id).await;
+    let summary = item.summary.clone().expect("a summary was written");
+    assert_eq!(item.summarized_through, 5);
+    // The local model's reply to the summary request: deterministic, built from what it was
+    // sent (the newest message of the transcript is in it).
+    assert!(summary.contains("Alfama"), "{summary}");
+    assert!(
+        summary.contains("Day 1"),
+        "the whole transcript was sent: {summary}"
+    );
+
+    // The conversation shows it, and the context puts it first.
+    let shown = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.body["summary"], Value::from(summary.clone()));
+    let context = alice
+        .get(&format!("/conversations/context/{id}?limit=2"))
+        .await;
+    let messages = context.body["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    assert_eq!(
+        messages[0]["content"],
+        Value::from(format!("Summary of the conversation so far: {summary}"))
+    );
+    assert_eq!(
+        messages.len(),
+        3,
+        "the summary, then the two newest messages"
+    );
+    assert_eq!(messages[2]["content"], "Book the hotel in Alfama, please.");
+
+    // Not due again until five more: the summary's own write changed nothing else.
+    poller.poll_once().await.unwrap();
+    for n in 6..=9 {
+        alice.say(&id, &format!("message {n}")).await;
+    }
+    poller.poll_once().await.unwrap();
+    assert_eq!(
+        stored(&api.state, &user, &id).await.summary,
+        Some(summary.clone())
+    );
+    alice.say(&id, "message 10").await;
+    poller.poll_once().await.unwrap();
+    let item = stored(&api.state, &user, &id).await;
+    assert_eq!(item.summarized_through, 10);
+    let newer = item.summary.unwrap();
+    assert_ne!(newer, summary);
+    assert!(
+        newer.contains("Summary so far"),
+        "the new summary was made from the previous one: {newer}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_summary_changes_nothing_is_counted_and_is_tried_again() {
+    let state = state_configured(
+        &[("SUMMARY_EVERY_MESSAGES", "20")],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = new_user();
+    let contents = (1..=20).map(|n| format!("Question {n} about the garden"));
+    let conversation = conversation_saying(&state, &user, contents).await;
+    let id = conversation.id.to_string();
+    let before = stored(&state, &user, &id).await;
+
+    let refusing = summarizing_with(&state, Arc::new(RefusingModel));
+    let (failures, emf) = run_summarizer(&refusing, &user, &id).await;
+    assert_eq!(
+        failures,
+        vec!["111200000000012345678901".to_owned()],
+        "redelivered"
+    );
+    assert!(emf.contains(names::SUMMARY_FAILURES), "{emf}");
+    let after = stored(&state, &user, &id).await;
+    assert_eq!(after.summary, None);
+    assert_eq!(after.summarized_through, 0);
+    assert_eq!(
+        after.changed_at(),
+        before.changed_at(),
+        "nothing was written"
+    );
+
+    // Lambda delivers it again; the model answers now.
+    let (failures, emf) = run_summarizer(&state, &user, &id).await;
+    assert!(failures.is_empty());
+    assert!(emf.contains(names::SUMMARIES_WRITTEN), "{emf}");
+    let summarized = stored(&state, &user, &id).await;
+    assert_eq!(summarized.summarized_through, 20);
+    assert!(summarized
+        .summary
+        .as_deref()
+        .unwrap()
+        .contains("Question 20"));
+
+    // Delivered once more: not due any longer, nothing changes.
+    let (failures, emf) = run_summarizer(&state, &user, &id).await;
+    assert!(failures.is_empty());
+    assert!(!emf.contains(names::SUMMARIES_WRITTEN), "{emf}");
+    assert_eq!(stored(&state, &user, &id).await.summary, summarized.summary);
+}
+
+#[tokio::test]
+async fn two_runs_at_once_store_one_summary() {
+    let state = state_configured(
+        &[("SUMMARY_EVERY_MESSAGES", "3")],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = new_user();
+    let conversation =
+        conversation_saying(&state, &user, (1..=3).map(|n| format!("note {n}"))).await;
+    let owner = UserId::parse(&user).unwrap();
+    let (a, b) = tokio::join!(
+        state
+            .summaries
+            .summarize(&owner, &conversation.id, Utc::now()),
+        state
+            .summaries
+            .summarize(&owner, &conversation.id, Utc::now()),
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    let written = outcomes
+        .iter()
+        .filter(|o| matches!(o, SummaryOutcome::Written { .. }))
+        .count();
+    assert_eq!(written, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        SummaryOutcome::Written { .. } | SummaryOutcome::Superseded | SummaryOutcome::NotDue
+    )));
+    let item = stored(&state, &user, &conversation.id.to_string()).await;
+    assert_eq!(item.summarized_through, 3);
+}
+
+#[tokio::test]
+async fn a_long_migrated_conversation_is_summarized_a_window_at_a_time_to_its_end() {
+    let (api, mut poller) = api_with_summarizer("20").await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Years of notes")).await;
+    let contents = (1..=450).map(|n| format!("Entry {n} of the journal."));
+    append_directly(
+        &api.state,
+        &user,
+        &id,
+        contents,
+        Utc::now() - Duration::hours(3),
+    )
+    .await;
+    // Each stored summary is a change on the stream: the next window follows from it.
+    let mut rounds = 0;
+    while stored(&api.state, &user, &id).await.summarized_through < 450 {
+        rounds += 1;
+        assert!(rounds <= 10, "the summary reaches the end");
+        poller.poll_once().await.unwrap();
+    }
+    let item = stored(&api.state, &user, &id).await;
+    assert!(item.summary.unwrap().contains("Entry 450"));
+    assert!(rounds >= 3, "windows of at most 200 messages: {rounds}");
+}
