@@ -47,6 +47,8 @@ pub enum Endpoint {
     Health,
     SearchConversations,
     ExportConversation,
+    StartAccountExport,
+    GetAccountExport,
 }
 
 impl Endpoint {
@@ -69,6 +71,8 @@ impl Endpoint {
             "health" => Self::Health,
             "search-conversations" => Self::SearchConversations,
             "export-conversation" => Self::ExportConversation,
+            "start-account-export" => Self::StartAccountExport,
+            "get-account-export" => Self::GetAccountExport,
             _ => return None,
         })
     }
@@ -114,6 +118,8 @@ impl Endpoint {
             Self::Health => handlers::health(state, request).await,
             Self::SearchConversations => handlers::search_conversations(state, request).await,
             Self::ExportConversation => handlers::export_conversation(state, request).await,
+            Self::StartAccountExport => handlers::start_account_export(state, request).await,
+            Self::GetAccountExport => handlers::get_account_export(state, request).await,
         }
     }
 }

@@ -35,6 +35,7 @@ pub enum StreamConsumer {
     PurgeDeletedConversations,
     InvalidateCachedReads,
     SummarizeConversations,
+    RunAccountExports,
 }
 
 impl StreamConsumer {
@@ -44,6 +45,7 @@ impl StreamConsumer {
             "purge-deleted-conversations" => Self::PurgeDeletedConversations,
             "invalidate-cached-reads" => Self::InvalidateCachedReads,
             "summarize-conversations" => Self::SummarizeConversations,
+            "run-account-exports" => Self::RunAccountExports,
             _ => return None,
         })
     }
@@ -64,6 +66,7 @@ impl StreamConsumer {
             }
             Self::InvalidateCachedReads => streams::invalidate_cached_reads(state, event).await,
             Self::SummarizeConversations => streams::summarize_conversations(state, event).await,
+            Self::RunAccountExports => streams::run_account_exports(state, event).await,
         }
     }
 }

@@ -428,6 +428,63 @@ impl Attachments {
         })
     }
 
+    /// Continues writing an object where a [`ObjectWriter::checkpoint`] left it (in another
+    /// invocation): its parts so far, and the bytes written since the last part.
+    pub async fn resume_writer(
+        &self,
+        checkpoint: &UploadCheckpoint,
+    ) -> Result<ObjectWriter, Error> {
+        let mut buffer = Vec::with_capacity(PART_BYTES);
+        if let Some(carry) = &checkpoint.carry {
+            let object = self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(carry)
+                .send()
+                .await
+                .map_err(|e| Error::internal("read the rest of an unfinished object", e))?;
+            let bytes = object
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::internal("read the rest of an unfinished object", e))?;
+            buffer.extend_from_slice(&bytes.into_bytes());
+        }
+        Ok(ObjectWriter {
+            s3: self.s3.clone(),
+            bucket: self.bucket.clone(),
+            key: checkpoint.key.clone(),
+            upload_id: checkpoint.upload_id.clone(),
+            parts: checkpoint
+                .parts
+                .iter()
+                .map(|part| {
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(part.number)
+                        .e_tag(&part.etag)
+                        .build()
+                })
+                .collect(),
+            buffer,
+            written: checkpoint.written,
+        })
+    }
+
+    /// Removes an object of the bucket (best effort: `exports/` objects expire anyway).
+    pub async fn remove_object(&self, key: &str) {
+        if let Err(error) = self
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %chain(&error), "an object is left to the lifecycle rule");
+        }
+    }
+
     /// A presigned URL to download an object of the bucket, and when it expires.
     pub async fn presign_get(
         &self,
@@ -446,6 +503,28 @@ impl Attachments {
             now + chrono::Duration::from_std(DOWNLOAD_URL_LIFETIME).unwrap_or_default();
         Ok((presigned.uri().to_owned(), expires_at))
     }
+}
+
+/// Where an object being written in parts stands, to go on with it in another invocation
+/// ([`Attachments::resume_writer`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadCheckpoint {
+    pub key: String,
+    pub upload_id: String,
+    pub parts: Vec<UploadedPart>,
+    /// Bytes written in all.
+    pub written: u64,
+    /// The object holding the bytes written since the last part (less than a part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carry: Option<String>,
+}
+
+/// A part of a multipart upload, as S3 acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadedPart {
+    pub number: i32,
+    pub etag: String,
 }
 
 /// An object being written in parts: [`ObjectWriter::finish`] makes it, and dropping it
@@ -492,6 +571,45 @@ impl ObjectWriter {
                 .build(),
         );
         Ok(())
+    }
+
+    /// The object's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Stops writing for now: the bytes since the last part (less than a part, which S3 only
+    /// allows as the last one) are kept as the object `carry_key`, and where the upload stands
+    /// is returned. A checkpoint names its own carry object, so one taken later (and perhaps
+    /// never recorded) never changes what an earlier one refers to.
+    pub async fn checkpoint(self, carry_key: &str) -> Result<UploadCheckpoint, Error> {
+        let carry = if self.buffer.is_empty() {
+            None
+        } else {
+            self.s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(carry_key)
+                .body(self.buffer.into())
+                .send()
+                .await
+                .map_err(|e| Error::internal("keep the rest of an unfinished object", e))?;
+            Some(carry_key.to_owned())
+        };
+        Ok(UploadCheckpoint {
+            key: self.key,
+            upload_id: self.upload_id,
+            parts: self
+                .parts
+                .iter()
+                .map(|part| UploadedPart {
+                    number: part.part_number.unwrap_or_default(),
+                    etag: part.e_tag.clone().unwrap_or_default(),
+                })
+                .collect(),
+            written: self.written,
+            carry,
+        })
     }
 
     /// Writes what is left and makes the object; returns its size in bytes. On failure the

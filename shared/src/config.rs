@@ -81,6 +81,8 @@ pub struct Config {
     pub summary_every: u64,
     /// Tokens of messages sent to the model for one summary at most.
     pub summary_input_tokens: usize,
+    /// Conversations one run of an account export writes at most.
+    pub export_conversations_per_run: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -252,7 +254,13 @@ impl Config {
             crate::summaries::DEFAULT_SUMMARY_INPUT_TOKENS as u64,
         )?
         .clamp(500, 100_000) as usize;
+        let export_conversations_per_run = number(
+            "EXPORT_CONVERSATIONS_PER_RUN",
+            crate::account_export::CONVERSATIONS_PER_RUN as u64,
+        )?
+        .min(10_000) as usize;
         Ok(Self {
+            export_conversations_per_run,
             summary_every,
             summary_input_tokens,
             metrics_namespace: lookup("METRICS_NAMESPACE")

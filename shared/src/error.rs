@@ -18,6 +18,9 @@ pub enum Error {
     /// The conversation does not exist for this user (whether or not it exists for another).
     #[error("conversation not found")]
     NotFound,
+    /// The export does not exist for this user (whether or not it exists for another).
+    #[error("export not found")]
+    ExportNotFound,
     /// The request conflicts with one still in progress; the client may retry shortly.
     #[error("{0}")]
     Conflict(String),
@@ -74,6 +77,7 @@ impl Error {
             Self::Invalid(_) => "Invalid",
             Self::TooLarge(_) => "TooLarge",
             Self::NotFound => "NotFound",
+            Self::ExportNotFound => "ExportNotFound",
             Self::Conflict(_) => "Conflict",
             Self::Superseded(_) => "Superseded",
             Self::OperationReused(_) => "OperationReused",

@@ -10,7 +10,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::attachments::Attachments;
+use crate::attachments::{Attachments, ObjectWriter};
 use crate::error::Error;
 use crate::model::{
     Attachment, Conversation, ConversationId, Message, MessageId, Metadata, Role, Tags, Title,
@@ -25,7 +25,8 @@ pub const EXPORT_PREFIX: &str = "exports/";
 /// Messages read per page while exporting.
 const EXPORT_PAGE: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Json,
     Markdown,
@@ -47,14 +48,14 @@ impl ExportFormat {
         }
     }
 
-    fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Self::Json => "json",
             Self::Markdown => "md",
         }
     }
 
-    fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Self::Json => "application/json",
             Self::Markdown => "text/markdown; charset=utf-8",
@@ -276,9 +277,25 @@ impl Exports {
         })
     }
 
+    /// Writes one conversation into `writer` as its export file holds it (JSON on one line,
+    /// without a line end); returns the messages written.
+    pub(crate) async fn write_conversation(
+        &self,
+        writer: &mut ObjectWriter,
+        stored: ConversationItem,
+        format: ExportFormat,
+        exported_at: DateTime<Utc>,
+    ) -> Result<u64, Error> {
+        let exported = ExportedConversation::from(&stored);
+        let user = stored.user_id.clone();
+        let conversation: Conversation = stored.into();
+        self.write_export(writer, &user, &conversation, &exported, format, exported_at)
+            .await
+    }
+
     async fn write_export(
         &self,
-        writer: &mut crate::attachments::ObjectWriter,
+        writer: &mut ObjectWriter,
         user: &UserId,
         conversation: &Conversation,
         exported: &ExportedConversation,

@@ -326,6 +326,27 @@ pub fn operation_sort_key(operation: &str) -> String {
     format!("OP#{operation}")
 }
 
+/// The partition of a user's account exports.
+pub fn export_partition(user: &UserId) -> String {
+    format!("USER#{user}#EXPORT")
+}
+
+pub const EXPORT_PREFIX: &str = "EXPORT#";
+
+pub fn export_sort_key(export: &uuid::Uuid) -> String {
+    format!("{EXPORT_PREFIX}{export}")
+}
+
+/// The user and export an account export's keys name.
+pub fn parse_export_keys(partition: &str, sort_key: &str) -> Option<(UserId, uuid::Uuid)> {
+    let user = partition.strip_prefix("USER#")?.strip_suffix("#EXPORT")?;
+    let export = sort_key.strip_prefix(EXPORT_PREFIX)?;
+    Some((
+        UserId::parse(user).ok()?,
+        uuid::Uuid::parse_str(export).ok()?,
+    ))
+}
+
 pub fn owner(user: &UserId) -> String {
     format!("USER#{user}")
 }

@@ -3,6 +3,7 @@
 //! Data flows one way: `http` (API Gateway requests and responses) → `service` (the
 //! product's operations) → `store` (the single DynamoDB table, keys from `keys`).
 
+pub mod account_export;
 pub mod assistant;
 pub mod attachments;
 pub mod auth;

@@ -47,9 +47,10 @@ pub mod names {
     pub const SEARCH_ENTRIES_WRITTEN: &str = "SearchEntriesWritten";
     pub const SUMMARIES_WRITTEN: &str = "SummariesWritten";
     pub const SUMMARY_FAILURES: &str = "SummaryFailures";
+    pub const ACCOUNT_EXPORTS: &str = "AccountExports";
 
     /// Every metric the service writes.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         REQUESTS,
         SERVER_ERRORS,
         CLIENT_ERRORS,
@@ -76,6 +77,7 @@ pub mod names {
         SEARCH_ENTRIES_WRITTEN,
         SUMMARIES_WRITTEN,
         SUMMARY_FAILURES,
+        ACCOUNT_EXPORTS,
     ];
 }
 use names::*;
@@ -192,6 +194,11 @@ pub fn summary(written: bool) {
         SUMMARY_FAILURES
     })
     .increment(1);
+}
+
+/// An account export started, finished or failed (`Outcome`).
+pub fn account_export(outcome: &'static str) {
+    counter!(ACCOUNT_EXPORTS, "Outcome" => outcome).increment(1);
 }
 
 pub fn cache_invalidation() {

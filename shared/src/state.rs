@@ -5,6 +5,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
+use crate::account_export::AccountExports;
 use crate::assistant::{Assistant, ModelSettings};
 use crate::attachments::Attachments;
 use crate::cache::{describe_cache, Cache, CacheSettings};
@@ -32,6 +33,7 @@ pub struct State {
     pub sync: MobileSync,
     pub search: Search,
     pub exports: Exports,
+    pub account_exports: AccountExports,
     pub summaries: Summaries,
     /// ElastiCache and the cache's name there, when `CACHE_NAME` is configured (health checks
     /// report its status).
@@ -127,6 +129,11 @@ impl State {
         let sync = MobileSync::new(conversations.clone(), config.sync_settle);
         let search = Search::new(store.clone(), CursorSigner::new(&config.cursor_secret));
         let exports = Exports::new(store.clone());
+        let account_exports = AccountExports::new(
+            store.clone(),
+            exports.clone(),
+            config.export_conversations_per_run,
+        );
         let migrator = Migrator::new(
             store.clone(),
             MigrationOptions {
@@ -166,6 +173,7 @@ impl State {
             sync,
             search,
             exports,
+            account_exports,
             summaries,
             managed_cache: config
                 .cache_name

@@ -12,6 +12,9 @@
 //! `summarize_conversations`: brings the summary of each conversation that is due forward
 //! (`crate::summaries`), off the request path of the appends that made it due.
 //!
+//! `run_account_exports`: does the next run of each running account export whose job changed
+//! (`crate::account_export`): every run's checkpoint is the change that starts the next.
+//!
 //! `purge_deleted_conversations`:
 //! Deleting a conversation removes its `META` item first (the commit point: it is gone from
 //! every read at once) and then as many of its messages as the request's time budget allows.
@@ -30,7 +33,7 @@ use crate::error::{chain, Error};
 use crate::keys;
 use crate::search;
 use crate::state::State;
-use crate::store::{ConversationItem, IndexChange, Store};
+use crate::store::{ConversationItem, ExportJob, ExportStatus, IndexChange, Store};
 
 /// Time kept back from the invocation's deadline to report back before Lambda stops us.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
@@ -332,6 +335,57 @@ pub async fn summarize_conversations(
                 if matches!(error, Error::ModelFailed(_) | Error::ModelTimeout) {
                     crate::metrics::summary(false);
                 }
+                return Ok(failed_from(Some(record)));
+            }
+        }
+    }
+    Ok(DynamoDbEventResponse::default())
+}
+
+/// Does the next run of every running export the records show. A run that fails is counted
+/// on its job (which makes the job change, so the next run tries again); only when even that
+/// cannot be written is the record reported, for Lambda to deliver again.
+pub async fn run_account_exports(
+    state: &State,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+    let bucket = state
+        .attachments
+        .as_ref()
+        .ok_or_else(|| Error::Config("ATTACHMENTS_BUCKET must be set to export".into()))?;
+    let exports = &state.account_exports;
+    for record in &event.payload.records {
+        if record.event_name == "REMOVE" {
+            continue;
+        }
+        let Ok(job) = serde_dynamo::from_item::<_, ExportJob>(record.change.new_image.clone())
+        else {
+            continue;
+        };
+        if job.status != ExportStatus::Running {
+            continue;
+        }
+        // A third of what is left stays in reserve: the last conversation of the run, and
+        // writing the checkpoint, happen after the budget is looked at.
+        let left_ms = deadline_ms.saturating_sub(Utc::now().timestamp_millis());
+        let budget = Duration::from_millis(u64::try_from(left_ms * 2 / 3).unwrap_or(0))
+            .saturating_sub(DEADLINE_MARGIN);
+        let (user, id) = (&job.user_id, &job.export_id);
+        let ran = exports
+            .run(bucket, user, id, job.chunk, budget, state.now())
+            .await;
+        if let Err(error) = ran {
+            tracing::error!(error = %chain(&error), chunk = job.chunk, "an export run failed");
+            let reason = format!(
+                "the export could not be written ({}); start a new one",
+                error.kind()
+            );
+            let recorded = exports
+                .record_failure(user, id, job.chunk, &reason, state.now())
+                .await;
+            if let Err(error) = recorded {
+                tracing::error!(error = %chain(&error), "could not record a failed export run");
                 return Ok(failed_from(Some(record)));
             }
         }

@@ -16,6 +16,8 @@ use tests::{conversation_saying, items_of_conversation, new_user, state, workspa
 /// The user and conversation the event files name; each run swaps in fresh ones.
 const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
 const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
+/// The account export the export events name.
+const EVENT_EXPORT: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a79";
 
 /// A conversation of `user`'s with `messages` user messages.
 async fn conversation_with_messages(state: &State, user: &str, messages: usize) -> Conversation {
@@ -29,8 +31,20 @@ fn expected_status(endpoint: Endpoint) -> StatusCode {
         }
         Endpoint::DeleteConversation => StatusCode::NO_CONTENT,
         Endpoint::ExportConversation => StatusCode::SEE_OTHER,
+        Endpoint::StartAccountExport => StatusCode::ACCEPTED,
         _ => StatusCode::OK,
     }
+}
+
+/// The id of an export started for `user`.
+async fn started_export(state: &State, user: &str) -> uuid::Uuid {
+    let request = shared::account_export::ExportRequest::parse(Default::default()).unwrap();
+    let (job, _) = state
+        .account_exports
+        .start(&UserId::parse(user).unwrap(), request, chrono::Utc::now())
+        .await
+        .unwrap();
+    job.export_id
 }
 
 #[tokio::test]
@@ -55,10 +69,15 @@ async fn every_event_file_runs_through_its_functions_handler() {
         let user = new_user();
         let conversation = conversation_with_messages(&state, &user, 1).await;
 
-        let text = std::fs::read_to_string(&path)
+        let mut text = std::fs::read_to_string(&path)
             .unwrap()
             .replace(EVENT_USER, &user)
             .replace(EVENT_CONVERSATION, &conversation.id.to_string());
+        if endpoint == Endpoint::GetAccountExport {
+            // The export the event asks about: one of this user's.
+            let export = started_export(&state, &user).await;
+            text = text.replace(EVENT_EXPORT, &export.to_string());
+        }
         let request =
             lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{binary}: {e}"));
         let response = endpoint.call(&state, request).await;
@@ -72,7 +91,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 17, "one event per HTTP function");
+    assert_eq!(api_events, 19, "one event per HTTP function");
 }
 
 #[tokio::test]

@@ -129,6 +129,26 @@ async fn another_user_gets_not_found_on_every_endpoint_and_changes_nothing() {
         assert_eq!(result["error"], attempts[0].1.body["error"], "{result}");
     }
 
+    // Exports: Bob cannot export her conversation, nor see her account export, even by
+    // sending the app's own export id: his is a different export, in his own partition.
+    let exported = bob.get(&format!("{conversation}/export")).await;
+    assert_eq!(exported.status, StatusCode::NOT_FOUND);
+    assert_eq!(exported.body, attempts[0].1.body);
+    let hers = alice
+        .post("/exports", json!({"clientExportId": "settings-1"}))
+        .await;
+    assert_eq!(hers.status, StatusCode::ACCEPTED);
+    let her_export = hers.body["id"].as_str().unwrap();
+    let peeked = bob.get(&format!("/exports/{her_export}")).await;
+    let no_export = bob.get(&format!("/exports/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(peeked.status, StatusCode::NOT_FOUND);
+    assert_eq!(peeked.body, no_export.body);
+    let his = bob
+        .post("/exports", json!({"clientExportId": "settings-1"}))
+        .await;
+    assert_eq!(his.status, StatusCode::ACCEPTED);
+    assert_ne!(his.body["id"], hers.body["id"]);
+
     assert_eq!(items_of_conversation(&api.state, &a, &id).await, before);
     let still = alice.get(&conversation).await;
     assert_eq!(still.body["title"], "Alice's secrets");

@@ -19,6 +19,7 @@ use tests::{conversation_saying, new_user, state, workspace_root};
 
 const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
 const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
+const EVENT_EXPORT: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a79";
 const EVENT_CONTENT: &str = "What should I pack for Lisbon in May?";
 
 /// Log lines, shared with the subscriber.
@@ -100,6 +101,7 @@ fn expected_for(binary: &str) -> &'static [&'static str] {
         "completion" => &[names::MESSAGES_ADDED],
         "get-conversation" | "list-conversations" => &[names::CACHE_MISSES],
         "mobile-batch" => &[names::BATCH_OPERATIONS, names::CONVERSATIONS_CREATED],
+        "start-account-export" => &[names::ACCOUNT_EXPORTS],
         _ => &[],
     }
 }
@@ -175,7 +177,7 @@ async fn run_every_function(logs: Logs) {
             assert!(has(&found, name), "{binary}: {name} in {found:?}");
         }
     }
-    assert_eq!(http_functions, 17);
+    assert_eq!(http_functions, 19);
 
     // The functions on the table's stream and the migration's steps.
     let user = new_user();
@@ -243,6 +245,41 @@ async fn run_every_function(logs: Logs) {
         .await
         .unwrap();
     assert!(has(&emf_metrics(&emf), names::SUMMARIES_WRITTEN));
+
+    // The account exporter, on a new export of a user with a conversation: one run does it.
+    let exporting_user = new_user();
+    conversation_of(&state, &exporting_user, &secret).await;
+    users.push(exporting_user.clone());
+    let request = shared::account_export::ExportRequest::parse(Default::default()).unwrap();
+    let (job, _) = state
+        .account_exports
+        .start(
+            &UserId::parse(&exporting_user).unwrap(),
+            request,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(workspace_root().join("events/run-account-exports.json"))
+        .unwrap()
+        .replace(EVENT_USER, &exporting_user)
+        .replace(EVENT_EXPORT, &job.export_id.to_string());
+    let mut emf = Vec::new();
+    let work = shared::streams::run_account_exports(
+        &state,
+        LambdaEvent::new(serde_json::from_str(&text).unwrap(), context()),
+    );
+    shared::metrics::observed("run-account-exports", work, || &mut emf)
+        .await
+        .unwrap();
+    assert!(
+        emf_metrics(&emf).contains(&(
+            names::ACCOUNT_EXPORTS.to_owned(),
+            with("Outcome", "Finished")
+        )),
+        "{:?}",
+        emf_metrics(&emf)
+    );
 
     let mut emf = Vec::new();
     let work = shared::streams::purge_deleted_conversations(
@@ -373,7 +410,7 @@ async fn run_every_function(logs: Logs) {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|line| line["fields"]["message"] == "answered")
         .collect();
-    assert_eq!(answered.len(), 17, "one line per request");
+    assert_eq!(answered.len(), 19, "one line per request");
     let first = &answered[0];
     assert_eq!(
         first["span"]["endpoint"],

@@ -66,6 +66,8 @@ fn the_routes_are_the_specifications() {
         ("GET", "/health"),
         ("GET", "/search"),
         ("GET", "/conversations/{id}/export"),
+        ("POST", "/exports"),
+        ("GET", "/exports/{id}"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

@@ -18,6 +18,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
+use crate::account_export::{ExportRequest, ExportRequestBody};
 use crate::assistant::{Completion, CompletionEvent, CompletionRequest, ContextSource};
 use crate::attachments::{AttachmentRef, Attachments, DownloadLinks, UploadRequest};
 use crate::auth::JwtVerifier;
@@ -35,12 +36,13 @@ use crate::service::{
     MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
 };
 pub use crate::state::State;
+use crate::store::ExportStatus;
 use crate::sync::{SyncRequest, Synced, DEFAULT_SYNC_PAGE, MAX_SYNC_MESSAGES, MAX_SYNC_PAGE};
 use request::{
     caller, conversation_id, json_body, optional_conversation_id, optional_json_body, Query,
 };
 use wire::{
-    AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
+    AccountExportView, AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
     ContextMessageView, ContextView, ConversationListView, ConversationView,
     ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail, ExportView,
     MessageView, MigrateBody, MigrationView, RenameBody, SearchView, SyncView, TagsBody,
@@ -208,6 +210,53 @@ pub async fn export_conversation(state: &State, request: Request) -> HandlerResu
             .map_err(|e| Error::internal("export location", e))?;
         response.headers_mut().insert(header::LOCATION, location);
         Ok(response)
+    })
+    .await
+}
+
+/// `POST /exports`: starts an export of all the caller's conversations; 202 with the export
+/// (and its `Location`), the same one again for a start sent again with its `clientExportId`.
+pub async fn start_account_export(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        configured_attachments(state)?;
+        let body: ExportRequestBody = optional_json_body(&request)?.unwrap_or_default();
+        let (job, _) = state
+            .account_exports
+            .start(&user, ExportRequest::parse(body)?, state.now())
+            .await?;
+        let mut response = json(StatusCode::ACCEPTED, &AccountExportView::new(&job, &[]));
+        if let Ok(location) = format!("/exports/{}", job.export_id).parse() {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
+    })
+    .await
+}
+
+/// `GET /exports/{id}`: where the caller's export stands; once done, fresh download links.
+pub async fn get_account_export(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = request
+            .path_parameters()
+            .first("id")
+            .and_then(|raw| uuid::Uuid::parse_str(raw).ok())
+            .ok_or_else(|| Error::invalid("the path must name an export by its id"))?;
+        let job = state.account_exports.status(&user, &id).await?;
+        let downloads = match job.status {
+            ExportStatus::Done => {
+                state
+                    .account_exports
+                    .downloads(configured_attachments(state)?, &job, state.now())
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(json(
+            StatusCode::OK,
+            &AccountExportView::new(&job, &downloads),
+        ))
     })
     .await
 }
@@ -776,7 +825,7 @@ fn error_detail(error: &Error) -> (StatusCode, ErrorDetail) {
         Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
         Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Error::NotFound | Error::ExportNotFound => (StatusCode::NOT_FOUND, "not_found"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "request_in_progress"),
         Error::Superseded(_) => (StatusCode::CONFLICT, "conflict"),
         Error::OperationReused(_) => (StatusCode::CONFLICT, "operation_id_reused"),

@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::account_export::ExportDownload;
 use crate::attachments::{DownloadLinks, Upload, UploadRequest};
 use crate::export::ExportedFile;
 use crate::keys::TermSource;
@@ -13,6 +14,7 @@ use crate::model::{
     Role,
 };
 use crate::search::SearchPage;
+use crate::store::{ExportJob, ExportStatus};
 use crate::sync::{SyncPage, Synced};
 
 /// The skipped items a migration response lists at most (it counts them all).
@@ -263,6 +265,63 @@ impl<'a> From<&'a ExportedFile> for ExportView<'a> {
             format: file.format.name(),
             message_count: file.messages,
             bytes: file.bytes,
+        }
+    }
+}
+
+/// `POST /exports` and `GET /exports/{id}`: an account export, with its files' download
+/// links once it is done.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountExportView<'a> {
+    pub id: String,
+    pub status: ExportStatus,
+    pub formats: Vec<&'static str>,
+    #[serde(serialize_with = "iso_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "iso_millis")]
+    pub updated_at: DateTime<Utc>,
+    /// When the files (and this record) are removed.
+    #[serde(serialize_with = "iso_millis")]
+    pub available_until: DateTime<Utc>,
+    pub conversations_exported: u64,
+    pub messages_exported: u64,
+    pub files: Vec<AccountExportFileView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountExportFileView<'a> {
+    pub format: &'static str,
+    pub download_url: &'a str,
+    #[serde(serialize_with = "iso_millis")]
+    pub expires_at: DateTime<Utc>,
+    pub bytes: u64,
+}
+
+impl<'a> AccountExportView<'a> {
+    pub fn new(job: &'a ExportJob, downloads: &'a [ExportDownload]) -> Self {
+        Self {
+            id: job.export_id.to_string(),
+            status: job.status,
+            formats: job.formats.iter().map(|f| f.name()).collect(),
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            available_until: DateTime::from_timestamp(job.expires_at, 0).unwrap_or(job.created_at),
+            conversations_exported: job.conversations,
+            messages_exported: job.messages,
+            files: downloads
+                .iter()
+                .map(|d| AccountExportFileView {
+                    format: d.format.name(),
+                    download_url: &d.download_url,
+                    expires_at: d.expires_at,
+                    bytes: d.bytes,
+                })
+                .collect(),
+            error: job.error.as_deref(),
         }
     }
 }

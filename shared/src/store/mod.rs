@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 mod content;
+mod exports;
 mod memory;
 mod migration;
 mod operations;
@@ -25,6 +26,7 @@ mod search;
 mod summaries;
 mod sync;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
+pub use exports::{ExportFile, ExportJob, ExportStatus};
 pub use memory::HeldMemory;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};

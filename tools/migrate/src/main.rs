@@ -6,6 +6,7 @@
 //! numina-migrate --dry-run            # report what would be done, write nothing
 //! numina-migrate --from-file dump.jsonl   # a mongoexport dump of the old system
 //! numina-migrate --user=USER_ID --import conversation.json   # a JSON export, put back
+//! numina-migrate --user=USER_ID --import account.jsonl        # an account export, put back
 //! ```
 //!
 //! Progress goes to stderr (a bar on a terminal, one line per user otherwise); the summary
@@ -55,8 +56,9 @@ struct Args {
     /// Inactivity, in minutes, after which entries without a conversation start a new one.
     #[arg(long, env = "MIGRATION_SESSION_GAP_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=1440))]
     session_gap_minutes: i64,
-    /// Put back one conversation from its JSON export (`GET /conversations/{id}/export`), for
-    /// `--user`, with the same ids, times and messages; importing again stores nothing twice.
+    /// Put back conversations from their JSON export (`GET /conversations/{id}/export`, or an
+    /// account export's JSON lines from `POST /exports`), for `--user`, with the same ids,
+    /// times and messages; importing again stores nothing twice.
     /// Content over 32 KiB goes to `ATTACHMENTS_BUCKET`, as the functions put it.
     #[arg(long, value_name = "PATH", requires = "user", conflicts_with_all = ["from_file", "dry_run"])]
     import: Option<PathBuf>,
@@ -99,14 +101,12 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `--import`: one conversation from its JSON export.
+/// `--import`: conversations from their JSON exports: one conversation's file, or an account
+/// export's (one conversation per line), read one conversation at a time.
 async fn import(args: &Args, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let user = UserId::parse(args.user.as_deref().unwrap_or_default())?;
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let export: shared::export::ConversationExport =
-        serde_json::from_reader(std::io::BufReader::new(file))
-            .map_err(|e| format!("{} is not a conversation export: {e}", path.display()))?;
     let sdk = aws_config::load_from_env().await;
     let mut store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
     // Messages over 32 KiB keep their content in the attachments bucket.
@@ -114,20 +114,35 @@ async fn import(args: &Args, path: &std::path::Path) -> Result<(), Box<dyn std::
         Some(objects) => store = store.with_content_objects(objects),
         None => eprintln!("ATTACHMENTS_BUCKET is not set: messages over 32 KiB cannot be imported"),
     }
-    let imported = shared::export::Exports::new(store)
-        .import_conversation(&user, &export)
-        .await?;
-    println!(
-        "conversation {}: {}, {} messages stored, {} already present",
-        imported.conversation,
-        if imported.created {
-            "created"
-        } else {
-            "already there"
-        },
-        imported.messages_stored,
-        imported.messages_already_present
-    );
+    let exports = shared::export::Exports::new(store);
+    let conversations = serde_json::Deserializer::from_reader(std::io::BufReader::new(file))
+        .into_iter::<shared::export::ConversationExport>();
+    let mut count = 0;
+    for (n, export) in conversations.enumerate() {
+        let export = export.map_err(|e| {
+            format!(
+                "{}: conversation {} is not a conversation export: {e}",
+                path.display(),
+                n + 1
+            )
+        })?;
+        let imported = exports.import_conversation(&user, &export).await?;
+        println!(
+            "conversation {}: {}, {} messages stored, {} already present",
+            imported.conversation,
+            if imported.created {
+                "created"
+            } else {
+                "already there"
+            },
+            imported.messages_stored,
+            imported.messages_already_present
+        );
+        count += 1;
+    }
+    if count == 0 {
+        return Err(format!("{} holds no conversation export", path.display()).into());
+    }
     Ok(())
 }
 

@@ -279,3 +279,117 @@ async fn a_conversation_export_is_imported_with_its_long_content_and_only_once()
     assert_eq!(found.messages[1].content, long);
     std::fs::remove_file(path).ok();
 }
+
+#[tokio::test]
+async fn an_account_export_imported_elsewhere_exports_the_same() {
+    use shared::model::{NewMessage, Tags, Title};
+    let here = state().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    // Titled and untitled, tagged, archived, with content kept in the bucket.
+    let titled = here
+        .conversations
+        .create(
+            &owner,
+            Some(Title::parse("Moving house").unwrap()),
+            Tags::parse(&["home".to_owned()]).unwrap(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let untitled = here
+        .conversations
+        .create(&owner, None, Tags::default(), Utc::now())
+        .await
+        .unwrap();
+    for (conversation, content) in [
+        (&titled, "Boxes first?".to_owned()),
+        (
+            &titled,
+            format!("A checklist: {}", "label every box. ".repeat(3_000)),
+        ),
+        (&untitled, "What is a good name for a cat?".to_owned()),
+    ] {
+        let message =
+            NewMessage::parse(Role::User, content, vec![], Default::default(), None).unwrap();
+        here.conversations
+            .add_message(&owner, &conversation.id, message, Utc::now())
+            .await
+            .unwrap();
+    }
+    here.conversations
+        .set_archived(&owner, &untitled.id, true, Utc::now())
+        .await
+        .unwrap();
+
+    let (file, first) = account_jsonl(&here, &owner).await;
+    assert_eq!(first.len(), 2);
+
+    // Into another deployment's table, through the CLI: the same conversations come out.
+    let elsewhere = state().await;
+    let path = std::env::temp_dir().join(format!("account-{user}.jsonl"));
+    std::fs::write(&path, &file).unwrap();
+    let import = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
+            .args(["--user", &user, "--import", path.to_str().unwrap()])
+            .env("TABLE_NAME", &elsewhere.config.table_name)
+            .env(
+                "ATTACHMENTS_BUCKET",
+                elsewhere.config.attachments_bucket.as_deref().unwrap(),
+            )
+            .env("S3_FORCE_PATH_STYLE", "true")
+            .output()
+            .expect("run numina-migrate");
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success());
+        stdout(&output)
+    };
+    let imported = import();
+    assert_eq!(imported.matches(": created,").count(), 2, "{imported}");
+    assert_eq!(
+        import().matches("0 messages stored").count(),
+        2,
+        "nothing twice"
+    );
+    let (_, second) = account_jsonl(&elsewhere, &owner).await;
+    assert_eq!(second, first);
+    std::fs::remove_file(path).ok();
+}
+
+/// An account export of `owner`'s conversations, written in one run: the file, and its lines
+/// with their export time left out (each export has its own).
+async fn account_jsonl(
+    state: &State,
+    owner: &UserId,
+) -> (String, Vec<shared::export::ConversationExport>) {
+    use shared::account_export::{ExportRequest, RunOutcome};
+    let exports = &state.account_exports;
+    let request = ExportRequest::parse(Default::default()).unwrap();
+    let (job, _) = exports.start(owner, request, Utc::now()).await.unwrap();
+    let bucket = state.attachments.as_ref().unwrap();
+    let budget = std::time::Duration::from_secs(60);
+    let ran = exports
+        .run(bucket, owner, &job.export_id, 0, budget, Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(ran, RunOutcome::Finished { .. }), "{ran:?}");
+    let job = exports.status(owner, &job.export_id).await.unwrap();
+    let object = tests::s3()
+        .await
+        .get_object()
+        .bucket(state.config.attachments_bucket.as_deref().unwrap())
+        .key(&job.files[0].key)
+        .send()
+        .await
+        .unwrap();
+    let bytes = object.body.collect().await.unwrap().into_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let mut lines: Vec<shared::export::ConversationExport> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for line in &mut lines {
+        line.exported_at = chrono::DateTime::UNIX_EPOCH;
+    }
+    (text, lines)
+}

@@ -1,0 +1,18 @@
+//! Lambda function for `shared::streams::run_account_exports`, fed by the table's stream
+//! (running account exports' jobs only, by the template's event filter).
+
+use lambda_runtime::{run, service_fn, Error};
+use shared::metrics::observed;
+use shared::state::State;
+use shared::streams::run_account_exports;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let state = State::from_env().await?;
+    run(service_fn(|event| {
+        let work = run_account_exports(&state, event);
+        observed("run-account-exports", work, std::io::stdout)
+    }))
+    .await
+}

@@ -1,0 +1,11 @@
+//! Lambda function for `shared::http::start_account_export`.
+
+use lambda_http::Error;
+use shared::http::{serve, start_account_export, State};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let state = State::from_env().await?;
+    serve(|request| start_account_export(&state, request)).await
+}
