@@ -83,6 +83,9 @@ pub struct Config {
     pub summary_input_tokens: usize,
     /// Conversations one run of an account export writes at most.
     pub export_conversations_per_run: usize,
+    /// Attempts the DynamoDB client makes of each call (the first and its retries) before a
+    /// throttled or unreachable table is a 503.
+    pub store_max_attempts: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,6 +103,10 @@ impl std::fmt::Debug for Config {
             .finish()
     }
 }
+
+/// Attempts of each DynamoDB call: with the backoff below, a call gives up within about 2 s
+/// of throttling, well inside the API's 29 s.
+pub const DEFAULT_STORE_MAX_ATTEMPTS: u64 = 4;
 
 impl Config {
     pub fn from_env() -> Result<Self, Error> {
@@ -259,7 +266,10 @@ impl Config {
             crate::account_export::CONVERSATIONS_PER_RUN as u64,
         )?
         .min(10_000) as usize;
+        let store_max_attempts =
+            number("DYNAMODB_MAX_ATTEMPTS", DEFAULT_STORE_MAX_ATTEMPTS)?.min(10) as u32;
         Ok(Self {
+            store_max_attempts,
             export_conversations_per_run,
             summary_every,
             summary_input_tokens,

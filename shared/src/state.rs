@@ -87,7 +87,11 @@ impl State {
                 .build(),
         );
         let mut store = Store::new(
-            aws_sdk_dynamodb::Client::new(sdk),
+            aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk)
+                    .retry_config(store_retries(config.store_max_attempts))
+                    .build(),
+            ),
             config.table_name.clone(),
         )
         .with_clock(clock.clone());
@@ -189,4 +193,15 @@ impl State {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+}
+
+/// The DynamoDB client's retry policy: the SDK's standard mode (throttling, transient and
+/// connection errors are retried, with exponential backoff and jitter, while its retry quota
+/// lasts), `attempts` in all, the first retry after about 25 ms and none more than 1 s
+/// later. What still fails is `Error::Unavailable`: 503 with `Retry-After`.
+pub fn store_retries(attempts: u32) -> aws_sdk_dynamodb::config::retry::RetryConfig {
+    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+        .with_max_attempts(attempts)
+        .with_initial_backoff(std::time::Duration::from_millis(25))
+        .with_max_backoff(std::time::Duration::from_secs(1))
 }

@@ -15,6 +15,7 @@ use shared::config::Config;
 use shared::http::State;
 
 pub mod asl;
+pub mod proxy;
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -39,6 +40,21 @@ pub async fn state_with_clock(clock: Arc<dyn Clock>) -> State {
 /// Like [`state`], with some configuration variables set as given (the rest from the
 /// environment `scripts/test.sh` sets up) and time from `clock`.
 pub async fn state_configured(overrides: &[(&str, &str)], clock: Arc<dyn Clock>) -> State {
+    state_reaching(None, overrides, clock).await
+}
+
+/// Like [`state_configured`], with the handlers' AWS calls sent to `endpoint` (a
+/// [`proxy::FaultProxy`] in front of the local server); the table and bucket are made
+/// directly.
+pub async fn state_through(endpoint: &str, overrides: &[(&str, &str)]) -> State {
+    state_reaching(Some(endpoint), overrides, Arc::new(SystemClock)).await
+}
+
+async fn state_reaching(
+    endpoint: Option<&str>,
+    overrides: &[(&str, &str)],
+    clock: Arc<dyn Clock>,
+) -> State {
     if std::env::var("AWS_ENDPOINT_URL").is_err() {
         panic!("AWS_ENDPOINT_URL is not set: run the tests through scripts/test.sh, which starts the local servers");
     }
@@ -78,7 +94,11 @@ pub async fn state_configured(overrides: &[(&str, &str)], clock: Arc<dyn Clock>)
             .or_else(|| std::env::var(name).ok()),
     })
     .expect("a valid configuration");
-    State::with_clock(config, &sdk, clock)
+    let handlers_sdk = match endpoint {
+        Some(endpoint) => aws_config::from_env().endpoint_url(endpoint).load().await,
+        None => sdk,
+    };
+    State::with_clock(config, &handlers_sdk, clock)
 }
 
 /// A fresh user id, unique to the calling test.
@@ -151,6 +171,7 @@ pub struct Client {
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Reply {
@@ -175,6 +196,7 @@ impl Client {
         }
         let response = request.send().await.expect("the local API answers");
         let status = response.status();
+        let headers = response.headers().clone();
         let text = response.text().await.expect("a body");
         let body = if text.is_empty() {
             Value::Null
@@ -182,7 +204,11 @@ impl Client {
             serde_json::from_str(&text)
                 .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
         };
-        Reply { status, body }
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {

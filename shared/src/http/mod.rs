@@ -816,8 +816,19 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
 /// carries internals. Server-side failures are logged with their whole cause chain.
 pub fn error_response(error: &Error) -> Response<Body> {
     let (status, detail) = error_detail(error);
-    json(status, &ErrorBody { error: detail })
+    let mut response = json(status, &ErrorBody { error: detail });
+    // Busy, or not run for lack of time: worth sending again shortly.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }
+
+/// What a 503 tells the client to wait before sending the request again.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// An error's status and the detail the client sees (also each failed batch operation's).
 fn error_detail(error: &Error) -> (StatusCode, ErrorDetail) {

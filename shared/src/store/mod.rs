@@ -1321,15 +1321,23 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let throttled = matches!(
+    // Throttled, or the store unreachable or failing on its side (after the SDK's own
+    // retries): the client may retry, and nothing was left half-written (every multi-item
+    // write is one transaction).
+    let unavailable = matches!(
         error.code(),
         Some(
             "ProvisionedThroughputExceededException"
                 | "ThrottlingException"
                 | "RequestLimitExceeded"
+                | "InternalServerError"
+                | "ServiceUnavailable"
         )
+    ) || matches!(
+        error,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
     );
-    if throttled {
+    if unavailable {
         Error::Unavailable(Box::new(error))
     } else {
         Error::internal(context, error)
