@@ -15,8 +15,10 @@
 //! JSON export (`crate::export::ConversationExport`), so an import reads either. Markdown, if
 //! asked, is a second file with every conversation one after the other.
 //!
-//! A run that fails is counted on the job (a change too, so the next run tries again at
-//! once); after `MAX_FAILED_RUNS` in a row the export is `failed` with the reason.
+//! Every attempt at a run is counted on the job before it starts (a change too, so when an
+//! attempt fails, crashes or times out, the next one follows, after a growing wait); after
+//! `MAX_FAILED_RUNS` attempts at one run the export is `failed`. A user has one export
+//! running at a time.
 
 use std::time::Duration;
 
@@ -36,8 +38,10 @@ pub const EXPORT_RETENTION_DAYS: i64 = 7;
 pub const CONVERSATIONS_PER_RUN: usize = 500;
 /// Conversations read per page of the creation-order listing.
 const LISTING_PAGE: usize = 25;
-/// Failed runs in a row after which the export is given up.
+/// Attempts at one run after which the export is given up.
 pub const MAX_FAILED_RUNS: u32 = 5;
+/// The wait before the first attempt after a failed one (`EXPORT_RETRY_BASE_MS`).
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(2);
 /// Characters of a client's export id at most.
 const MAX_CLIENT_EXPORT_ID_CHARS: usize = 128;
 /// Ids derived from a client's export id live in a namespace of their own.
@@ -110,6 +114,8 @@ pub enum RunOutcome {
     Nothing,
     /// A checkpoint was recorded; the next run continues.
     Continued { conversations: u64 },
+    /// Too many attempts at one run failed: the export is failed.
+    GaveUp,
     /// The files are made.
     Finished { conversations: u64 },
 }
@@ -120,6 +126,7 @@ pub struct AccountExports {
     store: Store,
     exports: Exports,
     conversations_per_run: usize,
+    retry_base: Duration,
 }
 
 impl AccountExports {
@@ -128,12 +135,19 @@ impl AccountExports {
             store,
             exports,
             conversations_per_run,
+            retry_base: DEFAULT_RETRY_BASE,
         }
     }
 
+    /// How long the first attempt after a failed one waits (each later one twice as long).
+    pub fn with_retry_base(self, retry_base: Duration) -> Self {
+        Self { retry_base, ..self }
+    }
+
     /// Records a new export (it starts within seconds, from the table's stream). With a
-    /// client export id, a start sent again answers the export the first one made. Returns
-    /// the job and whether this call created it.
+    /// client export id, a start sent again answers the export the first one made; while an
+    /// export of the user's runs, a start answers that one. Returns the job and whether this
+    /// call created it.
     pub async fn start(
         &self,
         user: &UserId,
@@ -154,6 +168,10 @@ impl AccountExports {
             now,
             now + chrono::Duration::days(EXPORT_RETENTION_DAYS),
         );
+        // One export at a time: a start while one runs answers the running one.
+        if let Some(running) = self.store.running_export(user).await? {
+            return Ok((running, false));
+        }
         if self.store.put_new_export(&job).await? {
             crate::metrics::account_export("Started");
             return Ok((job, true));
@@ -207,10 +225,37 @@ impl AccountExports {
         now: DateTime<Utc>,
     ) -> Result<RunOutcome, Error> {
         let started = Instant::now();
-        let Some(job) = self.store.export_job(user, id).await? else {
+        let Some(mut job) = self.store.export_job(user, id).await? else {
             return Ok(RunOutcome::Nothing);
         };
         if job.status != ExportStatus::Running || job.chunk != chunk {
+            return Ok(RunOutcome::Nothing);
+        }
+        if job.failures >= MAX_FAILED_RUNS {
+            job.status = ExportStatus::Failed;
+            job.error = Some(format!(
+                "the export could not be written after {MAX_FAILED_RUNS} attempts; start a new one"
+            ));
+            job.finished_at = Some(crate::keys::sortable_time(now));
+            job.updated_at = now;
+            if self.store.save_export(&job, chunk).await? {
+                crate::metrics::account_export("Failed");
+            }
+            return Ok(RunOutcome::GaveUp);
+        }
+        if job.failures > 0 {
+            // Attempts after a failure wait longer and longer (a throttled table recovers).
+            let wait = self
+                .retry_base
+                .saturating_mul(1 << (job.failures - 1).min(6));
+            tokio::time::sleep(wait.min(budget / 2)).await;
+        }
+        // Every attempt is counted before it starts, so one that never ends (a crash, a
+        // timeout) counts too; the count is a change of the job, which brings the next
+        // attempt if this one does not record its checkpoint.
+        job.failures += 1;
+        job.updated_at = now;
+        if !self.store.save_export(&job, chunk).await? {
             return Ok(RunOutcome::Nothing);
         }
         let mut writers = self.writers(bucket, &job).await?;
@@ -257,7 +302,8 @@ impl AccountExports {
             next.uploads.clear();
             for (format, writer) in writers {
                 let key = writer.key().to_owned();
-                let bytes = writer.finish().await?;
+                // An attempt that made a file but could not record it left it made.
+                let bytes = writer.finish_or_found().await?;
                 next.files.push(ExportFile { format, key, bytes });
             }
             next.status = ExportStatus::Done;
@@ -286,35 +332,6 @@ impl AccountExports {
                 conversations: next.conversations,
             })
         }
-    }
-
-    /// Counts a failed run of export `id` at `chunk` (which makes the next run try again);
-    /// after `MAX_FAILED_RUNS` in a row, the export is failed with `reason`.
-    pub async fn record_failure(
-        &self,
-        user: &UserId,
-        id: &uuid::Uuid,
-        chunk: u32,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let Some(mut job) = self.store.export_job(user, id).await? else {
-            return Ok(());
-        };
-        if job.status != ExportStatus::Running || job.chunk != chunk {
-            return Ok(());
-        }
-        job.failures += 1;
-        job.updated_at = now;
-        if job.failures >= MAX_FAILED_RUNS {
-            job.status = ExportStatus::Failed;
-            job.error = Some(reason.to_owned());
-            job.finished_at = Some(crate::keys::sortable_time(now));
-            crate::metrics::account_export("Failed");
-        }
-        // The chunk stays: a failed run records no progress.
-        self.store.save_export(&job, chunk).await?;
-        Ok(())
     }
 
     /// The files' writers: started by the first run, continued by every later one.

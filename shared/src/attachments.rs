@@ -624,6 +624,28 @@ impl ObjectWriter {
         }
     }
 
+    /// Like [`finish`](Self::finish), but the upload is never given up, and an object an
+    /// earlier attempt already made (its record of it lost) counts as made when its size is
+    /// the size written.
+    pub async fn finish_or_found(mut self) -> Result<u64, Error> {
+        let Err(error) = self.complete().await else {
+            return Ok(self.written);
+        };
+        let found = self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await;
+        match found {
+            Ok(head) if head.content_length() == i64::try_from(self.written).ok() => {
+                Ok(self.written)
+            }
+            _ => Err(error),
+        }
+    }
+
     async fn complete(&mut self) -> Result<(), Error> {
         if !self.buffer.is_empty() || self.parts.is_empty() {
             self.upload_part().await?;

@@ -83,6 +83,8 @@ pub struct Config {
     pub summary_input_tokens: usize,
     /// Conversations one run of an account export writes at most.
     pub export_conversations_per_run: usize,
+    /// The wait before an account export's first attempt after a failed one.
+    pub export_retry_base: Duration,
     /// Attempts the DynamoDB client makes of each call (the first and its retries) before a
     /// throttled or unreachable table is a 503.
     pub store_max_attempts: u32,
@@ -268,7 +270,12 @@ impl Config {
         .min(10_000) as usize;
         let store_max_attempts =
             number("DYNAMODB_MAX_ATTEMPTS", DEFAULT_STORE_MAX_ATTEMPTS)?.min(10) as u32;
+        let export_retry_base = Duration::from_millis(number(
+            "EXPORT_RETRY_BASE_MS",
+            crate::account_export::DEFAULT_RETRY_BASE.as_millis() as u64,
+        )?);
         Ok(Self {
+            export_retry_base,
             store_max_attempts,
             export_conversations_per_run,
             summary_every,

@@ -238,7 +238,15 @@ impl Exports {
             Title::parse(title)?;
         }
         Tags::parse(&c.tags)?;
-        let item = ConversationItem::imported(user, c);
+        let mut item = ConversationItem::imported(user, c);
+        // The exported summary already covers the exported messages: it is not made again.
+        if item.summary.is_some() {
+            if let Some(newest) = export.messages.iter().max_by_key(|m| (m.timestamp, m.id)) {
+                item.summarized_through = c.message_count;
+                item.summarized_until =
+                    Some(crate::keys::message_sort_key(newest.timestamp, &newest.id));
+            }
+        }
         let created = match self.store.create_conversation_with_id(&item).await? {
             Creation::Created => true,
             Creation::AlreadyExists => false,

@@ -137,7 +137,8 @@ impl State {
             store.clone(),
             exports.clone(),
             config.export_conversations_per_run,
-        );
+        )
+        .with_retry_base(config.export_retry_base);
         let migrator = Migrator::new(
             store.clone(),
             MigrationOptions {

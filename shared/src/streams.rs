@@ -342,9 +342,10 @@ pub async fn summarize_conversations(
     Ok(DynamoDbEventResponse::default())
 }
 
-/// Does the next run of every running export the records show. A run that fails is counted
-/// on its job (which makes the job change, so the next run tries again); only when even that
-/// cannot be written is the record reported, for Lambda to deliver again.
+/// Does the next run of every running export the records show. Each attempt is counted on
+/// its job before it starts (a change, which brings the next attempt when this one fails);
+/// a run that failed before its attempt was counted reports its record, for Lambda to
+/// deliver again.
 pub async fn run_account_exports(
     state: &State,
     event: LambdaEvent<Event>,
@@ -377,15 +378,14 @@ pub async fn run_account_exports(
             .await;
         if let Err(error) = ran {
             tracing::error!(error = %chain(&error), chunk = job.chunk, "an export run failed");
-            let reason = format!(
-                "the export could not be written ({}); start a new one",
-                error.kind()
-            );
-            let recorded = exports
-                .record_failure(user, id, job.chunk, &reason, state.now())
-                .await;
-            if let Err(error) = recorded {
-                tracing::error!(error = %chain(&error), "could not record a failed export run");
+            // An attempt counted on the job brings the next one by itself; one that failed
+            // before it was counted needs this record delivered again.
+            let counted = exports.status(user, id).await.is_ok_and(|now| {
+                now.chunk != job.chunk
+                    || now.failures > job.failures
+                    || now.status != ExportStatus::Running
+            });
+            if !counted {
                 return Ok(failed_from(Some(record)));
             }
         }

@@ -31,6 +31,8 @@ use crate::store::{ConversationItem, Store, SummaryUpdate};
 pub const DEFAULT_SUMMARY_EVERY: u64 = 20;
 /// Messages read for one summary at most.
 pub const SUMMARY_WINDOW: usize = 200;
+/// Messages read at a time (each up to 2 MiB: pages keep a run's memory small).
+const SUMMARY_PAGE: usize = 20;
 /// Tokens of messages sent for one summary at most (`SUMMARY_INPUT_TOKENS`).
 pub const DEFAULT_SUMMARY_INPUT_TOKENS: usize = 12_000;
 /// Characters of one message sent at most: a very long message is represented by its start.
@@ -119,9 +121,16 @@ impl Summaries {
         if !self.is_due(&conversation) {
             return Ok(SummaryOutcome::NotDue);
         }
+        // About four characters a token: enough text for the budget, which `request` fills.
         let messages = self
             .store
-            .messages_to_summarize(&conversation, SUMMARY_WINDOW)
+            .messages_to_summarize(
+                &conversation,
+                SUMMARY_PAGE,
+                SUMMARY_WINDOW,
+                self.settings.input_tokens.saturating_mul(4),
+                MESSAGE_EXCERPT_CHARS,
+            )
             .await?;
         let (request, taken) = self.request(conversation.summary.as_deref(), &messages);
         let update = match messages[..taken].last() {

@@ -24,7 +24,10 @@ use local::{StreamConsumer, StreamPoller};
 async fn api_with_exporter(per_run: &str) -> (LocalApi, StreamPoller) {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let state = state_configured(
-        &[("EXPORT_CONVERSATIONS_PER_RUN", per_run)],
+        &[
+            ("EXPORT_CONVERSATIONS_PER_RUN", per_run),
+            ("EXPORT_RETRY_BASE_MS", "10"),
+        ],
         Arc::new(shared::clock::SystemClock),
     )
     .await;
@@ -120,6 +123,10 @@ async fn an_account_export_holds_every_conversation_once_written_in_bounded_runs
     let retried = alice.post("/exports", request).await;
     assert_eq!(retried.status, StatusCode::ACCEPTED);
     assert_eq!(retried.body["id"], id.as_str());
+    // One export at a time: a new start while it runs answers the running one.
+    let another = alice.post("/exports", json!({})).await;
+    assert_eq!(another.status, StatusCode::ACCEPTED);
+    assert_eq!(another.body["id"], id.as_str());
 
     let (done, polls) = until_finished(&mut poller, &alice, &id).await;
     assert_eq!(done["status"], "done", "{done:?}");
@@ -313,7 +320,8 @@ async fn a_run_that_stopped_half_way_is_done_again_from_the_last_checkpoint() {
     // The second run writes its first 8 MiB part and its own carry, then stops before it can
     // record them (the function was stopped: its checkpoint write never reaches the table).
     let crashing_store = Store::new(
-        FaultyWrites::client(1, Fault::BeforeSending).await,
+        // Its first write (the attempt's count) goes through; the checkpoint does not.
+        FaultyWrites::client(2, Fault::BeforeSending).await,
         &state.config.table_name,
     )
     .with_content_objects(ContentObjects::new(
@@ -325,10 +333,12 @@ async fn a_run_that_stopped_half_way_is_done_again_from_the_last_checkpoint() {
         .run(bucket, &owner, &id, 1, budget, Utc::now())
         .await;
     assert!(stopped.is_err());
+    let after_crash = exports.status(&owner, &id).await.unwrap();
+    assert_eq!(after_crash.failures, 1, "the attempt was counted");
     assert_eq!(
-        exports.status(&owner, &id).await.unwrap(),
-        checkpoint,
-        "nothing recorded"
+        (after_crash.chunk, &after_crash.cursor, &after_crash.uploads),
+        (checkpoint.chunk, &checkpoint.cursor, &checkpoint.uploads),
+        "no progress recorded"
     );
 
     // Done again from the checkpoint: the same part number is written again.
@@ -339,6 +349,7 @@ async fn a_run_that_stopped_half_way_is_done_again_from_the_last_checkpoint() {
     assert_eq!(again, RunOutcome::Continued { conversations: 2 });
     let second = exports.status(&owner, &id).await.unwrap();
     assert_eq!(second.uploads[0].parts.len(), 1, "one 8 MiB part");
+    assert_eq!(second.failures, 0, "a recorded run clears the count");
     // A record of an earlier run delivered again changes nothing.
     let stale = exports
         .run(bucket, &owner, &id, 1, budget, Utc::now())

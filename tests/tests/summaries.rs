@@ -305,3 +305,57 @@ async fn a_long_migrated_conversation_is_summarized_a_window_at_a_time_to_its_en
     assert!(item.summary.unwrap().contains("Entry 450"));
     assert!(rounds >= 3, "windows of at most 200 messages: {rounds}");
 }
+
+#[tokio::test]
+async fn an_imported_summary_is_kept_and_not_made_again() {
+    use shared::export::{ConversationExport, ExportedConversation, ExportedMessage};
+    let state = state_configured(
+        &[("SUMMARY_EVERY_MESSAGES", "20")],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let id = ConversationId::generate();
+    let at = Utc::now() - Duration::days(30);
+    let messages: Vec<ExportedMessage> = (0..30)
+        .map(|n| ExportedMessage {
+            id: shared::model::MessageId::generate(),
+            role: shared::model::Role::User,
+            content: format!("old message {n}"),
+            timestamp: at + Duration::minutes(n),
+            attachments: vec![],
+            metadata: Default::default(),
+            client_message_id: None,
+        })
+        .collect();
+    let export = ConversationExport {
+        format_version: 1,
+        exported_at: Utc::now(),
+        conversation: ExportedConversation {
+            id,
+            title: "Restored".into(),
+            user_title: Some("Restored".into()),
+            auto_title: None,
+            created_at: at,
+            last_activity: at + Duration::minutes(29),
+            updated_at: at + Duration::minutes(29),
+            is_archived: false,
+            tags: vec![],
+            summary: Some("They restored an old chat.".into()),
+            message_count: 30,
+        },
+        messages,
+    };
+    state
+        .exports
+        .import_conversation(&owner, &export)
+        .await
+        .unwrap();
+    let item = stored(&state, &user, &id.to_string()).await;
+    assert_eq!(item.summary.as_deref(), Some("They restored an old chat."));
+    assert_eq!(item.summarized_through, 30);
+    assert!(!state.summaries.is_due(&item));
+    let outcome = state.summaries.summarize(&owner, &id, Utc::now()).await;
+    assert_eq!(outcome.unwrap(), SummaryOutcome::NotDue);
+}

@@ -137,6 +137,30 @@ impl Store {
             .transpose()
     }
 
+    /// The user's running export, if any (the user's exports are the few of the last days).
+    pub async fn running_export(&self, user: &UserId) -> Result<Option<ExportJob>, Error> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .filter_expression("#status = :running")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pk", s(&keys::export_partition(user)))
+            .expression_attribute_values(":running", s("running"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("find a running export", e))?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(from_item)
+            .transpose()
+    }
+
     /// Replaces the job with `job` if it is still at `chunk` (the run that read it is the
     /// only one to move it on). Returns false, changing nothing, when another run did.
     pub async fn save_export(&self, job: &ExportJob, chunk: u32) -> Result<bool, Error> {

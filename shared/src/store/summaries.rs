@@ -21,21 +21,38 @@ pub struct SummaryUpdate {
 }
 
 impl Store {
-    /// Up to `limit` messages of the conversation after the last one its summary took in,
-    /// oldest first, with their content.
+    /// Messages of the conversation after the last one its summary took in, oldest first,
+    /// with their content: read a page of `page` at a time while they stay within `chars` (by
+    /// their first `excerpt_chars` each) and `limit`, so a run over very long messages never
+    /// holds more than a page of them beyond what it sends.
     pub async fn messages_to_summarize(
         &self,
         conversation: &ConversationItem,
+        page: usize,
         limit: usize,
+        chars: usize,
+        excerpt_chars: usize,
     ) -> Result<Vec<Message>, Error> {
         let user = &conversation.user_id;
         let id = &conversation.conversation_id;
-        let after = conversation
+        let mut after = conversation
             .summarized_until
             .as_deref()
             .map(|sort_key| item_key(&keys::conversation_partition(user, id), sort_key));
-        let (messages, _) = self.messages_oldest_first(user, id, after, limit).await?;
-        Ok(messages)
+        let mut messages = Vec::new();
+        let mut used = 0;
+        loop {
+            let wanted = page.min(limit - messages.len());
+            let (found, next) = self.messages_oldest_first(user, id, after, wanted).await?;
+            for message in found {
+                used += message.content.chars().take(excerpt_chars).count();
+                messages.push(message);
+            }
+            match next {
+                Some(next) if used < chars && messages.len() < limit => after = Some(next),
+                _ => return Ok(messages),
+            }
+        }
     }
 
     /// Stores `update` as the conversation's summary if its summary still reaches exactly
