@@ -15,6 +15,9 @@ source scripts/env.sh
 # than production's 50, so a busy CPU is not taken for a failing cache (tests that want the
 # cache to fail stop it, or point it at a port that never answers).
 export CACHE_TIMEOUT_MS=${CACHE_TIMEOUT_MS:-250}
+# Property tests (arbitrary bodies, cursors and stream images never panic the parsers): 256
+# cases each here; PROPTEST_CASES=100000 scripts/test.sh searches longer.
+export PROPTEST_CASES=${PROPTEST_CASES:-256}
 
 echo "== cargo fmt"
 cargo fmt --all -- --check

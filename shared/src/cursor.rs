@@ -94,6 +94,26 @@ mod tests {
         assert!(signer.decode("mallory/list", &cursor).is_err());
     }
 
+    proptest::proptest! {
+        /// Anything sent as a cursor is refused or decoded, never a panic.
+        #[test]
+        fn any_string_as_a_cursor_never_panics(cursor in "\\PC{0,300}", scope in "\\PC{0,40}") {
+            let _ = CursorSigner::new(b"secret").decode(&scope, &cursor);
+        }
+
+        /// Even a payload carrying a genuine signature (what only the server can make) is
+        /// refused unless it is a cursor's, never a panic.
+        #[test]
+        fn signed_garbage_never_panics(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let signer = CursorSigner::new(b"secret");
+            let body = URL_SAFE_NO_PAD.encode(&payload);
+            let mut mac = signer.mac();
+            mac.update(body.as_bytes());
+            let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+            let _ = signer.decode("alice/list", &format!("{body}.{signature}"));
+        }
+    }
+
     #[test]
     fn a_tampered_cursor_is_rejected() {
         let signer = CursorSigner::new(b"secret");

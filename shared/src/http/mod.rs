@@ -3,6 +3,8 @@
 //! local gateway runs the same ones.
 
 mod batch;
+#[cfg(test)]
+mod no_panics;
 mod request;
 pub mod wire;
 

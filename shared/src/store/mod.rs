@@ -21,6 +21,8 @@ mod content;
 mod exports;
 mod memory;
 mod migration;
+#[cfg(test)]
+mod no_panics;
 mod operations;
 mod search;
 mod summaries;
