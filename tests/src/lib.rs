@@ -101,6 +101,23 @@ async fn state_reaching(
     State::with_clock(config, &handlers_sdk, clock)
 }
 
+/// The local API over a state configured with `overrides`, and the table's stream feeding
+/// `consumer` as Lambda's event source mapping feeds that function in AWS (tests drive it
+/// with `poll_once`).
+pub async fn api_feeding(
+    consumer: local::StreamConsumer,
+    overrides: &[(&str, &str)],
+) -> (LocalApi, local::StreamPoller) {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let state = state_configured(overrides, Arc::new(SystemClock)).await;
+    let api = LocalApi::serving(state).await;
+    let poller =
+        local::StreamPoller::from_latest(api.state.clone(), &template(), Some(&[consumer]))
+            .await
+            .expect("the table has a stream");
+    (api, poller)
+}
+
 /// A fresh user id, unique to the calling test.
 pub fn new_user() -> String {
     format!("user-{}", uuid::Uuid::new_v4())
@@ -555,6 +572,57 @@ pub async fn s3() -> aws_sdk_s3::Client {
             .force_path_style(true)
             .build(),
     )
+}
+
+/// Measures what a DynamoDB client writes: the bytes of its write requests' bodies (PutItem,
+/// UpdateItem, DeleteItem, BatchWriteItem, TransactWriteItems) and how many it sends.
+#[derive(Debug, Default, Clone)]
+pub struct WriteMeter {
+    pub bytes: Arc<std::sync::atomic::AtomicU64>,
+    pub calls: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl WriteMeter {
+    /// A client of the local server whose writes are measured, and the meter.
+    pub async fn client() -> (aws_sdk_dynamodb::Client, Self) {
+        let meter = Self::default();
+        let sdk = aws_config::load_from_env().await;
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(meter.clone())
+                .build(),
+        );
+        (client, meter)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for WriteMeter {
+    fn name(&self) -> &'static str {
+        "WriteMeter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if FaultyWrites::is_write(cfg) {
+            let body = context.request().body().bytes().map_or(0, <[u8]>::len);
+            self.bytes
+                .fetch_add(body as u64, std::sync::atomic::Ordering::SeqCst);
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
 }
 
 /// Counts every DynamoDB call a client makes (for the benchmarks' round-trip figures).

@@ -4,7 +4,6 @@
 //! keeps failing says so; only ever the caller's own.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,31 +14,21 @@ use shared::export::{ConversationExport, Exports};
 use shared::model::UserId;
 use shared::state::State;
 use shared::store::{ContentObjects, ExportStatus, Store};
-use tests::{new_user, state_configured, template, Client, Fault, FaultyWrites, LocalApi};
+use tests::{new_user, Client, Fault, FaultyWrites, LocalApi};
 
 use local::{StreamConsumer, StreamPoller};
 
 /// The local API whose exports write `per_run` conversations a run, the exporter fed from
 /// the stream.
 async fn api_with_exporter(per_run: &str) -> (LocalApi, StreamPoller) {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let state = state_configured(
+    tests::api_feeding(
+        StreamConsumer::RunAccountExports,
         &[
             ("EXPORT_CONVERSATIONS_PER_RUN", per_run),
             ("EXPORT_RETRY_BASE_MS", "10"),
         ],
-        Arc::new(shared::clock::SystemClock),
-    )
-    .await;
-    let api = LocalApi::serving(state).await;
-    let poller = StreamPoller::from_latest(
-        api.state.clone(),
-        &template(),
-        Some(&[StreamConsumer::RunAccountExports]),
     )
     .await
-    .expect("the table has a stream");
-    (api, poller)
 }
 
 /// Feeds the stream to the exporter until the export is no longer running; returns it and

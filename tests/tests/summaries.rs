@@ -18,8 +18,7 @@ use shared::state::State;
 use shared::store::ConversationItem;
 use shared::summaries::{Summaries, SummaryOutcome};
 use tests::{
-    append_directly, conversation_saying, new_user, state_configured, template, workspace_root,
-    LocalApi,
+    append_directly, conversation_saying, new_user, state_configured, workspace_root, LocalApi,
 };
 
 use local::{StreamConsumer, StreamPoller};
@@ -29,21 +28,11 @@ const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
 
 /// The local API with summaries every `every` messages, the summarizer fed from the stream.
 async fn api_with_summarizer(every: &str) -> (LocalApi, StreamPoller) {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let state = state_configured(
+    tests::api_feeding(
+        StreamConsumer::SummarizeConversations,
         &[("SUMMARY_EVERY_MESSAGES", every)],
-        Arc::new(shared::clock::SystemClock),
-    )
-    .await;
-    let api = LocalApi::serving(state).await;
-    let poller = StreamPoller::from_latest(
-        api.state.clone(),
-        &template(),
-        Some(&[StreamConsumer::SummarizeConversations]),
     )
     .await
-    .expect("the table has a stream");
-    (api, poller)
 }
 
 async fn stored(state: &State, user: &str, id: &str) -> ConversationItem {

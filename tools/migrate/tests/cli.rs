@@ -23,6 +23,23 @@ fn migrate(state: &State, args: &[&str]) -> Output {
     output
 }
 
+/// `numina-migrate --user USER --import PATH` into `state`'s table and bucket; its stdout.
+fn import_for(state: &State, user: &str, path: &std::path::Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
+        .args(["--user", user, "--import", path.to_str().unwrap()])
+        .env("TABLE_NAME", &state.config.table_name)
+        .env(
+            "ATTACHMENTS_BUCKET",
+            state.config.attachments_bucket.as_deref().unwrap(),
+        )
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .output()
+        .expect("run numina-migrate");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success());
+    stdout(&output)
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -249,21 +266,7 @@ async fn a_conversation_export_is_imported_with_its_long_content_and_only_once()
     };
     let path = std::env::temp_dir().join(format!("export-{id}.json"));
     std::fs::write(&path, serde_json::to_vec(&export).unwrap()).unwrap();
-    let import = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
-            .args(["--user", &user, "--import", path.to_str().unwrap()])
-            .env("TABLE_NAME", &state.config.table_name)
-            .env(
-                "ATTACHMENTS_BUCKET",
-                state.config.attachments_bucket.as_deref().unwrap(),
-            )
-            .env("S3_FORCE_PATH_STYLE", "true")
-            .output()
-            .expect("run numina-migrate");
-        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        assert!(output.status.success());
-        stdout(&output)
-    };
+    let import = || import_for(&state, &user, &path);
     assert!(import().contains("created, 2 messages stored, 0 already present"));
     assert!(import().contains("already there, 0 messages stored, 2 already present"));
 
@@ -329,21 +332,7 @@ async fn an_account_export_imported_elsewhere_exports_the_same() {
     let elsewhere = state().await;
     let path = std::env::temp_dir().join(format!("account-{user}.jsonl"));
     std::fs::write(&path, &file).unwrap();
-    let import = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
-            .args(["--user", &user, "--import", path.to_str().unwrap()])
-            .env("TABLE_NAME", &elsewhere.config.table_name)
-            .env(
-                "ATTACHMENTS_BUCKET",
-                elsewhere.config.attachments_bucket.as_deref().unwrap(),
-            )
-            .env("S3_FORCE_PATH_STYLE", "true")
-            .output()
-            .expect("run numina-migrate");
-        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        assert!(output.status.success());
-        stdout(&output)
-    };
+    let import = || import_for(&elsewhere, &user, &path);
     let imported = import();
     assert_eq!(imported.matches(": created,").count(), 2, "{imported}");
     assert_eq!(
