@@ -81,23 +81,28 @@ def append_section(ours, peer):
 
 def others_section():
     lines = ["## Other results", ""]
-    cache = load("cache-list.json")
-    if cache:
-        lines += ["**A conversation list request, by cache state** ([cache-list.json](benchmarks/cache-list.json)):", ""]
-        lines += ["| scenario | median µs | p95 µs | store calls per request |", "|---|---:|---:|---:|"]
-        for r in cache["results"]:
-            lines.append(
-                f"| {r['scenario']} | {r['medianMicros']} | {r['p95Micros']} | {r['storeCallsPerRequest']} |"
-            )
-        lines.append("")
-    context = load("context-selection.json")
-    if context:
-        lines += ["**Context selection over a 10,000-message conversation** ([context-selection.json](benchmarks/context-selection.json)):", ""]
-        lines += ["| scenario | median µs | p95 µs | messages kept |", "|---|---:|---:|---:|"]
-        for r in context["results"]:
-            lines.append(
-                f"| {r['scenario']} | {r['medianMicros']} | {r['p95Micros']} | {r['messagesKept']} |"
-            )
+    for name, title, columns in [
+        (
+            "cache-list.json",
+            "A conversation list request, by cache state",
+            [("median µs", "medianMicros"), ("p95 µs", "p95Micros"),
+             ("store calls per request", "storeCallsPerRequest")],
+        ),
+        (
+            "context-selection.json",
+            "Context selection over a 10,000-message conversation",
+            [("median µs", "medianMicros"), ("p95 µs", "p95Micros"),
+             ("messages kept", "messagesKept")],
+        ),
+    ]:
+        results = load(name)
+        if not results:
+            continue
+        lines += [f"**{title}** ([{name}](benchmarks/{name})):", ""]
+        lines.append("| scenario | " + " | ".join(head for head, _ in columns) + " |")
+        lines.append("|---|" + "---:|" * len(columns))
+        for r in results["results"]:
+            lines.append(f"| {r['scenario']} | " + " | ".join(str(r[key]) for _, key in columns) + " |")
         lines.append("")
     for name, title in [
         ("migration-throughput.json", "Migration throughput (batched against one message per call)"),

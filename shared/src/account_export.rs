@@ -298,8 +298,8 @@ impl AccountExports {
         next.error = None;
         next.updated_at = now;
         let carried: Vec<String> = job.uploads.iter().filter_map(|u| u.carry.clone()).collect();
+        next.uploads.clear();
         if finished {
-            next.uploads.clear();
             for (format, writer) in writers {
                 let key = writer.key().to_owned();
                 // An attempt that made a file but could not record it left it made.
@@ -309,7 +309,6 @@ impl AccountExports {
             next.status = ExportStatus::Done;
             next.finished_at = Some(crate::keys::sortable_time(now));
         } else {
-            next.uploads.clear();
             for (_, writer) in writers {
                 let carry = format!("{}.carry-{}", writer.key(), next.chunk);
                 next.uploads.push(writer.checkpoint(&carry).await?);

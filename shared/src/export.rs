@@ -48,14 +48,14 @@ impl ExportFormat {
         }
     }
 
-    pub(crate) fn extension(self) -> &'static str {
+    fn extension(self) -> &'static str {
         match self {
             Self::Json => "json",
             Self::Markdown => "md",
         }
     }
 
-    pub(crate) fn content_type(self) -> &'static str {
+    fn content_type(self) -> &'static str {
         match self {
             Self::Json => "application/json",
             Self::Markdown => "text/markdown; charset=utf-8",

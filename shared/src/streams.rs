@@ -38,6 +38,14 @@ use crate::store::{ConversationItem, ExportJob, ExportStatus, IndexChange, Store
 /// Time kept back from the invocation's deadline to report back before Lambda stops us.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
+/// The time from now to the invocation's deadline (Lambda's, in epoch milliseconds).
+fn time_left(deadline_ms: u64) -> Duration {
+    let left = i64::try_from(deadline_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(Utc::now().timestamp_millis());
+    Duration::from_millis(u64::try_from(left).unwrap_or(0))
+}
+
 #[derive(Deserialize)]
 struct TableKeys {
     #[serde(rename = "PK")]
@@ -52,7 +60,7 @@ pub async fn purge_deleted_conversations(
     state: &State,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+    let deadline_ms = event.context.deadline;
     let mut response = DynamoDbEventResponse::default();
     for record in event.payload.records {
         if record.event_name != "REMOVE" {
@@ -68,9 +76,7 @@ pub async fn purge_deleted_conversations(
             tracing::warn!("stream record with an unexpected partition key; skipped");
             continue;
         };
-        let left_ms = deadline_ms.saturating_sub(Utc::now().timestamp_millis());
-        let budget = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
-            .saturating_sub(DEADLINE_MARGIN);
+        let budget = time_left(deadline_ms).saturating_sub(DEADLINE_MARGIN);
         let finished = match state
             .conversations
             .purge(&user, &conversation, budget)
@@ -299,7 +305,7 @@ pub async fn summarize_conversations(
     state: &State,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+    let deadline_ms = event.context.deadline;
     let summaries = &state.summaries;
     let mut seen = std::collections::BTreeSet::new();
     for record in &event.payload.records {
@@ -315,9 +321,7 @@ pub async fn summarize_conversations(
         {
             continue;
         }
-        let left_ms = deadline_ms.saturating_sub(Utc::now().timestamp_millis());
-        let needed = summaries.settings().timeout + DEADLINE_MARGIN;
-        if u128::try_from(left_ms).unwrap_or(0) < needed.as_millis() {
+        if time_left(deadline_ms) < summaries.settings().timeout + DEADLINE_MARGIN {
             return Ok(failed_from(Some(record)));
         }
         let outcome = summaries
@@ -350,7 +354,7 @@ pub async fn run_account_exports(
     state: &State,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+    let deadline_ms = event.context.deadline;
     let bucket = state
         .attachments
         .as_ref()
@@ -369,9 +373,7 @@ pub async fn run_account_exports(
         }
         // A third of what is left stays in reserve: the last conversation of the run, and
         // writing the checkpoint, happen after the budget is looked at.
-        let left_ms = deadline_ms.saturating_sub(Utc::now().timestamp_millis());
-        let budget = Duration::from_millis(u64::try_from(left_ms * 2 / 3).unwrap_or(0))
-            .saturating_sub(DEADLINE_MARGIN);
+        let budget = (time_left(deadline_ms) * 2 / 3).saturating_sub(DEADLINE_MARGIN);
         let (user, id) = (&job.user_id, &job.export_id);
         let ran = exports
             .run(bucket, user, id, job.chunk, budget, state.now())

@@ -41,7 +41,8 @@ pub use crate::state::State;
 use crate::store::ExportStatus;
 use crate::sync::{SyncRequest, Synced, DEFAULT_SYNC_PAGE, MAX_SYNC_MESSAGES, MAX_SYNC_PAGE};
 use request::{
-    caller, conversation_id, json_body, optional_conversation_id, optional_json_body, Query,
+    caller, conversation_id, export_id, json_body, optional_conversation_id, optional_json_body,
+    Query,
 };
 use wire::{
     AccountExportView, AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
@@ -240,11 +241,7 @@ pub async fn start_account_export(state: &State, request: Request) -> HandlerRes
 pub async fn get_account_export(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
-        let id = request
-            .path_parameters()
-            .first("id")
-            .and_then(|raw| uuid::Uuid::parse_str(raw).ok())
-            .ok_or_else(|| Error::invalid("the path must name an export by its id"))?;
+        let id = export_id(&request)?;
         let job = state.account_exports.status(&user, &id).await?;
         let downloads = match job.status {
             ExportStatus::Done => {

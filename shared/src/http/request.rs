@@ -37,6 +37,15 @@ pub fn conversation_id(request: &Request) -> Result<ConversationId, Error> {
         .ok_or_else(|| Error::invalid("the path must name a conversation"))
 }
 
+/// The `{id}` path parameter of an export's route.
+pub fn export_id(request: &Request) -> Result<uuid::Uuid, Error> {
+    request
+        .path_parameters()
+        .first("id")
+        .and_then(|raw| uuid::Uuid::parse_str(raw).ok())
+        .ok_or_else(|| Error::invalid("the path must name an export by its id"))
+}
+
 /// The `{id}` path parameter of a route that may have none.
 pub fn optional_conversation_id(request: &Request) -> Result<Option<ConversationId>, Error> {
     request

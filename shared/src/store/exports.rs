@@ -111,19 +111,7 @@ impl ExportJob {
 impl Store {
     /// Puts a new export job; false if one with this id exists (a retried start).
     pub async fn put_new_export(&self, job: &ExportJob) -> Result<bool, Error> {
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(job)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failure(&e) => Ok(false),
-            Err(e) => Err(store_error("put export", e)),
-        }
+        self.put_job_if(job, "attribute_not_exists(PK)", None).await
     }
 
     pub async fn export_job(
@@ -164,16 +152,27 @@ impl Store {
     /// Replaces the job with `job` if it is still at `chunk` (the run that read it is the
     /// only one to move it on). Returns false, changing nothing, when another run did.
     pub async fn save_export(&self, job: &ExportJob, chunk: u32) -> Result<bool, Error> {
-        match self
+        self.put_job_if(job, "attribute_exists(PK) AND chunk = :chunk", Some(chunk))
+            .await
+    }
+
+    /// Puts `job` on `condition`; false, changing nothing, when the condition fails.
+    async fn put_job_if(
+        &self,
+        job: &ExportJob,
+        condition: &str,
+        chunk: Option<u32>,
+    ) -> Result<bool, Error> {
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(job)?))
-            .condition_expression("attribute_exists(PK) AND chunk = :chunk")
-            .expression_attribute_values(":chunk", AttributeValue::N(chunk.to_string()))
-            .send()
-            .await
-        {
+            .condition_expression(condition);
+        if let Some(chunk) = chunk {
+            put = put.expression_attribute_values(":chunk", AttributeValue::N(chunk.to_string()));
+        }
+        match put.send().await {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_check_failure(&e) => Ok(false),
             Err(e) => Err(store_error("save export", e)),
