@@ -8,7 +8,7 @@ Serialising requests behind one lock keeps moto's answers correct; connections a
 accepted concurrently, so clients never block on each other's idle keep-alive sockets.
 
 Fixes of moto's memory, time and streams, applied before it serves (see untrack_models and
-copy_tables_once_per_transaction).
+roll_back_transactions_by_item).
 
 Usage: python scripts/moto_server.py PORT
 """
@@ -19,6 +19,7 @@ import threading
 
 import moto.dynamodb.models as dynamodb_models
 from moto.core.common_models import BaseModel
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 
 from moto.moto_server.werkzeug_app import (
@@ -52,56 +53,82 @@ def untrack_models() -> None:
     BaseModel.__new__ = staticmethod(new)
 
 
-class _TableCopies:
-    """`copy` as moto's DynamoDB module sees it: while a transaction runs, a table is copied
-    once (moto copies it again for every item of the transaction, to the same end)."""
+class _NoTableCopies:
+    """`copy` as moto's DynamoDB module sees it: while a transaction runs, a table is not
+    copied (moto's own rollback then puts the live table back in place of itself)."""
 
     def __init__(self):
         self.in_transaction = False
-        self.copies = {}
 
     def deepcopy(self, value, memo=None):
-        if not (self.in_transaction and isinstance(value, Table)):
-            return copy.deepcopy(value, memo)
-        if id(value) not in self.copies:
-            self.copies[id(value)] = copy.deepcopy(value, memo)
-        return self.copies[id(value)]
+        if self.in_transaction and isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
 
 
-def copy_tables_once_per_transaction() -> None:
-    copies = _TableCopies()
+def _touched_items(backend, transact_items):
+    """What each item of a transaction holds before it runs: (table, hash, range, a copy of
+    the item or None), for the items whose key can be read (one that cannot writes nothing)."""
+    touched = []
+    for entry in transact_items:
+        try:
+            _, op = next(iter(entry.items()))
+            table = backend.tables[op["TableName"]]
+            key = op.get("Key") or op["Item"]
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        except (KeyError, TypeError, AttributeError, StopIteration):
+            continue
+        prior = table.get_item(hash_value, range_value)
+        touched.append((table, hash_value, range_value, copy.deepcopy(prior)))
+    return touched
+
+
+def roll_back_transactions_by_item() -> None:
+    """moto backs a transaction up by copying every table it names, whole (once per item of
+    the transaction), so each TransactWriteItems costs time in proportion to the table and
+    its stream: appends slowed down as a suite or a benchmark filled the table. Here a
+    transaction keeps what the items it names held before it ran, and a cancelled one puts
+    back exactly those, and drops the stream records its writes added (readers of the stream
+    never see a cancelled write, as in DynamoDB)."""
+    copies = _NoTableCopies()
     dynamodb_models.copy = copies
     transact = dynamodb_models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self, transact_items):
-        # A cancelled transaction puts back its copy of the table, whose stream is a copy
-        # too: readers of the stream (their shard iterators hold the live one) would hear
-        # nothing more. Keep the live stream, without what the cancelled writes added to it.
-        streams = {
-            name: (table, table.stream_shard, len(table.stream_shard.items))
-            for name, table in self.tables.items()
+        touched = _touched_items(self, transact_items)
+        streams = [
+            (table.stream_shard, len(table.stream_shard.items))
+            for table in {id(t): t for t, _, _, _ in touched}.values()
             if table.stream_shard is not None
-        }
-        copies.in_transaction, copies.copies = True, {}
+        ]
+        copies.in_transaction = True
         try:
             return transact(self, transact_items)
         except Exception:
-            for name, (live, shard, length) in streams.items():
-                restored = self.tables.get(name)
-                if restored is not None and restored is not live:
-                    del shard.items[length:]
-                    shard.table = restored
-                    restored.stream_shard = shard
+            # In reverse, so an item named twice gets what it held before the first.
+            for table, hash_value, range_value, prior in reversed(touched):
+                if range_value is None:
+                    if prior is None:
+                        table.items.pop(hash_value, None)
+                    else:
+                        table.items[hash_value] = prior
+                elif prior is None:
+                    table.items[hash_value].pop(range_value, None)
+                else:
+                    table.items[hash_value][range_value] = prior
+            for shard, length in streams:
+                del shard.items[length:]
             raise
         finally:
-            copies.in_transaction, copies.copies = False, {}
+            copies.in_transaction = False
 
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
 def main() -> None:
     untrack_models()
-    copy_tables_once_per_transaction()
+    roll_back_transactions_by_item()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
