@@ -9,7 +9,8 @@
 //!   cold start does not fail the function.
 //!
 //! Freshness: every key of a user's cached reads contains the user's *generation*, one small
-//! counter per user that every write of theirs increments after the store has the write.
+//! value per user that every write of theirs replaces with a fresh random one after the store
+//! has the write (never a count: counts start again when the cache loses its data).
 //! One write thus makes every cached page of the user unreachable at once, and a read that
 //! raced with the write can only ever have cached under the old generation.
 
@@ -111,6 +112,12 @@ struct Inner {
     open_until_ms: AtomicI64,
     epoch: Instant,
     stats: CacheStats,
+    /// The generation keys of users whose write this instance could not make known to the
+    /// cache (it was unreachable, or the breaker open). Until one of their bumps succeeds,
+    /// this instance reads none of their cached entries: what it cached before that write
+    /// would otherwise be served again once the cache is back (the stream consumer bumps the
+    /// generation for every instance, a moment later).
+    owed_bumps: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 // One per cold start, behind an Arc: the size difference does not matter.
@@ -155,6 +162,7 @@ impl Cache {
                 open_until_ms: AtomicI64::new(0),
                 epoch: Instant::now(),
                 stats: CacheStats::default(),
+                owed_bumps: Default::default(),
             })),
         })
     }
@@ -185,13 +193,28 @@ impl Cache {
         self.inner.as_ref().map(|inner| &inner.stats)
     }
 
-    /// The user's current generation, or `None` when the cache cannot be used now.
+    /// The user's current generation, or `None` when the cache cannot be used now (or this
+    /// instance still owes it a bump for one of the user's writes, and cannot pay it now).
     pub async fn generation(&self, user: &UserId) -> Option<u64> {
         let inner = self.inner.as_ref()?;
-        let value: Option<u64> = inner
-            .run(redis::cmd("GET").arg(inner.generation_key(user)))
+        if inner.owes_bump(user) && self.try_invalidate_user(user).await.is_err() {
+            return None;
+        }
+        // The current generation, or (none yet, or the cache lost it) a fresh one, set in the
+        // same command: an absent generation is never read as a value it had before.
+        let fresh = fresh_generation();
+        let current: Option<u64> = inner
+            .run(
+                redis::cmd("SET")
+                    .arg(inner.generation_key(user))
+                    .arg(fresh)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("EX")
+                    .arg(GENERATION_TTL_SECONDS),
+            )
             .await?;
-        Some(value.unwrap_or(0))
+        Some(current.unwrap_or(fresh))
     }
 
     /// Makes every cached read of the user unreachable. Called after each of their writes;
@@ -209,15 +232,30 @@ impl Cache {
             return Ok(());
         };
         let key = inner.generation_key(user);
-        // INCR then EXPIRE in one round trip (a script keeps it one command in cluster mode).
-        let script = redis::cmd("EVAL")
-            .arg("local g = redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ARGV[1]); return g")
-            .arg(1)
-            .arg(&key)
-            .arg(GENERATION_TTL_SECONDS)
-            .to_owned();
-        let bumped: Option<i64> = inner.run(&script).await;
-        bumped.map(|_| ()).ok_or(CacheUnavailable)
+        // A new generation is a fresh random value, not the next number: a cache that lost
+        // its data (a restart, a failover) would start counting again, and an entry cached
+        // under an old number by a read in flight across the loss would become current again.
+        let fresh = fresh_generation();
+        let bumped: Option<()> = inner
+            .run(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(fresh)
+                    .arg("EX")
+                    .arg(GENERATION_TTL_SECONDS),
+            )
+            .await;
+        let mut owed = inner.owed_bumps.lock().unwrap_or_else(|e| e.into_inner());
+        match bumped {
+            Some(_) => {
+                owed.remove(&key);
+                Ok(())
+            }
+            None => {
+                owed.insert(key);
+                Err(CacheUnavailable)
+            }
+        }
     }
 
     /// A cached value of the user's, under their `generation`.
@@ -270,7 +308,17 @@ impl Cache {
     }
 }
 
+/// A generation no user has had: random, never a count.
+fn fresh_generation() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
 impl Inner {
+    fn owes_bump(&self, user: &UserId) -> bool {
+        let owed = self.owed_bumps.lock().unwrap_or_else(|e| e.into_inner());
+        !owed.is_empty() && owed.contains(&self.generation_key(user))
+    }
+
     /// `numina:<namespace>:{<user>}:…`: the braces make all of a user's keys one hash slot.
     fn generation_key(&self, user: &UserId) -> String {
         format!("numina:{}:{{{user}}}:gen", self.settings.namespace)

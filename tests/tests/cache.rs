@@ -1,12 +1,13 @@
 //! The cache in front of the store, against a real redis-server: every write is seen by the
 //! writer's next read, reads are served from the cache until then, and with the cache
 //! stopped, refusing connections or never answering, every endpoint still answers correctly
-//! while the circuit breaker keeps requests from waiting on it.
+//! while the circuit breaker keeps requests from waiting on it; and under load, a cache that
+//! hangs, stops and comes back mid-run costs no wrong answer and no wait for it.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
@@ -242,6 +243,25 @@ impl PrivateRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and commands are never answered,
+    /// as a cache node that hangs does; `resume` lets it go on.
+    fn hang(&self) {
+        self.signal("-STOP");
+    }
+
+    fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running server").id();
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -249,6 +269,9 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+        }
         self.stop();
     }
 }
@@ -332,7 +355,9 @@ async fn every_endpoint_answers(user: &Client, round: &str) {
 #[tokio::test]
 async fn with_the_cache_stopped_every_endpoint_answers_and_the_breaker_stops_trying() {
     let mut redis = PrivateRedis::start();
-    let api = api_with_cache_at(&redis.url()).await;
+    // A breaker that stays open longer than a round takes on a loaded machine (a round is a
+    // dozen requests), so "one failure, then the breaker" holds however slow the requests.
+    let api = api_with_cache_and_breaker(&redis.url(), "10").await;
     let alice = api.as_user(&new_user());
 
     every_endpoint_answers(&alice, "before").await;
@@ -346,13 +371,13 @@ async fn with_the_cache_stopped_every_endpoint_answers_and_the_breaker_stops_try
     assert!(count(&stats(&api).skipped) >= 5);
 
     redis.restart();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(10_100)).await;
     let hits = count(&stats(&api).hits);
     every_endpoint_answers(&alice, "after").await;
     // Once it is back the cache is used again: at once on an idle machine; on a loaded one a
-    // slow reconnect can open the breaker for another second first.
+    // slow reconnect can open the breaker for another 10 seconds first.
     let mut used_again = false;
-    for _ in 0..10 {
+    for _ in 0..50 {
         alice.get("/conversations").await;
         alice.get("/conversations").await;
         if count(&stats(&api).hits) > hits {
@@ -468,4 +493,103 @@ async fn a_cache_named_but_not_located_is_found_through_elasticache() {
     assert!(shared::cache::describe_cache(&client, "no-such-cache")
         .await
         .is_err());
+}
+
+/// One user's loop for the run under faults: append a message, then read the list and the
+/// conversation twice, checking each answer against what the user has written so far. Returns the
+/// slowest request it saw.
+async fn appends_and_reads_until(user: Client, id: String, stop: Arc<AtomicBool>) -> Duration {
+    let mut slowest = Duration::ZERO;
+    let mut written = 0usize;
+    let mut timed = |started: Instant| slowest = slowest.max(started.elapsed());
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let said = user
+            .post(
+                &format!("/conversations/{id}/messages"),
+                json!({"role": "user", "content": format!("message {written}")}),
+            )
+            .await;
+        timed(started);
+        assert_eq!(said.status, StatusCode::CREATED, "{:?}", said.body);
+        written += 1;
+
+        // Each read twice: the second comes from the cache while it works.
+        for _ in 0..2 {
+            let started = Instant::now();
+            let list = user.get("/conversations").await;
+            timed(started);
+            assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
+            assert_eq!(list.body["conversations"][0]["id"], id.as_str());
+            assert_eq!(list.body["conversations"][0]["messageCount"], written);
+
+            let started = Instant::now();
+            let got = user.get(&format!("/conversations/{id}?limit=200")).await;
+            timed(started);
+            assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+            let contents: Vec<&str> = got.body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["content"].as_str().unwrap())
+                .collect();
+            let expected: Vec<String> = (0..written).map(|i| format!("message {i}")).collect();
+            assert_eq!(contents, expected, "every message, once, in order");
+        }
+    }
+    slowest
+}
+
+#[tokio::test]
+async fn a_cache_that_hangs_stops_and_comes_back_mid_run_never_costs_a_wrong_answer_or_a_wait() {
+    let mut redis = PrivateRedis::start();
+    // 200 ms per cache operation; the breaker, once open, skips the cache for 1 s.
+    let api = api_with_cache_at(&redis.url()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        let user = api.as_user(&new_user());
+        let id = user.create_conversation(Some("under faults")).await;
+        users.push(tokio::spawn(appends_and_reads_until(
+            user,
+            id,
+            stop.clone(),
+        )));
+    }
+    let hang = Duration::from_secs(4);
+    let sleep = tokio::time::sleep;
+
+    sleep(Duration::from_secs(1)).await;
+    let errors_before = count(&stats(&api).errors);
+    let hits_before = count(&stats(&api).hits);
+    assert!(hits_before > 0, "the cache was in use before the faults");
+    redis.hang();
+    sleep(hang).await;
+    redis.resume();
+    let errors_after_hang = count(&stats(&api).errors);
+    sleep(Duration::from_secs(2)).await;
+    redis.stop();
+    sleep(Duration::from_secs(2)).await;
+    redis.restart();
+    sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut slowest = Duration::ZERO;
+    for user in users {
+        slowest = slowest.max(user.await.expect("every answer was right"));
+    }
+    assert!(
+        errors_after_hang > errors_before,
+        "the hang was noticed (cache errors went from {errors_before} to {errors_after_hang})"
+    );
+    assert!(
+        count(&stats(&api).hits) > hits_before,
+        "the cache was used again once it came back"
+    );
+    // No request waited for the hung cache: each paid at most a few 200 ms cache timeouts
+    // (then the breaker skips it), far less than the 4 s the cache hung for.
+    assert!(
+        slowest < hang / 2,
+        "the slowest request took {slowest:?} while the cache hung for {hang:?}"
+    );
 }
