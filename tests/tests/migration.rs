@@ -1,5 +1,6 @@
 //! The migration of short-term memory into conversations, against the local DynamoDB server:
-//! grouping, what is preserved, the dry run, re-runs, bad items, and runs killed part way.
+//! grouping, what is preserved, the dry run, re-runs, bad items, and runs killed part way
+//! (at every write in turn, and again and again at random writes until one run finishes).
 
 use std::collections::BTreeMap;
 
@@ -445,6 +446,92 @@ async fn a_run_killed_at_any_write_and_run_again_ends_with_exactly_the_source() 
                 "killed at write {kill_at} ({fault:?}), then run again"
             );
         }
+    }
+}
+
+/// Memory of many sessions (four entries each, two hours apart) and a named conversation.
+fn long_memory(at: DateTime<Utc>, named: ConversationId) -> Vec<MemoryEntry> {
+    let mut memory = mixed_memory(at, named);
+    for session in 0..8 {
+        let minute = 200 + session * 120;
+        for (offset, role) in [Role::User, Role::Assistant, Role::User, Role::Assistant]
+            .into_iter()
+            .enumerate()
+        {
+            memory.push(entry(
+                at,
+                minute + offset as i64,
+                role,
+                &format!("session {session}, turn {offset}"),
+                None,
+            ));
+        }
+    }
+    memory
+}
+
+#[tokio::test]
+async fn a_run_killed_again_and_again_at_random_writes_ends_with_exactly_the_source() {
+    use rand::{Rng, SeedableRng};
+
+    let user = UserId::parse(&new_user()).unwrap();
+    let at = start();
+    let memory = long_memory(at, ConversationId::generate());
+    let reference = state().await;
+    remember(&reference, &user, &memory).await;
+    let (counting, writes) = FaultyWrites::counting().await;
+    Migrator::new(
+        Store::new(counting, &reference.config.table_name),
+        small_writes(),
+    )
+    .migrate_memory(&user, false, Utc::now())
+    .await
+    .unwrap();
+    let writes = writes.load(std::sync::atomic::Ordering::SeqCst);
+    let expected = conversations_of(&reference, &user).await;
+
+    // Each sequence kills run after run at a random write of its own (before the write is
+    // sent, or after it was applied with its answer lost) until one run gets to the end. The
+    // seed is in every failure message, to replay a sequence.
+    let seed: u64 = rand::random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for sequence in 0..4 {
+        let state = state().await;
+        remember(&state, &user, &memory).await;
+        let table = state.config.table_name.clone();
+        let mut kills = Vec::new();
+        loop {
+            assert!(kills.len() < 100, "seed {seed}: never finished: {kills:?}");
+            let kill_at = rng.random_range(1..=writes + writes / 4);
+            let fault = if rng.random_bool(0.5) {
+                Fault::BeforeSending
+            } else {
+                Fault::AnswerLost
+            };
+            let run = Migrator::new(
+                Store::new(FaultyWrites::client(kill_at, fault).await, &table),
+                small_writes(),
+            )
+            .migrate_memory(&user, false, Utc::now())
+            .await;
+            if run.is_ok() {
+                break;
+            }
+            kills.push((kill_at, fault));
+        }
+        let migrated = conversations_of(&state, &user).await;
+        assert_eq!(
+            migrated, expected,
+            "seed {seed}, sequence {sequence}: killed at {kills:?}, then done"
+        );
+        // Counts equal the source; no message twice.
+        let messages: Vec<_> = migrated.values().flat_map(|c| &c.2).collect();
+        assert_eq!(messages.len(), memory.len(), "seed {seed}");
+        for (title, count, messages) in migrated.values() {
+            assert_eq!(*count as usize, messages.len(), "seed {seed}: {title}");
+        }
+        let ids: std::collections::BTreeSet<_> = messages.iter().map(|m| m.0).collect();
+        assert_eq!(ids.len(), memory.len(), "seed {seed}: a message twice");
     }
 }
 
