@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every benchmark against the local servers (started on the test ports); each writes its
-# results under docs/benchmarks/, and bench/report.py writes docs/benchmarks.md from them.
+# The benchmarks' one command: runs every benchmark against the local servers (started on the
+# test ports), each writing its results under docs/benchmarks/, then bench/report.py writes
+# docs/benchmarks.md from them. About an hour on 2 cores, most of it release builds.
 # The peers (LangChain's DynamoDBChatMessageHistory) go into their own virtualenv,
 # .venv-bench, from PyPI.
 set -euo pipefail
@@ -11,16 +12,29 @@ if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c "import langch
   python3 -m venv .venv-bench
   .venv-bench/bin/pip install --quiet --disable-pip-version-check "langchain-community>=0.3,<0.5" "boto3>=1.34"
 fi
-export MOTO_PORT=${TEST_MOTO_PORT:-4576} REDIS_PORT=${TEST_REDIS_PORT:-6390}
-scripts/services.sh start test
-trap 'scripts/services.sh stop test' EXIT
+# Servers of its own (not the test command's ports), fresh for every run.
+export MOTO_PORT=${BENCH_MOTO_PORT:-4586} REDIS_PORT=${BENCH_REDIS_PORT:-6400}
+scripts/services.sh start bench
+trap 'scripts/services.sh stop bench' EXIT
 source scripts/env.sh
-# Append cost, ours and the peer's, one after the other against the same server.
+# Each benchmark writes its results under docs/benchmarks/; the report is made from them.
+step() { echo "== bench [${SECONDS}s] $*"; }
+step "1. append cost: Numina, then LangChain's DynamoDBChatMessageHistory, on the same server"
 cargo bench -p tests --bench append_cost
 .venv-bench/bin/python -W ignore::DeprecationWarning bench/peer/append_cost_langchain.py
-cargo bench -p shared --bench context_selection
+step "2. cold start: every function's release binary and a hello-world, through a local Runtime API"
+cargo bench -p tests --bench cold_start
+step "3. round trips and bytes per request, by endpoint, cache cold and warm"
+cargo bench -p tests --bench round_trips
+step "4. handler CPU (criterion)"
+rm -rf target/criterion
+cargo bench -p shared --bench hot_paths
+python3 bench/collect_criterion.py
+step "5. throughput (wrk against the local gateway)"
+bench/throughput.sh
+step "other results: migration, cache, search"
 cargo bench -p numina-migrate --bench migration_throughput
 cargo bench -p tests --bench cache_list
 cargo bench -p tests --bench search_index
 python3 bench/report.py
-echo "bench: docs/benchmarks.md written"
+step "docs/benchmarks.md written"

@@ -40,10 +40,9 @@ use crate::service::{
 pub use crate::state::State;
 use crate::store::ExportStatus;
 use crate::sync::{SyncRequest, Synced, DEFAULT_SYNC_PAGE, MAX_SYNC_MESSAGES, MAX_SYNC_PAGE};
-use request::{
-    caller, conversation_id, export_id, json_body, optional_conversation_id, optional_json_body,
-    Query,
-};
+// The request readers every handler starts with (public for the benchmarks of parsing).
+pub use request::{caller, conversation_id, json_body};
+use request::{export_id, optional_conversation_id, optional_json_body, Query};
 use wire::{
     AccountExportView, AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CompletionView,
     ContextMessageView, ContextView, ConversationListView, ConversationView,

@@ -213,7 +213,7 @@ fn is_zero(n: &u64) -> bool {
 /// A message as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct MessageItem {
+pub struct MessageItem {
     #[serde(rename = "PK")]
     pk: String,
     #[serde(rename = "SK")]
@@ -240,7 +240,7 @@ pub(crate) struct MessageItem {
 }
 
 impl MessageItem {
-    pub(crate) fn new(user: &UserId, message: &Message) -> Self {
+    pub fn new(user: &UserId, message: &Message) -> Self {
         Self {
             pk: keys::conversation_partition(user, &message.conversation_id),
             sk: keys::message_sort_key(message.timestamp, &message.id),
@@ -270,7 +270,7 @@ impl MessageItem {
         }
     }
 
-    fn into_message(self) -> Message {
+    pub fn into_message(self) -> Message {
         Message {
             id: self.message_id,
             conversation_id: self.conversation_id,
@@ -705,16 +705,7 @@ impl Store {
                 let (items, more) = self
                     .read_partition_newest_first(&partition, limit + 2, None)
                     .await?;
-                let mut items = items.into_iter().peekable();
-                let conversation = match items.peek() {
-                    Some(first) if is_conversation(first) => Some(from_item::<ConversationItem>(
-                        items.next().expect("peeked"),
-                    )?),
-                    _ => None,
-                };
-                let messages = items
-                    .map(from_item::<MessageItem>)
-                    .collect::<Result<Vec<_>, _>>()?;
+                let (conversation, messages) = conversation_and_messages(items)?;
                 self.budgeted_window(conversation, messages, limit, more)
                     .await
             }
@@ -1189,6 +1180,22 @@ fn window(
             .collect(),
         older,
     }
+}
+
+/// A conversation's partition as read newest first (its own item, if there, then its
+/// messages) as the items they are: the mapping every read of a conversation runs.
+pub fn conversation_and_messages(
+    items: Vec<Item>,
+) -> Result<(Option<ConversationItem>, Vec<MessageItem>), Error> {
+    let mut items = items.into_iter().peekable();
+    let conversation = match items.next_if(is_conversation) {
+        Some(item) => Some(from_item::<ConversationItem>(item)?),
+        None => None,
+    };
+    let messages = items
+        .map(from_item::<MessageItem>)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((conversation, messages))
 }
 
 fn is_conversation(item: &Item) -> bool {
