@@ -32,7 +32,8 @@ def append_section(ours, peer):
         f"handler calls, the peer through {peer['peer']} (`DynamoDBChatMessageHistory`, "
         "which keeps a whole session in one item). *Bytes written* are the bodies of the "
         "write requests one append sends; *ms* is the mean of that append and the four before "
-        "it, on this shared 2-core machine (ratios hold better than absolute times).",
+        "it, on this shared 2-core machine (ratios hold better than absolute times); Numina's "
+        f"client built in the {ours.get('profile', 'bench (release)')} profile.",
         "",
         "| message | Numina bytes written | peer bytes written | peer / Numina | Numina ms | peer ms | peer / Numina |",
         "|---:|---:|---:|---:|---:|---:|---:|",

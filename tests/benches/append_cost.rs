@@ -95,6 +95,7 @@ async fn main() {
     let results = json!({
         "benchmark": "append cost as a conversation grows (Numina Conversations)",
         "server": "moto_server on 127.0.0.1 (the same one the peer runs against)",
+        "profile": if cfg!(debug_assertions) { "dev (debug build)" } else { "bench (release)" },
         "messageBytes": 200,
         "messages": MESSAGES,
         "completed": MESSAGES,

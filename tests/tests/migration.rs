@@ -65,10 +65,11 @@ fn mixed_memory(at: DateTime<Utc>, named: ConversationId) -> Vec<MemoryEntry> {
 }
 
 /// Every conversation of the user with all its messages: (title, count, messages), by id.
-async fn conversations_of(
-    state: &State,
-    user: &UserId,
-) -> BTreeMap<ConversationId, (String, u64, Vec<(MessageId, Role, String, DateTime<Utc>)>)> {
+type Migrated =
+    BTreeMap<ConversationId, (String, u64, Vec<(MessageId, Role, String, DateTime<Utc>)>)>;
+
+/// Every conversation of the user with all its messages, as [`Migrated`].
+async fn conversations_of(state: &State, user: &UserId) -> Migrated {
     let listed = all_conversations(state, user.as_str()).await;
     let mut all = BTreeMap::new();
     for conversation in listed {
@@ -396,26 +397,31 @@ fn small_writes() -> MigrationOptions {
     }
 }
 
+/// The outcome of an uninterrupted run of `memory`, on a table of its own, and how many
+/// writes it made.
+async fn uninterrupted_run(user: &UserId, memory: &[MemoryEntry]) -> (usize, Migrated) {
+    let reference = state().await;
+    remember(&reference, user, memory).await;
+    let (counting, writes) = FaultyWrites::counting().await;
+    Migrator::new(
+        Store::new(counting, &reference.config.table_name),
+        small_writes(),
+    )
+    .migrate_memory(user, false, Utc::now())
+    .await
+    .unwrap();
+    let writes = writes.load(std::sync::atomic::Ordering::SeqCst);
+    (writes, conversations_of(&reference, user).await)
+}
+
 #[tokio::test]
 async fn a_run_killed_at_any_write_and_run_again_ends_with_exactly_the_source() {
     let user = UserId::parse(&new_user()).unwrap();
     let at = start();
     let memory = mixed_memory(at, ConversationId::generate());
 
-    // The outcome of an uninterrupted run, on a table of its own, and how many writes it made.
-    let reference = state().await;
-    remember(&reference, &user, &memory).await;
-    let (counting, writes) = FaultyWrites::counting().await;
-    Migrator::new(
-        Store::new(counting, &reference.config.table_name),
-        small_writes(),
-    )
-    .migrate_memory(&user, false, Utc::now())
-    .await
-    .unwrap();
-    let writes = writes.load(std::sync::atomic::Ordering::SeqCst);
+    let (writes, expected) = uninterrupted_run(&user, &memory).await;
     assert!(writes > 10, "small writes make many calls: {writes}");
-    let expected = conversations_of(&reference, &user).await;
     assert_eq!(
         expected.values().map(|c| c.2.len()).sum::<usize>(),
         memory.len()
@@ -477,18 +483,7 @@ async fn a_run_killed_again_and_again_at_random_writes_ends_with_exactly_the_sou
     let user = UserId::parse(&new_user()).unwrap();
     let at = start();
     let memory = long_memory(at, ConversationId::generate());
-    let reference = state().await;
-    remember(&reference, &user, &memory).await;
-    let (counting, writes) = FaultyWrites::counting().await;
-    Migrator::new(
-        Store::new(counting, &reference.config.table_name),
-        small_writes(),
-    )
-    .migrate_memory(&user, false, Utc::now())
-    .await
-    .unwrap();
-    let writes = writes.load(std::sync::atomic::Ordering::SeqCst);
-    let expected = conversations_of(&reference, &user).await;
+    let (writes, expected) = uninterrupted_run(&user, &memory).await;
 
     // Each sequence kills run after run at a random write of its own (before the write is
     // sent, or after it was applied with its answer lost) until one run gets to the end. The
