@@ -18,6 +18,8 @@ def load(name):
 
 
 def kib(n):
+    if n >= 1024 * 1024:
+        return f"{n / 1024 / 1024:,.1f} MiB"
     return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
 
 
@@ -60,20 +62,44 @@ def append_section(ours, peer):
         "the new message item and the conversation's count and activity; nothing already "
         "stored is sent again).",
     ]
+    read = [p for p in peer["points"] if "bytesRead" in p]
+    if read:
+        lines.append(
+            "- The peer also reads the whole session before every append ("
+            + ", ".join(f"{kib(p['bytesRead'])} at message {p['message']:,}" for p in read)
+            + "); Numina's append reads nothing (one TransactWriteItems: section 3)."
+        )
     failure = peer.get("failure")
     if failure:
         lines.append(
             f"- The peer rewrites the whole session on every append, so its writes grow with "
             f"the conversation, and it **fails at message {failure['atMessage']:,}**: the "
-            f"session's item passes DynamoDB's 400 KB item limit (`{failure['error'][:120]}`). "
+            f"session's item passes the item size limit (`{failure['error'][:120]}`). "
             "Every message after that is lost to it."
         )
     else:
         lines.append("- The peer rewrites the whole session on every append.")
+    if peer.get("projectedFailureAtMessage"):
+        lines.append(
+            f"- By DynamoDB's documented size rules the peer's item passes 400 KB at message "
+            f"{peer['projectedFailureAtMessage']:,} (projected from the stored item's exact "
+            f"size, {kib(peer['itemBytesAtEnd'])} at the end of the run); the failure above is "
+            "where the local server (moto, which counts sizes a little differently and allows "
+            "405,000 bytes) refused the append."
+        )
+    if peer.get("appendedOneAtATime", peer["completed"]) < peer["completed"]:
+        lines.append(
+            f"- moto slows down with the peer's growing item, so the peer appended one at a "
+            f"time for {peer['budgetSeconds']:.0f} s (to message "
+            f"{peer['appendedOneAtATime']:,}); each later checkpoint was reached by one "
+            "`add_messages` call with the messages up to four before it, and the last five "
+            "appends before it were sent and timed one at a time."
+        )
     lines += [
         f"- Over the whole run: Numina sent {kib(ours['totalBytesWritten'])} in writes for "
-        f"{ours['completed']:,} messages; the peer {kib(peer['totalBytesWritten'])} for "
-        f"{peer['completed']:,}.",
+        f"{ours['completed']:,} messages; the peer's one-at-a-time appends of messages 1 to "
+        f"{peer['completed']:,} send {kib(peer['totalBytesWritten'])} (computed with botocore's "
+        "serializer; equal to the measured bytes of every append that was sent).",
         "",
         "Results: [append-cost.json](benchmarks/append-cost.json), "
         "[append-cost-langchain.json](benchmarks/append-cost-langchain.json).",
