@@ -62,12 +62,31 @@ def append_section(ours, peer):
         "the new message item and the conversation's count and activity; nothing already "
         "stored is sent again).",
     ]
+    lines.append(
+        "- The peer's times on moto grow with its item mostly because moto (Python) parses, "
+        "sizes and serialises the whole item on every read and write; DynamoDB's latency would "
+        "grow less, but what it bills grows with the item (below)."
+    )
     read = [p for p in peer["points"] if "bytesRead" in p]
     if read:
         lines.append(
             "- The peer also reads the whole session before every append ("
             + ", ".join(f"{kib(p['bytesRead'])} at message {p['message']:,}" for p in read)
             + "); Numina's append reads nothing (one TransactWriteItems: section 3)."
+        )
+    billed = [p for p in peer["points"] if "writeUnits" in p]
+    if billed:
+        lines.append(
+            "- In what DynamoDB bills (from the item sizes by its documented rules: an UpdateItem "
+            "costs a write unit per KB of the larger of the item before and after, its read half "
+            "a unit per 4 KB): the peer's append costs "
+            + ", ".join(
+                f"{p['writeUnits']:,} write and {p['readUnits']:g} read units at message "
+                f"{p['message']:,}"
+                for p in billed
+            )
+            + "; Numina's about 12 write units and no read at any length (the transaction's "
+            "items and index entries, [data-model.md](data-model.md))."
         )
     failure = peer.get("failure")
     if failure:

@@ -23,6 +23,7 @@ Run by scripts/bench.sh, which installs LangChain into its own virtualenv (.venv
 """
 
 import json
+import math
 import os
 import sys
 import time
@@ -194,6 +195,14 @@ DYNAMODB = SizeRule(attribute_bytes, 1, ITEM_LIMIT_BYTES)
 MOTO = SizeRule(moto_value_bytes, 0, 405_000)
 
 
+def session_item_bytes(history: list) -> int:
+    """The size, by DynamoDB's rules, of the peer's item holding `history` (message dicts);
+    0 before the first message (no item)."""
+    if not history:
+        return 0
+    return DYNAMODB.item_bytes({"SessionId": "append-cost", "History": history})
+
+
 def main() -> None:
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     if not endpoint:
@@ -255,12 +264,18 @@ def main() -> None:
             continue
         written, calls, _, read = measured[at]
         window = [measured[k][2] for k in range(at - WINDOW + 1, at + 1) if k in measured]
+        before, after = (session_item_bytes(dicts[:k]) for k in (at - 1, at))
         points.append(
             {
                 "message": at,
                 "bytesWritten": written,
                 "writeCalls": calls,
                 "bytesRead": read,
+                "itemBytes": after,
+                # UpdateItem: one write unit per KB of the larger of the item before and after;
+                # the read before it (eventually consistent): half a unit per 4 KB.
+                "writeUnits": math.ceil(max(before, after) / 1024),
+                "readUnits": math.ceil(before / 4096) / 2 if before else 0.5,
                 "ms": round(sum(window) / len(window), 2),
                 "timedAppends": len(window),
             }
@@ -282,7 +297,7 @@ def main() -> None:
         "totalBytesWritten": sum(computed.values()),
         "totalBytesWrittenMeasured": sum(m[0] for m in measured.values()),
         "note": "bytesWritten: the bodies of the write requests one append sends (an "
-        "UpdateItem setting the whole session: every message so far). bytesRead: the body of "
+        "UpdateItem setting the whole session: every message so far). itemBytes: the session's item after the append, by DynamoDB's size rules; writeUnits and readUnits: what DynamoDB bills for the append's UpdateItem and its read, from those sizes. bytesRead: the body of "
         "the GetItem response each append reads the session with first. ms: the mean of the "
         "append and the four before it, each sent and timed on its own (each append also reads "
         "the whole session first). Messages between timed windows were added by one "
