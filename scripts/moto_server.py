@@ -7,8 +7,8 @@ our tests deliberately run transactions concurrently (20 parallel appends, retry
 Serialising requests behind one lock keeps moto's answers correct; connections are still
 accepted concurrently, so clients never block on each other's idle keep-alive sockets.
 
-Fixes of moto's memory, time and streams, applied before it serves (see untrack_models and
-roll_back_transactions_by_item).
+Fixes of moto's memory, time, streams and item size check, applied before it serves (see
+untrack_models, roll_back_transactions_by_item and count_replaced_attributes_once).
 
 Usage: python scripts/moto_server.py PORT
 """
@@ -19,7 +19,9 @@ import threading
 
 import moto.dynamodb.models as dynamodb_models
 from moto.core.common_models import BaseModel
-from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.exceptions import ItemSizeTooLarge
+from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.models.table import Table
 
 from moto.moto_server.werkzeug_app import (
@@ -126,9 +128,34 @@ def roll_back_transactions_by_item() -> None:
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+# moto's item size limit (its docstring: DynamoDB's measured limit lies between 409 and 410 KB).
+MOTO_ITEM_LIMIT = 405000
+
+
+def count_replaced_attributes_once() -> None:
+    """moto checks an item's size limit as each attribute is set, by adding the new value to
+    the item's size with the value it replaces still counted: an UpdateItem that replaces a
+    large attribute (SET History = :h, as LangChain's chat history does on every append) is
+    refused once the old and new values together pass the limit, at about half the item size
+    DynamoDB allows. The check counts every attribute but the one being set, then the new
+    value; everything else about the limit (moto's own size rule) is moto's."""
+
+    def size(value) -> int:
+        return value.size() if type(value) is DynamoType else bytesize(str(value))
+
+    def set_attribute(self, key, value):
+        others = sum(bytesize(str(name)) + size(v) for name, v in self.items() if name != key)
+        if others + bytesize(str(key)) + size(value) > MOTO_ITEM_LIMIT:
+            raise ItemSizeTooLarge
+        dict.__setitem__(self, key, value)
+
+    LimitedSizeDict.__setitem__ = set_attribute
+
+
 def main() -> None:
     untrack_models()
     roll_back_transactions_by_item()
+    count_replaced_attributes_once()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
