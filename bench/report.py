@@ -128,7 +128,11 @@ def append_section(ours, peer):
 
 
 def ratio(a, b):
-    return f"{a / b:.1f}×" if b else "–"
+    return f"{a / b:.1f}×" if a and b else "–"
+
+
+def mib(kibibytes):
+    return f"{kibibytes / 1024:.1f} MiB" if kibibytes else "–"
 
 
 def cold_start_section(results):
@@ -148,17 +152,35 @@ def cold_start_section(results):
         "| function | init ms | first response ms | × hello | peak RSS | × hello | binary | × hello | answered |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         f"| hello-world | {hello['initMs']} | {hello['firstResponseMs']} | 1.0× | "
-        f"{hello['peakRssKib'] / 1024:.1f} MiB | 1.0× | {hello['binaryBytes'] / 2**20:.1f} MiB | 1.0× | "
+        f"{mib(hello['peakRssKib'])} | 1.0× | {mib(hello['binaryBytes'] / 1024)} | 1.0× | "
         f"{hello['answered']} |",
     ]
     for r in results["results"]:
         lines.append(
-            f"| {r['function']} | {r['initMs']} | {r['firstResponseMs']} | "
+            f"| {r['function']} | {r['initMs'] or '–'} | {r['firstResponseMs'] or '–'} | "
             f"{ratio(r['firstResponseMs'], hello['firstResponseMs'])} | "
-            f"{r['peakRssKib'] / 1024:.1f} MiB | {ratio(r['peakRssKib'], hello['peakRssKib'])} | "
-            f"{r['binaryBytes'] / 2**20:.1f} MiB | {ratio(r['binaryBytes'], hello['binaryBytes'])} | "
+            f"{mib(r['peakRssKib'])} | {ratio(r['peakRssKib'], hello['peakRssKib'])} | "
+            f"{mib((r['binaryBytes'] or 0) / 1024)} | {ratio(r['binaryBytes'], hello['binaryBytes'])} | "
             f"{r['answered']} |"
         )
+    lines.append("")
+    for label, key in [
+        ("Init", "initMs"),
+        ("First response", "firstResponseMs"),
+        ("Peak RSS", "peakRssKib"),
+        ("Binary size", "binaryBytes"),
+    ]:
+        ratios = sorted(
+            r[key] / hello[key] for r in results["results"] if r.get(key) and hello.get(key)
+        )
+        if ratios:
+            lines.append(
+                f"- {label}: {ratios[len(ratios) // 2]:.1f}× hello-world for the median "
+                f"function ({ratios[0]:.1f}× to {ratios[-1]:.1f}× over {len(ratios)} functions)."
+            )
+    unanswered = [r["function"] for r in results["results"] if not r.get("firstResponseMs")]
+    if unanswered:
+        lines.append(f"- No answer from: {', '.join(unanswered)} (see target/cold-start/).")
     lines += ["", "Results: [cold-start.json](benchmarks/cold-start.json).", ""]
     return lines
 
