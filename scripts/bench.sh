@@ -3,7 +3,8 @@
 # test ports), each writing its results under docs/benchmarks/, then bench/report.py writes
 # docs/benchmarks.md from them. About an hour on 2 cores, most of it release builds.
 # The peers (LangChain's DynamoDBChatMessageHistory) go into their own virtualenv,
-# .venv-bench, from PyPI.
+# .venv-bench, from PyPI. Knobs: PEER_BUDGET_SECONDS (the peer's one-at-a-time appends, default
+# 300), COLD_START_RUNS (default 5), THROUGHPUT_SECONDS (per scenario, default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
