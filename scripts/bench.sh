@@ -4,7 +4,8 @@
 # docs/benchmarks.md from them. About an hour on 2 cores, most of it release builds.
 # The peers (LangChain's DynamoDBChatMessageHistory) go into their own virtualenv,
 # .venv-bench, from PyPI. Knobs: PEER_BUDGET_SECONDS (the peer's one-at-a-time appends, default
-# 300), COLD_START_RUNS (default 5), THROUGHPUT_SECONDS (per scenario, default 10).
+# 300), COLD_START_RUNS (default 5), THROUGHPUT_SECONDS (per scenario, default 10), BENCH_OTHERS=0
+# (skips the migration, cache-list and search benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -33,9 +34,13 @@ cargo bench -p shared --bench hot_paths
 python3 bench/collect_criterion.py
 step "5. throughput (wrk against the local gateway)"
 bench/throughput.sh
-step "other results: migration, cache, search"
-cargo bench -p numina-migrate --bench migration_throughput
-cargo bench -p tests --bench cache_list
-cargo bench -p tests --bench search_index
+if [ "${BENCH_OTHERS:-1}" = 1 ]; then
+  step "other results: migration, cache, search"
+  cargo bench -p numina-migrate --bench migration_throughput
+  cargo bench -p tests --bench cache_list
+  cargo bench -p tests --bench search_index
+else
+  step "other results: not run (BENCH_OTHERS=0); the report links their last results"
+fi
 python3 bench/report.py
 step "docs/benchmarks.md written"
