@@ -61,26 +61,6 @@ def message(n: int):
     return HumanMessage(content=content(n)) if n % 2 == 1 else AIMessage(content=content(n))
 
 
-def attribute_bytes(value) -> int:
-    """A value's size by DynamoDB's documented rules: strings and binary by their bytes,
-    numbers about one byte per two digits plus one, null and booleans one byte, lists and maps
-    three bytes plus one per element (and a map's keys)."""
-    if value is None or isinstance(value, bool):
-        return 1
-    if isinstance(value, str):
-        return len(value.encode("utf-8"))
-    if isinstance(value, (bytes, bytearray)):
-        return len(value)
-    if isinstance(value, (int, float, Decimal)):
-        digits = len(str(abs(value)).replace(".", "").lstrip("0")) or 1
-        return (digits + 1) // 2 + 1
-    if isinstance(value, dict):
-        return 3 + sum(1 + len(k.encode("utf-8")) + attribute_bytes(v) for k, v in value.items())
-    if isinstance(value, (list, tuple, set)):
-        return 3 + sum(1 + attribute_bytes(v) for v in value)
-    raise TypeError(f"no DynamoDB size rule for {type(value)}")
-
-
 class Session:
     """One LangChain session on the local server, with the write bytes it sends counted."""
 
@@ -153,27 +133,38 @@ class Session:
         return len(body if isinstance(body, bytes) else body.encode())
 
 
-def moto_value_bytes(value) -> int:
-    """A value's size by moto's rule (scripts/moto_server.py): as DynamoDB's, without the
-    list and map overheads, numbers by their digits."""
-    if value is None or isinstance(value, bool):
-        return 1
-    if isinstance(value, str):
-        return len(value.encode("utf-8"))
-    if isinstance(value, (bytes, bytearray)):
-        return len(value)
-    if isinstance(value, (int, float, Decimal)):
-        return len(str(value))
-    if isinstance(value, dict):
-        return sum(len(k.encode("utf-8")) + moto_value_bytes(v) for k, v in value.items())
-    if isinstance(value, (list, tuple, set)):
-        return sum(moto_value_bytes(v) for v in value)
-    raise TypeError(f"no moto size rule for {type(value)}")
+def dynamodb_number_bytes(value) -> int:
+    digits = len(str(abs(value)).replace(".", "").lstrip("0")) or 1
+    return (digits + 1) // 2 + 1
 
 
 class SizeRule:
-    def __init__(self, value_bytes, list_entry_overhead: int, limit: int):
-        self.value_bytes, self.overhead, self.limit = value_bytes, list_entry_overhead, limit
+    """How a server sizes an item against its limit. DynamoDB's documented rules: strings and
+    binary by their bytes, numbers about one byte per two digits plus one, null and booleans
+    one byte, lists and maps three bytes plus one per element (and a map's keys). moto's
+    (scripts/moto_server.py): the same without the list and map overheads, numbers by their
+    digits."""
+
+    def __init__(self, container: int, element: int, number_bytes, limit: int):
+        self.container, self.element, self.number_bytes = container, element, number_bytes
+        self.limit = limit
+
+    def value_bytes(self, value) -> int:
+        if value is None or isinstance(value, bool):
+            return 1
+        if isinstance(value, str):
+            return len(value.encode("utf-8"))
+        if isinstance(value, (bytes, bytearray)):
+            return len(value)
+        if isinstance(value, (int, float, Decimal)):
+            return self.number_bytes(value)
+        if isinstance(value, dict):
+            entries = (len(k.encode("utf-8")) + self.value_bytes(v) for k, v in value.items())
+        elif isinstance(value, (list, tuple, set)):
+            entries = (self.value_bytes(v) for v in value)
+        else:
+            raise TypeError(f"no size rule for {type(value)}")
+        return self.container + sum(self.element + size for size in entries)
 
     def item_bytes(self, item: dict) -> int:
         return sum(len(name.encode("utf-8")) + self.value_bytes(v) for name, v in item.items())
@@ -183,7 +174,7 @@ class SizeRule:
         item's exact size and its last two entries (one user, one assistant message: the
         pattern repeats, every message being 200 bytes)."""
         size = self.item_bytes(item)
-        pair = [self.overhead + self.value_bytes(entry) for entry in item["History"][-2:]]
+        pair = [self.element + self.value_bytes(entry) for entry in item["History"][-2:]]
         n = length
         while size <= self.limit:
             n += 1
@@ -191,8 +182,8 @@ class SizeRule:
         return n
 
 
-DYNAMODB = SizeRule(attribute_bytes, 1, ITEM_LIMIT_BYTES)
-MOTO = SizeRule(moto_value_bytes, 0, 405_000)
+DYNAMODB = SizeRule(3, 1, dynamodb_number_bytes, ITEM_LIMIT_BYTES)
+MOTO = SizeRule(0, 0, lambda value: len(str(value)), 405_000)
 
 
 def session_item_bytes(history: list) -> int:
