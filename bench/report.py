@@ -6,6 +6,8 @@ throughput under load; and the other results.
 """
 
 import json
+import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +149,13 @@ def cold_start_section(results):
         "*Init* is exec to the first `GET /next` (configuration read, clients built); *first "
         "response* is exec to the answer (including the request's own store calls); peak RSS "
         "is the process's high-water mark once it has answered; sizes are of the stripped "
-        "binaries. Ratios are to a hello-world `lambda_runtime` binary built in the same run.",
+        "binaries. Ratios are to a hello-world `lambda_runtime` binary built in the same run. "
+        "*Answered* is what the function gave its event (an HTTP status, or ok/error for the "
+        "stream and state-machine handlers), every distinct answer of the runs: the events "
+        "name conversations and runs that a fresh table does not hold, so most read and write "
+        "handlers answer 404 after their lookup, and the migration steps fail their condition "
+        "until a run exists (in the first round; the start-run step runs after them); "
+        "completion-stream's event carries a token the stand-in user pool does not accept (401).",
         "",
         "| function | init ms | first response ms | × hello | peak RSS | × hello | binary | × hello | answered |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -279,6 +287,12 @@ def throughput_section(results):
 
 def others_section():
     lines = ["## Other results", ""]
+    if os.environ.get("BENCH_OTHERS", "1") == "0":
+        lines += [
+            "Not re-run in this run (`BENCH_OTHERS=0`): each file holds its benchmark's last "
+            "results.",
+            "",
+        ]
     for name, title, columns in [
         (
             "cache-list.json",
@@ -314,7 +328,8 @@ def main():
         "",
         "Written by `scripts/bench.sh` (which runs every benchmark against the local servers, "
         "then `bench/report.py`); do not edit by hand. Absolute times are of moto on a shared "
-        "2-core machine: compare the ratios and the counts.",
+        "2-core machine: compare the ratios and the counts. Written "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the results files.",
         "",
     ]
     lines += append_section(ours, peer)
