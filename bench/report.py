@@ -133,8 +133,9 @@ def ratio(a, b):
     return f"{a / b:.1f}×" if a and b else "–"
 
 
-def mib(kibibytes):
-    return f"{kibibytes / 1024:.1f} MiB" if kibibytes else "–"
+def size(n):
+    """A size in bytes as `kib` writes it; "–" when it was not measured."""
+    return kib(n) if n else "–"
 
 
 def cold_start_section(results):
@@ -160,15 +161,15 @@ def cold_start_section(results):
         "| function | init ms | first response ms | × hello | peak RSS | × hello | binary | × hello | answered |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         f"| hello-world | {hello['initMs']} | {hello['firstResponseMs']} | 1.0× | "
-        f"{mib(hello['peakRssKib'])} | 1.0× | {mib(hello['binaryBytes'] / 1024)} | 1.0× | "
+        f"{size(hello['peakRssKib'] * 1024)} | 1.0× | {size(hello['binaryBytes'])} | 1.0× | "
         f"{hello['answered']} |",
     ]
     for r in results["results"]:
         lines.append(
             f"| {r['function']} | {r['initMs'] or '–'} | {r['firstResponseMs'] or '–'} | "
             f"{ratio(r['firstResponseMs'], hello['firstResponseMs'])} | "
-            f"{mib(r['peakRssKib'])} | {ratio(r['peakRssKib'], hello['peakRssKib'])} | "
-            f"{mib((r['binaryBytes'] or 0) / 1024)} | {ratio(r['binaryBytes'], hello['binaryBytes'])} | "
+            f"{size((r['peakRssKib'] or 0) * 1024)} | {ratio(r['peakRssKib'], hello['peakRssKib'])} | "
+            f"{size(r['binaryBytes'])} | {ratio(r['binaryBytes'], hello['binaryBytes'])} | "
             f"{r['answered']} |"
         )
     lines.append("")

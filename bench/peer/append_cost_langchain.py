@@ -231,9 +231,7 @@ def main() -> None:
     # The failure: from just before the server's own projection, one at a time until it
     # refuses an append (moto counts sizes by its own rule, so it refuses later than DynamoDB).
     if failure is None and session.length < MESSAGES:
-        item = session.stored_item()
-        projection = DYNAMODB.first_refused(item, session.length)
-        on_server = MOTO.first_refused(item, session.length)
+        on_server = MOTO.first_refused(session.stored_item(), session.length)
         session.jump_to(min(on_server, MESSAGES) - 3)
         for k in range(session.length + 1, min(on_server + PAST_PROJECTION, MESSAGES) + 1):
             if not append(k):
