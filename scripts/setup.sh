@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local API and the tests need, if missing: moto's server, cfn-lint,
 # cargo-lambda (with zig), schemathesis and the AWS SAM CLI in a project virtualenv (.venv),
-# Debian's redis-server.
+# Debian's redis-server, and cargo-nextest (the test runner) if the machine lacks it.
 # Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest from crates.io"
+  cargo install --locked --quiet cargo-nextest
 fi
 
 for tool in cargo rustfmt cargo-clippy; do

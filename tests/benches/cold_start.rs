@@ -12,8 +12,14 @@
 //! load spreads evenly; the times are medians, the RSS the maximum. It builds the binaries
 //! first (`cargo build --release`, one invocation), creates a table from the template and a
 //! bucket in the local servers under fresh names, and writes docs/benchmarks/cold-start.json;
-//! the functions' logs go to target/cold-start/<function>.log. Run it against local servers
-//! of its own:
+//! the functions' logs go to target/cold-start/<function>.log.
+//!
+//! The test command runs it as a smoke test of a few Lambda builds: COLD_START_FUNCTIONS
+//! names the functions (comma-separated; default every one), COLD_START_BINARIES a directory
+//! of binaries already built in cargo-lambda's layout (`<dir>/<function>/bootstrap`, skipping
+//! the build), COLD_START_RESULTS where the results go, and COLD_START_REQUIRE_ANSWERS=1 makes
+//! a function that does not answer its event (a crash at init, a hang) fail the run. Run it
+//! against local servers of its own:
 //!
 //! ```sh
 //! export MOTO_PORT=4581 REDIS_PORT=6395; scripts/services.sh start bench
@@ -98,8 +104,14 @@ async fn main() {
     }
     let runs = runs();
     let names = binary_names();
-    build_release(&names);
-    let functions: Vec<Function> = names.iter().map(|name| function(name)).collect();
+    let built = std::env::var_os("COLD_START_BINARIES").map(PathBuf::from);
+    if built.is_none() {
+        build_release(&names);
+    }
+    let functions: Vec<Function> = names
+        .iter()
+        .map(|name| function(name, built.as_deref()))
+        .collect();
     let environment = local_resources().await;
     let jwks = Bytes::from(
         std::fs::read(workspace_root().join("tests/fixtures/cognito-test-jwks.json"))
@@ -122,6 +134,16 @@ async fn main() {
     let hello_world = rows.remove(0);
     print_table(&hello_world, &rows);
     write_results(runs, hello_world, rows);
+    let unanswered: Vec<&str> = functions
+        .iter()
+        .zip(&measured)
+        .filter(|(_, starts)| starts.iter().any(|start| start.first_response.is_none()))
+        .map(|(function, _)| function.name.as_str())
+        .collect();
+    if !unanswered.is_empty() && std::env::var("COLD_START_REQUIRE_ANSWERS").as_deref() == Ok("1") {
+        eprintln!("did not answer their event: {}", unanswered.join(", "));
+        std::process::exit(1);
+    }
 }
 
 fn runs() -> usize {
@@ -135,14 +157,20 @@ fn runs() -> usize {
     }
 }
 
-/// hello-world first, then every function under functions/ (directory, package and binary
-/// share the name).
+/// hello-world first, then the functions COLD_START_FUNCTIONS names or every function under
+/// functions/ (directory, package and binary share the name).
 fn binary_names() -> Vec<String> {
-    let mut functions: Vec<String> = std::fs::read_dir(workspace_root().join("functions"))
-        .expect("functions/ is readable")
-        .map(|entry| entry.expect("a directory entry").file_name())
-        .map(|name| name.into_string().expect("a UTF-8 function name"))
-        .collect();
+    let mut functions: Vec<String> = match std::env::var("COLD_START_FUNCTIONS") {
+        Ok(named) => named
+            .split(',')
+            .map(|name| name.trim().to_owned())
+            .collect(),
+        Err(_) => std::fs::read_dir(workspace_root().join("functions"))
+            .expect("functions/ is readable")
+            .map(|entry| entry.expect("a directory entry").file_name())
+            .map(|name| name.into_string().expect("a UTF-8 function name"))
+            .collect(),
+    };
     functions.sort();
     std::iter::once(HELLO_WORLD.to_owned())
         .chain(functions)
@@ -178,7 +206,8 @@ fn build_release(names: &[String]) {
     assert!(status.success(), "cargo build --release failed: {status}");
 }
 
-fn function(name: &str) -> Function {
+/// The binary under test: the release build's, or cargo-lambda's `bootstrap` under `built`.
+fn function(name: &str, built: Option<&std::path::Path>) -> Function {
     let event = if name == HELLO_WORLD {
         Bytes::from_static(b"{}")
     } else {
@@ -191,7 +220,10 @@ fn function(name: &str) -> Function {
     File::create(&log).expect("the function's log can be made");
     Function {
         name: name.to_owned(),
-        binary: target_dir().join("release").join(name),
+        binary: match built {
+            Some(dir) => dir.join(name).join("bootstrap"),
+            None => target_dir().join("release").join(name),
+        },
         event,
         log,
     }
@@ -576,8 +608,11 @@ fn write_results(runs: usize, hello_world: Value, functions: Vec<Value>) {
                  calls go to the local moto server; the memory size is only announced, not \
                  enforced.",
     });
-    let path = workspace_root().join("docs/benchmarks/cold-start.json");
+    let path = std::env::var_os("COLD_START_RESULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("docs/benchmarks/cold-start.json"));
     let text = serde_json::to_string_pretty(&results).expect("the results serialise");
-    std::fs::write(&path, text + "\n").expect("docs/benchmarks/cold-start.json is writable");
+    std::fs::write(&path, text + "\n")
+        .unwrap_or_else(|e| panic!("{} is not writable: {e}", path.display()));
     println!("\nwritten to {}", path.display());
 }

@@ -524,7 +524,9 @@ async fn appends_and_reads_until(user: Client, id: String, stop: Arc<AtomicBool>
             assert_eq!(list.body["conversations"][0]["messageCount"], written);
 
             let started = Instant::now();
-            let got = user.get(&format!("/conversations/{id}?limit=200")).await;
+            let got = user
+                .get(&format!("/conversations/{id}?messageLimit=200"))
+                .await;
             timed(started);
             assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
             let contents: Vec<&str> = got.body["messages"]

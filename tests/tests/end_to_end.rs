@@ -1,0 +1,34 @@
+//! The end-to-end suite, one test binary (one link instead of one per file): real HTTP
+//! against the local gateway and API Gateway events through the handlers, against the local
+//! servers `scripts/test.sh` starts. Each module is one behaviour area; `cargo nextest` runs
+//! every test in its own process, so process-wide state (the tracing subscriber, the metrics
+//! recorder) stays per test.
+
+mod account_export;
+mod appends;
+mod attachments;
+mod bad_input;
+mod batch;
+mod cache;
+mod completion;
+mod context;
+mod contract;
+mod conversations_api;
+mod events;
+mod export;
+mod faults;
+mod health;
+mod isolation;
+mod migration;
+mod migration_api;
+mod migration_state_machine;
+mod observability;
+mod pagination;
+mod search;
+mod security_sweep;
+mod stream_poller;
+mod streaming;
+mod streaming_url;
+mod summaries;
+mod sync;
+mod template;
