@@ -8,20 +8,15 @@ pub mod assistant;
 pub mod attachments;
 pub mod auth;
 pub mod cache;
-pub mod clock;
 pub mod config;
 pub mod context;
-pub mod cursor;
-pub mod error;
 pub mod export;
 pub mod health;
 pub mod http;
-pub mod keys;
 pub mod memory;
 pub mod metrics;
 pub mod migration;
 pub mod migration_job;
-pub mod model;
 pub mod provider;
 pub mod search;
 pub mod service;
@@ -31,4 +26,6 @@ pub mod streams;
 pub mod summaries;
 pub mod sync;
 
+// The domain crate's modules, where this crate's code and its users expect them.
+pub use domain::{clock, cursor, error, keys, model};
 pub use error::Error;

@@ -11,8 +11,12 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use lambda_runtime::Diagnostic;
 use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
 use metrics_cloudwatch_embedded::Collector;
+
+use crate::error::{chain, Error};
+use std::convert::Infallible;
 
 use crate::migration::RunSummary;
 
@@ -116,11 +120,11 @@ pub fn flush(sink: impl Write) {
 
 /// Runs one invocation and writes its metrics to `sink` when it ends: the function's
 /// invocations and failures (by `function`), and whatever the work recorded.
-pub async fn observed<T, E, W: Write>(
+pub async fn observed<T, E: Diagnosed, W: Write>(
     function: &'static str,
     work: impl Future<Output = Result<T, E>>,
     sink: impl FnOnce() -> W,
-) -> Result<T, E> {
+) -> Result<T, Diagnostic> {
     collector();
     let result = work.await;
     counter!(INVOCATIONS, "Function" => function).increment(1);
@@ -128,7 +132,29 @@ pub async fn observed<T, E, W: Write>(
         counter!(FAILURES, "Function" => function).increment(1);
     }
     flush(sink());
-    result
+    result.map_err(Diagnosed::diagnostic)
+}
+
+/// How a failed invocation reaches Lambda.
+pub trait Diagnosed {
+    fn diagnostic(self) -> Diagnostic;
+}
+
+/// The error type Lambda reports is the variant's name, which Step Functions' `Retry` and
+/// `Catch` match on; the message is the whole cause chain.
+impl Diagnosed for Error {
+    fn diagnostic(self) -> Diagnostic {
+        Diagnostic {
+            error_type: self.kind().to_owned(),
+            error_message: chain(&self),
+        }
+    }
+}
+
+impl Diagnosed for Infallible {
+    fn diagnostic(self) -> Diagnostic {
+        match self {}
+    }
 }
 
 /// One answered API request, by its route (`GET /conversations/{id}`).

@@ -114,13 +114,3 @@ pub fn chain(error: &dyn StdError) -> String {
     }
     text
 }
-
-/// How an error reaches Lambda when a function (not an HTTP handler) fails an invocation.
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(error: Error) -> Self {
-        Self {
-            error_type: error.kind().to_owned(),
-            error_message: chain(&error),
-        }
-    }
-}

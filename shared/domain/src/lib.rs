@@ -1,0 +1,16 @@
+//! The bottom of the workspace: what every other crate speaks, with no AWS, Lambda or HTTP
+//! dependency.
+//!
+//! - `model`: ids (parsed, never raw strings), roles, messages, conversations, their limits;
+//! - `keys`: the single table's key design, every partition and sort key built by name;
+//! - `cursor`: signed, user-scoped pagination cursors;
+//! - `clock`: the time of a request, injectable for tests;
+//! - `error`: the one error type, mapped to HTTP in one place by the Lambda glue.
+
+pub mod clock;
+pub mod cursor;
+pub mod error;
+pub mod keys;
+pub mod model;
+
+pub use error::Error;
