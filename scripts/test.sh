@@ -51,8 +51,8 @@ step "Lambda build: cargo lambda build --release --x86-64 ($SMOKE_FUNCTIONS, hel
 PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --x86-64 --quiet -p hello-world \
   $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ })
 step "cold-start smoke of those builds"
-COLD_START_FUNCTIONS=$SMOKE_FUNCTIONS COLD_START_BINARIES=target/lambda COLD_START_RUNS=1 \
-  COLD_START_RESULTS=.local/test/cold-start-smoke.json COLD_START_REQUIRE_ANSWERS=1 \
+COLD_START_FUNCTIONS=$SMOKE_FUNCTIONS COLD_START_BINARIES="$PWD/target/lambda" COLD_START_RUNS=1 \
+  COLD_START_RESULTS="$PWD/.local/test/cold-start-smoke.json" COLD_START_REQUIRE_ANSWERS=1 \
   cargo test --quiet -p tests --bench cold_start
 
 step "done: $(grep -E '^ +Summary' .local/test/nextest.log | sed 's/^ *//')"

@@ -7,6 +7,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use assistant::http as assistant_handlers;
+use assistant::State;
 use axum::body::{to_bytes, Body as AxumBody};
 use axum::extract::{Request as AxumRequest, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -17,7 +19,7 @@ use base64::Engine;
 use chrono::Utc;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use shared::http::{self as handlers, State};
+use shared::http::{self as handlers};
 use tokio::net::TcpListener;
 
 use crate::template::Route;
@@ -107,15 +109,18 @@ impl Endpoint {
             Self::ArchiveConversation => handlers::archive_conversation(state, request).await,
             Self::SetConversationTags => handlers::set_conversation_tags(state, request).await,
             Self::DeleteConversation => handlers::delete_conversation(state, request).await,
-            Self::GetContext => handlers::get_context(state, request).await,
-            Self::Complete => handlers::complete(state, request).await,
+            Self::GetContext => assistant_handlers::get_context(state, request).await,
+            Self::Complete => assistant_handlers::complete(state, request).await,
             Self::MigrateConversations => handlers::migrate_conversations(state, request).await,
             Self::CreateAttachmentUpload => {
                 handlers::create_attachment_upload(state, request).await
             }
             Self::MobileSync => handlers::mobile_sync(state, request).await,
             Self::MobileBatch => handlers::mobile_batch(state, request).await,
-            Self::Health => handlers::health(state, request).await,
+            Self::Health => {
+                health_check::http::health(&health_check::State::over(state.core.clone()), request)
+                    .await
+            }
             Self::SearchConversations => handlers::search_conversations(state, request).await,
             Self::ExportConversation => handlers::export_conversation(state, request).await,
             Self::StartAccountExport => handlers::start_account_export(state, request).await,
@@ -414,7 +419,7 @@ async fn stream_completion(
     let Ok(request) = lambda_http::request::from_str(&event.to_string()) else {
         return gateway_response(StatusCode::BAD_REQUEST, "Bad Request");
     };
-    let response = match handlers::complete_streaming(&url.state, None, request).await {
+    let response = match assistant_handlers::complete_streaming(&url.state, None, request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use assistant::State;
 use clap::{Parser, Subcommand};
 use local::{table, Gateway, StreamPoller, StreamingUrl, Template, Tokens};
-use shared::http::State;
 
 #[derive(Parser)]
 #[command(name = "numina-local", about = "Run Numina Conversations on localhost")]

@@ -1,8 +1,8 @@
 //! Short-term memory as the old system left it, for trying the migration locally and for its
 //! benchmark: each user a few sessions of alternating prompts and replies, an hour apart.
 
+use assistant::memory::{MemoryEntry, ShortTermMemory};
 use chrono::{DateTime, Duration, Utc};
-use shared::memory::{MemoryEntry, ShortTermMemory};
 use shared::model::{MessageId, Metadata, Role, UserId};
 
 /// Messages per session; the next session starts 40 minutes after it ends.

@@ -7,13 +7,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use assistant::State;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
-use shared::http::State;
 use shared::streams;
 
 use crate::template::{StreamSubscription, Template};
@@ -65,7 +65,9 @@ impl StreamConsumer {
                 streams::purge_deleted_conversations(state, event).await
             }
             Self::InvalidateCachedReads => streams::invalidate_cached_reads(state, event).await,
-            Self::SummarizeConversations => streams::summarize_conversations(state, event).await,
+            Self::SummarizeConversations => {
+                assistant::streams::summarize_conversations(state, event).await
+            }
             Self::RunAccountExports => streams::run_account_exports(state, event).await,
         }
     }

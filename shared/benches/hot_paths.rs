@@ -13,11 +13,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use ai::context::{select, ContextMessage, Tokenizer, TokenizerKind};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use shared::attachments::DownloadLinks;
-use shared::context::{select, ContextMessage, Tokenizer, TokenizerKind};
 use shared::cursor::{CursorSigner, Position};
 use shared::http::wire::{AddMessageBody, ConversationWithMessagesView};
 use shared::http::{caller, conversation_id, json_body};

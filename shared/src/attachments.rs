@@ -156,7 +156,7 @@ impl Attachments {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| crate::health::describe_sdk_error(&e))
+            .map_err(|e| crate::aws::describe_sdk_error(&e))
     }
 
     /// A presigned URL for uploading one file of the user's into the conversation.

@@ -3,22 +3,20 @@
 use std::time::Duration;
 
 use crate::cache::CacheSettings;
-use crate::context::TokenizerKind;
 use crate::error::Error;
-use crate::provider::ProviderKind;
 
 /// The shortest cursor-signing secret accepted.
 const MIN_SECRET_BYTES: usize = 32;
 /// How long a delete request spends removing messages before leaving the rest to the purge
 /// worker; well inside the function's timeout.
 const DEFAULT_PURGE_BUDGET: Duration = Duration::from_secs(3);
-const DEFAULT_SHORT_TERM_TTL_HOURS: u32 = 24;
-const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(25);
 const DEFAULT_ATTACHMENT_MAX_BYTES: u64 = 25 * 1024 * 1024;
 const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_millis(50);
 const DEFAULT_CACHE_BREAKER: Duration = Duration::from_secs(30);
 const DEFAULT_SYNC_SETTLE_SECONDS: u64 = 60;
 const DEFAULT_BATCH_RECORD_DAYS: i64 = 7;
+/// How long each of the health check's checks may take.
+const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Config {
@@ -28,23 +26,6 @@ pub struct Config {
     pub cursor_secret: Vec<u8>,
     /// `DELETE_PURGE_BUDGET_MS`: time a delete spends purging messages in the request.
     pub delete_purge_budget: Duration,
-    /// `SHORT_TERM_TTL_HOURS`: how long short-term memory lives (default 24).
-    pub short_term_ttl: chrono::Duration,
-    /// `TOKENIZER`: `o200k_base` (default) or `cl100k_base`.
-    pub tokenizer: TokenizerKind,
-    /// `SYSTEM_PROMPT`: sent first in every model context, when set.
-    pub system_prompt: Option<String>,
-    /// `MODEL_PROVIDER`: `bedrock` (the template's choice), `openai`, or `local` (default).
-    pub model_provider: ProviderKind,
-    /// `MODEL_ID`: the model used when a request names none (the provider's default if unset).
-    pub model_id: String,
-    /// `ALLOWED_MODELS`: comma-separated models a request may ask for (default: `MODEL_ID`).
-    pub allowed_models: Vec<String>,
-    /// `OPENAI_BASE_URL` (required for `openai`) and `OPENAI_API_KEY`.
-    pub openai_base_url: Option<String>,
-    pub openai_api_key: Option<String>,
-    /// `MODEL_TIMEOUT_MS`: how long a model call may take before the request answers 504.
-    pub model_timeout: Duration,
     /// `MIGRATION_SESSION_GAP_MINUTES`: inactivity after which migrated entries without a
     /// conversation start a new one (default 30).
     pub migration_session_gap: chrono::Duration,
@@ -77,10 +58,6 @@ pub struct Config {
     /// `METRICS_NAMESPACE`: the CloudWatch namespace of the metrics (default
     /// `NuminaConversations`; the template gives each stack its own).
     pub metrics_namespace: String,
-    /// New messages that make a conversation due for a new summary; 0 turns them off.
-    pub summary_every: u64,
-    /// Tokens of messages sent to the model for one summary at most.
-    pub summary_input_tokens: usize,
     /// Conversations one run of an account export writes at most.
     pub export_conversations_per_run: usize,
     /// The wait before an account export's first attempt after a failed one.
@@ -96,12 +73,6 @@ impl std::fmt::Debug for Config {
             .field("table_name", &self.table_name)
             .field("cursor_secret", &"<redacted>")
             .field("delete_purge_budget", &self.delete_purge_budget)
-            .field("short_term_ttl", &self.short_term_ttl)
-            .field("tokenizer", &self.tokenizer)
-            .field(
-                "system_prompt",
-                &self.system_prompt.as_ref().map(|_| "<set>"),
-            )
             .finish()
     }
 }
@@ -133,50 +104,6 @@ impl Config {
             Some(ms) => ms.parse().map(Duration::from_millis).map_err(|_| {
                 Error::Config("DELETE_PURGE_BUDGET_MS must be a whole number".into())
             })?,
-        };
-        let short_term_hours = match lookup("SHORT_TERM_TTL_HOURS") {
-            None => DEFAULT_SHORT_TERM_TTL_HOURS,
-            Some(hours) => hours
-                .parse()
-                .ok()
-                .filter(|h| (1..=24 * 30).contains(h))
-                .ok_or_else(|| {
-                    Error::Config("SHORT_TERM_TTL_HOURS must be from 1 to 720".into())
-                })?,
-        };
-        let tokenizer = lookup("TOKENIZER")
-            .map(|name| name.parse())
-            .transpose()?
-            .unwrap_or(TokenizerKind::O200kBase);
-        let model_provider = lookup("MODEL_PROVIDER")
-            .map(|name| name.parse())
-            .transpose()?
-            .unwrap_or(ProviderKind::Local);
-        let model_id = lookup("MODEL_ID")
-            .filter(|m| !m.trim().is_empty())
-            .unwrap_or_else(|| model_provider.default_model().to_owned());
-        let mut allowed_models: Vec<String> = lookup("ALLOWED_MODELS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if !allowed_models.contains(&model_id) {
-            allowed_models.push(model_id.clone());
-        }
-        let openai_base_url = lookup("OPENAI_BASE_URL").filter(|u| !u.trim().is_empty());
-        if model_provider == ProviderKind::OpenAiCompatible && openai_base_url.is_none() {
-            return Err(Error::Config(
-                "OPENAI_BASE_URL must be set for MODEL_PROVIDER=openai".into(),
-            ));
-        }
-        let model_timeout = match lookup("MODEL_TIMEOUT_MS") {
-            None => DEFAULT_MODEL_TIMEOUT,
-            Some(ms) => ms
-                .parse()
-                .map(Duration::from_millis)
-                .map_err(|_| Error::Config("MODEL_TIMEOUT_MS must be a whole number".into()))?,
         };
         let session_gap_minutes = match lookup("MIGRATION_SESSION_GAP_MINUTES") {
             None => crate::migration::DEFAULT_SESSION_GAP_MINUTES,
@@ -238,7 +165,7 @@ impl Config {
         );
         let health_check_timeout = Duration::from_millis(number(
             "HEALTH_CHECK_TIMEOUT_MS",
-            crate::health::DEFAULT_CHECK_TIMEOUT.as_millis() as u64,
+            DEFAULT_HEALTH_CHECK_TIMEOUT.as_millis() as u64,
         )?);
         let batch_time_budget = Duration::from_millis(match lookup("BATCH_TIME_BUDGET_MS") {
             Some(raw) if raw == "0" => 0,
@@ -251,18 +178,6 @@ impl Config {
                     .into(),
             ));
         }
-        let summary_every = match lookup("SUMMARY_EVERY_MESSAGES").as_deref() {
-            Some("0") => 0,
-            _ => number(
-                "SUMMARY_EVERY_MESSAGES",
-                crate::summaries::DEFAULT_SUMMARY_EVERY,
-            )?,
-        };
-        let summary_input_tokens = number(
-            "SUMMARY_INPUT_TOKENS",
-            crate::summaries::DEFAULT_SUMMARY_INPUT_TOKENS as u64,
-        )?
-        .clamp(500, 100_000) as usize;
         let export_conversations_per_run = number(
             "EXPORT_CONVERSATIONS_PER_RUN",
             crate::account_export::CONVERSATIONS_PER_RUN as u64,
@@ -278,8 +193,6 @@ impl Config {
             export_retry_base,
             store_max_attempts,
             export_conversations_per_run,
-            summary_every,
-            summary_input_tokens,
             metrics_namespace: lookup("METRICS_NAMESPACE")
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(|| crate::metrics::NAMESPACE.to_owned()),
@@ -296,18 +209,9 @@ impl Config {
             cache_timeout,
             cache_breaker_open_for,
             migration_session_gap: chrono::Duration::minutes(session_gap_minutes),
-            model_provider,
-            model_id,
-            allowed_models,
-            openai_base_url,
-            openai_api_key: lookup("OPENAI_API_KEY").filter(|k| !k.is_empty()),
-            model_timeout,
             table_name,
             cursor_secret,
             delete_purge_budget,
-            short_term_ttl: chrono::Duration::hours(i64::from(short_term_hours)),
-            tokenizer,
-            system_prompt: lookup("SYSTEM_PROMPT").filter(|p| !p.trim().is_empty()),
         })
     }
 }

@@ -19,13 +19,13 @@ use uuid::Uuid;
 use crate::cache::Cache;
 use crate::error::Error;
 use crate::keys;
-use crate::memory::MemoryEntry;
 use crate::model::{
     Attachment, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Title, UserId,
 };
 use crate::store::{
     transaction_chunks, ConversationItem, Creation, HeldMemory, Store, TRANSACTION_MAX_ITEMS,
 };
+use domain::memory::MemoryEntry;
 
 /// The specification's session rule: a new conversation after 30 minutes of inactivity.
 pub const DEFAULT_SESSION_GAP_MINUTES: i64 = 30;

@@ -6,38 +6,28 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use crate::account_export::AccountExports;
-use crate::assistant::{Assistant, ModelSettings};
 use crate::attachments::Attachments;
-use crate::cache::{describe_cache, Cache, CacheSettings};
+use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::context::Tokenizer;
 use crate::cursor::CursorSigner;
 use crate::error::Error;
 use crate::export::Exports;
-use crate::memory::ShortTermMemory;
 use crate::migration::{MigrationOptions, Migrator};
-use crate::provider::{Bedrock, LocalModel, ModelProvider, OpenAiCompatible, ProviderKind};
 use crate::search::Search;
 use crate::service::Conversations;
 use crate::store::{ContentObjects, Store};
-use crate::summaries::{Summaries, SummarySettings};
 use crate::sync::MobileSync;
 
 /// What every handler needs, built once per cold start.
 #[derive(Clone)]
 pub struct State {
     pub conversations: Conversations,
-    pub assistant: Assistant,
     pub migrator: Migrator,
     pub sync: MobileSync,
     pub search: Search,
     pub exports: Exports,
     pub account_exports: AccountExports,
-    pub summaries: Summaries,
-    /// ElastiCache and the cache's name there, when `CACHE_NAME` is configured (health checks
-    /// report its status).
-    pub managed_cache: Option<(aws_sdk_elasticache::Client, String)>,
     /// The attachments bucket, when configured.
     pub attachments: Option<Attachments>,
     pub config: Config,
@@ -48,29 +38,8 @@ impl State {
     /// Reads the configuration and builds the SDK clients from the environment (in AWS, the
     /// function's role and region; locally, `AWS_ENDPOINT_URL` points at the local servers).
     pub async fn from_env() -> Result<Self, Error> {
-        let mut config = Config::from_env()?;
+        let config = Config::from_env()?;
         let sdk = aws_config::load_from_env().await;
-        if config.cache.is_none() {
-            if let Some(name) = config.cache_name.clone() {
-                // A cache named but not located: ask ElastiCache once, at cold start. A cache
-                // that cannot be found leaves the function running without one.
-                let client = aws_sdk_elasticache::Client::new(&sdk);
-                match describe_cache(&client, &name).await {
-                    Ok(found) => {
-                        config.cache = Some(CacheSettings {
-                            url: found.url,
-                            cluster: found.cluster,
-                            timeout: config.cache_timeout,
-                            breaker_open_for: config.cache_breaker_open_for,
-                            namespace: config.table_name.clone(),
-                        })
-                    }
-                    Err(error) => {
-                        tracing::error!(error = %error, "cache {name} not found; running without it")
-                    }
-                }
-            }
-        }
         Ok(Self::new(config, &sdk))
     }
 
@@ -98,17 +67,6 @@ impl State {
         if let Some(bucket) = &config.attachments_bucket {
             store = store.with_content_objects(ContentObjects::new(s3.clone(), bucket));
         }
-        let tokenizer = Tokenizer::new(config.tokenizer);
-        let provider: Arc<dyn ModelProvider> = match config.model_provider {
-            ProviderKind::Bedrock => {
-                Arc::new(Bedrock::new(aws_sdk_bedrockruntime::Client::new(sdk)))
-            }
-            ProviderKind::OpenAiCompatible => Arc::new(OpenAiCompatible::new(
-                config.openai_base_url.as_deref().unwrap_or_default(),
-                config.openai_api_key.clone(),
-            )),
-            ProviderKind::Local => Arc::new(LocalModel::new(tokenizer)),
-        };
         let cache = config
             .cache
             .clone()
@@ -147,43 +105,13 @@ impl State {
             },
         )
         .with_cache(cache);
-        let summaries = Summaries::new(
-            store.clone(),
-            provider.clone(),
-            tokenizer,
-            SummarySettings {
-                every: config.summary_every,
-                input_tokens: config.summary_input_tokens,
-                model: config.model_id.clone(),
-                timeout: config.model_timeout,
-            },
-        );
-        let memory = ShortTermMemory::new(store, config.short_term_ttl);
-        let assistant = Assistant::new(
-            conversations.clone(),
-            memory,
-            tokenizer,
-            config.system_prompt.clone(),
-            ModelSettings {
-                provider,
-                default_model: config.model_id.clone(),
-                allowed_models: config.allowed_models.clone(),
-                timeout: config.model_timeout,
-            },
-        );
         Self {
             conversations,
-            assistant,
             migrator,
             sync,
             search,
             exports,
             account_exports,
-            summaries,
-            managed_cache: config
-                .cache_name
-                .clone()
-                .map(|name| (aws_sdk_elasticache::Client::new(sdk), name)),
             attachments,
             config,
             clock,

@@ -9,8 +9,7 @@
 //! `index_for_search`: keeps the search index (`crate::search`) in step with the table: the
 //! terms of each new message, and of each conversation's title when it changes.
 //!
-//! `summarize_conversations`: brings the summary of each conversation that is due forward
-//! (`crate::summaries`), off the request path of the appends that made it due.
+//! (`summarize_conversations` is the assistant's: `assistant::streams`.)
 //!
 //! `run_account_exports`: does the next run of each running account export whose job changed
 //! (`crate::account_export`): every run's checkpoint is the change that starts the next.
@@ -36,10 +35,10 @@ use crate::state::State;
 use crate::store::{ConversationItem, ExportJob, ExportStatus, IndexChange, Store};
 
 /// Time kept back from the invocation's deadline to report back before Lambda stops us.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The time from now to the invocation's deadline (Lambda's, in epoch milliseconds).
-fn time_left(deadline_ms: u64) -> Duration {
+pub fn time_left(deadline_ms: u64) -> Duration {
     let left = i64::try_from(deadline_ms)
         .unwrap_or(i64::MAX)
         .saturating_sub(Utc::now().timestamp_millis());
@@ -296,56 +295,6 @@ async fn forget_deleted(state: &State, changes: &[IndexChange]) -> Result<(), Er
     Ok(())
 }
 
-/// Summarizes the conversations the records show due (once each, by their new image, in the
-/// order they come). A summary the model could not write is counted and its record reported,
-/// so Lambda delivers it (and the records after it) again, up to the mapping's retry limit;
-/// the conversation also stays due, so its next change tries again. A conversation whose
-/// turn would not finish before the deadline is reported the same way, without counting.
-pub async fn summarize_conversations(
-    state: &State,
-    event: LambdaEvent<Event>,
-) -> Result<DynamoDbEventResponse, Error> {
-    let deadline_ms = event.context.deadline;
-    let summaries = &state.summaries;
-    let mut seen = std::collections::BTreeSet::new();
-    for record in &event.payload.records {
-        if record.event_name == "REMOVE" || record.change.new_image.is_empty() {
-            continue;
-        }
-        let Ok(conversation) = Store::conversation_of_image(record.change.new_image.clone().into())
-        else {
-            continue;
-        };
-        if !summaries.is_due(&conversation)
-            || !seen.insert((conversation.user_id.clone(), conversation.conversation_id))
-        {
-            continue;
-        }
-        if time_left(deadline_ms) < summaries.settings().timeout + DEADLINE_MARGIN {
-            return Ok(failed_from(Some(record)));
-        }
-        let outcome = summaries
-            .summarize(
-                &conversation.user_id,
-                &conversation.conversation_id,
-                state.now(),
-            )
-            .await;
-        match outcome {
-            Ok(crate::summaries::SummaryOutcome::Written { .. }) => crate::metrics::summary(true),
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(error = %chain(&error), "could not summarize a conversation");
-                if matches!(error, Error::ModelFailed(_) | Error::ModelTimeout) {
-                    crate::metrics::summary(false);
-                }
-                return Ok(failed_from(Some(record)));
-            }
-        }
-    }
-    Ok(DynamoDbEventResponse::default())
-}
-
 /// Does the next run of every running export the records show. Each attempt is counted on
 /// its job before it starts (a change, which brings the next attempt when this one fails);
 /// a run that failed before its attempt was counted reports its record, for Lambda to
@@ -396,7 +345,7 @@ pub async fn run_account_exports(
 }
 
 /// Reports `record` (and so every record after it) as failed: Lambda delivers them again.
-fn failed_from(
+pub fn failed_from(
     record: Option<&aws_lambda_events::event::dynamodb::EventRecord>,
 ) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();

@@ -245,7 +245,7 @@ async fn seeded_user(api: &LocalApi) -> (Client, String, Vec<String>) {
 
 #[tokio::main]
 async fn main() {
-    shared::provider::install_tls_provider();
+    ai::provider::install_tls_provider();
     let aws = std::env::var("AWS_ENDPOINT_URL").expect("run after `source scripts/env.sh`");
     let redis_url = std::env::var("REDIS_URL").expect("REDIS_URL");
     let redis_address = redis_url.trim_start_matches("redis://").to_owned();

@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use assistant::config::ModelConfig;
+use assistant::State;
 use aws_sdk_dynamodb::types::AttributeValue;
 use local::{Gateway, Template, Tokens};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::http::State;
 
 pub mod asl;
 pub mod proxy;
@@ -86,19 +87,20 @@ async fn state_reaching(
     overrides
         .entry("ATTACHMENTS_BUCKET".into())
         .or_insert_with(|| table.clone());
-    let config = Config::from_lookup(|name| match name {
+    let lookup = |name: &str| match name {
         "TABLE_NAME" => Some(table.clone()),
         _ => overrides
             .get(name)
             .cloned()
             .or_else(|| std::env::var(name).ok()),
-    })
-    .expect("a valid configuration");
+    };
+    let config = Config::from_lookup(lookup).expect("a valid configuration");
+    let model_config = ModelConfig::from_lookup(lookup).expect("a valid model configuration");
     let handlers_sdk = match endpoint {
         Some(endpoint) => aws_config::from_env().endpoint_url(endpoint).load().await,
         None => sdk,
     };
-    State::with_clock(config, &handlers_sdk, clock)
+    State::with_clock(config, model_config, &handlers_sdk, clock)
 }
 
 /// The local API over a state configured with `overrides`, and the table's stream feeding
@@ -138,7 +140,7 @@ impl LocalApi {
 
     /// The local API over the given handler state.
     pub async fn serving(state: State) -> Self {
-        shared::provider::install_tls_provider();
+        ai::provider::install_tls_provider();
         let tokens = Tokens::new("test-secret");
         let routes = template().routes().expect("template routes");
         let gateway = Gateway::new(&routes, state.clone(), tokens.clone())
@@ -534,8 +536,8 @@ pub fn memory_entry(
     timestamp: chrono::DateTime<chrono::Utc>,
     role: shared::model::Role,
     content: &str,
-) -> shared::memory::MemoryEntry {
-    shared::memory::MemoryEntry {
+) -> domain::memory::MemoryEntry {
+    domain::memory::MemoryEntry {
         id: shared::model::MessageId::generate(),
         role,
         content: content.to_owned(),

@@ -6,13 +6,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use assistant::State;
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::account_export::{AccountExports, ExportRequest, RunOutcome, MAX_FAILED_RUNS};
 use shared::export::{ConversationExport, Exports};
 use shared::model::UserId;
-use shared::state::State;
 use shared::store::{ContentObjects, ExportStatus, Store};
 use tests::{new_user, Client, Fault, FaultyWrites, LocalApi};
 

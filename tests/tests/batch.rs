@@ -525,8 +525,12 @@ async fn operations_a_batch_had_no_time_for_are_not_run_and_run_when_sent_again(
     assert_eq!(table_snapshot(&api.state).await, before);
 
     // The same table, with time to spare: the whole queue runs.
-    let relaxed =
-        shared::state::State::with_clock(relaxed_config, &aws_config::load_from_env().await, clock);
+    let relaxed = assistant::State::with_clock(
+        relaxed_config,
+        api.state.model_config.clone(),
+        &aws_config::load_from_env().await,
+        clock,
+    );
     let relaxed_api = LocalApi::serving(relaxed).await;
     let again = batch(&relaxed_api.as_user(&user), &queue).await;
     assert_eq!(statuses(&again), [201, 201, 201, 200, 200, 200, 200]);

@@ -486,13 +486,17 @@ async fn a_cache_named_but_not_located_is_found_through_elasticache() {
         .await
         .expect("moto creates the replication group");
 
-    let found = shared::cache::describe_cache(&client, &name).await.unwrap();
+    let found = health_check::managed_cache::describe_cache(&client, &name)
+        .await
+        .unwrap();
     assert!(found.url.starts_with("rediss://"), "{}", found.url);
     assert!(!found.cluster);
     assert!(!found.status.is_empty());
-    assert!(shared::cache::describe_cache(&client, "no-such-cache")
-        .await
-        .is_err());
+    assert!(
+        health_check::managed_cache::describe_cache(&client, "no-such-cache")
+            .await
+            .is_err()
+    );
 }
 
 /// One user's loop for the run under faults: append a message, then read the list and the

@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
+use ai::context::{Tokenizer, TokenizerKind};
+use ai::provider::LocalModel;
+use assistant::memory::ShortTermMemory;
+use assistant::service::{Assistant, CompletionRequest, ModelSettings};
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::json;
-use shared::assistant::{Assistant, CompletionRequest, ModelSettings};
 use shared::clock::SystemClock;
-use shared::context::{Tokenizer, TokenizerKind};
 use shared::cursor::CursorSigner;
-use shared::memory::ShortTermMemory;
 use shared::model::UserId;
-use shared::provider::LocalModel;
 use shared::service::Conversations;
 use shared::store::Store;
 use tests::{new_user, state, state_configured, ChatBehaviour, ChatServer, LocalApi};

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use ai::context::{Tokenizer, TokenizerKind, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::clock::{Clock, ManualClock};
-use shared::context::{Tokenizer, TokenizerKind, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE};
 use shared::model::{MessageId, Role, UserId};
 use tests::{new_user, state_with_clock, LocalApi};
 

@@ -1,6 +1,7 @@
 //! Every API Gateway event in `events/` (the ones `sam local invoke -e` uses) through the
 //! handler its function runs, parsed by `lambda_http` exactly as in Lambda.
 
+use assistant::State;
 use chrono::Utc;
 use lambda_http::http::StatusCode;
 use lambda_http::Body;
@@ -8,7 +9,6 @@ use lambda_runtime::LambdaEvent;
 use local::Endpoint;
 use shared::model::{Conversation, UserId};
 use shared::search::SearchQuery;
-use shared::state::State;
 use shared::streams::{index_for_search, purge_deleted_conversations};
 use std::time::Duration;
 use tests::{conversation_saying, items_of_conversation, new_user, state, workspace_root};

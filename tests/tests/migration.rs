@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use assistant::service::CompletionRequest;
+use assistant::State;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use domain::memory::MemoryEntry;
 use serde_json::json;
-use shared::assistant::CompletionRequest;
-use shared::http::State;
 use shared::keys;
-use shared::memory::MemoryEntry;
 use shared::migration::{MigrationOptions, Migrator, UserSummary};
 use shared::model::{Attachment, ConversationId, MessageId, Metadata, Role, Tags, Title, UserId};
 use shared::store::Store;

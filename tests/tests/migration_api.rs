@@ -2,9 +2,9 @@
 //! only, a dry run that writes nothing, repeats that add nothing, and bad requests refused.
 
 use chrono::{Duration, Utc};
+use domain::memory::MemoryEntry;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use shared::memory::MemoryEntry;
 use shared::model::{Role, UserId};
 use tests::{memory_entry, new_user, table_snapshot, LocalApi};
 

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use assistant::State;
 use chrono::{Duration, Utc};
+use domain::memory::MemoryEntry;
 use serde_json::{json, Value};
-use shared::http::State;
 use shared::keys;
-use shared::memory::MemoryEntry;
 use shared::migration::RunSummary;
 use shared::migration_job::{self, FinishInput, ShardPage, StartInput, UserStep};
 use shared::model::{Role, UserId};

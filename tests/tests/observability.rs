@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use assistant::State;
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use local::Endpoint;
 use serde_json::Value;
 use shared::metrics::{names, NAMESPACE};
 use shared::model::UserId;
-use shared::state::State;
 use tests::{conversation_saying, new_user, state, workspace_root};
 
 const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
@@ -237,7 +237,7 @@ async fn run_every_function(logs: Logs) {
             .replace(EVENT_USER, &summarized_user)
             .replace(EVENT_CONVERSATION, &summarized.id.to_string());
     let mut emf = Vec::new();
-    let work = shared::streams::summarize_conversations(
+    let work = assistant::streams::summarize_conversations(
         &state,
         LambdaEvent::new(serde_json::from_str(&text).unwrap(), context()),
     );
@@ -374,7 +374,7 @@ async fn run_every_function(logs: Logs) {
         .replace(EVENT_CONVERSATION, &streamed_in)
         .replace(EVENT_CONTENT, &secret);
     let request = lambda_http::request::from_str(&completion).unwrap();
-    let work = shared::http::complete_streaming(&state, None, request);
+    let work = assistant::http::complete_streaming(&state, None, request);
     let response = shared::metrics::observed("completion-stream", work, || &mut emf)
         .await
         .unwrap();

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use assistant::service::{CompletionEvent, CompletionRequest};
 use chrono::Utc;
-use shared::assistant::{CompletionEvent, CompletionRequest};
 use shared::model::UserId;
 use tests::{new_user, LocalApi};
 

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use assistant::auth::JwtVerifier;
 use chrono::Utc;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
-use shared::auth::JwtVerifier;
 use tests::{new_user, state, workspace_root, LocalApi};
 
 const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TestPool";
@@ -96,7 +96,7 @@ async fn the_function_url_event_streams_a_completion_for_the_verified_user() {
         );
     let request = lambda_http::request::from_str(&text).unwrap();
     let verifier = verifier();
-    let response = shared::http::complete_streaming(&state, Some(&verifier), request)
+    let response = assistant::http::complete_streaming(&state, Some(&verifier), request)
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -129,7 +129,7 @@ async fn the_function_url_refuses_a_request_without_a_valid_token() {
         std::fs::read_to_string(workspace_root().join("events/completion-stream.json")).unwrap();
     let request = lambda_http::request::from_str(&text).unwrap();
     let verifier = verifier();
-    let response = shared::http::complete_streaming(&state, Some(&verifier), request)
+    let response = assistant::http::complete_streaming(&state, Some(&verifier), request)
         .await
         .unwrap();
     assert_eq!(response.status(), 401);

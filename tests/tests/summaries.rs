@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+use ai::provider::{ModelDelta, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use assistant::summaries::{Summaries, SummaryOutcome};
+use assistant::State;
 use chrono::{Duration, Utc};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -13,10 +16,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use shared::metrics::names;
 use shared::model::{ConversationId, UserId};
-use shared::provider::{ModelDelta, ModelProvider, ModelReply, ModelRequest, ProviderError};
-use shared::state::State;
 use shared::store::ConversationItem;
-use shared::summaries::{Summaries, SummaryOutcome};
 use tests::{
     append_directly, conversation_saying, new_user, state_configured, workspace_root, LocalApi,
 };
@@ -95,7 +95,7 @@ async fn run_summarizer(state: &State, user: &str, id: &str) -> (Vec<String>, St
             .replace(EVENT_CONVERSATION, id);
     let mut context = lambda_runtime::Context::default();
     context.deadline = (Utc::now().timestamp_millis() + 120_000) as u64;
-    let work = shared::streams::summarize_conversations(
+    let work = assistant::streams::summarize_conversations(
         state,
         LambdaEvent::new(serde_json::from_str(&text).unwrap(), context),
     );

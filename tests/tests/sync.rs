@@ -281,8 +281,9 @@ async fn a_write_stamped_before_the_last_sync_but_seen_after_it_is_not_missed() 
     let ahead = Arc::new(ManualClock::at(now));
     let writer = state_configured(&[("SYNC_SETTLE_SECONDS", "60")], ahead.clone()).await;
     let behind = Arc::new(ManualClock::at(now - Duration::seconds(20)));
-    let late_writer = shared::state::State::with_clock(
+    let late_writer = assistant::State::with_clock(
         writer.config.clone(),
+        writer.model_config.clone(),
         &aws_config::load_from_env().await,
         behind,
     );

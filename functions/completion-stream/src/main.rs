@@ -1,12 +1,13 @@
-//! Lambda function for `shared::http::complete_streaming`: `/completion` through a Function
+//! Lambda function for `assistant::http::complete_streaming`: `/completion` through a Function
 //! URL in response-streaming mode, verifying Cognito access tokens itself.
 
 // The streaming runtime nests the handler future deeply.
 #![recursion_limit = "256"]
 
+use assistant::auth::JwtVerifier;
+use assistant::http::complete_streaming;
+use assistant::State;
 use lambda_http::{run_with_streaming_response, service_fn, Error};
-use shared::auth::JwtVerifier;
-use shared::http::{complete_streaming, State};
 use shared::metrics::observed;
 
 #[tokio::main]

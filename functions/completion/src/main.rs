@@ -1,7 +1,9 @@
-//! Lambda function for `shared::http::complete` (POST /completion).
+//! Lambda function for `assistant::http::complete` (POST /completion).
 
+use assistant::http::complete;
+use assistant::State;
 use lambda_http::Error;
-use shared::http::{complete, serve, State};
+use shared::http::serve;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -1,7 +1,9 @@
-//! Lambda function for `shared::http::get_context`.
+//! Lambda function for `assistant::http::get_context`.
 
+use assistant::http::get_context;
+use assistant::State;
 use lambda_http::Error;
-use shared::http::{get_context, serve, State};
+use shared::http::serve;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -1,7 +1,9 @@
-//! Lambda function for `shared::http::health`.
+//! Lambda function for `health_check::http::health`.
 
+use health_check::http::health;
+use health_check::State;
 use lambda_http::Error;
-use shared::http::{health, serve, State};
+use shared::http::serve;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

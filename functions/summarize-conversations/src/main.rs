@@ -1,10 +1,10 @@
-//! Lambda function for `shared::streams::summarize_conversations`, fed by the table's stream
-//! (conversation items changed, by the template's event filter).
+//! Lambda function for `assistant::streams::summarize_conversations`, fed by the table's
+//! stream (conversation items changed, by the template's event filter).
 
+use assistant::streams::summarize_conversations;
+use assistant::State;
 use lambda_runtime::{run, service_fn, Error};
 use shared::metrics::observed;
-use shared::state::State;
-use shared::streams::summarize_conversations;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

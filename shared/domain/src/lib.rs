@@ -4,6 +4,7 @@
 //! - `model`: ids (parsed, never raw strings), roles, messages, conversations, their limits;
 //! - `keys`: the single table's key design, every partition and sort key built by name;
 //! - `cursor`: signed, user-scoped pagination cursors;
+//! - `memory`: a message of short-term memory;
 //! - `clock`: the time of a request, injectable for tests;
 //! - `error`: the one error type, mapped to HTTP in one place by the Lambda glue.
 
@@ -11,6 +12,7 @@ pub mod clock;
 pub mod cursor;
 pub mod error;
 pub mod keys;
+pub mod memory;
 pub mod model;
 
 pub use error::Error;

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::request::json_bytes;
 use super::wire::{
-    AddMessageBody, ArchiveBody, AttachmentBody, CompletionBody, CreateConversationBody,
-    MigrateBody, RenameBody, TagsBody, UploadBody,
+    AddMessageBody, ArchiveBody, AttachmentBody, CreateConversationBody, MigrateBody, RenameBody,
+    TagsBody, UploadBody,
 };
 use crate::account_export::{ExportRequest, ExportRequestBody};
 use crate::attachments::UploadRequest;
@@ -96,7 +96,6 @@ fn parse_every_body(bytes: &[u8]) {
     }
     let _ = json_bytes::<ArchiveBody>(bytes);
     let _ = json_bytes::<MigrateBody>(bytes);
-    let _ = json_bytes::<CompletionBody>(bytes);
 }
 
 proptest! {

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::{from_item, item_key, s, store_error, to_item, Item, Store, BATCH_WRITE_MAX};
 use crate::error::Error;
 use crate::keys;
-use crate::memory::MemoryEntry;
 use crate::model::{Attachment, ConversationId, MessageId, Metadata, Role, UserId};
+use domain::memory::MemoryEntry;
 
 /// Query pages one recall reads at most (expired items still held by DynamoDB are skipped).
 const MAX_RECALL_PAGES: usize = 8;

@@ -17,6 +17,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+mod completions;
 mod content;
 mod exports;
 mod memory;
@@ -27,6 +28,7 @@ mod operations;
 mod search;
 mod summaries;
 mod sync;
+pub use completions::CompletionRecord;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use exports::{ExportFile, ExportJob, ExportStatus};
 pub use memory::HeldMemory;
@@ -398,7 +400,7 @@ impl Store {
             .table_name(&self.table)
             .send()
             .await
-            .map_err(|e| crate::health::describe_sdk_error(&e))?;
+            .map_err(|e| crate::aws::describe_sdk_error(&e))?;
         Ok(output
             .table()
             .and_then(|t| t.table_status())

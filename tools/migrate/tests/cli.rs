@@ -2,9 +2,9 @@
 
 use std::process::{Command, Output};
 
+use assistant::State;
 use chrono::{Duration, Utc};
-use shared::http::State;
-use shared::memory::MemoryEntry;
+use domain::memory::MemoryEntry;
 use shared::model::{Attachment, Role, UserId};
 use shared::service::ListRequest;
 use tests::{all_conversations, memory_entry, new_user, state, table_snapshot, workspace_root};

@@ -5,24 +5,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::error::Error;
-use crate::model::{Attachment, ConversationId, MessageId, Metadata, Role, UserId};
-use crate::store::Store;
-
-/// One remembered message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemoryEntry {
-    pub id: MessageId,
-    pub role: Role,
-    pub content: String,
-    pub timestamp: DateTime<Utc>,
-    /// The conversation it belongs to, when the request named one (it may have been kept
-    /// here only, when the conversation store failed; a migration then moves it there).
-    pub conversation_id: Option<ConversationId>,
-    pub attachments: Vec<Attachment>,
-    pub metadata: Metadata,
-    pub expires_at: DateTime<Utc>,
-}
+use domain::error::Error;
+pub use domain::memory::MemoryEntry;
+use domain::model::{ConversationId, MessageId, Metadata, Role, UserId};
+use shared::store::Store;
 
 /// Short-term memory over the store, with its time to live.
 #[derive(Clone)]

@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use tiktoken_rs::CoreBPE;
 
-use crate::error::Error;
-use crate::model::Role;
+use domain::error::Error;
+use domain::model::Role;
 
 /// Tokens a chat format spends on each message besides its content (role and separators).
 pub const TOKENS_PER_MESSAGE: usize = 3;

@@ -9,8 +9,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::error::Error;
-use crate::model::UserId;
+use domain::error::Error;
+use domain::model::UserId;
 
 /// Checks bearer tokens against one user pool and app client.
 pub struct JwtVerifier {
@@ -72,7 +72,7 @@ impl JwtVerifier {
 
     /// Fetches the pool's key set once, at cold start.
     pub async fn fetch(issuer: &str, client_id: &str) -> Result<Self, Error> {
-        crate::provider::install_tls_provider();
+        ai::provider::install_tls_provider();
         let url = format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'));
         let keys: JwkSet = reqwest::get(&url)
             .await

@@ -5,26 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::context::{
+use crate::memory::{MemoryEntry, ShortTermMemory};
+use ai::context::{
     select, ContextMessage, Selection, Tokenizer, DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT,
 };
-use crate::error::{chain, Error};
-use crate::keys;
-use crate::memory::{MemoryEntry, ShortTermMemory};
-use crate::model::{
+use ai::provider::{ModelProvider, ModelRequest};
+use domain::error::{chain, Error};
+use domain::model::{
     ClientMessageId, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Tags, Title,
     UserId,
 };
-use crate::provider::{ModelProvider, ModelRequest};
-use crate::service::Conversations;
-use crate::store::{from_item, s, store_error, to_item};
+use shared::service::Conversations;
+use shared::store::CompletionRecord;
 
 /// Largest prompt accepted, in UTF-8 bytes (larger is 413).
 pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
@@ -128,23 +125,6 @@ pub struct Completion {
     /// True when this answers a retry from the first result.
     #[serde(default)]
     pub replayed: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CompletionRecord {
-    #[serde(rename = "PK")]
-    pk: String,
-    #[serde(rename = "SK")]
-    sk: String,
-    entity: String,
-    /// The completion as JSON, once done: the answer to a retry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    result: Option<String>,
-    /// Until when (epoch milliseconds) the request that claimed this id may still be working.
-    #[serde(default)]
-    lease_until: i64,
-    expires_at: i64,
 }
 
 /// What the record of a request id says.
@@ -405,7 +385,7 @@ impl Assistant {
         events: &tokio::sync::mpsc::Sender<CompletionEvent>,
     ) -> Result<Completion, Error> {
         let started = Instant::now();
-        let mut reply = crate::provider::ModelReply {
+        let mut reply = ai::provider::ModelReply {
             text: String::new(),
             input_tokens: 0,
             output_tokens: 0,
@@ -534,7 +514,7 @@ impl Assistant {
     async fn finish(
         &self,
         prepared: Prepared,
-        reply: crate::provider::ModelReply,
+        reply: ai::provider::ModelReply,
         latency: StdDuration,
     ) -> Result<Completion, Error> {
         let Prepared {
@@ -580,7 +560,7 @@ impl Assistant {
             replayed: false,
         };
         if completion.fell_back_to_short_term_memory && conversation.is_some() {
-            crate::metrics::short_term_memory_fallback();
+            shared::metrics::short_term_memory_fallback();
         }
         if let Some(request_id) = &request_id {
             if let Err(error) = self
@@ -688,30 +668,16 @@ impl Assistant {
         now: DateTime<Utc>,
     ) -> Result<RecordState, Error> {
         let store = self.conversations.store();
-        let output = store
-            .client
-            .get_item()
-            .table_name(&store.table)
-            .key(keys::PK, s(&keys::completion_partition(user)))
-            .key(keys::SK, s(&keys::completion_sort_key(request_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("read completion record", e))?;
-        let Some(item) = output.item else {
-            return Ok(RecordState::Free);
-        };
-        let record: CompletionRecord = from_item(item)?;
-        if record.expires_at <= now.timestamp() {
-            return Ok(RecordState::Free);
-        }
-        match record.result {
-            Some(result) => serde_json::from_str(&result)
-                .map(RecordState::Done)
-                .map_err(|e| Error::internal("decode completion record", e)),
-            None if record.lease_until > now.timestamp_millis() => Ok(RecordState::InProgress),
-            None => Ok(RecordState::Free),
-        }
+        Ok(
+            match store.completion_record(user, request_id, now).await? {
+                CompletionRecord::Done(result) => RecordState::Done(
+                    serde_json::from_str(&result)
+                        .map_err(|e| Error::internal("decode completion record", e))?,
+                ),
+                CompletionRecord::InProgress => RecordState::InProgress,
+                CompletionRecord::Free => RecordState::Free,
+            },
+        )
     }
 
     /// Takes the request id for this attempt; false if another attempt holds it or is done.
@@ -723,40 +689,16 @@ impl Assistant {
     ) -> Result<bool, Error> {
         let lease =
             Duration::from_std(self.model_timeout).unwrap_or_default() + Duration::seconds(30);
-        let record = CompletionRecord {
-            pk: keys::completion_partition(user),
-            sk: keys::completion_sort_key(request_id),
-            entity: "CompletionRecord".to_owned(),
-            result: None,
-            lease_until: (now + lease).timestamp_millis(),
-            expires_at: (now + COMPLETION_RECORD_TTL).timestamp(),
-        };
-        let store = self.conversations.store();
-        let claimed = store
-            .client
-            .put_item()
-            .table_name(&store.table)
-            .set_item(Some(to_item(&record)?))
-            .condition_expression(
-                "attribute_not_exists(PK) OR expiresAt <= :nowSeconds \
-                 OR (attribute_not_exists(#result) AND leaseUntil < :nowMillis)",
+        self.conversations
+            .store()
+            .claim_completion(
+                user,
+                request_id,
+                now + lease,
+                now + COMPLETION_RECORD_TTL,
+                now,
             )
-            .expression_attribute_names("#result", "result")
-            .expression_attribute_values(
-                ":nowSeconds",
-                AttributeValue::N(now.timestamp().to_string()),
-            )
-            .expression_attribute_values(
-                ":nowMillis",
-                AttributeValue::N(now.timestamp_millis().to_string()),
-            )
-            .send()
-            .await;
-        match claimed {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(store_error("claim completion record", e)),
-        }
+            .await
     }
 
     /// Gives the request id back after a failed attempt, so the client's retry can proceed.
@@ -764,16 +706,10 @@ impl Assistant {
         let Some(request_id) = request_id else {
             return;
         };
-        let store = self.conversations.store();
-        let released = store
-            .client
-            .delete_item()
-            .table_name(&store.table)
-            .key(keys::PK, s(&keys::completion_partition(user)))
-            .key(keys::SK, s(&keys::completion_sort_key(request_id)))
-            .condition_expression("attribute_not_exists(#result)")
-            .expression_attribute_names("#result", "result")
-            .send()
+        let released = self
+            .conversations
+            .store()
+            .release_completion(user, request_id)
             .await;
         if let Err(error) = released {
             // The lease runs out on its own.
@@ -788,27 +724,12 @@ impl Assistant {
         completion: &Completion,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let record = CompletionRecord {
-            pk: keys::completion_partition(user),
-            sk: keys::completion_sort_key(request_id),
-            entity: "CompletionRecord".to_owned(),
-            result: Some(
-                serde_json::to_string(completion)
-                    .map_err(|e| Error::internal("encode completion", e))?,
-            ),
-            lease_until: 0,
-            expires_at: (now + COMPLETION_RECORD_TTL).timestamp(),
-        };
-        let store = self.conversations.store();
-        store
-            .client
-            .put_item()
-            .table_name(&store.table)
-            .set_item(Some(to_item(&record)?))
-            .send()
+        let result = serde_json::to_string(completion)
+            .map_err(|e| Error::internal("encode completion", e))?;
+        self.conversations
+            .store()
+            .record_completion(user, request_id, result, now + COMPLETION_RECORD_TTL)
             .await
-            .map_err(|e| store_error("write completion record", e))?;
-        Ok(())
     }
 }
 

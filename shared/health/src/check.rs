@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cache::{describe_cache, Cache};
-use crate::migration::RunSummary;
-use crate::store::Store;
+use shared::attachments::Attachments;
+use shared::cache::Cache;
+use shared::migration::RunSummary;
+use shared::store::Store;
 
-/// How long each check may take.
-pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::managed_cache::describe_cache;
 
 /// What every check found.
 #[derive(Debug, Clone, Serialize)]
@@ -103,7 +103,7 @@ const STUCK_RUN: chrono::Duration = chrono::Duration::hours(24);
 /// What the health check looks at.
 pub struct Health<'a> {
     pub store: &'a Store,
-    pub bucket: Option<&'a crate::attachments::Attachments>,
+    pub bucket: Option<&'a Attachments>,
     pub cache: &'a Cache,
     /// The ElastiCache cache by name, when configured: its status is reported too.
     pub managed_cache: Option<(&'a aws_sdk_elasticache::Client, &'a str)>,
@@ -266,27 +266,11 @@ fn migration_problem(run: &RunSummary, now: chrono::DateTime<chrono::Utc>) -> Op
             run.users_failed
         ));
     }
-    let started = crate::keys::changed_at_time(&run.started_at);
+    let started = domain::keys::changed_at_time(&run.started_at);
     if run.finished_at.is_none() && started.is_some_and(|s| now - s > STUCK_RUN) {
         return Some("the last run has been running for over a day".to_owned());
     }
     None
-}
-
-/// An SDK error in a few words: its code, never the request or credentials.
-pub(crate) fn describe_sdk_error<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata,
-{
-    use aws_sdk_s3::error::SdkError;
-    match error {
-        SdkError::TimeoutError(_) => "timed out".to_owned(),
-        SdkError::DispatchFailure(_) => "unreachable".to_owned(),
-        SdkError::ServiceError(service) => {
-            format!("refused ({})", service.err().code().unwrap_or("unknown"))
-        }
-        _ => "failed".to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -298,8 +282,8 @@ mod tests {
         RunSummary {
             run_id: "r".into(),
             status: if finished { "finished" } else { "running" }.into(),
-            started_at: crate::keys::sortable_time(started),
-            finished_at: finished.then(|| crate::keys::sortable_time(started)),
+            started_at: domain::keys::sortable_time(started),
+            finished_at: finished.then(|| domain::keys::sortable_time(started)),
             users_failed: failed,
             ..RunSummary::default()
         }

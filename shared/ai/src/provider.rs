@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::context::{ContextMessage, Tokenizer};
-use crate::error::Error;
-use crate::model::Role;
+use domain::error::Error;
+use domain::model::Role;
 
 /// What a model is asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,7 +377,7 @@ impl ModelProvider for Bedrock {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxStream<'a, Result<ModelDelta, ProviderError>> {
-        let failed = |e: &dyn std::error::Error| ProviderError::Failed(crate::error::chain(e));
+        let failed = |e: &dyn std::error::Error| ProviderError::Failed(domain::error::chain(e));
         stream::once(async move {
             let (system, turns) = converse_turns(&request.messages);
             let messages = turns

@@ -12,7 +12,7 @@
 //! summarized a window at a time: each stored summary is itself a change on the stream, and
 //! the conversation is still due until the summary reaches its end.
 //!
-//! The context a model is sent (`crate::assistant`) starts with the summary, so the
+//! The context a model is sent (`crate::service`) starts with the summary, so the
 //! messages left out of a long conversation's context are still represented.
 
 use std::sync::Arc;
@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::context::{ContextMessage, Tokenizer};
-use crate::error::Error;
-use crate::keys;
-use crate::model::{ConversationId, Message, Role, UserId};
-use crate::provider::{ModelProvider, ModelRequest};
-use crate::store::{ConversationItem, Store, SummaryUpdate};
+use ai::context::{ContextMessage, Tokenizer};
+use ai::provider::{ModelProvider, ModelRequest};
+use domain::error::Error;
+use domain::keys;
+use domain::model::{ConversationId, Message, Role, UserId};
+use shared::store::{ConversationItem, Store, SummaryUpdate};
 
 /// New messages that make a conversation due for a new summary (`SUMMARY_EVERY_MESSAGES`).
 pub const DEFAULT_SUMMARY_EVERY: u64 = 20;
@@ -227,8 +227,8 @@ fn speaker(role: Role) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::TokenizerKind;
-    use crate::provider::LocalModel;
+    use ai::context::TokenizerKind;
+    use ai::provider::LocalModel;
 
     fn summaries(every: u64, input_tokens: usize) -> Summaries {
         let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
@@ -250,7 +250,7 @@ mod tests {
 
     fn message(n: usize, content: &str) -> Message {
         Message {
-            id: crate::model::MessageId::generate(),
+            id: domain::model::MessageId::generate(),
             conversation_id: ConversationId::generate(),
             role: if n.is_multiple_of(2) {
                 Role::User
