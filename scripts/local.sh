@@ -11,6 +11,7 @@ trap 'scripts/services.sh stop dev' EXIT
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 
-cargo build --quiet -p local --bin numina-local
+# The local gateway, and the migration CLI the README's Migration section runs.
+cargo build --quiet -p local --bin numina-local -p numina-migrate --bin numina-migrate
 echo "Mint a token with: target/debug/numina-local token --user alice"
 target/debug/numina-local serve --port "$PORT"

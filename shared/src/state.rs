@@ -39,8 +39,7 @@ impl State {
     /// function's role and region; locally, `AWS_ENDPOINT_URL` points at the local servers).
     pub async fn from_env() -> Result<Self, Error> {
         let config = Config::from_env()?;
-        let sdk = aws_config::load_from_env().await;
-        Ok(Self::new(config, &sdk))
+        Ok(Self::new(config, &crate::aws::sdk_config_from_env()))
     }
 
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {

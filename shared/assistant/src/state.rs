@@ -38,9 +38,8 @@ impl State {
     /// Reads both configurations and builds the clients from the environment.
     pub async fn from_env() -> Result<Self, Error> {
         let model_config = ModelConfig::from_env()?;
-        let core = shared::state::State::from_env().await?;
-        let sdk = aws_config::load_from_env().await;
-        Ok(Self::over(core, model_config, &sdk))
+        let sdk = shared::aws::sdk_config_from_env();
+        Ok(Self::new(Config::from_env()?, model_config, &sdk))
     }
 
     /// State whose time comes from `clock` (tests move it by hand).

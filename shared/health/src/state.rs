@@ -29,7 +29,7 @@ impl Deref for State {
 impl State {
     pub async fn from_env() -> Result<Self, Error> {
         let mut config = Config::from_env()?;
-        let sdk = aws_config::load_from_env().await;
+        let sdk = shared::aws::sdk_config_from_env();
         let managed_cache = config
             .cache_name
             .clone()
