@@ -25,11 +25,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
-if ! command -v cargo-nextest >/dev/null 2>&1; then
-  echo "setup: installing cargo-nextest from crates.io"
-  cargo install --locked --quiet cargo-nextest
-fi
-
 for tool in cargo rustfmt cargo-clippy; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool is missing (install Rust with rustup, with rustfmt and clippy)" >&2; exit 1; }
 done
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest 0.9 from crates.io"
+  cargo install --locked --quiet cargo-nextest@0.9
+fi

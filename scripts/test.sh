@@ -31,9 +31,11 @@ step "cfn-lint, sam validate --lint"
 # Offline: SAM only needs a region and some credentials to read.
 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local SAM_CLI_TELEMETRY=0 \
   .venv/bin/sam validate --lint
-# One build of every target: every test, every function's binary (so each function compiles
-# and links as the x86_64 Linux executable Lambda runs), the local gateway, the CLI and the
-# benchmarks. The tests below run from this build, with nothing compiled again.
+# One build of every target, in the dev profile for this machine: every test, every
+# function's binary (so each function compiles and links as an executable; the release
+# build with cargo-lambda, as deployed, is the smoke below and `sam build`), the local
+# gateway, the CLI and the benchmarks. The tests below run from this build, with nothing
+# compiled again.
 step "build: every target of the workspace (tests, every function, tools, benchmarks)"
 cargo build --workspace --all-targets --quiet
 
@@ -51,6 +53,8 @@ mkdir -p .local/test
 PATH="$PWD/.venv/bin:$PATH" nice -n 19 cargo lambda build --release --x86-64 --quiet \
   -p hello-world $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ }) > .local/test/lambda-build.log 2>&1 &
 LAMBDA_BUILD=$!
+# A failing step ends the run: the build goes with it (and the local servers, as before).
+trap 'kill "$LAMBDA_BUILD" 2>/dev/null || true; scripts/services.sh stop test' EXIT
 
 step "tests (cargo nextest: every test in its own process)"
 cargo nextest run --workspace 2>&1 | tee .local/test/nextest.log

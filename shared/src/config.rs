@@ -38,7 +38,9 @@ pub struct Config {
     pub attachment_max_bytes: u64,
     /// `S3_FORCE_PATH_STYLE=true`: path-style S3 URLs (local S3 servers).
     pub s3_force_path_style: bool,
-    /// `CACHE_NAME`: an ElastiCache cache to find at cold start when `CACHE_URL` is not set.
+    /// `CACHE_NAME`: the ElastiCache cache, for the health function (`health-check`), which
+    /// reports its status and finds it at cold start when `CACHE_URL` is not set. Every other
+    /// function needs `CACHE_URL`.
     pub cache_name: Option<String>,
     pub cache_timeout: Duration,
     pub cache_breaker_open_for: Duration,
@@ -81,6 +83,22 @@ impl std::fmt::Debug for Config {
 /// of throttling, well inside the API's 29 s.
 pub const DEFAULT_STORE_MAX_ATTEMPTS: u64 = 4;
 
+/// The positive whole number variable `name` holds, `default` when it is not set.
+pub fn positive_number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+) -> Result<u64, Error> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Error::Config(format!("{name} must be a positive whole number"))),
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -116,13 +134,7 @@ impl Config {
                 })?,
         };
         let table_name = required("TABLE_NAME")?;
-        let number =
-            |name: &str, default: u64| match lookup(name) {
-                None => Ok(default),
-                Some(raw) => raw.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Error::Config(format!("{name} must be a positive whole number"))
-                }),
-            };
+        let number = |name: &str, default: u64| positive_number(&lookup, name, default);
         let cache_timeout = Duration::from_millis(number(
             "CACHE_TIMEOUT_MS",
             DEFAULT_CACHE_TIMEOUT.as_millis() as u64,

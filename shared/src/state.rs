@@ -39,6 +39,10 @@ impl State {
     /// function's role and region; locally, `AWS_ENDPOINT_URL` points at the local servers).
     pub async fn from_env() -> Result<Self, Error> {
         let config = Config::from_env()?;
+        if config.cache.is_none() && config.cache_name.is_some() {
+            // Only the health function looks a cache up by name (it alone links ElastiCache).
+            tracing::warn!("CACHE_NAME is set without CACHE_URL: running without the cache");
+        }
         Ok(Self::new(config, &crate::aws::sdk_config_from_env()))
     }
 

@@ -18,7 +18,8 @@
 //! names the functions (comma-separated; default every one), COLD_START_BINARIES a directory
 //! of binaries already built in cargo-lambda's layout (`<dir>/<function>/bootstrap`, skipping
 //! the build), COLD_START_RESULTS where the results go, and COLD_START_REQUIRE_ANSWERS=1 makes
-//! a function that does not answer its event (a crash at init, a hang) fail the run. Run it
+//! a function that does not answer its event well (a crash at init, a hang, an error it
+//! reports, a 5xx) fail the run. Run it
 //! against local servers of its own:
 //!
 //! ```sh
@@ -134,16 +135,31 @@ async fn main() {
     let hello_world = rows.remove(0);
     print_table(&hello_world, &rows);
     write_results(runs, hello_world, rows);
-    let unanswered: Vec<&str> = functions
+    let unanswered: Vec<String> = functions
         .iter()
         .zip(&measured)
-        .filter(|(_, starts)| starts.iter().any(|start| start.first_response.is_none()))
-        .map(|(function, _)| function.name.as_str())
+        .flat_map(|(function, starts)| {
+            starts
+                .iter()
+                .filter(|start| !answered_well(start))
+                .map(|start| format!("{} ({})", function.name, start.answer))
+        })
         .collect();
     if !unanswered.is_empty() && std::env::var("COLD_START_REQUIRE_ANSWERS").as_deref() == Ok("1") {
-        eprintln!("did not answer their event: {}", unanswered.join(", "));
+        eprintln!("did not answer their event well: {}", unanswered.join(", "));
         std::process::exit(1);
     }
+}
+
+/// A start that answered its event with a response below 500 (or "ok"): not an error the
+/// function reported, a crash, a hang or a server error.
+fn answered_well(start: &ColdStart) -> bool {
+    start.first_response.is_some()
+        && !start.answer.starts_with("error")
+        && start
+            .answer
+            .parse::<u16>()
+            .map_or(true, |status| status < 500)
 }
 
 fn runs() -> usize {

@@ -1,8 +1,9 @@
 //! The end-to-end suite, one test binary (one link instead of one per file): real HTTP
 //! against the local gateway and API Gateway events through the handlers, against the local
 //! servers `scripts/test.sh` starts. Each module is one behaviour area; `cargo nextest` runs
-//! every test in its own process, so process-wide state (the tracing subscriber, the metrics
-//! recorder) stays per test.
+//! every test in its own process. `observability.rs` is a binary of its own: it installs the
+//! process's log subscriber and reads every metric the process writes, so it must not share
+//! a process with other tests even under plain `cargo test`.
 
 mod account_export;
 mod appends;
@@ -22,7 +23,6 @@ mod isolation;
 mod migration;
 mod migration_api;
 mod migration_state_machine;
-mod observability;
 mod pagination;
 mod search;
 mod security_sweep;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use ai::context::TokenizerKind;
 use ai::provider::ProviderKind;
 use domain::error::Error;
+use shared::config::positive_number;
 
 const DEFAULT_SHORT_TERM_TTL_HOURS: u32 = 24;
 const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(25);
@@ -58,13 +59,7 @@ impl ModelConfig {
 
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let number =
-            |name: &str, default: u64| match lookup(name) {
-                None => Ok(default),
-                Some(raw) => raw.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Error::Config(format!("{name} must be a positive whole number"))
-                }),
-            };
+        let number = |name: &str, default: u64| positive_number(&lookup, name, default);
         let short_term_hours = match lookup("SHORT_TERM_TTL_HOURS") {
             None => DEFAULT_SHORT_TERM_TTL_HOURS,
             Some(hours) => hours
