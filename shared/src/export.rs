@@ -271,6 +271,7 @@ impl Exports {
                 attachments: m.attachments.clone(),
                 metadata: m.metadata.clone(),
                 client_message_id: m.client_message_id.clone(),
+                token_count: None,
             })
             .collect();
         let mut stored = 0;

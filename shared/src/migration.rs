@@ -601,6 +601,7 @@ fn message(conversation: ConversationId, item: &SourceItem) -> Message {
         attachments: item.attachments.clone(),
         metadata: item.metadata.clone(),
         client_message_id: None,
+        token_count: None,
     }
 }
 

@@ -192,6 +192,7 @@ impl Conversations {
                 .client_message_id
                 .as_ref()
                 .map(|c| c.as_str().to_owned()),
+            token_count: new.token_count,
         };
         let outcome = self
             .store

@@ -113,6 +113,7 @@ fn corpus(mut each: impl FnMut(usize, Message)) {
                     attachments: vec![],
                     metadata: Default::default(),
                     client_message_id: None,
+                    token_count: None,
                 },
             );
         }

@@ -727,6 +727,7 @@ pub async fn append_directly(
             attachments: vec![],
             metadata: Default::default(),
             client_message_id: None,
+            token_count: None,
         })
         .collect();
     let store = state.conversations.store();

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::clock::{Clock, ManualClock};
 use shared::model::{MessageId, Role, UserId};
-use tests::{new_user, state_with_clock, LocalApi};
+use tests::{items_of_conversation, new_user, state_with_clock, LocalApi};
 
 fn contents(reply: &Value) -> Vec<String> {
     reply["messages"]
@@ -222,4 +222,70 @@ async fn context_is_refused_for_another_users_conversation_and_for_bad_parameter
         alice.get("/conversations/context/not-a-uuid").await.status,
         StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn a_completion_stores_each_messages_token_count_and_a_context_read_uses_it() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Packing")).await;
+    alice.say(&id, "I am going to Lisbon in June.").await;
+    let reply = alice
+        .post(
+            "/completion",
+            json!({"prompt": "What should I pack?", "conversationId": id, "stream": false}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+
+    // The prompt and the reply carry their count in the deployment's encoding; a message
+    // added through the API (whose function counts no tokens) carries none.
+    let tokenizer = api.state.assistant.tokenizer();
+    let encoding = tokenizer.kind().name();
+    let items = items_of_conversation(&api.state, &user, &id).await;
+    let text = |item: &std::collections::HashMap<String, AttributeValue>, name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let messages: Vec<_> = items
+        .iter()
+        .filter(|item| text(item, "entity") == "Message")
+        .collect();
+    assert_eq!(messages.len(), 3);
+    for message in &messages {
+        let content = text(message, "content");
+        match content.as_str() {
+            "I am going to Lisbon in June." => assert!(!message.contains_key("tokens")),
+            _ => assert_eq!(
+                text(message, "tokens"),
+                format!("{encoding}:{}", tokenizer.count(&content)),
+                "{content}"
+            ),
+        }
+    }
+
+    // The context trusts the stored count: a reply recorded as far over the budget is left
+    // out although its text is short.
+    let stored_reply = messages
+        .iter()
+        .find(|m| text(m, "role") == "assistant")
+        .unwrap();
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    client
+        .update_item()
+        .table_name(&api.state.config.table_name)
+        .key("PK", stored_reply["PK"].clone())
+        .key("SK", stored_reply["SK"].clone())
+        .update_expression("SET tokens = :tokens")
+        .expression_attribute_values(":tokens", AttributeValue::S(format!("{encoding}:100000")))
+        .send()
+        .await
+        .unwrap();
+    let context = alice.get(&format!("/conversations/context/{id}")).await;
+    assert_eq!(context.status, StatusCode::OK, "{:?}", context.body);
+    assert_eq!(contents(&context.body), Vec::<String>::new());
+    assert_eq!(context.body["omittedMessages"], 3);
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use tiktoken_rs::CoreBPE;
 
 use domain::error::Error;
-use domain::model::Role;
+use domain::model::{Role, TokenCount};
 
 /// Tokens a chat format spends on each message besides its content (role and separators).
 pub const TOKENS_PER_MESSAGE: usize = 3;
@@ -76,17 +76,37 @@ impl Tokenizer {
         self.encoding().encode_ordinary(text).len()
     }
 
+    /// `text`'s count, to store beside it so it is never counted again.
+    pub fn token_count(&self, text: &str) -> TokenCount {
+        TokenCount::new(self.kind.name(), self.count(text))
+    }
+
     /// What one message costs in a chat request.
     pub fn message_cost(&self, content: &str) -> usize {
         self.count(content) + TOKENS_PER_MESSAGE
     }
+
+    /// What `message` costs: its stored count when it was made with this encoding, else
+    /// counted now.
+    fn cost_of(&self, message: &ContextMessage) -> usize {
+        match message
+            .tokens
+            .as_ref()
+            .and_then(|c| c.in_encoding(self.kind.name()))
+        {
+            Some(tokens) => tokens + TOKENS_PER_MESSAGE,
+            None => self.message_cost(&message.content),
+        }
+    }
 }
 
 /// One message as a model receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Eq)]
 pub struct ContextMessage {
     pub role: Role,
     pub content: String,
+    /// The content's length as counted when it was stored, if it was.
+    pub tokens: Option<TokenCount>,
 }
 
 impl ContextMessage {
@@ -94,7 +114,23 @@ impl ContextMessage {
         Self {
             role,
             content: content.into(),
+            tokens: None,
         }
+    }
+
+    /// A stored message whose length may have been counted when it was written.
+    pub fn counted(role: Role, content: impl Into<String>, tokens: Option<TokenCount>) -> Self {
+        Self {
+            tokens,
+            ..Self::new(role, content)
+        }
+    }
+}
+
+/// The same message whether or not its length was known: what a model receives.
+impl PartialEq for ContextMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.role == other.role && self.content == other.content
     }
 }
 
@@ -125,7 +161,7 @@ pub fn select(
     let mut chosen_preamble = Vec::with_capacity(preamble.len());
     let mut omitted_preamble = 0;
     for entry in preamble {
-        let cost = tokenizer.message_cost(&entry.content);
+        let cost = tokenizer.cost_of(&entry);
         if used + cost <= max_tokens {
             used += cost;
             chosen_preamble.push(entry);
@@ -135,7 +171,7 @@ pub fn select(
     }
     let mut kept = 0;
     for message in newest_first.iter().take(limit) {
-        let cost = tokenizer.message_cost(&message.content);
+        let cost = tokenizer.cost_of(message);
         if used + cost > max_tokens {
             break;
         }
@@ -234,6 +270,53 @@ mod tests {
         let selection = select(&tokenizer, vec![], &[short.clone(), long], 100, 10);
         assert_eq!(selection.messages, vec![short]);
         assert_eq!(selection.omitted, 1);
+    }
+
+    #[test]
+    fn a_count_stored_with_the_message_is_used_only_for_its_own_encoding() {
+        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let claims_a_thousand = |encoding: &str| {
+            ContextMessage::counted(
+                Role::User,
+                "hello world",
+                Some(TokenCount::new(encoding, 1_000)),
+            )
+        };
+        // Counted with this encoding when written: the stored count is what it costs.
+        let stored = select(
+            &tokenizer,
+            vec![],
+            &[claims_a_thousand("cl100k_base")],
+            500,
+            10,
+        );
+        assert!(stored.messages.is_empty());
+        assert_eq!(stored.omitted, 1);
+        // Counted with another encoding: counted again, never trusted.
+        let recounted = select(
+            &tokenizer,
+            vec![],
+            &[claims_a_thousand("o200k_base")],
+            500,
+            10,
+        );
+        assert_eq!(recounted.messages.len(), 1);
+        assert_eq!(
+            recounted.token_count,
+            2 + TOKENS_PER_MESSAGE + REPLY_PRIMING_TOKENS
+        );
+    }
+
+    #[test]
+    fn a_stored_count_is_what_counting_again_would_give() {
+        let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
+        let content = "Numina keeps every conversation, counted once.";
+        let count = tokenizer.token_count(content);
+        assert_eq!(
+            count.in_encoding("o200k_base"),
+            Some(tokenizer.count(content))
+        );
+        assert_eq!(count.in_encoding("cl100k_base"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::memory::{MemoryEntry, ShortTermMemory};
 use ai::context::{
     select, ContextMessage, Selection, Tokenizer, DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT,
+    TOKENS_PER_MESSAGE,
 };
 use ai::provider::{ModelProvider, ModelRequest};
 use domain::error::{chain, Error};
@@ -229,7 +230,7 @@ impl Assistant {
         let recent: Vec<ContextMessage> = window
             .messages_newest_first
             .into_iter()
-            .map(|m| ContextMessage::new(m.role, m.content))
+            .map(|m| ContextMessage::counted(m.role, m.content, m.token_count))
             .collect();
         let mut selection = select(&self.tokenizer, preamble, &recent, max_tokens, limit);
         // Everything older than the window was left out too.
@@ -463,7 +464,12 @@ impl Assistant {
             },
         };
 
-        let prompt_cost = self.tokenizer.message_cost(&request.prompt);
+        // Counted once: for the budget here, and stored with the prompt for later contexts.
+        let prompt_tokens = self.tokenizer.token_count(&request.prompt);
+        let prompt_cost = prompt_tokens
+            .in_encoding(self.tokenizer.kind().name())
+            .unwrap_or_default()
+            + TOKENS_PER_MESSAGE;
         let budget = DEFAULT_MAX_TOKENS.saturating_sub(prompt_cost);
         let context = match conversation {
             Some(id) => match self
@@ -491,6 +497,7 @@ impl Assistant {
             attachments: Vec::new(),
             metadata: Metadata::new(),
             client_message_id: derived_client_id(request.request_id.as_ref(), "prompt"),
+            token_count: Some(prompt_tokens),
         };
         let (prompt_message, kept_in) = self.save(user, conversation, prompt, now).await?;
 
@@ -540,6 +547,7 @@ impl Assistant {
         .trunc_subsecs(6);
         let answer = NewMessage {
             role: Role::Assistant,
+            token_count: Some(self.tokenizer.token_count(&reply.text)),
             content: reply.text.clone(),
             attachments: Vec::new(),
             metadata,
@@ -611,6 +619,7 @@ impl Assistant {
             attachments: message.attachments,
             metadata: message.metadata,
             client_message_id: message.client_message_id.map(|c| c.as_str().to_owned()),
+            token_count: message.token_count,
         });
         // The stored message's own id and time, so a retried save writes the same entry, and
         // the conversation asked for, so a migration can move an entry kept only here into it.

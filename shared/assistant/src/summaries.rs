@@ -262,6 +262,7 @@ mod tests {
             attachments: Vec::new(),
             metadata: Default::default(),
             client_message_id: None,
+            token_count: None,
         }
     }
 

@@ -282,6 +282,8 @@ pub struct NewMessage {
     pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub client_message_id: Option<ClientMessageId>,
+    /// The content's length in tokens, when the writer counted it (the assistant does).
+    pub token_count: Option<TokenCount>,
 }
 
 impl NewMessage {
@@ -341,6 +343,7 @@ impl NewMessage {
             attachments,
             metadata,
             client_message_id,
+            token_count: None,
         })
     }
 }
@@ -390,6 +393,53 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub client_message_id: Option<String>,
+    /// The content's length in tokens as counted when it was written; `None` when its writer
+    /// does not count tokens (then a context read counts it). Internal: no response shows it.
+    #[serde(skip)]
+    pub token_count: Option<TokenCount>,
+}
+
+/// A content's length in one tokenizer's tokens, counted once when the message is written so
+/// reading a context does not tokenize stored messages again. Stored as `encoding:tokens`
+/// (`o200k_base:153`): a count is only used with the encoding it was made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCount {
+    encoding: String,
+    tokens: u32,
+}
+
+impl TokenCount {
+    pub fn new(encoding: &str, tokens: usize) -> Self {
+        Self {
+            encoding: encoding.to_owned(),
+            tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The count, when it was made with `encoding`.
+    pub fn in_encoding(&self, encoding: &str) -> Option<usize> {
+        (self.encoding == encoding).then_some(self.tokens as usize)
+    }
+}
+
+impl Serialize for TokenCount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}:{}", self.encoding, self.tokens))
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenCount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        raw.rsplit_once(':')
+            .and_then(|(encoding, tokens)| {
+                Some(Self {
+                    encoding: encoding.to_owned(),
+                    tokens: tokens.parse().ok()?,
+                })
+            })
+            .ok_or_else(|| serde::de::Error::custom("a token count is encoding:tokens"))
+    }
 }
 
 impl Message {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
+use uuid::fmt::Hyphenated;
 
 use crate::account_export::ExportDownload;
 use crate::attachments::{DownloadLinks, Upload, UploadRequest};
@@ -131,8 +132,9 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView<'a> {
-    pub id: String,
-    pub conversation_id: String,
+    /// Ids as their hyphenated text, written straight into the response (no string each).
+    pub id: Hyphenated,
+    pub conversation_id: Hyphenated,
     pub role: Role,
     pub content: &'a str,
     #[serde(serialize_with = "iso_millis")]
@@ -176,8 +178,8 @@ fn optional_iso_millis<S: Serializer>(
 impl<'a> MessageView<'a> {
     pub fn new(m: &'a Message, links: &'a DownloadLinks) -> Self {
         Self {
-            id: m.id.to_string(),
-            conversation_id: m.conversation_id.to_string(),
+            id: m.id.as_uuid().hyphenated(),
+            conversation_id: m.conversation_id.as_uuid().hyphenated(),
             role: m.role,
             content: &m.content,
             timestamp: m.timestamp,

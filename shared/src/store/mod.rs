@@ -21,6 +21,7 @@ mod completions;
 mod content;
 mod exports;
 mod memory;
+mod message;
 mod migration;
 #[cfg(test)]
 mod no_panics;
@@ -32,6 +33,7 @@ pub use completions::CompletionRecord;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use exports::{ExportFile, ExportJob, ExportStatus};
 pub use memory::HeldMemory;
+pub use message::MessageItem;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
 pub use search::{entry_item_bytes, IndexChange};
@@ -43,10 +45,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
-use crate::model::{
-    message_response_bytes, Attachment, ClientMessageId, ConversationId, Message, MessageId,
-    Metadata, Role, Title, UserId,
-};
+use crate::model::{ClientMessageId, ConversationId, Message, Title, UserId};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -210,80 +209,6 @@ impl ConversationItem {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
-}
-
-/// A message as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageItem {
-    #[serde(rename = "PK")]
-    pk: String,
-    #[serde(rename = "SK")]
-    sk: String,
-    entity: String,
-    message_id: MessageId,
-    conversation_id: ConversationId,
-    role: Role,
-    content: String,
-    #[serde(with = "keys::sortable")]
-    timestamp: DateTime<Utc>,
-    #[serde(default)]
-    attachments: Vec<Attachment>,
-    #[serde(default)]
-    metadata: Metadata,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    client_message_id: Option<String>,
-    /// The S3 key of the content, when it is too large for the item (then `content` is empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    content_object: Option<String>,
-    /// The size of the content kept in S3, in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    content_bytes: Option<u64>,
-}
-
-impl MessageItem {
-    pub fn new(user: &UserId, message: &Message) -> Self {
-        Self {
-            pk: keys::conversation_partition(user, &message.conversation_id),
-            sk: keys::message_sort_key(message.timestamp, &message.id),
-            entity: "Message".to_owned(),
-            message_id: message.id,
-            conversation_id: message.conversation_id,
-            role: message.role,
-            content: message.content.clone(),
-            timestamp: message.timestamp,
-            attachments: message.attachments.clone(),
-            metadata: message.metadata.clone(),
-            client_message_id: message.client_message_id.clone(),
-            content_object: None,
-            content_bytes: None,
-        }
-    }
-
-    /// The bytes this message takes in a response; for content still in S3, its stored size
-    /// stands in for it until it is read (then the page is measured again).
-    fn response_bytes(&self) -> usize {
-        let measured = message_response_bytes(&self.content, &self.metadata, &self.attachments);
-        match self.content_bytes {
-            Some(bytes) if self.content_object.is_some() => {
-                measured.saturating_add(usize::try_from(bytes).unwrap_or(usize::MAX))
-            }
-            _ => measured,
-        }
-    }
-
-    pub fn into_message(self) -> Message {
-        Message {
-            id: self.message_id,
-            conversation_id: self.conversation_id,
-            role: self.role,
-            content: self.content,
-            timestamp: self.timestamp,
-            attachments: self.attachments,
-            metadata: self.metadata,
-            client_message_id: self.client_message_id,
-        }
-    }
 }
 
 /// Records that a client message id was used, and for which message.
@@ -723,7 +648,7 @@ impl Store {
                 let (items, more) = page;
                 let messages = items
                     .into_iter()
-                    .map(from_item::<MessageItem>)
+                    .map(MessageItem::from_attributes)
                     .collect::<Result<Vec<_>, _>>()?;
                 self.budgeted_window(conversation, messages, limit, more)
                     .await
@@ -803,7 +728,7 @@ impl Store {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(from_item::<MessageItem>)
+            .map(MessageItem::from_attributes)
             .collect::<Result<Vec<_>, _>>()?;
         let messages = self
             .with_content(items)
@@ -1195,7 +1120,7 @@ pub fn conversation_and_messages(
         None => None,
     };
     let messages = items
-        .map(from_item::<MessageItem>)
+        .map(MessageItem::from_attributes)
         .collect::<Result<Vec<_>, _>>()?;
     Ok((conversation, messages))
 }
@@ -1272,7 +1197,7 @@ pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, E
     serde_dynamo::from_item(item).map_err(|e| Error::internal("decode item", e))
 }
 
-fn holds_unknown_type(value: &AttributeValue) -> bool {
+pub(super) fn holds_unknown_type(value: &AttributeValue) -> bool {
     match value {
         AttributeValue::M(map) => map.values().any(holds_unknown_type),
         AttributeValue::L(list) => list.iter().any(holds_unknown_type),

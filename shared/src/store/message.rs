@@ -1,0 +1,298 @@
+//! A message as the table keeps it, and how a page of them is read back fast.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde::de::value::{Error as ValueError, StringDeserializer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::holds_unknown_type;
+use crate::error::Error;
+use crate::keys;
+use crate::model::{
+    message_response_bytes, Attachment, ConversationId, Message, MessageId, Metadata, Role,
+    TokenCount, UserId,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageItem {
+    #[serde(rename = "PK")]
+    pub(super) pk: String,
+    #[serde(rename = "SK")]
+    pub(super) sk: String,
+    pub(super) entity: String,
+    pub(super) message_id: MessageId,
+    pub(super) conversation_id: ConversationId,
+    pub(super) role: Role,
+    pub(super) content: String,
+    #[serde(with = "keys::sortable")]
+    pub(super) timestamp: DateTime<Utc>,
+    #[serde(default)]
+    pub(super) attachments: Vec<Attachment>,
+    #[serde(default)]
+    pub(super) metadata: Metadata,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) client_message_id: Option<String>,
+    /// The S3 key of the content, when it is too large for the item (then `content` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) content_object: Option<String>,
+    /// The size of the content kept in S3, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) content_bytes: Option<u64>,
+    /// The content's length in tokens, when its writer counted it (`encoding:tokens`).
+    #[serde(rename = "tokens", default, skip_serializing_if = "Option::is_none")]
+    pub(super) token_count: Option<TokenCount>,
+}
+
+impl MessageItem {
+    pub fn new(user: &UserId, message: &Message) -> Self {
+        Self {
+            pk: keys::conversation_partition(user, &message.conversation_id),
+            sk: keys::message_sort_key(message.timestamp, &message.id),
+            entity: "Message".to_owned(),
+            message_id: message.id,
+            conversation_id: message.conversation_id,
+            role: message.role,
+            content: message.content.clone(),
+            timestamp: message.timestamp,
+            attachments: message.attachments.clone(),
+            metadata: message.metadata.clone(),
+            client_message_id: message.client_message_id.clone(),
+            content_object: None,
+            content_bytes: None,
+            token_count: message.token_count.clone(),
+        }
+    }
+
+    /// The bytes this message takes in a response; for content still in S3, its stored size
+    /// stands in for it until it is read (then the page is measured again).
+    pub(super) fn response_bytes(&self) -> usize {
+        let measured = message_response_bytes(&self.content, &self.metadata, &self.attachments);
+        match self.content_bytes {
+            Some(bytes) if self.content_object.is_some() => {
+                measured.saturating_add(usize::try_from(bytes).unwrap_or(usize::MAX))
+            }
+            _ => measured,
+        }
+    }
+
+    pub fn into_message(self) -> Message {
+        Message {
+            id: self.message_id,
+            conversation_id: self.conversation_id,
+            role: self.role,
+            content: self.content,
+            timestamp: self.timestamp,
+            attachments: self.attachments,
+            metadata: self.metadata,
+            client_message_id: self.client_message_id,
+            token_count: self.token_count,
+        }
+    }
+}
+
+impl MessageItem {
+    /// Reads a message item attribute by attribute, moving each string out of the item, where
+    /// serde_dynamo's `from_item` first copies the whole item into a map of its own: a page of
+    /// messages is the largest read on a request's path. The nested values (attachments and
+    /// metadata, usually empty) still go through serde_dynamo. Every item `from_item` reads,
+    /// it reads to the same value (tested, for items of any shape too).
+    pub fn from_attributes(item: Item) -> Result<Self, Error> {
+        // One pass over the attributes, each value moved out as it comes: no lookups.
+        let mut read = ReadAttributes::default();
+        for (name, value) in item {
+            match name.as_str() {
+                "PK" => read.pk = Some(value),
+                "SK" => read.sk = Some(value),
+                "entity" => read.entity = Some(value),
+                "messageId" => read.message_id = Some(value),
+                "conversationId" => read.conversation_id = Some(value),
+                "role" => read.role = Some(value),
+                "content" => read.content = Some(value),
+                "timestamp" => read.timestamp = Some(value),
+                "attachments" => read.attachments = Some(value),
+                "metadata" => read.metadata = Some(value),
+                "clientMessageId" => read.client_message_id = Some(value),
+                "contentObject" => read.content_object = Some(value),
+                "contentBytes" => read.content_bytes = Some(value),
+                "tokens" => read.tokens = Some(value),
+                _ => {}
+            }
+        }
+        Ok(Self {
+            pk: string("PK", read.pk)?,
+            sk: string("SK", read.sk)?,
+            entity: string("entity", read.entity)?,
+            message_id: parsed("messageId", read.message_id)?,
+            conversation_id: parsed("conversationId", read.conversation_id)?,
+            role: parsed("role", read.role)?,
+            content: string("content", read.content)?,
+            timestamp: keys::sortable::deserialize(StringDeserializer::<ValueError>::new(string(
+                "timestamp",
+                read.timestamp,
+            )?))
+            .map_err(|e| decode_error("timestamp", e))?,
+            attachments: nested("attachments", read.attachments)?.unwrap_or_default(),
+            metadata: nested("metadata", read.metadata)?.unwrap_or_default(),
+            client_message_id: optional("clientMessageId", read.client_message_id)?,
+            content_object: optional("contentObject", read.content_object)?,
+            content_bytes: match read.content_bytes {
+                None | Some(AttributeValue::Null(_)) => None,
+                Some(AttributeValue::N(n)) => {
+                    Some(n.parse().map_err(|e| decode_error("contentBytes", e))?)
+                }
+                Some(_) => return Err(decode_error("contentBytes", "not a number")),
+            },
+            token_count: optional("tokens", read.tokens)?,
+        })
+    }
+}
+
+/// The attributes of a message item, as found.
+#[derive(Default)]
+struct ReadAttributes {
+    pk: Option<AttributeValue>,
+    sk: Option<AttributeValue>,
+    entity: Option<AttributeValue>,
+    message_id: Option<AttributeValue>,
+    conversation_id: Option<AttributeValue>,
+    role: Option<AttributeValue>,
+    content: Option<AttributeValue>,
+    timestamp: Option<AttributeValue>,
+    attachments: Option<AttributeValue>,
+    metadata: Option<AttributeValue>,
+    client_message_id: Option<AttributeValue>,
+    content_object: Option<AttributeValue>,
+    content_bytes: Option<AttributeValue>,
+    tokens: Option<AttributeValue>,
+}
+
+fn decode_error(name: &str, error: impl std::fmt::Display) -> Error {
+    Error::internal("decode item", format!("{name}: {error}"))
+}
+
+fn string(name: &str, value: Option<AttributeValue>) -> Result<String, Error> {
+    match value {
+        Some(AttributeValue::S(value)) => Ok(value),
+        Some(_) => Err(decode_error(name, "not a string")),
+        None => Err(decode_error(name, "missing")),
+    }
+}
+
+/// A string attribute read as `T` (ids, the role, a token count).
+fn parsed<T: DeserializeOwned>(name: &str, value: Option<AttributeValue>) -> Result<T, Error> {
+    T::deserialize(StringDeserializer::<ValueError>::new(string(name, value)?))
+        .map_err(|e| decode_error(name, e))
+}
+
+fn optional<T: DeserializeOwned>(
+    name: &str,
+    value: Option<AttributeValue>,
+) -> Result<Option<T>, Error> {
+    match value {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        value => parsed(name, value).map(Some),
+    }
+}
+
+fn nested<T: DeserializeOwned + Default>(
+    name: &str,
+    value: Option<AttributeValue>,
+) -> Result<Option<T>, Error> {
+    match value {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        // Most messages have neither attachments nor metadata.
+        Some(AttributeValue::L(list)) if list.is_empty() => Ok(Some(T::default())),
+        Some(AttributeValue::M(map)) if map.is_empty() => Ok(Some(T::default())),
+        Some(value) if holds_unknown_type(&value) => {
+            Err(decode_error(name, "a type this SDK does not know"))
+        }
+        Some(value) => serde_dynamo::from_attribute_value(value)
+            .map(Some)
+            .map_err(|e| decode_error(name, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::{AttachmentId, StoredFile};
+    use crate::store::{from_item, to_item};
+
+    fn message(content: &str) -> Message {
+        Message {
+            id: MessageId::generate(),
+            conversation_id: ConversationId::generate(),
+            role: Role::Assistant,
+            content: content.to_owned(),
+            timestamp: Utc.with_ymd_and_hms(2026, 12, 3, 9, 30, 0).unwrap(),
+            attachments: Vec::new(),
+            metadata: Metadata::new(),
+            client_message_id: None,
+            token_count: None,
+        }
+    }
+
+    fn read_both_ways(item: &MessageItem) -> (MessageItem, MessageItem) {
+        let stored = to_item(item).expect("an item");
+        (
+            from_item::<MessageItem>(stored.clone()).expect("serde_dynamo reads it"),
+            MessageItem::from_attributes(stored).expect("read attribute by attribute"),
+        )
+    }
+
+    #[test]
+    fn a_plain_message_reads_as_serde_dynamo_reads_it() {
+        let user = UserId::parse("alice").unwrap();
+        let (expected, read) = read_both_ways(&MessageItem::new(&user, &message("hello")));
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn every_optional_and_nested_field_reads_as_serde_dynamo_reads_it() {
+        let user = UserId::parse("alice").unwrap();
+        let mut full = message("a reply with everything");
+        full.attachments = vec![
+            Attachment::Link("https://example.com/a.png".into()),
+            Attachment::File(StoredFile {
+                attachment_id: AttachmentId::generate(),
+                file_name: "notes.pdf".into(),
+                content_type: "application/pdf".into(),
+                size: 12_345,
+            }),
+        ];
+        full.metadata = Metadata::from([
+            ("model".to_owned(), "numina-large".into()),
+            (
+                "nested".to_owned(),
+                serde_json::json!({"a": [1, 2.5, null, {"b": true}], "c": "d"}),
+            ),
+        ]);
+        full.client_message_id = Some("client-7".into());
+        full.token_count = Some(TokenCount::new("o200k_base", 153));
+        let mut item = MessageItem::new(&user, &full);
+        item.content_object = Some("content/alice/x".into());
+        item.content_bytes = Some(40_000);
+        let (expected, read) = read_both_ways(&item);
+        assert_eq!(read, expected);
+        assert_eq!(read.into_message(), full);
+    }
+
+    #[test]
+    fn a_malformed_item_is_an_error_not_a_panic() {
+        let user = UserId::parse("alice").unwrap();
+        let mut stored = to_item(&MessageItem::new(&user, &message("hi"))).unwrap();
+        stored.insert("messageId".into(), AttributeValue::S("not a uuid".into()));
+        assert!(MessageItem::from_attributes(stored.clone()).is_err());
+        stored.remove("content");
+        assert!(MessageItem::from_attributes(stored).is_err());
+    }
+}
