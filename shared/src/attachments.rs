@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::error::{chain, Error};
+pub use domain::upload::{UploadCheckpoint, UploadedPart};
 use crate::keys;
 use crate::model::{Attachment, AttachmentId, ConversationId, Message, StoredFile, UserId};
 
@@ -503,28 +504,6 @@ impl Attachments {
             now + chrono::Duration::from_std(DOWNLOAD_URL_LIFETIME).unwrap_or_default();
         Ok((presigned.uri().to_owned(), expires_at))
     }
-}
-
-/// Where an object being written in parts stands, to go on with it in another invocation
-/// ([`Attachments::resume_writer`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UploadCheckpoint {
-    pub key: String,
-    pub upload_id: String,
-    pub parts: Vec<UploadedPart>,
-    /// Bytes written in all.
-    pub written: u64,
-    /// The object holding the bytes written since the last part (less than a part).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub carry: Option<String>,
-}
-
-/// A part of a multipart upload, as S3 acknowledged it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UploadedPart {
-    pub number: i32,
-    pub etag: String,
 }
 
 /// An object being written in parts: [`ObjectWriter::finish`] makes it, and dropping it

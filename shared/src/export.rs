@@ -8,136 +8,19 @@
 //! download link in a file kept for days would have expired); links stay as they were.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::attachments::{Attachments, ObjectWriter};
 use crate::error::Error;
-use crate::model::{
-    Attachment, Conversation, ConversationId, Message, MessageId, Metadata, Role, Tags, Title,
-    UserId,
-};
+use crate::model::{Attachment, Conversation, ConversationId, Message, Role, Tags, Title, UserId};
 use crate::store::{transaction_chunks, ConversationItem, Creation, Store, TRANSACTION_MAX_ITEMS};
+pub use domain::export::{
+    ConversationExport, ExportFormat, ExportedConversation, ExportedMessage, EXPORT_FORMAT_VERSION,
+};
 
-/// The version of the JSON export's shape, written into every file.
-pub const EXPORT_FORMAT_VERSION: u32 = 1;
 /// Where exports are written in the bucket (a lifecycle rule expires them).
 pub const EXPORT_PREFIX: &str = "exports/";
 /// Messages read per page while exporting.
 const EXPORT_PAGE: usize = 200;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExportFormat {
-    Json,
-    Markdown,
-}
-
-impl ExportFormat {
-    pub fn parse(raw: Option<&str>) -> Result<Self, Error> {
-        match raw {
-            None | Some("json") => Ok(Self::Json),
-            Some("markdown") => Ok(Self::Markdown),
-            Some(_) => Err(Error::invalid("format must be json or markdown")),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Markdown => "markdown",
-        }
-    }
-
-    fn extension(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Markdown => "md",
-        }
-    }
-
-    fn content_type(self) -> &'static str {
-        match self {
-            Self::Json => "application/json",
-            Self::Markdown => "text/markdown; charset=utf-8",
-        }
-    }
-}
-
-/// A conversation as its JSON export holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExportedConversation {
-    pub id: ConversationId,
-    /// The title shown: the user's, else the one derived from the first message.
-    pub title: String,
-    /// The title the user set, if any.
-    pub user_title: Option<String>,
-    /// The title derived from the first user message, if any.
-    pub auto_title: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub last_activity: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub is_archived: bool,
-    pub tags: Vec<String>,
-    pub summary: Option<String>,
-    pub message_count: u64,
-}
-
-/// A message as its JSON export holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExportedMessage {
-    pub id: MessageId,
-    pub role: Role,
-    pub content: String,
-    pub timestamp: DateTime<Utc>,
-    pub attachments: Vec<Attachment>,
-    pub metadata: Metadata,
-    pub client_message_id: Option<String>,
-}
-
-/// A whole JSON export file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConversationExport {
-    pub format_version: u32,
-    pub exported_at: DateTime<Utc>,
-    pub conversation: ExportedConversation,
-    pub messages: Vec<ExportedMessage>,
-}
-
-impl From<&ConversationItem> for ExportedConversation {
-    fn from(item: &ConversationItem) -> Self {
-        let shown = Conversation::from(item.clone());
-        Self {
-            id: shown.id,
-            title: shown.title,
-            user_title: item.title.clone(),
-            auto_title: item.auto_title.clone(),
-            created_at: item.created_at,
-            last_activity: item.last_activity,
-            updated_at: item.updated_at,
-            is_archived: item.is_archived,
-            tags: item.tags.clone(),
-            summary: item.summary.clone(),
-            message_count: item.message_count,
-        }
-    }
-}
-
-impl From<&Message> for ExportedMessage {
-    fn from(m: &Message) -> Self {
-        Self {
-            id: m.id,
-            role: m.role,
-            content: m.content.clone(),
-            timestamp: m.timestamp,
-            attachments: m.attachments.clone(),
-            metadata: m.metadata.clone(),
-            client_message_id: m.client_message_id.clone(),
-        }
-    }
-}
 
 /// A finished export: where to download it, until when, and what it holds.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,7 +18,7 @@ use metrics_cloudwatch_embedded::Collector;
 use crate::error::{chain, Error};
 use std::convert::Infallible;
 
-use crate::migration::RunSummary;
+use domain::migration::RunSummary;
 
 /// The namespace when `METRICS_NAMESPACE` is not set (the template sets one per stack).
 pub const NAMESPACE: &str = "NuminaConversations";

@@ -21,11 +21,12 @@ use chrono::{DateTime, Utc};
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::cursor::{CursorSigner, Position};
+use crate::cursor::CursorSigner;
 use crate::error::Error;
 use crate::keys::{self, TermSource};
 use crate::model::{Conversation, ConversationId, Message, MessageId, UserId};
 use crate::store::Store;
+pub use domain::search::{CandidateChecks, IndexedEntry, TermEntry};
 
 /// Distinct terms indexed per message, in the order they first appear: bounds the writes
 /// one message costs (a longer message is indexed by its first this many distinct terms).
@@ -131,20 +132,6 @@ pub fn snippet(text: &str, offset: usize) -> String {
     shown.trim().to_owned()
 }
 
-/// One entry of the index: a term found in a conversation's title, or in its messages (then
-/// the newest message that has it, as far as the indexer has seen).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TermEntry {
-    pub user: UserId,
-    pub conversation: ConversationId,
-    pub term: String,
-    pub source: TermSource,
-    /// The message's time, or the conversation's creation for a title term.
-    pub time: DateTime<Utc>,
-    pub message: Option<MessageId>,
-    pub snippet: String,
-}
-
 /// The entries a message adds (or moves to it, for terms the conversation already has).
 pub fn message_entries(user: &UserId, message: &Message) -> Vec<TermEntry> {
     terms_of(&message.content, MAX_TERMS_PER_MESSAGE)
@@ -247,27 +234,6 @@ pub struct SearchHit {
 pub struct SearchPage {
     pub hits: Vec<SearchHit>,
     pub next_cursor: Option<String>,
-}
-
-/// An entry as a search reads it from `ByTerm`.
-#[derive(Debug, Clone)]
-pub struct IndexedEntry {
-    pub conversation: ConversationId,
-    pub source: TermSource,
-    pub message: Option<MessageId>,
-    pub snippet: String,
-    pub time: DateTime<Utc>,
-    /// Its position in the index (where a cursor continues after it).
-    pub position: Position,
-}
-
-/// What a search checks about one candidate conversation, read in one batch.
-#[derive(Debug, Default)]
-pub struct CandidateChecks {
-    /// The conversations that still exist.
-    pub conversations: Vec<Conversation>,
-    /// `(conversation, source, term)` of the entries found.
-    pub entries: HashSet<(ConversationId, TermSource, String)>,
 }
 
 /// Searches one user's conversations.

@@ -11,8 +11,12 @@
 pub mod clock;
 pub mod cursor;
 pub mod error;
+pub mod export;
 pub mod keys;
 pub mod memory;
+pub mod migration;
 pub mod model;
+pub mod search;
 
 pub use error::Error;
+pub mod upload;

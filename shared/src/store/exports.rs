@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::{
     from_item, is_conditional_check_failure, page_limit, s, start_key, store_error, to_item, Store,
 };
-use crate::attachments::UploadCheckpoint;
+use domain::upload::UploadCheckpoint;
 use crate::cursor::Position;
 use crate::error::Error;
-use crate::export::ExportFormat;
+use domain::export::ExportFormat;
 use crate::keys::{self, Index};
 use crate::model::{ConversationId, UserId};
 

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::error::Error;
 use crate::keys;
-use crate::migration::{MigrationState, RunSummary, UserSummary};
 use crate::model::{Attachment, ConversationId, Message, MessageId, Title, UserId};
+use domain::migration::{MigrationState, RunSummary, UserSummary};
 
 /// DynamoDB's limit on the items of one transaction.
 pub const TRANSACTION_MAX_ITEMS: usize = 100;

@@ -45,7 +45,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index};
-use crate::model::{ClientMessageId, ConversationId, Message, Title, UserId};
+use crate::model::{ClientMessageId, Conversation, ConversationId, Message, Title, UserId};
+use domain::export::ExportedConversation;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -166,10 +167,30 @@ impl ConversationItem {
     }
 }
 
+/// A conversation as its export holds it.
+impl From<&ConversationItem> for ExportedConversation {
+    fn from(item: &ConversationItem) -> Self {
+        let shown = Conversation::from(item.clone());
+        Self {
+            id: shown.id,
+            title: shown.title,
+            user_title: item.title.clone(),
+            auto_title: item.auto_title.clone(),
+            created_at: item.created_at,
+            last_activity: item.last_activity,
+            updated_at: item.updated_at,
+            is_archived: item.is_archived,
+            tags: item.tags.clone(),
+            summary: item.summary.clone(),
+            message_count: item.message_count,
+        }
+    }
+}
+
 impl ConversationItem {
     /// A conversation put back as its export holds it: its id, titles, tags, archive state,
     /// summary and times as they were, and no messages yet (they count as they are stored).
-    pub fn imported(user: &UserId, exported: &crate::export::ExportedConversation) -> Self {
+    pub fn imported(user: &UserId, exported: &ExportedConversation) -> Self {
         let mut item = Self::new(
             user,
             exported.id,

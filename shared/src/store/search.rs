@@ -1,5 +1,5 @@
 //! The search index's items: entries in the conversations' own partitions, listed by user
-//! and term in `ByTerm` (see `crate::search`).
+//! and term in `ByTerm` (the search feature, `search.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -16,7 +16,7 @@ use crate::cursor::Position;
 use crate::error::Error;
 use crate::keys::{self, Index, TermSource};
 use crate::model::{ConversationId, Message, MessageId, UserId};
-use crate::search::{CandidateChecks, IndexedEntry, TermEntry};
+use domain::search::{CandidateChecks, IndexedEntry, TermEntry};
 
 /// Batch writes of one indexing call in flight at once.
 const INDEX_WRITE_CONCURRENCY: usize = 4;
