@@ -17,9 +17,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::error::{chain, Error};
-pub use domain::upload::{UploadCheckpoint, UploadedPart};
 use crate::keys;
 use crate::model::{Attachment, AttachmentId, ConversationId, Message, StoredFile, UserId};
+pub use domain::upload::{UploadCheckpoint, UploadedPart};
 
 /// What an upload may be: the types the app sends (images, audio notes, PDFs, text).
 pub const ALLOWED_CONTENT_TYPES: &[&str] = &[

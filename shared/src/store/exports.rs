@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::{
     from_item, is_conditional_check_failure, page_limit, s, start_key, store_error, to_item, Store,
 };
-use domain::upload::UploadCheckpoint;
 use crate::cursor::Position;
 use crate::error::Error;
-use domain::export::ExportFormat;
 use crate::keys::{self, Index};
 use crate::model::{ConversationId, UserId};
+use domain::export::ExportFormat;
+use domain::upload::UploadCheckpoint;
 
 /// Where an account export stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

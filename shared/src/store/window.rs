@@ -1,0 +1,221 @@
+//! Reading a conversation's messages: its newest window with the conversation item in one
+//! query, older pages, oldest first for exports, all within one response's budget.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::cursor::Position;
+use crate::error::Error;
+use crate::keys;
+use crate::model::{ConversationId, Message, UserId};
+
+use super::{
+    from_item, page_limit, s, start_key, store_error, ConversationItem, Item, MessageItem, Store,
+};
+
+/// A conversation's item with a window of its newest messages (newest first).
+pub struct ConversationWindow {
+    pub conversation: Option<ConversationItem>,
+    pub messages_newest_first: Vec<Message>,
+    /// Position of the oldest message returned, when older ones exist.
+    pub older: Option<Position>,
+}
+
+/// What one response may carry of messages (as Lambda returns them: see
+/// `model::message_response_bytes`), well inside Lambda's 6 MB response.
+pub const RESPONSE_BUDGET: usize = 4 * 1024 * 1024;
+
+/// The first of `items` (newest first, at most `limit` of them) whose `size` fits the response
+/// budget (always at least one), and whether any were left for the next page.
+fn within_response_budget<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    size: impl Fn(&T) -> usize,
+) -> (Vec<T>, bool) {
+    let mut total = 0;
+    let mut keep = 0;
+    for item in items.iter().take(limit) {
+        total += size(item);
+        if keep > 0 && total > RESPONSE_BUDGET {
+            break;
+        }
+        keep += 1;
+    }
+    let cut = keep < items.len().min(limit);
+    if cut {
+        items.truncate(keep);
+    }
+    (items, cut)
+}
+
+fn window(
+    conversation: Option<ConversationItem>,
+    mut messages: Vec<MessageItem>,
+    limit: usize,
+    more_in_store: bool,
+) -> ConversationWindow {
+    let older_exists = more_in_store || messages.len() > limit;
+    messages.truncate(limit);
+    let older = if older_exists {
+        messages.last().map(|m| {
+            Position::from([
+                (keys::PK.to_owned(), m.pk.clone()),
+                (keys::SK.to_owned(), m.sk.clone()),
+            ])
+        })
+    } else {
+        None
+    };
+    ConversationWindow {
+        conversation,
+        messages_newest_first: messages
+            .into_iter()
+            .map(MessageItem::into_message)
+            .collect(),
+        older,
+    }
+}
+
+/// A conversation's partition as read newest first (its own item, if there, then its
+/// messages) as the items they are: the mapping every read of a conversation runs.
+pub fn conversation_and_messages(
+    items: Vec<Item>,
+) -> Result<(Option<ConversationItem>, Vec<MessageItem>), Error> {
+    let mut items = items.into_iter().peekable();
+    let conversation = match items.next_if(is_conversation) {
+        Some(item) => Some(from_item::<ConversationItem>(item)?),
+        None => None,
+    };
+    let messages = items
+        .map(MessageItem::from_attributes)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((conversation, messages))
+}
+
+fn is_conversation(item: &Item) -> bool {
+    matches!(item.get(keys::SK), Some(AttributeValue::S(sk)) if sk == keys::CONVERSATION_SK)
+}
+
+impl Store {
+    /// The conversation and its newest `limit` messages in one descending query (the
+    /// conversation item sorts first), or, continuing from `older_than`, the next older
+    /// messages (then the conversation item is read beside the query).
+    pub async fn conversation_window(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        limit: usize,
+        older_than: Option<Position>,
+    ) -> Result<ConversationWindow, Error> {
+        let partition = keys::conversation_partition(user, id);
+        match older_than {
+            None => {
+                let (items, more) = self
+                    .read_partition_newest_first(&partition, limit + 2, None)
+                    .await?;
+                let (conversation, messages) = conversation_and_messages(items)?;
+                self.budgeted_window(conversation, messages, limit, more)
+                    .await
+            }
+            Some(position) => {
+                if position.get(keys::PK) != Some(&partition) {
+                    return Err(Error::invalid("cursor is not valid for this request"));
+                }
+                let start = start_key(position);
+                let (conversation, page) = tokio::try_join!(
+                    self.conversation(user, id),
+                    self.read_partition_newest_first(&partition, limit + 1, Some(start)),
+                )?;
+                let (items, more) = page;
+                let messages = items
+                    .into_iter()
+                    .map(MessageItem::from_attributes)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.budgeted_window(conversation, messages, limit, more)
+                    .await
+            }
+        }
+    }
+
+    /// A page of messages within the response budget: measured as stored, their content read
+    /// from S3, then measured again as they are.
+    pub(super) async fn budgeted_window(
+        &self,
+        conversation: Option<ConversationItem>,
+        messages: Vec<MessageItem>,
+        limit: usize,
+        more: bool,
+    ) -> Result<ConversationWindow, Error> {
+        let (messages, cut) = within_response_budget(messages, limit, MessageItem::response_bytes);
+        let messages = self.with_content(messages).await?;
+        let (messages, read_cut) =
+            within_response_budget(messages, limit, MessageItem::response_bytes);
+        Ok(window(
+            conversation,
+            messages,
+            limit,
+            more || cut || read_cut,
+        ))
+    }
+
+    /// Reads up to `wanted` items of a conversation's range, newest first, across as many
+    /// 1 MB query pages as that takes. Returns whether items remain after them.
+    pub(super) async fn read_partition_newest_first(
+        &self,
+        partition: &str,
+        wanted: usize,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, bool), Error> {
+        let (low, high) = keys::conversation_and_messages_range();
+        self.read_up_to(wanted, start, "read conversation", |start, limit| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                .expression_attribute_values(":pk", s(partition))
+                .expression_attribute_values(":low", s(low))
+                .expression_attribute_values(":high", s(high))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(limit)
+                .set_exclusive_start_key(start)
+        })
+        .await
+    }
+
+    /// Up to `limit` of a conversation's messages, oldest first, after `after` (where the
+    /// previous page ended), with their content; and where the next page starts, if any.
+    pub async fn messages_oldest_first(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        after: Option<Item>,
+        limit: usize,
+    ) -> Result<(Vec<Message>, Option<Item>), Error> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :messages)")
+            .expression_attribute_values(":pk", s(&keys::conversation_partition(user, id)))
+            .expression_attribute_values(":messages", s(keys::MESSAGE_PREFIX))
+            .consistent_read(true)
+            .limit(page_limit(limit))
+            .set_exclusive_start_key(after)
+            .send()
+            .await
+            .map_err(|e| store_error("read messages", e))?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(MessageItem::from_attributes)
+            .collect::<Result<Vec<_>, _>>()?;
+        let messages = self
+            .with_content(items)
+            .await?
+            .into_iter()
+            .map(MessageItem::into_message)
+            .collect();
+        Ok((messages, output.last_evaluated_key))
+    }
+}
