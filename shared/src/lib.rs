@@ -1,7 +1,9 @@
-//! Numina Conversations: the domain crate every Lambda function shares.
+//! Numina Conversations' core: the product's operations over the store, and the Lambda glue
+//! every HTTP and stream function shares.
 //!
-//! Data flows one way: `http` (API Gateway requests and responses) → `service` (the
-//! product's operations) → `store` (the single DynamoDB table, keys from `keys`).
+//! Data flows one way: `http` (API Gateway requests and responses) → the features (`service`
+//! for conversations and messages, `sync`, `search`, `export`, `account_export`,
+//! `migration`) → the `store` crate (the single DynamoDB table, keys from `domain::keys`).
 
 pub mod account_export;
 pub mod attachments;
@@ -16,10 +18,11 @@ pub mod migration_job;
 pub mod search;
 pub mod service;
 pub mod state;
-pub mod store;
 pub mod streams;
 pub mod sync;
 
 // The domain crate's modules, where this crate's code and its users expect them.
 pub use domain::{clock, cursor, error, keys, model};
+// The store crate, where this crate's modules and its users reach it.
 pub use error::Error;
+pub use store;

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::keys::{self, Index};
 use crate::model::{
     Appended, ArchiveFilter, Conversation, ConversationId, ConversationWithMessages, Message,
-    MessageId, NewMessage, Page, Role, SortOrder, Tags, Title, UserId, UNTITLED,
+    MessageId, NewMessage, Page, Role, SortOrder, Tags, Title, UserId,
 };
 use crate::store::{AppendOutcome, ConversationChange, ConversationItem, Creation, Store};
 
@@ -517,27 +517,6 @@ impl Conversations {
                 }
             },
             None => Ok(true),
-        }
-    }
-}
-
-impl From<ConversationItem> for Conversation {
-    fn from(item: ConversationItem) -> Self {
-        let title = item
-            .title
-            .or(item.auto_title)
-            .unwrap_or_else(|| UNTITLED.to_owned());
-        Self {
-            id: item.conversation_id,
-            user_id: item.user_id,
-            title,
-            last_activity: item.last_activity,
-            is_archived: item.is_archived,
-            tags: item.tags,
-            summary: item.summary,
-            message_count: item.message_count,
-            created_at: item.created_at,
-            updated_at: item.updated_at,
         }
     }
 }

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{from_item, is_conditional_check_failure, item_key, store_error, to_item, Store};
-use crate::error::Error;
-use crate::keys;
-use crate::model::{ClientMessageId, UserId};
+use domain::error::Error;
+use domain::keys;
+use domain::model::{ClientMessageId, UserId};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

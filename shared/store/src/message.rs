@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::holds_unknown_type;
-use crate::error::Error;
-use crate::keys;
-use crate::model::{
+use domain::error::Error;
+use domain::keys;
+use domain::model::{
     message_response_bytes, Attachment, ConversationId, Message, MessageId, Metadata, Role,
     TokenCount, UserId,
 };
@@ -224,8 +224,8 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::model::{AttachmentId, StoredFile};
-    use crate::store::{from_item, to_item};
+    use crate::{from_item, to_item};
+    use domain::model::{AttachmentId, StoredFile};
 
     fn message(content: &str) -> Message {
         Message {

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::{
     from_item, is_conditional_check_failure, page_limit, s, start_key, store_error, to_item, Store,
 };
-use crate::cursor::Position;
-use crate::error::Error;
-use crate::keys::{self, Index};
-use crate::model::{ConversationId, UserId};
+use domain::cursor::Position;
+use domain::error::Error;
 use domain::export::ExportFormat;
+use domain::keys::{self, Index};
+use domain::model::{ConversationId, UserId};
 use domain::upload::UploadCheckpoint;
 
 /// Where an account export stands.

@@ -11,9 +11,9 @@ use flate2::Compression;
 use futures::{stream, StreamExt, TryStreamExt};
 
 use super::{MessageItem, Store};
-use crate::error::Error;
-use crate::keys;
-use crate::model::{Message, UserId};
+use domain::error::Error;
+use domain::keys;
+use domain::model::{Message, UserId};
 
 /// Content up to this many bytes stays in the message's item; above it goes to S3.
 pub const INLINE_CONTENT_BYTES: usize = 32 * 1024;
@@ -37,7 +37,7 @@ impl ContentObjects {
 
     /// The bucket `ATTACHMENTS_BUCKET` names (path-style URLs with `S3_FORCE_PATH_STYLE=true`),
     /// as the functions have it: what command-line tools writing messages use. None without it.
-    pub fn from_env(sdk: &aws_config::SdkConfig) -> Option<Self> {
+    pub fn from_env(sdk: &aws_types::SdkConfig) -> Option<Self> {
         let bucket = std::env::var("ATTACHMENTS_BUCKET")
             .ok()
             .filter(|b| !b.trim().is_empty())?;
@@ -104,15 +104,12 @@ impl Store {
             .send()
             .await
         {
-            tracing::warn!(error = %crate::error::chain(&error), "unused content object left until its conversation is deleted");
+            tracing::warn!(error = %domain::error::chain(&error), "unused content object left until its conversation is deleted");
         }
     }
 
     /// Puts back the content of items whose content is in S3.
-    pub(crate) async fn with_content(
-        &self,
-        items: Vec<MessageItem>,
-    ) -> Result<Vec<MessageItem>, Error> {
+    pub async fn with_content(&self, items: Vec<MessageItem>) -> Result<Vec<MessageItem>, Error> {
         if items.iter().all(|i| i.content_object.is_none()) {
             return Ok(items);
         }

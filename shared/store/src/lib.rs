@@ -1,4 +1,4 @@
-//! The single-table repository: item shapes, and one method per access pattern, a file per
+//! The single table: item shapes, and one method per access pattern, a file per
 //! concern: a conversation's own item (`conversations`), appending (`append`) and reading
 //! (`window`) messages, a message's item (`message`), and each feature's records beside
 //! them; `dynamo` holds what they all share. Key strings come from `keys`; items convert with
@@ -20,6 +20,7 @@ mod migration;
 #[cfg(test)]
 mod no_panics;
 mod operations;
+mod sdk_error;
 mod search;
 mod summaries;
 mod sync;
@@ -38,15 +39,16 @@ pub use memory::HeldMemory;
 pub use message::MessageItem;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
+pub use sdk_error::describe_sdk_error;
 pub use search::{entry_item_bytes, IndexChange};
 pub use summaries::SummaryUpdate;
 use sync::Tombstone;
 pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
 pub use window::{conversation_and_messages, ConversationWindow, RESPONSE_BUDGET};
 
-use crate::clock::{Clock, SystemClock};
-use crate::keys;
-use crate::model::ConversationId;
+use domain::clock::{Clock, SystemClock};
+use domain::keys;
+use domain::model::ConversationId;
 
 /// The table, through the access patterns the service needs.
 #[derive(Clone)]
@@ -98,7 +100,7 @@ impl Store {
             .table_name(&self.table)
             .send()
             .await
-            .map_err(|e| crate::aws::describe_sdk_error(&e))?;
+            .map_err(|e| describe_sdk_error(&e))?;
         Ok(output
             .table()
             .and_then(|t| t.table_status())

@@ -5,9 +5,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::{is_conditional_check_failure, item_key, s, store_error, ConversationItem, Store};
-use crate::error::Error;
-use crate::keys;
-use crate::model::{ConversationId, Message, UserId};
+use domain::error::Error;
+use domain::keys;
+use domain::model::{ConversationId, Message, UserId};
 
 /// A summary to store, and how far into the conversation it reaches.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,10 +12,10 @@ use super::{
     from_item, item_key, position_in, s, start_key, store_error, to_item, ConversationItem, Item,
     MessageItem, Store, BATCH_WRITE_MAX,
 };
-use crate::cursor::Position;
-use crate::error::Error;
-use crate::keys::{self, Index, TermSource};
-use crate::model::{ConversationId, Message, MessageId, UserId};
+use domain::cursor::Position;
+use domain::error::Error;
+use domain::keys::{self, Index, TermSource};
+use domain::model::{ConversationId, Message, MessageId, UserId};
 use domain::search::{CandidateChecks, IndexedEntry, TermEntry};
 
 /// Batch writes of one indexing call in flight at once.

@@ -12,9 +12,9 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::cursor::Position;
-use crate::error::Error;
-use crate::keys::{self, Index};
+use domain::cursor::Position;
+use domain::error::Error;
+use domain::keys::{self, Index};
 
 use super::Store;
 
@@ -148,9 +148,7 @@ impl Cancellation {
     }
 }
 
-pub(crate) fn is_conditional_check_failure<E: ProvideErrorMetadata, R>(
-    error: &SdkError<E, R>,
-) -> bool {
+pub fn is_conditional_check_failure<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
     error.code() == Some("ConditionalCheckFailedException")
 }
 
@@ -257,11 +255,7 @@ impl Store {
     }
 
     /// Writes `item` as it is (no condition).
-    pub(crate) async fn put<T: Serialize>(
-        &self,
-        item: &T,
-        context: &'static str,
-    ) -> Result<(), Error> {
+    pub async fn put<T: Serialize>(&self, item: &T, context: &'static str) -> Result<(), Error> {
         self.client
             .put_item()
             .table_name(&self.table)

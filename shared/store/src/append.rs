@@ -4,9 +4,9 @@
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::keys;
-use crate::model::{ClientMessageId, Message, Title, UserId};
+use domain::error::Error;
+use domain::keys;
+use domain::model::{ClientMessageId, Message, Title, UserId};
 
 use super::{from_item, put_new, s, to_item, MessageItem, Store};
 

@@ -12,11 +12,11 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::cursor::Position;
-use crate::error::Error;
-use crate::keys::{self, Index};
-use crate::model::{Conversation, ConversationId, Title, UserId};
+use domain::cursor::Position;
+use domain::error::Error;
 use domain::export::ExportedConversation;
+use domain::keys::{self, Index};
+use domain::model::{Conversation, ConversationId, Title, UserId, UNTITLED};
 
 use super::{
     from_item, is_conditional_check_failure, item_key, page_limit, position_in, position_of,
@@ -131,6 +131,28 @@ impl ConversationItem {
     /// log began.
     pub fn changed_at(&self) -> Option<&str> {
         self.changed_at.as_deref()
+    }
+}
+
+/// A conversation as the API shows it: the user's title, else the derived one, else untitled.
+impl From<ConversationItem> for Conversation {
+    fn from(item: ConversationItem) -> Self {
+        let title = item
+            .title
+            .or(item.auto_title)
+            .unwrap_or_else(|| UNTITLED.to_owned());
+        Self {
+            id: item.conversation_id,
+            user_id: item.user_id,
+            title,
+            last_activity: item.last_activity,
+            is_archived: item.is_archived,
+            tags: item.tags,
+            summary: item.summary,
+            message_count: item.message_count,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
     }
 }
 

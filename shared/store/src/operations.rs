@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{from_item, is_conditional_check_failure, item_key, s, store_error, to_item, Store};
-use crate::error::Error;
-use crate::keys;
-use crate::model::UserId;
+use domain::error::Error;
+use domain::keys;
+use domain::model::UserId;
 
 /// What an operation answered the first time, kept for its replays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

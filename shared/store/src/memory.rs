@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{from_item, item_key, s, store_error, to_item, Item, Store, BATCH_WRITE_MAX};
-use crate::error::Error;
-use crate::keys;
-use crate::model::{Attachment, ConversationId, MessageId, Metadata, Role, UserId};
+use domain::error::Error;
+use domain::keys;
 use domain::memory::MemoryEntry;
+use domain::model::{Attachment, ConversationId, MessageId, Metadata, Role, UserId};
 
 /// Query pages one recall reads at most (expired items still held by DynamoDB are skipped).
 const MAX_RECALL_PAGES: usize = 8;
@@ -198,7 +198,7 @@ impl Store {
                 };
                 let entry = super::from_item::<MemoryItem>(item)
                     .map(MemoryItem::into_entry)
-                    .map_err(|e| format!("unreadable memory item: {}", crate::error::chain(&e)));
+                    .map_err(|e| format!("unreadable memory item: {}", domain::error::chain(&e)));
                 held.push(HeldMemory { key, entry });
             }
             match output.last_evaluated_key {

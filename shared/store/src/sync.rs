@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{from_item, item_key, position_in, s, ConversationItem, Item, Store};
-use crate::cursor::Position;
-use crate::error::Error;
-use crate::keys::{self, Index};
-use crate::model::{ConversationId, DeletedConversation, UserId};
+use domain::cursor::Position;
+use domain::error::Error;
+use domain::keys::{self, Index};
+use domain::model::{ConversationId, DeletedConversation, UserId};
 
 /// The item that stands for a deleted conversation in its owner's change log.
 #[derive(Debug, Clone, Serialize, Deserialize)]

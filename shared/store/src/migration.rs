@@ -11,10 +11,10 @@ use super::{
     backoff, from_item, is_conditional_check_failure, item_key, put_new, s, store_error, to_item,
     Cancellation, Store, TRANSACTION_ATTEMPTS,
 };
-use crate::error::Error;
-use crate::keys;
-use crate::model::{Attachment, ConversationId, Message, MessageId, Title, UserId};
+use domain::error::Error;
+use domain::keys;
 use domain::migration::{MigrationState, RunSummary, UserSummary};
+use domain::model::{Attachment, ConversationId, Message, MessageId, Title, UserId};
 
 /// DynamoDB's limit on the items of one transaction.
 pub const TRANSACTION_MAX_ITEMS: usize = 100;

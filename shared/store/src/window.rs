@@ -3,10 +3,10 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::cursor::Position;
-use crate::error::Error;
-use crate::keys;
-use crate::model::{ConversationId, Message, UserId};
+use domain::cursor::Position;
+use domain::error::Error;
+use domain::keys;
+use domain::model::{ConversationId, Message, UserId};
 
 use super::{
     from_item, page_limit, s, start_key, store_error, ConversationItem, Item, MessageItem, Store,
