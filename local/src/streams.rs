@@ -64,7 +64,9 @@ impl StreamConsumer {
             Self::PurgeDeletedConversations => {
                 streams::purge_deleted_conversations(state, event).await
             }
-            Self::InvalidateCachedReads => streams::invalidate_cached_reads(state, event).await,
+            Self::InvalidateCachedReads => {
+                streams::invalidate_cached_reads(state.conversations.cache(), event).await
+            }
             Self::SummarizeConversations => {
                 assistant::streams::summarize_conversations(state, event).await
             }

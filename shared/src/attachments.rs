@@ -19,6 +19,7 @@ use base64::Engine;
 use crate::error::{chain, Error};
 use crate::keys;
 use crate::model::{Attachment, AttachmentId, ConversationId, Message, StoredFile, UserId};
+use crate::store::LazyS3;
 pub use domain::upload::{UploadCheckpoint, UploadedPart};
 
 /// What an upload may be: the types the app sends (images, audio notes, PDFs, text).
@@ -127,15 +128,15 @@ pub struct Upload {
 /// The attachments bucket.
 #[derive(Clone)]
 pub struct Attachments {
-    s3: aws_sdk_s3::Client,
+    s3: LazyS3,
     bucket: String,
     max_bytes: u64,
 }
 
 impl Attachments {
-    pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>, max_bytes: u64) -> Self {
+    pub fn new(s3: impl Into<LazyS3>, bucket: impl Into<String>, max_bytes: u64) -> Self {
         Self {
-            s3,
+            s3: s3.into(),
             bucket: bucket.into(),
             max_bytes,
         }
@@ -510,7 +511,7 @@ impl Attachments {
 /// unfinished leaves an incomplete upload that the bucket's lifecycle rule removes (or
 /// [`ObjectWriter::abort`] removes it at once).
 pub struct ObjectWriter {
-    s3: aws_sdk_s3::Client,
+    s3: LazyS3,
     bucket: String,
     key: String,
     upload_id: String,

@@ -139,6 +139,19 @@ impl Cache {
         Self::default()
     }
 
+    /// The configured cache (`CACHE_URL`), or none when there is none or it cannot be used:
+    /// a function always runs, the cache only makes it faster.
+    pub fn configured(settings: Option<CacheSettings>) -> Self {
+        settings
+            .map(Self::new)
+            .transpose()
+            .unwrap_or_else(|error| {
+                tracing::error!(error = %error, "cache not usable; running without it");
+                None
+            })
+            .unwrap_or_default()
+    }
+
     /// A cache at `settings.url`; nothing is connected until the first use.
     pub fn new(settings: CacheSettings) -> Result<Self, crate::Error> {
         let config_error = |e: redis::RedisError| crate::Error::Config(format!("CACHE_URL: {e}"));

@@ -16,7 +16,7 @@ use crate::export::Exports;
 use crate::migration::{MigrationOptions, Migrator};
 use crate::search::Search;
 use crate::service::Conversations;
-use crate::store::{ContentObjects, Store};
+use crate::store::{ContentObjects, LazyS3, Store};
 use crate::sync::MobileSync;
 
 /// What every handler needs, built once per cold start.
@@ -53,7 +53,8 @@ impl State {
     /// State whose time comes from `clock` (tests move it by hand).
     pub fn with_clock(config: Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
         crate::metrics::install(&config.metrics_namespace);
-        let s3 = aws_sdk_s3::Client::from_conf(
+        // Built on first use: most requests never reach S3.
+        let s3 = LazyS3::new(
             aws_sdk_s3::config::Builder::from(sdk)
                 .force_path_style(config.s3_force_path_style)
                 .build(),
@@ -70,16 +71,7 @@ impl State {
         if let Some(bucket) = &config.attachments_bucket {
             store = store.with_content_objects(ContentObjects::new(s3.clone(), bucket));
         }
-        let cache = config
-            .cache
-            .clone()
-            .map(Cache::new)
-            .transpose()
-            .unwrap_or_else(|error| {
-                tracing::error!(error = %error, "cache not usable; running without it");
-                None
-            })
-            .unwrap_or_default();
+        let cache = Cache::configured(config.cache.clone());
         let attachments = config
             .attachments_bucket
             .as_ref()

@@ -28,6 +28,7 @@ use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
 
+use crate::cache::Cache;
 use crate::error::{chain, Error};
 use crate::keys;
 use crate::search;
@@ -105,10 +106,9 @@ pub async fn purge_deleted_conversations(
 /// first record of a user whose bump failed is reported, so Lambda delivers it and every
 /// later one again.
 pub async fn invalidate_cached_reads(
-    state: &State,
+    cache: &Cache,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let cache = state.conversations.cache();
     let mut response = DynamoDbEventResponse::default();
     let mut done: Vec<crate::model::UserId> = Vec::new();
     for record in event.payload.records {

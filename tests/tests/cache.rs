@@ -453,16 +453,18 @@ async fn a_write_that_could_not_reach_the_cache_is_invalidated_by_the_stream_con
             lambda_runtime::Context::default(),
         )
     };
-    let while_down = shared::streams::invalidate_cached_reads(&api.state, event())
-        .await
-        .unwrap();
+    let while_down =
+        shared::streams::invalidate_cached_reads(api.state.conversations.cache(), event())
+            .await
+            .unwrap();
     assert_eq!(while_down.batch_item_failures.len(), 1);
 
     redis.restart();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let delivered_again = shared::streams::invalidate_cached_reads(&api.state, event())
-        .await
-        .unwrap();
+    let delivered_again =
+        shared::streams::invalidate_cached_reads(api.state.conversations.cache(), event())
+            .await
+            .unwrap();
     assert!(delivered_again.batch_item_failures.is_empty());
     assert_eq!(titles(&alice.get("/conversations").await.body), ["After"]);
 }

@@ -301,7 +301,7 @@ async fn run_every_function(logs: Logs) {
 
     let mut emf = Vec::new();
     let work = shared::streams::invalidate_cached_reads(
-        &state,
+        state.conversations.cache(),
         LambdaEvent::new(
             serde_json::from_value(event_of("invalidate-cached-reads")).unwrap(),
             context(),

@@ -10,7 +10,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use super::{MessageItem, Store};
+use super::{LazyS3, MessageItem, Store};
 use domain::error::Error;
 use domain::keys;
 use domain::model::{Message, UserId};
@@ -23,14 +23,14 @@ const READ_CONCURRENCY: usize = 8;
 /// Where large message content goes.
 #[derive(Clone)]
 pub struct ContentObjects {
-    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) s3: LazyS3,
     pub(crate) bucket: String,
 }
 
 impl ContentObjects {
-    pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+    pub fn new(s3: impl Into<LazyS3>, bucket: impl Into<String>) -> Self {
         Self {
-            s3,
+            s3: s3.into(),
             bucket: bucket.into(),
         }
     }
@@ -41,7 +41,7 @@ impl ContentObjects {
         let bucket = std::env::var("ATTACHMENTS_BUCKET")
             .ok()
             .filter(|b| !b.trim().is_empty())?;
-        let s3 = aws_sdk_s3::Client::from_conf(
+        let s3 = LazyS3::new(
             aws_sdk_s3::config::Builder::from(sdk)
                 .force_path_style(std::env::var("S3_FORCE_PATH_STYLE").as_deref() == Ok("true"))
                 .build(),

@@ -20,6 +20,7 @@ mod migration;
 #[cfg(test)]
 mod no_panics;
 mod operations;
+mod s3;
 mod sdk_error;
 mod search;
 mod summaries;
@@ -39,6 +40,7 @@ pub use memory::HeldMemory;
 pub use message::MessageItem;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
+pub use s3::LazyS3;
 pub use sdk_error::describe_sdk_error;
 pub use search::{entry_item_bytes, IndexChange};
 pub use summaries::SummaryUpdate;
