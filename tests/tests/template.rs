@@ -195,3 +195,39 @@ fn the_dashboard_and_alarms_chart_only_metrics_the_service_writes() {
         );
     }
 }
+
+#[test]
+fn every_function_builds_through_the_makefile_under_the_name_its_logical_id_gives() {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap();
+    let document: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let resources = document["Resources"].as_mapping().unwrap();
+    let functions: Vec<(&str, &serde_norway::Value)> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, r)| (name.as_str().unwrap(), r))
+        .collect();
+    assert_eq!(functions.len(), names_in("functions", None).len());
+    for (logical_id, function) in functions {
+        assert_eq!(
+            function["Metadata"]["BuildMethod"].as_str(),
+            Some("makefile"),
+            "{logical_id}"
+        );
+        // The Makefile's `build-<Stem>Function` rule finds the binary from the stem.
+        let stem = logical_id
+            .strip_suffix("Function")
+            .unwrap_or_else(|| panic!("{logical_id} is named <Stem>Function"));
+        let found = std::process::Command::new(workspace_root().join("scripts/lambda-artifact.sh"))
+            .args(["--binary", stem])
+            .output()
+            .unwrap();
+        assert!(found.status.success(), "{logical_id}");
+        assert_eq!(
+            String::from_utf8(found.stdout).unwrap().trim(),
+            function["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap(),
+            "{logical_id}"
+        );
+    }
+}

@@ -101,8 +101,9 @@ impl MessageItem {
     /// Reads a message item attribute by attribute, moving each string out of the item, where
     /// serde_dynamo's `from_item` first copies the whole item into a map of its own: a page of
     /// messages is the largest read on a request's path. The nested values (attachments and
-    /// metadata, usually empty) still go through serde_dynamo. Every item `from_item` reads,
-    /// it reads to the same value (tested, for items of any shape too).
+    /// metadata, usually empty) and any attribute not of the shape the store writes go through
+    /// serde_dynamo. Every item `from_item` reads, it reads to the same value (tested, for
+    /// message items with any attribute changed or removed too).
     pub fn from_attributes(item: Item) -> Result<Self, Error> {
         // One pass over the attributes, each value moved out as it comes: no lookups.
         let mut read = ReadAttributes::default();
@@ -144,10 +145,7 @@ impl MessageItem {
             content_object: optional("contentObject", read.content_object)?,
             content_bytes: match read.content_bytes {
                 None | Some(AttributeValue::Null(_)) => None,
-                Some(AttributeValue::N(n)) => {
-                    Some(n.parse().map_err(|e| decode_error("contentBytes", e))?)
-                }
-                Some(_) => return Err(decode_error("contentBytes", "not a number")),
+                Some(value) => Some(as_serde_dynamo_reads("contentBytes", value)?),
             },
             token_count: optional("tokens", read.tokens)?,
         })
@@ -178,17 +176,20 @@ fn decode_error(name: &str, error: impl std::fmt::Display) -> Error {
 }
 
 fn string(name: &str, value: Option<AttributeValue>) -> Result<String, Error> {
-    match value {
-        Some(AttributeValue::S(value)) => Ok(value),
-        Some(_) => Err(decode_error(name, "not a string")),
-        None => Err(decode_error(name, "missing")),
-    }
+    parsed(name, value)
 }
 
-/// A string attribute read as `T` (ids, the role, a token count).
+/// An attribute read as `T` (a string, an id, the role, a token count): a string attribute
+/// moved straight into `T`'s deserializer; any other shape as serde_dynamo reads it.
 fn parsed<T: DeserializeOwned>(name: &str, value: Option<AttributeValue>) -> Result<T, Error> {
-    T::deserialize(StringDeserializer::<ValueError>::new(string(name, value)?))
-        .map_err(|e| decode_error(name, e))
+    match value {
+        Some(AttributeValue::S(value)) => {
+            T::deserialize(StringDeserializer::<ValueError>::new(value))
+                .map_err(|e| decode_error(name, e))
+        }
+        Some(other) => as_serde_dynamo_reads(name, other),
+        None => Err(decode_error(name, "missing")),
+    }
 }
 
 fn optional<T: DeserializeOwned>(
@@ -201,6 +202,18 @@ fn optional<T: DeserializeOwned>(
     }
 }
 
+/// What serde_dynamo makes of `value` as a `T`; a type this SDK does not know is refused
+/// first (serde_dynamo panics on one).
+fn as_serde_dynamo_reads<T: DeserializeOwned>(
+    name: &str,
+    value: AttributeValue,
+) -> Result<T, Error> {
+    if holds_unknown_type(&value) {
+        return Err(decode_error(name, "a type this SDK does not know"));
+    }
+    serde_dynamo::from_attribute_value(value).map_err(|e| decode_error(name, e))
+}
+
 fn nested<T: DeserializeOwned + Default>(
     name: &str,
     value: Option<AttributeValue>,
@@ -210,12 +223,7 @@ fn nested<T: DeserializeOwned + Default>(
         // Most messages have neither attachments nor metadata.
         Some(AttributeValue::L(list)) if list.is_empty() => Ok(Some(T::default())),
         Some(AttributeValue::M(map)) if map.is_empty() => Ok(Some(T::default())),
-        Some(value) if holds_unknown_type(&value) => {
-            Err(decode_error(name, "a type this SDK does not know"))
-        }
-        Some(value) => serde_dynamo::from_attribute_value(value)
-            .map(Some)
-            .map_err(|e| decode_error(name, e)),
+        Some(value) => as_serde_dynamo_reads(name, value).map(Some),
     }
 }
 

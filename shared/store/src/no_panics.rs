@@ -71,7 +71,96 @@ fn image() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
     prop::collection::hash_map(prop_oneof![name, "\\PC{0,10}"], attribute(), 0..24)
 }
 
+/// A message item as the store writes it, from any content, ids, attachments and counts.
+fn message_item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
+    (
+        any::<bool>(),
+        "\\PC{0,40}",
+        prop::option::of("\\PC{1,12}"),
+        prop::option::of(0u64..5_000_000),
+        prop::option::of(0usize..100_000),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(assistant, content, client_id, offloaded, tokens, seconds)| {
+                use domain::model::{
+                    Attachment, Message, MessageId, Metadata, Role, TokenCount, UserId,
+                };
+                let message = Message {
+                    id: MessageId::generate(),
+                    conversation_id: domain::model::ConversationId::generate(),
+                    role: if assistant {
+                        Role::Assistant
+                    } else {
+                        Role::User
+                    },
+                    content,
+                    timestamp: chrono::DateTime::from_timestamp(
+                        seconds.rem_euclid(4_000_000_000),
+                        0,
+                    )
+                    .unwrap_or_default(),
+                    attachments: vec![Attachment::Link("https://example.com/x".into())],
+                    metadata: Metadata::from([("k".to_owned(), serde_json::json!([1, "two"]))]),
+                    client_message_id: client_id,
+                    token_count: tokens.map(|t| TokenCount::new("o200k_base", t)),
+                };
+                let mut item = MessageItem::new(&UserId::parse("alice").unwrap(), &message);
+                if let Some(bytes) = offloaded {
+                    item.content_object = Some("content/alice/x".into());
+                    item.content_bytes = Some(bytes);
+                }
+                crate::to_item(&item).expect("an item")
+            },
+        )
+}
+
+/// A message item with a few attributes replaced by values of any shape, or removed.
+fn changed_message_item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
+    let name = prop_oneof![
+        Just("PK"),
+        Just("SK"),
+        Just("entity"),
+        Just("messageId"),
+        Just("conversationId"),
+        Just("role"),
+        Just("content"),
+        Just("timestamp"),
+        Just("attachments"),
+        Just("metadata"),
+        Just("clientMessageId"),
+        Just("contentObject"),
+        Just("contentBytes"),
+        Just("tokens"),
+    ];
+    (
+        message_item(),
+        prop::collection::vec((name, prop::option::of(attribute())), 0..3),
+    )
+        .prop_map(|(mut item, changes)| {
+            for (name, value) in changes {
+                match value {
+                    Some(value) => item.insert(name.to_owned(), value),
+                    None => item.remove(name),
+                };
+            }
+            item
+        })
+}
+
 proptest! {
+    #[test]
+    fn a_message_item_reads_attribute_by_attribute_as_serde_dynamo_reads_it(
+        item in changed_message_item()
+    ) {
+        let read_by_serde_dynamo = from_item::<MessageItem>(item.clone());
+        let read_by_attribute = MessageItem::from_attributes(item);
+        if let Ok(expected) = read_by_serde_dynamo {
+            prop_assert_eq!(read_by_attribute.ok(), Some(expected));
+        }
+    }
+
+
     #[test]
     fn stream_images_of_any_shape_never_panic_the_decoders(item in image()) {
         let _ = Store::conversation_of_image(item.clone());
