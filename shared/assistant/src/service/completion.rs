@@ -1,0 +1,589 @@
+//! Completions: the prompt saved, the model called, the reply saved, to the conversation and
+//! to short-term memory, whole or streamed; a retried request answered from its record.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::memory::MemoryEntry;
+use ai::context::{ContextMessage, DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, TOKENS_PER_MESSAGE};
+use ai::provider::ModelRequest;
+use domain::error::{chain, Error};
+use domain::model::{
+    ClientMessageId, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Tags, Title,
+    UserId,
+};
+use shared::store::CompletionRecord;
+
+use super::Assistant;
+
+/// Largest prompt accepted, in UTF-8 bytes (larger is 413).
+pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1_024;
+pub const MAX_OUTPUT_TOKENS: u32 = 8_192;
+/// Longest request id a client may send (its messages' client ids add a suffix).
+pub const MAX_REQUEST_ID_CHARS: usize = 100;
+/// A prompt without a conversation id continues the user's latest conversation when it was
+/// active this recently, and starts a new one otherwise (clients that predate conversations).
+pub const LEGACY_SESSION_GAP: Duration = Duration::minutes(30);
+/// How long a completion's result is kept to answer a retry of the same request.
+pub const COMPLETION_RECORD_TTL: Duration = Duration::hours(24);
+
+/// What a completion asks for, already within bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    pub prompt: String,
+    pub conversation_id: Option<ConversationId>,
+    /// The client's id for this request: a retry with the same id is answered from the first
+    /// result, without a second model call or any new message.
+    pub request_id: Option<ClientMessageId>,
+    pub max_output_tokens: u32,
+    pub model: Option<String>,
+}
+
+impl CompletionRequest {
+    pub fn parse(
+        prompt: String,
+        conversation_id: Option<&str>,
+        request_id: Option<&str>,
+        max_output_tokens: Option<u32>,
+        model: Option<String>,
+    ) -> Result<Self, Error> {
+        if prompt.trim().is_empty() {
+            return Err(Error::invalid("prompt must not be empty"));
+        }
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(Error::TooLarge(format!(
+                "prompt is {} bytes; the limit is {MAX_PROMPT_BYTES} bytes",
+                prompt.len()
+            )));
+        }
+        let max_output_tokens = max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+        if !(1..=MAX_OUTPUT_TOKENS).contains(&max_output_tokens) {
+            return Err(Error::invalid(format!(
+                "maxTokens must be from 1 to {MAX_OUTPUT_TOKENS}"
+            )));
+        }
+        let request_id =
+            match request_id {
+                Some(id) if id.chars().count() > MAX_REQUEST_ID_CHARS => {
+                    return Err(Error::invalid(format!(
+                        "requestId must be at most {MAX_REQUEST_ID_CHARS} characters"
+                    )))
+                }
+                Some(id) => Some(ClientMessageId::parse(id).map_err(|_| {
+                    Error::invalid("requestId must be printable ASCII without spaces")
+                })?),
+                None => None,
+            };
+        Ok(Self {
+            prompt,
+            conversation_id: conversation_id.map(ConversationId::parse).transpose()?,
+            request_id,
+            max_output_tokens,
+            model,
+        })
+    }
+}
+
+/// What a completion did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completion {
+    pub reply: String,
+    /// The conversation both messages were saved to; `None` when the conversation store
+    /// failed and they were kept in short-term memory only.
+    pub conversation_id: Option<ConversationId>,
+    pub prompt_message_id: MessageId,
+    pub reply_message_id: MessageId,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub latency_ms: u64,
+    /// True when the conversation store failed and short-term memory kept the exchange.
+    pub fell_back_to_short_term_memory: bool,
+    /// True when this answers a retry from the first result.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+/// What the record of a request id says.
+enum RecordState {
+    Done(Completion),
+    /// Another attempt with this id is still within its lease.
+    InProgress,
+    Free,
+}
+
+/// A prompt saved and ready for the model.
+struct Prepared {
+    user: UserId,
+    request_id: Option<ClientMessageId>,
+    conversation: Option<ConversationId>,
+    prompt_message: Message,
+    model_request: ModelRequest,
+    now: DateTime<Utc>,
+}
+
+/// Either a retry's earlier answer, or a prompt ready for the model.
+enum Start {
+    Replayed(Completion),
+    Ready(Box<Prepared>),
+}
+
+/// What a streaming completion reports, in order: pieces of the reply, then the outcome.
+#[derive(Debug)]
+pub enum CompletionEvent {
+    Delta(String),
+    Done(Completion),
+    Failed(Error),
+}
+
+/// How many events a streaming completion buffers for a slow reader.
+const STREAM_BUFFER: usize = 64;
+
+impl Assistant {
+    /// Answers a prompt: loads the context, saves the prompt, calls the model, saves the
+    /// reply, to the conversation and to short-term memory. When the conversation store fails
+    /// the exchange is kept in short-term memory and the result says so; when the model fails
+    /// the prompt stays saved and the error is 502 or 504.
+    #[tracing::instrument(skip_all)]
+    pub async fn complete(
+        &self,
+        user: &UserId,
+        request: CompletionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Completion, Error> {
+        let prepared = match self.start(user, request, now).await? {
+            Start::Replayed(done) => return Ok(done),
+            Start::Ready(prepared) => prepared,
+        };
+        let (user, request_id) = (prepared.user.clone(), prepared.request_id.clone());
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(
+            self.model_timeout,
+            self.provider.complete(&prepared.model_request),
+        )
+        .await
+        {
+            Err(_) => Err(Error::ModelTimeout),
+            Ok(Err(error)) => Err(Error::ModelFailed(error.to_string())),
+            Ok(Ok(reply)) => self.finish(*prepared, reply, started.elapsed()).await,
+        };
+        if outcome.is_err() {
+            self.release(&user, request_id.as_ref()).await;
+        }
+        outcome
+    }
+
+    /// Like [`complete`](Self::complete), with the reply's pieces reported as they come.
+    /// Everything before the model call happens before this returns (so its errors are
+    /// ordinary errors); the generation then runs in its own task, to the end and saved,
+    /// whether or not anyone still reads the events.
+    #[tracing::instrument(skip_all)]
+    pub async fn complete_streaming(
+        &self,
+        user: &UserId,
+        request: CompletionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<tokio::sync::mpsc::Receiver<CompletionEvent>, Error> {
+        let (events, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let prepared = match self.start(user, request, now).await? {
+            Start::Replayed(done) => {
+                // A retry: the earlier answer, whole.
+                let _ = events
+                    .send(CompletionEvent::Delta(done.reply.clone()))
+                    .await;
+                let _ = events.send(CompletionEvent::Done(done)).await;
+                return Ok(receiver);
+            }
+            Start::Ready(prepared) => prepared,
+        };
+        let assistant = self.clone();
+        tokio::spawn(async move {
+            let (user, request_id) = (prepared.user.clone(), prepared.request_id.clone());
+            let outcome = assistant.generate(*prepared, &events).await;
+            if outcome.is_err() {
+                assistant.release(&user, request_id.as_ref()).await;
+            }
+            let last = match outcome {
+                Ok(done) => CompletionEvent::Done(done),
+                Err(error) => CompletionEvent::Failed(error),
+            };
+            // The reader may be gone; the reply is saved either way.
+            let _ = events.send(last).await;
+        });
+        Ok(receiver)
+    }
+
+    /// Streams the model's reply to `events` (while anyone listens), then saves it.
+    async fn generate(
+        &self,
+        prepared: Prepared,
+        events: &tokio::sync::mpsc::Sender<CompletionEvent>,
+    ) -> Result<Completion, Error> {
+        let started = Instant::now();
+        let mut reply = ai::provider::ModelReply {
+            text: String::new(),
+            input_tokens: 0,
+            output_tokens: 0,
+        };
+        let mut deltas = self.provider.stream(&prepared.model_request);
+        loop {
+            // The timeout bounds the wait for each piece, so a long reply may take its time
+            // while a stalled model cannot hold the request.
+            let next = match tokio::time::timeout(self.model_timeout, deltas.next()).await {
+                Err(_) => return Err(Error::ModelTimeout),
+                Ok(None) => break,
+                Ok(Some(Err(error))) => return Err(Error::ModelFailed(error.to_string())),
+                Ok(Some(Ok(delta))) => delta,
+            };
+            if let Some(text) = reply.absorb(next) {
+                if !events.is_closed() {
+                    let _ = events.send(CompletionEvent::Delta(text)).await;
+                }
+            }
+        }
+        drop(deltas);
+        self.finish(prepared, reply, started.elapsed()).await
+    }
+
+    /// Everything before the model: a retry's earlier answer, or the prompt saved and the
+    /// model's request built from the context.
+    async fn start(
+        &self,
+        user: &UserId,
+        request: CompletionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Start, Error> {
+        if let Some(request_id) = &request.request_id {
+            // Claim the id, so that two attempts of one request never both call the model.
+            let mut state = self.completion_record(user, request_id, now).await?;
+            if matches!(state, RecordState::Free) && !self.claim(user, request_id, now).await? {
+                state = self.completion_record(user, request_id, now).await?;
+            }
+            match state {
+                RecordState::Done(done) => {
+                    return Ok(Start::Replayed(Completion {
+                        replayed: true,
+                        ..done
+                    }))
+                }
+                RecordState::InProgress => {
+                    return Err(Error::Conflict(
+                        "a request with this id is still being answered; retry shortly".into(),
+                    ))
+                }
+                RecordState::Free => {}
+            }
+        }
+        let model = request
+            .model
+            .clone()
+            .unwrap_or_else(|| self.default_model.clone());
+        if !self.allowed_models.contains(&model) {
+            return Err(Error::invalid(format!(
+                "model must be one of: {}",
+                self.allowed_models.join(", ")
+            )));
+        }
+
+        // Where the exchange is kept: the named conversation, or for clients that send none,
+        // their current session's conversation.
+        let mut conversation = match request.conversation_id {
+            Some(id) => Some(id),
+            None => match self.legacy_session(user, &request.prompt, now).await {
+                Ok(id) => Some(id),
+                Err(error) => {
+                    tracing::warn!(error = %chain(&error), "conversation store failed; using short-term memory");
+                    None
+                }
+            },
+        };
+
+        // Counted once: for the budget here, and stored with the prompt for later contexts.
+        let prompt_tokens = self.tokenizer.token_count(&request.prompt);
+        let prompt_cost = prompt_tokens
+            .in_encoding(self.tokenizer.kind().name())
+            .unwrap_or_default()
+            + TOKENS_PER_MESSAGE;
+        let budget = DEFAULT_MAX_TOKENS.saturating_sub(prompt_cost);
+        let context = match conversation {
+            Some(id) => match self
+                .conversation_context(user, id, budget, DEFAULT_MESSAGE_LIMIT)
+                .await
+            {
+                Ok(context) => context,
+                Err(Error::NotFound) => return Err(Error::NotFound),
+                Err(error) => {
+                    tracing::warn!(error = %chain(&error), "conversation store failed; using short-term memory");
+                    conversation = None;
+                    self.memory_context(user, budget, DEFAULT_MESSAGE_LIMIT, now)
+                        .await?
+                }
+            },
+            None => {
+                self.memory_context(user, budget, DEFAULT_MESSAGE_LIMIT, now)
+                    .await?
+            }
+        };
+
+        let prompt = NewMessage {
+            role: Role::User,
+            content: request.prompt.clone(),
+            attachments: Vec::new(),
+            metadata: Metadata::new(),
+            client_message_id: derived_client_id(request.request_id.as_ref(), "prompt"),
+            token_count: Some(prompt_tokens),
+        };
+        let (prompt_message, kept_in) = self.save(user, conversation, prompt, now).await?;
+
+        let mut messages = context.selection.messages;
+        messages.push(ContextMessage::new(Role::User, request.prompt));
+        Ok(Start::Ready(Box::new(Prepared {
+            user: user.clone(),
+            request_id: request.request_id,
+            conversation: kept_in,
+            prompt_message,
+            model_request: ModelRequest {
+                model,
+                messages,
+                max_output_tokens: request.max_output_tokens,
+            },
+            now,
+        })))
+    }
+
+    /// Saves the reply (with what it cost) and records the completion for retries.
+    async fn finish(
+        &self,
+        prepared: Prepared,
+        reply: ai::provider::ModelReply,
+        latency: StdDuration,
+    ) -> Result<Completion, Error> {
+        let Prepared {
+            user,
+            request_id,
+            conversation,
+            prompt_message,
+            model_request,
+            now,
+        } = prepared;
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        let metadata = Metadata::from([
+            ("model".to_owned(), model_request.model.clone().into()),
+            ("provider".to_owned(), self.provider.name().into()),
+            ("inputTokens".to_owned(), reply.input_tokens.into()),
+            ("outputTokens".to_owned(), reply.output_tokens.into()),
+            ("latencyMs".to_owned(), latency_ms.into()),
+        ]);
+        let replied_at = (prompt_message.timestamp
+            + Duration::from_std(latency)
+                .unwrap_or_default()
+                .max(Duration::microseconds(1)))
+        .trunc_subsecs(6);
+        let answer = NewMessage {
+            role: Role::Assistant,
+            token_count: Some(self.tokenizer.token_count(&reply.text)),
+            content: reply.text.clone(),
+            attachments: Vec::new(),
+            metadata,
+            client_message_id: derived_client_id(request_id.as_ref(), "reply"),
+        };
+        let (reply_message, kept_in) = self.save(&user, conversation, answer, replied_at).await?;
+
+        let completion = Completion {
+            reply: reply.text,
+            conversation_id: kept_in,
+            prompt_message_id: prompt_message.id,
+            reply_message_id: reply_message.id,
+            model: model_request.model,
+            input_tokens: reply.input_tokens,
+            output_tokens: reply.output_tokens,
+            latency_ms,
+            fell_back_to_short_term_memory: kept_in.is_none(),
+            replayed: false,
+        };
+        if completion.fell_back_to_short_term_memory && conversation.is_some() {
+            shared::metrics::short_term_memory_fallback();
+        }
+        if let Some(request_id) = &request_id {
+            if let Err(error) = self
+                .record_completion(&user, request_id, &completion, now)
+                .await
+            {
+                // The exchange is saved; only a retry's deduplication is weaker.
+                tracing::warn!(error = %chain(&error), "completion record not written");
+            }
+        }
+        Ok(completion)
+    }
+
+    /// Saves a message to the conversation (when there is one and the store works) and
+    /// always to short-term memory. Returns the stored message and where it was kept.
+    async fn save(
+        &self,
+        user: &UserId,
+        conversation: Option<ConversationId>,
+        message: NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(Message, Option<ConversationId>), Error> {
+        let mut kept_in = None;
+        let mut stored = None;
+        if let Some(id) = conversation {
+            match self
+                .conversations
+                .add_message(user, &id, message.clone(), now)
+                .await
+            {
+                Ok(appended) => {
+                    stored = Some(appended.message);
+                    kept_in = Some(id);
+                }
+                Err(Error::NotFound) => return Err(Error::NotFound),
+                Err(error) => {
+                    tracing::warn!(error = %chain(&error), "conversation store failed; using short-term memory");
+                }
+            }
+        }
+        let stored = stored.unwrap_or_else(|| Message {
+            id: MessageId::generate(),
+            conversation_id: conversation
+                .unwrap_or_else(|| ConversationId::from(uuid::Uuid::nil())),
+            role: message.role,
+            content: message.content,
+            timestamp: now,
+            attachments: message.attachments,
+            metadata: message.metadata,
+            client_message_id: message.client_message_id.map(|c| c.as_str().to_owned()),
+            token_count: message.token_count,
+        });
+        // The stored message's own id and time, so a retried save writes the same entry, and
+        // the conversation asked for, so a migration can move an entry kept only here into it.
+        let mut entry: MemoryEntry = self.memory.entry(
+            stored.id,
+            stored.role,
+            stored.content.clone(),
+            conversation,
+            stored.metadata.clone(),
+            stored.timestamp,
+        );
+        entry.attachments = stored.attachments.clone();
+        match self
+            .memory
+            .remember(user, std::slice::from_ref(&entry))
+            .await
+        {
+            Ok(()) => {}
+            // Nothing kept it anywhere: the client must retry.
+            Err(error) if kept_in.is_none() => return Err(error),
+            Err(error) => tracing::warn!(error = %chain(&error), "short-term memory not written"),
+        }
+        Ok((stored, kept_in))
+    }
+
+    /// The conversation a prompt without a conversation id belongs to: the user's latest
+    /// active conversation if it was active within the session gap, else a new one named
+    /// after the prompt.
+    async fn legacy_session(
+        &self,
+        user: &UserId,
+        prompt: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ConversationId, Error> {
+        let latest = self.conversations.latest_active(user).await?;
+        if let Some(current) = latest.filter(|c| now - c.last_activity <= LEGACY_SESSION_GAP) {
+            return Ok(current.id);
+        }
+        let created = self
+            .conversations
+            .create(
+                user,
+                Some(Title::derived_from(prompt)),
+                Tags::default(),
+                now,
+            )
+            .await?;
+        Ok(created.id)
+    }
+
+    async fn completion_record(
+        &self,
+        user: &UserId,
+        request_id: &ClientMessageId,
+        now: DateTime<Utc>,
+    ) -> Result<RecordState, Error> {
+        let store = self.conversations.store();
+        Ok(
+            match store.completion_record(user, request_id, now).await? {
+                CompletionRecord::Done(result) => RecordState::Done(
+                    serde_json::from_str(&result)
+                        .map_err(|e| Error::internal("decode completion record", e))?,
+                ),
+                CompletionRecord::InProgress => RecordState::InProgress,
+                CompletionRecord::Free => RecordState::Free,
+            },
+        )
+    }
+
+    /// Takes the request id for this attempt; false if another attempt holds it or is done.
+    async fn claim(
+        &self,
+        user: &UserId,
+        request_id: &ClientMessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let lease =
+            Duration::from_std(self.model_timeout).unwrap_or_default() + Duration::seconds(30);
+        self.conversations
+            .store()
+            .claim_completion(
+                user,
+                request_id,
+                now + lease,
+                now + COMPLETION_RECORD_TTL,
+                now,
+            )
+            .await
+    }
+
+    /// Gives the request id back after a failed attempt, so the client's retry can proceed.
+    async fn release(&self, user: &UserId, request_id: Option<&ClientMessageId>) {
+        let Some(request_id) = request_id else {
+            return;
+        };
+        let released = self
+            .conversations
+            .store()
+            .release_completion(user, request_id)
+            .await;
+        if let Err(error) = released {
+            // The lease runs out on its own.
+            tracing::warn!(error = %chain(&error), "completion record not released");
+        }
+    }
+
+    async fn record_completion(
+        &self,
+        user: &UserId,
+        request_id: &ClientMessageId,
+        completion: &Completion,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let result = serde_json::to_string(completion)
+            .map_err(|e| Error::internal("encode completion", e))?;
+        self.conversations
+            .store()
+            .record_completion(user, request_id, result, now + COMPLETION_RECORD_TTL)
+            .await
+    }
+}
+
+/// The client message id of one of a request's messages, so a retried request's appends are
+/// recognised as repeats.
+fn derived_client_id(request_id: Option<&ClientMessageId>, part: &str) -> Option<ClientMessageId> {
+    request_id.and_then(|r| ClientMessageId::parse(&format!("{}:{part}", r.as_str())).ok())
+}

@@ -1,0 +1,119 @@
+//! The context to send a model: of a conversation (one query: its item and newest messages,
+//! counted from their stored token counts), or, without one, of short-term memory; chosen
+//! within a token budget, the system prompt and the conversation's summary first.
+
+use chrono::{DateTime, Utc};
+
+use ai::context::{select, ContextMessage, Selection};
+use domain::error::Error;
+use domain::model::{ConversationId, Role, UserId};
+
+use super::Assistant;
+
+/// Where a context came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextSource {
+    Conversation(ConversationId),
+    ShortTermMemory,
+}
+
+/// The messages to send a model, and what was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelContext {
+    pub source: ContextSource,
+    pub selection: Selection,
+}
+
+impl Assistant {
+    /// The context of conversation `id`; without an id, of the user's most recently active
+    /// conversation, or else of their short-term memory.
+    #[tracing::instrument(skip_all)]
+    pub async fn context(
+        &self,
+        user: &UserId,
+        id: Option<ConversationId>,
+        max_tokens: usize,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<ModelContext, Error> {
+        let id = match id {
+            Some(id) => Some(id),
+            None => self.conversations.latest_active(user).await?.map(|c| c.id),
+        };
+        match id {
+            Some(id) => self.conversation_context(user, id, max_tokens, limit).await,
+            None => self.memory_context(user, max_tokens, limit, now).await,
+        }
+    }
+
+    /// One query: the conversation item and its newest `limit` messages.
+    pub(super) async fn conversation_context(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        max_tokens: usize,
+        limit: usize,
+    ) -> Result<ModelContext, Error> {
+        let window = self
+            .conversations
+            .store()
+            .conversation_window(user, &id, limit, None)
+            .await?;
+        let conversation = window.conversation.ok_or(Error::NotFound)?;
+        let mut preamble = self.system_preamble();
+        if let Some(summary) = conversation.summary.filter(|s| !s.trim().is_empty()) {
+            preamble.push(ContextMessage::new(
+                Role::System,
+                format!("Summary of the conversation so far: {summary}"),
+            ));
+        }
+        let recent: Vec<ContextMessage> = window
+            .messages_newest_first
+            .into_iter()
+            .map(|m| ContextMessage::counted(m.role, m.content, m.token_count))
+            .collect();
+        let mut selection = select(&self.tokenizer, preamble, &recent, max_tokens, limit);
+        // Everything older than the window was left out too.
+        let kept = recent.len() - selection.omitted;
+        selection.omitted = usize::try_from(conversation.message_count)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(kept);
+        Ok(ModelContext {
+            source: ContextSource::Conversation(id),
+            selection,
+        })
+    }
+
+    pub(super) async fn memory_context(
+        &self,
+        user: &UserId,
+        max_tokens: usize,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<ModelContext, Error> {
+        let recent: Vec<ContextMessage> = self
+            .memory
+            .recall(user, limit, now)
+            .await?
+            .into_iter()
+            .map(|entry| ContextMessage::new(entry.role, entry.content))
+            .collect();
+        Ok(ModelContext {
+            source: ContextSource::ShortTermMemory,
+            selection: select(
+                &self.tokenizer,
+                self.system_preamble(),
+                &recent,
+                max_tokens,
+                limit,
+            ),
+        })
+    }
+
+    fn system_preamble(&self) -> Vec<ContextMessage> {
+        self.system_prompt
+            .iter()
+            .map(|prompt| ContextMessage::new(Role::System, prompt.as_str()))
+            .collect()
+    }
+}
