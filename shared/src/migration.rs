@@ -19,7 +19,8 @@ use crate::cache::Cache;
 use crate::error::Error;
 use crate::keys;
 use crate::model::{
-    Attachment, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Title, UserId,
+    Attachment, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Title, TokenCount,
+    UserId,
 };
 use crate::store::{
     transaction_chunks, ConversationItem, Creation, HeldMemory, Store, TRANSACTION_MAX_ITEMS,
@@ -76,6 +77,8 @@ pub struct SourceItem {
     pub conversation: Option<ConversationId>,
     pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
+    /// The content's length in tokens, when the entry's writer counted it.
+    pub token_count: Option<TokenCount>,
 }
 
 impl SourceItem {
@@ -101,6 +104,7 @@ impl SourceItem {
                 conversation,
                 attachments: message.attachments,
                 metadata: message.metadata,
+                token_count: None,
             }),
             Err(error) => Err(SkippedItem {
                 key,
@@ -112,7 +116,7 @@ impl SourceItem {
     /// A short-term memory entry keeps its own id: an entry that was also saved to its
     /// conversation is that very message, and is found there instead of copied.
     pub fn from_memory(key: String, entry: MemoryEntry) -> Result<Self, SkippedItem> {
-        Self::new(
+        let item = Self::new(
             key,
             entry.id,
             entry.role,
@@ -121,7 +125,11 @@ impl SourceItem {
             entry.conversation_id,
             entry.attachments,
             entry.metadata,
-        )
+        )?;
+        Ok(Self {
+            token_count: entry.token_count,
+            ..item
+        })
     }
 }
 
@@ -476,7 +484,7 @@ fn message(conversation: ConversationId, item: &SourceItem) -> Message {
         attachments: item.attachments.clone(),
         metadata: item.metadata.clone(),
         client_message_id: None,
-        token_count: None,
+        token_count: item.token_count.clone(),
     }
 }
 

@@ -546,6 +546,7 @@ pub fn memory_entry(
         attachments: Vec::new(),
         metadata: shared::model::Metadata::new(),
         expires_at: timestamp + chrono::Duration::hours(24),
+        token_count: None,
     }
 }
 

@@ -289,3 +289,37 @@ async fn a_completion_stores_each_messages_token_count_and_a_context_read_uses_i
     assert_eq!(contents(&context.body), Vec::<String>::new());
     assert_eq!(context.body["omittedMessages"], 3);
 }
+
+#[tokio::test]
+async fn short_term_memory_keeps_the_token_count_of_each_exchange() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let reply = alice
+        .post(
+            "/completion",
+            json!({"prompt": "Remember that I like trams.", "stream": false}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+
+    let tokenizer = api.state.assistant.tokenizer();
+    let remembered = api
+        .state
+        .assistant
+        .memory()
+        .recall(&UserId::parse(&user).unwrap(), 50, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(remembered.len(), 2);
+    for entry in remembered {
+        assert_eq!(
+            entry
+                .token_count
+                .and_then(|c| c.in_encoding(tokenizer.kind().name())),
+            Some(tokenizer.count(&entry.content)),
+            "{}",
+            entry.content
+        );
+    }
+}

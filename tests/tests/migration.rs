@@ -618,3 +618,36 @@ async fn a_conversation_the_user_deleted_is_not_brought_back_by_what_memory_stil
     assert_eq!(summary.messages_of_deleted_conversations, 2);
     assert!(all_conversations(&state, user.as_str()).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_counted_entry_keeps_its_token_count_in_its_conversation() {
+    let state = state().await;
+    let user = UserId::parse(&new_user()).unwrap();
+    let named = ConversationId::generate();
+    let mut counted = entry(start(), 0, Role::Assistant, "A counted reply", Some(named));
+    counted.token_count = Some(shared::model::TokenCount::new("o200k_base", 4));
+    let uncounted = entry(start(), 1, Role::User, "An uncounted question", Some(named));
+    remember(&state, &user, &[counted.clone(), uncounted.clone()]).await;
+
+    state
+        .migrator
+        .migrate_memory(&user, false, Utc::now())
+        .await
+        .unwrap();
+    let window = state
+        .conversations
+        .store()
+        .conversation_window(&user, &named, 10, None)
+        .await
+        .unwrap();
+    let count_of = |id: MessageId| {
+        window
+            .messages_newest_first
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.token_count.clone())
+            .expect("migrated")
+    };
+    assert_eq!(count_of(counted.id), counted.token_count);
+    assert_eq!(count_of(uncounted.id), None);
+}

@@ -41,6 +41,7 @@ impl ShortTermMemory {
             attachments: Vec::new(),
             metadata,
             expires_at: now + self.ttl,
+            token_count: None,
         }
     }
 

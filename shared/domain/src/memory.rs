@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Attachment, ConversationId, MessageId, Metadata, Role};
+use crate::model::{Attachment, ConversationId, MessageId, Metadata, Role, TokenCount};
 
 /// One remembered message.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,4 +18,6 @@ pub struct MemoryEntry {
     pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub expires_at: DateTime<Utc>,
+    /// The content's length in tokens, as its writer (the assistant) counted it.
+    pub token_count: Option<TokenCount>,
 }

@@ -10,7 +10,7 @@ use super::{from_item, item_key, s, store_error, to_item, Item, Store, BATCH_WRI
 use domain::error::Error;
 use domain::keys;
 use domain::memory::MemoryEntry;
-use domain::model::{Attachment, ConversationId, MessageId, Metadata, Role, UserId};
+use domain::model::{Attachment, ConversationId, MessageId, Metadata, Role, TokenCount, UserId};
 
 /// Query pages one recall reads at most (expired items still held by DynamoDB are skipped).
 const MAX_RECALL_PAGES: usize = 8;
@@ -36,6 +36,9 @@ struct MemoryItem {
     metadata: Metadata,
     /// The table's TTL attribute: epoch seconds.
     expires_at: i64,
+    /// The content's length in tokens, when its writer counted it (`encoding:tokens`).
+    #[serde(rename = "tokens", default, skip_serializing_if = "Option::is_none")]
+    token_count: Option<TokenCount>,
 }
 
 impl MemoryItem {
@@ -52,6 +55,7 @@ impl MemoryItem {
             attachments: entry.attachments.clone(),
             metadata: entry.metadata.clone(),
             expires_at: entry.expires_at.timestamp(),
+            token_count: entry.token_count.clone(),
         }
     }
 
@@ -65,6 +69,7 @@ impl MemoryItem {
             attachments: self.attachments,
             metadata: self.metadata,
             expires_at: DateTime::from_timestamp(self.expires_at, 0).unwrap_or(self.timestamp),
+            token_count: self.token_count,
         }
     }
 }

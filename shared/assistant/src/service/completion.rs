@@ -472,6 +472,7 @@ impl Assistant {
             stored.timestamp,
         );
         entry.attachments = stored.attachments.clone();
+        entry.token_count = stored.token_count.clone();
         match self
             .memory
             .remember(user, std::slice::from_ref(&entry))

@@ -96,7 +96,7 @@ impl Assistant {
             .recall(user, limit, now)
             .await?
             .into_iter()
-            .map(|entry| ContextMessage::new(entry.role, entry.content))
+            .map(|entry| ContextMessage::counted(entry.role, entry.content, entry.token_count))
             .collect();
         Ok(ModelContext {
             source: ContextSource::ShortTermMemory,
