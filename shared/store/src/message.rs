@@ -127,17 +127,16 @@ impl MessageItem {
             }
         }
         Ok(Self {
-            pk: string("PK", read.pk)?,
-            sk: string("SK", read.sk)?,
-            entity: string("entity", read.entity)?,
+            pk: parsed("PK", read.pk)?,
+            sk: parsed("SK", read.sk)?,
+            entity: parsed("entity", read.entity)?,
             message_id: parsed("messageId", read.message_id)?,
             conversation_id: parsed("conversationId", read.conversation_id)?,
             role: parsed("role", read.role)?,
-            content: string("content", read.content)?,
-            timestamp: keys::sortable::deserialize(StringDeserializer::<ValueError>::new(string(
-                "timestamp",
-                read.timestamp,
-            )?))
+            content: parsed("content", read.content)?,
+            timestamp: keys::sortable::deserialize(StringDeserializer::<ValueError>::new(
+                parsed::<String>("timestamp", read.timestamp)?,
+            ))
             .map_err(|e| decode_error("timestamp", e))?,
             attachments: nested("attachments", read.attachments)?.unwrap_or_default(),
             metadata: nested("metadata", read.metadata)?.unwrap_or_default(),
@@ -173,10 +172,6 @@ struct ReadAttributes {
 
 fn decode_error(name: &str, error: impl std::fmt::Display) -> Error {
     Error::internal("decode item", format!("{name}: {error}"))
-}
-
-fn string(name: &str, value: Option<AttributeValue>) -> Result<String, Error> {
-    parsed(name, value)
 }
 
 /// An attribute read as `T` (a string, an id, the role, a token count): a string attribute

@@ -14,7 +14,7 @@ use ai::provider::ModelRequest;
 use domain::error::{chain, Error};
 use domain::model::{
     ClientMessageId, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Tags, Title,
-    UserId,
+    TokenCount, UserId,
 };
 use shared::store::CompletionRecord;
 
@@ -305,12 +305,8 @@ impl Assistant {
         };
 
         // Counted once: for the budget here, and stored with the prompt for later contexts.
-        let prompt_tokens = self.tokenizer.token_count(&request.prompt);
-        let prompt_cost = prompt_tokens
-            .in_encoding(self.tokenizer.kind().name())
-            .unwrap_or_default()
-            + TOKENS_PER_MESSAGE;
-        let budget = DEFAULT_MAX_TOKENS.saturating_sub(prompt_cost);
+        let prompt_tokens = self.tokenizer.count(&request.prompt);
+        let budget = DEFAULT_MAX_TOKENS.saturating_sub(prompt_tokens + TOKENS_PER_MESSAGE);
         let context = match conversation {
             Some(id) => match self
                 .conversation_context(user, id, budget, DEFAULT_MESSAGE_LIMIT)
@@ -337,7 +333,7 @@ impl Assistant {
             attachments: Vec::new(),
             metadata: Metadata::new(),
             client_message_id: derived_client_id(request.request_id.as_ref(), "prompt"),
-            token_count: Some(prompt_tokens),
+            token_count: Some(TokenCount::new(self.tokenizer.kind().name(), prompt_tokens)),
         };
         let (prompt_message, kept_in) = self.save(user, conversation, prompt, now).await?;
 
