@@ -97,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             );
         }
         Command::Serve { port, stream_port } => {
-            lambda_http::tracing::init_default_subscriber();
+            shared::logging::init();
             let template = Template::load(&cli.template)?;
             let state = State::from_env().await?;
             let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod export;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod migration;
 pub mod migration_job;

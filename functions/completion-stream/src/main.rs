@@ -12,7 +12,7 @@ use shared::metrics::observed;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::logging::init();
     let state = State::from_env().await?;
     let verifier = JwtVerifier::from_env().await?;
     run_with_streaming_response(service_fn(|request| {

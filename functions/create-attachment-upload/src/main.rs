@@ -5,7 +5,7 @@ use shared::http::{create_attachment_upload, serve, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::logging::init();
     let state = State::from_env().await?;
     serve(|request| create_attachment_upload(&state, request)).await
 }

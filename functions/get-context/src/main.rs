@@ -7,7 +7,7 @@ use shared::http::serve;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::logging::init();
     let state = State::from_env().await?;
     serve(|request| get_context(&state, request)).await
 }

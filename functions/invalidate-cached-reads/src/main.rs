@@ -10,7 +10,7 @@ use shared::streams::invalidate_cached_reads;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::logging::init();
     let config = Config::from_env()?;
     shared::metrics::install(&config.metrics_namespace);
     let cache = Cache::configured(config.cache);

@@ -8,7 +8,7 @@ use shared::state::State;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::logging::init();
     let state = State::from_env().await?;
     run(service_fn(|event: LambdaEvent<ShardPage>| {
         let work = list_users(&state, event.payload);

@@ -5,7 +5,7 @@ use shared::http::{mobile_sync, serve, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::logging::init();
     let state = State::from_env().await?;
     serve(|request| mobile_sync(&state, request)).await
 }

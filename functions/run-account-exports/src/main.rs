@@ -8,7 +8,7 @@ use shared::streams::run_account_exports;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::logging::init();
     let state = State::from_env().await?;
     run(service_fn(|event| {
         let work = run_account_exports(&state, event);

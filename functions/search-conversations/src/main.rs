@@ -5,7 +5,7 @@ use shared::http::{search_conversations, serve, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::logging::init();
     let state = State::from_env().await?;
     serve(|request| search_conversations(&state, request)).await
 }

@@ -5,7 +5,7 @@ use shared::http::{serve, set_conversation_tags, State};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::logging::init();
     let state = State::from_env().await?;
     serve(|request| set_conversation_tags(&state, request)).await
 }
