@@ -1,15 +1,8 @@
 //! Choosing what to send a model: the preamble (system prompt, conversation summary) first,
 //! then the most recent messages that fit the token budget, whole or not at all.
 
-use std::str::FromStr;
-
-use tiktoken_rs::CoreBPE;
-
-use domain::error::Error;
 use domain::model::{Role, TokenCount};
 
-/// Tokens a chat format spends on each message besides its content (role and separators).
-pub const TOKENS_PER_MESSAGE: usize = 3;
 /// Tokens a chat format spends priming the reply.
 pub const REPLY_PRIMING_TOKENS: usize = 3;
 pub const DEFAULT_MAX_TOKENS: usize = 4_000;
@@ -17,88 +10,8 @@ pub const MAX_MAX_TOKENS: usize = 128_000;
 pub const DEFAULT_MESSAGE_LIMIT: usize = 50;
 pub const MAX_MESSAGE_LIMIT: usize = 200;
 
-/// The byte-pair encodings a deployment can count tokens with (`TOKENIZER`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenizerKind {
-    /// GPT-4 / GPT-3.5 family.
-    Cl100kBase,
-    /// GPT-4o family and later.
-    O200kBase,
-}
-
-impl TokenizerKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Cl100kBase => "cl100k_base",
-            Self::O200kBase => "o200k_base",
-        }
-    }
-}
-
-impl FromStr for TokenizerKind {
-    type Err = Error;
-
-    fn from_str(name: &str) -> Result<Self, Error> {
-        match name {
-            "cl100k_base" => Ok(Self::Cl100kBase),
-            "o200k_base" => Ok(Self::O200kBase),
-            other => Err(Error::Config(format!(
-                "TOKENIZER must be cl100k_base or o200k_base, not {other:?}"
-            ))),
-        }
-    }
-}
-
-/// Counts tokens. The encoding's tables load on first use, once per process, so functions
-/// that never count pay nothing at cold start.
-#[derive(Debug, Clone, Copy)]
-pub struct Tokenizer {
-    kind: TokenizerKind,
-}
-
-impl Tokenizer {
-    pub fn new(kind: TokenizerKind) -> Self {
-        Self { kind }
-    }
-
-    pub fn kind(&self) -> TokenizerKind {
-        self.kind
-    }
-
-    fn encoding(&self) -> &'static CoreBPE {
-        match self.kind {
-            TokenizerKind::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-            TokenizerKind::O200kBase => tiktoken_rs::o200k_base_singleton(),
-        }
-    }
-
-    pub fn count(&self, text: &str) -> usize {
-        self.encoding().encode_ordinary(text).len()
-    }
-
-    /// `text`'s count, to store beside it so it is never counted again.
-    pub fn token_count(&self, text: &str) -> TokenCount {
-        TokenCount::new(self.kind.name(), self.count(text))
-    }
-
-    /// What one message costs in a chat request.
-    pub fn message_cost(&self, content: &str) -> usize {
-        self.count(content) + TOKENS_PER_MESSAGE
-    }
-
-    /// What `message` costs: its stored count when it was made with this encoding, else
-    /// counted now.
-    fn cost_of(&self, message: &ContextMessage) -> usize {
-        match message
-            .tokens
-            .as_ref()
-            .and_then(|c| c.in_encoding(self.kind.name()))
-        {
-            Some(tokens) => tokens + TOKENS_PER_MESSAGE,
-            None => self.message_cost(&message.content),
-        }
-    }
-}
+// The tokenizer, where the context's users have always reached it.
+pub use crate::tokenizer::{Tokenizer, TokenizerKind, TOKENS_PER_MESSAGE};
 
 /// One message as a model receives it.
 #[derive(Debug, Clone, Eq)]
@@ -161,7 +74,7 @@ pub fn select(
     let mut chosen_preamble = Vec::with_capacity(preamble.len());
     let mut omitted_preamble = 0;
     for entry in preamble {
-        let cost = tokenizer.cost_of(&entry);
+        let cost = tokenizer.cost_with_stored(&entry.content, entry.tokens.as_ref());
         if used + cost <= max_tokens {
             used += cost;
             chosen_preamble.push(entry);
@@ -171,7 +84,7 @@ pub fn select(
     }
     let mut kept = 0;
     for message in newest_first.iter().take(limit) {
-        let cost = tokenizer.cost_of(message);
+        let cost = tokenizer.cost_with_stored(&message.content, message.tokens.as_ref());
         if used + cost > max_tokens {
             break;
         }
@@ -205,16 +118,15 @@ mod tests {
 
     #[test]
     fn counts_real_tokens_not_characters() {
-        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
         assert_eq!(tokenizer.count("hello world"), 2);
         assert_eq!(tokenizer.count(""), 0);
-        let o200k = Tokenizer::new(TokenizerKind::O200kBase);
-        assert!(o200k.count("Numina keeps every conversation.") > 0);
+        assert!(tokenizer.count("Numina keeps every conversation.") > 0);
     }
 
     #[test]
     fn keeps_the_most_recent_messages_that_fit_never_over_the_budget() {
-        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
         let newest_first = history(100);
         for budget in [10, 50, 97, 200, 1_000] {
             let selection = select(&tokenizer, vec![], &newest_first, budget, 200);
@@ -256,7 +168,7 @@ mod tests {
 
     #[test]
     fn the_limit_caps_messages_even_when_tokens_remain() {
-        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
         let selection = select(&tokenizer, vec![], &history(30), 100_000, 5);
         assert_eq!(selection.messages.len(), 5);
         assert_eq!(selection.omitted, 25);
@@ -264,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_message_is_never_cut_in_half() {
-        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
         let long = message(Role::Assistant, &"a very long reply ".repeat(200));
         let short = message(Role::User, "thanks");
         let selection = select(&tokenizer, vec![], &[short.clone(), long], 100, 10);
@@ -274,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_count_stored_with_the_message_is_used_only_for_its_own_encoding() {
-        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
         let claims_a_thousand = |encoding: &str| {
             ContextMessage::counted(
                 Role::User,
@@ -286,7 +198,7 @@ mod tests {
         let stored = select(
             &tokenizer,
             vec![],
-            &[claims_a_thousand("cl100k_base")],
+            &[claims_a_thousand("o200k_base")],
             500,
             10,
         );
@@ -296,7 +208,7 @@ mod tests {
         let recounted = select(
             &tokenizer,
             vec![],
-            &[claims_a_thousand("o200k_base")],
+            &[claims_a_thousand("cl100k_base")],
             500,
             10,
         );
@@ -322,6 +234,7 @@ mod tests {
     #[test]
     fn an_unknown_tokenizer_is_a_configuration_error() {
         assert!("gpt2".parse::<TokenizerKind>().is_err());
+        assert!("cl100k_base".parse::<TokenizerKind>().is_err());
         assert_eq!(
             "o200k_base".parse::<TokenizerKind>().unwrap(),
             TokenizerKind::O200kBase

@@ -473,7 +473,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_model_is_deterministic_and_counts_real_tokens() {
-        let model = LocalModel::new(Tokenizer::new(TokenizerKind::Cl100kBase));
+        let model = LocalModel::new(Tokenizer::new(TokenizerKind::O200kBase));
         let request = ModelRequest {
             model: LocalModel::MODEL.into(),
             messages: vec![message(Role::User, "hello there")],

@@ -15,7 +15,7 @@ const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(25);
 pub struct ModelConfig {
     /// `SHORT_TERM_TTL_HOURS`: how long short-term memory lives (default 24).
     pub short_term_ttl: chrono::Duration,
-    /// `TOKENIZER`: `o200k_base` (default) or `cl100k_base`.
+    /// `TOKENIZER`: `o200k_base` (the default, and the one encoding this build counts).
     pub tokenizer: TokenizerKind,
     /// `SYSTEM_PROMPT`: sent first in every model context, when set.
     pub system_prompt: Option<String>,

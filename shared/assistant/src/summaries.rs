@@ -231,7 +231,7 @@ mod tests {
     use ai::provider::LocalModel;
 
     fn summaries(every: u64, input_tokens: usize) -> Summaries {
-        let tokenizer = Tokenizer::new(TokenizerKind::Cl100kBase);
+        let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .build();
