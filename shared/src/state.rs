@@ -38,12 +38,23 @@ impl State {
     /// Reads the configuration and builds the SDK clients from the environment (in AWS, the
     /// function's role and region; locally, `AWS_ENDPOINT_URL` points at the local servers).
     pub async fn from_env() -> Result<Self, Error> {
+        Self::from_env_reaching(Bucket::Used)
+    }
+
+    /// The state of a function that never reads or writes the attachments bucket (no
+    /// message content, attachment or export): no S3 client is built, so none is linked.
+    pub async fn from_env_without_bucket() -> Result<Self, Error> {
+        Self::from_env_reaching(Bucket::Unused)
+    }
+
+    fn from_env_reaching(bucket: Bucket) -> Result<Self, Error> {
         let config = Config::from_env()?;
         if config.cache.is_none() && config.cache_name.is_some() {
             // Only the health function looks a cache up by name (it alone links ElastiCache).
             tracing::warn!("CACHE_NAME is set without CACHE_URL: running without the cache");
         }
-        Ok(Self::new(config, &crate::aws::sdk_config_from_env()))
+        let sdk = crate::aws::sdk_config_from_env();
+        Ok(Self::build(config, &sdk, Arc::new(SystemClock), bucket))
     }
 
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
@@ -52,13 +63,29 @@ impl State {
 
     /// State whose time comes from `clock` (tests move it by hand).
     pub fn with_clock(config: Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, sdk, clock, Bucket::Used)
+    }
+
+    /// Like [`State::with_clock`], for a function that never reaches the attachments bucket:
+    /// no S3 client, no attachments, message content never read from an object.
+    pub fn without_bucket(config: Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, sdk, clock, Bucket::Unused)
+    }
+
+    fn build(config: Config, sdk: &SdkConfig, clock: Arc<dyn Clock>, bucket: Bucket) -> Self {
         crate::metrics::install(&config.metrics_namespace);
         // Built on first use: most requests never reach S3.
-        let s3 = LazyS3::new(
-            aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(config.s3_force_path_style)
-                .build(),
-        );
+        let s3 = match bucket {
+            Bucket::Used => config.attachments_bucket.as_ref().map(|name| {
+                let client = LazyS3::new(
+                    aws_sdk_s3::config::Builder::from(sdk)
+                        .force_path_style(config.s3_force_path_style)
+                        .build(),
+                );
+                (client, name)
+            }),
+            Bucket::Unused => None,
+        };
         let mut store = Store::new(
             aws_sdk_dynamodb::Client::from_conf(
                 aws_sdk_dynamodb::config::Builder::from(sdk)
@@ -68,14 +95,13 @@ impl State {
             config.table_name.clone(),
         )
         .with_clock(clock.clone());
-        if let Some(bucket) = &config.attachments_bucket {
-            store = store.with_content_objects(ContentObjects::new(s3.clone(), bucket));
+        if let Some((s3, bucket)) = &s3 {
+            store = store.with_content_objects(ContentObjects::new(s3.clone(), *bucket));
         }
         let cache = Cache::configured(config.cache.clone());
-        let attachments = config
-            .attachments_bucket
+        let attachments = s3
             .as_ref()
-            .map(|bucket| Attachments::new(s3.clone(), bucket, config.attachment_max_bytes));
+            .map(|(s3, bucket)| Attachments::new(s3.clone(), *bucket, config.attachment_max_bytes));
         let conversations = Conversations::new(
             store.clone(),
             CursorSigner::new(&config.cursor_secret),
@@ -117,6 +143,13 @@ impl State {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+}
+
+/// Whether a function reaches the attachments bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    Used,
+    Unused,
 }
 
 /// The DynamoDB client's retry policy: the SDK's standard mode (throttling, transient and

@@ -215,3 +215,53 @@ async fn a_request_without_a_valid_token_is_refused_before_any_handler_runs() {
         .unwrap();
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The functions that never reach the attachments bucket (listing, creating, renaming,
+/// archiving, tagging, searching) build their state without it: no S3 client at all, and
+/// conversations work the same through it.
+#[tokio::test]
+async fn a_state_without_the_bucket_serves_the_conversations_functions_it_is_built_for() {
+    let full = tests::state().await;
+    let sdk = aws_config::load_from_env().await;
+    let core = shared::state::State::without_bucket(
+        full.core.config.clone(),
+        &sdk,
+        std::sync::Arc::new(shared::clock::SystemClock),
+    );
+    assert!(core.attachments.is_none());
+    let api = LocalApi::serving(assistant::State::over(
+        core,
+        full.model_config.clone(),
+        &sdk,
+    ))
+    .await;
+    let alice = api.as_user(&new_user());
+
+    let id = alice.create_conversation(Some("Trip plans")).await;
+    let renamed = alice
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": "Lisbon"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
+    let tagged = alice
+        .put(
+            &format!("/conversations/{id}/tags"),
+            json!({"tags": ["travel"]}),
+        )
+        .await;
+    assert_eq!(tagged.status, StatusCode::OK, "{:?}", tagged.body);
+    let archived = alice
+        .put(
+            &format!("/conversations/{id}/archive"),
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(archived.status, StatusCode::OK, "{:?}", archived.body);
+    let listed = alice.get("/conversations?archived=only").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["conversations"][0]["id"], id.as_str());
+    assert_eq!(listed.body["conversations"][0]["title"], "Lisbon");
+    assert_eq!(listed.body["conversations"][0]["tags"], json!(["travel"]));
+}

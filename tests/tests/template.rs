@@ -231,3 +231,40 @@ fn every_function_builds_through_the_makefile_under_the_name_its_logical_id_give
         );
     }
 }
+
+/// A function that builds its state without the attachments bucket (no S3 client, none
+/// linked) is exactly one whose role grants no S3 access: the two can never drift apart, so
+/// a function that reads the bucket is never left without its client.
+#[test]
+fn a_function_builds_an_s3_client_exactly_when_its_role_may_use_the_bucket() {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap();
+    let document: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let resources = document["Resources"].as_mapping().unwrap();
+    let mut without_bucket = 0;
+    for (logical_id, function) in resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+    {
+        let logical_id = logical_id.as_str().unwrap();
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap();
+        let main = std::fs::read_to_string(
+            workspace_root().join(format!("functions/{binary}/src/main.rs")),
+        )
+        .unwrap();
+        let policies = serde_norway::to_string(&function["Properties"]["Policies"]).unwrap();
+        let role_may_use_the_bucket = policies.contains("S3") || policies.contains("s3:");
+        let builds_without_bucket = main.contains("State::from_env_without_bucket()");
+        if builds_without_bucket {
+            without_bucket += 1;
+        }
+        if main.contains("State::from_env") {
+            assert_eq!(
+                !builds_without_bucket, role_may_use_the_bucket,
+                "{logical_id}: its state and its role disagree on the bucket"
+            );
+        }
+    }
+    assert_eq!(without_bucket, 10);
+}

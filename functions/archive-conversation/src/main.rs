@@ -6,6 +6,6 @@ use shared::http::{archive_conversation, serve, State};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let state = State::from_env().await?;
+    let state = State::from_env_without_bucket().await?;
     serve(|request| archive_conversation(&state, request)).await
 }

@@ -6,6 +6,6 @@ use shared::http::{list_conversations, serve, State};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let state = State::from_env().await?;
+    let state = State::from_env_without_bucket().await?;
     serve(|request| list_conversations(&state, request)).await
 }

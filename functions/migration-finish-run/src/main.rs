@@ -9,7 +9,7 @@ use shared::state::State;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let state = State::from_env().await?;
+    let state = State::from_env_without_bucket().await?;
     run(service_fn(|event: LambdaEvent<FinishInput>| {
         let work = finish_run(&state, event.payload);
         observed("migration-finish-run", work, std::io::stdout)

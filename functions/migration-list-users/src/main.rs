@@ -9,7 +9,7 @@ use shared::state::State;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let state = State::from_env().await?;
+    let state = State::from_env_without_bucket().await?;
     run(service_fn(|event: LambdaEvent<ShardPage>| {
         let work = list_users(&state, event.payload);
         observed("migration-list-users", work, std::io::stdout)

@@ -6,6 +6,6 @@ use shared::http::{serve, set_conversation_tags, State};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let state = State::from_env().await?;
+    let state = State::from_env_without_bucket().await?;
     serve(|request| set_conversation_tags(&state, request)).await
 }

@@ -6,6 +6,6 @@ use shared::http::{serve, start_account_export, State};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
-    let state = State::from_env().await?;
+    let state = State::from_env_without_bucket().await?;
     serve(|request| start_account_export(&state, request)).await
 }
