@@ -264,4 +264,8 @@ async fn a_state_without_the_bucket_serves_the_conversations_functions_it_is_bui
     assert_eq!(listed.body["conversations"][0]["id"], id.as_str());
     assert_eq!(listed.body["conversations"][0]["title"], "Lisbon");
     assert_eq!(listed.body["conversations"][0]["tags"], json!(["travel"]));
+    let found = alice.get("/search?q=lisbon").await;
+    assert_eq!(found.status, StatusCode::OK, "{:?}", found.body);
+    let export = alice.post("/exports", json!({})).await;
+    assert_eq!(export.status, StatusCode::ACCEPTED, "{:?}", export.body);
 }
