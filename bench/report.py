@@ -225,7 +225,8 @@ def cold_start_section(results):
     lines.append(
         "- Peak RSS follows the binary's size: the kernel maps a binary's cached pages "
         "around each one touched (fault-around), so most of a binary is resident once it has "
-        "answered (add-message: 7.0 MiB of its 8.5 MiB peak is file-backed). completion's "
+        "answered (add-message at its first poll: 6.9 MiB of its 7.6 MiB resident is file-backed, "
+        "for a 7.5 MiB binary). completion's "
         "was 58.6 MiB when tiktoken built its hash maps on the first count; the o200k_base "
         "tables are now laid out at build time and read in place (ai/build.rs)."
     )
