@@ -1,8 +1,8 @@
 //! Lays out o200k_base's vocabulary as three flat tables the tokenizer reads in place
 //! (src/tokenizer.rs): every token's bytes in rank order, where each token ends (u32, little
-//! endian), and an open-addressing index from a token's bytes to its rank (u32 per slot,
-//! `u32::MAX` empty). The vocabulary comes from tiktoken-rs, whose tables this replaces at
-//! run time.
+//! endian), and an open-addressing index from a token's bytes to its rank (u32 per slot:
+//! src/tokenizer/token_hash.rs). The vocabulary comes from tiktoken-rs, whose tables this
+//! replaces at run time.
 
 #[path = "src/tokenizer/token_hash.rs"]
 mod token_hash;
@@ -15,27 +15,27 @@ fn main() {
     let encoding = tiktoken_rs::o200k_base().expect("tiktoken-rs's o200k_base");
     let mut bytes = Vec::new();
     let mut ends = Vec::new();
-    let mut index = vec![u32::MAX; token_hash::INDEX_SLOTS];
-    // Ranks are 0, 1, 2, … up to the first special token: decode each until none is left.
-    for rank in 0u32.. {
-        let Ok(token) = encoding.decode_bytes(&[rank]) else {
-            break;
-        };
-        if token.starts_with(b"<|") && token.ends_with(b"|>") {
-            break;
-        }
+    let mut index = vec![token_hash::EMPTY_SLOT; token_hash::INDEX_SLOTS];
+    // Ranks are 0, 1, 2, … up to the special tokens; the encoding has exactly this many.
+    const TOKENS: u32 = 199_998;
+    for rank in 0..TOKENS {
+        let token = encoding
+            .decode_bytes(&[rank])
+            .unwrap_or_else(|_| panic!("o200k_base has no token of rank {rank}"));
         bytes.extend_from_slice(&token);
         ends.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        let mut slot = token_hash::first_slot(&token);
-        while index[slot] != u32::MAX {
-            slot = (slot + 1) % token_hash::INDEX_SLOTS;
+        let (mut at, fingerprint) = token_hash::probe_start(&token);
+        while index[at] != token_hash::EMPTY_SLOT {
+            at = (at + 1) % token_hash::INDEX_SLOTS;
         }
-        index[slot] = rank;
+        index[at] = token_hash::slot(rank, fingerprint);
     }
-    let tokens = ends.len() / 4;
     assert!(
-        (199_000..token_hash::INDEX_SLOTS * 9 / 10).contains(&tokens),
-        "o200k_base has {tokens} tokens"
+        encoding.decode_bytes(&[TOKENS]).is_err() || {
+            let next = encoding.decode_bytes(&[TOKENS]).unwrap_or_default();
+            next.starts_with(b"<|") && next.ends_with(b"|>")
+        },
+        "o200k_base has more than {TOKENS} ordinary tokens"
     );
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
     let out = Path::new(&out);

@@ -1,10 +1,10 @@
-//! The function's logs, as Lambda's advanced logging controls set them: the level from
-//! `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else INFO), JSON lines when
-//! `AWS_LAMBDA_LOG_FORMAT` is `JSON`, no timestamps (CloudWatch stamps each line).
+//! The function's logs, as Lambda's advanced logging controls set them: JSON lines when
+//! `AWS_LAMBDA_LOG_FORMAT` is `JSON`, no timestamps (CloudWatch stamps each line), and what is
+//! logged from `AWS_LAMBDA_LOG_LEVEL` and `RUST_LOG` (see [`filter`]).
 //!
-//! The same as `lambda_runtime`'s default subscriber, except that `RUST_LOG` takes
-//! per-target directives (`info,store=debug`) through `Targets`, whose parser needs no regex
-//! engine: the runtime's `EnvFilter` linked one into every function.
+//! Like `lambda_runtime`'s default subscriber, except that `RUST_LOG`'s directives
+//! (`info,store=debug`) go through `Targets`, whose parser needs no regex engine: the
+//! runtime's `EnvFilter` linked one into every function.
 
 use std::str::FromStr;
 
@@ -36,21 +36,33 @@ pub fn init() {
         .try_init();
 }
 
-/// What is logged: Lambda's level when set (its `FATAL` is our `ERROR`), else `RUST_LOG`'s
-/// directives, else INFO; a value that does not parse counts as unset.
+/// What is logged: `RUST_LOG`'s per-target directives (`store=debug`) always; for every other
+/// target, Lambda's level when it is set (its `FATAL` is our `ERROR`), else `RUST_LOG`'s bare
+/// level, else INFO. Directives are read one by one: a blank or unreadable one is skipped, the
+/// others still count.
 pub fn filter(lambda_level: Option<&str>, rust_log: Option<&str>) -> Targets {
-    let lambda_level = lambda_level.and_then(|level| match level.trim() {
-        fatal if fatal.eq_ignore_ascii_case("fatal") => Some(LevelFilter::ERROR),
-        level => LevelFilter::from_str(level).ok(),
-    });
-    let directives = rust_log
-        .filter(|directives| !directives.trim().is_empty())
-        .and_then(|directives| Targets::from_str(directives).ok());
-    match (lambda_level, directives) {
-        (Some(level), _) => Targets::new().with_default(level),
-        (None, Some(directives)) => directives,
-        (None, None) => Targets::new().with_default(LevelFilter::INFO),
+    let lambda_level = lambda_level
+        .map(str::trim)
+        .filter(|level| !level.is_empty())
+        .and_then(|level| match level {
+            fatal if fatal.eq_ignore_ascii_case("fatal") => Some(LevelFilter::ERROR),
+            level => LevelFilter::from_str(level).ok(),
+        });
+    let mut targets = Targets::new();
+    let mut bare_level = None;
+    for directive in rust_log.unwrap_or_default().split(',').map(str::trim) {
+        if directive.is_empty() || directive.starts_with('=') || directive.ends_with('=') {
+            continue;
+        }
+        let Ok(parsed) = Targets::from_str(directive) else {
+            continue;
+        };
+        bare_level = parsed.default_level().or(bare_level);
+        for (target, level) in parsed.iter() {
+            targets = targets.with_target(target, level);
+        }
     }
+    targets.with_default(lambda_level.or(bare_level).unwrap_or(LevelFilter::INFO))
 }
 
 #[cfg(test)]
@@ -60,7 +72,14 @@ mod tests {
     use super::filter;
 
     #[test]
-    fn lambdas_log_level_comes_first_then_rust_log_then_info() {
+    fn lambdas_level_is_the_default_and_rust_logs_targets_refine_it() {
+        // The template's configuration: JSON logs at Lambda's INFO, RUST_LOG naming targets.
+        let template = filter(Some("INFO"), Some("info,store=debug"));
+        assert!(template.would_enable("store::append", &Level::DEBUG));
+        assert!(template.would_enable("shared", &Level::INFO));
+        assert!(!template.would_enable("shared", &Level::DEBUG));
+
+        // Lambda's level outranks RUST_LOG's bare level.
         let lambda_debug = filter(Some("DEBUG"), Some("error"));
         assert!(lambda_debug.would_enable("store", &Level::DEBUG));
         assert!(!lambda_debug.would_enable("store", &Level::TRACE));
@@ -69,14 +88,26 @@ mod tests {
         assert!(fatal.would_enable("shared", &Level::ERROR));
         assert!(!fatal.would_enable("shared", &Level::WARN));
 
-        let per_target = filter(None, Some("warn,store=debug"));
+        let per_target = filter(None, Some("warn, store=debug,"));
         assert!(per_target.would_enable("store::append", &Level::DEBUG));
         assert!(!per_target.would_enable("shared", &Level::INFO));
+        assert!(per_target.would_enable("shared", &Level::WARN));
+
+        // A target alone leaves everything else at INFO, errors included.
+        let only_store = filter(None, Some("store=debug"));
+        assert!(only_store.would_enable("shared", &Level::ERROR));
+        assert!(only_store.would_enable("shared", &Level::INFO));
+
+        // An unreadable directive is skipped; the others still count.
+        let one_bad = filter(None, Some("store=loud,warn"));
+        assert!(one_bad.would_enable("shared", &Level::WARN));
+        assert!(!one_bad.would_enable("shared", &Level::INFO));
 
         for (lambda_level, rust_log) in [
             (None, None),
-            (Some("loud"), Some("store=loud")),
-            (None, Some(" ")),
+            (Some(""), Some("")),
+            (Some("loud"), Some("=")),
+            (None, Some(" , ")),
         ] {
             let unset = filter(lambda_level, rust_log);
             assert!(unset.would_enable("shared", &Level::INFO), "{rust_log:?}");

@@ -396,3 +396,35 @@ async fn a_page_of_long_messages_stays_within_a_response_and_the_rest_follow_by_
         "every message once, oldest first"
     );
 }
+
+/// A message whose content sits in the bucket, read through a state built without the bucket
+/// (as the functions that never read messages are): an error, never the message with empty
+/// content in its place.
+#[tokio::test]
+async fn content_kept_in_the_bucket_is_never_read_back_empty_where_there_is_no_bucket() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    let content = "a long line of text\n".repeat(4_000);
+    let added = alice.say(&id, &content).await;
+    assert_eq!(added["content"].as_str().unwrap(), content);
+
+    let sdk = aws_config::load_from_env().await;
+    let without_bucket = shared::state::State::without_bucket(
+        api.state.config.clone(),
+        &sdk,
+        std::sync::Arc::new(shared::clock::SystemClock),
+    );
+    let read = without_bucket
+        .conversations
+        .store()
+        .messages_oldest_first(
+            &UserId::parse(&user).unwrap(),
+            &ConversationId::parse(&id).unwrap(),
+            None,
+            10,
+        )
+        .await;
+    assert!(read.is_err(), "read as {:?}", read.map(|(m, _)| m));
+}

@@ -121,9 +121,17 @@ impl Store {
     }
 
     pub(crate) async fn load_content(&self, mut item: MessageItem) -> Result<MessageItem, Error> {
-        let (Some(key), Some(objects)) = (item.content_object.take(), self.content.as_ref()) else {
+        let Some(key) = item.content_object.take() else {
             return Ok(item);
         };
+        // Never an empty message in its place: a function built without the bucket must not
+        // read a message whose content is there.
+        let objects = self.content.as_ref().ok_or_else(|| {
+            Error::internal(
+                "read content",
+                "the content is in the bucket; no bucket here",
+            )
+        })?;
         let object = objects
             .s3
             .get_object()
