@@ -30,13 +30,13 @@ fn main() {
         }
         index[at] = token_hash::slot(rank, fingerprint);
     }
-    assert!(
-        encoding.decode_bytes(&[TOKENS]).is_err() || {
-            let next = encoding.decode_bytes(&[TOKENS]).unwrap_or_default();
-            next.starts_with(b"<|") && next.ends_with(b"|>")
-        },
-        "o200k_base has more than {TOKENS} ordinary tokens"
-    );
+    // Past the last ordinary token come only special ones (`<|endoftext|>`, …), if anything.
+    if let Ok(next) = encoding.decode_bytes(&[TOKENS]) {
+        assert!(
+            next.starts_with(b"<|") && next.ends_with(b"|>"),
+            "o200k_base has more than {TOKENS} ordinary tokens"
+        );
+    }
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
     let out = Path::new(&out);
     std::fs::write(out.join("o200k_base.bytes"), bytes).expect("write");

@@ -220,10 +220,7 @@ pub async fn start_account_export(state: &State, request: Request) -> HandlerRes
         // The export is written later (run-account-exports), to a bucket that must exist;
         // this function itself never reaches it.
         if state.config.attachments_bucket.is_none() {
-            return Err(Error::internal(
-                "attachments",
-                "ATTACHMENTS_BUCKET is not configured",
-            ));
+            return Err(no_bucket());
         }
         let body: ExportRequestBody = optional_json_body(&request)?.unwrap_or_default();
         let (job, _) = state
@@ -424,10 +421,11 @@ pub async fn migrate_conversations(state: &State, request: Request) -> HandlerRe
 
 /// The attachments bucket; a request that needs it when none is configured is our failure.
 fn configured_attachments(state: &State) -> Result<&Attachments, Error> {
-    state
-        .attachments
-        .as_ref()
-        .ok_or_else(|| Error::internal("attachments", "ATTACHMENTS_BUCKET is not configured"))
+    state.attachments.as_ref().ok_or_else(no_bucket)
+}
+
+fn no_bucket() -> Error {
+    Error::internal("attachments", "ATTACHMENTS_BUCKET is not configured")
 }
 
 /// Presigned download URLs for the uploaded files of these messages (none without a bucket).

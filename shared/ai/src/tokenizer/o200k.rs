@@ -109,10 +109,11 @@ pub fn count(text: &str) -> usize {
 }
 
 fn piece_tokens(piece: &[u8]) -> usize {
-    if piece.len() <= 1 || rank_of(piece).is_some() {
-        return piece.len().min(1);
+    match piece.len() {
+        0 | 1 => piece.len(), // every single byte is a token
+        _ if rank_of(piece).is_some() => 1,
+        _ => merged_parts(piece),
     }
-    merged_parts(piece)
 }
 
 /// How many parts `piece` ends as: it starts as one part per byte, and while two
