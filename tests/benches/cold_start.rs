@@ -19,7 +19,7 @@
 //! of binaries already built in cargo-lambda's layout (`<dir>/<function>/bootstrap`, skipping
 //! the build), COLD_START_RESULTS where the results go, and COLD_START_REQUIRE_ANSWERS=1 makes
 //! a function that does not answer its event well (a crash at init, a hang, an error it
-//! reports, a 5xx) fail the run. Run it
+//! reports, a 5xx), or a binary linked position-independent, fail the run. Run it
 //! against local servers of its own:
 //!
 //! ```sh
@@ -145,10 +145,37 @@ async fn main() {
                 .map(|start| format!("{} ({})", function.name, start.answer))
         })
         .collect();
-    if !unanswered.is_empty() && std::env::var("COLD_START_REQUIRE_ANSWERS").as_deref() == Ok("1") {
-        eprintln!("did not answer their event well: {}", unanswered.join(", "));
-        std::process::exit(1);
+    let position_independent: Vec<&str> = functions
+        .iter()
+        .filter(|function| is_position_independent(&function.binary))
+        .map(|function| function.name.as_str())
+        .collect();
+    if std::env::var("COLD_START_REQUIRE_ANSWERS").as_deref() == Ok("1") {
+        if !unanswered.is_empty() {
+            eprintln!("did not answer their event well: {}", unanswered.join(", "));
+            std::process::exit(1);
+        }
+        // functions/position-dependent.rs, reaching the binaries through cargo-lambda's build.
+        if !position_independent.is_empty() {
+            eprintln!(
+                "linked position-independent: {}",
+                position_independent.join(", ")
+            );
+            std::process::exit(1);
+        }
     }
+}
+
+/// Whether the ELF binary is a position-independent executable (type ET_DYN) rather than
+/// one linked at a fixed address (ET_EXEC).
+fn is_position_independent(binary: &std::path::Path) -> bool {
+    use std::io::Read;
+    const ET_DYN: u16 = 3;
+    let mut header = [0u8; 18];
+    File::open(binary)
+        .and_then(|mut file| file.read_exact(&mut header))
+        .expect("the binary has an ELF header");
+    u16::from_le_bytes([header[16], header[17]]) == ET_DYN
 }
 
 /// A start that answered its event with a response below 500 (or "ok"): not an error the
@@ -183,7 +210,9 @@ fn binary_names() -> Vec<String> {
             .collect(),
         Err(_) => std::fs::read_dir(workspace_root().join("functions"))
             .expect("functions/ is readable")
-            .map(|entry| entry.expect("a directory entry").file_name())
+            .map(|entry| entry.expect("a directory entry"))
+            .filter(|entry| entry.path().is_dir())
+            .map(|entry| entry.file_name())
             .map(|name| name.into_string().expect("a UTF-8 function name"))
             .collect(),
     };
@@ -579,6 +608,7 @@ fn summary(function: &Function, starts: &[ColdStart]) -> Value {
         "firstResponseMs": median_ms(starts.iter().filter_map(|s| s.first_response).collect()),
         "peakRssKib": starts.iter().filter_map(|s| s.peak_rss_kib).max(),
         "binaryBytes": std::fs::metadata(&function.binary).map(|m| m.len()).ok(),
+        "positionIndependent": is_position_independent(&function.binary),
         "answered": answers.join(" / "),
     })
 }

@@ -61,7 +61,9 @@ fn the_definition_resolves_every_transition_and_names_only_what_the_template_dec
     let definition = definition();
     let binaries: BTreeSet<String> = std::fs::read_dir(workspace_root().join("functions"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
 
     let mut used = BTreeSet::new();

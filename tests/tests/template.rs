@@ -6,11 +6,15 @@ use local::Endpoint;
 use shared::keys::Index;
 use tests::{state, template, workspace_root};
 
+/// The directories in `dir` (no extension given), or its files with that extension.
 fn names_in(dir: &str, extension: Option<&str>) -> BTreeSet<String> {
     std::fs::read_dir(workspace_root().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| extension.is_none_or(|ext| p.extension().is_some_and(|e| e == ext)))
+        .filter(|p| match extension {
+            None => p.is_dir(),
+            Some(ext) => p.extension().is_some_and(|e| e == ext),
+        })
         .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
         .collect()
 }
@@ -267,4 +271,33 @@ fn a_function_builds_an_s3_client_exactly_when_its_role_may_use_the_bucket() {
         }
     }
     assert_eq!(without_bucket, 10);
+}
+
+/// Every Lambda binary, and the hello-world the cold-start bench compares them with, is
+/// linked by the same build script at a fixed address: none of them carries the relocations
+/// a position-independent executable applies at each start (docs/benchmarks.md).
+#[test]
+fn every_function_and_the_baseline_link_at_a_fixed_address() {
+    let mut manifests: Vec<(String, &str)> = names_in("functions", None)
+        .into_iter()
+        .map(|name| {
+            (
+                format!("functions/{name}/Cargo.toml"),
+                "../position-dependent.rs",
+            )
+        })
+        .collect();
+    assert_eq!(manifests.len(), 29);
+    manifests.push((
+        "bench/hello/Cargo.toml".to_owned(),
+        "../../functions/position-dependent.rs",
+    ));
+    for (manifest, script) in manifests {
+        let text = std::fs::read_to_string(workspace_root().join(&manifest)).unwrap();
+        assert!(
+            text.lines()
+                .any(|line| line == format!("build = \"{script}\"")),
+            "{manifest} builds its binary with {script}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use assistant::State;
 use lambda_http::{run_with_streaming_response, service_fn, Error};
 use shared::metrics::observed;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let state = State::from_env().await?;

@@ -5,7 +5,7 @@ use health_check::State;
 use lambda_http::Error;
 use shared::http::serve;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let state = State::from_env().await?;

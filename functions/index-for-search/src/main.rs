@@ -6,7 +6,7 @@ use shared::metrics::observed;
 use shared::state::State;
 use shared::streams::index_for_search;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let state = State::from_env().await?;

@@ -8,7 +8,7 @@ use shared::config::Config;
 use shared::metrics::observed;
 use shared::streams::invalidate_cached_reads;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let config = Config::from_env()?;

@@ -3,7 +3,7 @@
 use lambda_http::Error;
 use shared::http::{migrate_conversations, serve, State};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let state = State::from_env().await?;

@@ -6,7 +6,7 @@ use shared::metrics::observed;
 use shared::migration_job::{migrate_user, UserStep};
 use shared::state::State;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::logging::init();
     let state = State::from_env().await?;
