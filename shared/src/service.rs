@@ -493,13 +493,16 @@ impl Conversations {
         self.store.was_deleted(user, id).await
     }
 
-    /// Removes what is left of a deleted conversation; true once nothing is.
+    /// Removes what is left of a deleted conversation; true once nothing is. First the
+    /// copies of its exchanges outside its partition (short-term memory, completion records),
+    /// which a context or a retried completion would otherwise still read.
     pub async fn purge(
         &self,
         user: &UserId,
         id: &ConversationId,
         budget: Duration,
     ) -> Result<bool, Error> {
+        self.store.forget_conversation(user, id).await?;
         let purged = self
             .store
             .purge_conversation(user, id, Instant::now() + budget)

@@ -581,6 +581,18 @@ async fn a_conversation_the_user_deleted_is_not_brought_back_by_what_memory_stil
         )
         .await
         .unwrap();
+    state
+        .conversations
+        .delete(
+            &user,
+            &conversation.id,
+            Utc::now(),
+            std::time::Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+    // A delete forgets the memory it finds (tests/deletion.rs); these entries land after it,
+    // as those of a completion still running when the conversation was deleted would.
     let at = start();
     remember(
         &state,
@@ -597,16 +609,6 @@ async fn a_conversation_the_user_deleted_is_not_brought_back_by_what_memory_stil
         ],
     )
     .await;
-    state
-        .conversations
-        .delete(
-            &user,
-            &conversation.id,
-            Utc::now(),
-            std::time::Duration::from_secs(3),
-        )
-        .await
-        .unwrap();
 
     let summary = state
         .migrator

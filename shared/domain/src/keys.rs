@@ -291,8 +291,11 @@ pub fn completion_partition(user: &UserId) -> String {
     format!("USER#{user}#COMPLETION")
 }
 
+/// Sort keys of completion records start with this.
+pub const COMPLETION_PREFIX: &str = "REQUEST#";
+
 pub fn completion_sort_key(request: &ClientMessageId) -> String {
-    format!("REQUEST#{}", request.as_str())
+    format!("{COMPLETION_PREFIX}{}", request.as_str())
 }
 
 /// Where a conversation stands in its owner's change log: the time of the change, then the id.

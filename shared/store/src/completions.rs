@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{from_item, is_conditional_check_failure, item_key, store_error, to_item, Store};
 use domain::error::Error;
 use domain::keys;
-use domain::model::{ClientMessageId, UserId};
+use domain::model::{ClientMessageId, ConversationId, UserId};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,6 +22,10 @@ struct CompletionItem {
     /// The completion as JSON, once done: the answer to a retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     result: Option<String>,
+    /// The conversation the request named or its exchange was kept in: deleting it deletes
+    /// the record, which holds its reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conversation_id: Option<ConversationId>,
     /// Until when (epoch milliseconds) the request that claimed this id may still be working.
     #[serde(default)]
     lease_until: i64,
@@ -35,6 +39,7 @@ impl CompletionItem {
             sk: keys::completion_sort_key(request_id),
             entity: "CompletionRecord".to_owned(),
             result: None,
+            conversation_id: None,
             lease_until: 0,
             expires_at: 0,
         }
@@ -143,16 +148,19 @@ impl Store {
         Ok(())
     }
 
-    /// Records the result of the attempt that holds `request_id`, kept until `expires_at`.
+    /// Records the result of the attempt that holds `request_id`, kept until `expires_at` or
+    /// until `conversation` is deleted.
     pub async fn record_completion(
         &self,
         user: &UserId,
         request_id: &ClientMessageId,
+        conversation: Option<ConversationId>,
         result: String,
         expires_at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let record = CompletionItem {
             result: Some(result),
+            conversation_id: conversation,
             expires_at: expires_at.timestamp(),
             ..CompletionItem::new(user, request_id)
         };

@@ -14,6 +14,7 @@ mod content;
 mod conversations;
 mod dynamo;
 mod exports;
+mod forget;
 mod memory;
 mod message;
 mod migration;

@@ -408,7 +408,13 @@ impl Assistant {
         }
         if let Some(request_id) = &request_id {
             if let Err(error) = self
-                .record_completion(&user, request_id, &completion, now)
+                .record_completion(
+                    &user,
+                    request_id,
+                    kept_in.or(conversation),
+                    &completion,
+                    now,
+                )
                 .await
             {
                 // The exchange is saved; only a retry's deduplication is weaker.
@@ -567,6 +573,7 @@ impl Assistant {
         &self,
         user: &UserId,
         request_id: &ClientMessageId,
+        conversation: Option<ConversationId>,
         completion: &Completion,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
@@ -574,7 +581,13 @@ impl Assistant {
             .map_err(|e| Error::internal("encode completion", e))?;
         self.conversations
             .store()
-            .record_completion(user, request_id, result, now + COMPLETION_RECORD_TTL)
+            .record_completion(
+                user,
+                request_id,
+                conversation,
+                result,
+                now + COMPLETION_RECORD_TTL,
+            )
             .await
     }
 }

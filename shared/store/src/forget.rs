@@ -1,0 +1,73 @@
+//! What a deleted conversation leaves outside its own partition, under its owner: the
+//! short-term memory entries of its exchanges and the completion records holding its replies.
+//! Both partitions hold at most a day of the user's items (their TTL), so reading one whole
+//! for the conversation's items is bounded.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{s, store_error, Item, Store, BATCH_WRITE_MAX};
+use domain::error::Error;
+use domain::keys;
+use domain::model::{ConversationId, UserId};
+
+/// The attribute both kinds of item name their conversation by.
+const CONVERSATION_ID: &str = "conversationId";
+
+impl Store {
+    /// Deletes the user's short-term memory entries and completion records of conversation
+    /// `id`; deleting them again finds nothing and changes nothing.
+    pub async fn forget_conversation(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+    ) -> Result<(), Error> {
+        let (memory_partition, completion_partition) = (
+            keys::memory_partition(user),
+            keys::completion_partition(user),
+        );
+        let memory = self.keys_naming(&memory_partition, keys::MEMORY_ENTRY_PREFIX, id);
+        let completions = self.keys_naming(&completion_partition, keys::COMPLETION_PREFIX, id);
+        let (memory, completions) = futures::try_join!(memory, completions)?;
+        for batch in memory
+            .chunks(BATCH_WRITE_MAX)
+            .chain(completions.chunks(BATCH_WRITE_MAX))
+        {
+            self.delete_batch(batch.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// The keys of the items under `prefix` in `partition` that name conversation `id`.
+    async fn keys_naming(
+        &self,
+        partition: &str,
+        prefix: &str,
+        id: &ConversationId,
+    ) -> Result<Vec<Item>, Error> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .filter_expression("#conversation = :conversation")
+                .expression_attribute_names("#conversation", CONVERSATION_ID)
+                .expression_attribute_values(":pk", s(partition))
+                .expression_attribute_values(":prefix", s(prefix))
+                .expression_attribute_values(":conversation", AttributeValue::S(id.to_string()))
+                .projection_expression("PK, SK")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("find a deleted conversation's items", e))?;
+            found.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(found),
+            }
+        }
+    }
+}
