@@ -182,7 +182,7 @@ fn context_selection(c: &mut Criterion) {
         .map(|i| {
             let content = text(i);
             let tokens = tokenizer.token_count(&content);
-            ContextMessage::counted(role(i), content, Some(tokens))
+            ContextMessage::stored(role(i), content, Some(tokens))
         })
         .collect();
     // As messages added through the API are stored (those functions count no tokens).

@@ -315,10 +315,12 @@ pub enum ChatBehaviour {
 }
 
 /// A stand-in for an OpenAI-compatible model endpoint (no model can run here), served over
-/// real HTTP so the real provider client talks to it. It counts the calls it gets.
+/// real HTTP so the real provider client talks to it. It counts the calls it gets and keeps
+/// what each was sent.
 pub struct ChatServer {
     pub base_url: String,
     calls: Arc<std::sync::atomic::AtomicUsize>,
+    requests: Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl ChatServer {
@@ -326,10 +328,13 @@ impl ChatServer {
         use axum::routing::post;
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = calls.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let received = requests.clone();
         let app = axum::Router::new().route(
             "/v1/chat/completions",
             post(move |body: String| {
                 let counter = counter.clone();
+                let received = received.clone();
                 async move {
                     let call = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                     let behaviour = match behaviour {
@@ -342,6 +347,7 @@ impl ChatServer {
                         other => other,
                     };
                     let request: Value = serde_json::from_str(&body).unwrap_or_default();
+                    received.lock().expect("not poisoned").push(request.clone());
                     let last = request["messages"]
                         .as_array()
                         .and_then(|m| m.last())
@@ -388,11 +394,20 @@ impl ChatServer {
             .expect("a free port");
         let base_url = format!("http://{}/v1", listener.local_addr().expect("bound"));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base_url, calls }
+        Self {
+            base_url,
+            calls,
+            requests,
+        }
     }
 
     pub fn calls(&self) -> usize {
         self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The request bodies received so far, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().expect("not poisoned").clone()
     }
 }
 

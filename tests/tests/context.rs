@@ -92,7 +92,8 @@ async fn the_summary_comes_first() {
 
     let reply = alice.get(&format!("/conversations/context/{id}")).await;
     let messages = reply.body["messages"].as_array().unwrap();
-    assert_eq!(messages[0]["role"], "system");
+    // A model wrote it from the user's words: quoted context, never instructions.
+    assert_eq!(messages[0]["role"], "user");
     assert!(messages[0]["content"]
         .as_str()
         .unwrap()
