@@ -201,8 +201,9 @@ impl Attachments {
     }
 
     /// The attachments of a new message: each upload checked in S3 (it exists under this
-    /// user's conversation, and its real size and type are within the limits) and marked as
-    /// referenced, so the lifecycle rule keeps it. A bad reference is `Invalid`.
+    /// user's conversation, and its real size and type are within the limits). A bad
+    /// reference is `Invalid`. Nothing is marked: [`Attachments::mark_attached`] does that once
+    /// the message is stored.
     pub async fn resolve(
         &self,
         user: &UserId,
@@ -261,15 +262,26 @@ impl Attachments {
                 size,
             }));
         }
-        // Only once every reference is good: mark them referenced.
-        for attachment in &resolved {
+        Ok(resolved)
+    }
+
+    /// Marks the uploads of a stored message as referenced, so the lifecycle rule that
+    /// removes unreferenced uploads after a day keeps them. Called only after the message is
+    /// stored: an upload named by a message that was refused stays unreferenced and goes.
+    pub async fn mark_attached(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        attachments: &[Attachment],
+    ) -> Result<(), Error> {
+        for attachment in attachments {
             if let Attachment::File(file) = attachment {
                 crate::metrics::attachment_attached(file.size);
                 self.mark_referenced(user, conversation, &file.attachment_id)
                     .await?;
             }
         }
-        Ok(resolved)
+        Ok(())
     }
 
     async fn mark_referenced(

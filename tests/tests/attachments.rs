@@ -428,3 +428,67 @@ async fn content_kept_in_the_bucket_is_never_read_back_empty_where_there_is_no_b
         .await;
     assert!(read.is_err(), "read as {:?}", read.map(|(m, _)| m));
 }
+
+/// The tag of an upload's object in the bucket (`pending` until a stored message names it).
+async fn upload_state(api: &LocalApi, user: &str, conversation: &str, attachment: &str) -> String {
+    let key = format!(
+        "{}attachments/{attachment}",
+        keys::attachment_prefix(
+            &UserId::parse(user).unwrap(),
+            &ConversationId::parse(conversation).unwrap()
+        )
+    );
+    let tags = s3()
+        .await
+        .get_object_tagging()
+        .bucket(api.state.config.attachments_bucket.clone().unwrap())
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    tags.tag_set()[0].value().to_owned()
+}
+
+#[tokio::test]
+async fn an_upload_named_by_a_refused_message_stays_unreferenced_and_goes_with_the_lifecycle_rule()
+{
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    let attachment = uploaded(&alice, &id, "receipt.png", vec![7; 1_000]).await;
+
+    let refused = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({
+                "role": "user",
+                "content": "   ",
+                "attachments": [{"attachmentId": attachment}]
+            }),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(upload_state(&api, &user, &id, &attachment).await, "pending");
+
+    let stored = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({
+                "role": "user",
+                "content": "Here is the receipt",
+                "attachments": [{"attachmentId": attachment}]
+            }),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{:?}", stored.body);
+    assert_eq!(
+        upload_state(&api, &user, &id, &attachment).await,
+        "attached"
+    );
+}

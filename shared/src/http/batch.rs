@@ -397,7 +397,9 @@ impl Runner<'_> {
             }
             "addMessage" => {
                 let (id, body): (_, AddMessageBody) = self.target_and(fields)?;
-                let appended = append_message(state, user, &id, body, Some(op_id)).await?;
+                // Boxed: the append (S3 and DynamoDB calls) is the largest operation's future.
+                let appended =
+                    Box::pin(append_message(state, user, &id, body, Some(op_id))).await?;
                 let no_links = DownloadLinks::new();
                 let mut body = to_value(&MessageView::new(&appended.message, &no_links))?;
                 // The app holds the content it sent: the batch's answer leaves it out.

@@ -369,10 +369,17 @@ async fn append_message(
         body.metadata,
         body.client_message_id.as_deref().or(default_client_id),
     )?;
-    state
+    let appended = state
         .conversations
         .add_message(user, id, message, state.now())
-        .await
+        .await?;
+    // Stored: now its uploads are kept. If marking fails the request fails, and its retry
+    // (the same clientMessageId, or the batch's opId) finds the message and marks them again.
+    if let Some(attachments) = &state.attachments {
+        // Boxed: the S3 call's future is large, and the batch runs this inside its own.
+        Box::pin(attachments.mark_attached(user, id, &appended.message.attachments)).await?;
+    }
+    Ok(appended)
 }
 
 /// `GET /mobile/sync`: what changed since the app's last sync (`since`, the cursor it was
