@@ -38,16 +38,17 @@ fn token(user: &str, change: impl FnOnce(&mut serde_json::Value)) -> String {
     encode(&header, &claims, &EncodingKey::from_rsa_der(&der)).unwrap()
 }
 
-#[test]
-fn a_cognito_access_token_for_our_client_is_accepted() {
+#[tokio::test]
+async fn a_cognito_access_token_for_our_client_is_accepted() {
     let user = verifier()
         .verify(&format!("Bearer {}", token("alice-sub", |_| {})))
+        .await
         .unwrap();
     assert_eq!(user.as_str(), "alice-sub");
 }
 
-#[test]
-fn tokens_that_api_gateway_would_refuse_are_refused() {
+#[tokio::test]
+async fn tokens_that_api_gateway_would_refuse_are_refused() {
     let verifier = verifier();
     let refused = [
         ("another client", token("a", |c| c["client_id"] = json!("someone-else"))),
@@ -71,10 +72,120 @@ fn tokens_that_api_gateway_would_refuse_are_refused() {
     ];
     for (what, token) in refused {
         assert!(
-            verifier.verify(&format!("Bearer {token}")).is_err(),
+            verifier.verify(&format!("Bearer {token}")).await.is_err(),
             "{what} was accepted"
         );
     }
+}
+
+/// A stand-in user pool publishing `keys` at `/.well-known/jwks.json` (what it serves can be
+/// changed while it runs), counting the fetches; `hang` makes it never answer.
+struct UserPool {
+    issuer: String,
+    keys: std::sync::Arc<std::sync::Mutex<serde_json::Value>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl UserPool {
+    async fn start(keys: serde_json::Value, hang: bool) -> Self {
+        use axum::routing::get;
+        let keys = std::sync::Arc::new(std::sync::Mutex::new(keys));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counted) = (keys.clone(), fetches.clone());
+        let app = axum::Router::new().route(
+            "/pool/.well-known/jwks.json",
+            get(move || {
+                let (served, counted) = (served.clone(), counted.clone());
+                async move {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if hang {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    let keys = served.lock().unwrap().to_string();
+                    ([("content-type", "application/json")], keys)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}/pool", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            issuer,
+            keys,
+            fetches,
+        }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The test key set with its key under another id.
+fn key_set_with_id(kid: &str) -> serde_json::Value {
+    let mut keys: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("tests/fixtures/cognito-test-jwks.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    keys["keys"][0]["kid"] = json!(kid);
+    keys
+}
+
+#[tokio::test]
+async fn a_token_signed_with_a_new_key_makes_the_verifier_fetch_the_pools_keys_again_at_most_once_an_interval(
+) {
+    let interval = Duration::from_millis(300);
+    // The pool published only its old key when the function started.
+    let pool = UserPool::start(key_set_with_id("retired-key"), false).await;
+    let verifier = JwtVerifier::fetch(&pool.issuer, CLIENT_ID)
+        .await
+        .unwrap()
+        .refreshing_at_most_every(interval);
+    assert_eq!(pool.fetches(), 1);
+    let signed_with_new_key = format!(
+        "Bearer {}",
+        token("alice-sub", |c| c["iss"] = json!(pool.issuer))
+    );
+    *pool.keys.lock().unwrap() = key_set_with_id("test-key-1");
+
+    // Just fetched: an unknown key is refused without asking again.
+    assert!(verifier.verify(&signed_with_new_key).await.is_err());
+    assert_eq!(pool.fetches(), 1);
+
+    tokio::time::sleep(interval).await;
+    let user = verifier.verify(&signed_with_new_key).await.unwrap();
+    assert_eq!(user.as_str(), "alice-sub");
+    assert_eq!(pool.fetches(), 2);
+
+    // Unknown key ids (made up by anyone) do not make it fetch per request.
+    let made_up = {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("made-up".into());
+        let der =
+            std::fs::read(workspace_root().join("tests/fixtures/cognito-test-key.der")).unwrap();
+        encode(
+            &header,
+            &json!({"sub": "x"}),
+            &EncodingKey::from_rsa_der(&der),
+        )
+        .unwrap()
+    };
+    for _ in 0..5 {
+        assert!(verifier.verify(&format!("Bearer {made_up}")).await.is_err());
+    }
+    assert_eq!(pool.fetches(), 2);
+    assert!(verifier.verify(&signed_with_new_key).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_user_pool_that_never_answers_fails_the_cold_start_within_the_fetch_timeout() {
+    let pool = UserPool::start(key_set_with_id("test-key-1"), true).await;
+    let started = std::time::Instant::now();
+    let failed = JwtVerifier::fetch(&pool.issuer, CLIENT_ID).await;
+    assert!(failed.is_err());
+    // A hang guard, not a speed target: the fetch gives up after KEY_FETCH_TIMEOUT.
+    assert!(started.elapsed() < assistant::auth::KEY_FETCH_TIMEOUT + Duration::from_secs(5));
 }
 
 #[tokio::test]

@@ -114,7 +114,7 @@ pub async fn complete_streaming(
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
                     .ok_or(Error::Unauthenticated)?;
-                verifier.verify(header)?
+                verifier.verify(header).await?
             }
             (Err(error), None) => return Err(error),
         };
