@@ -112,3 +112,40 @@ async fn a_migration_run_that_could_not_migrate_some_users_is_reported() {
         3
     );
 }
+
+/// `GET /health` as its Lambda function serves it: one state for every request.
+async fn health_from(state: &health_check::State) -> (StatusCode, Option<u64>) {
+    let request = lambda_http::http::Request::builder()
+        .uri("/health")
+        .body(lambda_http::Body::Empty)
+        .unwrap();
+    let response = health_check::http::health(state, request).await.unwrap();
+    let age = response
+        .headers()
+        .get("age")
+        .and_then(|age| age.to_str().ok()?.parse().ok());
+    (
+        StatusCode::from_u16(response.status().as_u16()).unwrap(),
+        age,
+    )
+}
+
+#[tokio::test]
+async fn a_report_is_answered_again_for_a_few_seconds_without_calling_anything() {
+    let server = std::env::var("AWS_ENDPOINT_URL").expect("set by scripts/test.sh");
+    let proxy = tests::proxy::FaultProxy::start(server.trim_start_matches("http://")).await;
+    let core = tests::state_through(proxy.endpoint(), &[("CACHE_URL", "")]).await;
+    let function = health_check::State::over(core.core.clone());
+    assert_eq!(health_from(&function).await, (StatusCode::OK, Some(0)));
+
+    // The table and the bucket stop answering: the function's next answers within the window
+    // are its last report, not new calls.
+    proxy.set(tests::proxy::ProxyMode::Down);
+    let (status, age) = health_from(&function).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(age.is_some_and(|age| age < health_check::http::REPORT_REUSED_FOR.as_secs()));
+
+    // A new sandbox (or the next window) checks again and sees them gone.
+    let fresh = health_check::State::over(core.core.clone());
+    assert_eq!(health_from(&fresh).await.0, StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -4,11 +4,14 @@
 //! `CACHE_URL` is given).
 
 use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use domain::error::Error;
 use shared::cache::CacheSettings;
 use shared::config::Config;
 
+use crate::check::HealthReport;
 use crate::managed_cache::describe_cache;
 
 #[derive(Clone)]
@@ -16,6 +19,8 @@ pub struct State {
     pub core: shared::state::State,
     /// ElastiCache and the cache's name there, when `CACHE_NAME` is configured.
     pub managed_cache: Option<(aws_sdk_elasticache::Client, String)>,
+    /// The last report and when its checks ran: answered again for a few seconds.
+    pub last_report: Arc<Mutex<Option<(Instant, HealthReport)>>>,
 }
 
 impl Deref for State {
@@ -55,6 +60,7 @@ impl State {
         Ok(Self {
             core: shared::state::State::new(config, &sdk),
             managed_cache,
+            last_report: Arc::default(),
         })
     }
 
@@ -63,6 +69,7 @@ impl State {
         Self {
             core,
             managed_cache: None,
+            last_report: Arc::default(),
         }
     }
 }
