@@ -23,6 +23,11 @@ pub const DEFAULT_MESSAGE_WINDOW: usize = 50;
 pub const MAX_MESSAGE_WINDOW: usize = 200;
 /// The furthest page the legacy `page` parameter may ask for (each page before it is read).
 pub const MAX_LEGACY_PAGE: usize = 50;
+/// The most conversations a legacy `page` may pass over (each is read on the way): past it,
+/// `nextCursor` pages on at the cost of one page.
+pub const MAX_LEGACY_OFFSET: usize = 1_000;
+/// The same with a title search, whose pages each read up to several times their size.
+pub const MAX_LEGACY_SEARCH_OFFSET: usize = 200;
 pub const MAX_SEARCH_CHARS: usize = 100;
 
 /// What a listing asks for, already within bounds.
@@ -228,6 +233,25 @@ impl Conversations {
         user: &UserId,
         request: ListRequest,
     ) -> Result<Page<Conversation>, Error> {
+        if let Some(page) = request.page {
+            let passed_over = page.saturating_sub(1) * request.limit;
+            let most = match request.search {
+                Some(_) => MAX_LEGACY_SEARCH_OFFSET,
+                None => MAX_LEGACY_OFFSET,
+            };
+            if passed_over > most {
+                return Err(Error::invalid(format!(
+                    "page {page} of {} passes over {passed_over} conversations; a page number \
+                     may pass over at most {most}{}: page on with nextCursor",
+                    request.limit,
+                    if request.search.is_some() {
+                        " with search"
+                    } else {
+                        ""
+                    },
+                )));
+            }
+        }
         let key = format!(
             "{:?}|{:?}|{}|{:?}|{:?}|{:?}",
             request.filter,

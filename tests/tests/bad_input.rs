@@ -86,6 +86,19 @@ async fn every_endpoint_refuses_bad_input_with_one_error_shape_and_writes_nothin
         ),
         (Method::GET, "/conversations?page=0".into(), None, bad),
         (Method::GET, "/conversations?page=51".into(), None, bad),
+        // A page number may pass over 1,000 conversations (200 with a search), read on the way.
+        (
+            Method::GET,
+            "/conversations?page=50&limit=100".into(),
+            None,
+            bad,
+        ),
+        (
+            Method::GET,
+            "/conversations?page=12&limit=20&search=a".into(),
+            None,
+            bad,
+        ),
         (
             Method::GET,
             format!("/conversations?search={}", "s".repeat(101)),

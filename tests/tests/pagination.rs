@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use reqwest::StatusCode;
 use serde_json::json;
 use tests::{new_user, Client, LocalApi};
 
@@ -108,6 +109,19 @@ async fn pagination_sees_each_of_250_conversations_exactly_once_in_order() {
         format!("conversation {i}").contains("conversation 1")
     });
     assert_eq!(matching, expected);
+
+    // Page numbers reach as far as 1,000 conversations (200 with a search).
+    for (query, status) in [
+        ("page=50&limit=20", StatusCode::OK),
+        ("page=11&limit=20&search=conversation", StatusCode::OK),
+        (
+            "page=12&limit=20&search=conversation",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let reply = alice.get(&format!("/conversations?{query}")).await;
+        assert_eq!(reply.status, status, "{query}: {:?}", reply.body);
+    }
 
     // Legacy page numbers give the same pages as the cursors.
     let page_three = alice
