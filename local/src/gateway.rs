@@ -51,6 +51,7 @@ pub enum Endpoint {
     ExportConversation,
     StartAccountExport,
     GetAccountExport,
+    GetUsage,
 }
 
 impl Endpoint {
@@ -75,6 +76,7 @@ impl Endpoint {
             "export-conversation" => Self::ExportConversation,
             "start-account-export" => Self::StartAccountExport,
             "get-account-export" => Self::GetAccountExport,
+            "get-usage" => Self::GetUsage,
             _ => return None,
         })
     }
@@ -99,32 +101,40 @@ impl Endpoint {
         }
     }
 
-    async fn handle(self, state: &State, request: Request) -> Result<Response<Body>, Infallible> {
+    /// The endpoint's handler future, on the heap: built in a frame of its own that is gone
+    /// before it is polled, so the stack never holds every handler's future side by side (an
+    /// unoptimized build lays them out one after another).
+    fn handle<'a>(
+        self,
+        state: &'a State,
+        request: Request,
+    ) -> futures::future::BoxFuture<'a, Result<Response<Body>, Infallible>> {
         match self {
-            Self::ListConversations => handlers::list_conversations(state, request).await,
-            Self::GetConversation => handlers::get_conversation(state, request).await,
-            Self::CreateConversation => handlers::create_conversation(state, request).await,
-            Self::AddMessage => handlers::add_message(state, request).await,
-            Self::RenameConversation => handlers::rename_conversation(state, request).await,
-            Self::ArchiveConversation => handlers::archive_conversation(state, request).await,
-            Self::SetConversationTags => handlers::set_conversation_tags(state, request).await,
-            Self::DeleteConversation => handlers::delete_conversation(state, request).await,
-            Self::GetContext => assistant_handlers::get_context(state, request).await,
-            Self::Complete => assistant_handlers::complete(state, request).await,
-            Self::MigrateConversations => handlers::migrate_conversations(state, request).await,
+            Self::ListConversations => Box::pin(handlers::list_conversations(state, request)),
+            Self::GetConversation => Box::pin(handlers::get_conversation(state, request)),
+            Self::CreateConversation => Box::pin(handlers::create_conversation(state, request)),
+            Self::AddMessage => Box::pin(handlers::add_message(state, request)),
+            Self::RenameConversation => Box::pin(handlers::rename_conversation(state, request)),
+            Self::ArchiveConversation => Box::pin(handlers::archive_conversation(state, request)),
+            Self::SetConversationTags => Box::pin(handlers::set_conversation_tags(state, request)),
+            Self::DeleteConversation => Box::pin(handlers::delete_conversation(state, request)),
+            Self::GetContext => Box::pin(assistant_handlers::get_context(state, request)),
+            Self::Complete => Box::pin(assistant_handlers::complete(state, request)),
+            Self::MigrateConversations => Box::pin(handlers::migrate_conversations(state, request)),
             Self::CreateAttachmentUpload => {
-                handlers::create_attachment_upload(state, request).await
+                Box::pin(handlers::create_attachment_upload(state, request))
             }
-            Self::MobileSync => handlers::mobile_sync(state, request).await,
-            Self::MobileBatch => handlers::mobile_batch(state, request).await,
+            Self::MobileSync => Box::pin(handlers::mobile_sync(state, request)),
+            Self::MobileBatch => Box::pin(handlers::mobile_batch(state, request)),
             Self::Health => {
-                health_check::http::health(&health_check::State::over(state.core.clone()), request)
-                    .await
+                let health = health_check::State::over(state.core.clone());
+                Box::pin(async move { health_check::http::health(&health, request).await })
             }
-            Self::SearchConversations => handlers::search_conversations(state, request).await,
-            Self::ExportConversation => handlers::export_conversation(state, request).await,
-            Self::StartAccountExport => handlers::start_account_export(state, request).await,
-            Self::GetAccountExport => handlers::get_account_export(state, request).await,
+            Self::SearchConversations => Box::pin(handlers::search_conversations(state, request)),
+            Self::ExportConversation => Box::pin(handlers::export_conversation(state, request)),
+            Self::StartAccountExport => Box::pin(handlers::start_account_export(state, request)),
+            Self::GetAccountExport => Box::pin(handlers::get_account_export(state, request)),
+            Self::GetUsage => Box::pin(handlers::get_usage(state, request)),
         }
     }
 }

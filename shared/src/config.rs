@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::cache::CacheSettings;
 use crate::error::Error;
+use domain::usage::{Limits, Metered, DAILY_TOKENS_VARIABLE};
 
 /// The shortest cursor-signing secret accepted.
 const MIN_SECRET_BYTES: usize = 32;
@@ -67,6 +68,9 @@ pub struct Config {
     /// Attempts the DynamoDB client makes of each call (the first and its retries) before a
     /// throttled or unreachable table is a 503.
     pub store_max_attempts: u32,
+    /// Every user's limits on the expensive routes: `LIMIT_<KIND>S_PER_MINUTE` for each kind
+    /// (`domain::usage::Metered::variable`) and `LIMIT_DAILY_MODEL_TOKENS`.
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Config {
@@ -201,7 +205,18 @@ impl Config {
             "EXPORT_RETRY_BASE_MS",
             crate::account_export::DEFAULT_RETRY_BASE.as_millis() as u64,
         )?);
+        let mut limits = Limits::default().with_daily_tokens(number(
+            DAILY_TOKENS_VARIABLE,
+            domain::usage::DEFAULT_DAILY_TOKENS,
+        )?);
+        for kind in Metered::ALL {
+            let per_minute = number(kind.variable(), u64::from(kind.default_per_minute()))?;
+            let per_minute = u32::try_from(per_minute)
+                .map_err(|_| Error::Config(format!("{} is too large", kind.variable())))?;
+            limits = limits.with_per_minute(kind, per_minute);
+        }
         Ok(Self {
+            limits,
             export_retry_base,
             store_max_attempts,
             export_conversations_per_run,
@@ -245,6 +260,32 @@ mod tests {
     fn a_missing_table_name_is_named_in_the_error() {
         let err = Config::from_lookup(lookup(&[("CURSOR_SECRET", &"s".repeat(32))])).unwrap_err();
         assert!(err.to_string().contains("TABLE_NAME"));
+    }
+
+    #[test]
+    fn limits_have_defaults_and_each_can_be_set() {
+        let base = [
+            ("TABLE_NAME", "t"),
+            ("CURSOR_SECRET", "s".repeat(32).leak() as &str),
+        ];
+        let config = Config::from_lookup(lookup(&base)).unwrap();
+        assert_eq!(config.limits, Limits::default());
+        let config = Config::from_lookup(lookup(
+            &[
+                &base[..],
+                &[
+                    ("LIMIT_SEARCHES_PER_MINUTE", "7"),
+                    ("LIMIT_DAILY_MODEL_TOKENS", "900"),
+                ],
+            ]
+            .concat(),
+        ))
+        .unwrap();
+        assert_eq!(config.limits.per_minute(Metered::Search), 7);
+        assert_eq!(config.limits.daily_tokens, 900);
+        let zero = [&base[..], &[("LIMIT_COMPLETIONS_PER_MINUTE", "0")]].concat();
+        let err = Config::from_lookup(lookup(&zero)).unwrap_err();
+        assert!(err.to_string().contains("LIMIT_COMPLETIONS_PER_MINUTE"));
     }
 
     #[test]

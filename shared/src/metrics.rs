@@ -52,9 +52,12 @@ pub mod names {
     pub const SUMMARIES_WRITTEN: &str = "SummariesWritten";
     pub const SUMMARY_FAILURES: &str = "SummaryFailures";
     pub const ACCOUNT_EXPORTS: &str = "AccountExports";
+    pub const RATE_LIMITED: &str = "RateLimited";
+    pub const MODEL_TOKENS: &str = "ModelTokens";
+    pub const MODEL_TOKENS_NOT_COUNTED: &str = "ModelTokensNotCounted";
 
     /// Every metric the service writes.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 30] = [
         REQUESTS,
         SERVER_ERRORS,
         CLIENT_ERRORS,
@@ -82,6 +85,9 @@ pub mod names {
         SUMMARIES_WRITTEN,
         SUMMARY_FAILURES,
         ACCOUNT_EXPORTS,
+        RATE_LIMITED,
+        MODEL_TOKENS,
+        MODEL_TOKENS_NOT_COUNTED,
     ];
 }
 use names::*;
@@ -225,6 +231,21 @@ pub fn summary(written: bool) {
 /// An account export started, finished or failed (`Outcome`).
 pub fn account_export(outcome: &'static str) {
     counter!(ACCOUNT_EXPORTS, "Outcome" => outcome).increment(1);
+}
+
+/// A request refused for its user's limit of its kind (`Kind`, `domain::usage::Metered`).
+pub fn rate_limited(kind: &'static str) {
+    counter!(RATE_LIMITED, "Kind" => kind).increment(1);
+}
+
+/// Model tokens a completion spent (what the spend alarm watches).
+pub fn model_tokens(tokens: u64) {
+    counter!(MODEL_TOKENS).increment(tokens);
+}
+
+/// Model tokens spent but not added to their user's daily count (the table failed).
+pub fn tokens_not_counted(tokens: u64) {
+    counter!(MODEL_TOKENS_NOT_COUNTED).increment(tokens);
 }
 
 pub fn cache_invalidation() {

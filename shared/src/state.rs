@@ -18,6 +18,7 @@ use crate::search::Search;
 use crate::service::Conversations;
 use crate::store::{ContentObjects, LazyS3, Store};
 use crate::sync::MobileSync;
+use crate::usage::Usage;
 
 /// What every handler needs, built once per cold start.
 #[derive(Clone)]
@@ -28,6 +29,8 @@ pub struct State {
     pub search: Search,
     pub exports: Exports,
     pub account_exports: AccountExports,
+    /// Each user's limits on the expensive routes, and their counts.
+    pub usage: Usage,
     /// The attachments bucket, when configured.
     pub attachments: Option<Attachments>,
     pub config: Config,
@@ -118,6 +121,7 @@ impl State {
             config.export_conversations_per_run,
         )
         .with_retry_base(config.export_retry_base);
+        let usage = Usage::new(store.clone(), config.limits.clone());
         let migrator = Migrator::new(
             store.clone(),
             MigrationOptions {
@@ -133,6 +137,7 @@ impl State {
             search,
             exports,
             account_exports,
+            usage,
             attachments,
             config,
             clock,

@@ -21,6 +21,7 @@ mod export;
 mod faults;
 mod health;
 mod isolation;
+mod limits;
 mod migration;
 mod migration_api;
 mod migration_state_machine;

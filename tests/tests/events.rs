@@ -91,7 +91,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 19, "one event per HTTP function");
+    assert_eq!(api_events, 20, "one event per HTTP function");
 }
 
 #[tokio::test]

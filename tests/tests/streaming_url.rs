@@ -280,3 +280,46 @@ async fn over_http_a_client_that_hangs_up_after_the_first_event_loses_nothing() 
     }
     assert_eq!(count, 2, "the reply was saved after the client left");
 }
+
+#[tokio::test]
+async fn the_function_url_counts_completions_against_the_users_limit() {
+    let state = tests::state_configured(
+        &[("LIMIT_COMPLETIONS_PER_MINUTE", "1")],
+        std::sync::Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = new_user();
+    let event = std::fs::read_to_string(workspace_root().join("events/completion-stream.json"))
+        .unwrap()
+        .replace(
+            "Bearer <a Cognito access token; the tests sign one with tests/fixtures/cognito-test-key.der>",
+            &format!("Bearer {}", token(&user, |_| {})),
+        );
+    let send = || async {
+        let mut body: serde_json::Value = serde_json::from_str(&event).unwrap();
+        // A conversation of nobody's: the prompt goes to the caller's current session.
+        let mut request: serde_json::Value =
+            serde_json::from_str(body["body"].as_str().unwrap()).unwrap();
+        request.as_object_mut().unwrap().remove("conversationId");
+        body["body"] = serde_json::Value::String(request.to_string());
+        let request = lambda_http::request::from_str(&body.to_string()).unwrap();
+        assistant::http::complete_streaming(&state, Some(&verifier()), request)
+            .await
+            .unwrap()
+    };
+    assert_eq!(send().await.status(), 200);
+    let refused = send().await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    let body = BodyExt::collect(refused.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["code"], "rate_limited");
+}

@@ -72,6 +72,7 @@ fn the_routes_are_the_specifications() {
         ("GET", "/conversations/{id}/export"),
         ("POST", "/exports"),
         ("GET", "/exports/{id}"),
+        ("GET", "/usage"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
@@ -270,7 +271,7 @@ fn a_function_builds_an_s3_client_exactly_when_its_role_may_use_the_bucket() {
             );
         }
     }
-    assert_eq!(without_bucket, 10);
+    assert_eq!(without_bucket, 11);
 }
 
 /// Every Lambda binary, and the hello-world the cold-start bench compares them with, is
@@ -287,7 +288,7 @@ fn every_function_and_the_baseline_link_at_a_fixed_address() {
             )
         })
         .collect();
-    assert_eq!(manifests.len(), 29);
+    assert_eq!(manifests.len(), 30);
     manifests.push((
         "bench/hello/Cargo.toml".to_owned(),
         "../../functions/position-dependent.rs",

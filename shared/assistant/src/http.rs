@@ -16,6 +16,7 @@ use crate::service::{Completion, CompletionEvent, CompletionRequest, ContextSour
 use crate::state::State;
 use crate::wire::{CompletionBody, CompletionView, ContextMessageView, ContextView, UsageView};
 use ai::context::{DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, MAX_MAX_TOKENS, MAX_MESSAGE_LIMIT};
+use domain::usage::Metered;
 
 /// `GET /conversations/context/{id}` and `GET /conversations/context`: the messages to send
 /// a model, within `maxTokens` and `limit`.
@@ -72,6 +73,10 @@ pub async fn complete(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
         let (completion_request, stream) = completion_request(&request)?;
+        state
+            .usage
+            .admit(&user, Metered::Completion, state.now())
+            .await?;
         if stream {
             let mut events = state
                 .assistant
@@ -119,6 +124,10 @@ pub async fn complete_streaming(
             (Err(error), None) => return Err(error),
         };
         let (completion_request, stream) = completion_request(&request)?;
+        state
+            .usage
+            .admit(&user, Metered::Completion, state.now())
+            .await?;
         if !stream {
             let done = state
                 .assistant

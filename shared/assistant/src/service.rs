@@ -12,6 +12,7 @@ use crate::memory::ShortTermMemory;
 use ai::context::Tokenizer;
 use ai::provider::ModelProvider;
 use shared::service::Conversations;
+use shared::usage::Usage;
 
 pub use completion::{
     Completion, CompletionEvent, CompletionRequest, COMPLETION_RECORD_TTL,
@@ -31,6 +32,8 @@ pub struct Assistant {
     default_model: String,
     allowed_models: Vec<String>,
     model_timeout: StdDuration,
+    /// Where the model tokens each completion spends are counted against its user's budget.
+    usage: Option<Usage>,
 }
 
 /// How the assistant calls its model.
@@ -58,6 +61,16 @@ impl Assistant {
             default_model: model.default_model,
             allowed_models: model.allowed_models,
             model_timeout: model.timeout,
+            usage: None,
+        }
+    }
+
+    /// The assistant, counting each completion's model tokens in `usage` (the daily budget
+    /// its HTTP layer admits completions against).
+    pub fn counting_tokens_in(self, usage: Usage) -> Self {
+        Self {
+            usage: Some(usage),
+            ..self
         }
     }
 

@@ -94,7 +94,8 @@ impl State {
                 allowed_models: config.allowed_models.clone(),
                 timeout: config.model_timeout,
             },
-        );
+        )
+        .counting_tokens_in(core.usage.clone());
         Self {
             core,
             assistant,

@@ -49,6 +49,13 @@ pub enum Error {
     /// No route for this method and path.
     #[error("no such route")]
     NoRoute,
+    /// The user reached one of their limits (`usage`); the same request is admitted again
+    /// after `retry_after_seconds`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_seconds: u64,
+    },
     /// The store is throttling or unavailable; the client may retry.
     #[error("the service is busy: {0}")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),
@@ -86,6 +93,7 @@ impl Error {
             Self::ModelFailed(_) => "ModelFailed",
             Self::ModelTimeout => "ModelTimeout",
             Self::NoRoute => "NoRoute",
+            Self::RateLimited { .. } => "RateLimited",
             Self::Unavailable(_) => "Unavailable",
             Self::Internal { .. } => "Internal",
             Self::Config(_) => "Config",

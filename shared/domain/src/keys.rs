@@ -329,6 +329,16 @@ pub fn operation_sort_key(operation: &str) -> String {
     format!("OP#{operation}")
 }
 
+/// The partition of a user's usage of the limited routes: one item per UTC day (with TTL).
+pub fn usage_partition(user: &UserId) -> String {
+    format!("USER#{user}#USAGE")
+}
+
+/// The sort key of a user's usage on `day` (`usage::day_of`).
+pub fn usage_sort_key(day: &str) -> String {
+    format!("DAY#{day}")
+}
+
 /// The partition of a user's account exports.
 pub fn export_partition(user: &UserId) -> String {
     format!("USER#{user}#EXPORT")

@@ -5,6 +5,7 @@
 //! - `keys`: the single table's key design, every partition and sort key built by name;
 //! - `cursor`: signed, user-scoped pagination cursors;
 //! - `memory`: a message of short-term memory;
+//! - `usage`: per-user limits on the expensive routes, their windows and the daily budget;
 //! - `clock`: the time of a request, injectable for tests;
 //! - `error`: the one error type, mapped to HTTP in one place by the Lambda glue.
 
@@ -17,6 +18,7 @@ pub mod memory;
 pub mod migration;
 pub mod model;
 pub mod search;
+pub mod usage;
 
 pub use error::Error;
 pub mod upload;

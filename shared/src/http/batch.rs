@@ -31,6 +31,7 @@ use crate::service::{DEFAULT_MESSAGE_WINDOW, MAX_MESSAGE_WINDOW};
 use crate::store::{
     Claim, ConversationChange, OperationRecord, OperationRecords, RecordedAnswer, RESPONSE_BUDGET,
 };
+use domain::usage::Metered;
 
 /// Operations one batch may hold.
 pub const MAX_BATCH_OPERATIONS: usize = 100;
@@ -153,6 +154,10 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
         let operations = parse_batch(&request)?;
+        state
+            .usage
+            .admit(&user, Metered::Batch, state.now())
+            .await?;
         let ids: Vec<Result<Option<&str>, Error>> = operations.iter().map(operation_id).collect();
         let known: Vec<&str> = ids
             .iter()

@@ -35,6 +35,7 @@ use crate::service::{
 pub use crate::state::State;
 use crate::store::ExportStatus;
 use crate::sync::{SyncRequest, Synced, DEFAULT_SYNC_PAGE, MAX_SYNC_MESSAGES, MAX_SYNC_PAGE};
+use domain::usage::Metered;
 // The request readers every handler starts with (public for the benchmarks of parsing).
 pub use request::{
     caller, conversation_id, json_body, json_bytes, optional_conversation_id, Query,
@@ -44,7 +45,7 @@ use wire::{
     AccountExportView, AddMessageBody, ArchiveBody, AttachmentBody, ConversationListView,
     ConversationView, ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail,
     ExportView, MessageView, MigrateBody, MigrationView, RenameBody, SearchView, SyncView,
-    TagsBody, UploadBody, UploadView,
+    TagsBody, UploadBody, UploadView, UsageView,
 };
 
 pub type HandlerResult = Result<Response<Body>, Infallible>;
@@ -179,6 +180,10 @@ pub async fn search_conversations(state: &State, request: Request) -> HandlerRes
             .number("limit", 1, MAX_SEARCH_PAGE)?
             .unwrap_or(DEFAULT_SEARCH_PAGE);
         let cursor = query.text("cursor")?;
+        state
+            .usage
+            .admit(&user, Metered::Search, state.now())
+            .await?;
         let page = state
             .search
             .search(&user, &search, limit, cursor.as_deref())
@@ -199,6 +204,10 @@ pub async fn export_conversation(state: &State, request: Request) -> HandlerResu
         let id = conversation_id(&request)?;
         let format = ExportFormat::parse(Query::of(&request).text("format")?.as_deref())?;
         let bucket = configured_attachments(state)?;
+        state
+            .usage
+            .admit(&user, Metered::Export, state.now())
+            .await?;
         let file = state
             .exports
             .export_conversation(bucket, &user, &id, format, state.now())
@@ -223,9 +232,14 @@ pub async fn start_account_export(state: &State, request: Request) -> HandlerRes
             return Err(no_bucket());
         }
         let body: ExportRequestBody = optional_json_body(&request)?.unwrap_or_default();
+        let export = ExportRequest::parse(body)?;
+        state
+            .usage
+            .admit(&user, Metered::Export, state.now())
+            .await?;
         let (job, _) = state
             .account_exports
-            .start(&user, ExportRequest::parse(body)?, state.now())
+            .start(&user, export, state.now())
             .await?;
         let mut response = json(StatusCode::ACCEPTED, &AccountExportView::new(&job, &[]));
         if let Ok(location) = format!("/exports/{}", job.export_id).parse() {
@@ -417,11 +431,27 @@ pub async fn migrate_conversations(state: &State, request: Request) -> HandlerRe
     respond(async {
         let user = caller(&request)?;
         let body: MigrateBody = optional_json_body(&request)?.unwrap_or_default();
+        state
+            .usage
+            .admit(&user, Metered::Migration, state.now())
+            .await?;
         let summary = state
             .migrator
             .migrate_memory(&user, body.dry_run, state.now())
             .await?;
         Ok(json(StatusCode::OK, &MigrationView::from(&summary)))
+    })
+    .await
+}
+
+/// `GET /usage`: the caller's use today of the limited routes and of the model, and their
+/// limits (what a 429 `rate_limited` is counted against).
+pub async fn get_usage(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let now = state.now();
+        let report = state.usage.report(&user, now).await?;
+        Ok(json(StatusCode::OK, &UsageView::new(&report, now)))
     })
     .await
 }
@@ -571,12 +601,22 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
 pub fn error_response(error: &Error) -> Response<Body> {
     let (status, detail) = error_detail(error);
     let mut response = json(status, &ErrorBody { error: detail });
-    // Busy, or not run for lack of time: worth sending again shortly.
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-        );
+    let retry_after = match error {
+        // Over a limit: when the same request is admitted again.
+        Error::RateLimited {
+            retry_after_seconds,
+            ..
+        } => Some(header::HeaderValue::from(*retry_after_seconds)),
+        // Busy, or not run for lack of time: worth sending again shortly.
+        _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+            Some(header::HeaderValue::from_static(RETRY_AFTER_SECONDS))
+        }
+        _ => None,
+    };
+    if let Some(retry_after) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after);
     }
     response
 }
@@ -595,6 +635,7 @@ fn error_detail(error: &Error) -> (StatusCode, ErrorDetail) {
         Error::Superseded(_) => (StatusCode::CONFLICT, "conflict"),
         Error::OperationReused(_) => (StatusCode::CONFLICT, "operation_id_reused"),
         Error::ResyncRequired(_) => (StatusCode::GONE, "resync_required"),
+        Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         Error::NotRun => (StatusCode::SERVICE_UNAVAILABLE, "not_run"),
         Error::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
         Error::ModelFailed(_) => (StatusCode::BAD_GATEWAY, "model_failed"),

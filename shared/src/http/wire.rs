@@ -17,6 +17,8 @@ use crate::model::{
 use crate::search::SearchPage;
 use crate::store::{ExportJob, ExportStatus};
 use crate::sync::{SyncPage, Synced};
+use crate::usage::UsageReport;
+use domain::usage::Metered;
 
 /// The skipped items a migration response lists at most (it counts them all).
 const MAX_SKIPPED_LISTED: usize = 50;
@@ -513,6 +515,61 @@ impl<'a> UploadView<'a> {
                     .collect(),
                 expires_at: upload.expires_at,
             },
+        }
+    }
+}
+
+/// `GET /usage`: what the caller used today of each limited route and of the model, beside
+/// their limits.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageView {
+    /// The UTC day counted (`2026-12-03`).
+    pub day: String,
+    /// When the day's counts and the token budget start over (midnight UTC).
+    #[serde(serialize_with = "iso_millis")]
+    pub resets_at: DateTime<Utc>,
+    pub model_tokens: TokenUsageView,
+    /// By kind of route (`completion`, `search`, `export`, `batch`, `migration`).
+    pub requests: std::collections::BTreeMap<&'static str, RequestUsageView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUsageView {
+    pub used: u64,
+    pub limit: u64,
+    pub remaining: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestUsageView {
+    /// Requests of this kind admitted today.
+    pub today: u64,
+    /// How many of them a minute may hold.
+    pub per_minute: u32,
+}
+
+impl UsageView {
+    pub fn new(report: &UsageReport, now: DateTime<Utc>) -> Self {
+        let limit = report.limits.daily_tokens;
+        Self {
+            day: domain::usage::day_of(now),
+            resets_at: report.resets_at,
+            model_tokens: TokenUsageView {
+                used: report.today.tokens,
+                limit,
+                remaining: limit.saturating_sub(report.today.tokens),
+            },
+            requests: Metered::ALL
+                .iter()
+                .map(|kind| {
+                    let today = report.today.requests.get(kind.name()).copied().unwrap_or(0);
+                    let per_minute = report.limits.per_minute(*kind);
+                    (kind.name(), RequestUsageView { today, per_minute })
+                })
+                .collect(),
         }
     }
 }

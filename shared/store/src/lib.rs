@@ -26,6 +26,7 @@ mod sdk_error;
 mod search;
 mod summaries;
 mod sync;
+mod usage;
 mod window;
 pub use append::AppendOutcome;
 pub use completions::CompletionRecord;
@@ -47,6 +48,7 @@ pub use search::{entry_item_bytes, IndexChange};
 pub use summaries::SummaryUpdate;
 use sync::Tombstone;
 pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
+pub use usage::DayUsage;
 pub use window::{conversation_and_messages, ConversationWindow, RESPONSE_BUDGET};
 
 use domain::clock::{Clock, SystemClock};

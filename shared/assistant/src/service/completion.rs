@@ -368,6 +368,10 @@ impl Assistant {
             model_request,
             now,
         } = prepared;
+        if let Some(usage) = &self.usage {
+            let spent = reply.input_tokens.saturating_add(reply.output_tokens);
+            usage.spend_tokens(&user, spent, now).await;
+        }
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         let metadata = Metadata::from([
             ("model".to_owned(), model_request.model.clone().into()),
