@@ -11,6 +11,11 @@ EXAMPLES=${FUZZ_EXAMPLES:-250}
 PORT=${FUZZ_PORT:-3150}
 mkdir -p .local/test
 export TABLE_NAME="fuzz-$(date +%s)-$$" ATTACHMENTS_BUCKET="fuzz-$(date +%s)-$$"
+# The fuzzer is one user sending thousands of requests a minute: it explores what lies behind
+# the per-user limits, which tests/tests/limits.rs proves (429 stays in the contract).
+export LIMIT_COMPLETIONS_PER_MINUTE=1000000 LIMIT_SEARCHES_PER_MINUTE=1000000 \
+  LIMIT_EXPORTS_PER_MINUTE=1000000 LIMIT_BATCHES_PER_MINUTE=1000000 \
+  LIMIT_MIGRATIONS_PER_MINUTE=1000000 LIMIT_DAILY_MODEL_TOKENS=1000000000
 
 cargo build --quiet -p local --bin numina-local
 target/debug/numina-local serve --port "$PORT" --stream-port $((PORT + 1)) \

@@ -302,3 +302,123 @@ fn every_function_and_the_baseline_link_at_a_fixed_address() {
         );
     }
 }
+
+fn resources() -> serde_norway::Mapping {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap();
+    let document: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    document["Resources"].as_mapping().unwrap().clone()
+}
+
+fn yaml(value: &serde_norway::Value) -> String {
+    serde_norway::to_string(value).unwrap()
+}
+
+/// The logical id of the queue `!GetAtt <Queue>.Arn` names in `value`.
+fn queue_named(value: &serde_norway::Value, resources: &serde_norway::Mapping) -> Option<String> {
+    let text = yaml(value);
+    let id = text
+        .split("!GetAtt")
+        .nth(1)?
+        .trim()
+        .split(".Arn")
+        .next()?
+        .trim();
+    let resource = resources.get(id)?;
+    (resource["Type"].as_str() == Some("AWS::SQS::Queue")).then(|| id.to_owned())
+}
+
+/// Nothing a stream or a schedule hands over is dropped unseen: every event source mapping
+/// and every schedule sends what it gives up to a queue, the function may write to it, and an
+/// alarm watches it.
+#[test]
+fn every_event_source_mapping_and_schedule_has_an_on_failure_queue_with_an_alarm() {
+    let resources = resources();
+    let alarms: Vec<String> = resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(yaml)
+        .collect();
+    let mut checked = Vec::new();
+    for (logical_id, resource) in &resources {
+        let logical_id = logical_id.as_str().unwrap();
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (name, event) in events {
+            let what = format!("{logical_id}.{}", name.as_str().unwrap());
+            let queue = match event["Type"].as_str().unwrap() {
+                "DynamoDB" | "Kinesis" | "SQS" => {
+                    let queue = queue_named(
+                        &event["Properties"]["DestinationConfig"]["OnFailure"],
+                        &resources,
+                    )
+                    .unwrap_or_else(|| panic!("{what}: no on-failure queue"));
+                    assert!(
+                        yaml(&resource["Properties"]["Policies"]).contains(&format!("{queue}.Arn")),
+                        "{what}: the function may not send to {queue}"
+                    );
+                    queue
+                }
+                "ScheduleV2" | "Schedule" => {
+                    queue_named(&event["Properties"]["DeadLetterConfig"], &resources)
+                        .unwrap_or_else(|| panic!("{what}: no dead-letter queue"))
+                }
+                _ => continue,
+            };
+            assert!(
+                alarms
+                    .iter()
+                    .any(|alarm| alarm.contains(&format!("{queue}.QueueName"))),
+                "{what}: no alarm watches {queue}"
+            );
+            checked.push(what);
+        }
+    }
+    // The five stream consumers and the daily migration schedule.
+    assert_eq!(checked.len(), 6, "{checked:?}");
+}
+
+/// One user, or many, cannot take the concurrency every other function needs: the completion
+/// functions are capped by a reservation, and what all reservations hold together leaves most
+/// of a default account's 1,000 executions to the rest.
+#[test]
+fn the_completion_functions_reserve_and_cap_their_concurrency() {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap();
+    let document: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let default_of = |parameter: &str| {
+        document["Parameters"][parameter]["Default"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{parameter} has a default"))
+    };
+    let resources = resources();
+    let mut reserved = 0;
+    for (logical_id, resource) in &resources {
+        let reservation = yaml(&resource["Properties"]["ReservedConcurrentExecutions"]);
+        let parameter = ["CompletionConcurrency", "BackgroundConcurrency"]
+            .into_iter()
+            .find(|p| reservation.contains(&format!("!Ref {p}")));
+        if let Some(parameter) = parameter {
+            reserved += default_of(parameter);
+        }
+        if ["CompletionFunction", "CompletionStreamFunction"]
+            .contains(&logical_id.as_str().unwrap())
+        {
+            assert_eq!(parameter, Some("CompletionConcurrency"), "{logical_id:?}");
+        }
+    }
+    assert!(default_of("CompletionConcurrency") > 0);
+    assert!(reserved <= 500, "reservations hold {reserved} of 1,000");
+}
+
+#[test]
+fn model_spend_has_an_alarm() {
+    let resources = resources();
+    let spend = resources
+        .values()
+        .find(|r| {
+            r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
+                && r["Properties"]["MetricName"].as_str() == Some("ModelTokens")
+        })
+        .expect("an alarm on ModelTokens");
+    assert!(yaml(&spend["Properties"]["Threshold"]).contains("ModelTokensAlarmPerHour"));
+}

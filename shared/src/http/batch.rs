@@ -476,17 +476,29 @@ impl Runner<'_> {
                         "messageLimit must be a whole number from 1 to {MAX_MESSAGE_WINDOW}"
                     )));
                 }
+                // A read is bounded like a write: by the batch's time, and by the room left
+                // in its answer (once a read found none, no later one is even made).
+                if Instant::now() >= self.deadline {
+                    return Err(Error::NotRun);
+                }
+                let no_room = || {
+                    Error::TooLarge(
+                        "the batch's answer has no room left for this conversation; \
+                         read it on its own"
+                            .to_owned(),
+                    )
+                };
+                if self.read_budget == 0 {
+                    return Err(no_room());
+                }
                 let found = state
                     .conversations
                     .get(user, &id, limit, op.before.as_deref())
                     .await?;
                 let size = crate::sync::response_bytes(&found);
                 if size > self.read_budget {
-                    return Err(Error::TooLarge(
-                        "the batch's answer has no room left for this conversation; \
-                         read it on its own"
-                            .to_owned(),
-                    ));
+                    self.read_budget = 0;
+                    return Err(no_room());
                 }
                 self.read_budget -= size;
                 let links = download_links(state, user, &found.messages).await?;
