@@ -19,6 +19,23 @@ pub use domain::export::{
 
 /// Where exports are written in the bucket (a lifecycle rule expires them).
 pub const EXPORT_PREFIX: &str = "exports/";
+/// How long an export of an unchanged conversation is handed out again instead of written
+/// anew (well inside the week the bucket keeps exports).
+pub const EXPORT_REUSED_FOR: chrono::Duration = chrono::Duration::days(1);
+
+/// A conversation's version as its export would hold it: its metadata (message count, last
+/// activity, title, tags, summary and times) and the export format's version, hashed.
+fn version_of(exported: &ExportedConversation) -> Result<String, Error> {
+    use sha2::{Digest, Sha256};
+    let metadata =
+        serde_json::to_vec(exported).map_err(|e| Error::internal("fingerprint an export", e))?;
+    let digest = Sha256::new()
+        .chain_update(EXPORT_FORMAT_VERSION.to_string())
+        .chain_update(metadata)
+        .finalize();
+    Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Messages read per page while exporting.
 const EXPORT_PAGE: usize = 200;
 
@@ -70,11 +87,26 @@ impl Exports {
             .ok_or(Error::NotFound)?;
         let exported = ExportedConversation::from(&stored);
         let conversation: Conversation = stored.into();
-        let stamp = now.format("%Y%m%dT%H%M%S%.3fZ");
+        // Named by what it holds: the same conversation unchanged exports to the same file,
+        // which is handed out again while it is recent rather than written anew.
         let key = format!(
-            "{EXPORT_PREFIX}users/{user}/{id}/{stamp}.{}",
+            "{EXPORT_PREFIX}users/{user}/{id}/{}.{}",
+            version_of(&exported)?,
             format.extension()
         );
+        if let Some(bytes) = bucket
+            .recent_object_bytes(&key, now, EXPORT_REUSED_FOR)
+            .await?
+        {
+            let (download_url, expires_at) = bucket.presign_get(&key, now).await?;
+            return Ok(ExportedFile {
+                download_url,
+                expires_at,
+                format,
+                messages: exported.message_count,
+                bytes,
+            });
+        }
         let file_name = format!("conversation-{id}.{}", format.extension());
         let mut writer = bucket
             .object_writer(&key, format.content_type(), &file_name)

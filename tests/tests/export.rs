@@ -292,3 +292,52 @@ async fn an_untitled_conversation_keeps_its_derived_title_through_export_and_imp
         .await;
     assert_eq!(renamed.body["title"], "Peru");
 }
+
+/// The export objects of one conversation in the bucket.
+async fn export_objects(api: &LocalApi, user: &str, id: &str) -> Vec<String> {
+    let listed = tests::s3()
+        .await
+        .list_objects_v2()
+        .bucket(api.state.config.attachments_bucket.as_deref().unwrap())
+        .prefix(format!("exports/users/{user}/{id}/"))
+        .send()
+        .await
+        .unwrap();
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn exporting_an_unchanged_conversation_again_hands_out_the_same_file() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Twice")).await;
+    alice.say(&id, "first words").await;
+
+    let first = export(&api, &user, &id, "?format=json").await;
+    let again = export(&api, &user, &id, "?format=json").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        export_objects(&api, &user, &id).await.len(),
+        1,
+        "written once"
+    );
+    assert_eq!(again.body["bytes"], first.body["bytes"]);
+    assert_eq!(again.body["messageCount"], 1);
+    let url = again.location.unwrap();
+    assert!(download(&url).await.contains("first words"));
+
+    // Another format is another file; a change makes the next export a new one.
+    export(&api, &user, &id, "?format=markdown").await;
+    alice.say(&id, "second words").await;
+    let changed = export(&api, &user, &id, "?format=json").await;
+    assert_eq!(changed.body["messageCount"], 2);
+    assert!(download(&changed.location.unwrap())
+        .await
+        .contains("second words"));
+    assert_eq!(export_objects(&api, &user, &id).await.len(), 3);
+}

@@ -102,6 +102,37 @@ impl Attachments {
         }
     }
 
+    /// The size of the object at `key` if it exists and was written within `max_age` of
+    /// `now`; `None` if it does not (or is older).
+    pub async fn recent_object_bytes(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        max_age: chrono::Duration,
+    ) -> Result<Option<u64>, Error> {
+        let head = match self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => head,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(None),
+            Err(e) => return Err(Error::internal("look for an object", e)),
+        };
+        let written = head
+            .last_modified()
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0));
+        Ok(match written {
+            Some(written) if now - written < max_age => {
+                Some(head.content_length().unwrap_or(0).max(0) as u64)
+            }
+            _ => None,
+        })
+    }
+
     /// A presigned URL to download an object of the bucket, and when it expires.
     pub async fn presign_get(
         &self,
