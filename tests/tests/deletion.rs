@@ -99,3 +99,59 @@ async fn a_delete_forgets_only_that_conversations_exchanges() {
     assert_eq!(replayed.status, StatusCode::OK);
     assert_eq!(replayed.body["replayed"], true);
 }
+
+#[tokio::test]
+async fn a_deleted_conversation_leaves_no_batch_answer_holding_its_content() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let secret = format!("my door code is {}", uuid::Uuid::new_v4());
+    let title = format!("Codes {}", uuid::Uuid::new_v4());
+    let kept_words = format!("kept {}", uuid::Uuid::new_v4());
+    let kept_title = format!("Kept {}", uuid::Uuid::new_v4());
+    let kept = alice.create_conversation(Some("Kept")).await;
+    let batch = json!({ "operations": [
+        { "opId": "c1", "type": "createConversation", "clientConversationId": "codes", "title": title },
+        { "opId": "m1", "type": "addMessage", "clientConversationId": "codes", "role": "user", "content": secret },
+        { "opId": "m2", "type": "addMessage", "conversationId": kept, "role": "user", "content": kept_words },
+        { "opId": "r2", "type": "rename", "conversationId": kept, "title": kept_title },
+    ]});
+    let reply = alice.post("/mobile/batch", batch.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let id = reply.body["conversationIds"]["codes"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let copies = items_mentioning(&api, &title).await;
+    assert!(
+        copies.iter().any(|(pk, _)| pk.ends_with("#BATCH")),
+        "the batch's answer holds the title: {copies:?}"
+    );
+
+    let deleted = alice.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    assert_eq!(items_mentioning(&api, &secret).await, vec![]);
+    assert_eq!(items_mentioning(&api, &title).await, vec![]);
+    assert_eq!(
+        items_mentioning(&api, &id).await,
+        vec![(format!("USER#{user}#DELETED"), format!("CONV#{id}"))],
+        "only the tombstone names the conversation"
+    );
+    // The other conversation's answers stay, and replay as they were.
+    assert!(items_mentioning(&api, &kept_title)
+        .await
+        .iter()
+        .any(|(pk, _)| pk.ends_with("#BATCH")));
+    let replayed = alice.post("/mobile/batch", batch).await;
+    let results = replayed.body["results"].as_array().unwrap();
+    assert_eq!(results[2]["replayed"], true);
+    assert_eq!(results[3]["replayed"], true);
+    assert_eq!(results[3]["body"]["title"], kept_title.as_str());
+    assert_eq!(
+        results[0]["status"], 409,
+        "the deleted conversation is not created again"
+    );
+    // The deleted conversation's operations are not answered with its content again.
+    assert!(!replayed.body.to_string().contains(&secret));
+    assert_eq!(items_mentioning(&api, &secret).await, vec![]);
+}

@@ -325,8 +325,11 @@ pub fn operation_partition(user: &UserId) -> String {
     format!("USER#{user}#BATCH")
 }
 
+/// Sort keys of batch operation records start with this.
+pub const OPERATION_PREFIX: &str = "OP#";
+
 pub fn operation_sort_key(operation: &str) -> String {
-    format!("OP#{operation}")
+    format!("{OPERATION_PREFIX}{operation}")
 }
 
 /// The partition of a user's usage of the limited routes: one item per UTC day (with TTL).

@@ -256,6 +256,13 @@ fn operation_id(operation: &Value) -> Result<Option<&str>, Error> {
     }
 }
 
+/// The conversation whose content an answer holds: a message names it, a conversation is it.
+fn conversation_in(outcome: &Outcome) -> Option<ConversationId> {
+    let body = outcome.body.as_ref()?;
+    let id = body.get("conversationId").or_else(|| body.get("id"))?;
+    ConversationId::parse(id.as_str()?).ok()
+}
+
 fn kind_of(operation: &Value) -> &str {
     operation.get("type").and_then(Value::as_str).unwrap_or("")
 }
@@ -350,7 +357,14 @@ impl Runner<'_> {
                 .map_err(|e| Error::internal("write operation record", e))?,
         };
         match store
-            .answer_operation(self.user, op_id, &fingerprint, answer.clone(), expires)
+            .answer_operation(
+                self.user,
+                op_id,
+                &fingerprint,
+                answer.clone(),
+                conversation_in(&outcome),
+                expires,
+            )
             .await
         {
             Ok(()) => {

@@ -1,7 +1,9 @@
 //! What a deleted conversation leaves outside its own partition, under its owner: the
-//! short-term memory entries of its exchanges and the completion records holding its replies.
-//! Both partitions hold at most a day of the user's items (their TTL), so reading one whole
-//! for the conversation's items is bounded.
+//! short-term memory entries of its exchanges, the completion records holding its replies and
+//! the batch operation records holding its title or messages. Each partition holds at most a
+//! day (memory, completions) or `BATCH_RECORD_DAYS` (batch records, under the batch rate
+//! limit) of the user's items, by TTL, so reading one whole for the conversation's items is
+//! bounded.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -14,23 +16,27 @@ use domain::model::{ConversationId, UserId};
 const CONVERSATION_ID: &str = "conversationId";
 
 impl Store {
-    /// Deletes the user's short-term memory entries and completion records of conversation
-    /// `id`; deleting them again finds nothing and changes nothing.
+    /// Deletes the user's short-term memory entries, completion records and batch operation
+    /// records of conversation `id`; deleting them again finds nothing and changes nothing.
     pub async fn forget_conversation(
         &self,
         user: &UserId,
         id: &ConversationId,
     ) -> Result<(), Error> {
-        let (memory_partition, completion_partition) = (
+        let (memory_partition, completion_partition, operation_partition) = (
             keys::memory_partition(user),
             keys::completion_partition(user),
+            keys::operation_partition(user),
         );
         let memory = self.keys_naming(&memory_partition, keys::MEMORY_ENTRY_PREFIX, id);
         let completions = self.keys_naming(&completion_partition, keys::COMPLETION_PREFIX, id);
-        let (memory, completions) = futures::try_join!(memory, completions)?;
+        let operations = self.keys_naming(&operation_partition, keys::OPERATION_PREFIX, id);
+        let (memory, completions, operations) =
+            futures::try_join!(memory, completions, operations)?;
         for batch in memory
             .chunks(BATCH_WRITE_MAX)
             .chain(completions.chunks(BATCH_WRITE_MAX))
+            .chain(operations.chunks(BATCH_WRITE_MAX))
         {
             self.delete_batch(batch.to_vec()).await?;
         }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{from_item, is_conditional_check_failure, item_key, s, store_error, to_item, Store};
 use domain::error::Error;
 use domain::keys;
-use domain::model::UserId;
+use domain::model::{ConversationId, UserId};
 
 /// What an operation answered the first time, kept for its replays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,10 @@ struct OperationItem {
     entity: String,
     #[serde(flatten)]
     record: OperationRecord,
+    /// The conversation whose content the answer holds (its title, or a message): deleting
+    /// the conversation deletes the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conversation_id: Option<ConversationId>,
     /// TTL: replays are answered from the record for the documented window.
     expires_at: i64,
 }
@@ -150,25 +154,29 @@ impl Store {
         }
     }
 
-    /// Records a claimed operation's answer.
+    /// Records a claimed operation's answer, which holds content of `conversation` if any.
     pub async fn answer_operation(
         &self,
         user: &UserId,
         operation: &str,
         fingerprint: &str,
         answer: RecordedAnswer,
+        conversation: Option<ConversationId>,
         expires: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let item = self.operation_item(
-            user,
-            operation,
-            OperationRecord {
-                fingerprint: fingerprint.to_owned(),
-                answer: Some(answer),
-                lease_until: 0,
-            },
-            expires,
-        );
+        let item = OperationItem {
+            conversation_id: conversation,
+            ..self.operation_item(
+                user,
+                operation,
+                OperationRecord {
+                    fingerprint: fingerprint.to_owned(),
+                    answer: Some(answer),
+                    lease_until: 0,
+                },
+                expires,
+            )
+        };
         self.put(&item, "record operation").await
     }
 
@@ -204,6 +212,7 @@ impl Store {
             sk: keys::operation_sort_key(operation),
             entity: "BatchOperation".to_owned(),
             record,
+            conversation_id: None,
             expires_at: expires.timestamp(),
         }
     }
