@@ -17,6 +17,7 @@ use shared::config::Config;
 
 pub mod asl;
 pub mod proxy;
+pub mod recording;
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -20,6 +20,7 @@ mod events;
 mod export;
 mod faults;
 mod health;
+mod iam;
 mod isolation;
 mod limits;
 mod migration;

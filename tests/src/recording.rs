@@ -1,0 +1,143 @@
+//! An HTTP proxy in front of the local AWS server that records every call the handlers make,
+//! as the IAM action AWS would authorize it by: what moto cannot check (it enforces no IAM),
+//! checked against the functions' policies instead (tests/tests/iam.rs).
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State as Extract;
+use axum::http::{HeaderMap, Method, Request, Response};
+use tokio::net::TcpListener;
+
+/// The proxy, listening on 127.0.0.1 at `endpoint()`.
+pub struct RecordingProxy {
+    endpoint: String,
+    actions: Arc<Mutex<Vec<String>>>,
+}
+
+struct Forwarding {
+    target: String,
+    http: reqwest::Client,
+    actions: Arc<Mutex<Vec<String>>>,
+}
+
+impl RecordingProxy {
+    /// A proxy in front of `target` (a URL such as `http://127.0.0.1:4576`).
+    pub async fn start(target: &str) -> Self {
+        ai::provider::install_tls_provider();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("bound"));
+        let actions = Arc::new(Mutex::new(Vec::new()));
+        let forwarding = Arc::new(Forwarding {
+            target: target.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            actions: actions.clone(),
+        });
+        let app = axum::Router::new().fallback(forward).with_state(forwarding);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { endpoint, actions }
+    }
+
+    /// Where clients should send their requests.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The IAM actions of the calls recorded since the last take, in order.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.actions.lock().expect("not poisoned"))
+    }
+}
+
+async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = to_bytes(body, usize::MAX).await.expect("a request body");
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    to.actions.lock().expect("not poisoned").extend(iam_actions(
+        &parts.method,
+        path,
+        &parts.headers,
+        &body,
+    ));
+    let mut sent = to
+        .http
+        .request(parts.method.clone(), format!("{}{path}", to.target));
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            sent = sent.header(name, value);
+        }
+    }
+    let answer = sent
+        .body(body)
+        .send()
+        .await
+        .expect("the local AWS server answers");
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if name != "content-length" && name != "transfer-encoding" {
+            response = response.header(name, value);
+        }
+    }
+    let bytes = answer.bytes().await.expect("an answer body");
+    response.body(Body::from(bytes)).expect("a response")
+}
+
+/// The IAM actions AWS authorizes a request by: DynamoDB's operation (a transaction, each
+/// action it performs), ElastiCache's `Action`, S3's by method, key and sub-resource.
+pub fn iam_actions(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Vec<String> {
+    if let Some(target) = headers.get("x-amz-target").and_then(|t| t.to_str().ok()) {
+        let operation = target.rsplit('.').next().unwrap_or(target);
+        return match operation {
+            "TransactWriteItems" => {
+                let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+                let mut actions: Vec<String> = request["TransactItems"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|item| item.as_object()?.keys().next().cloned())
+                    .map(|kind| match kind.as_str() {
+                        "Put" => "dynamodb:PutItem".to_owned(),
+                        "Update" => "dynamodb:UpdateItem".to_owned(),
+                        "Delete" => "dynamodb:DeleteItem".to_owned(),
+                        "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
+                        other => format!("dynamodb:{other}"),
+                    })
+                    .collect();
+                actions.sort();
+                actions.dedup();
+                actions
+            }
+            "TransactGetItems" => vec!["dynamodb:GetItem".to_owned()],
+            operation => vec![format!("dynamodb:{operation}")],
+        };
+    }
+    let form = String::from_utf8_lossy(body);
+    if let Some(action) = form
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+    {
+        return vec![format!("elasticache:{action}")];
+    }
+    // S3, path style: /<bucket>[/<key>][?<sub-resource>]
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let has_key = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|pair| pair == name || pair.starts_with(&format!("{name}=")))
+    };
+    let action = match (method.as_str(), has_key) {
+        ("GET" | "HEAD", false) => "ListBucket",
+        ("GET" | "HEAD", true) => "GetObject",
+        ("PUT", true) if has("tagging") => "PutObjectTagging",
+        ("PUT" | "POST", true) => "PutObject",
+        ("DELETE", true) if has("uploadId") => "AbortMultipartUpload",
+        ("DELETE", true) => "DeleteObject",
+        ("POST", false) if has("delete") => "DeleteObject",
+        (method, _) => return vec![format!("s3:<{method} {path}?{query}>")],
+    };
+    vec![format!("s3:{action}")]
+}

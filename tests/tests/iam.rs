@@ -1,0 +1,223 @@
+//! IAM, proven rather than assumed: moto enforces no IAM, so a call a function's role does
+//! not allow works here and fails in AWS (a failed completion's release once needed a
+//! `dynamodb:DeleteItem` no role granted). Each function's handler runs its event from
+//! `events/` (and the paths the events do not reach: a failed completion, a purge) against a
+//! proxy that records every AWS call as the IAM action AWS authorizes it by; every action
+//! must be granted by that function's own policies in `template.yaml`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use assistant::State;
+use chrono::Utc;
+use lambda_runtime::LambdaEvent;
+use local::Endpoint;
+use shared::model::UserId;
+use tests::recording::RecordingProxy;
+use tests::{conversation_saying, new_user, workspace_root, ChatBehaviour, ChatServer};
+
+const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
+const EVENT_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a77";
+const EVENT_EXPORT: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a79";
+
+/// The actions each function's policies allow, by binary.
+fn granted() -> BTreeMap<String, BTreeSet<String>> {
+    let text = std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap();
+    let document: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let mut granted = BTreeMap::new();
+    for resource in document["Resources"].as_mapping().unwrap().values() {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut actions = BTreeSet::new();
+        for policy in resource["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+                assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{binary}");
+                match &statement["Action"] {
+                    serde_norway::Value::String(action) => {
+                        actions.insert(action.clone());
+                    }
+                    serde_norway::Value::Sequence(list) => {
+                        actions.extend(list.iter().map(|a| a.as_str().unwrap().to_owned()))
+                    }
+                    other => panic!("{binary}: an Action of {other:?}"),
+                }
+            }
+        }
+        granted.insert(binary, actions);
+    }
+    granted
+}
+
+/// A state whose AWS calls go through `proxy`, configured with `overrides`.
+async fn state_recorded(proxy: &RecordingProxy, overrides: &[(&str, &str)]) -> State {
+    tests::state_through(proxy.endpoint(), overrides).await
+}
+
+async fn recording_proxy() -> RecordingProxy {
+    RecordingProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await
+}
+
+/// Fails with every action `binary` called that its role does not allow; lists the granted
+/// actions none of its runs called (on stderr: the paths the runs do not reach may need them).
+fn assert_allowed(called: &BTreeMap<String, BTreeSet<String>>) {
+    let granted = granted();
+    let mut refused = Vec::new();
+    for (binary, actions) in called {
+        let allowed = granted
+            .get(binary)
+            .unwrap_or_else(|| panic!("{binary} is not in the template"));
+        refused.extend(
+            actions
+                .difference(allowed)
+                .map(|action| format!("{binary}: {action}")),
+        );
+        let unused: Vec<_> = allowed.difference(actions).collect();
+        if !unused.is_empty() {
+            eprintln!("{binary}: granted, not called by these runs: {unused:?}");
+        }
+    }
+    assert!(refused.is_empty(), "called without a grant: {refused:#?}");
+}
+
+#[tokio::test]
+async fn every_http_function_calls_only_what_its_role_allows() {
+    let proxy = recording_proxy().await;
+    let state = state_recorded(&proxy, &[]).await;
+    let mut files: Vec<_> = std::fs::read_dir(workspace_root().join("events"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let mut called: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in files {
+        let binary = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let Some(endpoint) = Endpoint::for_binary(&binary) else {
+            continue;
+        };
+        let user = new_user();
+        let conversation =
+            conversation_saying(&state, &user, ["what to pack for Lisbon".to_owned()]).await;
+        let mut text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(EVENT_USER, &user)
+            .replace(EVENT_CONVERSATION, &conversation.id.to_string());
+        if endpoint == Endpoint::GetAccountExport {
+            let request = shared::account_export::ExportRequest::parse(Default::default()).unwrap();
+            let (job, _) = state
+                .account_exports
+                .start(&UserId::parse(&user).unwrap(), request, Utc::now())
+                .await
+                .unwrap();
+            text = text.replace(EVENT_EXPORT, &job.export_id.to_string());
+        }
+        proxy.take(); // the setup's calls are not the function's
+        let request = lambda_http::request::from_str(&text).unwrap();
+        let response = endpoint.call(&state, request).await;
+        assert!(
+            response.status().as_u16() < 500,
+            "{binary}: {}",
+            response.status()
+        );
+        called.entry(binary).or_default().extend(proxy.take());
+    }
+    assert_eq!(called.len(), 20, "every HTTP function ran");
+    // The streaming Function URL runs the completion's handler: its role needs the same.
+    let completion = called["completion"].clone();
+    called.insert("completion-stream".to_owned(), completion);
+    assert_allowed(&called);
+}
+
+#[tokio::test]
+async fn a_failed_completion_and_a_purge_call_only_what_their_roles_allow() {
+    let server = ChatServer::start(ChatBehaviour::FailFirst).await;
+    let proxy = recording_proxy().await;
+    let state = state_recorded(
+        &proxy,
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+        ],
+    )
+    .await;
+    let user = new_user();
+    let conversation = conversation_saying(&state, &user, ["hello".to_owned()]).await;
+    let mut called: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+
+    // The model fails: the request id is released for an immediate retry (a DeleteItem).
+    proxy.take();
+    let text = std::fs::read_to_string(workspace_root().join("events/completion.json"))
+        .unwrap()
+        .replace(EVENT_USER, &user)
+        .replace(EVENT_CONVERSATION, &conversation.id.to_string());
+    let response = Endpoint::Complete
+        .call(&state, lambda_http::request::from_str(&text).unwrap())
+        .await;
+    assert_eq!(response.status().as_u16(), 502);
+    let failed = proxy.take();
+    assert!(
+        failed.contains(&"dynamodb:DeleteItem".to_owned()),
+        "{failed:?}"
+    );
+    called
+        .entry("completion".into())
+        .or_default()
+        .extend(failed.clone());
+    called
+        .entry("completion-stream".into())
+        .or_default()
+        .extend(failed);
+
+    // A delete that left everything to the purge worker, then the worker's stream event.
+    let owner = UserId::parse(&user).unwrap();
+    state
+        .conversations
+        .delete(
+            &owner,
+            &conversation.id,
+            Utc::now(),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    proxy.take();
+    let text =
+        std::fs::read_to_string(workspace_root().join("events/purge-deleted-conversations.json"))
+            .unwrap()
+            .replace(EVENT_USER, &user)
+            .replace(EVENT_CONVERSATION, &conversation.id.to_string());
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
+    let purged = shared::streams::purge_deleted_conversations(
+        &state,
+        LambdaEvent::new(serde_json::from_str(&text).unwrap(), context),
+    )
+    .await
+    .unwrap();
+    assert!(purged.batch_item_failures.is_empty());
+    called
+        .entry("purge-deleted-conversations".into())
+        .or_default()
+        .extend(proxy.take());
+    assert_allowed(&called);
+}
+
+/// The test itself: a role without an action its function calls is found.
+#[test]
+fn a_call_without_a_grant_is_found() {
+    let called = BTreeMap::from([(
+        "get-usage".to_owned(),
+        BTreeSet::from(["dynamodb:DeleteItem".to_owned()]),
+    )]);
+    let found = std::panic::catch_unwind(|| assert_allowed(&called));
+    assert!(found.is_err());
+}
