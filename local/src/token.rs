@@ -11,6 +11,9 @@ pub const ISSUER: &str = "numina-local";
 pub const AUDIENCE: &str = "numina-mobile";
 /// The documented default signing secret of the local API (never used in AWS).
 pub const DEFAULT_SECRET: &str = "numina-local-development-secret";
+/// The scope the API's authorizer requires (`AuthorizationScopes` in `template.yaml`): what
+/// Cognito puts in its access tokens, and never in an ID token.
+pub const ACCESS_SCOPE: &str = "aws.cognito.signin.user.admin";
 
 #[derive(Clone)]
 pub struct Tokens {
@@ -42,14 +45,25 @@ impl Tokens {
             "iat": now,
             "exp": now + seconds,
             "token_use": "access",
+            "scope": ACCESS_SCOPE,
         });
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of a JSON object cannot fail")
     }
 
     /// The claims of a valid token, as strings (as API Gateway passes them to the function).
+    /// The claims of a valid access token (signed, unexpired, ours, with the API's scope), as
+    /// API Gateway's JWT authorizer passes them on; `None` for anything else.
     pub fn verify(&self, token: &str) -> Option<HashMap<String, String>> {
         let data = decode::<Map<String, Value>>(token, &self.decoding, &self.validation).ok()?;
+        let scopes = data
+            .claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !scopes.split_whitespace().any(|scope| scope == ACCESS_SCOPE) {
+            return None;
+        }
         Some(
             data.claims
                 .into_iter()
@@ -81,5 +95,21 @@ mod tests {
             .verify(&tokens.mint("alice", 60))
             .is_none());
         assert!(tokens.verify("not.a.token").is_none());
+    }
+
+    #[test]
+    fn a_token_without_the_apis_scope_is_refused_as_an_id_token_is() {
+        let tokens = Tokens::new("secret");
+        let now = Utc::now().timestamp();
+        let id_token = encode(
+            &Header::new(Algorithm::HS256),
+            &json!({
+                "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 60,
+                "token_use": "id",
+            }),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert!(tokens.verify(&id_token).is_none());
     }
 }

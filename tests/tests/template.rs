@@ -422,3 +422,19 @@ fn model_spend_has_an_alarm() {
         .expect("an alarm on ModelTokens");
     assert!(yaml(&spend["Properties"]["Threshold"]).contains("ModelTokensAlarmPerHour"));
 }
+
+/// The API accepts Cognito access tokens only (an ID token names the client as its audience
+/// too, but carries no scope), and the local gateway requires the same scope.
+#[test]
+fn the_api_authorizer_requires_the_access_tokens_scope() {
+    let resources = resources();
+    let api = &resources["ConversationsApi"]["Properties"]["Auth"];
+    let authorizer = api["DefaultAuthorizer"].as_str().unwrap();
+    let scopes: Vec<&str> = api["Authorizers"][authorizer]["AuthorizationScopes"]
+        .as_sequence()
+        .expect("the authorizer names its scopes")
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(scopes, [local::token::ACCESS_SCOPE]);
+}
