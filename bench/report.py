@@ -415,6 +415,28 @@ def throughput_section(results):
     return lines
 
 
+def export_memory_section(results):
+    if not results:
+        return []
+    return [
+        "## Export memory",
+        "",
+        f"A conversation of {results['messages']} messages of {results['messageBytes'] // (1024 * 1024)} MiB "
+        "each (the largest the API accepts, their content compressed in the bucket) exported to "
+        f"JSON ({results['exportBytes'] / (1024 * 1024):.0f} MiB) through the service the "
+        "export-conversation handler calls (`tests/benches/export_memory.rs`). Peak resident memory "
+        "above the process's baseline (VmHWM):",
+        "",
+        "| | peak above baseline |",
+        "|---|---|",
+        f"| the export, each message's content read as it is written | {results['exportPeakAboveBaselineMiB']:.1f} MiB |",
+        f"| one page of {results['pageAtOnceMessages']} messages read with their content at once (how exports read before) | {results['pageAtOncePeakAboveBaselineMiB']:.1f} MiB |",
+        "",
+        f"The function has {results['functionMemoryMiB']} MB.",
+        "",
+    ]
+
+
 def others_section():
     lines = ["## Other results", ""]
     if os.environ.get("BENCH_OTHERS", "1") == "0":
@@ -468,6 +490,7 @@ def main():
     lines += round_trips_section(load("round-trips.json"))
     lines += handler_cpu_section(load("handler-cpu.json"))
     lines += throughput_section(load("throughput.json"))
+    lines += export_memory_section(load("export-memory.json"))
     lines += others_section()
     (ROOT / "docs/benchmarks.md").write_text("\n".join(lines))
 

@@ -28,6 +28,8 @@ step "2. cold start: every function's release binary and a hello-world, through 
 cargo bench -p tests --bench cold_start
 step "3. round trips and bytes per request, by endpoint, cache cold and warm"
 cargo bench -p tests --bench round_trips
+step "3b. export memory: 200 messages of 2 MiB"
+cargo bench -p tests --bench export_memory
 step "4. handler CPU (criterion)"
 rm -rf target/criterion
 cargo bench -p shared --bench hot_paths

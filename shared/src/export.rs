@@ -245,11 +245,18 @@ impl Exports {
         let mut after = None;
         let mut count: u64 = 0;
         loop {
+            // A page of items, and each message's content (up to 2 MiB, in the bucket) read
+            // only when it is written: the memory an export takes does not grow with the
+            // page's content.
             let (page, next) = self
                 .store
-                .messages_oldest_first(user, &conversation.id, after, EXPORT_PAGE)
+                .message_items_oldest_first(user, &conversation.id, after, EXPORT_PAGE)
                 .await?;
-            for message in &page {
+            for item in page {
+                let message = Box::pin(self.store.load_content(item))
+                    .await?
+                    .into_message();
+                let message = &message;
                 let text = match format {
                     ExportFormat::Json => {
                         let json = serde_json::to_string(&ExportedMessage::from(message))

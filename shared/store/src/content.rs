@@ -120,7 +120,8 @@ impl Store {
             .await
     }
 
-    pub(crate) async fn load_content(&self, mut item: MessageItem) -> Result<MessageItem, Error> {
+    /// Puts back the content of one item, if it is in the bucket.
+    pub async fn load_content(&self, mut item: MessageItem) -> Result<MessageItem, Error> {
         let Some(key) = item.content_object.take() else {
             return Ok(item);
         };

@@ -191,6 +191,27 @@ impl Store {
         after: Option<Item>,
         limit: usize,
     ) -> Result<(Vec<Message>, Option<Item>), Error> {
+        let (items, next) = self
+            .message_items_oldest_first(user, id, after, limit)
+            .await?;
+        let messages = self
+            .with_content(items)
+            .await?
+            .into_iter()
+            .map(MessageItem::into_message)
+            .collect();
+        Ok((messages, next))
+    }
+
+    /// Like [`Store::messages_oldest_first`], with the content kept in the bucket left there
+    /// (read each with [`Store::load_content`]): a page of any content size in little memory.
+    pub async fn message_items_oldest_first(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        after: Option<Item>,
+        limit: usize,
+    ) -> Result<(Vec<MessageItem>, Option<Item>), Error> {
         let output = self
             .client
             .query()
@@ -210,12 +231,6 @@ impl Store {
             .into_iter()
             .map(MessageItem::from_attributes)
             .collect::<Result<Vec<_>, _>>()?;
-        let messages = self
-            .with_content(items)
-            .await?
-            .into_iter()
-            .map(MessageItem::into_message)
-            .collect();
-        Ok((messages, output.last_evaluated_key))
+        Ok((items, output.last_evaluated_key))
     }
 }
