@@ -17,7 +17,13 @@ export LIMIT_COMPLETIONS_PER_MINUTE=1000000 LIMIT_SEARCHES_PER_MINUTE=1000000 \
   LIMIT_EXPORTS_PER_MINUTE=1000000 LIMIT_BATCHES_PER_MINUTE=1000000 \
   LIMIT_MIGRATIONS_PER_MINUTE=1000000 LIMIT_DAILY_MODEL_TOKENS=1000000000
 
-cargo build --quiet -p local --bin numina-local
+# The test command built it already (FUZZ_PREBUILT=1): no cargo here, which would wait on
+# the package cache lock the Lambda build in the background holds.
+if [ -z "${FUZZ_PREBUILT:-}" ]; then
+  cargo build --quiet -p local --bin numina-local
+fi
+step() { echo "== fuzz [${SECONDS}s] $*"; }
+step "starting the local API"
 target/debug/numina-local serve --port "$PORT" --stream-port $((PORT + 1)) \
   > .local/test/fuzz-api.log 2>&1 &
 SERVER=$!
@@ -28,6 +34,7 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 TOKEN=$(target/debug/numina-local token --user fuzz-user)
+step "schemathesis"
 
 # One worker: with two, schemathesis's threads parse Python sources at the same time
 # (hypothesis describing its filters), which CPython 3.11 can fail with "SystemError: AST
