@@ -60,7 +60,7 @@ step "tests (cargo nextest: every test in its own process)"
 cargo nextest run --workspace 2>&1 | tee .local/test/nextest.log
 step "contract fuzzing (schemathesis against the local API)"
 FUZZ_PREBUILT=1 scripts/fuzz-api.sh 2>&1 | tee .local/test/schemathesis.log | tail -25
-grep "^== fuzz" .local/test/schemathesis.log
+grep "^== fuzz" .local/test/schemathesis.log || true
 
 step "Lambda build: waiting for it to finish"
 wait "$LAMBDA_BUILD" || { cat .local/test/lambda-build.log; exit 1; }
