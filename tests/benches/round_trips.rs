@@ -13,89 +13,15 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
-use axum::extract::State as Extract;
-use axum::http::{HeaderMap, Request, Response};
 use local::{StreamConsumer, StreamPoller};
 use serde::Serialize;
 use serde_json::{json, Value};
+use tests::recording::RecordingProxy;
 use tests::{new_user, state_through, template, Client, LocalApi, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// The AWS calls the handlers made, in order: the operation and the bytes of its answer.
-#[derive(Default)]
-struct StoreCalls(Mutex<Vec<(String, u64)>>);
-
-impl StoreCalls {
-    fn taken(&self) -> Vec<(String, u64)> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-struct Forwarding {
-    target: String,
-    http: reqwest::Client,
-    calls: Arc<StoreCalls>,
-}
-
-/// The operation a request to the AWS endpoint is: DynamoDB names it in `x-amz-target`; an
-/// S3 request is its method.
-fn operation(headers: &HeaderMap, method: &str) -> String {
-    match headers.get("x-amz-target").and_then(|t| t.to_str().ok()) {
-        Some(target) => target.rsplit('.').next().unwrap_or(target).to_owned(),
-        None => format!("S3 {method}"),
-    }
-}
-
-async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let body = to_bytes(body, usize::MAX).await.expect("a request body");
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut sent = to
-        .http
-        .request(parts.method.clone(), format!("{}{path}", to.target));
-    for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
-            sent = sent.header(name, value);
-        }
-    }
-    let answer = sent
-        .body(body)
-        .send()
-        .await
-        .expect("the local AWS server answers");
-    let status = answer.status();
-    let headers = answer.headers().clone();
-    let bytes = answer.bytes().await.expect("an answer body");
-    to.calls.0.lock().unwrap().push((
-        operation(&parts.headers, parts.method.as_str()),
-        bytes.len() as u64,
-    ));
-    let mut response = Response::builder().status(status);
-    for (name, value) in &headers {
-        if name != "content-length" && name != "transfer-encoding" {
-            response = response.header(name, value);
-        }
-    }
-    response.body(Body::from(bytes)).expect("a response")
-}
-
-/// An HTTP proxy in front of the local AWS server that records every call; its URL.
-async fn recording_aws_proxy(target: String, calls: Arc<StoreCalls>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(Forwarding {
-        target,
-        http: reqwest::Client::new(),
-        calls,
-    });
-    let app = axum::Router::new().fallback(forward).with_state(state);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
 
 /// A TCP proxy in front of redis-server that counts the bytes the server sends; its URL.
 async fn counting_cache_proxy(target: String, bytes_from_cache: Arc<AtomicU64>) -> String {
@@ -168,7 +94,7 @@ struct Measured {
 }
 
 struct Bench {
-    store: Arc<StoreCalls>,
+    store: RecordingProxy,
     cache_bytes: Arc<AtomicU64>,
     redis_port: String,
     results: Vec<Measured>,
@@ -184,7 +110,7 @@ impl Bench {
         if cache == "cold" {
             flush_cache(&self.redis_port);
         }
-        self.store.taken();
+        self.store.take_calls();
         let commands_before = cache_commands(&self.redis_port);
         let bytes_before = self.cache_bytes.load(Ordering::SeqCst);
         let reply = send().await;
@@ -194,10 +120,10 @@ impl Bench {
             reply.status,
             reply.body
         );
-        let calls = self.store.taken();
+        let calls = self.store.take_calls();
         let mut store_operations = BTreeMap::new();
-        for (operation, _) in &calls {
-            *store_operations.entry(operation.clone()).or_default() += 1;
+        for call in &calls {
+            *store_operations.entry(call.operation.clone()).or_default() += 1;
         }
         let mut cache_operations = cache_commands(&self.redis_port);
         for (name, count) in cache_operations.iter_mut() {
@@ -210,7 +136,7 @@ impl Bench {
             status: reply.status.as_u16(),
             store_calls: calls.len(),
             store_operations,
-            store_bytes_read: calls.iter().map(|(_, bytes)| bytes).sum(),
+            store_bytes_read: calls.iter().map(|call| call.answer_bytes).sum(),
             cache_commands: cache_operations.values().sum(),
             cache_operations,
             cache_bytes_read: self.cache_bytes.load(Ordering::SeqCst) - bytes_before,
@@ -250,9 +176,9 @@ async fn main() {
     let redis_url = std::env::var("REDIS_URL").expect("REDIS_URL");
     let redis_address = redis_url.trim_start_matches("redis://").to_owned();
     let redis_port = redis_address.rsplit(':').next().unwrap().to_owned();
-    let store = Arc::new(StoreCalls::default());
     let cache_bytes = Arc::new(AtomicU64::new(0));
-    let aws_proxy = recording_aws_proxy(aws, store.clone()).await;
+    let store = RecordingProxy::start(&aws).await;
+    let aws_proxy = store.endpoint().to_owned();
     let cache_proxy = counting_cache_proxy(redis_address, cache_bytes.clone()).await;
     let state = state_through(&aws_proxy, &[("CACHE_URL", cache_proxy.as_str())]).await;
     let api = LocalApi::serving(state).await;

@@ -1,6 +1,7 @@
-//! An HTTP proxy in front of the local AWS server that records every call the handlers make,
-//! as the IAM action AWS would authorize it by: what moto cannot check (it enforces no IAM),
-//! checked against the functions' policies instead (tests/tests/iam.rs).
+//! An HTTP proxy in front of the local AWS server that records every call the handlers make:
+//! its operation, the IAM actions AWS would authorize it by (what moto cannot check: it
+//! enforces no IAM; tests/tests/iam.rs checks them against the functions' policies) and the
+//! bytes of its answer (the round-trips benchmark).
 
 use std::sync::{Arc, Mutex};
 
@@ -9,16 +10,27 @@ use axum::extract::State as Extract;
 use axum::http::{HeaderMap, Method, Request, Response};
 use tokio::net::TcpListener;
 
+/// One AWS call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// DynamoDB's operation (`GetItem`), or an S3 request's method (`S3 GET`).
+    pub operation: String,
+    /// The IAM actions AWS authorizes it by.
+    pub actions: Vec<String>,
+    /// The bytes of the server's answer.
+    pub answer_bytes: u64,
+}
+
 /// The proxy, listening on 127.0.0.1 at `endpoint()`.
 pub struct RecordingProxy {
     endpoint: String,
-    actions: Arc<Mutex<Vec<String>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
 
 struct Forwarding {
     target: String,
     http: reqwest::Client,
-    actions: Arc<Mutex<Vec<String>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
 
 impl RecordingProxy {
@@ -27,15 +39,15 @@ impl RecordingProxy {
         ai::provider::install_tls_provider();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let endpoint = format!("http://{}", listener.local_addr().expect("bound"));
-        let actions = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(Mutex::new(Vec::new()));
         let forwarding = Arc::new(Forwarding {
             target: target.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
-            actions: actions.clone(),
+            calls: calls.clone(),
         });
         let app = axum::Router::new().fallback(forward).with_state(forwarding);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { endpoint, actions }
+        Self { endpoint, calls }
     }
 
     /// Where clients should send their requests.
@@ -43,9 +55,17 @@ impl RecordingProxy {
         &self.endpoint
     }
 
+    /// The calls recorded since the last take, in order.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.calls.lock().expect("not poisoned"))
+    }
+
     /// The IAM actions of the calls recorded since the last take, in order.
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.actions.lock().expect("not poisoned"))
+        self.take_calls()
+            .into_iter()
+            .flat_map(|call| call.actions)
+            .collect()
     }
 }
 
@@ -53,12 +73,15 @@ async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) 
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, usize::MAX).await.expect("a request body");
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    to.actions.lock().expect("not poisoned").extend(iam_actions(
-        &parts.method,
-        path,
-        &parts.headers,
-        &body,
-    ));
+    let operation = match parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+    {
+        Some(target) => target.rsplit('.').next().unwrap_or(target).to_owned(),
+        None => format!("S3 {}", parts.method),
+    };
+    let actions = iam_actions(&parts.method, path, &parts.headers, &body);
     let mut sent = to
         .http
         .request(parts.method.clone(), format!("{}{path}", to.target));
@@ -79,6 +102,11 @@ async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) 
         }
     }
     let bytes = answer.bytes().await.expect("an answer body");
+    to.calls.lock().expect("not poisoned").push(Call {
+        operation,
+        actions,
+        answer_bytes: bytes.len() as u64,
+    });
     response.body(Body::from(bytes)).expect("a response")
 }
 
