@@ -60,14 +60,10 @@ impl Store {
         // Usually the first update counts the request. A new minute takes a second one (the
         // window moves on), and a race with another request moving it a third.
         for _ in 0..3 {
-            // Each call on the heap: the SDK's futures are large, and this one is awaited
-            // inside every limited handler's.
-            if Box::pin(self.count_in_window(&attempt)).await?
-                || Box::pin(self.open_window(&attempt)).await?
-            {
+            if self.count_in_window(&attempt).await? || self.open_window(&attempt).await? {
                 return Ok(Ok(()));
             }
-            let today = Box::pin(self.read_usage(user, &attempt.day, true)).await?;
+            let today = self.read_usage(user, &attempt.day, true).await?;
             if let (Some(budget), Some(today)) = (attempt.token_budget, &today) {
                 if number(today, TOKENS) >= budget {
                     return Ok(Err(Refusal::Tokens {
