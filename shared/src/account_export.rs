@@ -42,6 +42,11 @@ const LISTING_PAGE: usize = 25;
 pub const MAX_FAILED_RUNS: u32 = 5;
 /// The wait before the first attempt after a failed one (`EXPORT_RETRY_BASE_MS`).
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(2);
+/// What a withdrawn export says (`withdraw_all`).
+pub const WITHDRAWN: &str =
+    "withdrawn: a conversation was deleted after this export began; start a new export";
+/// Reads of the user's exports a withdrawal makes at most while runs move them on.
+const WITHDRAW_ATTEMPTS: usize = 5;
 /// Characters of a client's export id at most.
 const MAX_CLIENT_EXPORT_ID_CHARS: usize = 128;
 /// Ids derived from a client's export id live in a namespace of their own.
@@ -212,6 +217,53 @@ impl AccountExports {
         Ok(downloads)
     }
 
+    /// Withdraws every export of the user, as deleting one of their conversations does (each
+    /// may hold it): a finished export's files are deleted, a running one stops and its
+    /// unfinished files are given up, and each ends `failed`, saying why, so the app offers a
+    /// new export. The files go first, so a withdrawal that fails half way is finished by the
+    /// next attempt; withdrawing again changes nothing.
+    pub async fn withdraw_all(
+        &self,
+        bucket: &Attachments,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        // A run that moves a job on between the read and the write is read again.
+        for _ in 0..WITHDRAW_ATTEMPTS {
+            let mut moved_on = false;
+            for job in self.store.export_jobs(user).await? {
+                if job.error.as_deref() == Some(WITHDRAWN) {
+                    continue;
+                }
+                for file in &job.files {
+                    bucket.delete_object(&file.key).await?;
+                }
+                for upload in &job.uploads {
+                    bucket.abandon_upload(upload).await?;
+                }
+                let mut withdrawn = job.clone();
+                withdrawn.status = ExportStatus::Failed;
+                withdrawn.error = Some(WITHDRAWN.to_owned());
+                withdrawn.files.clear();
+                withdrawn.uploads.clear();
+                withdrawn.cursor = None;
+                withdrawn.chunk = job.chunk + 1;
+                withdrawn.finished_at = Some(crate::keys::sortable_time(now));
+                withdrawn.updated_at = now;
+                if !self.store.save_export(&withdrawn, job.chunk).await? {
+                    moved_on = true;
+                }
+            }
+            if !moved_on {
+                return Ok(());
+            }
+        }
+        Err(Error::internal(
+            "withdraw exports",
+            "the user's exports kept changing",
+        ))
+    }
+
     /// Does the next run of export `id` if it is running and still at `chunk` (a record of
     /// an earlier run, delivered again, does nothing): exports conversations for at most
     /// `budget`, then records where it stopped, or finishes the files.
@@ -308,6 +360,8 @@ impl AccountExports {
             }
             next.status = ExportStatus::Done;
             next.finished_at = Some(crate::keys::sortable_time(now));
+            // A finished export names no conversation: the position is of no more use.
+            next.cursor = None;
         } else {
             for (_, writer) in writers {
                 let carry = format!("{}.carry-{}", writer.key(), next.chunk);
@@ -315,6 +369,14 @@ impl AccountExports {
             }
         }
         if !self.store.save_export(&next, chunk).await? {
+            // Another run moved the job on, or it was withdrawn: what this run made belongs
+            // to no job (a withdrawn export must leave nothing behind).
+            for file in &next.files {
+                bucket.delete_object(&file.key).await?;
+            }
+            for upload in &next.uploads {
+                bucket.abandon_upload(upload).await?;
+            }
             return Ok(RunOutcome::Nothing);
         }
         // The previous run's leftovers are in this run's parts or carry objects now.

@@ -344,20 +344,34 @@ impl Attachments {
         Ok(links)
     }
 
-    /// Deletes every object of the conversation; returns how many there were.
+    /// Deletes every object of the conversation: its files and the exports of it; returns
+    /// how many there were.
     pub async fn delete_conversation_objects(
         &self,
         user: &UserId,
         conversation: &ConversationId,
     ) -> Result<usize, Error> {
-        let prefix = keys::attachment_prefix(user, conversation);
+        let files = self
+            .delete_objects_under(&keys::attachment_prefix(user, conversation))
+            .await?;
+        let exports = self
+            .delete_objects_under(&crate::export::conversation_exports_prefix(
+                user,
+                conversation,
+            ))
+            .await?;
+        Ok(files + exports)
+    }
+
+    /// Deletes every object whose key starts with `prefix`; returns how many there were.
+    async fn delete_objects_under(&self, prefix: &str) -> Result<usize, Error> {
         let mut deleted = 0;
         loop {
             let listed = self
                 .s3
                 .list_objects_v2()
                 .bucket(&self.bucket)
-                .prefix(&prefix)
+                .prefix(prefix)
                 .max_keys(DELETE_OBJECTS_MAX as i32)
                 .send()
                 .await

@@ -19,6 +19,11 @@ pub use domain::export::{
 
 /// Where exports are written in the bucket (a lifecycle rule expires them).
 pub const EXPORT_PREFIX: &str = "exports/";
+/// Where the exports of one conversation are written: deleting it deletes them.
+pub fn conversation_exports_prefix(user: &UserId, id: &ConversationId) -> String {
+    format!("{EXPORT_PREFIX}users/{user}/{id}/")
+}
+
 /// How long an export of an unchanged conversation is handed out again instead of written
 /// anew (well inside the week the bucket keeps exports).
 pub const EXPORT_REUSED_FOR: chrono::Duration = chrono::Duration::days(1);
@@ -90,7 +95,8 @@ impl Exports {
         // Named by what it holds: the same conversation unchanged exports to the same file,
         // which is handed out again while it is recent rather than written anew.
         let key = format!(
-            "{EXPORT_PREFIX}users/{user}/{id}/{}.{}",
+            "{}{}.{}",
+            conversation_exports_prefix(user, id),
             version_of(&exported)?,
             format.extension()
         );

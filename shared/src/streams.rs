@@ -88,6 +88,22 @@ pub async fn purge_deleted_conversations(
                 false
             }
         };
+        // Exports of the user's account may hold the conversation: they are withdrawn.
+        let finished = finished
+            && match &state.attachments {
+                Some(bucket) => match state
+                    .account_exports
+                    .withdraw_all(bucket, &user, Utc::now())
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::error!(error = %chain(&error), "withdrawing exports failed");
+                        false
+                    }
+                },
+                None => true,
+            };
         if finished {
             crate::metrics::conversation_purged();
         }

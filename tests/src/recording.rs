@@ -110,7 +110,8 @@ async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) 
     response.body(Body::from(bytes)).expect("a response")
 }
 
-/// The IAM actions AWS authorizes a request by: DynamoDB's operation (a transaction, each
+/// The IAM actions AWS authorizes a request by (an S3 object's action with the folder of the
+/// objects it reaches: `s3:GetObject users/*`): DynamoDB's operation (a transaction, each
 /// action it performs), ElastiCache's `Action`, S3's by method, key and sub-resource.
 pub fn iam_actions(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Vec<String> {
     if let Some(target) = headers.get("x-amz-target").and_then(|t| t.to_str().ok()) {
@@ -164,8 +165,29 @@ pub fn iam_actions(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]
         ("PUT" | "POST", true) => "PutObject",
         ("DELETE", true) if has("uploadId") => "AbortMultipartUpload",
         ("DELETE", true) => "DeleteObject",
-        ("POST", false) if has("delete") => "DeleteObject",
+        ("POST", false) if has("delete") => {
+            // Each object deleted is authorized by its own key.
+            let text = String::from_utf8_lossy(body);
+            let mut actions: Vec<String> = text
+                .split("<Key>")
+                .skip(1)
+                .filter_map(|rest| rest.split('/').next())
+                .map(|folder| format!("s3:DeleteObject {folder}/*"))
+                .collect();
+            actions.sort();
+            actions.dedup();
+            return actions;
+        }
         (method, _) => return vec![format!("s3:<{method} {path}?{query}>")],
     };
-    vec![format!("s3:{action}")]
+    // An object's action is granted on the objects under a prefix: the key's first folder.
+    let folder = path
+        .trim_start_matches('/')
+        .split('/')
+        .nth(1)
+        .filter(|_| has_key && action != "ListBucket");
+    match folder {
+        Some(folder) => vec![format!("s3:{action} {folder}/*")],
+        None => vec![format!("s3:{action}")],
+    }
 }

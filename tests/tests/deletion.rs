@@ -155,3 +155,233 @@ async fn a_deleted_conversation_leaves_no_batch_answer_holding_its_content() {
     assert!(!replayed.body.to_string().contains(&secret));
     assert_eq!(items_mentioning(&api, &secret).await, vec![]);
 }
+
+/// The bucket's objects under the user's prefixes, with their bytes as text.
+async fn objects_of(api: &LocalApi, user: &str) -> Vec<(String, String)> {
+    let bucket = api.state.config.attachments_bucket.clone().unwrap();
+    let s3 = tests::s3().await;
+    let mut found = Vec::new();
+    for prefix in [format!("users/{user}/"), format!("exports/users/{user}/")] {
+        let mut pages = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for object in page.unwrap().contents() {
+                let key = object.key().unwrap().to_owned();
+                let body = s3
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .unwrap();
+                let bytes = body.body.collect().await.unwrap().into_bytes();
+                found.push((key, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+    }
+    found
+}
+
+/// Feeds the stream to its functions until it has nothing more to say.
+async fn until_quiet(poller: &mut local::StreamPoller) {
+    for _ in 0..30 {
+        if poller.poll_once().await.expect("the stream is readable") == 0 {
+            return;
+        }
+    }
+    panic!("the stream did not settle");
+}
+
+#[tokio::test]
+async fn a_conversation_that_went_every_path_leaves_nothing_in_the_table_or_the_bucket() {
+    let state = tests::state_configured(
+        &[
+            ("SUMMARY_EVERY_MESSAGES", "2"),
+            ("EXPORT_RETRY_BASE_MS", "10"),
+        ],
+        std::sync::Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let api = LocalApi::serving(state).await;
+    let mut poller = local::StreamPoller::from_latest(api.state.clone(), &tests::template(), None)
+        .await
+        .expect("the table has a stream");
+    let user = new_user();
+    let alice = api.as_user(&user);
+    // A word no other test writes: letters only, so search indexes it whole.
+    let secret: String = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .map(|b| char::from(b'a' + b % 26))
+        .collect();
+    let id = alice
+        .create_conversation(Some(&format!("About {secret}")))
+        .await;
+
+    // An attachment, referenced by a message.
+    let upload = alice
+        .post(
+            &format!("/conversations/{id}/attachments"),
+            json!({"fileName": "note.txt", "contentType": "text/plain", "size": secret.len()}),
+        )
+        .await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{:?}", upload.body);
+    let target = &upload.body["upload"];
+    let mut put = reqwest::Client::new().put(target["url"].as_str().unwrap());
+    for (name, value) in target["headers"].as_object().unwrap() {
+        put = put.header(name, value.as_str().unwrap());
+    }
+    let put = put.body(secret.clone()).send().await.unwrap();
+    assert!(put.status().is_success());
+    let attachment = upload.body["attachmentId"].as_str().unwrap();
+    let added = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "user", "content": format!("see {secret}"),
+                   "attachments": [{"attachmentId": attachment}]}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+    // A completion, a batch, the search index and a summary.
+    let completion = json!({"prompt": format!("remember {secret}"), "conversationId": id,
+                            "requestId": "every-path-1", "stream": false});
+    let reply = alice.post("/completion", completion).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let batch = json!({"operations": [
+        {"opId": "b1", "type": "addMessage", "conversationId": id, "role": "user",
+         "content": format!("and {secret} again")},
+    ]});
+    let batched = alice.post("/mobile/batch", batch).await;
+    assert_eq!(batched.status, StatusCode::OK, "{:?}", batched.body);
+    until_quiet(&mut poller).await;
+    let found = alice.get(&format!("/search?q={secret}")).await;
+    assert_eq!(found.status, StatusCode::OK, "{:?}", found.body);
+    assert!(
+        found.body.to_string().contains(&id),
+        "indexed: {}",
+        found.body
+    );
+    // Exports: of the conversation, in both formats, and of the whole account.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for format in ["json", "markdown"] {
+        let exported = no_redirects
+            .get(format!(
+                "{}/conversations/{id}/export?format={format}",
+                api.base
+            ))
+            .bearer_auth(api.tokens.mint(&user, 3600))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(exported.status(), StatusCode::SEE_OTHER);
+    }
+    let account = alice.post("/exports", json!({})).await;
+    assert_eq!(account.status, StatusCode::ACCEPTED, "{:?}", account.body);
+    until_quiet(&mut poller).await;
+    let table_before = items_mentioning(&api, &secret).await;
+    assert!(
+        table_before.iter().any(|(pk, _)| pk.ends_with("#MEMORY"))
+            && table_before.iter().any(|(_, sk)| sk.starts_with("TERM#")),
+        "every path left its copy: {table_before:?}"
+    );
+    let bucket_before = objects_of(&api, &user).await;
+    assert!(
+        bucket_before
+            .iter()
+            .filter(|(_, body)| body.contains(&secret))
+            .count()
+            >= 4,
+        "the attachment and the exports hold it: {:?}",
+        bucket_before.iter().map(|(key, _)| key).collect::<Vec<_>>()
+    );
+
+    let deleted = alice.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    until_quiet(&mut poller).await;
+
+    assert_eq!(items_mentioning(&api, &secret).await, vec![]);
+    assert_eq!(
+        items_mentioning(&api, &id).await,
+        vec![(format!("USER#{user}#DELETED"), format!("CONV#{id}"))],
+        "only the tombstone names the conversation"
+    );
+    let left: Vec<String> = objects_of(&api, &user)
+        .await
+        .into_iter()
+        .filter(|(key, body)| key.contains(&id) || body.contains(&secret) || body.contains(&id))
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "no object holds the conversation"
+    );
+    // The account export that held it says why its files are gone.
+    let export_id = account.body["id"].as_str().unwrap();
+    let withdrawn = alice.get(&format!("/exports/{export_id}")).await;
+    assert_eq!(withdrawn.status, StatusCode::OK, "{:?}", withdrawn.body);
+    assert_eq!(withdrawn.body["status"], "failed", "{:?}", withdrawn.body);
+    assert_eq!(
+        withdrawn.body["error"],
+        shared::account_export::WITHDRAWN,
+        "{:?}",
+        withdrawn.body
+    );
+}
+
+#[tokio::test]
+async fn a_delete_during_an_account_export_stops_it_and_leaves_none_of_its_files() {
+    let state = tests::state_configured(
+        &[
+            ("EXPORT_CONVERSATIONS_PER_RUN", "1"),
+            ("EXPORT_RETRY_BASE_MS", "10"),
+        ],
+        std::sync::Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let api = LocalApi::serving(state).await;
+    let mut poller = local::StreamPoller::from_latest(api.state.clone(), &tests::template(), None)
+        .await
+        .expect("the table has a stream");
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = alice.create_conversation(Some(&format!("Chat {n}"))).await;
+        alice.say(&id, &format!("message {n}")).await;
+        ids.push(id);
+    }
+    until_quiet(&mut poller).await;
+    let started = alice.post("/exports", json!({})).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    let export_id = started.body["id"].as_str().unwrap().to_owned();
+    // One run: the first conversation is written, the export goes on.
+    poller.poll_once().await.unwrap();
+    let running = alice.get(&format!("/exports/{export_id}")).await;
+    assert_eq!(running.body["status"], "running", "{:?}", running.body);
+
+    let deleted = alice.delete(&format!("/conversations/{}", ids[0])).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    until_quiet(&mut poller).await;
+
+    let withdrawn = alice.get(&format!("/exports/{export_id}")).await;
+    assert_eq!(withdrawn.body["status"], "failed", "{:?}", withdrawn.body);
+    assert_eq!(withdrawn.body["error"], shared::account_export::WITHDRAWN);
+    let left: Vec<String> = objects_of(&api, &user)
+        .await
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| key.contains("/account/"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "the export left no file");
+    // A new export holds the conversations left.
+    let again = alice.post("/exports", json!({})).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{:?}", again.body);
+}

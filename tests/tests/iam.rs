@@ -40,20 +40,40 @@ fn granted() -> BTreeMap<String, BTreeSet<String>> {
         {
             for statement in policy["Statement"].as_sequence().into_iter().flatten() {
                 assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{binary}");
-                match &statement["Action"] {
-                    serde_norway::Value::String(action) => {
-                        actions.insert(action.clone());
-                    }
-                    serde_norway::Value::Sequence(list) => {
-                        actions.extend(list.iter().map(|a| a.as_str().unwrap().to_owned()))
-                    }
+                let listed: Vec<String> = match &statement["Action"] {
+                    serde_norway::Value::String(action) => vec![action.clone()],
+                    serde_norway::Value::Sequence(list) => list
+                        .iter()
+                        .map(|a| a.as_str().unwrap().to_owned())
+                        .collect(),
                     other => panic!("{binary}: an Action of {other:?}"),
+                };
+                let folders = bucket_folders(&statement["Resource"]);
+                for action in listed {
+                    actions.insert(action.clone());
+                    // The bucket's objects are granted by folder.
+                    actions.extend(folders.iter().map(|folder| format!("{action} {folder}")));
                 }
             }
         }
         granted.insert(binary, actions);
     }
     granted
+}
+
+/// The folders of the attachments bucket a statement's resources name (`users/*`; `*` for
+/// every object), as `${AttachmentsBucket.Arn}/<folder>` does.
+fn bucket_folders(resource: &serde_norway::Value) -> Vec<String> {
+    match resource {
+        serde_norway::Value::Sequence(list) => list.iter().flat_map(bucket_folders).collect(),
+        serde_norway::Value::Tagged(tagged) => tagged
+            .value
+            .as_str()
+            .and_then(|text| text.strip_prefix("${AttachmentsBucket.Arn}/"))
+            .map(|folder| vec![folder.to_owned()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// A state whose AWS calls go through `proxy`, configured with `overrides`.
@@ -74,9 +94,17 @@ fn assert_allowed(called: &BTreeMap<String, BTreeSet<String>>) {
         let allowed = granted
             .get(binary)
             .unwrap_or_else(|| panic!("{binary} is not in the template"));
+        // An object's action is allowed in its folder, or on every object (`*`).
+        let is_allowed = |action: &String| {
+            allowed.contains(action)
+                || action
+                    .split_once(' ')
+                    .is_some_and(|(name, _)| allowed.contains(&format!("{name} *")))
+        };
         refused.extend(
             actions
-                .difference(allowed)
+                .iter()
+                .filter(|action| !is_allowed(action))
                 .map(|action| format!("{binary}: {action}")),
         );
         let unused: Vec<_> = allowed.difference(actions).collect();
@@ -118,6 +146,20 @@ async fn every_http_function_calls_only_what_its_role_allows() {
                 .await
                 .unwrap();
             text = text.replace(EVENT_EXPORT, &job.export_id.to_string());
+        }
+        if endpoint == Endpoint::DeleteConversation {
+            // A delete reaches the conversation's exports too.
+            state
+                .exports
+                .export_conversation(
+                    state.attachments.as_ref().unwrap(),
+                    &UserId::parse(&user).unwrap(),
+                    &conversation.id,
+                    shared::export::ExportFormat::Json,
+                    Utc::now(),
+                )
+                .await
+                .unwrap();
         }
         proxy.take(); // the setup's calls are not the function's
         let request = lambda_http::request::from_str(&text).unwrap();
@@ -177,8 +219,30 @@ async fn a_failed_completion_and_a_purge_call_only_what_their_roles_allow() {
         .or_default()
         .extend(failed);
 
-    // A delete that left everything to the purge worker, then the worker's stream event.
+    // A delete that left everything to the purge worker, then the worker's stream event;
+    // the user's account export, unfinished (a second conversation is still to write), is
+    // withdrawn with it.
+    conversation_saying(&state, &user, ["still to export".to_owned()]).await;
     let owner = UserId::parse(&user).unwrap();
+    let bucket = state.attachments.as_ref().unwrap();
+    let request = shared::account_export::ExportRequest::parse(Default::default()).unwrap();
+    let (export, _) = state
+        .account_exports
+        .start(&owner, request, Utc::now())
+        .await
+        .unwrap();
+    state
+        .account_exports
+        .run(
+            bucket,
+            &owner,
+            &export.export_id,
+            0,
+            std::time::Duration::ZERO,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
     state
         .conversations
         .delete(
@@ -220,4 +284,19 @@ fn a_call_without_a_grant_is_found() {
     )]);
     let found = std::panic::catch_unwind(|| assert_allowed(&called));
     assert!(found.is_err());
+}
+
+/// An object's action is granted in its folder only.
+#[test]
+fn a_call_outside_the_granted_folder_is_found() {
+    let allowed = BTreeMap::from([(
+        "purge-deleted-conversations".to_owned(),
+        BTreeSet::from(["s3:DeleteObject users/*".to_owned()]),
+    )]);
+    assert_allowed(&allowed);
+    let elsewhere = BTreeMap::from([(
+        "purge-deleted-conversations".to_owned(),
+        BTreeSet::from(["s3:DeleteObject elsewhere/*".to_owned()]),
+    )]);
+    assert!(std::panic::catch_unwind(|| assert_allowed(&elsewhere)).is_err());
 }

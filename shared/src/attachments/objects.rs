@@ -102,6 +102,40 @@ impl Attachments {
         }
     }
 
+    /// Deletes an object of the bucket (an object already gone is deleted too).
+    pub async fn delete_object(&self, key: &str) -> Result<(), Error> {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::internal("delete an object", e))?;
+        Ok(())
+    }
+
+    /// Gives up an unfinished object a checkpoint describes: its upload and the bytes it
+    /// carried (an upload already given up or finished counts as given up).
+    pub async fn abandon_upload(&self, checkpoint: &UploadCheckpoint) -> Result<(), Error> {
+        let aborted = self
+            .s3
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&checkpoint.key)
+            .upload_id(&checkpoint.upload_id)
+            .send()
+            .await;
+        match aborted {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_upload()) => {}
+            Err(e) => return Err(Error::internal("give up an unfinished object", e)),
+        }
+        if let Some(carry) = &checkpoint.carry {
+            self.delete_object(carry).await?;
+        }
+        Ok(())
+    }
+
     /// The size of the object at `key` if it exists and was written within `max_age` of
     /// `now`; `None` if it does not (or is older).
     pub async fn recent_object_bytes(

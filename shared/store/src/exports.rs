@@ -125,6 +125,32 @@ impl Store {
             .transpose()
     }
 
+    /// Every export job of the user (the few of the last days: jobs expire with their files).
+    pub async fn export_jobs(&self, user: &UserId) -> Result<Vec<ExportJob>, Error> {
+        let mut jobs = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s(&keys::export_partition(user)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("read the user's exports", e))?;
+            for item in output.items.unwrap_or_default() {
+                jobs.push(from_item(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(jobs),
+            }
+        }
+    }
+
     /// The user's running export, if any (the user's exports are the few of the last days).
     pub async fn running_export(&self, user: &UserId) -> Result<Option<ExportJob>, Error> {
         let output = self
