@@ -7,8 +7,9 @@ our tests deliberately run transactions concurrently (20 parallel appends, retry
 Serialising requests behind one lock keeps moto's answers correct; connections are still
 accepted concurrently, so clients never block on each other's idle keep-alive sockets.
 
-Fixes of moto's memory, time, streams and item size check, applied before it serves (see
-untrack_models, roll_back_transactions_by_item and count_replaced_attributes_once).
+Fixes of moto's memory, time, streams, item size check and queue attributes, applied before
+it serves (see untrack_models, roll_back_transactions_by_item, count_replaced_attributes_once
+and read_queue_attributes_when_asked).
 
 Usage: python scripts/moto_server.py PORT
 """
@@ -16,6 +17,7 @@ Usage: python scripts/moto_server.py PORT
 import copy
 import sys
 import threading
+from collections.abc import Mapping
 
 import moto.dynamodb.models as dynamodb_models
 from moto.core.common_models import BaseModel
@@ -23,6 +25,7 @@ from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.models.table import Table
+from moto.sqs.models import Queue, camelcase_to_underscores
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -152,10 +155,55 @@ def count_replaced_attributes_once() -> None:
     LimitedSizeDict.__setitem__ = set_attribute
 
 
+class _QueueAttributes(Mapping):
+    """A queue's attributes, each read from the queue when asked for."""
+
+    def __init__(self, queue):
+        self.queue = queue
+        names = list(Queue.BASE_ATTRIBUTES)
+        if queue.fifo_queue:
+            names += Queue.FIFO_ATTRIBUTES
+        if queue.kms_master_key_id:
+            names += Queue.KMS_ATTRIBUTES
+        if queue.policy:
+            names.append("Policy")
+        if queue.redrive_policy:
+            names.append("RedrivePolicy")
+        self.names = names
+
+    def __getitem__(self, name):
+        if name not in self.names:
+            raise KeyError(name)
+        if name == "Policy":
+            return self.queue.policy
+        if name == "RedrivePolicy":
+            import json
+
+            return json.dumps(self.queue.redrive_policy)
+        value = getattr(self.queue, camelcase_to_underscores(name))
+        return str(value).lower() if isinstance(value, bool) else value
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self):
+        return len(self.names)
+
+
+def read_queue_attributes_when_asked() -> None:
+    """moto's queue builds every attribute of the queue whenever one is read, counting its
+    messages three times over (visible, in flight, delayed), and sending a message reads one:
+    each message sent cost time in proportion to the queue's length, so 3,000 messages took
+    minutes. The attributes are the same, each read only when asked for."""
+
+    Queue.attributes = property(_QueueAttributes)
+
+
 def main() -> None:
     untrack_models()
     roll_back_transactions_by_item()
     count_replaced_attributes_once()
+    read_queue_attributes_when_asked()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(

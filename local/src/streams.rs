@@ -1,22 +1,30 @@
-//! The table's stream, fed to the stream functions' handlers the way Lambda's event source
-//! mappings feed them in AWS: records read from the local server's DynamoDB Streams API,
-//! filtered by the template's filter patterns, in batches of the template's size, each
-//! function from its own position (a batch it reports failed comes again, from the failed
-//! record, at the next poll, up to the template's `MaximumRetryAttempts`).
+//! The table's stream, fed to the functions it feeds the way Lambda's event source mappings
+//! feed them in AWS: records read from the local server's DynamoDB Streams API, filtered by
+//! the template's filter patterns, in batches of the template's size, each function from its
+//! own position (a batch it reports failed comes again, from the failed record, at the next
+//! poll, up to the template's `MaximumRetryAttempts`). The dispatcher among them sends
+//! changes to the queues on the local server, which feed the background functions as
+//! Lambda's SQS event source mappings do: batches of the template's size, what a function
+//! reports failed visible again at the next poll, until its queue's `maxReceiveCount`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use assistant::State;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use shared::streams;
+use shared::table_changes::{from_queue, Dispatcher, Worker};
 
-use crate::template::{StreamSubscription, Template};
+use crate::template::{QueueSubscription, StreamSubscription, Template};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -28,12 +36,13 @@ pub enum StreamError {
     Template(String),
 }
 
-/// A function the stream feeds.
+/// A function the table's changes feed: from the stream, or through its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamConsumer {
+    DispatchTableChanges,
+    InvalidateCachedReads,
     IndexForSearch,
     PurgeDeletedConversations,
-    InvalidateCachedReads,
     SummarizeConversations,
     RunAccountExports,
 }
@@ -41,38 +50,86 @@ pub enum StreamConsumer {
 impl StreamConsumer {
     pub fn for_binary(binary: &str) -> Option<Self> {
         Some(match binary {
+            "dispatch-table-changes" => Self::DispatchTableChanges,
+            "invalidate-cached-reads" => Self::InvalidateCachedReads,
             "index-for-search" => Self::IndexForSearch,
             "purge-deleted-conversations" => Self::PurgeDeletedConversations,
-            "invalidate-cached-reads" => Self::InvalidateCachedReads,
             "summarize-conversations" => Self::SummarizeConversations,
             "run-account-exports" => Self::RunAccountExports,
             _ => return None,
         })
     }
 
-    /// Runs the function's handler on one batch, with a minute to its deadline.
-    pub async fn call(
-        self,
-        state: &State,
-        event: Event,
-    ) -> Result<DynamoDbEventResponse, shared::Error> {
+    /// A minute to the deadline, as the functions' handlers see it.
+    fn context() -> lambda_runtime::Context {
         let mut context = lambda_runtime::Context::default();
         context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
-        let event = LambdaEvent::new(event, context);
+        context
+    }
+
+    /// Runs a stream function's handler on one batch of the stream.
+    async fn call(
+        self,
+        state: &State,
+        dispatcher: &Dispatcher,
+        event: Event,
+    ) -> Result<DynamoDbEventResponse, shared::Error> {
+        let event = LambdaEvent::new(event, Self::context());
         match self {
-            Self::IndexForSearch => streams::index_for_search(state, event).await,
-            Self::PurgeDeletedConversations => {
-                streams::purge_deleted_conversations(state, event).await
-            }
+            Self::DispatchTableChanges => dispatcher.dispatch(event).await,
             Self::InvalidateCachedReads => {
                 streams::invalidate_cached_reads(state.conversations.cache(), event).await
             }
-            Self::SummarizeConversations => {
-                assistant::streams::summarize_conversations(state, event).await
-            }
-            Self::RunAccountExports => streams::run_account_exports(state, event).await,
+            other => Err(shared::Error::internal(
+                "local stream",
+                format!("{other:?} reads a queue, not the stream"),
+            )),
         }
     }
+
+    /// Runs a queue function's handler on one batch of its queue.
+    async fn call_queued(
+        self,
+        state: &State,
+        event: SqsEvent,
+    ) -> Result<SqsBatchResponse, shared::Error> {
+        let event = LambdaEvent::new(event, Self::context());
+        match self {
+            Self::IndexForSearch => {
+                from_queue(event, |changes| streams::index_for_search(state, changes)).await
+            }
+            Self::PurgeDeletedConversations => {
+                from_queue(event, |changes| {
+                    streams::purge_deleted_conversations(state, changes)
+                })
+                .await
+            }
+            Self::SummarizeConversations => {
+                from_queue(event, |changes| {
+                    assistant::streams::summarize_conversations(state, changes)
+                })
+                .await
+            }
+            Self::RunAccountExports => {
+                from_queue(event, |changes| {
+                    streams::run_account_exports(state, changes)
+                })
+                .await
+            }
+            other => Err(shared::Error::internal(
+                "local queue",
+                format!("{other:?} reads the stream, not a queue"),
+            )),
+        }
+    }
+}
+
+/// A queue function's feed: its queue on the local server, and how it is read.
+struct QueueFeed {
+    consumer: StreamConsumer,
+    url: String,
+    batch_size: usize,
+    max_receives: Option<usize>,
 }
 
 /// One function's feed: its filters, batch size, and the records it has yet to take.
@@ -86,7 +143,7 @@ struct Feed {
     failed_deliveries: usize,
 }
 
-/// Reads the table's stream and feeds its functions.
+/// Reads the table's stream and feeds its functions, and the queues the dispatcher fills.
 pub struct StreamPoller {
     state: State,
     client: aws_sdk_dynamodbstreams::Client,
@@ -94,11 +151,16 @@ pub struct StreamPoller {
     /// Where each shard is read next.
     iterators: HashMap<String, String>,
     feeds: Vec<Feed>,
+    sqs: aws_sdk_sqs::Client,
+    dispatcher: Dispatcher,
+    queue_feeds: Vec<QueueFeed>,
 }
 
 impl StreamPoller {
-    /// Feeds the template's stream functions (those in `only`, when given) from the stream's
-    /// current end: records written before are not delivered.
+    /// Feeds the template's stream and queue functions (those in `only`, when given, and the
+    /// dispatcher when any queue function is) from the stream's current end: records written
+    /// before are not delivered. Each queue is made on the local server, named after the
+    /// table, so every state's queues are its own.
     pub async fn from_latest(
         state: State,
         template: &Template,
@@ -123,7 +185,14 @@ impl StreamPoller {
                     "{binary}: filter pattern {pattern} uses a rule the local poller lacks"
                 )));
             }
-            if only.is_some_and(|only| !only.contains(&consumer)) {
+            let wanted = match (only, consumer) {
+                (None, _) => true,
+                (Some(only), StreamConsumer::DispatchTableChanges) => only
+                    .iter()
+                    .any(|c| !matches!(c, StreamConsumer::InvalidateCachedReads)),
+                (Some(only), consumer) => only.contains(&consumer),
+            };
+            if !wanted {
                 continue;
             }
             feeds.push(Feed {
@@ -136,6 +205,49 @@ impl StreamPoller {
             });
         }
         let config = aws_config::load_from_env().await;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let mut queues = BTreeMap::new();
+        let mut queue_feeds = Vec::new();
+        let queue_subscriptions = template
+            .queue_subscriptions()
+            .map_err(|e| StreamError::Template(e.to_string()))?;
+        for QueueSubscription {
+            binary,
+            queue,
+            batch_size,
+            max_receives,
+        } in queue_subscriptions
+        {
+            let consumer = StreamConsumer::for_binary(&binary).ok_or_else(|| {
+                StreamError::Template(format!("no handler for the queue function {binary}"))
+            })?;
+            let worker = Worker::ALL
+                .into_iter()
+                .find(|w| w.binary() == binary)
+                .ok_or_else(|| {
+                    StreamError::Template(format!("{binary} is not a dispatcher's worker"))
+                })?;
+            let name = format!("{}-{queue}.fifo", state.config.table_name);
+            let url = sqs
+                .create_queue()
+                .queue_name(&name)
+                .attributes(QueueAttributeName::FifoQueue, "true")
+                .send()
+                .await
+                .map_err(|e| StreamError::Api(format!("create queue {name}: {e:?}")))?
+                .queue_url
+                .unwrap_or_default();
+            queues.insert(worker, url.clone());
+            if only.is_none_or(|only| only.contains(&consumer)) {
+                queue_feeds.push(QueueFeed {
+                    consumer,
+                    url,
+                    batch_size: batch_size.clamp(1, 10),
+                    max_receives,
+                });
+            }
+        }
+        let dispatcher = Dispatcher::new(sqs.clone(), queues);
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
         let table = dynamodb
             .describe_table()
@@ -153,6 +265,9 @@ impl StreamPoller {
             stream_arn,
             iterators: HashMap::new(),
             feeds,
+            sqs,
+            dispatcher,
+            queue_feeds,
         };
         poller.start_at_latest().await?;
         Ok(poller)
@@ -188,15 +303,20 @@ impl StreamPoller {
         Ok(())
     }
 
-    /// Reads every record written since the last poll and feeds each function its batches,
-    /// until each has taken all its records or reported a failure (those come again at the
-    /// next poll). Returns how many records were read.
+    /// Reads every record written since the last poll and feeds each stream function its
+    /// batches, then each queue function its queue's messages, until each has taken all or
+    /// reported a failure (those come again at the next poll). Returns how many records and
+    /// messages were delivered: none when the table's changes have all been acted on.
     pub async fn poll_once(&mut self) -> Result<usize, StreamError> {
-        let read = self.read_new_records().await;
+        let read = self.read_new_records().await?;
         for feed in &mut self.feeds {
-            feed.deliver(&self.state).await;
+            feed.deliver(&self.state, &self.dispatcher).await;
         }
-        read
+        let mut received = 0;
+        for feed in &self.queue_feeds {
+            received += feed.deliver(&self.state, &self.sqs).await?;
+        }
+        Ok(read + received)
     }
 
     /// Polls every `interval`, for as long as the process runs (what `numina-local serve`
@@ -272,14 +392,123 @@ impl StreamPoller {
     }
 }
 
+impl QueueFeed {
+    /// Delivers the queue's messages in batches until it is empty or a batch reports a
+    /// failure (its failed messages are made visible again for the next poll; past the
+    /// queue's `maxReceiveCount` a message is given up, as SQS moves it to the dead-letter
+    /// queue). Returns how many messages were received.
+    async fn deliver(
+        &self,
+        state: &State,
+        sqs: &aws_sdk_sqs::Client,
+    ) -> Result<usize, StreamError> {
+        let mut received = 0;
+        loop {
+            let output = sqs
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(self.batch_size as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .map_err(|e| StreamError::Api(format!("receive messages: {e:?}")))?;
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(received);
+            }
+            received += messages.len();
+            let mut event = SqsEvent::default();
+            event.records = messages
+                .iter()
+                .map(|m| {
+                    let mut message = SqsMessage::default();
+                    message.message_id = m.message_id.clone();
+                    message.receipt_handle = m.receipt_handle.clone();
+                    message.body = m.body.clone();
+                    message.attributes = m
+                        .attributes
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v))
+                        .collect();
+                    message.event_source = Some("aws:sqs".to_owned());
+                    message
+                })
+                .collect();
+            let failed: Vec<String> = match self.consumer.call_queued(state, event).await {
+                Ok(response) => response
+                    .batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(consumer = ?self.consumer, error = %error, "queue batch failed");
+                    messages
+                        .iter()
+                        .filter_map(|m| m.message_id.clone())
+                        .collect()
+                }
+            };
+            let mut again = false;
+            let mut done = Vec::new();
+            for message in &messages {
+                let id = message.message_id.clone().unwrap_or_default();
+                let handle = message.receipt_handle.clone().unwrap_or_default();
+                let receives: usize = message
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1);
+                let given_up = self.max_receives.is_some_and(|max| receives >= max);
+                if failed.contains(&id) && !given_up {
+                    again = true;
+                    sqs.change_message_visibility()
+                        .queue_url(&self.url)
+                        .receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .map_err(|e| StreamError::Api(format!("release a message: {e:?}")))?;
+                    continue;
+                }
+                if failed.contains(&id) {
+                    tracing::error!(consumer = ?self.consumer, "gave up on a queued change after its receives (SQS would move it to the dead-letter queue)");
+                }
+                done.push(
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(done.len().to_string())
+                        .receipt_handle(handle)
+                        .build()
+                        .map_err(|e| StreamError::Api(format!("delete a message: {e}")))?,
+                );
+            }
+            if !done.is_empty() {
+                sqs.delete_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(done))
+                    .send()
+                    .await
+                    .map_err(|e| StreamError::Api(format!("delete messages: {e:?}")))?;
+            }
+            if again {
+                tracing::warn!(consumer = ?self.consumer, "queued changes come again at the next poll");
+                return Ok(received);
+            }
+        }
+    }
+}
+
 impl Feed {
     /// Delivers the pending records in batches until all are taken or one batch fails.
-    async fn deliver(&mut self, state: &State) {
+    async fn deliver(&mut self, state: &State, dispatcher: &Dispatcher) {
         while !self.pending.is_empty() {
             let take = self.batch_size.min(self.pending.len());
             let mut event = Event::default();
             event.records = self.pending.iter().take(take).cloned().collect();
-            let failed_from = match self.consumer.call(state, event.clone()).await {
+            let failed_from = match self.consumer.call(state, dispatcher, event.clone()).await {
                 Ok(response) => match response.batch_item_failures.first() {
                     None => None,
                     // Lambda takes a failure it cannot place as the whole batch's.

@@ -107,6 +107,18 @@ pub struct StreamSubscription {
     pub max_retries: Option<usize>,
 }
 
+/// A function fed by a queue (an `SQS` event of the template): its binary, the queue's
+/// logical id, how many messages a batch holds at most, and how many times a message is
+/// received before it goes to the queue's dead-letter queue (`RedrivePolicy.maxReceiveCount`;
+/// none: until it is handled).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSubscription {
+    pub binary: String,
+    pub queue: String,
+    pub batch_size: usize,
+    pub max_receives: Option<usize>,
+}
+
 /// The parsed template.
 pub struct Template {
     root: Value,
@@ -269,6 +281,41 @@ impl Template {
         Ok(subscriptions)
     }
 
+    /// Every function fed by a queue, with its queue's settings.
+    pub fn queue_subscriptions(&self) -> Result<Vec<QueueSubscription>, TemplateError> {
+        let resources = self.resources()?;
+        let mut subscriptions = Vec::new();
+        for (name, binary, event) in self.events_of_type("SQS")? {
+            let properties = event.get("Properties");
+            let queue = properties
+                .and_then(|p| p.get("Queue"))
+                .and_then(get_att_arn)
+                .ok_or_else(|| {
+                    TemplateError::Shape(format!(
+                        "{name}: an SQS event's Queue is not !GetAtt <queue>.Arn"
+                    ))
+                })?;
+            let batch_size = properties
+                .and_then(|p| p.get("BatchSize"))
+                .and_then(Value::as_u64)
+                .unwrap_or(10) as usize;
+            let max_receives = resources
+                .get(queue.as_str())
+                .and_then(|q| q.get("Properties"))
+                .and_then(|p| p.get("RedrivePolicy"))
+                .and_then(|r| r.get("maxReceiveCount"))
+                .and_then(Value::as_u64)
+                .map(|n| n as usize);
+            subscriptions.push(QueueSubscription {
+                binary: binary.to_owned(),
+                queue,
+                batch_size,
+                max_receives,
+            });
+        }
+        Ok(subscriptions)
+    }
+
     /// The binary of the function with this logical id.
     pub fn binary_of(&self, logical_id: &str) -> Result<Option<String>, TemplateError> {
         Ok(self
@@ -333,4 +380,19 @@ impl Template {
             .ok_or_else(|| TemplateError::Shape(format!("no {TABLE_RESOURCE} with Properties")))?;
         Ok(serde_norway::from_value(properties.clone())?)
     }
+}
+
+/// The logical id `!GetAtt <id>.Arn` names.
+fn get_att_arn(value: &Value) -> Option<String> {
+    let Value::Tagged(tagged) = value else {
+        return None;
+    };
+    if tagged.tag != "GetAtt" && tagged.tag != "!GetAtt" {
+        return None;
+    }
+    tagged
+        .value
+        .as_str()?
+        .strip_suffix(".Arn")
+        .map(str::to_owned)
 }

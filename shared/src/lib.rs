@@ -21,6 +21,7 @@ pub mod service;
 pub mod state;
 pub mod streams;
 pub mod sync;
+pub mod table_changes;
 pub mod usage;
 
 // The domain crate's modules, where this crate's code and its users expect them.

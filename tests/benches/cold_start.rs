@@ -294,8 +294,24 @@ async fn local_resources() -> Vec<(&'static str, String)> {
         .send()
         .await
         .expect("create the bucket");
-    println!("table and bucket {name}");
-    vec![("TABLE_NAME", name.clone()), ("ATTACHMENTS_BUCKET", name)]
+    // The queues the dispatcher sends the table's changes to.
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let mut environment = Vec::new();
+    for worker in shared::table_changes::Worker::ALL {
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-{}.fifo", worker.binary()))
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+            .send()
+            .await
+            .expect("create a queue")
+            .queue_url
+            .unwrap_or_default();
+        environment.push((worker.queue_variable(), url));
+    }
+    println!("table, bucket and queues {name}");
+    environment.extend([("TABLE_NAME", name.clone()), ("ATTACHMENTS_BUCKET", name)]);
+    environment
 }
 
 /// Starts the binary against a runtime API of its own, waits for its answer, reads its peak

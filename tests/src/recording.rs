@@ -116,6 +116,11 @@ async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) 
 pub fn iam_actions(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Vec<String> {
     if let Some(target) = headers.get("x-amz-target").and_then(|t| t.to_str().ok()) {
         let operation = target.rsplit('.').next().unwrap_or(target);
+        if target.starts_with("AmazonSQS.") {
+            // A batch call is authorized as its single call.
+            let action = operation.strip_suffix("Batch").unwrap_or(operation);
+            return vec![format!("sqs:{action}")];
+        }
         return match operation {
             "TransactWriteItems" => {
                 let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();

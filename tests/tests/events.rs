@@ -118,7 +118,10 @@ async fn the_stream_event_of_a_deleted_conversation_purges_what_the_request_left
     let payload = serde_json::from_str(&text).unwrap();
     let mut context = lambda_runtime::Context::default();
     context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
-    let response = purge_deleted_conversations(&state, LambdaEvent::new(payload, context))
+    let response =
+        shared::table_changes::from_queue(LambdaEvent::new(payload, context), |changes| {
+            purge_deleted_conversations(&state, changes)
+        })
         .await
         .unwrap();
     assert!(response.batch_item_failures.is_empty());
@@ -137,9 +140,9 @@ async fn the_stream_event_of_a_new_message_makes_it_searchable() {
         .replace(EVENT_USER, &user)
         .replace(EVENT_CONVERSATION, &id);
     let payload = serde_json::from_str(&text).unwrap();
-    let response = index_for_search(
-        &state,
+    let response = shared::table_changes::from_queue(
         LambdaEvent::new(payload, lambda_runtime::Context::default()),
+        |changes| index_for_search(&state, changes),
     )
     .await
     .expect("the event is indexed");

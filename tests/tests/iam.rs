@@ -261,9 +261,9 @@ async fn a_failed_completion_and_a_purge_call_only_what_their_roles_allow() {
             .replace(EVENT_CONVERSATION, &conversation.id.to_string());
     let mut context = lambda_runtime::Context::default();
     context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
-    let purged = shared::streams::purge_deleted_conversations(
-        &state,
+    let purged = shared::table_changes::from_queue(
         LambdaEvent::new(serde_json::from_str(&text).unwrap(), context),
+        |changes| shared::streams::purge_deleted_conversations(&state, changes),
     )
     .await
     .unwrap();
@@ -273,6 +273,58 @@ async fn a_failed_completion_and_a_purge_call_only_what_their_roles_allow() {
         .or_default()
         .extend(proxy.take());
     assert_allowed(&called);
+}
+
+#[tokio::test]
+async fn the_dispatcher_calls_only_what_its_role_allows() {
+    use shared::table_changes::{Dispatcher, Worker};
+    let proxy = recording_proxy().await;
+    let direct = aws_sdk_sqs::Client::new(&aws_config::load_from_env().await);
+    let recorded = aws_sdk_sqs::Client::new(
+        &aws_config::from_env()
+            .endpoint_url(proxy.endpoint())
+            .load()
+            .await,
+    );
+    let mut queues = std::collections::BTreeMap::new();
+    for worker in Worker::ALL {
+        let name = format!(
+            "iam-{}-{}.fifo",
+            worker.binary(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let url = direct
+            .create_queue()
+            .queue_name(&name)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        queues.insert(worker, url);
+    }
+    let dispatcher = Dispatcher::new(recorded, queues);
+    let text = std::fs::read_to_string(workspace_root().join("events/dispatch-table-changes.json"))
+        .unwrap();
+    let response = dispatcher
+        .dispatch(LambdaEvent::new(
+            serde_json::from_str(&text).unwrap(),
+            lambda_runtime::Context::default(),
+        ))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let called = proxy.take();
+    assert_eq!(
+        called,
+        vec!["sqs:SendMessage"; 4],
+        "one batch to each queue"
+    );
+    assert_allowed(&BTreeMap::from([(
+        "dispatch-table-changes".to_owned(),
+        called.into_iter().collect(),
+    )]));
 }
 
 /// The test itself: a role without an action its function calls is found.

@@ -211,9 +211,9 @@ async fn run_every_function(logs: Logs) {
         .replace(EVENT_USER, &indexed_user)
         .replace(EVENT_CONVERSATION, &indexed);
     let mut emf = Vec::new();
-    let work = shared::streams::index_for_search(
-        &state,
+    let work = shared::table_changes::from_queue(
         LambdaEvent::new(serde_json::from_str(&text).unwrap(), context()),
+        |changes| shared::streams::index_for_search(&state, changes),
     );
     shared::metrics::observed("index-for-search", work, || &mut emf)
         .await
@@ -237,9 +237,9 @@ async fn run_every_function(logs: Logs) {
             .replace(EVENT_USER, &summarized_user)
             .replace(EVENT_CONVERSATION, &summarized.id.to_string());
     let mut emf = Vec::new();
-    let work = assistant::streams::summarize_conversations(
-        &state,
+    let work = shared::table_changes::from_queue(
         LambdaEvent::new(serde_json::from_str(&text).unwrap(), context()),
+        |changes| assistant::streams::summarize_conversations(&state, changes),
     );
     shared::metrics::observed("summarize-conversations", work, || &mut emf)
         .await
@@ -265,9 +265,9 @@ async fn run_every_function(logs: Logs) {
         .replace(EVENT_USER, &exporting_user)
         .replace(EVENT_EXPORT, &job.export_id.to_string());
     let mut emf = Vec::new();
-    let work = shared::streams::run_account_exports(
-        &state,
+    let work = shared::table_changes::from_queue(
         LambdaEvent::new(serde_json::from_str(&text).unwrap(), context()),
+        |changes| shared::streams::run_account_exports(&state, changes),
     );
     shared::metrics::observed("run-account-exports", work, || &mut emf)
         .await
@@ -282,12 +282,12 @@ async fn run_every_function(logs: Logs) {
     );
 
     let mut emf = Vec::new();
-    let work = shared::streams::purge_deleted_conversations(
-        &state,
+    let work = shared::table_changes::from_queue(
         LambdaEvent::new(
             serde_json::from_value(event_of("purge-deleted-conversations")).unwrap(),
             context(),
         ),
+        |changes| shared::streams::purge_deleted_conversations(&state, changes),
     );
     shared::metrics::observed("purge-deleted-conversations", work, || &mut emf)
         .await

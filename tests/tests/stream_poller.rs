@@ -17,7 +17,7 @@ fn record(event_name: &str, pk: &str, sk: &str) -> EventRecord {
 }
 
 #[test]
-fn each_function_is_sent_only_the_records_its_template_filter_lets_through() {
+fn the_stream_readers_are_sent_only_the_records_their_template_filters_let_through() {
     let subscriptions = template().stream_subscriptions().unwrap();
     let filters_of = |binary: &str| {
         subscriptions
@@ -38,20 +38,33 @@ fn each_function_is_sent_only_the_records_its_template_filter_lets_through() {
     let meta_remove = record("REMOVE", conversation, "META");
     let search_entry = record("INSERT", conversation, "TERM#ferry");
     let memory = record("INSERT", "USER#u#MEMORY", "MEMORY#2026#m");
+    let mut running_export = record("MODIFY", "USER#u#EXPORT", "EXPORT#e");
+    running_export.change.new_image =
+        serde_dynamo::to_item(serde_json::json!({"status": "running"})).unwrap();
+    let mut finished_export = running_export.clone();
+    finished_export.change.new_image =
+        serde_dynamo::to_item(serde_json::json!({"status": "done"})).unwrap();
 
-    let indexer = filters_of("index-for-search");
-    for wanted in [&message, &meta_insert, &meta_modify] {
-        assert!(matches_filters(&indexer, wanted), "{wanted:?}");
+    // The dispatcher is sent exactly the changes some background function acts on.
+    let dispatcher = filters_of("dispatch-table-changes");
+    for each in [
+        &message,
+        &meta_insert,
+        &meta_modify,
+        &meta_remove,
+        &search_entry,
+        &memory,
+        &running_export,
+        &finished_export,
+    ] {
+        assert_eq!(
+            matches_filters(&dispatcher, each),
+            !shared::table_changes::route(each).is_empty(),
+            "{each:?}"
+        );
     }
-    for unwanted in [&meta_remove, &search_entry, &memory] {
-        assert!(!matches_filters(&indexer, unwanted), "{unwanted:?}");
-    }
-
-    let purge = filters_of("purge-deleted-conversations");
-    assert!(matches_filters(&purge, &meta_remove));
-    for unwanted in [&message, &meta_modify, &search_entry] {
-        assert!(!matches_filters(&purge, unwanted), "{unwanted:?}");
-    }
+    assert!(matches_filters(&dispatcher, &running_export));
+    assert!(!matches_filters(&dispatcher, &search_entry));
 
     let invalidate = filters_of("invalidate-cached-reads");
     for wanted in [&message, &meta_modify, &meta_remove] {
@@ -59,13 +72,6 @@ fn each_function_is_sent_only_the_records_its_template_filter_lets_through() {
     }
     // The index's own writes change nothing a cache holds.
     assert!(!matches_filters(&invalidate, &search_entry));
-
-    // Only changed conversations can become due for a summary.
-    let summarizer = filters_of("summarize-conversations");
-    assert!(matches_filters(&summarizer, &meta_modify));
-    for unwanted in [&message, &meta_insert, &meta_remove, &search_entry, &memory] {
-        assert!(!matches_filters(&summarizer, unwanted), "{unwanted:?}");
-    }
 }
 
 #[tokio::test]

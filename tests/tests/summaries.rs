@@ -95,9 +95,9 @@ async fn run_summarizer(state: &State, user: &str, id: &str) -> (Vec<String>, St
             .replace(EVENT_CONVERSATION, id);
     let mut context = lambda_runtime::Context::default();
     context.deadline = (Utc::now().timestamp_millis() + 120_000) as u64;
-    let work = assistant::streams::summarize_conversations(
-        state,
+    let work = shared::table_changes::from_queue(
         LambdaEvent::new(serde_json::from_str(&text).unwrap(), context),
+        |changes| assistant::streams::summarize_conversations(state, changes),
     );
     let mut emf = Vec::new();
     let response = shared::metrics::observed("summarize-conversations", work, || &mut emf)
@@ -106,7 +106,7 @@ async fn run_summarizer(state: &State, user: &str, id: &str) -> (Vec<String>, St
     let failures = response
         .batch_item_failures
         .into_iter()
-        .filter_map(|f| f.item_identifier)
+        .map(|f| f.item_identifier)
         .collect();
     (failures, String::from_utf8(emf).unwrap())
 }
@@ -203,10 +203,18 @@ async fn a_failed_summary_changes_nothing_is_counted_and_is_tried_again() {
 
     let refusing = summarizing_with(&state, Arc::new(RefusingModel));
     let (failures, emf) = run_summarizer(&refusing, &user, &id).await;
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("events/summarize-conversations.json"))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         failures,
-        vec!["111200000000012345678901".to_owned()],
-        "redelivered"
+        vec![event["Records"][0]["messageId"]
+            .as_str()
+            .unwrap()
+            .to_owned()],
+        "its message comes again"
     );
     assert!(emf.contains(names::SUMMARY_FAILURES), "{emf}");
     let after = stored(&state, &user, &id).await;

@@ -288,7 +288,7 @@ fn every_function_and_the_baseline_link_at_a_fixed_address() {
             )
         })
         .collect();
-    assert_eq!(manifests.len(), 30);
+    assert_eq!(manifests.len(), 31);
     manifests.push((
         "bench/hello/Cargo.toml".to_owned(),
         "../../functions/position-dependent.rs",
@@ -347,7 +347,24 @@ fn every_event_source_mapping_and_schedule_has_an_on_failure_queue_with_an_alarm
         for (name, event) in events {
             let what = format!("{logical_id}.{}", name.as_str().unwrap());
             let queue = match event["Type"].as_str().unwrap() {
-                "DynamoDB" | "Kinesis" | "SQS" => {
+                // A queue's own dead-letter queue takes what its function gave up on.
+                "SQS" => {
+                    let source = queue_named(&event["Properties"]["Queue"], &resources)
+                        .unwrap_or_else(|| panic!("{what}: reads no queue of the template"));
+                    let policy = &resources[source.as_str()]["Properties"]["RedrivePolicy"];
+                    assert!(
+                        policy["maxReceiveCount"].as_u64().is_some(),
+                        "{what}: {source} gives nothing up"
+                    );
+                    assert_eq!(
+                        event["Properties"]["FunctionResponseTypes"][0].as_str(),
+                        Some("ReportBatchItemFailures"),
+                        "{what}: a failed message would fail its whole batch"
+                    );
+                    queue_named(&policy["deadLetterTargetArn"], &resources)
+                        .unwrap_or_else(|| panic!("{what}: {source} has no dead-letter queue"))
+                }
+                "DynamoDB" | "Kinesis" => {
                     let queue = queue_named(
                         &event["Properties"]["DestinationConfig"]["OnFailure"],
                         &resources,
@@ -374,8 +391,35 @@ fn every_event_source_mapping_and_schedule_has_an_on_failure_queue_with_an_alarm
             checked.push(what);
         }
     }
-    // The five stream consumers and the daily migration schedule.
-    assert_eq!(checked.len(), 6, "{checked:?}");
+    // The two stream readers, the four queues' functions and the daily migration schedule.
+    assert_eq!(checked.len(), 7, "{checked:?}");
+}
+
+/// DynamoDB Streams serves at most two readers of a shard at once (more throttle each
+/// other): the table's stream has two, and every other function hears of the table's
+/// changes through its queue.
+#[test]
+fn at_most_two_functions_read_the_tables_stream() {
+    let readers: Vec<String> = tests::template()
+        .stream_subscriptions()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.binary)
+        .collect();
+    assert_eq!(
+        readers,
+        ["dispatch-table-changes", "invalidate-cached-reads"],
+        "{readers:?}"
+    );
+    let queued: Vec<String> = tests::template()
+        .queue_subscriptions()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.binary)
+        .collect();
+    for worker in shared::table_changes::Worker::ALL {
+        assert!(queued.contains(&worker.binary().to_owned()), "{queued:?}");
+    }
 }
 
 /// One user, or many, cannot take the concurrency every other function needs: the completion
