@@ -7,16 +7,19 @@ our tests deliberately run transactions concurrently (20 parallel appends, retry
 Serialising requests behind one lock keeps moto's answers correct; connections are still
 accepted concurrently, so clients never block on each other's idle keep-alive sockets.
 
-Fixes of moto's memory, time, streams, item size check and queue attributes, applied before
-it serves (see untrack_models, roll_back_transactions_by_item, count_replaced_attributes_once
-and read_queue_attributes_when_asked).
+Fixes of moto's memory, time, streams, item size check, queue attributes and transaction
+tokens, applied before it serves (see untrack_models, roll_back_transactions_by_item,
+count_replaced_attributes_once, read_queue_attributes_when_asked and
+honour_client_request_tokens).
 
 Usage: python scripts/moto_server.py PORT
 """
 
 import copy
+import json
 import sys
 import threading
+import time
 from collections.abc import Mapping
 
 import moto.dynamodb.models as dynamodb_models
@@ -199,11 +202,51 @@ def read_queue_attributes_when_asked() -> None:
     Queue.attributes = property(_QueueAttributes)
 
 
+# How long DynamoDB remembers a transaction's ClientRequestToken.
+CLIENT_REQUEST_TOKEN_SECONDS = 600
+
+
+def honour_client_request_tokens() -> None:
+    """DynamoDB takes a TransactWriteItems sent again with the same ClientRequestToken within 10
+    minutes as the call it repeats: it succeeds without being applied again (the same token on
+    different items fails with IdempotentParameterMismatchException). The SDK gives every
+    transaction a token and keeps it across its retries, so a retry of a commit whose answer
+    was lost is not applied twice. moto ignores the token and applied it again; here it is
+    honoured as DynamoDB does."""
+    from moto.dynamodb.exceptions import DynamodbException, ERROR_TYPE_PREFIX
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.core.responses import ActionResult
+
+    transact = DynamoHandler.transact_write_items
+    seen = {}  # token: (the items as sent, when)
+
+    def transact_write_items(self):
+        token = self.body.get("ClientRequestToken")
+        items = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+        now = time.monotonic()
+        for old in [t for t, (_, at) in seen.items() if now - at > CLIENT_REQUEST_TOKEN_SECONDS]:
+            del seen[old]
+        if token is not None and token in seen:
+            if seen[token][0] != items:
+                raise DynamodbException(
+                    ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+                    "The request uses the same client token as a previous, but non-identical request.",
+                )
+            return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+        answer = transact(self)
+        if token is not None:
+            seen[token] = (items, now)
+        return answer
+
+    DynamoHandler.transact_write_items = transact_write_items
+
+
 def main() -> None:
     untrack_models()
     roll_back_transactions_by_item()
     count_replaced_attributes_once()
     read_queue_attributes_when_asked()
+    honour_client_request_tokens()
     port = int(sys.argv[1])
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(

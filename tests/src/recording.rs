@@ -19,18 +19,23 @@ pub struct Call {
     pub actions: Vec<String>,
     /// The bytes of the server's answer.
     pub answer_bytes: u64,
+    /// A transaction's `ClientRequestToken`, as sent.
+    pub client_request_token: Option<String>,
 }
 
 /// The proxy, listening on 127.0.0.1 at `endpoint()`.
 pub struct RecordingProxy {
     endpoint: String,
     calls: Arc<Mutex<Vec<Call>>>,
+    losing: Arc<Mutex<Vec<String>>>,
 }
 
 struct Forwarding {
     target: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// Operations whose next call's answer is lost (one each).
+    losing: Arc<Mutex<Vec<String>>>,
 }
 
 impl RecordingProxy {
@@ -40,14 +45,30 @@ impl RecordingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let endpoint = format!("http://{}", listener.local_addr().expect("bound"));
         let calls = Arc::new(Mutex::new(Vec::new()));
+        let losing = Arc::new(Mutex::new(Vec::new()));
         let forwarding = Arc::new(Forwarding {
             target: target.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
+            losing: losing.clone(),
         });
         let app = axum::Router::new().fallback(forward).with_state(forwarding);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { endpoint, calls }
+        Self {
+            endpoint,
+            calls,
+            losing,
+        }
+    }
+
+    /// The next call of `operation` (`TransactWriteItems`) reaches the server, which applies
+    /// it, and its answer is lost on the way back: the client gets a 500 (`InternalServerError`,
+    /// which the SDK retries) as when a connection drops after the commit.
+    pub fn lose_next_answer_of(&self, operation: &str) {
+        self.losing
+            .lock()
+            .expect("not poisoned")
+            .push(operation.to_owned());
     }
 
     /// Where clients should send their requests.
@@ -82,6 +103,9 @@ async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) 
         None => format!("S3 {}", parts.method),
     };
     let actions = iam_actions(&parts.method, path, &parts.headers, &body);
+    let client_request_token = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|request| request["ClientRequestToken"].as_str().map(str::to_owned));
     let mut sent = to
         .http
         .request(parts.method.clone(), format!("{}{path}", to.target));
@@ -102,11 +126,26 @@ async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) 
         }
     }
     let bytes = answer.bytes().await.expect("an answer body");
+    let lost = {
+        let mut losing = to.losing.lock().expect("not poisoned");
+        let found = losing.iter().position(|o| *o == operation);
+        found.map(|n| losing.remove(n)).is_some()
+    };
     to.calls.lock().expect("not poisoned").push(Call {
         operation,
         actions,
         answer_bytes: bytes.len() as u64,
+        client_request_token,
     });
+    if lost {
+        return Response::builder()
+            .status(500)
+            .header("content-type", "application/x-amz-json-1.0")
+            .body(Body::from(
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"the answer was lost"}"#,
+            ))
+            .expect("a response");
+    }
     response.body(Body::from(bytes)).expect("a response")
 }
 

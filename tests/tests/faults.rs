@@ -201,3 +201,49 @@ async fn throttling_is_retried_by_the_sdk_and_what_stays_throttled_is_a_503_that
     assert_eq!(shown.body["messageCount"], 2);
     assert_eq!(shown.body["title"], "Busy table");
 }
+
+/// A transaction committed whose answer was lost on the way back: the SDK sends it again with
+/// the same `ClientRequestToken`, and DynamoDB (moto, as scripts/moto_server.py makes it)
+/// answers the repeat without applying it twice. So an append without `clientMessageId` is
+/// acknowledged once and stored once, and a delete answers 204, not 404.
+#[tokio::test]
+async fn a_transaction_whose_answer_was_lost_is_retried_with_its_token_and_applied_once() {
+    let server = std::env::var("AWS_ENDPOINT_URL").expect("set by scripts/test.sh");
+    let proxy = tests::recording::RecordingProxy::start(&server).await;
+    let state = state_through(proxy.endpoint(), &[("CACHE_URL", "")]).await;
+    let api = LocalApi::serving(state).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Lost answers")).await;
+
+    proxy.take_calls();
+    proxy.lose_next_answer_of("TransactWriteItems");
+    let added = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "user", "content": "said once"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+    let transactions: Vec<Option<String>> = proxy
+        .take_calls()
+        .into_iter()
+        .filter(|call| call.operation == "TransactWriteItems")
+        .map(|call| call.client_request_token)
+        .collect();
+    assert_eq!(transactions.len(), 2, "sent, and sent again");
+    assert!(transactions[0].is_some(), "the transaction carries a token");
+    assert_eq!(
+        transactions[0], transactions[1],
+        "the repeat has the same token"
+    );
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    let messages = read.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(read.body["messageCount"], 1);
+
+    proxy.lose_next_answer_of("TransactWriteItems");
+    let deleted = alice.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
+}
