@@ -11,17 +11,21 @@
 //! reads its queue through [`from_queue`]: its handler takes the records as the stream gave
 //! them, and what it reports failed comes again.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::LambdaEvent;
 
-use crate::error::{chain, Error};
 use crate::keys;
+
+/// The dispatcher, for the function that reads the stream (and the local runner): the only
+/// part that sends to the queues, so only it links their client (feature `dispatch`).
+#[cfg(feature = "dispatch")]
+mod dispatch;
+#[cfg(feature = "dispatch")]
+pub use dispatch::Dispatcher;
 
 /// A function the table's changes are dispatched to, through its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,204 +96,11 @@ pub fn route(record: &EventRecord) -> Vec<Worker> {
         .collect()
 }
 
-fn string_attribute<'a>(item: &'a serde_dynamo::Item, name: &str) -> Option<&'a str> {
+pub(crate) fn string_attribute<'a>(item: &'a serde_dynamo::Item, name: &str) -> Option<&'a str> {
     match item.get(name)? {
         serde_dynamo::AttributeValue::S(value) => Some(value),
         _ => None,
     }
-}
-
-/// SQS's largest message, and largest batch, in bytes (256 KiB: what every region and the
-/// local server take).
-const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-/// Messages in one `SendMessageBatch` at most.
-const MAX_BATCH_MESSAGES: usize = 10;
-
-/// A record on its way to a queue: its place in the stream's batch, and the message.
-#[derive(Debug, Clone)]
-struct Outgoing {
-    record: usize,
-    body: String,
-    group: String,
-    deduplication: String,
-}
-
-/// Sends the table's changes to the queues of the functions they concern.
-#[derive(Clone)]
-pub struct Dispatcher {
-    sqs: aws_sdk_sqs::Client,
-    queues: BTreeMap<Worker, String>,
-}
-
-impl Dispatcher {
-    /// A dispatcher to the given queue of each function.
-    pub fn new(sqs: aws_sdk_sqs::Client, queues: BTreeMap<Worker, String>) -> Self {
-        Self { sqs, queues }
-    }
-
-    /// A dispatcher to the queues its environment names (`Worker::queue_variable`).
-    pub fn from_env(sqs: aws_sdk_sqs::Client) -> Result<Self, Error> {
-        let mut queues = BTreeMap::new();
-        for worker in Worker::ALL {
-            let variable = worker.queue_variable();
-            let url = std::env::var(variable)
-                .ok()
-                .filter(|url| !url.trim().is_empty())
-                .ok_or_else(|| {
-                    Error::internal("configuration", format!("{variable} is not set"))
-                })?;
-            queues.insert(worker, url);
-        }
-        Ok(Self::new(sqs, queues))
-    }
-
-    /// Sends each record to the queue of each function it concerns, queue by queue in the
-    /// stream's order. When a queue does not take a message, the first record it did not
-    /// take is reported: the stream delivers it and every later one again, and the queues
-    /// drop what they already had (the deduplication id is the record's event id).
-    pub async fn dispatch(
-        &self,
-        event: LambdaEvent<Event>,
-    ) -> Result<DynamoDbEventResponse, Error> {
-        let records = event.payload.records;
-        let mut outgoing: BTreeMap<Worker, Vec<Outgoing>> = BTreeMap::new();
-        let mut first_failed: Option<usize> = None;
-        for (index, record) in records.iter().enumerate() {
-            let workers = route(record);
-            if workers.is_empty() {
-                continue;
-            }
-            let body = match message_body(record) {
-                Ok(body) => body,
-                Err(error) => {
-                    tracing::error!(error = %chain(&error), "a change could not be dispatched");
-                    first_failed = Some(index);
-                    break;
-                }
-            };
-            let group = string_attribute(&record.change.keys, "PK")
-                .unwrap_or("table")
-                .to_owned();
-            let deduplication = if record.event_id.is_empty() {
-                record.change.sequence_number.clone().unwrap_or_default()
-            } else {
-                record.event_id.clone()
-            };
-            for worker in workers {
-                outgoing.entry(worker).or_default().push(Outgoing {
-                    record: index,
-                    body: body.clone(),
-                    group: group.clone(),
-                    deduplication: deduplication.clone(),
-                });
-            }
-        }
-        let sends = outgoing.into_iter().map(|(worker, messages)| async move {
-            let messages: Vec<Outgoing> = match first_failed {
-                Some(failed) => messages.into_iter().filter(|m| m.record < failed).collect(),
-                None => messages,
-            };
-            self.send_in_order(worker, messages).await
-        });
-        for not_taken in futures::future::join_all(sends).await.into_iter().flatten() {
-            first_failed = Some(first_failed.map_or(not_taken, |f| f.min(not_taken)));
-        }
-        let mut response = DynamoDbEventResponse::default();
-        if let Some(index) = first_failed {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = records[index].change.sequence_number.clone();
-            response.batch_item_failures.push(failure);
-        }
-        Ok(response)
-    }
-
-    /// Sends `messages` to the worker's queue in order; returns the record of the first one
-    /// it did not take (the rest are not sent: a queue keeps each group's order).
-    async fn send_in_order(&self, worker: Worker, messages: Vec<Outgoing>) -> Option<usize> {
-        let queue = &self.queues[&worker];
-        let mut pending = messages.as_slice();
-        while !pending.is_empty() {
-            let mut size = 0;
-            let mut count = 0;
-            for message in pending.iter().take(MAX_BATCH_MESSAGES) {
-                if count > 0 && size + message.body.len() > MAX_MESSAGE_BYTES {
-                    break;
-                }
-                size += message.body.len();
-                count += 1;
-            }
-            let (batch, rest) = pending.split_at(count);
-            let entries = batch
-                .iter()
-                .enumerate()
-                .map(|(n, message)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(n.to_string())
-                        .message_body(&message.body)
-                        .message_group_id(&message.group)
-                        .message_deduplication_id(&message.deduplication)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>();
-            let sent = match entries {
-                Ok(entries) => {
-                    self.sqs
-                        .send_message_batch()
-                        .queue_url(queue)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                }
-                Err(error) => {
-                    tracing::error!(error = %error, "a change's message could not be built");
-                    return Some(batch[0].record);
-                }
-            };
-            match sent {
-                Ok(output) => {
-                    let refused = output
-                        .failed()
-                        .iter()
-                        .filter_map(|entry| entry.id().parse::<usize>().ok())
-                        .min();
-                    if let Some(n) = refused {
-                        tracing::error!(queue = worker.binary(), "a queue refused a change");
-                        return Some(batch[n.min(batch.len() - 1)].record);
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(
-                        queue = worker.binary(),
-                        error = %crate::aws::describe_sdk_error(&error),
-                        "changes could not be sent"
-                    );
-                    return Some(batch[0].record);
-                }
-            }
-            pending = rest;
-        }
-        None
-    }
-}
-
-/// The record as its message: the record the stream gave, without its old image if it
-/// would not fit in a message otherwise (only title changes read it, and a conversation's
-/// item is far smaller).
-fn message_body(record: &EventRecord) -> Result<String, Error> {
-    let body = serde_json::to_string(record).map_err(|e| Error::internal("write a change", e))?;
-    if body.len() <= MAX_MESSAGE_BYTES {
-        return Ok(body);
-    }
-    let mut smaller = record.clone();
-    smaller.change.old_image = Default::default();
-    let body = serde_json::to_string(&smaller).map_err(|e| Error::internal("write a change", e))?;
-    if body.len() <= MAX_MESSAGE_BYTES {
-        return Ok(body);
-    }
-    Err(Error::internal(
-        "write a change",
-        format!("a record of {} bytes is larger than a message", body.len()),
-    ))
 }
 
 /// Runs a function's handler on the records of its queue's messages, as the stream gave
@@ -368,6 +179,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
+    use aws_lambda_events::event::streams::DynamoDbBatchItemFailure;
 
     fn record(event_name: &str, sk: &str, status: Option<&str>) -> EventRecord {
         let mut record = EventRecord::default();
@@ -406,30 +219,6 @@ mod tests {
         ] {
             assert_eq!(route(&nobody), [], "{nobody:?}");
         }
-    }
-
-    #[test]
-    fn a_record_is_its_message_and_comes_back_as_it_was() {
-        let mut original = record("MODIFY", "META", None);
-        original.event_id = "e1".into();
-        original.change.sequence_number = Some("100".into());
-        original.change.old_image =
-            serde_dynamo::to_item(serde_json::json!({"title": "Before"})).unwrap();
-        let body = message_body(&original).unwrap();
-        let back: EventRecord = serde_json::from_str(&body).unwrap();
-        assert_eq!(back, original);
-    }
-
-    #[test]
-    fn a_record_too_large_for_a_message_goes_without_its_old_image() {
-        let mut large = record("MODIFY", "META", None);
-        large.change.old_image =
-            serde_dynamo::to_item(serde_json::json!({"summary": "x".repeat(MAX_MESSAGE_BYTES)}))
-                .unwrap();
-        let body = message_body(&large).unwrap();
-        let back: EventRecord = serde_json::from_str(&body).unwrap();
-        assert!(back.change.old_image.is_empty());
-        assert_eq!(back.change.keys, large.change.keys);
     }
 
     fn queued(bodies: &[String]) -> LambdaEvent<SqsEvent> {

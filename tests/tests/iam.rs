@@ -327,6 +327,161 @@ async fn the_dispatcher_calls_only_what_its_role_allows() {
     )]));
 }
 
+#[tokio::test]
+async fn the_queue_functions_call_only_what_their_roles_allow() {
+    use shared::table_changes::from_queue;
+    let server = ChatServer::start(ChatBehaviour::Answer).await;
+    let proxy = recording_proxy().await;
+    let state = state_recorded(
+        &proxy,
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+        ],
+    )
+    .await;
+    let context = || {
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
+        context
+    };
+    let event = |binary: &str, user: &str, conversation: &str, export: &str| {
+        let text = std::fs::read_to_string(workspace_root().join(format!("events/{binary}.json")))
+            .unwrap()
+            .replace(EVENT_USER, user)
+            .replace(EVENT_CONVERSATION, conversation)
+            .replace(EVENT_EXPORT, export);
+        LambdaEvent::new(serde_json::from_str(&text).unwrap(), context())
+    };
+    let mut called: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+
+    // The indexer, on a new message of a conversation that exists.
+    let user = new_user();
+    let conversation = conversation_saying(&state, &user, ["the last ferry".to_owned()]).await;
+    let id = conversation.id.to_string();
+    proxy.take();
+    let indexed = from_queue(event("index-for-search", &user, &id, ""), |changes| {
+        shared::streams::index_for_search(&state, changes)
+    })
+    .await
+    .unwrap();
+    assert!(indexed.batch_item_failures.is_empty());
+    called.insert(
+        "index-for-search".into(),
+        proxy.take().into_iter().collect(),
+    );
+
+    // The summarizer, on a conversation past the threshold (20 by default).
+    let many = conversation_saying(&state, &user, (0..20).map(|n| format!("line {n}"))).await;
+    proxy.take();
+    let summarized = from_queue(
+        event("summarize-conversations", &user, &many.id.to_string(), ""),
+        |changes| assistant::streams::summarize_conversations(&state, changes),
+    )
+    .await
+    .unwrap();
+    assert!(summarized.batch_item_failures.is_empty());
+    let summarizer = proxy.take();
+    assert!(
+        summarizer.contains(&"dynamodb:UpdateItem".to_owned()),
+        "{summarizer:?}"
+    );
+    called.insert(
+        "summarize-conversations".into(),
+        summarizer.into_iter().collect(),
+    );
+
+    // The account exporter, on a new export: one run writes it.
+    let request = shared::account_export::ExportRequest::parse(Default::default()).unwrap();
+    let (job, _) = state
+        .account_exports
+        .start(&UserId::parse(&user).unwrap(), request, Utc::now())
+        .await
+        .unwrap();
+    proxy.take();
+    let exported = from_queue(
+        event("run-account-exports", &user, "", &job.export_id.to_string()),
+        |changes| shared::streams::run_account_exports(&state, changes),
+    )
+    .await
+    .unwrap();
+    assert!(exported.batch_item_failures.is_empty());
+    let exporter = proxy.take();
+    assert!(
+        exporter.iter().any(|a| a.starts_with("s3:PutObject")),
+        "{exporter:?}"
+    );
+    called.insert("run-account-exports".into(), exporter.into_iter().collect());
+
+    assert_allowed(&called);
+}
+
+#[tokio::test]
+async fn the_migration_steps_call_only_what_their_roles_allow() {
+    use shared::migration_job::{self, FinishInput, ShardPage, StartInput, UserStep};
+    let proxy = recording_proxy().await;
+    let state = state_recorded(&proxy, &[]).await;
+    let user = new_user();
+    let at = Utc::now() - chrono::Duration::hours(2);
+    let entries: Vec<_> = (0..4)
+        .map(|i| {
+            tests::memory_entry(
+                at + chrono::Duration::minutes(i),
+                shared::model::Role::User,
+                &format!("said {i}"),
+            )
+        })
+        .collect();
+    state
+        .assistant
+        .memory()
+        .remember(&UserId::parse(&user).unwrap(), &entries)
+        .await
+        .unwrap();
+    let event = |binary: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(workspace_root().join(format!("events/{binary}.json")))
+            .unwrap()
+            .replace(EVENT_USER, &user)
+            .replace("\"dryRun\": true", "\"dryRun\": false");
+        serde_json::from_str(&text).unwrap()
+    };
+    let mut called: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    proxy.take();
+    let start: StartInput = serde_json::from_value(event("migration-start-run")).unwrap();
+    migration_job::start_run(&state, start).await.unwrap();
+    called.insert(
+        "migration-start-run".into(),
+        proxy.take().into_iter().collect(),
+    );
+    let page: ShardPage = serde_json::from_value(event("migration-list-users")).unwrap();
+    migration_job::list_users(&state, page).await.unwrap();
+    called.insert(
+        "migration-list-users".into(),
+        proxy.take().into_iter().collect(),
+    );
+    let step: UserStep = serde_json::from_value(event("migration-migrate-user")).unwrap();
+    migration_job::migrate_user(&state, step).await.unwrap();
+    let migrated = proxy.take();
+    assert!(
+        migrated
+            .iter()
+            .any(|a| a == "dynamodb:TransactWriteItems" || a == "dynamodb:PutItem"),
+        "{migrated:?}"
+    );
+    called.insert(
+        "migration-migrate-user".into(),
+        migrated.into_iter().collect(),
+    );
+    let finish: FinishInput = serde_json::from_value(event("migration-finish-run")).unwrap();
+    migration_job::finish_run(&state, finish).await.unwrap();
+    called.insert(
+        "migration-finish-run".into(),
+        proxy.take().into_iter().collect(),
+    );
+    assert_allowed(&called);
+}
+
 /// The test itself: a role without an action its function calls is found.
 #[test]
 fn a_call_without_a_grant_is_found() {
