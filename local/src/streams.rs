@@ -386,6 +386,12 @@ impl StreamPoller {
             event.change.new_image = change.new_image.unwrap_or_default().into();
             event.change.old_image = change.old_image.unwrap_or_default().into();
             event.change.sequence_number = change.sequence_number;
+            if let Some(at) = change
+                .approximate_creation_date_time
+                .and_then(|at| chrono::DateTime::from_timestamp_millis(at.to_millis().ok()?))
+            {
+                event.change.approximate_creation_date_time = at;
+            }
             event.change.size_bytes = change.size_bytes.unwrap_or_default();
         }
         event

@@ -42,7 +42,7 @@ const LISTING_PAGE: usize = 25;
 pub const MAX_FAILED_RUNS: u32 = 5;
 /// The wait before the first attempt after a failed one (`EXPORT_RETRY_BASE_MS`).
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(2);
-/// What a withdrawn export says (`withdraw_all`).
+/// What a withdrawn export says (`withdraw_begun_before`).
 pub const WITHDRAWN: &str =
     "withdrawn: a conversation was deleted after this export began; start a new export";
 /// Reads of the user's exports a withdrawal makes at most while runs move them on.
@@ -217,22 +217,24 @@ impl AccountExports {
         Ok(downloads)
     }
 
-    /// Withdraws every export of the user, as deleting one of their conversations does (each
-    /// may hold it): a finished export's files are deleted, a running one stops and its
-    /// unfinished files are given up, and each ends `failed`, saying why, so the app offers a
-    /// new export. The files go first, so a withdrawal that fails half way is finished by the
-    /// next attempt; withdrawing again changes nothing.
-    pub async fn withdraw_all(
+    /// Withdraws every export of the user begun before `deleted_at`, as deleting one of their
+    /// conversations then does (each may hold it): a finished export's files are deleted, a
+    /// running one stops and its unfinished files are given up, and each ends `failed`, saying
+    /// why, so the app offers a new export. An export begun after the delete is left alone (a
+    /// delete's purge may come again later). The files go first, so a withdrawal that fails
+    /// half way is finished by the next attempt; withdrawing again changes nothing.
+    pub async fn withdraw_begun_before(
         &self,
         bucket: &Attachments,
         user: &UserId,
+        deleted_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         // A run that moves a job on between the read and the write is read again.
         for _ in 0..WITHDRAW_ATTEMPTS {
             let mut moved_on = false;
             for job in self.store.export_jobs(user).await? {
-                if job.error.as_deref() == Some(WITHDRAWN) {
+                if job.error.as_deref() == Some(WITHDRAWN) || job.created_at > deleted_at {
                     continue;
                 }
                 for file in &job.files {
@@ -369,13 +371,20 @@ impl AccountExports {
             }
         }
         if !self.store.save_export(&next, chunk).await? {
-            // Another run moved the job on, or it was withdrawn: what this run made belongs
-            // to no job (a withdrawn export must leave nothing behind).
-            for file in &next.files {
-                bucket.delete_object(&file.key).await?;
-            }
-            for upload in &next.uploads {
-                bucket.abandon_upload(upload).await?;
+            // Withdrawn meanwhile: what this run made must not outlive it. (When another run
+            // of the same chunk won instead, the files and upload are that run's too.)
+            let withdrawn = self
+                .store
+                .export_job(user, id)
+                .await?
+                .is_some_and(|job| job.error.as_deref() == Some(WITHDRAWN));
+            if withdrawn {
+                for file in &next.files {
+                    bucket.delete_object(&file.key).await?;
+                }
+                for upload in &next.uploads {
+                    bucket.abandon_upload(upload).await?;
+                }
             }
             return Ok(RunOutcome::Nothing);
         }

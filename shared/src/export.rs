@@ -129,6 +129,11 @@ impl Exports {
         };
         // A failed finish gives the upload up itself.
         let bytes = writer.finish().await?;
+        // Deleted while it was written: its purge may have run before this file existed.
+        if self.store.conversation(user, id).await?.is_none() {
+            bucket.delete_object(&key).await?;
+            return Err(Error::NotFound);
+        }
         let (download_url, expires_at) = bucket.presign_get(&key, now).await?;
         Ok(ExportedFile {
             download_url,

@@ -88,12 +88,17 @@ pub async fn purge_deleted_conversations(
                 false
             }
         };
-        // Exports of the user's account may hold the conversation: they are withdrawn.
+        // Exports of the user's account begun before the delete may hold the conversation:
+        // they are withdrawn. The record's time is rounded down to the second (one begun in
+        // that second counts as before); a record without one is taken as of now.
+        let deleted_at = Some(record.change.approximate_creation_date_time)
+            .filter(|at| at.timestamp() > 0)
+            .map_or_else(Utc::now, |at| at + chrono::Duration::seconds(1));
         let finished = finished
             && match &state.attachments {
                 Some(bucket) => match state
                     .account_exports
-                    .withdraw_all(bucket, &user, Utc::now())
+                    .withdraw_begun_before(bucket, &user, deleted_at, Utc::now())
                     .await
                 {
                     Ok(()) => true,
@@ -227,6 +232,19 @@ async fn message_changes(
     record: &aws_lambda_events::event::dynamodb::EventRecord,
 ) -> Result<Vec<IndexChange>, Error> {
     let store = state.conversations.store();
+    // A record too large for its queue comes without its image: the message is read back.
+    if record.change.new_image.is_empty() {
+        let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys.clone()) else {
+            return Ok(Vec::new());
+        };
+        return Ok(match store.message_at(&keys.partition, &keys.sort).await? {
+            Some(message) => search::message_entries(user, &message)
+                .into_iter()
+                .map(IndexChange::Put)
+                .collect(),
+            None => Vec::new(),
+        });
+    }
     let message = match store
         .message_of_image(record.change.new_image.clone().into())
         .await

@@ -14,7 +14,7 @@
 use std::future::Future;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::LambdaEvent;
 
@@ -88,6 +88,24 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// The record as this function is sent it: only the images it reads (the purge reads
+    /// only the keys; the summarizer, the exporter the new image; the indexer both, for a
+    /// title's old terms), so a queue holds no more of a conversation than its function needs.
+    pub fn shape(self, record: &EventRecord) -> EventRecord {
+        let mut shaped = record.clone();
+        match self {
+            Self::SearchIndex => {}
+            Self::Summaries | Self::AccountExports => shaped.change.old_image = Default::default(),
+            Self::Purge => {
+                shaped.change.old_image = Default::default();
+                shaped.change.new_image = Default::default();
+            }
+        }
+        shaped
+    }
+}
+
 /// The functions a change concerns.
 pub fn route(record: &EventRecord) -> Vec<Worker> {
     Worker::ALL
@@ -104,30 +122,67 @@ pub(crate) fn string_attribute<'a>(item: &'a serde_dynamo::Item, name: &str) -> 
 }
 
 /// Runs a function's handler on the records of its queue's messages, as the stream gave
-/// them. The message of the first record the handler reports failed, and every message after
-/// it, come again (a FIFO queue holds each group's later messages back until then); so does
-/// a message that is not a record, and what follows it.
+/// them, one message group (one item's partition) at a time, in the order the queue gave
+/// them. In a group, the message of the first record the handler reports failed and every
+/// later message of that group come again (a FIFO queue holds them back until then); so does
+/// a message that is not a record, and what follows it in its group; a handler that fails
+/// outright fails its group. Other groups are not held back by it.
 pub async fn from_queue<F, Fut, E>(
     event: LambdaEvent<SqsEvent>,
     handler: F,
 ) -> Result<SqsBatchResponse, E>
 where
-    F: FnOnce(LambdaEvent<Event>) -> Fut,
+    F: Fn(LambdaEvent<Event>) -> Fut,
     Fut: Future<Output = Result<DynamoDbEventResponse, E>> + Send,
+    E: std::fmt::Display,
 {
     let LambdaEvent { payload, context } = event;
-    let message_ids: Vec<String> = payload
-        .records
-        .iter()
-        .map(|message| message.message_id.clone().unwrap_or_default())
-        .collect();
-    let mut records = Vec::with_capacity(payload.records.len());
-    for message in &payload.records {
-        let record = message
+    let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
+    for message in payload.records {
+        let group = message
+            .attributes
+            .get("MessageGroupId")
+            .cloned()
+            .unwrap_or_default();
+        match groups.iter_mut().find(|(name, _)| *name == group) {
+            Some((_, messages)) => messages.push(message),
+            None => groups.push((group, vec![message])),
+        }
+    }
+    let mut answer = SqsBatchResponse::default();
+    for (_, messages) in groups {
+        let failed_from = handle_group(&messages, &context, &handler).await;
+        if let Some(first) = failed_from {
+            answer
+                .batch_item_failures
+                .extend(messages[first..].iter().map(|message| {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = message.message_id.clone().unwrap_or_default();
+                    failure
+                }));
+        }
+    }
+    Ok(answer)
+}
+
+/// Runs the handler on one group's records; returns where the group failed from, if it did.
+async fn handle_group<F, Fut, E>(
+    messages: &[SqsMessage],
+    context: &lambda_runtime::Context,
+    handler: &F,
+) -> Option<usize>
+where
+    F: Fn(LambdaEvent<Event>) -> Fut,
+    Fut: Future<Output = Result<DynamoDbEventResponse, E>> + Send,
+    E: std::fmt::Display,
+{
+    let mut records = Vec::with_capacity(messages.len());
+    for message in messages {
+        match message
             .body
             .as_deref()
-            .map(serde_json::from_str::<EventRecord>);
-        match record {
+            .map(serde_json::from_str::<EventRecord>)
+        {
             Some(Ok(record)) => records.push(record),
             _ => {
                 tracing::error!(
@@ -138,7 +193,10 @@ where
             }
         }
     }
-    let unreadable_from = (records.len() < message_ids.len()).then_some(records.len());
+    let unreadable_from = (records.len() < messages.len()).then_some(records.len());
+    if records.is_empty() {
+        return unreadable_from;
+    }
     let sequence_numbers: Vec<Option<String>> = records
         .iter()
         .map(|record| record.change.sequence_number.clone())
@@ -147,8 +205,14 @@ where
     stream_event.records = records;
     // Boxed: the handler's own future is deep, and this one wraps it.
     let handling: std::pin::Pin<Box<dyn Future<Output = Result<DynamoDbEventResponse, E>> + Send>> =
-        Box::pin(handler(LambdaEvent::new(stream_event, context)));
-    let response = handling.await?;
+        Box::pin(handler(LambdaEvent::new(stream_event, context.clone())));
+    let response = match handling.await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(error = %error, "a group of table changes failed");
+            return Some(0);
+        }
+    };
     let reported = response
         .batch_item_failures
         .iter()
@@ -158,22 +222,10 @@ where
                 .position(|number| number.is_some() && *number == failure.item_identifier)
         })
         .min();
-    let failed_from = match (reported, unreadable_from) {
+    match (reported, unreadable_from) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    };
-    let mut answer = SqsBatchResponse::default();
-    if let Some(first) = failed_from {
-        answer.batch_item_failures = message_ids[first..]
-            .iter()
-            .map(|id| {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id.clone();
-                failure
-            })
-            .collect();
     }
-    Ok(answer)
 }
 
 #[cfg(test)]
@@ -278,6 +330,36 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(ids, ["m1", "m2"]);
+    }
+
+    #[tokio::test]
+    async fn a_failure_holds_back_only_its_own_group() {
+        let bodies: Vec<String> = (0..4).map(numbered).collect();
+        let mut event = queued(&bodies);
+        for (n, message) in event.payload.records.iter_mut().enumerate() {
+            let group = if n % 2 == 0 { "a" } else { "b" };
+            message
+                .attributes
+                .insert("MessageGroupId".into(), group.into());
+        }
+        // Group a holds records 0 and 2, group b 1 and 3; record 0 fails.
+        let answer = from_queue(event, |event: LambdaEvent<Event>| async move {
+            let mut response = DynamoDbEventResponse::default();
+            if event.payload.records[0].change.sequence_number.as_deref() == Some("0") {
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some("0".into());
+                response.batch_item_failures.push(failure);
+            }
+            Ok::<_, Error>(response)
+        })
+        .await
+        .unwrap();
+        let ids: Vec<&str> = answer
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(ids, ["m0", "m2"], "group b went through");
     }
 
     #[tokio::test]

@@ -217,3 +217,66 @@ async fn usage_needs_a_token_and_shows_only_the_callers_counts() {
     assert_eq!(usage["requests"]["completion"]["perMinute"], 20);
     assert_eq!(usage["modelTokens"]["limit"], 200_000);
 }
+
+/// Two requests at a minute's edge whose clocks disagree: the later clock opened the next
+/// minute first, and the earlier one counts in it (it is not refused as a conflict, 503).
+#[tokio::test]
+async fn a_request_from_a_clock_a_moment_behind_counts_in_the_minute_already_opened() {
+    let state = state_configured(
+        &[("LIMIT_SEARCHES_PER_MINUTE", "2")],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = shared::model::UserId::parse(&new_user()).unwrap();
+    let search = domain::usage::Metered::Search;
+    let edge = Utc.with_ymd_and_hms(2026, 12, 3, 12, 1, 0).unwrap();
+    let behind = edge - Duration::milliseconds(100);
+    state.usage.admit(&user, search, edge).await.unwrap();
+    state.usage.admit(&user, search, behind).await.unwrap();
+    // Both counted in the new minute: a third is refused until it ends.
+    let refused = state.usage.admit(&user, search, behind).await.unwrap_err();
+    match refused {
+        shared::Error::RateLimited {
+            retry_after_seconds,
+            ..
+        } => assert_eq!(retry_after_seconds, 61, "to the end of 12:01"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A retry of an answered request, or a batch sent again whose every operation was applied,
+/// does nothing new: it is answered at once, even by a user at their limit, and not counted.
+#[tokio::test]
+async fn retries_of_answered_requests_are_answered_at_the_limit_and_not_counted() {
+    let clock = half_past_noon();
+    let api = api_limited(
+        &[
+            ("LIMIT_COMPLETIONS_PER_MINUTE", "1"),
+            ("LIMIT_BATCHES_PER_MINUTE", "1"),
+        ],
+        clock,
+    )
+    .await;
+    let alice = api.as_user(&new_user());
+    let asked = json!({ "prompt": "once", "requestId": "retry-1", "stream": false });
+    let first = alice.post("/completion", asked.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let retried = alice.post("/completion", asked).await;
+    assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+    assert_eq!(retried.body["replayed"], true);
+    let another = alice.post("/completion", prompt("a new question")).await;
+    assert_eq!(another.status, StatusCode::TOO_MANY_REQUESTS);
+
+    let batch = json!({ "operations": [
+        { "opId": "c1", "type": "createConversation", "clientConversationId": "x", "title": "Once" },
+    ]});
+    let applied = alice.post("/mobile/batch", batch.clone()).await;
+    assert_eq!(applied.status, StatusCode::OK, "{:?}", applied.body);
+    let replayed = alice.post("/mobile/batch", batch).await;
+    assert_eq!(replayed.status, StatusCode::OK, "{:?}", replayed.body);
+    assert_eq!(replayed.body["results"][0]["replayed"], true);
+
+    let usage = alice.get("/usage").await;
+    assert_eq!(usage.body["requests"]["completion"]["today"], 1);
+    assert_eq!(usage.body["requests"]["batch"]["today"], 1);
+}

@@ -73,10 +73,17 @@ pub async fn complete(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
         let (completion_request, stream) = completion_request(&request)?;
-        state
-            .usage
-            .admit(&user, Metered::Completion, state.now())
-            .await?;
+        // A retry of an answered request gets its answer again: nothing is counted for it.
+        if !state
+            .assistant
+            .is_answered(&user, &completion_request, state.now())
+            .await?
+        {
+            state
+                .usage
+                .admit(&user, Metered::Completion, state.now())
+                .await?;
+        }
         if stream {
             let mut events = state
                 .assistant
@@ -124,10 +131,16 @@ pub async fn complete_streaming(
             (Err(error), None) => return Err(error),
         };
         let (completion_request, stream) = completion_request(&request)?;
-        state
-            .usage
-            .admit(&user, Metered::Completion, state.now())
-            .await?;
+        if !state
+            .assistant
+            .is_answered(&user, &completion_request, state.now())
+            .await?
+        {
+            state
+                .usage
+                .admit(&user, Metered::Completion, state.now())
+                .await?;
+        }
         if !stream {
             let done = state
                 .assistant

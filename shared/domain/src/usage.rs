@@ -138,8 +138,12 @@ pub fn window_of(now: DateTime<Utc>) -> i64 {
 
 /// Whole seconds (at least one) until the next minute's window opens.
 pub fn seconds_to_next_window(now: DateTime<Utc>) -> u64 {
-    let next = (window_of(now) + 1) * 60;
-    seconds_until(now, next * 1000)
+    seconds_to_window_end(now, window_of(now))
+}
+
+/// Seconds from `now` to the end of minute `window` (one already begun by another clock).
+pub fn seconds_to_window_end(now: DateTime<Utc>, window: i64) -> u64 {
+    seconds_until(now, (window + 1) * 60 * 1000)
 }
 
 /// When the next UTC day starts.

@@ -154,10 +154,6 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
         let operations = parse_batch(&request)?;
-        state
-            .usage
-            .admit(&user, Metered::Batch, state.now())
-            .await?;
         let ids: Vec<Result<Option<&str>, Error>> = operations.iter().map(operation_id).collect();
         let known: Vec<&str> = ids
             .iter()
@@ -168,6 +164,17 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
             .store()
             .operation_records(&user, &known)
             .await?;
+        // A batch sent again whose every operation was applied before is answered from its
+        // records: nothing new is done, so nothing is counted against the user's rate.
+        let replay_only = ids
+            .iter()
+            .all(|id| matches!(id, Ok(Some(op)) if records.contains_key(*op)));
+        if !replay_only {
+            state
+                .usage
+                .admit(&user, Metered::Batch, state.now())
+                .await?;
+        }
         let mut runner = Runner {
             state,
             user: &user,

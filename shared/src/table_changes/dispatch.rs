@@ -13,6 +13,8 @@ use crate::error::{chain, Error};
 /// SQS's largest message, and largest batch, in bytes (256 KiB: what every region and the
 /// local server take).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Characters of a message group id at most.
+const MAX_GROUP_ID_CHARS: usize = 128;
 /// Messages in one `SendMessageBatch` at most.
 const MAX_BATCH_MESSAGES: usize = 10;
 
@@ -66,33 +68,30 @@ impl Dispatcher {
         let mut outgoing: BTreeMap<Worker, Vec<Outgoing>> = BTreeMap::new();
         let mut first_failed: Option<usize> = None;
         for (index, record) in records.iter().enumerate() {
-            let workers = route(record);
-            if workers.is_empty() {
-                continue;
-            }
-            let body = match message_body(record) {
-                Ok(body) => body,
-                Err(error) => {
-                    tracing::error!(error = %chain(&error), "a change could not be dispatched");
-                    first_failed = Some(index);
-                    break;
-                }
-            };
-            let group = string_attribute(&record.change.keys, "PK")
-                .unwrap_or("table")
-                .to_owned();
+            let group = message_group(record);
             let deduplication = if record.event_id.is_empty() {
                 record.change.sequence_number.clone().unwrap_or_default()
             } else {
                 record.event_id.clone()
             };
-            for worker in workers {
+            for worker in route(record) {
+                let body = match message_body(&worker.shape(record)) {
+                    Ok(body) => body,
+                    Err(error) => {
+                        tracing::error!(error = %chain(&error), "a change could not be dispatched");
+                        first_failed = Some(index);
+                        break;
+                    }
+                };
                 outgoing.entry(worker).or_default().push(Outgoing {
                     record: index,
-                    body: body.clone(),
+                    body,
                     group: group.clone(),
                     deduplication: deduplication.clone(),
                 });
+            }
+            if first_failed.is_some() {
+                break;
             }
         }
         let sends = outgoing.into_iter().map(|(worker, messages)| async move {
@@ -183,24 +182,45 @@ impl Dispatcher {
     }
 }
 
-/// The record as its message: the record the stream gave, without its old image if it
-/// would not fit in a message otherwise (only title changes read it, and a conversation's
-/// item is far smaller).
+/// The record as its message. SQS takes messages up to `MAX_MESSAGE_BYTES` of some
+/// characters only: a record that would be larger goes without its old image (only a title's
+/// change reads it, and a conversation's item is far smaller), then without its new image too
+/// (a message's: its indexer reads it back by its keys); U+FFFE and U+FFFF, which SQS refuses
+/// and JSON writes as they are, are written as escapes.
 fn message_body(record: &EventRecord) -> Result<String, Error> {
-    let body = serde_json::to_string(record).map_err(|e| Error::internal("write a change", e))?;
+    let write = |record: &EventRecord| -> Result<String, Error> {
+        let body =
+            serde_json::to_string(record).map_err(|e| Error::internal("write a change", e))?;
+        Ok(body
+            .replace('\u{FFFE}', "\\ufffe")
+            .replace('\u{FFFF}', "\\uffff"))
+    };
+    let body = write(record)?;
     if body.len() <= MAX_MESSAGE_BYTES {
         return Ok(body);
     }
     let mut smaller = record.clone();
     smaller.change.old_image = Default::default();
-    let body = serde_json::to_string(&smaller).map_err(|e| Error::internal("write a change", e))?;
+    let body = write(&smaller)?;
     if body.len() <= MAX_MESSAGE_BYTES {
         return Ok(body);
     }
-    Err(Error::internal(
-        "write a change",
-        format!("a record of {} bytes is larger than a message", body.len()),
-    ))
+    smaller.change.new_image = Default::default();
+    write(&smaller)
+}
+
+/// The record's message group: the item's partition key (its changes stay in order), hashed
+/// when longer than SQS allows.
+fn message_group(record: &EventRecord) -> String {
+    let partition = string_attribute(&record.change.keys, "PK").unwrap_or("table");
+    if partition.len() <= MAX_GROUP_ID_CHARS {
+        return partition.to_owned();
+    }
+    use sha2::{Digest, Sha256};
+    Sha256::digest(partition.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -225,6 +245,43 @@ mod tests {
         let body = message_body(&original).unwrap();
         let back: EventRecord = serde_json::from_str(&body).unwrap();
         assert_eq!(back, original);
+    }
+
+    #[test]
+    fn a_message_too_large_with_its_image_goes_by_its_keys() {
+        let mut large = record("INSERT", "MESSAGE#2026#m");
+        // Control characters take six bytes each as JSON.
+        large.change.new_image = serde_dynamo::to_item(
+            serde_json::json!({"content": "\u{1}".repeat(MAX_MESSAGE_BYTES / 5)}),
+        )
+        .unwrap();
+        let body = message_body(&large).unwrap();
+        assert!(body.len() <= MAX_MESSAGE_BYTES);
+        let back: EventRecord = serde_json::from_str(&body).unwrap();
+        assert!(back.change.new_image.is_empty());
+        assert_eq!(back.change.keys, large.change.keys);
+    }
+
+    #[test]
+    fn characters_sqs_refuses_are_written_as_escapes() {
+        let mut odd = record("INSERT", "MESSAGE#2026#m");
+        odd.change.new_image =
+            serde_dynamo::to_item(serde_json::json!({"content": "a\u{FFFE}b\u{FFFF}"})).unwrap();
+        let body = message_body(&odd).unwrap();
+        assert!(!body.contains('\u{FFFE}') && !body.contains('\u{FFFF}'));
+        let back: EventRecord = serde_json::from_str(&body).unwrap();
+        assert_eq!(back, odd);
+    }
+
+    #[test]
+    fn a_long_partition_key_is_hashed_into_a_group_id() {
+        let mut long = record("INSERT", "META");
+        long.change.keys = serde_dynamo::to_item(
+            serde_json::json!({"PK": format!("USER#{}#CONV#c", "u".repeat(200)), "SK": "META"}),
+        )
+        .unwrap();
+        assert_eq!(message_group(&long).len(), 64);
+        assert_eq!(message_group(&record("INSERT", "META")), "USER#u#CONV#c");
     }
 
     #[test]

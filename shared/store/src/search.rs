@@ -133,6 +133,19 @@ impl Store {
         Ok(self.load_content(item).await?.into_message())
     }
 
+    /// The message a stream record names by its keys, read from the table (a record sent
+    /// without its image); `None` when it is gone.
+    pub async fn message_at(
+        &self,
+        partition: &str,
+        sort_key: &str,
+    ) -> Result<Option<Message>, Error> {
+        match self.get(partition, sort_key).await? {
+            Some(item) => self.message_of_image(item).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// A conversation as a stream record's image holds it.
     pub fn conversation_of_image(image: Item) -> Result<ConversationItem, Error> {
         from_item(image)

@@ -48,7 +48,7 @@ impl Store {
         limits: &Limits,
         now: DateTime<Utc>,
     ) -> Result<Result<(), Refusal>, Error> {
-        let attempt = Attempt {
+        let mut attempt = Attempt {
             user,
             kind,
             day: usage::day_of(now),
@@ -71,14 +71,22 @@ impl Store {
                     }));
                 }
             }
+            let window = today
+                .as_ref()
+                .map_or(0, |item| number(item, &attribute(kind, "Window")));
             let in_window = today.as_ref().is_some_and(|item| {
-                number(item, &attribute(kind, "Window")) == attempt.window as u64
+                window == attempt.window as u64
                     && number(item, &attribute(kind, "InWindow")) >= u64::from(attempt.per_minute)
             });
             if in_window {
                 return Ok(Err(Refusal::Rate {
-                    retry_after_seconds: usage::seconds_to_next_window(now),
+                    retry_after_seconds: usage::seconds_to_window_end(now, attempt.window),
                 }));
+            }
+            // Another request, a moment later by its clock, already opened the next minute:
+            // this one counts in it.
+            if window > attempt.window as u64 {
+                attempt.window = window as i64;
             }
         }
         Err(Error::Unavailable(

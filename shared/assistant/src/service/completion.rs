@@ -251,6 +251,22 @@ impl Assistant {
         self.finish(prepared, reply, started.elapsed()).await
     }
 
+    /// Whether the request repeats one already answered (its `requestId`'s record is done).
+    pub async fn is_answered(
+        &self,
+        user: &UserId,
+        request: &CompletionRequest,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        Ok(match &request.request_id {
+            Some(request_id) => matches!(
+                self.completion_record(user, request_id, now).await?,
+                RecordState::Done(_)
+            ),
+            None => false,
+        })
+    }
+
     /// Everything before the model: a retry's earlier answer, or the prompt saved and the
     /// model's request built from the context.
     async fn start(
