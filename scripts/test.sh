@@ -24,6 +24,24 @@ step() { echo "== [${SECONDS}s] $*"; }
 
 step "cargo fmt"
 cargo fmt --all -- --check
+# The Lambda build: a few functions that stand for the others (an HTTP write, a cached read,
+# a stream consumer), built as deployed, with cargo-lambda in release for x86_64 (which
+# needs no extra Rust target; arm64 stays the deploy default, see README), then started cold
+# through a local Lambda Runtime API below: each must start and answer its event from
+# events/. Sizes and start times are printed (the targets live in the cold-start benchmark,
+# not here); every function's own build is checked by the build step below. It starts
+# first and compiles whenever a core is idle (the checks' and the build's serial stretches,
+# the tests and the fuzzing waiting on the local servers), at the lowest priority so it
+# never slows them; its release profile has a build directory of its own.
+SMOKE_FUNCTIONS=${SMOKE_FUNCTIONS:-add-message,list-conversations,invalidate-cached-reads}
+mkdir -p .local/test
+step "Lambda build started: cargo lambda build --release --x86-64 ($SMOKE_FUNCTIONS, hello-world)"
+PATH="$PWD/.venv/bin:$PATH" nice -n 19 cargo lambda build --release --x86-64 --quiet \
+  -p hello-world $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ }) > .local/test/lambda-build.log 2>&1 &
+LAMBDA_BUILD=$!
+# A failing step ends the run: the build goes with it (and the local servers, as before).
+trap 'kill "$LAMBDA_BUILD" 2>/dev/null || true; scripts/services.sh stop test' EXIT
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cfn-lint, sam validate --lint"
@@ -49,22 +67,6 @@ for line in open(sys.argv[1]):
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cold_start" and m.get("executable"):
         print(m["executable"])
 ' .local/test/build-artifacts.jsonl)
-
-# The Lambda build: a few functions that stand for the others (an HTTP write, a cached read,
-# a stream consumer), built as deployed, with cargo-lambda in release for x86_64 (which
-# needs no extra Rust target; arm64 stays the deploy default, see README), then started cold
-# through a local Lambda Runtime API below: each must start and answer its event from
-# events/. Sizes and start times are printed (the targets live in the cold-start benchmark,
-# not here); every function's own build is checked by the build step above. It compiles
-# while the tests and the fuzzing wait on the local servers, at the lowest priority so it
-# never slows them.
-SMOKE_FUNCTIONS=${SMOKE_FUNCTIONS:-add-message,list-conversations,invalidate-cached-reads}
-step "Lambda build started: cargo lambda build --release --x86-64 ($SMOKE_FUNCTIONS, hello-world)"
-PATH="$PWD/.venv/bin:$PATH" nice -n 19 cargo lambda build --release --x86-64 --quiet \
-  -p hello-world $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ }) > .local/test/lambda-build.log 2>&1 &
-LAMBDA_BUILD=$!
-# A failing step ends the run: the build goes with it (and the local servers, as before).
-trap 'kill "$LAMBDA_BUILD" 2>/dev/null || true; scripts/services.sh stop test' EXIT
 
 step "tests (cargo nextest: every test in its own process)"
 cargo nextest run --workspace 2>&1 | tee .local/test/nextest.log
