@@ -40,6 +40,7 @@ pub fn memory_entries(messages: usize, now: DateTime<Utc>) -> Vec<MemoryEntry> {
                 metadata: Metadata::from([("seeded".to_owned(), serde_json::json!(true))]),
                 expires_at: timestamp + Duration::hours(24),
                 token_count: None,
+                held: false,
             }
         })
         .collect()

@@ -45,6 +45,7 @@ pub enum StreamConsumer {
     PurgeDeletedConversations,
     SummarizeConversations,
     RunAccountExports,
+    MigrateHeldMemory,
 }
 
 impl StreamConsumer {
@@ -56,6 +57,7 @@ impl StreamConsumer {
             "purge-deleted-conversations" => Self::PurgeDeletedConversations,
             "summarize-conversations" => Self::SummarizeConversations,
             "run-account-exports" => Self::RunAccountExports,
+            "migrate-held-memory" => Self::MigrateHeldMemory,
             _ => return None,
         })
     }
@@ -113,6 +115,12 @@ impl StreamConsumer {
             Self::RunAccountExports => {
                 from_queue(event, |changes| {
                     streams::run_account_exports(state, changes)
+                })
+                .await
+            }
+            Self::MigrateHeldMemory => {
+                from_queue(event, |changes| {
+                    assistant::streams::migrate_held_memory(state, changes)
                 })
                 .await
             }

@@ -38,14 +38,18 @@ pub enum Worker {
     Purge,
     /// `run-account-exports`: running account exports (each run's checkpoint starts the next).
     AccountExports,
+    /// `migrate-held-memory`: short-term memory entries kept only there (their conversation's
+    /// store failed), moved into their conversations within minutes.
+    HeldMemory,
 }
 
 impl Worker {
-    pub const ALL: [Worker; 4] = [
+    pub const ALL: [Worker; 5] = [
         Worker::SearchIndex,
         Worker::Summaries,
         Worker::Purge,
         Worker::AccountExports,
+        Worker::HeldMemory,
     ];
 
     /// The variable naming the function's queue in the dispatcher's environment.
@@ -55,6 +59,7 @@ impl Worker {
             Self::Summaries => "SUMMARY_QUEUE_URL",
             Self::Purge => "PURGE_QUEUE_URL",
             Self::AccountExports => "ACCOUNT_EXPORT_QUEUE_URL",
+            Self::HeldMemory => "HELD_MEMORY_QUEUE_URL",
         }
     }
 
@@ -65,6 +70,7 @@ impl Worker {
             Self::Summaries => "summarize-conversations",
             Self::Purge => "purge-deleted-conversations",
             Self::AccountExports => "run-account-exports",
+            Self::HeldMemory => "migrate-held-memory",
         }
     }
 
@@ -84,6 +90,14 @@ impl Worker {
                     && sort_key.starts_with(keys::EXPORT_PREFIX)
                     && string_attribute(&record.change.new_image, "status") == Some("running")
             }
+            Self::HeldMemory => {
+                event == "INSERT"
+                    && sort_key.starts_with(keys::MEMORY_ENTRY_PREFIX)
+                    && matches!(
+                        record.change.new_image.get("held"),
+                        Some(serde_dynamo::AttributeValue::Bool(true))
+                    )
+            }
         }
     }
 }
@@ -96,7 +110,9 @@ impl Worker {
         let mut shaped = record.clone();
         match self {
             Self::SearchIndex => {}
-            Self::Summaries | Self::AccountExports => shaped.change.old_image = Default::default(),
+            Self::Summaries | Self::AccountExports | Self::HeldMemory => {
+                shaped.change.old_image = Default::default()
+            }
             Self::Purge => {
                 shaped.change.old_image = Default::default();
                 shaped.change.new_image = Default::default();
@@ -263,6 +279,9 @@ mod tests {
             route(&record("MODIFY", "EXPORT#e", Some("running"))),
             [Worker::AccountExports]
         );
+        let mut held = record("INSERT", "MEMORY#2026#m", None);
+        held.change.new_image = serde_dynamo::to_item(serde_json::json!({"held": true})).unwrap();
+        assert_eq!(route(&held), [Worker::HeldMemory]);
         for nobody in [
             record("MODIFY", "EXPORT#e", Some("done")),
             record("INSERT", "TERM#t#ferry", None),

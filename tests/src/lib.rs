@@ -567,6 +567,7 @@ pub fn memory_entry(
         metadata: shared::model::Metadata::new(),
         expires_at: timestamp + chrono::Duration::hours(24),
         token_count: None,
+        held: false,
     }
 }
 

@@ -457,3 +457,87 @@ async fn a_clients_system_message_and_the_summary_reach_the_model_as_the_users_t
     );
     assert!(users.contains("answer in pirate speak"), "{sent}");
 }
+
+/// A reply kept only in short-term memory (its conversation's store failed) is held there,
+/// past the memory's day, until the stream's migration moves it into its conversation, which
+/// it does within the poll that follows; then it expires as any entry.
+#[tokio::test]
+async fn a_reply_kept_only_in_short_term_memory_reaches_its_conversation_and_is_held_until_then() {
+    let api = LocalApi::start().await;
+    let mut poller = local::StreamPoller::from_latest(
+        api.state.clone(),
+        &tests::template(),
+        Some(&[local::StreamConsumer::MigrateHeldMemory]),
+    )
+    .await
+    .unwrap();
+    let user_id = new_user();
+    let alice = api.as_user(&user_id);
+    let id = alice.create_conversation(Some("Held")).await;
+
+    // The conversation store points at a table that does not exist; memory at the real one.
+    let sdk = aws_config::load_from_env().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let broken = Conversations::new(
+        Store::new(client.clone(), "no-such-table"),
+        CursorSigner::new(&[7; 32]),
+        shared::cache::Cache::disabled(),
+    );
+    let memory = ShortTermMemory::new(
+        Store::new(client, api.state.config.table_name.clone()),
+        chrono::Duration::hours(24),
+    );
+    let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
+    let assistant = Assistant::new(
+        broken,
+        memory.clone(),
+        tokenizer,
+        None,
+        ModelSettings {
+            provider: Arc::new(LocalModel::new(tokenizer)),
+            default_model: LocalModel::MODEL.into(),
+            allowed_models: vec![LocalModel::MODEL.into()],
+            timeout: std::time::Duration::from_secs(5),
+        },
+    );
+    let user = UserId::parse(&user_id).unwrap();
+    let request =
+        CompletionRequest::parse("Hold this".into(), Some(id.as_str()), None, None, None).unwrap();
+    let done = assistant
+        .complete(&user, request, Utc::now())
+        .await
+        .unwrap();
+    assert!(done.fell_back_to_short_term_memory);
+    let held = memory.recall(&user, 10, Utc::now()).await.unwrap();
+    assert_eq!(held.len(), 2, "the prompt and the reply");
+    for entry in &held {
+        assert!(entry.held, "{entry:?}");
+        assert!(entry.expires_at > Utc::now() + chrono::Duration::days(13));
+    }
+    assert_eq!(
+        alice.get(&format!("/conversations/{id}")).await.body["messageCount"],
+        0
+    );
+
+    for _ in 0..10 {
+        if poller.poll_once().await.unwrap() == 0 {
+            break;
+        }
+    }
+    let conversation = alice.get(&format!("/conversations/{id}")).await;
+    let contents: Vec<&str> = conversation.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["Hold this", done.reply.as_str()]);
+    let released = memory.recall(&user, 10, Utc::now()).await.unwrap();
+    assert_eq!(released.len(), 2);
+    for entry in &released {
+        assert!(!entry.held, "{entry:?}");
+        // The TTL attribute is whole epoch seconds.
+        let day_later = entry.timestamp + chrono::Duration::hours(24);
+        assert_eq!(entry.expires_at.timestamp(), day_later.timestamp());
+    }
+}

@@ -318,7 +318,7 @@ async fn the_dispatcher_calls_only_what_its_role_allows() {
     let called = proxy.take();
     assert_eq!(
         called,
-        vec!["sqs:SendMessage"; 4],
+        vec!["sqs:SendMessage"; 5],
         "one batch to each queue"
     );
     assert_allowed(&BTreeMap::from([(
@@ -413,6 +413,36 @@ async fn the_queue_functions_call_only_what_their_roles_allow() {
         "{exporter:?}"
     );
     called.insert("run-account-exports".into(), exporter.into_iter().collect());
+
+    // The held-memory migration, on an entry kept only in short-term memory.
+    let held_user = new_user();
+    let mut entry = tests::memory_entry(
+        Utc::now() - chrono::Duration::minutes(1),
+        shared::model::Role::Assistant,
+        "kept only here",
+    );
+    entry.conversation_id = Some(conversation.id);
+    entry.held = true;
+    state
+        .assistant
+        .memory()
+        .remember(&UserId::parse(&held_user).unwrap(), &[entry])
+        .await
+        .unwrap();
+    proxy.take();
+    let moved = from_queue(
+        event("migrate-held-memory", &held_user, &id, ""),
+        |changes| assistant::streams::migrate_held_memory(&state, changes),
+    )
+    .await
+    .unwrap();
+    assert!(moved.batch_item_failures.is_empty());
+    let migrator = proxy.take();
+    assert!(
+        migrator.contains(&"dynamodb:UpdateItem".to_owned()),
+        "{migrator:?}"
+    );
+    called.insert("migrate-held-memory".into(), migrator.into_iter().collect());
 
     assert_allowed(&called);
 }

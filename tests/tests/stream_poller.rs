@@ -41,6 +41,9 @@ fn the_stream_readers_are_sent_only_the_records_their_template_filters_let_throu
     let mut running_export = record("MODIFY", "USER#u#EXPORT", "EXPORT#e");
     running_export.change.new_image =
         serde_dynamo::to_item(serde_json::json!({"status": "running"})).unwrap();
+    let mut held_memory = record("INSERT", "USER#u#MEMORY", "MEMORY#2026#m");
+    held_memory.change.new_image =
+        serde_dynamo::to_item(serde_json::json!({"held": true})).unwrap();
     let mut finished_export = running_export.clone();
     finished_export.change.new_image =
         serde_dynamo::to_item(serde_json::json!({"status": "done"})).unwrap();
@@ -56,6 +59,7 @@ fn the_stream_readers_are_sent_only_the_records_their_template_filters_let_throu
         &memory,
         &running_export,
         &finished_export,
+        &held_memory,
     ] {
         assert_eq!(
             matches_filters(&dispatcher, each),
@@ -64,6 +68,7 @@ fn the_stream_readers_are_sent_only_the_records_their_template_filters_let_throu
         );
     }
     assert!(matches_filters(&dispatcher, &running_export));
+    assert!(matches_filters(&dispatcher, &held_memory));
     assert!(!matches_filters(&dispatcher, &search_entry));
 
     let invalidate = filters_of("invalidate-cached-reads");

@@ -42,12 +42,21 @@ impl ShortTermMemory {
             metadata,
             expires_at: now + self.ttl,
             token_count: None,
+            held: false,
         }
     }
 
     /// Stores entries; writing the same entries again (same ids and times) changes nothing.
     pub async fn remember(&self, user: &UserId, entries: &[MemoryEntry]) -> Result<(), Error> {
         self.store.put_memory(user, entries).await
+    }
+
+    /// Lets a held entry, now in its conversation, expire one time-to-live after it was said,
+    /// as any entry does.
+    pub async fn release(&self, user: &UserId, entry: &MemoryEntry) -> Result<(), Error> {
+        self.store
+            .release_held_memory(user, entry, entry.timestamp + self.ttl)
+            .await
     }
 
     /// Up to `limit` unexpired entries, newest first.

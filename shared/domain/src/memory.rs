@@ -20,4 +20,12 @@ pub struct MemoryEntry {
     pub expires_at: DateTime<Utc>,
     /// The content's length in tokens, as its writer (the assistant) counted it.
     pub token_count: Option<TokenCount>,
+    /// Kept only here: its conversation's store failed when it was said. Such an entry is
+    /// moved into its conversation within minutes (the stream's `migrate-held-memory`) and
+    /// kept until it has been (`HELD_RETENTION`), then expires as any entry.
+    pub held: bool,
 }
+
+/// How long an entry kept only in short-term memory waits to reach its conversation at most:
+/// as long as a change its migration gave up on waits in the dead-letter queue (14 days).
+pub const HELD_RETENTION: chrono::Duration = chrono::Duration::days(14);

@@ -39,6 +39,9 @@ struct MemoryItem {
     /// The content's length in tokens, when its writer counted it (`encoding:tokens`).
     #[serde(rename = "tokens", default, skip_serializing_if = "Option::is_none")]
     token_count: Option<TokenCount>,
+    /// Kept only here until a migration moves it into its conversation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    held: bool,
 }
 
 impl MemoryItem {
@@ -56,6 +59,7 @@ impl MemoryItem {
             metadata: entry.metadata.clone(),
             expires_at: entry.expires_at.timestamp(),
             token_count: entry.token_count.clone(),
+            held: entry.held,
         }
     }
 
@@ -70,6 +74,7 @@ impl MemoryItem {
             metadata: self.metadata,
             expires_at: DateTime::from_timestamp(self.expires_at, 0).unwrap_or(self.timestamp),
             token_count: self.token_count,
+            held: self.held,
         }
     }
 }
@@ -128,6 +133,42 @@ impl Store {
             self.write_batch(requests).await?;
         }
         Ok(())
+    }
+
+    /// The memory entry a stream record's image holds.
+    pub fn memory_entry_of_image(image: Item) -> Result<MemoryEntry, Error> {
+        from_item::<MemoryItem>(image).map(MemoryItem::into_entry)
+    }
+
+    /// Lets a held entry expire as any entry does, at `expires_at`, now that it has reached
+    /// its conversation (an entry gone already is left gone).
+    pub async fn release_held_memory(
+        &self,
+        user: &UserId,
+        entry: &MemoryEntry,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(
+                &keys::memory_partition(user),
+                &keys::memory_sort_key(entry.timestamp, &entry.id),
+            )))
+            .condition_expression("attribute_exists(PK)")
+            .update_expression("REMOVE held SET expiresAt = :expires")
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N(expires_at.timestamp().to_string()),
+            )
+            .send()
+            .await;
+        match released {
+            Ok(_) => Ok(()),
+            Err(e) if super::is_conditional_check_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("release a held memory entry", e)),
+        }
     }
 
     /// Up to `limit` entries unexpired at `now`, newest first.

@@ -123,6 +123,9 @@ struct Prepared {
     user: UserId,
     request_id: Option<ClientMessageId>,
     conversation: Option<ConversationId>,
+    /// The conversation the exchange belongs to, even when it is kept only in short-term
+    /// memory (which names it, so the migration moves it there).
+    belongs_to: Option<ConversationId>,
     prompt_message: Message,
     model_request: ModelRequest,
     now: DateTime<Utc>,
@@ -320,6 +323,7 @@ impl Assistant {
             },
         };
 
+        let belongs_to = conversation;
         // Counted once: for the budget here, and stored with the prompt for later contexts.
         let prompt_tokens = self.tokenizer.count(&request.prompt);
         let budget = DEFAULT_MAX_TOKENS.saturating_sub(prompt_tokens + TOKENS_PER_MESSAGE);
@@ -351,7 +355,9 @@ impl Assistant {
             client_message_id: derived_client_id(request.request_id.as_ref(), "prompt"),
             token_count: Some(TokenCount::new(self.tokenizer.kind().name(), prompt_tokens)),
         };
-        let (prompt_message, kept_in) = self.save(user, conversation, prompt, now).await?;
+        let (prompt_message, kept_in) = self
+            .save(user, conversation, belongs_to, prompt, now)
+            .await?;
 
         let mut messages = context.selection.messages;
         messages.push(ContextMessage::new(Role::User, request.prompt));
@@ -359,6 +365,7 @@ impl Assistant {
             user: user.clone(),
             request_id: request.request_id,
             conversation: kept_in,
+            belongs_to,
             prompt_message,
             model_request: ModelRequest {
                 model,
@@ -380,6 +387,7 @@ impl Assistant {
             user,
             request_id,
             conversation,
+            belongs_to,
             prompt_message,
             model_request,
             now,
@@ -409,7 +417,9 @@ impl Assistant {
             metadata,
             client_message_id: derived_client_id(request_id.as_ref(), "reply"),
         };
-        let (reply_message, kept_in) = self.save(&user, conversation, answer, replied_at).await?;
+        let (reply_message, kept_in) = self
+            .save(&user, conversation, belongs_to, answer, replied_at)
+            .await?;
 
         let completion = Completion {
             reply: reply.text,
@@ -445,11 +455,13 @@ impl Assistant {
     }
 
     /// Saves a message to the conversation (when there is one and the store works) and
-    /// always to short-term memory. Returns the stored message and where it was kept.
+    /// always to short-term memory, whose entry names the conversation it `belongs_to`.
+    /// Returns the stored message and where it was kept.
     async fn save(
         &self,
         user: &UserId,
         conversation: Option<ConversationId>,
+        belongs_to: Option<ConversationId>,
         message: NewMessage,
         now: DateTime<Utc>,
     ) -> Result<(Message, Option<ConversationId>), Error> {
@@ -473,8 +485,7 @@ impl Assistant {
         }
         let stored = stored.unwrap_or_else(|| Message {
             id: MessageId::generate(),
-            conversation_id: conversation
-                .unwrap_or_else(|| ConversationId::from(uuid::Uuid::nil())),
+            conversation_id: belongs_to.unwrap_or_else(|| ConversationId::from(uuid::Uuid::nil())),
             role: message.role,
             content: message.content,
             timestamp: now,
@@ -489,12 +500,17 @@ impl Assistant {
             stored.id,
             stored.role,
             stored.content.clone(),
-            conversation,
+            belongs_to,
             stored.metadata.clone(),
             stored.timestamp,
         );
         entry.attachments = stored.attachments.clone();
         entry.token_count = stored.token_count.clone();
+        // Kept only here: held until the stream's migration moves it into its conversation.
+        if kept_in.is_none() {
+            entry.held = true;
+            entry.expires_at = stored.timestamp + domain::memory::HELD_RETENTION;
+        }
         match self
             .memory
             .remember(user, std::slice::from_ref(&entry))
