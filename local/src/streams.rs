@@ -138,6 +138,9 @@ struct QueueFeed {
     url: String,
     batch_size: usize,
     max_receives: Option<usize>,
+    /// Whether the queue may hold messages: it is read only then (after the dispatcher sent
+    /// changes, or while messages wait to come again), not at every poll of an idle table.
+    may_hold: bool,
 }
 
 /// One function's feed: its filters, batch size, and the records it has yet to take.
@@ -252,6 +255,7 @@ impl StreamPoller {
                     url,
                     batch_size: batch_size.clamp(1, 10),
                     max_receives,
+                    may_hold: true,
                 });
             }
         }
@@ -317,12 +321,20 @@ impl StreamPoller {
     /// messages were delivered: none when the table's changes have all been acted on.
     pub async fn poll_once(&mut self) -> Result<usize, StreamError> {
         let read = self.read_new_records().await?;
+        let dispatching = self.feeds.iter().any(|feed| {
+            feed.consumer == StreamConsumer::DispatchTableChanges && !feed.pending.is_empty()
+        });
         for feed in &mut self.feeds {
             feed.deliver(&self.state, &self.dispatcher).await;
         }
         let mut received = 0;
-        for feed in &self.queue_feeds {
-            received += feed.deliver(&self.state, &self.sqs).await?;
+        for feed in &mut self.queue_feeds {
+            if !(dispatching || feed.may_hold) {
+                continue;
+            }
+            let (taken, left) = feed.deliver(&self.state, &self.sqs).await?;
+            received += taken;
+            feed.may_hold = left;
         }
         Ok(read + received)
     }
@@ -410,12 +422,12 @@ impl QueueFeed {
     /// Delivers the queue's messages in batches until it is empty or a batch reports a
     /// failure (its failed messages are made visible again for the next poll; past the
     /// queue's `maxReceiveCount` a message is given up, as SQS moves it to the dead-letter
-    /// queue). Returns how many messages were received.
+    /// queue). Returns how many messages were received, and whether some wait to come again.
     async fn deliver(
         &self,
         state: &State,
         sqs: &aws_sdk_sqs::Client,
-    ) -> Result<usize, StreamError> {
+    ) -> Result<(usize, bool), StreamError> {
         let mut received = 0;
         loop {
             let output = sqs
@@ -429,7 +441,7 @@ impl QueueFeed {
                 .map_err(|e| StreamError::Api(format!("receive messages: {e:?}")))?;
             let messages = output.messages.unwrap_or_default();
             if messages.is_empty() {
-                return Ok(received);
+                return Ok((received, false));
             }
             received += messages.len();
             let mut event = SqsEvent::default();
@@ -509,7 +521,7 @@ impl QueueFeed {
             }
             if again {
                 tracing::warn!(consumer = ?self.consumer, "queued changes come again at the next poll");
-                return Ok(received);
+                return Ok((received, true));
             }
         }
     }

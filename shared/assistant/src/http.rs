@@ -63,6 +63,26 @@ pub async fn get_context(state: &State, request: Request) -> HandlerResult {
     .await
 }
 
+/// Counts a completion against the user's limits, refusing one over them; a retry of an
+/// answered request gets its answer again, so nothing is counted for it.
+async fn admit_completion(
+    state: &State,
+    user: &domain::model::UserId,
+    request: &CompletionRequest,
+) -> Result<(), Error> {
+    if state
+        .assistant
+        .is_answered(user, request, state.now())
+        .await?
+    {
+        return Ok(());
+    }
+    state
+        .usage
+        .admit(user, Metered::Completion, state.now())
+        .await
+}
+
 /// `POST /completion`: answers a prompt and saves both messages. A retry with the same
 /// `requestId` (or `Idempotency-Key` header) gets the first answer again. With
 /// `"stream": true` the answer is server-sent events: `delta` events with the reply's
@@ -73,17 +93,7 @@ pub async fn complete(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
         let (completion_request, stream) = completion_request(&request)?;
-        // A retry of an answered request gets its answer again: nothing is counted for it.
-        if !state
-            .assistant
-            .is_answered(&user, &completion_request, state.now())
-            .await?
-        {
-            state
-                .usage
-                .admit(&user, Metered::Completion, state.now())
-                .await?;
-        }
+        admit_completion(state, &user, &completion_request).await?;
         if stream {
             let mut events = state
                 .assistant
@@ -131,16 +141,7 @@ pub async fn complete_streaming(
             (Err(error), None) => return Err(error),
         };
         let (completion_request, stream) = completion_request(&request)?;
-        if !state
-            .assistant
-            .is_answered(&user, &completion_request, state.now())
-            .await?
-        {
-            state
-                .usage
-                .admit(&user, Metered::Completion, state.now())
-                .await?;
-        }
+        admit_completion(state, &user, &completion_request).await?;
         if !stream {
             let done = state
                 .assistant
