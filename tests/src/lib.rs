@@ -111,13 +111,27 @@ pub async fn api_feeding(
     consumer: local::StreamConsumer,
     overrides: &[(&str, &str)],
 ) -> (LocalApi, local::StreamPoller) {
+    api_fed(Some(&[consumer]), overrides).await
+}
+
+/// The local API over a state configured with `overrides`, and the table's stream feeding
+/// every function it feeds in AWS (tests drive it with `poll_once`).
+pub async fn api_feeding_every_function(
+    overrides: &[(&str, &str)],
+) -> (LocalApi, local::StreamPoller) {
+    api_fed(None, overrides).await
+}
+
+async fn api_fed(
+    only: Option<&[local::StreamConsumer]>,
+    overrides: &[(&str, &str)],
+) -> (LocalApi, local::StreamPoller) {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let state = state_configured(overrides, Arc::new(SystemClock)).await;
     let api = LocalApi::serving(state).await;
-    let poller =
-        local::StreamPoller::from_latest(api.state.clone(), &template(), Some(&[consumer]))
-            .await
-            .expect("the table has a stream");
+    let poller = local::StreamPoller::from_latest(api.state.clone(), &template(), only)
+        .await
+        .expect("the table has a stream");
     (api, poller)
 }
 

@@ -193,10 +193,9 @@ async fn a_model_that_times_out_answers_504_and_keeps_the_prompt_alone() {
     assert_eq!(conversation.body["messageCount"], 1);
 }
 
-#[tokio::test]
-async fn when_the_conversation_store_fails_the_reply_is_returned_and_kept_in_short_term_memory() {
-    // The conversation store points at a table that does not exist; memory at a real one.
-    let real = state().await;
+/// An assistant whose conversation store points at a table that does not exist, and whose
+/// short-term memory is the real `table`'s.
+async fn with_a_failing_conversation_store(table: &str) -> (Assistant, ShortTermMemory) {
     let sdk = aws_config::load_from_env().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let broken = Conversations::new(
@@ -204,10 +203,7 @@ async fn when_the_conversation_store_fails_the_reply_is_returned_and_kept_in_sho
         CursorSigner::new(&[7; 32]),
         shared::cache::Cache::disabled(),
     );
-    let memory = ShortTermMemory::new(
-        Store::new(client, real.config.table_name.clone()),
-        chrono::Duration::hours(24),
-    );
+    let memory = ShortTermMemory::new(Store::new(client, table), chrono::Duration::hours(24));
     let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
     let assistant = Assistant::new(
         broken,
@@ -221,6 +217,13 @@ async fn when_the_conversation_store_fails_the_reply_is_returned_and_kept_in_sho
             timeout: std::time::Duration::from_secs(5),
         },
     );
+    (assistant, memory)
+}
+
+#[tokio::test]
+async fn when_the_conversation_store_fails_the_reply_is_returned_and_kept_in_short_term_memory() {
+    let real = state().await;
+    let (assistant, memory) = with_a_failing_conversation_store(&real.config.table_name).await;
     let user = UserId::parse(&new_user()).unwrap();
 
     for conversation in [None, Some(uuid::Uuid::new_v4().to_string())] {
@@ -475,31 +478,7 @@ async fn a_reply_kept_only_in_short_term_memory_reaches_its_conversation_and_is_
     let alice = api.as_user(&user_id);
     let id = alice.create_conversation(Some("Held")).await;
 
-    // The conversation store points at a table that does not exist; memory at the real one.
-    let sdk = aws_config::load_from_env().await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let broken = Conversations::new(
-        Store::new(client.clone(), "no-such-table"),
-        CursorSigner::new(&[7; 32]),
-        shared::cache::Cache::disabled(),
-    );
-    let memory = ShortTermMemory::new(
-        Store::new(client, api.state.config.table_name.clone()),
-        chrono::Duration::hours(24),
-    );
-    let tokenizer = Tokenizer::new(TokenizerKind::O200kBase);
-    let assistant = Assistant::new(
-        broken,
-        memory.clone(),
-        tokenizer,
-        None,
-        ModelSettings {
-            provider: Arc::new(LocalModel::new(tokenizer)),
-            default_model: LocalModel::MODEL.into(),
-            allowed_models: vec![LocalModel::MODEL.into()],
-            timeout: std::time::Duration::from_secs(5),
-        },
-    );
+    let (assistant, memory) = with_a_failing_conversation_store(&api.state.config.table_name).await;
     let user = UserId::parse(&user_id).unwrap();
     let request =
         CompletionRequest::parse("Hold this".into(), Some(id.as_str()), None, None, None).unwrap();

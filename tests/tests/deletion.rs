@@ -198,18 +198,11 @@ async fn until_quiet(poller: &mut local::StreamPoller) {
 
 #[tokio::test]
 async fn a_conversation_that_went_every_path_leaves_nothing_in_the_table_or_the_bucket() {
-    let state = tests::state_configured(
-        &[
-            ("SUMMARY_EVERY_MESSAGES", "2"),
-            ("EXPORT_RETRY_BASE_MS", "10"),
-        ],
-        std::sync::Arc::new(shared::clock::SystemClock),
-    )
+    let (api, mut poller) = tests::api_feeding_every_function(&[
+        ("SUMMARY_EVERY_MESSAGES", "2"),
+        ("EXPORT_RETRY_BASE_MS", "10"),
+    ])
     .await;
-    let api = LocalApi::serving(state).await;
-    let mut poller = local::StreamPoller::from_latest(api.state.clone(), &tests::template(), None)
-        .await
-        .expect("the table has a stream");
     let user = new_user();
     let alice = api.as_user(&user);
     // A word no other test writes: letters only, so search indexes it whole.
@@ -338,18 +331,11 @@ async fn a_conversation_that_went_every_path_leaves_nothing_in_the_table_or_the_
 
 #[tokio::test]
 async fn a_delete_during_an_account_export_stops_it_and_leaves_none_of_its_files() {
-    let state = tests::state_configured(
-        &[
-            ("EXPORT_CONVERSATIONS_PER_RUN", "1"),
-            ("EXPORT_RETRY_BASE_MS", "10"),
-        ],
-        std::sync::Arc::new(shared::clock::SystemClock),
-    )
+    let (api, mut poller) = tests::api_feeding_every_function(&[
+        ("EXPORT_CONVERSATIONS_PER_RUN", "1"),
+        ("EXPORT_RETRY_BASE_MS", "10"),
+    ])
     .await;
-    let api = LocalApi::serving(state).await;
-    let mut poller = local::StreamPoller::from_latest(api.state.clone(), &tests::template(), None)
-        .await
-        .expect("the table has a stream");
     let user = new_user();
     let alice = api.as_user(&user);
     let mut ids = Vec::new();
