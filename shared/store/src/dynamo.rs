@@ -225,7 +225,8 @@ impl Store {
     }
 
     /// Reads up to `wanted` items with `query` (given where to start and how many to ask
-    /// for), across as many 1 MB query pages as that takes. Returns whether items remain.
+    /// for), across as many 1 MB query pages as that takes (`usize::MAX`: all of them).
+    /// Returns whether items remain.
     pub(crate) async fn read_up_to<F>(
         &self,
         wanted: usize,
@@ -239,7 +240,7 @@ impl Store {
             i32,
         ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
     {
-        let mut items = Vec::with_capacity(wanted);
+        let mut items = Vec::with_capacity(wanted.min(1000));
         loop {
             let output = query(start.take(), page_limit(wanted - items.len()))
                 .send()

@@ -127,28 +127,25 @@ impl Store {
 
     /// Every export job of the user (the few of the last days: jobs expire with their files).
     pub async fn export_jobs(&self, user: &UserId) -> Result<Vec<ExportJob>, Error> {
-        let mut jobs = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk")
-                .expression_attribute_values(":pk", s(&keys::export_partition(user)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("read the user's exports", e))?;
-            for item in output.items.unwrap_or_default() {
-                jobs.push(from_item(item)?);
-            }
-            match output.last_evaluated_key {
-                Some(next) => start = Some(next),
-                None => return Ok(jobs),
-            }
-        }
+        let partition = keys::export_partition(user);
+        let (items, _) = self
+            .read_up_to(
+                usize::MAX,
+                None,
+                "read the user's exports",
+                |start, limit| {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("PK = :pk")
+                        .expression_attribute_values(":pk", s(&partition))
+                        .consistent_read(true)
+                        .limit(limit)
+                        .set_exclusive_start_key(start)
+                },
+            )
+            .await?;
+        items.into_iter().map(from_item).collect()
     }
 
     /// The user's running export, if any (the user's exports are the few of the last days).

@@ -7,7 +7,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{s, store_error, Item, Store, BATCH_WRITE_MAX};
+use super::{s, Item, Store, BATCH_WRITE_MAX};
 use domain::error::Error;
 use domain::keys;
 use domain::model::{ConversationId, UserId};
@@ -50,30 +50,31 @@ impl Store {
         prefix: &str,
         id: &ConversationId,
     ) -> Result<Vec<Item>, Error> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .filter_expression("#conversation = :conversation")
-                .expression_attribute_names("#conversation", CONVERSATION_ID)
-                .expression_attribute_values(":pk", s(partition))
-                .expression_attribute_values(":prefix", s(prefix))
-                .expression_attribute_values(":conversation", AttributeValue::S(id.to_string()))
-                .projection_expression("PK, SK")
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error("find a deleted conversation's items", e))?;
-            found.extend(output.items.unwrap_or_default());
-            match output.last_evaluated_key {
-                Some(next) => start = Some(next),
-                None => return Ok(found),
-            }
-        }
+        let (found, _) = self
+            .read_up_to(
+                usize::MAX,
+                None,
+                "find a deleted conversation's items",
+                |start, limit| {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                        .filter_expression("#conversation = :conversation")
+                        .expression_attribute_names("#conversation", CONVERSATION_ID)
+                        .expression_attribute_values(":pk", s(partition))
+                        .expression_attribute_values(":prefix", s(prefix))
+                        .expression_attribute_values(
+                            ":conversation",
+                            AttributeValue::S(id.to_string()),
+                        )
+                        .projection_expression("PK, SK")
+                        .consistent_read(true)
+                        .limit(limit)
+                        .set_exclusive_start_key(start)
+                },
+            )
+            .await?;
+        Ok(found)
     }
 }
