@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod migration;
 pub mod migration_job;
+pub mod purge;
 pub mod search;
 pub mod service;
 pub mod state;

@@ -55,9 +55,11 @@ pub mod names {
     pub const RATE_LIMITED: &str = "RateLimited";
     pub const MODEL_TOKENS: &str = "ModelTokens";
     pub const MODEL_TOKENS_NOT_COUNTED: &str = "ModelTokensNotCounted";
+    pub const DELETES_SWEPT: &str = "DeletesSwept";
+    pub const DELETES_UNSWEPT: &str = "DeletesUnswept";
 
     /// Every metric the service writes.
-    pub const ALL: [&str; 30] = [
+    pub const ALL: [&str; 32] = [
         REQUESTS,
         SERVER_ERRORS,
         CLIENT_ERRORS,
@@ -88,6 +90,8 @@ pub mod names {
         RATE_LIMITED,
         MODEL_TOKENS,
         MODEL_TOKENS_NOT_COUNTED,
+        DELETES_SWEPT,
+        DELETES_UNSWEPT,
     ];
 }
 use names::*;
@@ -210,6 +214,12 @@ pub fn batch_operation(outcome: &'static str) {
 
 pub fn conversation_purged() {
     counter!(CONVERSATIONS_PURGED).increment(1);
+}
+
+/// Deletes a sweep found with nothing left, and those whose purge it could not finish.
+pub fn deletes_swept(finished: usize, unfinished: usize) {
+    counter!(DELETES_SWEPT).increment(finished as u64);
+    counter!(DELETES_UNSWEPT).increment(unfinished as u64);
 }
 
 /// Messages the search indexer read, and the index entries it wrote for them and for titles.

@@ -77,38 +77,14 @@ pub async fn purge_deleted_conversations(
             continue;
         };
         let budget = time_left(deadline_ms).saturating_sub(DEADLINE_MARGIN);
-        let finished = match state
-            .conversations
-            .purge(&user, &conversation, budget)
-            .await
-        {
-            Ok(finished) => finished,
-            Err(error) => {
-                tracing::error!(error = %chain(&error), "purge failed");
-                false
-            }
-        };
-        // Exports of the user's account begun before the delete may hold the conversation:
-        // they are withdrawn. The record's time is rounded down to the second (one begun in
-        // that second counts as before); a record without one is taken as of now.
+        // The record's time is rounded down to the second (an export begun in that second
+        // counts as before); a record without one is taken as of now.
         let deleted_at = Some(record.change.approximate_creation_date_time)
             .filter(|at| at.timestamp() > 0)
             .map_or_else(Utc::now, |at| at + chrono::Duration::seconds(1));
-        let finished = finished
-            && match &state.attachments {
-                Some(bucket) => match state
-                    .account_exports
-                    .withdraw_begun_before(bucket, &user, deleted_at, Utc::now())
-                    .await
-                {
-                    Ok(()) => true,
-                    Err(error) => {
-                        tracing::error!(error = %chain(&error), "withdrawing exports failed");
-                        false
-                    }
-                },
-                None => true,
-            };
+        let finished =
+            crate::purge::purge_everything_of(state, &user, &conversation, deleted_at, budget)
+                .await;
         if finished {
             crate::metrics::conversation_purged();
         }

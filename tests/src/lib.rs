@@ -49,7 +49,16 @@ pub async fn state_configured(overrides: &[(&str, &str)], clock: Arc<dyn Clock>)
 /// [`proxy::FaultProxy`] in front of the local server); the table and bucket are made
 /// directly.
 pub async fn state_through(endpoint: &str, overrides: &[(&str, &str)]) -> State {
-    state_reaching(Some(endpoint), overrides, Arc::new(SystemClock)).await
+    state_through_with_clock(endpoint, overrides, Arc::new(SystemClock)).await
+}
+
+/// Like [`state_through`], with time from `clock`.
+pub async fn state_through_with_clock(
+    endpoint: &str,
+    overrides: &[(&str, &str)],
+    clock: Arc<dyn Clock>,
+) -> State {
+    state_reaching(Some(endpoint), overrides, clock).await
 }
 
 async fn state_reaching(

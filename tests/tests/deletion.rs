@@ -400,3 +400,87 @@ async fn a_delete_during_an_account_export_stops_it_and_leaves_none_of_its_files
         .await;
     assert_eq!(kept.body["status"], "done", "{:?}", kept.body);
 }
+
+#[tokio::test]
+async fn the_hourly_sweep_removes_what_a_delete_left_or_what_was_written_after_it_once() {
+    use shared::purge::{sweep_deleted_conversations, SWEEP_GRACE};
+    let clock = std::sync::Arc::new(shared::clock::ManualClock::at(chrono::Utc::now()));
+    let api = LocalApi::serving(tests::state_with_clock(clock.clone()).await).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Swept")).await;
+    alice.say(&id, "a message to delete").await;
+    let deleted = alice.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+
+    // Written after the delete's purge (a late upload, a write that raced the delete): the
+    // stream's purge has run; only a sweep can find them.
+    let late = format!("written late {}", uuid::Uuid::new_v4());
+    let write_late = || async {
+        let bucket = api.state.config.attachments_bucket.clone().unwrap();
+        tests::s3()
+            .await
+            .put_object()
+            .bucket(&bucket)
+            .key(format!("users/{user}/conversations/{id}/late-upload"))
+            .body(late.clone().into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+        let conversation = shared::model::ConversationId::parse(&id).unwrap();
+        let owner = shared::model::UserId::parse(&user).unwrap();
+        aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+            .put_item()
+            .table_name(&api.state.config.table_name)
+            .item(
+                "PK",
+                s(&shared::keys::conversation_partition(&owner, &conversation)),
+            )
+            .item("SK", s("MESSAGE#late"))
+            .item("content", s(&late))
+            .send()
+            .await
+            .unwrap();
+    };
+    write_late().await;
+    let sweep = || {
+        sweep_deleted_conversations(
+            &api.state,
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
+        )
+    };
+
+    // Within the grace, the sweep leaves the delete to the purge worker.
+    clock.advance(SWEEP_GRACE - chrono::Duration::minutes(1));
+    let report = sweep().await.unwrap();
+    assert_eq!(
+        (report.finished, report.unfinished, report.complete),
+        (0, 0, true)
+    );
+    assert_eq!(items_mentioning(&api, &late).await.len(), 1);
+
+    clock.advance(chrono::Duration::minutes(2));
+    let report = sweep().await.unwrap();
+    assert_eq!(
+        (report.finished, report.unfinished, report.complete),
+        (1, 0, true)
+    );
+    assert_eq!(items_mentioning(&api, &late).await, vec![]);
+    assert_eq!(objects_of(&api, &user).await, vec![]);
+    assert_eq!(
+        items_mentioning(&api, &id).await,
+        vec![(format!("USER#{user}#DELETED"), format!("CONV#{id}"))],
+        "only the tombstone names the conversation"
+    );
+
+    // Each delete is swept once: the next sweep has nothing to do.
+    let report = sweep().await.unwrap();
+    assert_eq!(
+        (report.finished, report.unfinished, report.complete),
+        (0, 0, true)
+    );
+}
+
+fn s(value: &str) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::S(value.to_owned())
+}

@@ -179,16 +179,18 @@ async fn every_http_function_calls_only_what_its_role_allows() {
 }
 
 #[tokio::test]
-async fn a_failed_completion_and_a_purge_call_only_what_their_roles_allow() {
+async fn a_failed_completion_a_purge_and_a_sweep_call_only_what_their_roles_allow() {
     let server = ChatServer::start(ChatBehaviour::FailFirst).await;
     let proxy = recording_proxy().await;
-    let state = state_recorded(
-        &proxy,
+    let clock = std::sync::Arc::new(shared::clock::ManualClock::at(Utc::now()));
+    let state = tests::state_through_with_clock(
+        proxy.endpoint(),
         &[
             ("MODEL_PROVIDER", "openai"),
             ("OPENAI_BASE_URL", &server.base_url),
             ("MODEL_ID", "test-model"),
         ],
+        clock.clone(),
     )
     .await;
     let user = new_user();
@@ -270,6 +272,20 @@ async fn a_failed_completion_and_a_purge_call_only_what_their_roles_allow() {
     assert!(purged.batch_item_failures.is_empty());
     called
         .entry("purge-deleted-conversations".into())
+        .or_default()
+        .extend(proxy.take());
+
+    // An hour later, the sweep checks the delete.
+    clock.advance(shared::purge::SWEEP_GRACE + chrono::Duration::minutes(1));
+    let swept = shared::purge::sweep_deleted_conversations(
+        &state,
+        std::time::Instant::now() + std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(swept.finished, 1);
+    called
+        .entry("sweep-deleted-conversations".into())
         .or_default()
         .extend(proxy.take());
     assert_allowed(&called);

@@ -288,7 +288,7 @@ fn every_function_and_the_baseline_link_at_a_fixed_address() {
             )
         })
         .collect();
-    assert_eq!(manifests.len(), 32);
+    assert_eq!(manifests.len(), 33);
     manifests.push((
         "bench/hello/Cargo.toml".to_owned(),
         "../../functions/position-dependent.rs",
@@ -391,8 +391,9 @@ fn every_event_source_mapping_and_schedule_has_an_on_failure_queue_with_an_alarm
             checked.push(what);
         }
     }
-    // The two stream readers, the five queues' functions and the daily migration schedule.
-    assert_eq!(checked.len(), 8, "{checked:?}");
+    // The two stream readers, the five queues' functions, the daily migration schedule and
+    // the hourly sweep's.
+    assert_eq!(checked.len(), 9, "{checked:?}");
 }
 
 /// DynamoDB Streams serves at most two readers of a shard at once (more throttle each

@@ -43,6 +43,14 @@ pub const MEMORY_SHARD: &str = "memoryShard";
 /// How many partitions the `ByMemoryShard` index spreads users over (a migration reads them
 /// in parallel).
 pub const MEMORY_SHARDS: u32 = 16;
+/// Index partition attribute of `ByPendingPurge`: carried by a tombstone until the sweeper
+/// has checked that nothing of its conversation is left (`PURGE_SHARD#<n>`).
+pub const PURGE_SHARD: &str = "purgeShard";
+/// Index sort attribute of `ByPendingPurge`: when the conversation was deleted (sortable).
+pub const DELETED_AT: &str = "deletedAt";
+/// How many partitions the `ByPendingPurge` index spreads tombstones over, so that no burst
+/// of deletes writes to one index partition.
+pub const PURGE_SHARDS: u32 = 16;
 
 pub const CONVERSATION_SK: &str = "META";
 pub const MESSAGE_PREFIX: &str = "MESSAGE#";
@@ -67,10 +75,13 @@ pub enum Index {
     /// A user's search entries for one term (one per conversation and where the term was
     /// found), title hits first, then the newest: what a search reads.
     ByTerm,
+    /// Tombstones whose conversation the sweeper has still to check is gone from every copy,
+    /// spread over `PURGE_SHARDS` partitions, oldest delete first (keys only).
+    ByPendingPurge,
 }
 
 impl Index {
-    pub const ALL: [Index; 7] = [
+    pub const ALL: [Index; 8] = [
         Self::ByActivity,
         Self::ByStateActivity,
         Self::ByCreated,
@@ -78,6 +89,7 @@ impl Index {
         Self::ByMemoryShard,
         Self::ByChange,
         Self::ByTerm,
+        Self::ByPendingPurge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +101,7 @@ impl Index {
             Self::ByMemoryShard => "ByMemoryShard",
             Self::ByChange => "ByChange",
             Self::ByTerm => "ByTerm",
+            Self::ByPendingPurge => "ByPendingPurge",
         }
     }
 
@@ -98,6 +111,7 @@ impl Index {
             Self::ByStateActivity | Self::ByStateCreated => OWNER_STATE,
             Self::ByMemoryShard => MEMORY_SHARD,
             Self::ByTerm => SEARCH_KEY,
+            Self::ByPendingPurge => PURGE_SHARD,
         }
     }
 
@@ -108,6 +122,7 @@ impl Index {
             Self::ByMemoryShard => PK,
             Self::ByChange => CHANGED_AT,
             Self::ByTerm => SEARCH_RANK,
+            Self::ByPendingPurge => DELETED_AT,
         }
     }
 
@@ -318,6 +333,28 @@ pub fn tombstone_partition(user: &UserId) -> String {
 
 pub fn tombstone_sort_key(conversation: &ConversationId) -> String {
     format!("CONV#{conversation}")
+}
+
+/// The conversation a tombstone's sort key names.
+pub fn parse_tombstone_sort_key(sort_key: &str) -> Option<ConversationId> {
+    ConversationId::parse(sort_key.strip_prefix("CONV#")?).ok()
+}
+
+/// The owner of a tombstone partition.
+pub fn parse_tombstone_partition(partition: &str) -> Option<UserId> {
+    UserId::parse(partition.strip_prefix("USER#")?.strip_suffix("#DELETED")?).ok()
+}
+
+/// The `ByPendingPurge` partition a tombstone is listed in: a stable hash of its conversation.
+pub fn purge_shard(conversation: &ConversationId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(conversation.to_string().as_bytes());
+    let shard = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % PURGE_SHARDS;
+    purge_shard_key(shard)
+}
+
+pub fn purge_shard_key(shard: u32) -> String {
+    format!("PURGE_SHARD#{shard}")
 }
 
 /// The partition of a user's batch operation records (exactly-once results, with TTL).

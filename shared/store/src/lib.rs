@@ -21,6 +21,7 @@ mod migration;
 #[cfg(test)]
 mod no_panics;
 mod operations;
+mod pending_purges;
 mod s3;
 mod sdk_error;
 mod search;
@@ -42,6 +43,7 @@ pub use memory::HeldMemory;
 pub use message::MessageItem;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
+pub use pending_purges::{PendingPurge, PendingPurgePage};
 pub use s3::LazyS3;
 pub use sdk_error::describe_sdk_error;
 pub use search::{entry_item_bytes, IndexChange};

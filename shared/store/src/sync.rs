@@ -26,6 +26,10 @@ pub(crate) struct Tombstone {
     conversation_id: ConversationId,
     #[serde(with = "keys::sortable")]
     deleted_at: DateTime<Utc>,
+    /// Lists the tombstone in `ByPendingPurge` until the sweeper has found nothing of the
+    /// conversation left (`Store::purge_checked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    purge_shard: Option<String>,
     /// TTL: the tombstone is kept for the documented retention, then DynamoDB removes it.
     expires_at: i64,
 }
@@ -44,6 +48,7 @@ impl Tombstone {
             entity: "Tombstone".to_owned(),
             owner: keys::owner(user),
             changed_at,
+            purge_shard: Some(keys::purge_shard(&conversation)),
             conversation_id: conversation,
             deleted_at,
             expires_at: expires.timestamp(),
