@@ -7,7 +7,7 @@ use crate::error::Error;
 use domain::usage::{Limits, Metered, DAILY_TOKENS_VARIABLE};
 
 /// The shortest cursor-signing secret accepted.
-const MIN_SECRET_BYTES: usize = 32;
+use crate::cursor_keys::{CursorKeySource, MIN_SECRET_BYTES};
 /// How long a delete request spends removing messages before leaving the rest to the purge
 /// worker; well inside the function's timeout.
 const DEFAULT_PURGE_BUDGET: Duration = Duration::from_secs(3);
@@ -23,8 +23,9 @@ const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Config {
     /// `TABLE_NAME`: the single table.
     pub table_name: String,
-    /// `CURSOR_SECRET`: signs pagination cursors (at least 32 bytes).
-    pub cursor_secret: Vec<u8>,
+    /// What signs pagination cursors: `CURSOR_SECRET_ARN` (a Secrets Manager secret, whose
+    /// rotation needs no redeploy) or else `CURSOR_SECRET` (at least 32 bytes).
+    pub cursor_keys: CursorKeySource,
     /// `DELETE_PURGE_BUDGET_MS`: time a delete spends purging messages in the request.
     pub delete_purge_budget: Duration,
     /// `MIGRATION_SESSION_GAP_MINUTES`: inactivity after which migrated entries without a
@@ -77,7 +78,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("table_name", &self.table_name)
-            .field("cursor_secret", &"<redacted>")
+            .field("cursor_keys", &self.cursor_keys)
             .field("delete_purge_budget", &self.delete_purge_budget)
             .finish()
     }
@@ -115,12 +116,22 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| Error::Config(format!("{name} must be set")))
         };
-        let cursor_secret = required("CURSOR_SECRET")?.into_bytes();
-        if cursor_secret.len() < MIN_SECRET_BYTES {
-            return Err(Error::Config(format!(
-                "CURSOR_SECRET must be at least {MIN_SECRET_BYTES} bytes"
-            )));
-        }
+        let cursor_keys = match lookup("CURSOR_SECRET_ARN").filter(|v| !v.trim().is_empty()) {
+            Some(arn) => CursorKeySource::Stored(arn),
+            None => {
+                let secret = required("CURSOR_SECRET")
+                    .map_err(|_| {
+                        Error::Config("CURSOR_SECRET_ARN or CURSOR_SECRET must be set".into())
+                    })?
+                    .into_bytes();
+                if secret.len() < MIN_SECRET_BYTES {
+                    return Err(Error::Config(format!(
+                        "CURSOR_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+                    )));
+                }
+                CursorKeySource::Fixed(secret)
+            }
+        };
         let delete_purge_budget = match lookup("DELETE_PURGE_BUDGET_MS") {
             None => DEFAULT_PURGE_BUDGET,
             Some(ms) => ms.parse().map(Duration::from_millis).map_err(|_| {
@@ -237,7 +248,7 @@ impl Config {
             cache_breaker_open_for,
             migration_session_gap: chrono::Duration::minutes(session_gap_minutes),
             table_name,
-            cursor_secret,
+            cursor_keys,
             delete_purge_budget,
         })
     }
@@ -293,5 +304,21 @@ mod tests {
         let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t"), ("CURSOR_SECRET", "short")]))
             .unwrap_err();
         assert!(err.to_string().contains("CURSOR_SECRET"));
+    }
+
+    #[test]
+    fn a_secret_arn_is_preferred_to_a_fixed_secret() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cursor-AbCdEf";
+        let config = Config::from_lookup(lookup(&[
+            ("TABLE_NAME", "t"),
+            ("CURSOR_SECRET_ARN", arn),
+            ("CURSOR_SECRET", "short"),
+        ]))
+        .unwrap();
+        assert_eq!(config.cursor_keys, CursorKeySource::Stored(arn.to_owned()));
+        let err = Config::from_lookup(lookup(&[("TABLE_NAME", "t")])).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("CURSOR_SECRET_ARN or CURSOR_SECRET"));
     }
 }

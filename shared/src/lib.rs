@@ -10,6 +10,7 @@ pub mod attachments;
 pub mod aws;
 pub mod cache;
 pub mod config;
+pub mod cursor_keys;
 pub mod export;
 pub mod http;
 pub mod logging;

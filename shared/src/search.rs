@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::cursor::CursorSigner;
+use crate::cursor_keys::Cursors;
 use crate::error::Error;
 use crate::keys::{self, TermSource};
 use crate::model::{Conversation, ConversationId, Message, MessageId, UserId};
@@ -240,11 +240,11 @@ pub struct SearchPage {
 #[derive(Clone)]
 pub struct Search {
     store: Store,
-    cursors: CursorSigner,
+    cursors: Cursors,
 }
 
 impl Search {
-    pub fn new(store: Store, cursors: CursorSigner) -> Self {
+    pub fn new(store: Store, cursors: Cursors) -> Self {
         Self { store, cursors }
     }
 
@@ -258,7 +258,10 @@ impl Search {
         cursor: Option<&str>,
     ) -> Result<SearchPage, Error> {
         let scope = query.scope(user);
-        let mut start = cursor.map(|c| self.cursors.decode(&scope, c)).transpose()?;
+        let mut start = match cursor {
+            Some(cursor) => Some(self.cursors.decode(&scope, cursor).await?),
+            None => None,
+        };
         let Some(leading) = query.leading_term() else {
             return Ok(SearchPage {
                 hits: Vec::new(),
@@ -324,7 +327,10 @@ impl Search {
             if hits.len() == limit || read >= SEARCH_READ_BUDGET {
                 return Ok(SearchPage {
                     hits,
-                    next_cursor: last.map(|p| self.cursors.encode(&scope, p)),
+                    next_cursor: match last {
+                        Some(position) => Some(self.cursors.encode(&scope, position).await?),
+                        None => None,
+                    },
                 });
             }
             start = last;

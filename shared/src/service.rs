@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::attachments::{log_cascade_failure, Attachments};
 use crate::cache::{Cache, Cached};
-use crate::cursor::CursorSigner;
+use crate::cursor_keys::Cursors;
 use crate::error::Error;
 use crate::keys::{self, Index};
 use crate::model::{
@@ -71,14 +71,14 @@ pub struct Deleted {
 #[derive(Clone)]
 pub struct Conversations {
     store: Store,
-    cursors: CursorSigner,
+    cursors: Cursors,
     cache: Cache,
     attachments: Option<Attachments>,
     tombstone_retention: chrono::Duration,
 }
 
 impl Conversations {
-    pub fn new(store: Store, cursors: CursorSigner, cache: Cache) -> Self {
+    pub fn new(store: Store, cursors: Cursors, cache: Cache) -> Self {
         Self {
             store,
             cursors,
@@ -100,7 +100,7 @@ impl Conversations {
         self.tombstone_retention
     }
 
-    pub fn cursors(&self) -> &CursorSigner {
+    pub fn cursors(&self) -> &Cursors {
         &self.cursors
     }
 
@@ -294,11 +294,10 @@ impl Conversations {
             index.name(),
             search.as_deref().unwrap_or_default()
         );
-        let mut start = request
-            .cursor
-            .as_deref()
-            .map(|cursor| self.cursors.decode(&scope, cursor))
-            .transpose()?;
+        let mut start = match request.cursor.as_deref() {
+            Some(cursor) => Some(self.cursors.decode(&scope, cursor).await?),
+            None => None,
+        };
 
         // Legacy page numbers walk the pages before the one asked for.
         for _ in 1..request.page.unwrap_or(1) {
@@ -321,9 +320,13 @@ impl Conversations {
             .store
             .list_conversations(index, &partition, request.limit, start, search.as_deref())
             .await?;
+        let next_cursor = match next {
+            Some(position) => Some(self.cursors.encode(&scope, position).await?),
+            None => None,
+        };
         Ok(Page {
             items: items.into_iter().map(Conversation::from).collect(),
-            next_cursor: next.map(|position| self.cursors.encode(&scope, position)),
+            next_cursor,
         })
     }
 
@@ -393,9 +396,10 @@ impl Conversations {
         older_than: Option<&str>,
     ) -> Result<ConversationWithMessages, Error> {
         let scope = format!("messages|{user}|{id}");
-        let start = older_than
-            .map(|cursor| self.cursors.decode(&scope, cursor))
-            .transpose()?;
+        let start = match older_than {
+            Some(cursor) => Some(self.cursors.decode(&scope, cursor).await?),
+            None => None,
+        };
         let window = self
             .store
             .conversation_window(user, id, limit, start)
@@ -403,12 +407,14 @@ impl Conversations {
         let conversation = window.conversation.ok_or(Error::NotFound)?;
         let mut messages = window.messages_newest_first;
         messages.reverse();
+        let older_messages = match window.older {
+            Some(position) => Some(self.cursors.encode(&scope, position).await?),
+            None => None,
+        };
         Ok(ConversationWithMessages {
             conversation: conversation.into(),
             messages,
-            older_messages: window
-                .older
-                .map(|position| self.cursors.encode(&scope, position)),
+            older_messages,
         })
     }
 

@@ -10,7 +10,7 @@ use crate::attachments::Attachments;
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::cursor::CursorSigner;
+use crate::cursor_keys::Cursors;
 use crate::error::Error;
 use crate::export::Exports;
 use crate::migration::{MigrationOptions, Migrator};
@@ -102,18 +102,15 @@ impl State {
             store = store.with_content_objects(ContentObjects::new(s3.clone(), *bucket));
         }
         let cache = Cache::configured(config.cache.clone());
+        let cursors = Cursors::from_source(&config.cursor_keys, sdk);
         let attachments = s3
             .as_ref()
             .map(|(s3, bucket)| Attachments::new(s3.clone(), *bucket, config.attachment_max_bytes));
-        let conversations = Conversations::new(
-            store.clone(),
-            CursorSigner::new(&config.cursor_secret),
-            cache.clone(),
-        )
-        .with_attachments(attachments.clone())
-        .with_tombstone_retention(config.tombstone_retention);
+        let conversations = Conversations::new(store.clone(), cursors.clone(), cache.clone())
+            .with_attachments(attachments.clone())
+            .with_tombstone_retention(config.tombstone_retention);
         let sync = MobileSync::new(conversations.clone(), config.sync_settle);
-        let search = Search::new(store.clone(), CursorSigner::new(&config.cursor_secret));
+        let search = Search::new(store.clone(), cursors);
         let exports = Exports::new(store.clone());
         let account_exports = AccountExports::new(
             store.clone(),

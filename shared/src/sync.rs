@@ -172,13 +172,12 @@ impl MobileSync {
         now: DateTime<Utc>,
     ) -> Result<SyncPage, Error> {
         let scope = format!("sync|{user}");
-        let position = request
-            .since
-            .as_deref()
-            .map(|cursor| self.conversations.cursors().decode(&scope, cursor))
-            .transpose()?
-            .map(SyncPosition::from_position)
-            .transpose()?;
+        let position = match request.since.as_deref() {
+            Some(cursor) => Some(SyncPosition::from_position(
+                self.conversations.cursors().decode(&scope, cursor).await?,
+            )?),
+            None => None,
+        };
         let retention = self.conversations.tombstone_retention();
         if let Some(oldest) = position.as_ref().and_then(SyncPosition::oldest_time) {
             if oldest < now - retention {
@@ -246,7 +245,7 @@ impl MobileSync {
                     has_more: true,
                     conversations: read.kept,
                     deleted: Vec::new(),
-                    cursor: self.encode(scope, next),
+                    cursor: self.encode(scope, next).await?,
                     full: true,
                 })
             }
@@ -299,17 +298,18 @@ impl MobileSync {
                     has_more: matches!(next, SyncPosition::Changes { floor: Some(_), .. }),
                     conversations: read.kept,
                     deleted,
-                    cursor: self.encode(scope, next),
+                    cursor: self.encode(scope, next).await?,
                     full,
                 })
             }
         }
     }
 
-    fn encode(&self, scope: &str, position: SyncPosition) -> String {
+    async fn encode(&self, scope: &str, position: SyncPosition) -> Result<String, Error> {
         self.conversations
             .cursors()
             .encode(scope, position.into_position())
+            .await
     }
 
     /// The conversations, each with its newest `include` messages when asked, as many as fit

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use serde_json::json;
 use shared::cache::Cache;
-use shared::cursor::CursorSigner;
 use shared::model::{NewMessage, Role, Tags, Title, UserId};
 use shared::service::Conversations;
 use shared::store::Store;
@@ -49,7 +48,7 @@ async fn main() {
     let store = Store::new(client, &state.config.table_name);
     let conversations = Conversations::new(
         store,
-        CursorSigner::new(&state.config.cursor_secret),
+        state.conversations.cursors().clone(),
         Cache::disabled(),
     );
     let conversation = conversations

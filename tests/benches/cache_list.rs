@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use serde_json::json;
 use shared::cache::{Cache, CacheSettings};
-use shared::cursor::CursorSigner;
 use shared::model::{Tags, Title, UserId};
 use shared::service::{Conversations, ListRequest};
 use shared::store::Store;
@@ -40,7 +39,7 @@ async fn main() {
 
     let (client, calls) = tests::CallCounter::client().await;
     let store = Store::new(client, &state.config.table_name);
-    let signer = CursorSigner::new(&state.config.cursor_secret);
+    let cursors = state.conversations.cursors().clone();
     let cache = Cache::new(CacheSettings {
         url: cache_url,
         cluster: false,
@@ -49,8 +48,8 @@ async fn main() {
         namespace: state.config.table_name.clone(),
     })
     .unwrap();
-    let cached = Conversations::new(store.clone(), signer.clone(), cache.clone());
-    let uncached = Conversations::new(store, signer, Cache::disabled());
+    let cached = Conversations::new(store.clone(), cursors.clone(), cache.clone());
+    let uncached = Conversations::new(store, cursors, Cache::disabled());
     cached.list(&user, ListRequest::default()).await.unwrap(); // connect once
 
     let mut results = Vec::new();

@@ -22,7 +22,6 @@ use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use shared::cursor::CursorSigner;
 use shared::model::{ConversationId, Message, MessageId, Role, Tags, Title, UserId};
 use shared::search::{self, Search, SearchQuery, TermEntry};
 use shared::store::{entry_item_bytes, ConversationItem, IndexChange, Store};
@@ -262,7 +261,7 @@ async fn main() {
     let (client, calls) = tests::CallCounter::client().await;
     let searcher = Search::new(
         Store::new(client, &state.config.table_name),
-        CursorSigner::new(&state.config.cursor_secret),
+        state.conversations.cursors().clone(),
     );
     let mut queries = Vec::new();
     for (label, text) in [

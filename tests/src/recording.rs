@@ -160,6 +160,9 @@ pub fn iam_actions(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]
             let action = operation.strip_suffix("Batch").unwrap_or(operation);
             return vec![format!("sqs:{action}")];
         }
+        if target.starts_with("secretsmanager.") {
+            return vec![format!("secretsmanager:{operation}")];
+        }
         return match operation {
             "TransactWriteItems" => {
                 let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();

@@ -11,7 +11,7 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::json;
 use shared::clock::SystemClock;
-use shared::cursor::CursorSigner;
+use shared::cursor_keys::Cursors;
 use shared::model::UserId;
 use shared::service::Conversations;
 use shared::store::Store;
@@ -200,7 +200,7 @@ async fn with_a_failing_conversation_store(table: &str) -> (Assistant, ShortTerm
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let broken = Conversations::new(
         Store::new(client.clone(), "no-such-table"),
-        CursorSigner::new(&[7; 32]),
+        Cursors::fixed(&[7; 32]),
         shared::cache::Cache::disabled(),
     );
     let memory = ShortTermMemory::new(Store::new(client, table), chrono::Duration::hours(24));

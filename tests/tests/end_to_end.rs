@@ -15,6 +15,7 @@ mod completion;
 mod context;
 mod contract;
 mod conversations_api;
+mod cursor_keys;
 mod deletion;
 mod events;
 mod export;

@@ -118,7 +118,7 @@ fn assert_allowed(called: &BTreeMap<String, BTreeSet<String>>) {
 #[tokio::test]
 async fn every_http_function_calls_only_what_its_role_allows() {
     let proxy = recording_proxy().await;
-    let state = state_recorded(&proxy, &[]).await;
+    let cursor_secret = tests::cursor_secret().await;
     let mut files: Vec<_> = std::fs::read_dir(workspace_root().join("events"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -131,6 +131,9 @@ async fn every_http_function_calls_only_what_its_role_allows() {
         let Some(endpoint) = Endpoint::for_binary(&binary) else {
             continue;
         };
+        // Each function a cold start of its own: the cursor keys are read by the first
+        // request that pages.
+        let state = state_recorded(&proxy, &[("CURSOR_SECRET_ARN", &cursor_secret)]).await;
         let user = new_user();
         let conversation =
             conversation_saying(&state, &user, ["what to pack for Lisbon".to_owned()]).await;
@@ -172,6 +175,11 @@ async fn every_http_function_calls_only_what_its_role_allows() {
         called.entry(binary).or_default().extend(proxy.take());
     }
     assert_eq!(called.len(), 20, "every HTTP function ran");
+    assert!(
+        called["mobile-sync"].contains("secretsmanager:GetSecretValue"),
+        "a sync reads the keys to sign its cursor: {:?}",
+        called["mobile-sync"]
+    );
     // The streaming Function URL runs the completion's handler: its role needs the same.
     let completion = called["completion"].clone();
     called.insert("completion-stream".to_owned(), completion);
