@@ -65,6 +65,7 @@ enum Keys {
 #[derive(Clone)]
 struct Read {
     signer: CursorSigner,
+    /// When the keys were last read, or a read last failed: both limits count from it.
     at: Instant,
 }
 
@@ -114,6 +115,15 @@ impl Cursors {
         self.signer(Some(cursor)).await?.decode(scope, cursor)
     }
 
+    /// Whether `cursor` names a key these cursors do not hold (after reading them again if
+    /// that is due): one signed with a key rotated out since, or an invented one.
+    pub async fn names_retired_key(&self, cursor: &str) -> bool {
+        match self.signer(Some(cursor)).await {
+            Ok(signer) => signer.names_unknown_key(cursor),
+            Err(_) => false,
+        }
+    }
+
     /// The keys to use for `cursor` (or for signing), read first if they are due.
     async fn signer(&self, cursor: Option<&str>) -> Result<CursorSigner, Error> {
         let (secrets, secret_id, read, unknown_key_interval) = match &*self.0 {
@@ -156,13 +166,12 @@ impl Cursors {
                 });
                 Ok(signer)
             }
-            // Keys read before go on serving; they are tried again after the interval.
+            // Keys read before go on serving; a read is tried again after either interval
+            // (an hour, or a minute for a cursor naming an unknown key).
             Err(error) => match held.as_mut() {
                 Some(held) => {
                     tracing::warn!(error = %crate::error::chain(&error), "could not read the cursor keys again; the ones read before go on");
-                    held.at = Instant::now()
-                        .checked_sub(KEYS_MAX_AGE.saturating_sub(unknown_key_interval))
-                        .unwrap_or(held.at);
+                    held.at = Instant::now();
                     Ok(held.signer.clone())
                 }
                 None => Err(error),

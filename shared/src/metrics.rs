@@ -57,9 +57,10 @@ pub mod names {
     pub const MODEL_TOKENS_NOT_COUNTED: &str = "ModelTokensNotCounted";
     pub const DELETES_SWEPT: &str = "DeletesSwept";
     pub const DELETES_UNSWEPT: &str = "DeletesUnswept";
+    pub const SWEEPS_INCOMPLETE: &str = "SweepsIncomplete";
 
     /// Every metric the service writes.
-    pub const ALL: [&str; 32] = [
+    pub const ALL: [&str; 33] = [
         REQUESTS,
         SERVER_ERRORS,
         CLIENT_ERRORS,
@@ -92,6 +93,7 @@ pub mod names {
         MODEL_TOKENS_NOT_COUNTED,
         DELETES_SWEPT,
         DELETES_UNSWEPT,
+        SWEEPS_INCOMPLETE,
     ];
 }
 use names::*;
@@ -216,10 +218,12 @@ pub fn conversation_purged() {
     counter!(CONVERSATIONS_PURGED).increment(1);
 }
 
-/// Deletes a sweep found with nothing left, and those whose purge it could not finish.
-pub fn deletes_swept(finished: usize, unfinished: usize) {
+/// Deletes a sweep found with nothing left, those whose purge it could not finish, and
+/// whether it reached every pending delete (out of time, or a shard unreadable).
+pub fn deletes_swept(finished: usize, unfinished: usize, complete: bool) {
     counter!(DELETES_SWEPT).increment(finished as u64);
     counter!(DELETES_UNSWEPT).increment(unfinished as u64);
+    counter!(SWEEPS_INCOMPLETE).increment(u64::from(!complete));
 }
 
 /// Messages the search indexer read, and the index entries it wrote for them and for titles.

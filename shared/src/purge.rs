@@ -76,70 +76,89 @@ pub struct SweepReport {
 }
 
 /// Purges again every delete older than `SWEEP_GRACE` the sweep has not yet checked, until
-/// `deadline`.
+/// `deadline`. Each hour starts at another shard, so a sweep that runs out of time leaves a
+/// different part for the next; a shard that cannot be read is left for the next sweep.
 pub async fn sweep_deleted_conversations(
     state: &State,
     deadline: Instant,
 ) -> Result<SweepReport, Error> {
-    let before = state.now() - SWEEP_GRACE;
-    let mut report = SweepReport::default();
-    for shard in 0..crate::keys::PURGE_SHARDS {
-        let mut start = None;
-        loop {
-            if Instant::now() >= deadline {
-                record(&report);
-                return Ok(report);
-            }
-            let page = state
-                .conversations
-                .store()
-                .pending_purges(shard, before, SWEEP_PAGE, start)
-                .await?;
-            for pending in page.purges {
-                let budget = deadline.saturating_duration_since(Instant::now());
-                if budget.is_zero() {
-                    record(&report);
-                    return Ok(report);
-                }
-                // Rounded up as the worker's stream time is: an export begun in the same
-                // second counts as begun before.
-                let deleted_at = pending.deleted_at + chrono::Duration::seconds(1);
-                let finished = purge_everything_of(
-                    state,
-                    &pending.user,
-                    &pending.conversation,
-                    deleted_at,
-                    budget,
-                )
-                .await;
-                let checked = finished
-                    && match state
-                        .conversations
-                        .store()
-                        .purge_checked(&pending.user, &pending.conversation)
-                        .await
-                    {
-                        Ok(()) => true,
-                        Err(error) => {
-                            tracing::error!(error = %chain(&error), "marking a purge checked failed");
-                            false
-                        }
-                    };
-                if checked {
-                    report.finished += 1;
-                } else {
-                    report.unfinished += 1;
-                }
-            }
-            match page.next {
-                Some(next) => start = Some(next),
-                None => break,
-            }
+    let now = state.now();
+    let before = now - SWEEP_GRACE;
+    let shards = crate::keys::PURGE_SHARDS;
+    let first = u32::try_from(now.timestamp().div_euclid(3600) % i64::from(shards)).unwrap_or(0);
+    let mut report = SweepReport {
+        complete: true,
+        ..SweepReport::default()
+    };
+    for shard in (0..shards).map(|n| (first + n) % shards) {
+        if !sweep_shard(state, shard, before, deadline, &mut report).await {
+            report.complete = false;
+        }
+        if Instant::now() >= deadline {
+            report.complete = false;
+            break;
         }
     }
-    report.complete = true;
     record(&report);
     Ok(report)
+}
+
+/// Sweeps one shard's deletes made before `before`; false if it could not reach them all.
+async fn sweep_shard(
+    state: &State,
+    shard: u32,
+    before: DateTime<Utc>,
+    deadline: Instant,
+    report: &mut SweepReport,
+) -> bool {
+    let store = state.conversations.store();
+    let mut start = None;
+    loop {
+        let page = match store.pending_purges(shard, before, SWEEP_PAGE, start).await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::error!(shard, error = %chain(&error), "could not read the deletes to sweep");
+                return false;
+            }
+        };
+        for pending in page.purges {
+            let budget = deadline.saturating_duration_since(Instant::now());
+            if budget.is_zero() {
+                return false;
+            }
+            // Rounded up as the worker's stream time is: an export begun in the same second
+            // counts as begun before.
+            let deleted_at = pending.deleted_at + chrono::Duration::seconds(1);
+            let finished = purge_everything_of(
+                state,
+                &pending.user,
+                &pending.conversation,
+                deleted_at,
+                budget,
+            )
+            .await;
+            let checked = finished
+                && match store
+                    .purge_checked(&pending.user, &pending.conversation)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::error!(error = %chain(&error), "marking a purge checked failed");
+                        false
+                    }
+                };
+            if checked {
+                report.finished += 1;
+            } else {
+                report.unfinished += 1;
+            }
+        }
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return true,
+        }
+    }
 }
 
 fn record(report: &SweepReport) {
@@ -149,5 +168,5 @@ fn record(report: &SweepReport) {
         complete = report.complete,
         "sweep of deleted conversations"
     );
-    crate::metrics::deletes_swept(report.finished, report.unfinished);
+    crate::metrics::deletes_swept(report.finished, report.unfinished, report.complete);
 }

@@ -172,16 +172,27 @@ impl MobileSync {
         now: DateTime<Utc>,
     ) -> Result<SyncPage, Error> {
         let scope = format!("sync|{user}");
+        let cursors = self.conversations.cursors();
         let position = match request.since.as_deref() {
-            Some(cursor) => Some(SyncPosition::from_position(
-                self.conversations.cursors().decode(&scope, cursor).await?,
-            )?),
+            Some(cursor) => match cursors.decode(&scope, cursor).await {
+                Ok(position) => Some(SyncPosition::from_position(position)?),
+                // Signed with a key rotated out since (an app may keep its cursor for weeks).
+                Err(Error::Invalid(_)) if cursors.names_retired_key(cursor).await => {
+                    return Err(Error::ResyncRequired(
+                        "this sync cursor was signed with a key since retired".into(),
+                    ))
+                }
+                Err(error) => return Err(error),
+            },
             None => None,
         };
         let retention = self.conversations.tombstone_retention();
         if let Some(oldest) = position.as_ref().and_then(SyncPosition::oldest_time) {
             if oldest < now - retention {
-                return Err(Error::ResyncRequired(retention.num_days()));
+                return Err(Error::ResyncRequired(format!(
+                    "this sync cursor is older than the {} days deletions are kept",
+                    retention.num_days()
+                )));
             }
         }
         let key = format!(

@@ -167,3 +167,48 @@ async fn the_api_pages_with_cursors_signed_by_the_stored_secret() {
         refused.body
     );
 }
+
+#[tokio::test]
+async fn a_sync_cursor_signed_with_a_retired_key_asks_for_a_full_sync() {
+    let arn = cursor_secret().await;
+    let instance = || async {
+        LocalApi::serving(
+            tests::state_configured(&[("CURSOR_SECRET_ARN", &arn)], Arc::new(SystemClock)).await,
+        )
+        .await
+    };
+    let user = new_user();
+    let first = instance().await;
+    first.as_user(&user).create_conversation(Some("kept")).await;
+    let synced = first.as_user(&user).get("/mobile/sync").await;
+    assert_eq!(synced.status, StatusCode::OK, "{:?}", synced.body);
+    let cursor = synced.body["cursor"].as_str().unwrap().to_owned();
+
+    // Weeks later, two rotations on, on an instance started since.
+    rotate(&arn).await;
+    rotate(&arn).await;
+    let later = instance().await;
+    let resync = later
+        .as_user(&user)
+        .get(&format!("/mobile/sync?since={cursor}"))
+        .await;
+    assert_eq!(resync.status, StatusCode::GONE, "{:?}", resync.body);
+    assert_eq!(resync.error_code(), "resync_required");
+    // A current key's cursor altered by hand is still a bad request.
+    let fresh = later.as_user(&user).get("/mobile/sync").await;
+    let fresh = fresh.body["cursor"].as_str().unwrap().to_owned();
+    let (payload, rest) = fresh.split_once('.').unwrap();
+    let swapped = if payload.starts_with('A') { "B" } else { "A" };
+    let altered = format!("{swapped}{}.{rest}", &payload[1..]);
+    assert_ne!(altered, fresh);
+    let refused = later
+        .as_user(&user)
+        .get(&format!("/mobile/sync?since={altered}"))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.body
+    );
+}

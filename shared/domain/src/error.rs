@@ -34,12 +34,11 @@ pub enum Error {
     /// A batch operation not started because the batch ran out of time; send it again.
     #[error("not run: the batch ran out of time; send this operation again")]
     NotRun,
-    /// A sync cursor older than the tombstones' retention: deletions since may be forgotten,
-    /// so the app must sync from scratch.
-    #[error(
-        "this sync cursor is older than the {0} days deletions are kept; sync again without it"
-    )]
-    ResyncRequired(i64),
+    /// A sync cursor the server can no longer follow (older than the tombstones' retention,
+    /// so deletions since may be forgotten, or signed with a retired key): the app must sync
+    /// from scratch. Says why.
+    #[error("{0}; sync again without it")]
+    ResyncRequired(String),
     /// The model provider failed; nothing but the prompt was saved.
     #[error("the model did not answer: {0}")]
     ModelFailed(String),
