@@ -129,6 +129,97 @@ def append_section(ours, peer):
     return lines
 
 
+def message_cost_section(ours, peer):
+    lines = ["## 1b. What a message costs to keep: write and read units, all-in", ""]
+    if not ours:
+        return lines + ["Not run: `scripts/bench.sh` writes docs/benchmarks/message-cost.json.", ""]
+    one, mixed, reads = ours["oneConversation"], ours["mixedWorkload"], ours["readUnits"]
+    lines += [
+        "What DynamoDB would bill, metered call by call from the items themselves by its "
+        "documented rules (`tests/src/meter.rs`, `tests/src/capacity.rs`): every call of the "
+        "real handlers, through the local API, and of the real stream functions, fed by the "
+        "local poller as in AWS, each part through a meter of its own. Write units are whole "
+        "units per item write (1 KB each, the larger of the item before and after; a "
+        "transaction's twice) and per index entry; the cache is off, so every read reaches "
+        "the table.",
+        "",
+        f"One conversation, messages of {one['messageBytes']} bytes alternating user and "
+        "assistant (the workload of section 1, which the peer runs on the same server): the "
+        "write units of the append itself (table, then indexes), of the search index and the "
+        "summaries it causes, and of the other background functions.",
+        "",
+        "| message | append: table | append: indexes | search | summaries | others | all-in | peer | peer / Numina |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    peer_points = {p["message"]: p for p in (peer or {}).get("points", []) if "writeUnits" in p}
+    for point in one["points"]:
+        at = point["message"]
+        indexes = sum(point["request"]["indexes"].values())
+        theirs = peer_points.get(at)
+        theirs_units = f"{theirs['writeUnits']:,}" if theirs else "–"
+        lines.append(
+            f"| {at:,} | {point['request']['table']:g} | {indexes:g} "
+            f"({', '.join(f'{k} {v:g}' for k, v in point['request']['indexes'].items() if v)}) | "
+            f"{point['search']:g} | {point['summaries']:g} | {point['others']:g} | "
+            f"**{point['allIn']:g}** | {theirs_units} | "
+            f"{ratio(theirs['writeUnits'], point['allIn']) if theirs else '–'} |"
+        )
+    per = mixed["perMessage"]
+    lines += [
+        "",
+        f"The mixed workload: {mixed['users']} users, {mixed['conversations']} conversations "
+        f"(median length {mixed['lengthMedian']} messages, the longest {mixed['lengthMax']:,}), "
+        f"{mixed['messages']:,} messages (user messages of 20 B to 1 KB, replies of 100 B to "
+        "4 KB, words from a Zipf vocabulary), with renames, tags, archives, deletes, lists, "
+        "syncs and searches. Write units per message:",
+        "",
+        "| append: table | append: indexes | search | summaries | others | all-in (appends) | everything else | all-in |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {per['request']['table']:g} | {sum(per['request']['indexes'].values()):.2f} | "
+        f"{per['search']:g} | {per['summaries']:g} | {per['others']:g} | {per['allIn']:g} | "
+        f"{mixed['everythingElsePerMessage']:g} | **{mixed['allInPerMessage']:g}** |",
+        "",
+        "- By index, per message: "
+        + ", ".join(f"{k} {v:g}" for k, v in per["request"]["indexes"].items())
+        + ".",
+    ]
+    dearest = mixed.get("dearestMessage") or {}
+    if dearest:
+        lines.append(
+            f"- The dearest message: {dearest['allIn']:g} write units all-in "
+            f"({dearest['bytes']:,} bytes, message {dearest['message']:,} of its conversation; "
+            f"append {dearest['request']['total']:g}, search {dearest['search']:g}, "
+            f"summaries {dearest['summaries']:g})."
+        )
+    lines.append(
+        "- Everything else, each: "
+        + ", ".join(
+            f"{action} {v['allIn']:g} ({v['count']})"
+            for action, v in mixed["otherOperations"].items()
+        )
+        + " write units all-in (how many were made)."
+    )
+    lines += [
+        "",
+        "Read units of one request (the cache off):",
+        "",
+        "| request | read units | calls |",
+        "|---|---:|---:|",
+    ]
+    for name, value in reads.items():
+        lines.append(f"| {name} | {value['reads']:g} | {value['calls']} |")
+    lines += [
+        "",
+        "Issue 18's targets: the append at most 4 write units; all-in at most 6 per message "
+        "over the workload and at most 8 for any message; below the peer from about message "
+        "15, and at least 40× below it at message 1,000.",
+        "",
+        "Results: [message-cost.json](benchmarks/message-cost.json).",
+        "",
+    ]
+    return lines
+
+
 def ratio(a, b):
     return f"{a / b:.1f}×" if a and b else "–"
 
@@ -485,6 +576,7 @@ def main():
         "",
     ]
     lines += append_section(ours, peer)
+    lines += message_cost_section(load("message-cost.json"), peer)
     lines += cold_start_section(load("cold-start.json"))
     lines += release_profile_section(load("release-profile.json"))
     lines += round_trips_section(load("round-trips.json"))

@@ -24,6 +24,8 @@ step() { echo "== bench [${SECONDS}s] $*"; }
 step "1. append cost: Numina, then LangChain's DynamoDBChatMessageHistory, on the same server"
 cargo bench -p tests --bench append_cost
 .venv-bench/bin/python -W ignore::DeprecationWarning bench/peer/append_cost_langchain.py
+step "1b. message cost: all-in write and read units per message, metered, mixed workload"
+cargo bench -p tests --bench message_cost
 step "2. cold start: every function's release binary and a hello-world, through a local Runtime API"
 cargo bench -p tests --bench cold_start
 step "3. round trips and bytes per request, by endpoint, cache cold and warm"

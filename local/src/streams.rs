@@ -37,7 +37,7 @@ pub enum StreamError {
 }
 
 /// A function the table's changes feed: from the stream, or through its queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamConsumer {
     DispatchTableChanges,
     InvalidateCachedReads,
@@ -157,6 +157,9 @@ struct Feed {
 /// Reads the table's stream and feeds its functions, and the queues the dispatcher fills.
 pub struct StreamPoller {
     state: State,
+    /// The state a function runs with, where it is not `state` (a benchmark meters each
+    /// function's calls through a state of its own).
+    states: HashMap<StreamConsumer, State>,
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     /// Where each shard is read next.
@@ -273,6 +276,7 @@ impl StreamPoller {
             .ok_or(StreamError::NoStream)?;
         let mut poller = Self {
             state,
+            states: HashMap::new(),
             client: aws_sdk_dynamodbstreams::Client::new(&config),
             stream_arn,
             iterators: HashMap::new(),
@@ -283,6 +287,12 @@ impl StreamPoller {
         };
         poller.start_at_latest().await?;
         Ok(poller)
+    }
+
+    /// This poller, running `consumer` with `state` instead of its own.
+    pub fn with_state_for(mut self, consumer: StreamConsumer, state: State) -> Self {
+        self.states.insert(consumer, state);
+        self
     }
 
     async fn start_at_latest(&mut self) -> Result<(), StreamError> {
@@ -325,14 +335,16 @@ impl StreamPoller {
             feed.consumer == StreamConsumer::DispatchTableChanges && !feed.pending.is_empty()
         });
         for feed in &mut self.feeds {
-            feed.deliver(&self.state, &self.dispatcher).await;
+            let state = self.states.get(&feed.consumer).unwrap_or(&self.state);
+            feed.deliver(state, &self.dispatcher).await;
         }
         let mut received = 0;
         for feed in &mut self.queue_feeds {
             if !(dispatching || feed.may_hold) {
                 continue;
             }
-            let (taken, left) = feed.deliver(&self.state, &self.sqs).await?;
+            let state = self.states.get(&feed.consumer).unwrap_or(&self.state);
+            let (taken, left) = feed.deliver(state, &self.sqs).await?;
             received += taken;
             feed.may_hold = left;
         }

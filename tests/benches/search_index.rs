@@ -25,6 +25,7 @@ use serde_json::json;
 use shared::model::{ConversationId, Message, MessageId, Role, Tags, Title, UserId};
 use shared::search::{self, Search, SearchQuery, TermEntry};
 use shared::store::{entry_item_bytes, ConversationItem, IndexChange, Store};
+use tests::corpus::{word, Zipf};
 
 const CONVERSATIONS: usize = 10_000;
 const MESSAGES_PER_CONVERSATION: usize = 100;
@@ -32,46 +33,6 @@ const VOCABULARY: usize = 20_000;
 const STREAM_BATCH: usize = 100;
 const SAMPLE_CONVERSATIONS: usize = 40;
 const QUERY_ROUNDS: usize = 20;
-
-/// A pronounceable word for each vocabulary rank (distinct for distinct ranks).
-fn word(rank: usize) -> String {
-    const SYLLABLES: [&str; 24] = [
-        "ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "ba", "do", "fu", "ga", "hi", "jo",
-        "ku", "la", "me", "no", "pi", "re", "si", "tu", "ve",
-    ];
-    let mut n = rank + SYLLABLES.len(); // at least two syllables
-    let mut out = String::new();
-    while n > 0 {
-        out.push_str(SYLLABLES[n % SYLLABLES.len()]);
-        n /= SYLLABLES.len();
-    }
-    out
-}
-
-/// Word ranks drawn with probability ∝ 1/rank.
-struct Zipf {
-    cumulative: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize) -> Self {
-        let mut total = 0.0;
-        let cumulative = (1..=n)
-            .map(|rank| {
-                total += 1.0 / rank as f64;
-                total
-            })
-            .collect::<Vec<_>>();
-        Self {
-            cumulative: cumulative.iter().map(|c| c / total).collect(),
-        }
-    }
-
-    fn draw(&self, rng: &mut StdRng) -> usize {
-        let x: f64 = rng.random();
-        self.cumulative.partition_point(|c| *c < x)
-    }
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -16,6 +16,9 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 
 pub mod asl;
+pub mod capacity;
+pub mod corpus;
+pub mod meter;
 pub mod proxy;
 pub mod recording;
 
@@ -111,6 +114,18 @@ async fn state_reaching(
         None => sdk,
     };
     State::with_clock(config, model_config, &handlers_sdk, clock)
+}
+
+/// Another instance over the same table and bucket as `state` (as another function's), its
+/// AWS calls sent to `endpoint`.
+pub async fn same_tables_through(state: &State, endpoint: &str) -> State {
+    let sdk = aws_config::from_env().endpoint_url(endpoint).load().await;
+    State::with_clock(
+        state.config.clone(),
+        state.model_config.clone(),
+        &sdk,
+        Arc::new(SystemClock),
+    )
 }
 
 /// The local API over a state configured with `overrides`, and the table's stream feeding

@@ -1,0 +1,455 @@
+//! What a message costs to keep, in what DynamoDB bills: write and read request units,
+//! metered (`tests::meter`) from the items by DynamoDB's documented rules, for every call the
+//! real handlers (through the local API) and the real stream functions (fed by the local
+//! poller, as in AWS) make against the local server. Each part has a meter of its own: the
+//! requests, the search indexer, the summarizer, and the other background functions.
+//!
+//! 1. One conversation, messages 1 to 1,000 of about 200 bytes alternating user and assistant
+//!    (the append-cost workload the peer runs): each append's units, and those of the
+//!    background work it caused, at messages 1, 10, 100 and 1,000.
+//! 2. A mixed workload: many users; conversation lengths long-tailed (median 12, a few in the
+//!    hundreds, one of 1,500); user messages of 20 bytes to 1 KB and replies of 100 bytes to
+//!    4 KB, words drawn from a Zipf vocabulary; renames, tags, archives, deletes, lists, syncs
+//!    and searches in realistic shares. Units per message by part, and the dearest message.
+//! 3. Read units of a list page, a 50-message get, a sync page and a search page.
+//!
+//! `scripts/bench.sh` runs it; results in docs/benchmarks/message-cost.json.
+
+use std::collections::BTreeMap;
+
+use local::{StreamConsumer, StreamPoller};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tests::corpus::Zipf;
+use tests::meter::{Meter, Units};
+use tests::{new_user, Client, LocalApi};
+
+const CHECKPOINTS: [usize; 4] = [1, 10, 100, 1_000];
+const VOCABULARY: usize = 5_000;
+
+/// The meters of each part of the service.
+struct Meters {
+    requests: Meter,
+    search: Meter,
+    summaries: Meter,
+    others: Meter,
+}
+
+/// The units one append (or any request) and the background work it caused cost.
+#[derive(Default, Clone)]
+struct Cost {
+    request: Units,
+    search: Units,
+    summaries: Units,
+    others: Units,
+}
+
+impl Cost {
+    fn writes(&self) -> u64 {
+        self.request.writes()
+            + self.search.writes()
+            + self.summaries.writes()
+            + self.others.writes()
+    }
+
+    fn add(&mut self, other: &Cost) {
+        self.request.add(&other.request);
+        self.search.add(&other.search);
+        self.summaries.add(&other.summaries);
+        self.others.add(&other.others);
+    }
+
+    fn json(&self, per: f64) -> Value {
+        let per = |n: f64| (n / per * 100.0).round() / 100.0;
+        let indexes: BTreeMap<&String, f64> = self
+            .request
+            .index_writes
+            .iter()
+            .map(|(index, units)| (index, per(*units as f64)))
+            .collect();
+        json!({
+            "allIn": per(self.writes() as f64),
+            "request": {
+                "table": per(self.request.table_writes as f64),
+                "indexes": indexes,
+                "total": per(self.request.writes() as f64),
+                "reads": per(self.request.reads),
+            },
+            "search": per(self.search.writes() as f64),
+            "searchReads": per(self.search.reads),
+            "summaries": per(self.summaries.writes() as f64),
+            "summaryReads": per(self.summaries.reads),
+            "others": per(self.others.writes() as f64),
+        })
+    }
+}
+
+struct Bench {
+    api: LocalApi,
+    poller: StreamPoller,
+    meters: Meters,
+}
+
+impl Bench {
+    async fn start() -> Self {
+        let target = std::env::var("AWS_ENDPOINT_URL").unwrap();
+        let meters = Meters {
+            requests: Meter::start(&target).await,
+            search: Meter::start(&target).await,
+            summaries: Meter::start(&target).await,
+            others: Meter::start(&target).await,
+        };
+        // Without the cache: every read reaches the table, as a cold cache's would.
+        let overrides = [("CACHE_URL", ""), ("LIMIT_SEARCHES_PER_MINUTE", "100000")];
+        let state = tests::state_through(meters.requests.endpoint(), &overrides).await;
+        let search = tests::same_tables_through(&state, meters.search.endpoint()).await;
+        let summaries = tests::same_tables_through(&state, meters.summaries.endpoint()).await;
+        let others = tests::same_tables_through(&state, meters.others.endpoint()).await;
+        let poller = StreamPoller::from_latest(others, &tests::template(), None)
+            .await
+            .expect("the table has a stream")
+            .with_state_for(StreamConsumer::IndexForSearch, search)
+            .with_state_for(StreamConsumer::SummarizeConversations, summaries);
+        let api = LocalApi::serving(state).await;
+        Self {
+            api,
+            poller,
+            meters,
+        }
+    }
+
+    /// Lets the background functions act on every change so far.
+    async fn settle(&mut self) {
+        for _ in 0..50 {
+            if self
+                .poller
+                .poll_once()
+                .await
+                .expect("the stream is readable")
+                == 0
+            {
+                return;
+            }
+        }
+        panic!("the stream did not settle");
+    }
+
+    fn take(&self) -> Cost {
+        Cost {
+            request: self.meters.requests.take(),
+            search: self.meters.search.take(),
+            summaries: self.meters.summaries.take(),
+            others: self.meters.others.take(),
+        }
+    }
+
+    /// Runs `request` and the background work it causes; what they cost.
+    async fn metered<F: std::future::Future<Output = Value>>(
+        &mut self,
+        request: F,
+    ) -> (Value, Cost) {
+        self.take();
+        let answer = request.await;
+        self.settle().await;
+        (answer, self.take())
+    }
+}
+
+async fn expect(reply: tests::Reply, status: StatusCode) -> Value {
+    assert_eq!(reply.status, status, "{:?}", reply.body);
+    reply.body
+}
+
+async fn append(client: &Client, conversation: &str, role: &str, content: &str) -> Value {
+    expect(
+        client
+            .post(
+                &format!("/conversations/{conversation}/messages"),
+                json!({ "role": role, "content": content }),
+            )
+            .await,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+async fn create(client: &Client, title: &str) -> String {
+    let created = expect(
+        client
+            .post("/conversations", json!({ "title": title }))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// Part 1: one conversation of 1,000 messages of about 200 bytes.
+async fn one_conversation(bench: &mut Bench, zipf: &Zipf, rng: &mut StdRng, last: usize) -> Value {
+    let client = bench.api.as_user(&new_user());
+    let conversation = create(&client, "Message cost").await;
+    bench.settle().await;
+    let mut points = Vec::new();
+    for n in 1..=last {
+        let role = if n % 2 == 1 { "user" } else { "assistant" };
+        let mut text = zipf.text(rng, 200);
+        text.truncate(200);
+        let (_, cost) = bench
+            .metered(append(&client, &conversation, role, &text))
+            .await;
+        if CHECKPOINTS.contains(&n) {
+            let mut point = cost.json(1.0);
+            point["message"] = json!(n);
+            points.push(point);
+        }
+    }
+    json!({ "messageBytes": 200, "points": points })
+}
+
+/// A conversation's length: log-normal around a median of 12 (a few in the hundreds).
+fn length(rng: &mut StdRng) -> usize {
+    let normal: f64 = {
+        // Box–Muller from two uniform draws.
+        let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    };
+    ((12f64.ln() + 1.1 * normal).exp().round() as usize).clamp(1, 600)
+}
+
+/// A message's size in bytes: log-normal around `median`, within `range`.
+fn size(rng: &mut StdRng, median: f64, range: (usize, usize)) -> usize {
+    let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+    let normal = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
+    ((median.ln() + 0.9 * normal).exp().round() as usize).clamp(range.0, range.1)
+}
+
+/// Part 2: the mixed workload.
+async fn mixed(
+    bench: &mut Bench,
+    zipf: &Zipf,
+    rng: &mut StdRng,
+    users: usize,
+    longest: usize,
+) -> Value {
+    let mut appends = Cost::default();
+    let mut everything_else: BTreeMap<&'static str, (usize, Cost)> = BTreeMap::new();
+    let mut messages = 0usize;
+    let mut dearest = (0u64, Value::Null);
+    let mut lengths = Vec::new();
+    for u in 0..users {
+        let client = bench.api.as_user(&new_user());
+        let conversations = 1 + (rng.random::<f64>() * 6.0) as usize;
+        let mut ids = Vec::new();
+        for c in 0..conversations {
+            // One conversation in the whole run runs to `longest` messages.
+            let wanted = if u == 0 && c == 0 {
+                longest
+            } else {
+                length(rng)
+            };
+            lengths.push(wanted);
+            let (id, cost) = bench
+                .metered(async { json!(create(&client, &zipf.text(rng, 20)).await) })
+                .await;
+            let id = id.as_str().unwrap().to_owned();
+            let entry = everything_else.entry("create").or_default();
+            entry.0 += 1;
+            entry.1.add(&cost);
+            for n in 1..=wanted {
+                let (role, bytes) = if n % 2 == 1 {
+                    ("user", size(rng, 80.0, (20, 1_024)))
+                } else {
+                    ("assistant", size(rng, 600.0, (100, 4_096)))
+                };
+                let text = zipf.text(rng, bytes);
+                let (_, cost) = bench.metered(append(&client, &id, role, &text)).await;
+                messages += 1;
+                if cost.writes() > dearest.0 {
+                    let mut detail = cost.json(1.0);
+                    detail["bytes"] = json!(text.len());
+                    detail["message"] = json!(n);
+                    dearest = (cost.writes(), detail);
+                }
+                appends.add(&cost);
+            }
+            ids.push(id);
+        }
+        // What people do besides writing, in rough shares.
+        for id in &ids {
+            let actions: [(&'static str, f64); 4] = [
+                ("rename", 0.3),
+                ("tags", 0.2),
+                ("archive", 0.15),
+                ("delete", 0.05),
+            ];
+            for (action, share) in actions {
+                if rng.random::<f64>() >= share {
+                    continue;
+                }
+                let title = zipf.text(rng, 24);
+                let (_, cost) = bench
+                    .metered(async {
+                        match action {
+                            "rename" => {
+                                client
+                                    .put(
+                                        &format!("/conversations/{id}/title"),
+                                        json!({ "title": title }),
+                                    )
+                                    .await
+                            }
+                            "tags" => {
+                                client
+                                    .put(
+                                        &format!("/conversations/{id}/tags"),
+                                        json!({ "tags": ["work", "travel"] }),
+                                    )
+                                    .await
+                            }
+                            "archive" => {
+                                client
+                                    .put(
+                                        &format!("/conversations/{id}/archive"),
+                                        json!({ "archived": true }),
+                                    )
+                                    .await
+                            }
+                            _ => client.delete(&format!("/conversations/{id}")).await,
+                        }
+                        .body
+                    })
+                    .await;
+                let entry = everything_else.entry(action).or_default();
+                entry.0 += 1;
+                entry.1.add(&cost);
+            }
+        }
+        let query = tests::corpus::word(zipf.draw(rng));
+        for (action, path) in [
+            ("list", "/conversations?limit=20".to_owned()),
+            ("sync", "/mobile/sync".to_owned()),
+            ("search", format!("/search?q={query}")),
+        ] {
+            let (_, cost) = bench.metered(async { client.get(&path).await.body }).await;
+            let entry = everything_else.entry(action).or_default();
+            entry.0 += 1;
+            entry.1.add(&cost);
+        }
+    }
+    lengths.sort_unstable();
+    let others: BTreeMap<&str, Value> = everything_else
+        .iter()
+        .map(|(action, (count, cost))| {
+            let mut each = cost.json(*count as f64);
+            each["count"] = json!(count);
+            (*action, each)
+        })
+        .collect();
+    let mut rest = Cost::default();
+    for (_, cost) in everything_else.values() {
+        rest.add(cost);
+    }
+    json!({
+        "users": users,
+        "conversations": lengths.len(),
+        "messages": messages,
+        "lengthMedian": lengths[lengths.len() / 2],
+        "lengthMax": lengths.last(),
+        "perMessage": appends.json(messages as f64),
+        "everythingElsePerMessage": (rest.writes() as f64 / messages as f64 * 100.0).round() / 100.0,
+        "allInPerMessage": ((appends.writes() + rest.writes()) as f64 / messages as f64 * 100.0).round() / 100.0,
+        "dearestMessage": dearest.1,
+        "otherOperations": others,
+    })
+}
+
+/// Part 3: the read units of a list page, a 50-message get, a sync page and a search page.
+async fn reads(bench: &mut Bench, zipf: &Zipf, rng: &mut StdRng) -> Value {
+    let client = bench.api.as_user(&new_user());
+    let mut long = String::new();
+    for c in 0..50 {
+        let id = create(&client, &format!("reading {c}")).await;
+        let messages = if c == 0 { 200 } else { 4 };
+        for n in 0..messages {
+            let role = if n % 2 == 0 { "user" } else { "assistant" };
+            append(&client, &id, role, &zipf.text(rng, 200)).await;
+        }
+        if c == 0 {
+            long = id;
+        }
+    }
+    bench.settle().await;
+    let mut units = BTreeMap::new();
+    let common = tests::corpus::word(1);
+    let pages: [(&str, String); 5] = [
+        ("listPage", "/conversations?limit=20".to_owned()),
+        ("get50Messages", format!("/conversations/{long}?limit=50")),
+        ("syncFirstPage", "/mobile/sync".to_owned()),
+        ("searchPage", format!("/search?q={common}&limit=20")),
+        (
+            "archivedListPage",
+            "/conversations?limit=20&archived=only".to_owned(),
+        ),
+    ];
+    for (name, path) in pages {
+        bench.take();
+        let reply = client.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {:?}", reply.body);
+        let cost = bench.take();
+        units.insert(
+            name,
+            json!({ "reads": cost.request.reads, "calls": cost.request.calls }),
+        );
+    }
+    json!(units)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        eprintln!("run this through scripts/bench.sh, which starts the local servers");
+        std::process::exit(2);
+    }
+    // Knobs for a quick look (the defaults are what docs/benchmarks.md reports).
+    let knob = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let users = knob("MESSAGE_COST_USERS", 40);
+    let longest = knob("MESSAGE_COST_LONGEST", 1_500);
+    let last = knob("MESSAGE_COST_ONE", CHECKPOINTS[CHECKPOINTS.len() - 1]);
+    let zipf = Zipf::new(VOCABULARY);
+    let mut rng = StdRng::seed_from_u64(18);
+    let mut bench = Bench::start().await;
+    let started = std::time::Instant::now();
+    let one = one_conversation(&mut bench, &zipf, &mut rng, last).await;
+    eprintln!(
+        "message cost: one conversation done in {:?}",
+        started.elapsed()
+    );
+    let mixed = mixed(&mut bench, &zipf, &mut rng, users, longest).await;
+    eprintln!(
+        "message cost: mixed workload done in {:?}",
+        started.elapsed()
+    );
+    let reads = reads(&mut bench, &zipf, &mut rng).await;
+    let results = json!({
+        "benchmark": "what a message costs to keep, in DynamoDB request units (metered from the items by DynamoDB's rules)",
+        "server": "moto_server on 127.0.0.1; every call metered through tests::meter",
+        "oneConversation": one,
+        "mixedWorkload": mixed,
+        "readUnits": reads,
+        "note": "write units are whole units per item write (1 KB each, the larger of the item before and after; transactions twice), index writes by index from the entries' sizes; reads in 4 KB units, eventually consistent half; a query's units from every item it evaluated, filters ignored. Without the cache, so every read reaches the table.",
+    });
+    let path = tests::workspace_root().join("docs/benchmarks/message-cost.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&results).unwrap() + "\n",
+    )
+    .unwrap();
+    println!("{}", serde_json::to_string_pretty(&results).unwrap());
+}

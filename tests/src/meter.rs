@@ -1,0 +1,466 @@
+//! What DynamoDB would bill, metered: an HTTP proxy in front of the local server (moto, which
+//! reports no faithful consumed capacity) that computes the write and read request units of
+//! every call by DynamoDB's documented rules (`crate::capacity`) from the items themselves:
+//! before a write it reads each item the write names, after it reads them again, and bills the
+//! table and each index from the two images; after a read it bills the items the read
+//! evaluated (a query's, filters ignored). The benchmarks give each part of the service
+//! (requests, the search indexer, the summarizer…) its own meter.
+//!
+//! The extra reads go straight to the server, not through the meter. Calls are metered one
+//! at a time (a lock around each), so two writes never interleave between their images.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::body::{to_bytes, Body};
+use axum::extract::State as Extract;
+use axum::http::{Request, Response};
+use base64::Engine;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::capacity::{self, IndexShape, Item};
+
+/// Request units billed, by what they were for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Units {
+    /// Write units of the table's items.
+    pub table_writes: u64,
+    /// Write units of each index's entries.
+    pub index_writes: BTreeMap<String, u64>,
+    /// Read units (eventually consistent reads count half).
+    pub reads: f64,
+    /// Calls metered.
+    pub calls: u64,
+}
+
+impl Units {
+    /// Every write unit: the table's and the indexes'.
+    pub fn writes(&self) -> u64 {
+        self.table_writes + self.index_writes.values().sum::<u64>()
+    }
+
+    pub fn add(&mut self, other: &Units) {
+        self.table_writes += other.table_writes;
+        for (index, units) in &other.index_writes {
+            *self.index_writes.entry(index.clone()).or_default() += units;
+        }
+        self.reads += other.reads;
+        self.calls += other.calls;
+    }
+}
+
+/// The meter, listening on 127.0.0.1 at `endpoint()`.
+pub struct Meter {
+    endpoint: String,
+    units: Arc<Mutex<Units>>,
+}
+
+struct Metering {
+    target: String,
+    http: reqwest::Client,
+    direct: aws_sdk_dynamodb::Client,
+    indexes: Vec<IndexShape>,
+    units: Arc<Mutex<Units>>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Meter {
+    /// A meter in front of `target` (the local server's URL) for tables shaped as the
+    /// template's.
+    pub async fn start(target: &str) -> Self {
+        ai::provider::install_tls_provider();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("bound"));
+        let units = Arc::new(Mutex::new(Units::default()));
+        let table = crate::template().table().expect("the table's definition");
+        let metering = Arc::new(Metering {
+            target: target.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            direct: aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await),
+            indexes: IndexShape::of_table(&table),
+            units: units.clone(),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        });
+        let app = axum::Router::new().fallback(meter).with_state(metering);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { endpoint, units }
+    }
+
+    /// Where clients send their requests.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The units billed since the last take.
+    pub fn take(&self) -> Units {
+        std::mem::take(&mut *self.units.lock().expect("not poisoned"))
+    }
+}
+
+/// One item a write names: its table and key, whether it is part of a transaction.
+struct Written {
+    table: String,
+    key: Item,
+    transactional: bool,
+}
+
+async fn meter(Extract(to): Extract<Arc<Metering>>, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = to_bytes(body, usize::MAX).await.expect("a request body");
+    let operation = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .filter(|t| t.starts_with("DynamoDB_"))
+        .map(|t| t.rsplit('.').next().unwrap_or(t).to_owned());
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let _turn = to.one_at_a_time.lock().await;
+    let written = operation
+        .as_deref()
+        .map(|operation| written_items(operation, &parsed))
+        .unwrap_or_default();
+    let before = to.current(&written).await;
+
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut sent = to
+        .http
+        .request(parts.method.clone(), format!("{}{path}", to.target));
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            sent = sent.header(name, value);
+        }
+    }
+    let answer = sent
+        .body(body)
+        .send()
+        .await
+        .expect("the local AWS server answers");
+    let status = answer.status();
+    let mut response = Response::builder().status(status);
+    for (name, value) in answer.headers() {
+        if name != "content-length" && name != "transfer-encoding" {
+            response = response.header(name, value);
+        }
+    }
+    let bytes = answer.bytes().await.expect("an answer body");
+
+    if let Some(operation) = operation {
+        let mut units = Units {
+            calls: 1,
+            ..Units::default()
+        };
+        let after = to.current(&written).await;
+        for ((item, old), new) in written.iter().zip(&before).zip(&after) {
+            let billed =
+                capacity::write_units(old.as_ref(), new.as_ref(), &to.indexes, item.transactional);
+            units.table_writes += billed.table;
+            for (index, n) in billed.indexes {
+                *units.index_writes.entry(index).or_default() += n;
+            }
+        }
+        if status.is_success() {
+            let answer: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let authorization = parts.headers.get("authorization").cloned();
+            units.reads = to
+                .read_units(&operation, &parsed, &answer, authorization)
+                .await;
+        }
+        to.units.lock().expect("not poisoned").add(&units);
+    }
+    response.body(Body::from(bytes)).expect("a response")
+}
+
+impl Metering {
+    /// The items as the server holds them now, read consistently and directly, in order.
+    async fn current(&self, items: &[Written]) -> Vec<Option<Item>> {
+        let mut found: HashMap<(String, Vec<(String, String)>), Item> = HashMap::new();
+        let identity = |table: &str, key: &Item| {
+            let mut parts: Vec<(String, String)> = key
+                .iter()
+                .map(|(name, value)| (name.clone(), format!("{value:?}")))
+                .collect();
+            parts.sort();
+            (table.to_owned(), parts)
+        };
+        let mut wanted: Vec<(String, Item)> = Vec::new();
+        for item in items {
+            if !wanted
+                .iter()
+                .any(|(table, key)| identity(table, key) == identity(&item.table, &item.key))
+            {
+                wanted.push((item.table.clone(), item.key.clone()));
+            }
+        }
+        for chunk in wanted.chunks(100) {
+            let mut request = self.direct.batch_get_item();
+            let mut by_table: HashMap<&str, Vec<Item>> = HashMap::new();
+            for (table, key) in chunk {
+                by_table.entry(table).or_default().push(key.clone());
+            }
+            for (table, keys) in by_table {
+                request = request.request_items(
+                    table,
+                    aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                        .set_keys(Some(keys))
+                        .consistent_read(true)
+                        .build()
+                        .expect("keys"),
+                );
+            }
+            let answer = request.send().await.expect("the local server reads items");
+            for (table, items) in answer.responses.unwrap_or_default() {
+                for item in items {
+                    let key: Item = ["PK", "SK"]
+                        .iter()
+                        .filter_map(|k| Some(((*k).to_owned(), item.get(*k)?.clone())))
+                        .collect();
+                    found.insert(identity(&table, &key), item);
+                }
+            }
+        }
+        items
+            .iter()
+            .map(|item| found.get(&identity(&item.table, &item.key)).cloned())
+            .collect()
+    }
+
+    /// The read units of a successful call, from what it read.
+    async fn read_units(
+        &self,
+        operation: &str,
+        request: &Value,
+        answer: &Value,
+        authorization: Option<axum::http::HeaderValue>,
+    ) -> f64 {
+        let consistent = request["ConsistentRead"].as_bool().unwrap_or(false);
+        match operation {
+            "GetItem" => capacity::read_units(
+                answer
+                    .get("Item")
+                    .map_or(0, |item| capacity::item_bytes(&item_of(item))),
+                consistent,
+                false,
+            ),
+            "BatchGetItem" => {
+                let mut units = 0.0;
+                for (table, asked) in request["RequestItems"].as_object().into_iter().flatten() {
+                    let consistent = asked["ConsistentRead"].as_bool().unwrap_or(false);
+                    let found = answer["Responses"][table]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let asked = asked["Keys"].as_array().map_or(0, Vec::len);
+                    for item in &found {
+                        units += capacity::read_units(
+                            capacity::item_bytes(&item_of(item)),
+                            consistent,
+                            false,
+                        );
+                    }
+                    // A key that found nothing still costs the least read.
+                    units += (asked.saturating_sub(found.len())) as f64
+                        * capacity::read_units(0, consistent, false);
+                }
+                units
+            }
+            "TransactGetItems" => answer["Responses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let bytes = r
+                        .get("Item")
+                        .map_or(0, |item| capacity::item_bytes(&item_of(item)));
+                    capacity::read_units(bytes, true, true)
+                })
+                .sum(),
+            "Query" | "Scan" => {
+                let bytes = self
+                    .evaluated_bytes(operation, request, authorization)
+                    .await;
+                capacity::read_units(bytes, consistent, false)
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// The bytes a query or scan evaluated: the same request without its filter and its
+    /// projection, sized as the index's entries (or the table's items) are.
+    async fn evaluated_bytes(
+        &self,
+        operation: &str,
+        request: &Value,
+        authorization: Option<axum::http::HeaderValue>,
+    ) -> usize {
+        let mut unfiltered = request.clone();
+        let object = unfiltered.as_object_mut().expect("a request object");
+        for name in ["FilterExpression", "ProjectionExpression", "Select"] {
+            object.remove(name);
+        }
+        // Names and values only the removed expressions used would be refused as unused.
+        let names_used = |text: &str, name: &str| text.contains(name);
+        let kept: String = ["KeyConditionExpression"]
+            .iter()
+            .filter_map(|k| request[*k].as_str())
+            .collect();
+        if let Some(names) = object
+            .get_mut("ExpressionAttributeNames")
+            .and_then(Value::as_object_mut)
+        {
+            names.retain(|name, _| names_used(&kept, name));
+        }
+        if let Some(values) = object
+            .get_mut("ExpressionAttributeValues")
+            .and_then(Value::as_object_mut)
+        {
+            values.retain(|name, _| names_used(&kept, name));
+        }
+        for empty in ["ExpressionAttributeNames", "ExpressionAttributeValues"] {
+            if object
+                .get(empty)
+                .and_then(Value::as_object)
+                .is_some_and(|m| m.is_empty())
+            {
+                object.remove(empty);
+            }
+        }
+        let mut again = self
+            .http
+            .post(format!("{}/", self.target))
+            .header("x-amz-target", format!("DynamoDB_20120810.{operation}"))
+            .header("content-type", "application/x-amz-json-1.0");
+        // The caller's (the local server reads the region and account from it).
+        if let Some(authorization) = authorization {
+            again = again.header("authorization", authorization);
+        }
+        let answer: Value = again
+            .body(serde_json::to_vec(&unfiltered).expect("json"))
+            .send()
+            .await
+            .expect("the local server answers")
+            .json()
+            .await
+            .unwrap_or_default();
+        let index = request["IndexName"]
+            .as_str()
+            .and_then(|name| self.indexes.iter().find(|i| i.name == name));
+        answer["Items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| {
+                let item = item_of(item);
+                match index {
+                    Some(index) => index.entry(&item).map_or(0, |e| capacity::item_bytes(&e)),
+                    None => capacity::item_bytes(&item),
+                }
+            })
+            .sum()
+    }
+}
+
+/// The items a write names, with their keys (`PK`, `SK` in this design).
+fn written_items(operation: &str, request: &Value) -> Vec<Written> {
+    let key_of_item = |item: &Value| -> Item {
+        ["PK", "SK"]
+            .iter()
+            .filter_map(|k| Some(((*k).to_owned(), attribute(item.get(*k)?))))
+            .collect()
+    };
+    let table = |v: &Value| v["TableName"].as_str().unwrap_or_default().to_owned();
+    match operation {
+        "PutItem" => vec![Written {
+            table: table(request),
+            key: key_of_item(&request["Item"]),
+            transactional: false,
+        }],
+        "UpdateItem" | "DeleteItem" => vec![Written {
+            table: table(request),
+            key: item_of(&request["Key"]),
+            transactional: false,
+        }],
+        "BatchWriteItem" => request["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(name, writes)| {
+                writes
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |w| {
+                        let key = match (w.get("PutRequest"), w.get("DeleteRequest")) {
+                            (Some(put), _) => key_of_item(&put["Item"]),
+                            (_, Some(delete)) => item_of(&delete["Key"]),
+                            _ => Item::new(),
+                        };
+                        Written {
+                            table: name.clone(),
+                            key,
+                            transactional: false,
+                        }
+                    })
+            })
+            .collect(),
+        "TransactWriteItems" => request["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let (kind, action) = entry.as_object()?.iter().next()?;
+                let key = if kind == "Put" {
+                    key_of_item(&action["Item"])
+                } else {
+                    item_of(&action["Key"])
+                };
+                Some(Written {
+                    table: table(action),
+                    key,
+                    transactional: true,
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// An item from DynamoDB's JSON (`{"PK": {"S": "…"}}`).
+pub fn item_of(json: &Value) -> Item {
+    json.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| (name.clone(), attribute(value)))
+        .collect::<HashMap<_, _>>()
+}
+
+/// One attribute value from DynamoDB's JSON.
+fn attribute(json: &Value) -> AttributeValue {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let bytes = |v: &Value| {
+        aws_sdk_dynamodb::primitives::Blob::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or_default())
+                .unwrap_or_default(),
+        )
+    };
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let Some((kind, value)) = json.as_object().and_then(|o| o.iter().next()) else {
+        return AttributeValue::Null(true);
+    };
+    match kind.as_str() {
+        "S" => AttributeValue::S(text(value)),
+        "N" => AttributeValue::N(text(value)),
+        "B" => AttributeValue::B(bytes(value)),
+        "BOOL" => AttributeValue::Bool(value.as_bool().unwrap_or_default()),
+        "NULL" => AttributeValue::Null(true),
+        "M" => AttributeValue::M(item_of(value)),
+        "L" => AttributeValue::L(list(value).iter().map(attribute).collect()),
+        "SS" => AttributeValue::Ss(list(value).iter().map(text).collect()),
+        "NS" => AttributeValue::Ns(list(value).iter().map(text).collect()),
+        "BS" => AttributeValue::Bs(list(value).iter().map(bytes).collect()),
+        _ => AttributeValue::Null(true),
+    }
+}
