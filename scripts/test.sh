@@ -6,10 +6,35 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MOTO_PORT=${TEST_MOTO_PORT:-4576} REDIS_PORT=${TEST_REDIS_PORT:-6390}
+# Each step is announced with the seconds since the start, so a slow run shows where it went.
+step() { echo "== [${SECONDS}s] $*"; }
+# What runs in the background, stopped with the run whatever ends it (and the local servers).
+BACKGROUND=()
+trap 'kill "${BACKGROUND[@]}" 2>/dev/null || true; scripts/services.sh stop test' EXIT
 
-scripts/setup.sh
+# One build of every target, in the dev profile for this machine: every test, every
+# function's binary (so each function compiles and links as an executable; the release
+# build with cargo-lambda, as deployed, is the smoke below and `sam build`), the local
+# gateway, the CLI and the benchmarks. Clippy lints the workspace's crates as this build
+# compiles them: its driver is their compiler (what `cargo clippy` does, with `cargo check`),
+# so the dependencies are compiled once, not once more for a check. A lint fails the build,
+# as `cargo clippy -- -D warnings` does. It needs only the Rust toolchain, so it starts first
+# and compiles while the set-up installs the rest (mostly downloads). The tests below run
+# from this build with the same compiler, so nothing is compiled again.
+command -v cargo-clippy >/dev/null 2>&1 || { echo "test: clippy is missing (rustup component add clippy)" >&2; exit 1; }
+export RUSTC_WORKSPACE_WRAPPER
+RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+mkdir -p .local/test
+step "build and clippy started: every target of the workspace (tests, every function, tools, benchmarks)"
+cargo build --workspace --all-targets --quiet --message-format=json-render-diagnostics \
+  > .local/test/build-artifacts.jsonl &
+BUILD=$!
+BACKGROUND+=("$BUILD")
+
+# What setup installs with cargo (cargo-nextest, when missing) is not the workspace's: no lints.
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/setup.sh
 scripts/services.sh start test
-trap 'scripts/services.sh stop test' EXIT
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 # Tests run many requests at once on a small machine: give each cache operation 250 ms rather
@@ -19,49 +44,34 @@ export CACHE_TIMEOUT_MS=${CACHE_TIMEOUT_MS:-250}
 # Property tests (arbitrary bodies, cursors and stream images never panic the parsers): 256
 # cases each here; PROPTEST_CASES=100000 scripts/test.sh searches longer.
 export PROPTEST_CASES=${PROPTEST_CASES:-256}
-# Each step is announced with the seconds since the start, so a slow run shows where it went.
-step() { echo "== [${SECONDS}s] $*"; }
 
 step "cargo fmt"
 cargo fmt --all -- --check
 # The Lambda build: two functions that stand for the others (an HTTP read through the cache,
-# the table and the cursor keys; a stream consumer), built as deployed, with cargo-lambda in release for x86_64 (which
-# needs no extra Rust target; arm64 stays the deploy default, see README), then started cold
-# through a local Lambda Runtime API below: each must start and answer its event from
-# events/. Sizes and start times are printed (the targets live in the cold-start benchmark,
-# not here); every function's own build is checked by the build step below. It starts
-# first and compiles whenever a core is idle (the checks' and the build's serial stretches,
-# the tests and the fuzzing waiting on the local servers), at the lowest priority so it
-# never slows them; its release profile has a build directory of its own.
+# the table and the cursor keys; a stream consumer), built as deployed, with cargo-lambda in
+# release for x86_64 (which needs no extra Rust target; arm64 stays the deploy default, see
+# README), then started cold through a local Lambda Runtime API below: each must start and
+# answer its event from events/. Sizes and start times are printed (the targets live in the
+# cold-start benchmark, not here); every function's own build is checked by the build above.
+# It compiles whenever a core is idle (the build's serial stretches, the tests and the
+# fuzzing waiting on the local servers), at the lowest priority so it never slows them; its
+# release profile has a build directory of its own, and rustc as its compiler (no lints).
 SMOKE_FUNCTIONS=${SMOKE_FUNCTIONS:-list-conversations,invalidate-cached-reads}
-mkdir -p .local/test
 step "Lambda build started: cargo lambda build --release --x86-64 ($SMOKE_FUNCTIONS, hello-world)"
-PATH="$PWD/.venv/bin:$PATH" nice -n 19 cargo lambda build --release --x86-64 --quiet \
+PATH="$PWD/.venv/bin:$PATH" nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
+  cargo lambda build --release --x86-64 --quiet \
   -p hello-world $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ }) > .local/test/lambda-build.log 2>&1 &
 LAMBDA_BUILD=$!
-# A failing step ends the run: the build goes with it (and the local servers, as before).
-trap 'kill "$LAMBDA_BUILD" 2>/dev/null || true; scripts/services.sh stop test' EXIT
+BACKGROUND+=("$LAMBDA_BUILD")
 
 step "cfn-lint, sam validate --lint"
 .venv/bin/cfn-lint template.yaml
 # Offline: SAM only needs a region and some credentials to read.
 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local SAM_CLI_TELEMETRY=0 \
   .venv/bin/sam validate --lint
-# One build of every target, in the dev profile for this machine: every test, every
-# function's binary (so each function compiles and links as an executable; the release
-# build with cargo-lambda, as deployed, is the smoke below and `sam build`), the local
-# gateway, the CLI and the benchmarks. Clippy lints the workspace's crates as this build
-# compiles them: its driver is their compiler (what `cargo clippy` does, with `cargo check`),
-# so the dependencies are compiled once, not once more for a check. A lint fails the build,
-# as `cargo clippy -- -D warnings` does. The tests below run from this build with the same
-# compiler, so nothing is compiled again.
-export RUSTC_WORKSPACE_WRAPPER
-RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
-export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-step "build and clippy: every target of the workspace (tests, every function, tools, benchmarks)"
-mkdir -p .local/test
-cargo build --workspace --all-targets --quiet --message-format=json-render-diagnostics \
-  > .local/test/build-artifacts.jsonl
+
+step "build and clippy: waiting for it to finish"
+wait "$BUILD"
 # The cold-start benchmark as this build made it, for the smoke below: `cargo test --bench`
 # would compile it again, as a test, with one package's features (minutes, not seconds).
 COLD_START_BENCH=$(python3 -c '
