@@ -419,7 +419,7 @@ async fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(default)
     };
-    let users = knob("MESSAGE_COST_USERS", 40);
+    let users = knob("MESSAGE_COST_USERS", 30);
     let longest = knob("MESSAGE_COST_LONGEST", 1_500);
     let last = knob("MESSAGE_COST_ONE", CHECKPOINTS[CHECKPOINTS.len() - 1]);
     let zipf = Zipf::new(VOCABULARY);
