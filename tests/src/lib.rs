@@ -801,17 +801,18 @@ pub async fn append_directly(
     messages
 }
 
-/// A new secret on the local server, as the template's cursor signing secret (a first
-/// version of 48 random characters): its ARN, for `CURSOR_SECRET_ARN`.
+/// A new secret version's value: 48 random characters, as the template generates them.
+pub fn new_secret_value() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), "0123456789abcdef")
+}
+
+/// A new secret on the local server, as the template's cursor signing secret: its ARN, for
+/// `CURSOR_SECRET_ARN`.
 pub async fn cursor_secret() -> String {
     aws_sdk_secretsmanager::Client::new(&aws_config::load_from_env().await)
         .create_secret()
         .name(format!("cursor-signing-{}", uuid::Uuid::new_v4().simple()))
-        .secret_string(format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            "0123456789abcdef"
-        ))
+        .secret_string(new_secret_value())
         .send()
         .await
         .expect("create the secret")

@@ -123,28 +123,8 @@ async fn meter(Extract(to): Extract<Arc<Metering>>, request: Request<Body>) -> R
         .unwrap_or_default();
     let before = to.current(&written).await;
 
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut sent = to
-        .http
-        .request(parts.method.clone(), format!("{}{path}", to.target));
-    for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
-            sent = sent.header(name, value);
-        }
-    }
-    let answer = sent
-        .body(body)
-        .send()
-        .await
-        .expect("the local AWS server answers");
-    let status = answer.status();
-    let mut response = Response::builder().status(status);
-    for (name, value) in answer.headers() {
-        if name != "content-length" && name != "transfer-encoding" {
-            response = response.header(name, value);
-        }
-    }
-    let bytes = answer.bytes().await.expect("an answer body");
+    let (status, response, bytes) =
+        crate::recording::pass_on(&to.http, &to.target, &parts, body).await;
 
     if let Some(operation) = operation {
         let mut units = Units {

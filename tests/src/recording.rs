@@ -90,6 +90,41 @@ impl RecordingProxy {
     }
 }
 
+/// Sends a request on to `target` as it came (its method, path and headers) and answers what
+/// the server answered: its status, the response with its status and headers, and its body.
+pub(crate) async fn pass_on(
+    http: &reqwest::Client,
+    target: &str,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Bytes,
+) -> (
+    axum::http::StatusCode,
+    axum::http::response::Builder,
+    axum::body::Bytes,
+) {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut sent = http.request(parts.method.clone(), format!("{target}{path}"));
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            sent = sent.header(name, value);
+        }
+    }
+    let answer = sent
+        .body(body)
+        .send()
+        .await
+        .expect("the local AWS server answers");
+    let status = answer.status();
+    let mut response = Response::builder().status(status);
+    for (name, value) in answer.headers() {
+        if name != "content-length" && name != "transfer-encoding" {
+            response = response.header(name, value);
+        }
+    }
+    let bytes = answer.bytes().await.expect("an answer body");
+    (status, response, bytes)
+}
+
 async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, usize::MAX).await.expect("a request body");
@@ -106,26 +141,7 @@ async fn forward(Extract(to): Extract<Arc<Forwarding>>, request: Request<Body>) 
     let client_request_token = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|request| request["ClientRequestToken"].as_str().map(str::to_owned));
-    let mut sent = to
-        .http
-        .request(parts.method.clone(), format!("{}{path}", to.target));
-    for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
-            sent = sent.header(name, value);
-        }
-    }
-    let answer = sent
-        .body(body)
-        .send()
-        .await
-        .expect("the local AWS server answers");
-    let mut response = Response::builder().status(answer.status());
-    for (name, value) in answer.headers() {
-        if name != "content-length" && name != "transfer-encoding" {
-            response = response.header(name, value);
-        }
-    }
-    let bytes = answer.bytes().await.expect("an answer body");
+    let (_, response, bytes) = pass_on(&to.http, &to.target, &parts, body).await;
     let lost = {
         let mut losing = to.losing.lock().expect("not poisoned");
         let found = losing.iter().position(|o| *o == operation);

@@ -23,11 +23,7 @@ async fn rotate(arn: &str) {
         .await
         .put_secret_value()
         .secret_id(arn)
-        .secret_string(format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            "0123456789abcdef"
-        ))
+        .secret_string(tests::new_secret_value())
         .send()
         .await
         .unwrap();

@@ -266,12 +266,16 @@ pub fn parse_memory_partition(partition: &str) -> Option<UserId> {
     UserId::parse(user).ok()
 }
 
+/// One of `shards` shards, by a stable hash of `text`.
+fn shard_of(text: &str, shards: u32) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % shards
+}
+
 /// The `ByMemoryShard` partition a user is listed in: a stable hash of the user id.
 pub fn memory_shard(user: &UserId) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(user.as_str().as_bytes());
-    let shard = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % MEMORY_SHARDS;
-    memory_shard_key(shard)
+    memory_shard_key(shard_of(user.as_str(), MEMORY_SHARDS))
 }
 
 pub fn memory_shard_key(shard: u32) -> String {
@@ -347,10 +351,7 @@ pub fn parse_tombstone_partition(partition: &str) -> Option<UserId> {
 
 /// The `ByPendingPurge` partition a tombstone is listed in: a stable hash of its conversation.
 pub fn purge_shard(conversation: &ConversationId) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(conversation.to_string().as_bytes());
-    let shard = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % PURGE_SHARDS;
-    purge_shard_key(shard)
+    purge_shard_key(shard_of(&conversation.to_string(), PURGE_SHARDS))
 }
 
 pub fn purge_shard_key(shard: u32) -> String {
