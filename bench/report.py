@@ -146,10 +146,12 @@ def message_cost_section(ours, peer):
         f"One conversation, messages of {one['messageBytes']} bytes alternating user and "
         "assistant (the workload of section 1, which the peer runs on the same server): the "
         "write units of the append itself (table, then indexes), of the search index and the "
-        "summaries it causes, and of the other background functions.",
+        "summaries it causes, and of the other background functions, each the mean of the 20 "
+        "messages ending at that message (summaries are written every 20: a checkpoint on one "
+        "is not billed it alone; *that message* is the one message's own all-in).",
         "",
-        "| message | append: table | append: indexes | search | summaries | others | all-in | peer | peer / Numina |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| message | append: table | append: indexes | search | summaries | others | all-in | that message | peer | peer / Numina |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     peer_points = {p["message"]: p for p in (peer or {}).get("points", []) if "writeUnits" in p}
     for point in one["points"]:
@@ -161,7 +163,7 @@ def message_cost_section(ours, peer):
             f"| {at:,} | {point['request']['table']:g} | {indexes:g} "
             f"({', '.join(f'{k} {v:g}' for k, v in point['request']['indexes'].items() if v)}) | "
             f"{point['search']:g} | {point['summaries']:g} | {point['others']:g} | "
-            f"**{point['allIn']:g}** | {theirs_units} | "
+            f"**{point['allIn']:g}** | {point.get('thisMessage', '–')} | {theirs_units} | "
             f"{ratio(theirs['writeUnits'], point['allIn']) if theirs else '–'} |"
         )
     per = mixed["perMessage"]
@@ -192,7 +194,7 @@ def message_cost_section(ours, peer):
             f"summaries {dearest['summaries']:g})."
         )
     lines.append(
-        "- Everything else, each: "
+        "- Everything else, each (a delete with its later check by the hourly sweep): "
         + ", ".join(
             f"{action} {v['allIn']:g} ({v['count']})"
             for action, v in mixed["otherOperations"].items()

@@ -8,9 +8,24 @@ cd "$(dirname "$0")/.."
 export MOTO_PORT=${TEST_MOTO_PORT:-4576} REDIS_PORT=${TEST_REDIS_PORT:-6390}
 # Each step is announced with the seconds since the start, so a slow run shows where it went.
 step() { echo "== [${SECONDS}s] $*"; }
-# What runs in the background, stopped with the run whatever ends it (and the local servers).
+# What runs in the background, each in a process group of its own (setsid), stopped with its
+# compilers whatever ends the run; then the local servers.
 BACKGROUND=()
-trap 'kill "${BACKGROUND[@]}" 2>/dev/null || true; scripts/services.sh stop test' EXIT
+stop_background() {
+  local group
+  for group in "${BACKGROUND[@]}"; do kill -TERM -- "-$group" 2>/dev/null || true; done
+  scripts/services.sh stop test
+}
+trap stop_background EXIT
+# Waits for a background job and forgets it (its id may be reused after).
+finish() {
+  local job=$1 status=0
+  wait "$job" || status=$?
+  local kept=()
+  for group in "${BACKGROUND[@]}"; do [ "$group" = "$job" ] || kept+=("$group"); done
+  BACKGROUND=("${kept[@]}")
+  return "$status"
+}
 
 # One build of every target, in the dev profile for this machine: every test, every
 # function's binary (so each function compiles and links as an executable; the release
@@ -27,8 +42,8 @@ RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver 2>/dev/null || command -v c
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 mkdir -p .local/test
 step "build and clippy started: every target of the workspace (tests, every function, tools, benchmarks)"
-cargo build --workspace --all-targets --quiet --message-format=json-render-diagnostics \
-  > .local/test/build-artifacts.jsonl &
+setsid -w cargo build --workspace --all-targets --quiet --message-format=json-render-diagnostics \
+  > .local/test/build-artifacts.jsonl 2> .local/test/build.log &
 BUILD=$!
 BACKGROUND+=("$BUILD")
 
@@ -58,7 +73,7 @@ cargo fmt --all -- --check
 # release profile has a build directory of its own, and rustc as its compiler (no lints).
 SMOKE_FUNCTIONS=${SMOKE_FUNCTIONS:-list-conversations,invalidate-cached-reads}
 step "Lambda build started: cargo lambda build --release --x86-64 ($SMOKE_FUNCTIONS, hello-world)"
-PATH="$PWD/.venv/bin:$PATH" nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
+PATH="$PWD/.venv/bin:$PATH" setsid -w nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
   cargo lambda build --release --x86-64 --quiet \
   -p hello-world $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ }) > .local/test/lambda-build.log 2>&1 &
 LAMBDA_BUILD=$!
@@ -71,7 +86,8 @@ AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local SAM_CLI
   .venv/bin/sam validate --lint
 
 step "build and clippy: waiting for it to finish"
-wait "$BUILD"
+finish "$BUILD" || { cat .local/test/build.log; exit 1; }
+cat .local/test/build.log
 # The cold-start benchmark as this build made it, for the smoke below: `cargo test --bench`
 # would compile it again, as a test, with one package's features (minutes, not seconds).
 COLD_START_BENCH=$(python3 -c '
@@ -89,7 +105,7 @@ FUZZ_PREBUILT=1 scripts/fuzz-api.sh 2>&1 | tee .local/test/schemathesis.log | ta
 grep "^== fuzz" .local/test/schemathesis.log || true
 
 step "Lambda build: waiting for it to finish"
-wait "$LAMBDA_BUILD" || { cat .local/test/lambda-build.log; exit 1; }
+finish "$LAMBDA_BUILD" || { cat .local/test/lambda-build.log; exit 1; }
 step "cold-start smoke of those builds"
 COLD_START_FUNCTIONS=$SMOKE_FUNCTIONS COLD_START_BINARIES="$PWD/target/lambda" COLD_START_RUNS=1 \
   COLD_START_RESULTS="$PWD/.local/test/cold-start-smoke.json" COLD_START_REQUIRE_ANSWERS=1 \

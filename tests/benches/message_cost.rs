@@ -28,6 +28,8 @@ use tests::{new_user, Client, LocalApi};
 
 const CHECKPOINTS: [usize; 4] = [1, 10, 100, 1_000];
 const VOCABULARY: usize = 5_000;
+/// Messages a checkpoint's mean is taken over (the summaries' period).
+const WINDOW: usize = 20;
 
 /// The meters of each part of the service.
 struct Meters {
@@ -192,6 +194,10 @@ async fn one_conversation(bench: &mut Bench, zipf: &Zipf, rng: &mut StdRng, last
     let conversation = create(&client, "Message cost").await;
     bench.settle().await;
     let mut points = Vec::new();
+    // Summaries are written every 20 messages: a checkpoint reports the mean of the 20
+    // messages ending at it (fewer at the start), so one that falls on a summary is not
+    // billed the whole summary alone.
+    let mut recent: std::collections::VecDeque<Cost> = std::collections::VecDeque::new();
     for n in 1..=last {
         let role = if n % 2 == 1 { "user" } else { "assistant" };
         let mut text = zipf.text(rng, 200);
@@ -199,9 +205,20 @@ async fn one_conversation(bench: &mut Bench, zipf: &Zipf, rng: &mut StdRng, last
         let (_, cost) = bench
             .metered(append(&client, &conversation, role, &text))
             .await;
+        let this_message = cost.writes();
+        recent.push_back(cost);
+        if recent.len() > WINDOW {
+            recent.pop_front();
+        }
         if CHECKPOINTS.contains(&n) {
-            let mut point = cost.json(1.0);
+            let mut window = Cost::default();
+            for cost in &recent {
+                window.add(cost);
+            }
+            let mut point = window.json(recent.len() as f64);
             point["message"] = json!(n);
+            point["window"] = json!(recent.len());
+            point["thisMessage"] = json!(this_message);
             points.push(point);
         }
     }
@@ -291,7 +308,7 @@ async fn mixed(
                 let title = zipf.text(rng, 24);
                 let (_, cost) = bench
                     .metered(async {
-                        match action {
+                        let reply = match action {
                             "rename" => {
                                 client
                                     .put(
@@ -317,8 +334,9 @@ async fn mixed(
                                     .await
                             }
                             _ => client.delete(&format!("/conversations/{id}")).await,
-                        }
-                        .body
+                        };
+                        assert!(reply.status.is_success(), "{action}: {:?}", reply.body);
+                        reply.body
                     })
                     .await;
                 let entry = everything_else.entry(action).or_default();
@@ -332,11 +350,46 @@ async fn mixed(
             ("sync", "/mobile/sync".to_owned()),
             ("search", format!("/search?q={query}")),
         ] {
-            let (_, cost) = bench.metered(async { client.get(&path).await.body }).await;
+            let (_, cost) = bench
+                .metered(async {
+                    let reply = client.get(&path).await;
+                    assert_eq!(reply.status, StatusCode::OK, "{path}: {:?}", reply.body);
+                    reply.body
+                })
+                .await;
             let entry = everything_else.entry(action).or_default();
             entry.0 += 1;
             entry.1.add(&cost);
         }
+    }
+    // A delete is checked again by the hourly sweep: its cost is the delete's too.
+    let later = shared::clock::ManualClock::at(
+        chrono::Utc::now() + shared::purge::SWEEP_GRACE + chrono::Duration::minutes(5),
+    );
+    let sdk = aws_config::from_env()
+        .endpoint_url(bench.meters.others.endpoint())
+        .load()
+        .await;
+    let sweeper = assistant::State::with_clock(
+        bench.api.state.config.clone(),
+        bench.api.state.model_config.clone(),
+        &sdk,
+        std::sync::Arc::new(later),
+    );
+    let (_, swept) = bench
+        .metered(async {
+            let report = shared::purge::sweep_deleted_conversations(
+                &sweeper,
+                std::time::Instant::now() + std::time::Duration::from_secs(600),
+            )
+            .await
+            .expect("the sweep runs");
+            assert!(report.complete && report.unfinished == 0, "{report:?}");
+            json!(report.finished)
+        })
+        .await;
+    if let Some(deletes) = everything_else.get_mut("delete") {
+        deletes.1.add(&swept);
     }
     lengths.sort_unstable();
     let others: BTreeMap<&str, Value> = everything_else

@@ -55,6 +55,7 @@ impl Units {
 pub struct Meter {
     endpoint: String,
     units: Arc<Mutex<Units>>,
+    failures: Arc<Mutex<Vec<String>>>,
 }
 
 struct Metering {
@@ -63,8 +64,13 @@ struct Metering {
     direct: aws_sdk_dynamodb::Client,
     indexes: Vec<IndexShape>,
     units: Arc<Mutex<Units>>,
-    one_at_a_time: tokio::sync::Mutex<()>,
+    /// What the meter could not bill (a read of its own failed): `take` refuses to answer.
+    failures: Arc<Mutex<Vec<String>>>,
 }
+
+/// Every meter's calls, one at a time: no two writes interleave between their images,
+/// whichever meters they pass through (they share one server).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Meter {
     /// A meter in front of `target` (the local server's URL) for tables shaped as the
@@ -74,6 +80,7 @@ impl Meter {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let endpoint = format!("http://{}", listener.local_addr().expect("bound"));
         let units = Arc::new(Mutex::new(Units::default()));
+        let failures = Arc::new(Mutex::new(Vec::new()));
         let table = crate::template().table().expect("the table's definition");
         let metering = Arc::new(Metering {
             target: target.trim_end_matches('/').to_owned(),
@@ -81,11 +88,15 @@ impl Meter {
             direct: aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await),
             indexes: IndexShape::of_table(&table),
             units: units.clone(),
-            one_at_a_time: tokio::sync::Mutex::new(()),
+            failures: failures.clone(),
         });
         let app = axum::Router::new().fallback(meter).with_state(metering);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { endpoint, units }
+        Self {
+            endpoint,
+            units,
+            failures,
+        }
     }
 
     /// Where clients send their requests.
@@ -93,8 +104,13 @@ impl Meter {
         &self.endpoint
     }
 
-    /// The units billed since the last take.
+    /// The units billed since the last take. Panics if a call could not be billed.
     pub fn take(&self) -> Units {
+        let failures = self.failures.lock().expect("not poisoned").clone();
+        assert!(
+            failures.is_empty(),
+            "the meter could not bill: {failures:?}"
+        );
         std::mem::take(&mut *self.units.lock().expect("not poisoned"))
     }
 }
@@ -116,7 +132,7 @@ async fn meter(Extract(to): Extract<Arc<Metering>>, request: Request<Body>) -> R
         .filter(|t| t.starts_with("DynamoDB_"))
         .map(|t| t.rsplit('.').next().unwrap_or(t).to_owned());
     let parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let _turn = to.one_at_a_time.lock().await;
+    let _turn = ONE_AT_A_TIME.lock().await;
     let written = operation
         .as_deref()
         .map(|operation| written_items(operation, &parsed))
@@ -131,7 +147,20 @@ async fn meter(Extract(to): Extract<Arc<Metering>>, request: Request<Body>) -> R
             calls: 1,
             ..Units::default()
         };
-        let after = to.current(&written).await;
+        // A write is billed when it was applied or refused by its condition; a validation
+        // error or throttling consumes nothing.
+        let error_type = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|answer| answer["__type"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let billed_write = status.is_success()
+            || error_type.ends_with("ConditionalCheckFailedException")
+            || error_type.ends_with("TransactionCanceledException");
+        let after = if billed_write {
+            to.current(&written).await
+        } else {
+            Vec::new()
+        };
         for ((item, old), new) in written.iter().zip(&before).zip(&after) {
             let billed =
                 capacity::write_units(old.as_ref(), new.as_ref(), &to.indexes, item.transactional);
@@ -141,11 +170,8 @@ async fn meter(Extract(to): Extract<Arc<Metering>>, request: Request<Body>) -> R
             }
         }
         if status.is_success() {
-            let answer: Value = serde_json::from_slice(&bytes).unwrap_or_default();
             let authorization = parts.headers.get("authorization").cloned();
-            units.reads = to
-                .read_units(&operation, &parsed, &answer, authorization)
-                .await;
+            units.reads = to.read_units(&operation, &parsed, authorization).await;
         }
         to.units.lock().expect("not poisoned").add(&units);
     }
@@ -153,6 +179,10 @@ async fn meter(Extract(to): Extract<Arc<Metering>>, request: Request<Body>) -> R
 }
 
 impl Metering {
+    fn failed(&self, what: String) {
+        self.failures.lock().expect("not poisoned").push(what);
+    }
+
     /// The items as the server holds them now, read consistently and directly, in order.
     async fn current(&self, items: &[Written]) -> Vec<Option<Item>> {
         let mut found: HashMap<(String, Vec<(String, String)>), Item> = HashMap::new();
@@ -189,7 +219,13 @@ impl Metering {
                         .expect("keys"),
                 );
             }
-            let answer = request.send().await.expect("the local server reads items");
+            let answer = match request.send().await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.failed(format!("read items: {error:?}"));
+                    continue;
+                }
+            };
             for (table, items) in answer.responses.unwrap_or_default() {
                 for item in items {
                     let key: Item = ["PK", "SK"]
@@ -206,56 +242,60 @@ impl Metering {
             .collect()
     }
 
-    /// The read units of a successful call, from what it read.
+    /// The read units of a successful call, from the items it read (read again in full).
     async fn read_units(
         &self,
         operation: &str,
         request: &Value,
-        answer: &Value,
         authorization: Option<axum::http::HeaderValue>,
     ) -> f64 {
         let consistent = request["ConsistentRead"].as_bool().unwrap_or(false);
+        // What a get reads is the whole item, whatever its projection returned: each key
+        // asked is read again in full (the state is the same: calls are metered one at a time).
+        let whole = |table: &str, keys: Vec<&Value>| {
+            let asked: Vec<Written> = keys
+                .into_iter()
+                .map(|key| Written {
+                    table: table.to_owned(),
+                    key: item_of(key),
+                    transactional: false,
+                })
+                .collect();
+            async move { self.current(&asked).await }
+        };
+        let size = |item: &Option<Item>| item.as_ref().map_or(0, capacity::item_bytes);
         match operation {
-            "GetItem" => capacity::read_units(
-                answer
-                    .get("Item")
-                    .map_or(0, |item| capacity::item_bytes(&item_of(item))),
-                consistent,
-                false,
-            ),
+            "GetItem" => {
+                let table = request["TableName"].as_str().unwrap_or_default();
+                let found = whole(table, vec![&request["Key"]]).await;
+                capacity::read_units(found.first().map_or(0, size), consistent, false)
+            }
             "BatchGetItem" => {
                 let mut units = 0.0;
                 for (table, asked) in request["RequestItems"].as_object().into_iter().flatten() {
                     let consistent = asked["ConsistentRead"].as_bool().unwrap_or(false);
-                    let found = answer["Responses"][table]
+                    let keys = asked["Keys"]
                         .as_array()
-                        .cloned()
+                        .map(|k| k.iter().collect())
                         .unwrap_or_default();
-                    let asked = asked["Keys"].as_array().map_or(0, Vec::len);
-                    for item in &found {
-                        units += capacity::read_units(
-                            capacity::item_bytes(&item_of(item)),
-                            consistent,
-                            false,
-                        );
-                    }
                     // A key that found nothing still costs the least read.
-                    units += (asked.saturating_sub(found.len())) as f64
-                        * capacity::read_units(0, consistent, false);
+                    for item in whole(table, keys).await {
+                        units += capacity::read_units(size(&item), consistent, false);
+                    }
                 }
                 units
             }
-            "TransactGetItems" => answer["Responses"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    let bytes = r
-                        .get("Item")
-                        .map_or(0, |item| capacity::item_bytes(&item_of(item)));
-                    capacity::read_units(bytes, true, true)
-                })
-                .sum(),
+            "TransactGetItems" => {
+                let mut units = 0.0;
+                for get in request["TransactItems"].as_array().into_iter().flatten() {
+                    let get = &get["Get"];
+                    let table = get["TableName"].as_str().unwrap_or_default();
+                    for item in whole(table, vec![&get["Key"]]).await {
+                        units += capacity::read_units(size(&item), true, true);
+                    }
+                }
+                units
+            }
             "Query" | "Scan" => {
                 let bytes = self
                     .evaluated_bytes(operation, request, authorization)
@@ -302,16 +342,22 @@ impl Metering {
         if let Some(authorization) = authorization {
             again = again.header("authorization", authorization);
         }
-        let answer = again
+        let answer = match again
             .body(serde_json::to_vec(&unfiltered).expect("json"))
             .send()
             .await
-            .expect("the local server answers");
-        assert!(
-            answer.status().is_success(),
-            "the meter could not repeat a {operation} without its filter: {}",
-            answer.text().await.unwrap_or_default()
-        );
+        {
+            Ok(answer) if answer.status().is_success() => answer,
+            Ok(answer) => {
+                let text = answer.text().await.unwrap_or_default();
+                self.failed(format!("repeat a {operation} without its filter: {text}"));
+                return 0;
+            }
+            Err(error) => {
+                self.failed(format!("repeat a {operation}: {error}"));
+                return 0;
+            }
+        };
         let answer: Value = answer.json().await.unwrap_or_default();
         let index = request["IndexName"]
             .as_str()
