@@ -308,31 +308,15 @@ async fn mixed(
                 let title = zipf.text(rng, 24);
                 let (_, cost) = bench
                     .metered(async {
+                        let change = |field: &'static str, body: Value| {
+                            let path = format!("/conversations/{id}/{field}");
+                            let client = &client;
+                            async move { client.put(&path, body).await }
+                        };
                         let reply = match action {
-                            "rename" => {
-                                client
-                                    .put(
-                                        &format!("/conversations/{id}/title"),
-                                        json!({ "title": title }),
-                                    )
-                                    .await
-                            }
-                            "tags" => {
-                                client
-                                    .put(
-                                        &format!("/conversations/{id}/tags"),
-                                        json!({ "tags": ["work", "travel"] }),
-                                    )
-                                    .await
-                            }
-                            "archive" => {
-                                client
-                                    .put(
-                                        &format!("/conversations/{id}/archive"),
-                                        json!({ "archived": true }),
-                                    )
-                                    .await
-                            }
+                            "rename" => change("title", json!({ "title": title })).await,
+                            "tags" => change("tags", json!({ "tags": ["work", "travel"] })).await,
+                            "archive" => change("archive", json!({ "archived": true })).await,
                             _ => client.delete(&format!("/conversations/{id}")).await,
                         };
                         assert!(reply.status.is_success(), "{action}: {:?}", reply.body);
