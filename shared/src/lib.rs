@@ -19,6 +19,7 @@ pub mod migration;
 pub mod migration_job;
 pub mod purge;
 pub mod search;
+pub mod search_backfill;
 pub mod service;
 pub mod state;
 pub mod streams;

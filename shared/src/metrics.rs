@@ -48,7 +48,7 @@ pub mod names {
     pub const MIGRATION_MESSAGES_MIGRATED: &str = "MigrationMessagesMigrated";
     pub const MIGRATION_MESSAGES_SKIPPED: &str = "MigrationMessagesSkipped";
     pub const MESSAGES_INDEXED: &str = "MessagesIndexed";
-    pub const SEARCH_ENTRIES_WRITTEN: &str = "SearchEntriesWritten";
+    pub const SEARCH_BLOCKS_WRITTEN: &str = "SearchBlocksWritten";
     pub const SUMMARIES_WRITTEN: &str = "SummariesWritten";
     pub const SUMMARY_FAILURES: &str = "SummaryFailures";
     pub const ACCOUNT_EXPORTS: &str = "AccountExports";
@@ -84,7 +84,7 @@ pub mod names {
         MIGRATION_MESSAGES_MIGRATED,
         MIGRATION_MESSAGES_SKIPPED,
         MESSAGES_INDEXED,
-        SEARCH_ENTRIES_WRITTEN,
+        SEARCH_BLOCKS_WRITTEN,
         SUMMARIES_WRITTEN,
         SUMMARY_FAILURES,
         ACCOUNT_EXPORTS,
@@ -226,10 +226,11 @@ pub fn deletes_swept(finished: usize, unfinished: usize, complete: bool) {
     counter!(SWEEPS_INCOMPLETE).increment(u64::from(!complete));
 }
 
-/// Messages the search indexer read, and the index entries it wrote for them and for titles.
-pub fn search_indexed(messages: usize, entries: usize) {
+/// Messages the search indexer read, and the search blocks it wrote for them (one write unit
+/// each).
+pub fn search_indexed(messages: usize, blocks: usize) {
     counter!(MESSAGES_INDEXED).increment(messages as u64);
-    counter!(SEARCH_ENTRIES_WRITTEN).increment(entries as u64);
+    counter!(SEARCH_BLOCKS_WRITTEN).increment(blocks as u64);
 }
 
 /// A conversation summary stored, or one the model could not write (retried later).

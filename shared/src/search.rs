@@ -1,35 +1,38 @@
 //! Search across a user's conversations, by title and by message content.
 //!
-//! The index lives in the table, next to what it indexes (`docs/search.md` explains the
-//! choice, with measurements). For each conversation and each term found in it there is one
-//! *entry*: in the conversation's own partition (so it goes when the conversation is purged),
-//! listed in the `ByTerm` index under `<user>#<term>` (so a search reads only the caller's
-//! entries for its terms, whatever other users hold). An entry for a message term points at
-//! the newest message it was found in, with a snippet; an entry for a title term points at
-//! the title. The table's stream feeds the indexer (`streams::index_for_search`), so every
-//! way of writing (API, mobile batch, migration) is indexed without remembering to.
+//! The index lives in the table, in the user's own search partition (`docs/search.md`
+//! explains the choice, with measurements): *blocks*, each holding the hashed terms of a run
+//! of one conversation's messages, as many as fit in one write unit. A new message adds its
+//! terms to its conversation's newest block (nothing is written when the block has them all)
+//! or starts a new one, so indexing a message costs at most one write unit, whatever its
+//! length or the conversation's. The table's stream feeds the indexer
+//! (`streams::index_for_search`), so every way of writing (API, mobile batch, migration) is
+//! indexed without remembering to.
 //!
-//! A search reads the entries of its rarest-looking term (the longest) page by page, newest
-//! first with title hits above message hits, and checks each candidate conversation for the
-//! other terms and for still existing with one consistent `BatchGetItem`. It reads at most
-//! [`SEARCH_READ_BUDGET`] entries per request; past that it answers with what it found and a
-//! cursor, so its cost never depends on how many conversations the user has.
+//! A search reads the user's blocks (one query) and titles (one query of `ByCreated`),
+//! keeps the conversations that have every term in their title or blocks, ranks them (title
+//! hits first, then by the newest block with the leading term), and for each on the page reads
+//! its conversation (consistently: a deleted one drops out) and, for a message hit, the
+//! block's messages newest first until one has the term: that message and a snippet around
+//! the word are what the app shows.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt, TryStreamExt};
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::cursor_keys::Cursors;
 use crate::error::Error;
-use crate::keys::{self, TermSource};
+use crate::keys;
 use crate::model::{Conversation, ConversationId, Message, MessageId, UserId};
-use crate::store::Store;
-pub use domain::search::{CandidateChecks, IndexedEntry, TermEntry};
+use crate::store::{search_block_capacity, Store};
+use domain::cursor::Position;
+pub use domain::search::{MatchedIn, SearchBlock, TermHash, TitleEntry};
 
-/// Distinct terms indexed per message, in the order they first appear: bounds the writes
-/// one message costs (a longer message is indexed by its first this many distinct terms).
+/// Distinct terms indexed per message, in the order they first appear (a longer message is
+/// indexed by its first this many distinct terms).
 pub const MAX_TERMS_PER_MESSAGE: usize = 100;
 /// Words longer than this are not indexed (ids, hashes, long URLs), nor searched.
 pub const MAX_TERM_CHARS: usize = 40;
@@ -43,9 +46,6 @@ pub const SNIPPET_CHARS: usize = 160;
 const SNIPPET_LEAD_CHARS: usize = 50;
 pub const DEFAULT_SEARCH_PAGE: usize = 20;
 pub const MAX_SEARCH_PAGE: usize = 50;
-/// Index entries one search request reads at most before it answers with what it found and
-/// a cursor to go on.
-pub const SEARCH_READ_BUDGET: usize = 500;
 
 /// Words too common to be worth an index entry (English; other languages are indexed whole).
 const STOP_WORDS: &[&str] = &[
@@ -132,41 +132,149 @@ pub fn snippet(text: &str, offset: usize) -> String {
     shown.trim().to_owned()
 }
 
-/// The entries a message adds (or moves to it, for terms the conversation already has).
-pub fn message_entries(user: &UserId, message: &Message) -> Vec<TermEntry> {
-    terms_of(&message.content, MAX_TERMS_PER_MESSAGE)
-        .into_iter()
-        .map(|(term, offset)| TermEntry {
-            user: user.clone(),
-            conversation: message.conversation_id,
-            term,
-            source: TermSource::Messages,
-            time: message.timestamp,
-            message: Some(message.id),
-            snippet: snippet(&message.content, offset),
-        })
-        .collect()
+/// A term as the index keeps it: the first four bytes of its SHA-256, big-endian. Stored in
+/// every block: never change it without rebuilding the index (`search_backfill`).
+pub fn term_hash(term: &str) -> TermHash {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(term.as_bytes());
+    TermHash::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
-/// The entries of a conversation's title.
-pub fn title_entries(
+/// What the index takes of a message: its first [`MAX_TERMS_PER_MESSAGE`] distinct terms,
+/// hashed, sorted.
+pub fn message_term_hashes(content: &str) -> Vec<TermHash> {
+    let mut hashes: Vec<TermHash> = terms_of(content, MAX_TERMS_PER_MESSAGE)
+        .iter()
+        .map(|(term, _)| term_hash(term))
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    hashes
+}
+
+/// One conversation's blocks as the indexer adds messages to them: those it read, and
+/// which it changed. Pure: `index_messages` reads and writes them; benchmarks replay it.
+#[derive(Debug, Clone)]
+pub struct BlockPlan {
+    conversation: ConversationId,
+    capacity: usize,
+    /// By start, with whether a message changed it.
+    blocks: BTreeMap<DateTime<Utc>, (SearchBlock, bool)>,
+}
+
+impl BlockPlan {
+    /// `blocks` must hold every block that could take the messages to be added (those
+    /// `Store::search_blocks_covering` reads); `capacity` is how many terms a block holds.
+    pub fn new(conversation: ConversationId, blocks: Vec<SearchBlock>, capacity: usize) -> Self {
+        Self {
+            conversation,
+            capacity,
+            blocks: blocks.into_iter().map(|b| (b.start, (b, false))).collect(),
+        }
+    }
+
+    /// Adds the terms of a message written at `at`: to the block that started last at or
+    /// before it if it has room for the ones it lacks (if it lacks none, nothing changes), else
+    /// to a new block starting at `at`. A full block that starts at `at` itself takes them
+    /// anyway (no other key could hold the message's place): a rare block over capacity.
+    pub fn add(&mut self, at: DateTime<Utc>, hashes: &[TermHash]) {
+        if hashes.is_empty() {
+            return;
+        }
+        if let Some((_, (block, changed))) = self.blocks.range_mut(..=at).next_back() {
+            let new: Vec<TermHash> = hashes.iter().copied().filter(|h| !block.has(*h)).collect();
+            if new.is_empty() {
+                return;
+            }
+            if block.terms.len() + new.len() <= self.capacity || block.start == at {
+                block.terms.extend(new);
+                block.terms.sort_unstable();
+                block.last = block.last.max(at);
+                *changed = true;
+                return;
+            }
+        }
+        let mut terms = hashes.to_vec();
+        terms.sort_unstable();
+        terms.dedup();
+        let block = SearchBlock {
+            conversation: self.conversation,
+            start: at,
+            last: at,
+            terms,
+            version: 0,
+        };
+        self.blocks.insert(at, (block, true));
+    }
+
+    /// The blocks changed since they were read (or last marked written), oldest first.
+    pub fn changed(&self) -> impl Iterator<Item = &SearchBlock> {
+        self.blocks
+            .values()
+            .filter(|(_, changed)| *changed)
+            .map(|(block, _)| block)
+    }
+
+    /// Marks the changed blocks written (each a version on): what the table holds after.
+    pub fn written(&mut self) {
+        for (block, changed) in self.blocks.values_mut() {
+            if std::mem::take(changed) {
+                block.version += 1;
+            }
+        }
+    }
+
+    /// Every block, oldest first.
+    pub fn blocks(&self) -> impl Iterator<Item = &SearchBlock> {
+        self.blocks.values().map(|(block, _)| block)
+    }
+}
+
+/// Adds the terms of new `messages` of one conversation to its search blocks
+/// ([`BlockPlan::add`]). Only blocks that took new terms are written, each once, and only if
+/// no other write changed them since they were read (else it fails, and the records come
+/// again: adding terms twice changes nothing). A conversation deleted meanwhile (its purge
+/// may have run before these writes) loses the blocks again: they never outlive it. Returns
+/// the blocks written.
+pub async fn index_messages(
+    store: &Store,
     user: &UserId,
     conversation: &ConversationId,
-    title: &str,
-    created_at: DateTime<Utc>,
-) -> Vec<TermEntry> {
-    terms_of(title, MAX_TERMS_PER_MESSAGE)
-        .into_iter()
-        .map(|(term, _)| TermEntry {
-            user: user.clone(),
-            conversation: *conversation,
-            term,
-            source: TermSource::Title,
-            time: created_at,
-            message: None,
-            snippet: snippet(title, 0),
-        })
-        .collect()
+    messages: &[Message],
+) -> Result<usize, Error> {
+    let mut messages: Vec<(DateTime<Utc>, Vec<TermHash>)> = messages
+        .iter()
+        .map(|m| (m.timestamp, message_term_hashes(&m.content)))
+        .filter(|(_, hashes)| !hashes.is_empty())
+        .collect();
+    messages.sort_by_key(|(at, _)| *at);
+    let (Some((first, _)), Some((newest, _))) = (messages.first(), messages.last()) else {
+        return Ok(0);
+    };
+    let blocks = store
+        .search_blocks_covering(user, conversation, *first, *newest)
+        .await?;
+    let mut plan = BlockPlan::new(
+        *conversation,
+        blocks,
+        search_block_capacity(user, conversation),
+    );
+    for (at, hashes) in &messages {
+        plan.add(*at, hashes);
+    }
+    let mut written = 0;
+    for block in plan.changed() {
+        if !store.write_search_block(user, block).await? {
+            return Err(Error::Unavailable(
+                "a search block changed while it was indexed: index again".into(),
+            ));
+        }
+        written += 1;
+    }
+    if written > 0 && store.conversation(user, conversation).await?.is_none() {
+        store.delete_search_blocks(user, conversation).await?;
+    }
+    Ok(written)
 }
 
 /// What a user searches for: the distinct indexed terms of their words. A query of stop
@@ -224,7 +332,7 @@ impl SearchQuery {
 pub struct SearchHit {
     pub conversation: Conversation,
     /// Where the leading term matched: the title, or a message (then which one).
-    pub source: TermSource,
+    pub matched_in: MatchedIn,
     pub message: Option<MessageId>,
     pub snippet: String,
     pub matched_at: DateTime<Utc>,
@@ -234,6 +342,96 @@ pub struct SearchHit {
 pub struct SearchPage {
     pub hits: Vec<SearchHit>,
     pub next_cursor: Option<String>,
+}
+
+/// The cursor's one field: the rank of the last candidate a page considered.
+const RANK: &str = "rank";
+/// Candidates whose message a page looks up at once.
+const LOOKUP_CONCURRENCY: usize = 4;
+
+/// A conversation that has every term of a query, where it stands among the results.
+struct Candidate {
+    /// Title hits first (by creation), then message hits by the newest block with the
+    /// leading term: `<1 title | 0 message>#<sortable time>#<conversation>`.
+    rank: String,
+    conversation: ConversationId,
+    /// For a message hit: the messages of the block with the leading term, from its start
+    /// up to the next block's (`None`: the conversation's newest block, to its end).
+    block: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    created_at: DateTime<Utc>,
+}
+
+fn rank(matched_in: MatchedIn, time: DateTime<Utc>, conversation: &ConversationId) -> String {
+    let section = match matched_in {
+        MatchedIn::Title => '1',
+        MatchedIn::Message => '0',
+    };
+    format!("{section}#{}#{conversation}", keys::sortable_time(time))
+}
+
+/// The conversations of `titles` that have every term of `terms` in their title or in any
+/// block, ranked, best first. `terms[0]` is the leading term.
+fn candidates(terms: &[&str], titles: Vec<TitleEntry>, blocks: &[SearchBlock]) -> Vec<Candidate> {
+    let hashes: Vec<TermHash> = terms.iter().map(|t| term_hash(t)).collect();
+    // Blocks come in key order: a conversation's are together, oldest first.
+    let mut found: HashMap<ConversationId, (Vec<bool>, Option<usize>)> = HashMap::new();
+    for (index, block) in blocks.iter().enumerate() {
+        let (has, leading) = found
+            .entry(block.conversation)
+            .or_insert_with(|| (vec![false; terms.len()], None));
+        for (i, hash) in hashes.iter().enumerate() {
+            has[i] |= block.has(*hash);
+        }
+        if block.has(hashes[0]) && leading.is_none_or(|l| block.last > blocks[l].last) {
+            *leading = Some(index);
+        }
+    }
+    let mut ranked: Vec<Candidate> = titles
+        .into_iter()
+        .filter_map(|entry| {
+            let title_terms: HashSet<String> = entry
+                .title
+                .as_deref()
+                .map(|t| terms_of(t, MAX_TERMS_PER_MESSAGE))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(term, _)| term)
+                .collect();
+            let (in_blocks, leading) = found
+                .get(&entry.conversation)
+                .map_or((None, None), |(has, leading)| (Some(has), *leading));
+            let has_all = terms.iter().enumerate().all(|(i, term)| {
+                title_terms.contains(*term) || in_blocks.is_some_and(|has| has[i])
+            });
+            if !has_all {
+                return None;
+            }
+            let (rank, block) = if title_terms.contains(terms[0]) {
+                (
+                    rank(MatchedIn::Title, entry.created_at, &entry.conversation),
+                    None,
+                )
+            } else {
+                let index = leading?;
+                let block = &blocks[index];
+                let next = blocks
+                    .get(index + 1)
+                    .filter(|next| next.conversation == block.conversation);
+                (
+                    rank(MatchedIn::Message, block.last, &entry.conversation),
+                    Some((block.start, next.map(|next| next.start))),
+                )
+            };
+            Some(Candidate {
+                rank,
+                conversation: entry.conversation,
+                block,
+                created_at: entry.created_at,
+            })
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.rank.cmp(&a.rank));
+    ranked
 }
 
 /// Searches one user's conversations.
@@ -249,7 +447,10 @@ impl Search {
     }
 
     /// Up to `limit` of the caller's conversations that have every term of `query`, title
-    /// hits first, then by the newest message that has the leading term.
+    /// hits first (newest conversation first), then by the newest block of messages that
+    /// has the leading term. Reads the user's whole index (one query of their blocks, one of
+    /// their titles), then the page's conversations (consistently: a deleted one is left out)
+    /// and the message each message hit shows.
     pub async fn search(
         &self,
         user: &UserId,
@@ -258,8 +459,16 @@ impl Search {
         cursor: Option<&str>,
     ) -> Result<SearchPage, Error> {
         let scope = query.scope(user);
-        let mut start = match cursor {
-            Some(cursor) => Some(self.cursors.decode(&scope, cursor).await?),
+        let after = match cursor {
+            Some(cursor) => {
+                let position = self.cursors.decode(&scope, cursor).await?;
+                Some(
+                    position
+                        .get(RANK)
+                        .cloned()
+                        .ok_or_else(|| Error::invalid("cursor is not valid for this request"))?,
+                )
+            }
             None => None,
         };
         let Some(leading) = query.leading_term() else {
@@ -268,109 +477,112 @@ impl Search {
                 next_cursor: None,
             });
         };
-        // A position is only ever in the index partition of this user's leading word.
-        if start.as_ref().is_some_and(|position| {
-            position.get(keys::SEARCH_KEY) != Some(&keys::search_key(user, leading))
-        }) {
-            return Err(Error::invalid("cursor is not valid for this request"));
-        }
-        let others: Vec<&str> = query
-            .terms()
-            .iter()
-            .map(String::as_str)
-            .filter(|t| *t != leading)
-            .collect();
+        let mut terms = vec![leading];
+        terms.extend(
+            query
+                .terms()
+                .iter()
+                .map(String::as_str)
+                .filter(|t| *t != leading),
+        );
+        let (blocks, titles) = tokio::try_join!(
+            self.store.search_blocks(user),
+            self.store.conversation_titles(user)
+        )?;
+        let ranked = candidates(&terms, titles, &blocks);
+        drop(blocks);
+        let mut remaining = ranked
+            .into_iter()
+            .skip_while(|c| after.as_ref().is_some_and(|after| c.rank >= *after))
+            .peekable();
         let mut hits = Vec::new();
-        let mut read = 0;
-        loop {
-            // A query of several terms filters its candidates: read a fuller page.
-            let wanted = if others.is_empty() {
-                limit - hits.len() + 1
-            } else {
-                100
+        let mut last_rank = None;
+        while hits.len() < limit {
+            let chunk: Vec<Candidate> = remaining.by_ref().take(limit - hits.len()).collect();
+            let Some(last) = chunk.last() else {
+                break;
             };
-            let (entries, index_continues) = self
-                .store
-                .term_entries(
-                    user,
-                    leading,
-                    start.take(),
-                    wanted.min(SEARCH_READ_BUDGET - read),
-                )
-                .await?;
-            read += entries.len();
-            let checks = self
-                .store
-                .check_candidates(user, &entries, leading, &others)
-                .await?;
-            let total = entries.len();
-            let mut consumed = 0;
-            let mut last = None;
-            for entry in entries {
-                consumed += 1;
-                last = Some(entry.position.clone());
-                if let Some(hit) = hit_of(entry, leading, &others, &checks) {
-                    hits.push(hit);
-                    if hits.len() == limit {
-                        break;
-                    }
-                }
-            }
-            let more = index_continues.is_some() || consumed < total;
-            let last = last.or(index_continues);
-            if !more {
-                return Ok(SearchPage {
-                    hits,
-                    next_cursor: None,
-                });
-            }
-            if hits.len() == limit || read >= SEARCH_READ_BUDGET {
-                return Ok(SearchPage {
-                    hits,
-                    next_cursor: match last {
-                        Some(position) => Some(self.cursors.encode(&scope, position).await?),
-                        None => None,
-                    },
-                });
-            }
-            start = last;
+            last_rank = Some(last.rank.clone());
+            hits.extend(self.hits_of(user, leading, chunk).await?);
         }
+        let next_cursor = match (remaining.peek(), last_rank) {
+            (Some(_), Some(rank)) => Some(
+                self.cursors
+                    .encode(&scope, Position::from([(RANK.to_owned(), rank)]))
+                    .await?,
+            ),
+            _ => None,
+        };
+        Ok(SearchPage { hits, next_cursor })
+    }
+
+    /// The hits `candidates` make, in their order: those whose conversation still exists and,
+    /// for a message hit, whose message with the leading term is found.
+    async fn hits_of(
+        &self,
+        user: &UserId,
+        leading: &str,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let ids: Vec<ConversationId> = candidates.iter().map(|c| c.conversation).collect();
+        let mut existing: HashMap<ConversationId, Conversation> = self
+            .store
+            .conversations_named(user, &ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        let looked_up = stream::iter(candidates)
+            .map(|candidate| async move {
+                let Some((from, until)) = candidate.block else {
+                    return Ok::<_, Error>(Some((candidate, None)));
+                };
+                let message = self
+                    .store
+                    .newest_message_between(user, &candidate.conversation, from, until, |m| {
+                        offset_of(&m.content, leading).is_some()
+                    })
+                    .await?;
+                Ok(message.map(|m| (candidate, Some(m))))
+            })
+            .buffered(LOOKUP_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(looked_up
+            .into_iter()
+            .flatten()
+            .filter_map(|(candidate, message)| {
+                let conversation = existing.remove(&candidate.conversation)?;
+                Some(match message {
+                    Some(message) => SearchHit {
+                        matched_in: MatchedIn::Message,
+                        message: Some(message.id),
+                        snippet: snippet(
+                            &message.content,
+                            offset_of(&message.content, leading).unwrap_or(0),
+                        ),
+                        matched_at: message.timestamp,
+                        conversation,
+                    },
+                    None => SearchHit {
+                        matched_in: MatchedIn::Title,
+                        message: None,
+                        snippet: snippet(&conversation.title, 0),
+                        matched_at: candidate.created_at,
+                        conversation,
+                    },
+                })
+            })
+            .collect())
     }
 }
 
-/// The hit an entry makes, if its conversation still exists, has every other term, and (for
-/// a message entry) was not already listed among the title hits.
-fn hit_of(
-    entry: IndexedEntry,
-    leading: &str,
-    others: &[&str],
-    checks: &CandidateChecks,
-) -> Option<SearchHit> {
-    let conversation = checks
-        .conversations
-        .iter()
-        .find(|c| c.id == entry.conversation)?;
-    let has = |source, term: &str| {
-        checks
-            .entries
-            .contains(&(entry.conversation, source, term.to_owned()))
-    };
-    if entry.source == TermSource::Messages && has(TermSource::Title, leading) {
-        return None;
-    }
-    if !others
-        .iter()
-        .all(|t| has(TermSource::Title, t) || has(TermSource::Messages, t))
-    {
-        return None;
-    }
-    Some(SearchHit {
-        conversation: conversation.clone(),
-        source: entry.source,
-        message: entry.message,
-        snippet: entry.snippet,
-        matched_at: entry.time,
-    })
+/// Where `term` first occurs in `text` as one of its indexed terms.
+fn offset_of(text: &str, term: &str) -> Option<usize> {
+    terms_of(text, MAX_TERMS_PER_MESSAGE)
+        .into_iter()
+        .find(|(t, _)| t == term)
+        .map(|(_, offset)| offset)
 }
 
 #[cfg(test)]
@@ -439,5 +651,66 @@ mod tests {
         assert!(SearchQuery::parse(&"word ".repeat(30)).is_ok());
         assert!(SearchQuery::parse("one two three four five six seven eight nine").is_err());
         assert!(SearchQuery::parse(&"x".repeat(MAX_QUERY_CHARS + 1)).is_err());
+    }
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::minutes(minute)
+    }
+
+    fn plan() -> BlockPlan {
+        let conversation = ConversationId::parse("0193e4c2-7b1a-7c00-8000-000000000001").unwrap();
+        BlockPlan::new(conversation, Vec::new(), 4)
+    }
+
+    fn starts(plan: &BlockPlan) -> Vec<DateTime<Utc>> {
+        plan.blocks().map(|b| b.start).collect()
+    }
+
+    #[test]
+    fn a_block_takes_new_terms_until_full_and_known_terms_change_nothing() {
+        let mut plan = plan();
+        plan.add(at(1), &[1, 2]);
+        plan.add(at(2), &[2, 3]);
+        assert_eq!(starts(&plan), [at(1)]);
+        assert_eq!(plan.blocks().next().unwrap().terms, [1, 2, 3]);
+        assert_eq!(plan.blocks().next().unwrap().last, at(2));
+        plan.written();
+        assert_eq!(plan.changed().count(), 0);
+
+        plan.add(at(3), &[3, 1]);
+        assert_eq!(
+            plan.changed().count(),
+            0,
+            "every term known: nothing to write"
+        );
+        plan.add(at(4), &[4, 5]);
+        assert_eq!(starts(&plan), [at(1), at(4)], "full: a new block");
+        assert_eq!(plan.changed().count(), 1);
+        assert_eq!(plan.blocks().next().unwrap().version, 1);
+    }
+
+    #[test]
+    fn an_older_message_starts_a_block_of_its_own_and_a_same_time_block_overflows() {
+        let mut plan = plan();
+        plan.add(at(10), &[1, 2, 3, 4]);
+        plan.add(at(5), &[9]);
+        assert_eq!(starts(&plan), [at(5), at(10)]);
+        // A message of the very time a full block starts goes into it.
+        plan.add(at(10), &[7, 8]);
+        assert_eq!(starts(&plan), [at(5), at(10)]);
+        assert_eq!(plan.blocks().nth(1).unwrap().terms.len(), 6);
+        // Terms of no word: nothing.
+        plan.add(at(11), &[]);
+        assert_eq!(plan.blocks().count(), 2);
+    }
+
+    #[test]
+    fn terms_hash_stably() {
+        // Stored in every block: a change here needs a rebuilt index.
+        assert_eq!(term_hash("zanzibar"), term_hash(&"Zanzibar".to_lowercase()));
+        assert_eq!(term_hash("ferry"), 0xe908_7d0b);
+        let hashes = message_term_hashes("Ferry, ferry, FERRY to the island");
+        assert_eq!(hashes.len(), 2);
+        assert!(hashes.windows(2).all(|w| w[0] < w[1]));
     }
 }

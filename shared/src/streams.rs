@@ -7,7 +7,7 @@
 //! than the time the cache is unreachable.
 //!
 //! `index_for_search`: keeps the search index (`crate::search`) in step with the table: the
-//! terms of each new message, and of each conversation's title when it changes.
+//! terms of each new message (titles are read as they are when a search runs).
 //!
 //! (`summarize_conversations` is the assistant's: `assistant::streams`.)
 //!
@@ -33,7 +33,7 @@ use crate::error::{chain, Error};
 use crate::keys;
 use crate::search;
 use crate::state::State;
-use crate::store::{ConversationItem, ExportJob, ExportStatus, IndexChange, Store};
+use crate::store::{ExportJob, ExportStatus, Store};
 
 /// Time kept back from the invocation's deadline to report back before Lambda stops us.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
@@ -115,8 +115,7 @@ pub async fn invalidate_cached_reads(
         let Some((user, _)) = keys::parse_conversation_partition(&keys.partition) else {
             continue;
         };
-        // The search index's own entries change no read a cache holds.
-        if keys::is_term_sort_key(&keys.sort) || done.contains(&user) {
+        if done.contains(&user) {
             continue;
         }
         if cache.try_invalidate_user(&user).await.is_err() {
@@ -131,178 +130,112 @@ pub async fn invalidate_cached_reads(
     Ok(response)
 }
 
-/// Indexes the records' new messages and changed titles for search. The records' changes go
-/// in as one set of batch writes (an entry is what the newest record says, so a batch
-/// delivered again writes the same entries). A record that cannot be read stops the batch
-/// there: what came before it is written and it is reported, so Lambda delivers it and the
-/// rest again; a failed write reports the first record. A conversation deleted while its
-/// records were indexed loses the entries just written: they are checked for after writing,
-/// so they never outlive it.
+/// Indexes the records' new messages for search, each conversation's in one go (its blocks
+/// written once: `search::index_messages`). A record that cannot be read stops the batch
+/// there: the conversations before it are indexed and it is reported, so Lambda delivers it
+/// and the rest again; a conversation that cannot be indexed reports its first record. Adding
+/// a message's terms again changes nothing, so records delivered again cost nothing more. A
+/// conversation deleted while its records were indexed loses the blocks just written: it is
+/// checked for after writing, so they never outlive it.
 pub async fn index_for_search(
     state: &State,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let records = event.payload.records;
-    let mut changes = Vec::new();
-    let mut messages = 0;
-    let mut response = DynamoDbEventResponse::default();
-    for record in &records {
-        match record_changes(state, record).await {
-            Ok((found, message)) => {
-                changes.extend(found);
-                messages += usize::from(message);
+    let store = state.conversations.store();
+    let mut conversations: Vec<NewMessages> = Vec::new();
+    let mut first_failed = None;
+    for (index, record) in records.iter().enumerate() {
+        match new_message(store, record).await {
+            Ok(Some((user, conversation, message))) => {
+                match conversations
+                    .iter_mut()
+                    .find(|c| c.user == user && c.conversation == conversation)
+                {
+                    Some(found) => found.messages.push(message),
+                    None => conversations.push(NewMessages {
+                        first_record: index,
+                        user,
+                        conversation,
+                        messages: vec![message],
+                    }),
+                }
             }
+            Ok(None) => {}
             Err(error) => {
                 tracing::error!(error = %chain(&error), "could not read a record for indexing");
-                response = failed_from(Some(record));
+                first_failed = Some(index);
                 break;
             }
         }
     }
-    if changes.is_empty() {
-        return Ok(response);
-    }
-    let store = state.conversations.store();
-    let written = match store.apply_index_changes(&changes).await {
-        Ok(written) => written,
-        Err(error) => {
-            tracing::error!(error = %chain(&error), "could not write search entries");
-            return Ok(failed_from(records.first()));
+    let (mut messages, mut written) = (0, 0);
+    for new in &conversations {
+        match search::index_messages(store, &new.user, &new.conversation, &new.messages).await {
+            Ok(blocks) => {
+                messages += new.messages.len();
+                written += blocks;
+            }
+            Err(error) => {
+                tracing::error!(error = %chain(&error), "could not index a conversation's messages");
+                let first =
+                    first_failed.map_or(new.first_record, |f: usize| f.min(new.first_record));
+                first_failed = Some(first);
+            }
         }
-    };
-    if let Err(error) = forget_deleted(state, &changes).await {
-        tracing::error!(error = %chain(&error), "could not check indexed conversations");
-        return Ok(failed_from(records.first()));
     }
     crate::metrics::search_indexed(messages, written);
-    Ok(response)
+    Ok(failed_from(first_failed.map(|index| &records[index])))
 }
 
-/// The index changes one record makes, and whether it was a new message.
-async fn record_changes(
-    state: &State,
+/// One conversation's new messages in a batch of records.
+struct NewMessages {
+    /// Where its first record is in the batch.
+    first_record: usize,
+    user: crate::model::UserId,
+    conversation: crate::model::ConversationId,
+    messages: Vec<crate::model::Message>,
+}
+
+/// The new message a record brings, if it brings one (its content read back from S3 when it
+/// was too large for its item, or from the table when the record came without its image).
+async fn new_message(
+    store: &Store,
     record: &aws_lambda_events::event::dynamodb::EventRecord,
-) -> Result<(Vec<IndexChange>, bool), Error> {
+) -> Result<
+    Option<(
+        crate::model::UserId,
+        crate::model::ConversationId,
+        crate::model::Message,
+    )>,
+    Error,
+> {
     let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys.clone()) else {
-        return Ok((Vec::new(), false));
+        return Ok(None);
     };
     let Some((user, conversation)) = keys::parse_conversation_partition(&keys.partition) else {
-        return Ok((Vec::new(), false));
+        return Ok(None);
     };
-    if keys::is_message_sort_key(&keys.sort) && record.event_name == "INSERT" {
-        let changes = message_changes(state, &user, &conversation, record).await?;
-        Ok((changes, true))
-    } else if keys.sort == keys::CONVERSATION_SK && record.event_name != "REMOVE" {
-        Ok((title_changes(&user, &conversation, record)?, false))
-    } else {
-        Ok((Vec::new(), false))
+    if !(keys::is_message_sort_key(&keys.sort) && record.event_name == "INSERT") {
+        return Ok(None);
     }
-}
-
-/// The entries of a new message (its content read back from S3 when it was too large for
-/// its item).
-async fn message_changes(
-    state: &State,
-    user: &crate::model::UserId,
-    conversation: &crate::model::ConversationId,
-    record: &aws_lambda_events::event::dynamodb::EventRecord,
-) -> Result<Vec<IndexChange>, Error> {
-    let store = state.conversations.store();
     // A record too large for its queue comes without its image: the message is read back.
     if record.change.new_image.is_empty() {
-        let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys.clone()) else {
-            return Ok(Vec::new());
-        };
-        return Ok(match store.message_at(&keys.partition, &keys.sort).await? {
-            Some(message) => search::message_entries(user, &message)
-                .into_iter()
-                .map(IndexChange::Put)
-                .collect(),
-            None => Vec::new(),
-        });
+        let message = store.message_at(&keys.partition, &keys.sort).await?;
+        return Ok(message.map(|m| (user, conversation, m)));
     }
-    let message = match store
+    match store
         .message_of_image(record.change.new_image.clone().into())
         .await
     {
-        Ok(message) => message,
+        Ok(message) => Ok(Some((user, conversation, message))),
         // Content in S3 goes with its conversation: a message of a conversation deleted
         // since has nothing left to index.
-        Err(error) => {
-            return match store.conversation(user, conversation).await? {
-                None => Ok(Vec::new()),
-                Some(_) => Err(error),
-            }
-        }
-    };
-    Ok(search::message_entries(user, &message)
-        .into_iter()
-        .map(IndexChange::Put)
-        .collect())
-}
-
-/// When a conversation's shown title changed (or it was created with one): entries for the
-/// new title's terms, removals for the old title's terms it no longer has.
-fn title_changes(
-    user: &crate::model::UserId,
-    conversation: &crate::model::ConversationId,
-    record: &aws_lambda_events::event::dynamodb::EventRecord,
-) -> Result<Vec<IndexChange>, Error> {
-    let image = |item: &serde_dynamo::Item| -> Result<Option<ConversationItem>, Error> {
-        if item.is_empty() {
-            return Ok(None);
-        }
-        Store::conversation_of_image(item.clone().into()).map(Some)
-    };
-    let old = image(&record.change.old_image)?;
-    let Some(new) = image(&record.change.new_image)? else {
-        return Ok(Vec::new());
-    };
-    let old_title = old.as_ref().and_then(ConversationItem::shown_title);
-    let new_title = new.shown_title();
-    if old_title == new_title {
-        return Ok(Vec::new());
+        Err(error) => match store.conversation(&user, &conversation).await? {
+            None => Ok(None),
+            Some(_) => Err(error),
+        },
     }
-    let added = new_title
-        .map(|title| search::title_entries(user, conversation, title, new.created_at))
-        .unwrap_or_default();
-    let mut changes: Vec<IndexChange> = old_title
-        .map(|title| search::terms_of(title, search::MAX_TERMS_PER_MESSAGE))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(term, _)| !added.iter().any(|entry| &entry.term == term))
-        .map(|(term, _)| IndexChange::Remove {
-            user: user.clone(),
-            conversation: *conversation,
-            source: keys::TermSource::Title,
-            term,
-        })
-        .collect();
-    changes.extend(added.into_iter().map(IndexChange::Put));
-    Ok(changes)
-}
-
-/// Removes the entries just written for conversations that no longer exist (deleted while
-/// their records were indexed; their purge may have run before these writes).
-async fn forget_deleted(state: &State, changes: &[IndexChange]) -> Result<(), Error> {
-    let store = state.conversations.store();
-    let written: std::collections::BTreeSet<_> = changes
-        .iter()
-        .filter(|c| matches!(c, IndexChange::Put(_)))
-        .map(IndexChange::conversation)
-        .collect();
-    for (user, conversation) in written {
-        if store.conversation(user, conversation).await?.is_some() {
-            continue;
-        }
-        let undo: Vec<IndexChange> = changes
-            .iter()
-            .filter(|c| c.conversation() == (user, conversation))
-            .filter_map(IndexChange::undo)
-            .collect();
-        store.apply_index_changes(&undo).await?;
-    }
-    Ok(())
 }
 
 /// Does the next run of every running export the records show. Each attempt is counted on

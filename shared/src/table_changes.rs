@@ -30,7 +30,7 @@ pub use dispatch::Dispatcher;
 /// A function the table's changes are dispatched to, through its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Worker {
-    /// `index-for-search`: new messages, and conversations created or changed (titles).
+    /// `index-for-search`: new messages.
     SearchIndex,
     /// `summarize-conversations`: changed conversations (one may be due for a summary).
     Summaries,
@@ -79,10 +79,7 @@ impl Worker {
         let sort_key = string_attribute(&record.change.keys, "SK").unwrap_or_default();
         let event = record.event_name.as_str();
         match self {
-            Self::SearchIndex => {
-                (event == "INSERT" && keys::is_message_sort_key(sort_key))
-                    || (matches!(event, "INSERT" | "MODIFY") && sort_key == keys::CONVERSATION_SK)
-            }
+            Self::SearchIndex => event == "INSERT" && keys::is_message_sort_key(sort_key),
             Self::Summaries => event == "MODIFY" && sort_key == keys::CONVERSATION_SK,
             Self::Purge => event == "REMOVE" && sort_key == keys::CONVERSATION_SK,
             Self::AccountExports => {
@@ -104,13 +101,12 @@ impl Worker {
 
 impl Worker {
     /// The record as this function is sent it: only the images it reads (the purge reads
-    /// only the keys; the summarizer, the exporter the new image; the indexer both, for a
-    /// title's old terms), so a queue holds no more of a conversation than its function needs.
+    /// only the keys; the indexer, the summarizer, the exporter the new image), so a queue
+    /// holds no more of a conversation than its function needs.
     pub fn shape(self, record: &EventRecord) -> EventRecord {
         let mut shaped = record.clone();
         match self {
-            Self::SearchIndex => {}
-            Self::Summaries | Self::AccountExports | Self::HeldMemory => {
+            Self::SearchIndex | Self::Summaries | Self::AccountExports | Self::HeldMemory => {
                 shaped.change.old_image = Default::default()
             }
             Self::Purge => {
@@ -266,14 +262,7 @@ mod tests {
     fn each_change_goes_to_the_functions_that_act_on_it() {
         let message = record("INSERT", "MESSAGE#2026-12-04T00:00:00.000000Z#m", None);
         assert_eq!(route(&message), [Worker::SearchIndex]);
-        assert_eq!(
-            route(&record("INSERT", "META", None)),
-            [Worker::SearchIndex]
-        );
-        assert_eq!(
-            route(&record("MODIFY", "META", None)),
-            [Worker::SearchIndex, Worker::Summaries]
-        );
+        assert_eq!(route(&record("MODIFY", "META", None)), [Worker::Summaries]);
         assert_eq!(route(&record("REMOVE", "META", None)), [Worker::Purge]);
         assert_eq!(
             route(&record("MODIFY", "EXPORT#e", Some("running"))),
@@ -284,6 +273,7 @@ mod tests {
         assert_eq!(route(&held), [Worker::HeldMemory]);
         for nobody in [
             record("MODIFY", "EXPORT#e", Some("done")),
+            record("INSERT", "META", None),
             record("INSERT", "TERM#t#ferry", None),
             record("REMOVE", "MESSAGE#2026#m", None),
             record("INSERT", "MEMORY#2026#m", None),

@@ -2,45 +2,43 @@
 //! 1,000,000 messages (generated: chat-length messages, words drawn from a Zipf-distributed
 //! vocabulary of 20,000). `scripts/bench.sh` runs it; results in docs/benchmarks/search.json.
 //!
-//! 1. Build: every message through the indexer's own code (`search::message_entries`):
-//!    messages per second of CPU, entries per message, and the bytes and write units those
-//!    entries cost, before and after the indexer's collapse of a stream batch.
+//! 1. Build: every message through the indexer's own code (`search::message_term_hashes`
+//!    and `search::BlockPlan`), in stream batches of one message per conversation (as in
+//!    AWS, where a conversation's messages come seconds apart) and of ten: blocks written
+//!    per message (each at most 1 KB: one write unit), the index's blocks and bytes.
 //! 2. Store throughput: a sample of messages written to the local DynamoDB server and indexed
 //!    from its stream by the indexer, end to end.
-//! 3. Queries: for a common, a middling and a rare word, and a two-word query, the entries
-//!    the indexer would hold for this user (computed from the whole corpus with the same
-//!    code) are written to the local server with the 10,000 conversations, and searches run
-//!    against them: latency, store calls and entries read per page. A query reads only the
-//!    partitions of its own words (`<user>#<term>`): other users and other words never enter
-//!    its cost, so the rest of the index is not needed to measure it.
+//! 3. Queries: the whole index of the 1,000,000 messages (every block, as the indexer would
+//!    hold them) and the 10,000 conversations written to the local server, and searches run
+//!    against them through a meter: store calls, read units and latency per page. A search
+//!    reads the user's whole index, so this user is the dearest case; other users' blocks
+//!    are in other partitions and never enter its cost.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use shared::model::{ConversationId, Message, MessageId, Role, Tags, Title, UserId};
-use shared::search::{self, Search, SearchQuery, TermEntry};
-use shared::store::{entry_item_bytes, ConversationItem, IndexChange, Store};
+use shared::search::{self, BlockPlan, Search, SearchBlock, SearchQuery};
+use shared::store::{search_block_capacity, ConversationItem, Store, SEARCH_BLOCK_BYTES};
 use tests::corpus::{word, Zipf};
+use tests::meter::Meter;
 
 const CONVERSATIONS: usize = 10_000;
 const MESSAGES_PER_CONVERSATION: usize = 100;
 const VOCABULARY: usize = 20_000;
-const STREAM_BATCH: usize = 100;
 const SAMPLE_CONVERSATIONS: usize = 40;
-const QUERY_ROUNDS: usize = 20;
+/// Each search reads the whole index: a few rounds say enough.
+const QUERY_ROUNDS: usize = 3;
+const DEEP_PAGES: usize = 3;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     (sorted[index] * 100.0).round() / 100.0
-}
-
-fn write_units(bytes: usize) -> usize {
-    bytes.div_ceil(1024)
 }
 
 /// The whole corpus, message by message, in time order within each conversation.
@@ -80,64 +78,102 @@ fn corpus(mut each: impl FnMut(usize, Message)) {
     }
 }
 
+/// What DynamoDB counts of a block's item: `search_block_capacity` leaves room for the keys
+/// and attributes, each term's hash is four bytes.
+fn block_bytes(terms: usize) -> usize {
+    SEARCH_BLOCK_BYTES - 4 * search_block_capacity_of_bench() + 4 * terms
+}
+
+fn search_block_capacity_of_bench() -> usize {
+    search_block_capacity(
+        &bench_user(),
+        &ConversationId::from(uuid::Uuid::from_u128(1)),
+    )
+}
+
+fn bench_user() -> UserId {
+    UserId::parse("search-bench-user-0000-0000-0000-000000000000").unwrap()
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Replays the corpus through the indexer's block plans in stream batches of `batch`
+/// messages of one conversation: blocks written, and the plans at the end.
+fn build(batch: usize) -> (serde_json::Value, Vec<BlockPlan>) {
+    let capacity = search_block_capacity_of_bench();
+    let mut plans: Vec<BlockPlan> = Vec::new();
+    let (mut messages, mut terms, mut max_terms, mut written) = (0usize, 0usize, 0usize, 0usize);
+    let mut cpu = std::time::Duration::ZERO;
+    let (mut pending, mut current, mut in_conversation) = (0, 0, 0);
+    corpus(|c, message| {
+        let started = Instant::now();
+        if plans.len() == c {
+            plans.push(BlockPlan::new(
+                message.conversation_id,
+                Vec::new(),
+                capacity,
+            ));
+        }
+        let hashes = search::message_term_hashes(&message.content);
+        plans[c].add(message.timestamp, &hashes);
+        pending += 1;
+        in_conversation = if c == current { in_conversation + 1 } else { 1 };
+        current = c;
+        // A batch ends when full or with the conversation's last message.
+        if pending == batch || in_conversation == MESSAGES_PER_CONVERSATION {
+            written += plans[c].changed().count();
+            plans[c].written();
+            pending = 0;
+        }
+        cpu += started.elapsed();
+        messages += 1;
+        terms += hashes.len();
+        max_terms = max_terms.max(hashes.len());
+    });
+    let blocks: usize = plans.iter().map(|p| p.blocks().count()).sum();
+    let bytes: usize = plans
+        .iter()
+        .flat_map(|p| p.blocks().map(|b| block_bytes(b.terms.len())))
+        .sum();
+    let result = json!({
+        "streamBatch": format!("{batch} message(s) of one conversation"),
+        "messages": messages,
+        "cpuSeconds": round2(cpu.as_secs_f64()),
+        "messagesPerCpuSecond": (messages as f64 / cpu.as_secs_f64()).round(),
+        "termsPerMessage": {"mean": round2(terms as f64 / messages as f64), "max": max_terms, "cap": search::MAX_TERMS_PER_MESSAGE},
+        "blockWritesPerMessage": round2(written as f64 / messages as f64),
+        "writeUnitsPerMessage": round2(written as f64 / messages as f64),
+        "blocks": blocks,
+        "termsPerBlock": {"mean": round2(plans.iter().flat_map(|p| p.blocks().map(|b| b.terms.len())).sum::<usize>() as f64 / blocks as f64), "capacity": capacity},
+        "indexBytes": bytes,
+        "indexBytesPerMessage": round2(bytes as f64 / messages as f64),
+    });
+    (result, plans)
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::var("CACHE_URL").is_err() {
         eprintln!("run this through scripts/bench.sh, which starts the local servers");
         std::process::exit(2);
     }
-    let user = UserId::parse(&tests::new_user()).unwrap();
+    let user = bench_user();
     let queried = [word(3), word(400), word(12_000)];
 
     // 1. Build cost, on the whole corpus.
-    let mut messages = 0usize;
-    let mut entries = 0usize;
-    let mut max_entries = 0usize;
-    let mut entry_bytes = 0usize;
-    let mut entry_units = 0usize;
-    let mut collapsed = 0usize;
-    let mut batch: HashMap<String, ()> = HashMap::new();
-    let mut batch_messages = 0;
-    let mut latest: HashMap<(usize, String), TermEntry> = HashMap::new();
-    let mut cpu = std::time::Duration::ZERO;
-    corpus(|c, message| {
-        let started = Instant::now();
-        let found = search::message_entries(&user, &message);
-        cpu += started.elapsed();
-        messages += 1;
-        entries += found.len();
-        max_entries = max_entries.max(found.len());
-        batch_messages += 1;
-        for entry in found {
-            let bytes = entry_item_bytes(&entry).unwrap();
-            entry_bytes += bytes;
-            entry_units += write_units(bytes);
-            batch.insert(entry.term.clone(), ());
-            if queried.contains(&entry.term) {
-                latest.insert((c, entry.term.clone()), entry);
-            }
-        }
-        if batch_messages == STREAM_BATCH {
-            collapsed += batch.len();
-            batch.clear();
-            batch_messages = 0;
-        }
-    });
-    collapsed += batch.len();
-    let build = json!({
-        "messages": messages,
-        "conversations": CONVERSATIONS,
-        "cpuSeconds": (cpu.as_secs_f64() * 100.0).round() / 100.0,
-        "messagesPerCpuSecond": (messages as f64 / cpu.as_secs_f64()).round(),
-        "entriesPerMessage": {"mean": (entries as f64 / messages as f64 * 100.0).round() / 100.0, "max": max_entries, "cap": search::MAX_TERMS_PER_MESSAGE},
-        "bytesPerEntry": entry_bytes / entries.max(1),
-        "writeUnitsPerMessage": {
-            "everyEntryWritten": (entry_units as f64 / messages as f64 * 100.0).round() / 100.0,
-            "afterCollapsingStreamBatchesOf100MessagesOfOneConversation": (collapsed as f64 / messages as f64 * 100.0).round() / 100.0,
-            "note": "each entry write counts once in the table and once in ByTerm (x2 in write units billed); a stream batch mixing many conversations collapses less"
-        },
-    });
-    eprintln!("build: {build}");
+    let (one_at_a_time, _) = build(1);
+    eprintln!("build: {one_at_a_time}");
+    let (ten_at_a_time, plans) = build(10);
+    eprintln!("build: {ten_at_a_time}");
+    let conversations_with = |term: &str| {
+        let hash = search::term_hash(term);
+        plans
+            .iter()
+            .filter(|p| p.blocks().any(|b| b.has(hash)))
+            .count()
+    };
 
     // 2. Store throughput, end to end through the stream, on a sample.
     let state = tests::state().await;
@@ -195,7 +231,7 @@ async fn main() {
     });
     eprintln!("store throughput: {throughput}");
 
-    // 3. Queries at full size: the 10,000 conversations and the queried words' entries.
+    // 3. Queries at full size: the 10,000 conversations and the user's whole index.
     // Plain conditional puts (as the migration creates conversations): moto copies the
     // whole table for every transaction, which 10,000 creates would spend minutes on.
     for c in 0..CONVERSATIONS {
@@ -208,18 +244,23 @@ async fn main() {
         );
         store.put_new_conversation(&item).await.unwrap();
     }
-    let changes: Vec<IndexChange> = latest.into_values().map(IndexChange::Put).collect();
-    let mut per_term: HashMap<String, usize> = HashMap::new();
-    for change in &changes {
-        if let IndexChange::Put(entry) = change {
-            *per_term.entry(entry.term.clone()).or_default() += 1;
-        }
-    }
-    for chunk in changes.chunks(500) {
-        store.apply_index_changes(chunk).await.unwrap();
-    }
+    let blocks: Vec<SearchBlock> = plans
+        .iter()
+        .flat_map(|p| p.blocks().cloned())
+        .map(|b| SearchBlock { version: 0, ..b })
+        .collect();
+    let written = futures::stream::iter(&blocks)
+        .map(|block| store.write_search_block(&user, block))
+        .buffer_unordered(8)
+        .filter(|written| futures::future::ready(matches!(written, Ok(true))))
+        .count()
+        .await;
+    assert_eq!(written, blocks.len(), "every block written");
+    drop(blocks);
 
-    let (client, calls) = tests::CallCounter::client().await;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let meter = Meter::start(&endpoint).await;
+    let (client, calls) = tests::CallCounter::client_through(meter.endpoint()).await;
     let searcher = Search::new(
         Store::new(client, &state.config.table_name),
         state.conversations.cursors().clone(),
@@ -238,36 +279,35 @@ async fn main() {
         let mut times = Vec::new();
         let mut found = 0;
         let before = calls.load(Ordering::Relaxed);
+        meter.take();
         for _ in 0..QUERY_ROUNDS {
             let started = Instant::now();
             let page = searcher.search(&user, &query, 20, None).await.unwrap();
             times.push(started.elapsed().as_secs_f64() * 1000.0);
             found = page.hits.len();
         }
+        let units = meter.take();
         let calls_per_page = (calls.load(Ordering::Relaxed) - before) as f64 / QUERY_ROUNDS as f64;
         times.sort_by(f64::total_cmp);
-        let conversations_with: Vec<usize> = query
-            .terms()
-            .iter()
-            .map(|t| per_term.get(t).copied().unwrap_or(0))
-            .collect();
         let result = json!({
             "query": label,
-            "conversationsWithEachWord": conversations_with,
+            "conversationsWithEachWord": query.terms().iter().map(|t| conversations_with(t)).collect::<Vec<_>>(),
             "firstPageResults": found,
             "storeCallsPerPage": calls_per_page,
+            "readUnitsPerPage": round2(units.reads / QUERY_ROUNDS as f64),
             "msP50": percentile(&times, 0.5),
             "msP95": percentile(&times, 0.95),
         });
         eprintln!("query: {result}");
         queries.push(result);
     }
-    // Every page of the common word: the cost of a page stays the same however deep.
+    // The first pages of the common word: every page reads the whole index again.
     let query = SearchQuery::parse(&queried[0]).unwrap();
     let before = calls.load(Ordering::Relaxed);
+    meter.take();
     let started = Instant::now();
     let (mut pages, mut total, mut cursor) = (0, 0, None::<String>);
-    loop {
+    while pages < DEEP_PAGES {
         let page = searcher
             .search(&user, &query, 50, cursor.as_deref())
             .await
@@ -279,19 +319,21 @@ async fn main() {
             None => break,
         }
     }
+    let units = meter.take();
     let every_page = json!({
-        "query": "common word, every page of 50",
+        "query": format!("common word, the first {DEEP_PAGES} pages of 50"),
         "pages": pages,
         "results": total,
-        "storeCallsPerPage": ((calls.load(Ordering::Relaxed) - before) as f64 / pages as f64 * 100.0).round() / 100.0,
-        "msPerPage": (started.elapsed().as_secs_f64() * 1000.0 / pages as f64 * 100.0).round() / 100.0,
+        "storeCallsPerPage": round2((calls.load(Ordering::Relaxed) - before) as f64 / pages as f64),
+        "readUnitsPerPage": round2(units.reads / pages as f64),
+        "msPerPage": round2(started.elapsed().as_secs_f64() * 1000.0 / pages as f64),
     });
     eprintln!("{every_page}");
 
     let results = json!({
         "benchmark": "search index: build cost on 1,000,000 messages, queries for one user with 10,000 conversations",
         "machine": "2 cores, local moto server (one request at a time) on 127.0.0.1",
-        "build": build,
+        "build": [one_at_a_time, ten_at_a_time],
         "storeThroughput": throughput,
         "queries": queries,
         "everyPage": every_page,

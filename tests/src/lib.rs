@@ -309,6 +309,39 @@ impl Client {
     }
 }
 
+/// The search blocks of a conversation, from its owner's search partition (read
+/// consistently), oldest first.
+pub async fn search_blocks_of(
+    state: &State,
+    user: &str,
+    conversation: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
+    let user = shared::model::UserId::parse(user).expect("a valid user id");
+    let conversation = shared::model::ConversationId::parse(conversation).expect("a UUID");
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let output = client
+        .query()
+        .table_name(&state.config.table_name)
+        .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+        .expression_attribute_values(
+            ":pk",
+            AttributeValue::S(shared::keys::search_partition(&user)),
+        )
+        .expression_attribute_values(
+            ":prefix",
+            AttributeValue::S(shared::keys::search_block_prefix(&conversation)),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("query the search partition");
+    assert!(
+        output.last_evaluated_key.is_none(),
+        "a test's blocks fit a page"
+    );
+    output.items.unwrap_or_default()
+}
+
 /// Every item the table holds under a user's conversation partition, as raw attribute maps:
 /// the ground truth for "nothing was written" assertions.
 pub async fn items_of_conversation(
@@ -694,8 +727,17 @@ pub struct CallCounter(Arc<std::sync::atomic::AtomicU64>);
 impl CallCounter {
     /// A client of the local server whose calls are counted, and the count.
     pub async fn client() -> (aws_sdk_dynamodb::Client, Arc<std::sync::atomic::AtomicU64>) {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("the local server's address");
+        Self::client_through(&endpoint).await
+    }
+
+    /// The same, for a client sending its calls to `endpoint` (a meter in front of the
+    /// local server, say).
+    pub async fn client_through(
+        endpoint: &str,
+    ) -> (aws_sdk_dynamodb::Client, Arc<std::sync::atomic::AtomicU64>) {
         let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let sdk = aws_config::load_from_env().await;
+        let sdk = aws_config::from_env().endpoint_url(endpoint).load().await;
         let client = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
                 .interceptor(CallCounter(Arc::clone(&calls)))

@@ -139,9 +139,24 @@ async fn the_stream_event_of_a_new_message_makes_it_searchable() {
         .unwrap()
         .replace(EVENT_USER, &user)
         .replace(EVENT_CONVERSATION, &id);
-    let payload = serde_json::from_str(&text).unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // The message the event reports was written: the table holds it.
+    let body: serde_json::Value =
+        serde_json::from_str(payload["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let image: serde_dynamo::Item =
+        serde_json::from_value(body["dynamodb"]["NewImage"].clone()).unwrap();
+    aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+        .put_item()
+        .table_name(&state.config.table_name)
+        .set_item(Some(image.into()))
+        .send()
+        .await
+        .unwrap();
     let response = shared::table_changes::from_queue(
-        LambdaEvent::new(payload, lambda_runtime::Context::default()),
+        LambdaEvent::new(
+            serde_json::from_value(payload).unwrap(),
+            lambda_runtime::Context::default(),
+        ),
         |changes| index_for_search(&state, changes),
     )
     .await

@@ -137,6 +137,24 @@ async fn every_http_function_calls_only_what_its_role_allows() {
         let user = new_user();
         let conversation =
             conversation_saying(&state, &user, ["what to pack for Lisbon".to_owned()]).await;
+        if endpoint == Endpoint::SearchConversations {
+            // Indexed, and too long for its item: a hit reads the message's content from S3.
+            let found = conversation_saying(
+                &state,
+                &user,
+                [format!("The ferry timetable. {}", "Lisbon ".repeat(8_000))],
+            )
+            .await;
+            let owner = UserId::parse(&user).unwrap();
+            let store = state.conversations.store();
+            let (messages, _) = store
+                .messages_oldest_first(&owner, &found.id, None, 10)
+                .await
+                .unwrap();
+            shared::search::index_messages(store, &owner, &found.id, &messages)
+                .await
+                .unwrap();
+        }
         let mut text = std::fs::read_to_string(&path)
             .unwrap()
             .replace(EVENT_USER, &user)
@@ -175,6 +193,11 @@ async fn every_http_function_calls_only_what_its_role_allows() {
         called.entry(binary).or_default().extend(proxy.take());
     }
     assert_eq!(called.len(), 20, "every HTTP function ran");
+    assert!(
+        called["search-conversations"].contains("s3:GetObject users/*"),
+        "a hit's long message is read from the bucket: {:?}",
+        called["search-conversations"]
+    );
     assert!(
         called["mobile-sync"].contains("secretsmanager:GetSecretValue"),
         "a sync reads the keys to sign its cursor: {:?}",

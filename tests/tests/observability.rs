@@ -220,7 +220,7 @@ async fn run_every_function(logs: Logs) {
         .unwrap();
     let found = emf_metrics(&emf);
     assert!(has(&found, names::MESSAGES_INDEXED), "{found:?}");
-    assert!(has(&found, names::SEARCH_ENTRIES_WRITTEN), "{found:?}");
+    assert!(has(&found, names::SEARCH_BLOCKS_WRITTEN), "{found:?}");
 
     // The summarizer, on a conversation past the threshold (20 by default).
     let summarized_user = new_user();

@@ -5,7 +5,10 @@
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tests::{append_directly, items_of_conversation, new_user, template, Client, LocalApi};
+use tests::capacity::item_bytes;
+use tests::{
+    append_directly, items_of_conversation, new_user, search_blocks_of, template, Client, LocalApi,
+};
 
 use local::{StreamConsumer, StreamPoller};
 
@@ -87,6 +90,12 @@ async fn a_word_from_message_3000_of_a_long_conversation_is_found() {
         vec![id.clone()]
     );
     assert!(found_ids(&search(&client, "q=zanzibar%20airport").await).is_empty());
+    // The index of 3,000 messages: a few blocks, each at most one write unit.
+    let blocks = search_blocks_of(&api.state, &user, &id).await;
+    assert!((2..=60).contains(&blocks.len()), "{} blocks", blocks.len());
+    for block in &blocks {
+        assert!(item_bytes(block) <= 1024, "{}", item_bytes(block));
+    }
 }
 
 #[tokio::test]
@@ -172,13 +181,14 @@ async fn renames_and_deletes_are_reflected() {
     );
     assert!(found_ids(&search(&client, "q=fjord").await).is_empty());
     assert!(found_ids(&search(&client, "q=iceland").await).is_empty());
-    // The delete's purge took the entries with the rest of the conversation's partition.
+    // The delete's purge took its search blocks with the rest of the conversation.
     index(&mut poller).await;
     assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
+    assert_eq!(search_blocks_of(&api.state, &user, &id).await, vec![]);
 }
 
 #[tokio::test]
-async fn a_conversation_deleted_before_its_messages_are_indexed_leaves_no_entries() {
+async fn a_conversation_deleted_before_its_messages_are_indexed_leaves_no_blocks() {
     let (api, mut poller) = api_with_indexer().await;
     let user = new_user();
     let client = api.as_user(&user);
@@ -187,8 +197,8 @@ async fn a_conversation_deleted_before_its_messages_are_indexed_leaves_no_entrie
     // Content too large for its item is in S3, and goes with the conversation too.
     let long = format!("Budget appendix. {}", "line item ".repeat(5_000));
     client.say(&id, &long).await;
-    // Deleted and purged before the indexer runs: the indexer writes the message's entries,
-    // finds the conversation gone and takes them back.
+    // Deleted and purged before the indexer runs: the indexer writes the message's block,
+    // finds the conversation gone and takes it back.
     assert_eq!(
         client.delete(&format!("/conversations/{id}")).await.status,
         StatusCode::NO_CONTENT
@@ -201,6 +211,8 @@ async fn a_conversation_deleted_before_its_messages_are_indexed_leaves_no_entrie
     client.say(&other, "Budget for the offsite").await;
     index(&mut poller).await;
     assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
+    assert_eq!(search_blocks_of(&api.state, &user, &id).await, vec![]);
+    assert_eq!(search_blocks_of(&api.state, &user, &other).await.len(), 1);
     assert_eq!(found_ids(&search(&client, "q=budget").await), vec![other]);
 }
 
@@ -317,4 +329,145 @@ async fn a_search_it_cannot_answer_is_a_clear_400() {
     let body = search(&client, "q=the%20and%20of").await;
     assert_eq!(body["results"], json!([]));
     assert_eq!(body["terms"], json!([]));
+}
+
+/// The version a block was last written at (each write adds one).
+fn version(
+    block: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> u64 {
+    block["v"].as_n().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_message_of_known_words_writes_nothing_and_a_replay_changes_nothing() {
+    let (api, mut poller) = api_with_indexer().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(None).await;
+    client.say(&id, "Tide tables for the harbour").await;
+    index(&mut poller).await;
+    let blocks = search_blocks_of(&api.state, &user, &id).await;
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(version(&blocks[0]), 1);
+
+    // Only words the conversation's block has: nothing is written.
+    client.say(&id, "Harbour tide tables, the TABLES!").await;
+    index(&mut poller).await;
+    assert_eq!(search_blocks_of(&api.state, &user, &id).await, blocks);
+
+    // New words: the same block takes them, in one write.
+    let lantern = client.say(&id, "Bring a lantern").await;
+    index(&mut poller).await;
+    let grown = search_blocks_of(&api.state, &user, &id).await;
+    assert_eq!(grown.len(), 1);
+    assert_eq!(version(&grown[0]), 2);
+
+    // Records delivered again find their words indexed: nothing more is written.
+    let store = api.state.conversations.store();
+    let owner = shared::model::UserId::parse(&user).unwrap();
+    let conversation = shared::model::ConversationId::parse(&id).unwrap();
+    let messages = store
+        .messages_oldest_first(&owner, &conversation, None, 10)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(messages.len(), 3);
+    let written = shared::search::index_messages(store, &owner, &conversation, &messages)
+        .await
+        .unwrap();
+    assert_eq!(written, 0);
+    assert_eq!(search_blocks_of(&api.state, &user, &id).await, grown);
+    let hit = &search(&client, "q=lantern").await["results"][0];
+    assert_eq!(hit["messageId"], lantern["id"]);
+}
+
+#[tokio::test]
+async fn messages_written_before_the_indexed_ones_are_found_at_their_place() {
+    let (api, mut poller) = api_with_indexer().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("Garden")).await;
+    client.say(&id, "Planting tulips this week").await;
+    index(&mut poller).await;
+    // Older messages arrive later (as a migration writes earlier short-term memory).
+    let older = append_directly(
+        &api.state,
+        &user,
+        &id,
+        ["Compost first, then the marigolds".to_owned()],
+        Utc::now() - Duration::days(3),
+    )
+    .await;
+    index(&mut poller).await;
+    assert_eq!(search_blocks_of(&api.state, &user, &id).await.len(), 2);
+
+    let body = search(&client, "q=marigolds").await;
+    assert_eq!(found_ids(&body), vec![id.clone()]);
+    assert_eq!(body["results"][0]["messageId"], older[0].id.to_string());
+    assert_eq!(
+        found_ids(&search(&client, "q=tulips%20compost").await),
+        vec![id]
+    );
+}
+
+#[tokio::test]
+async fn a_backfill_stopped_midway_goes_on_where_it_stopped_and_ends_as_one_run() {
+    use shared::search_backfill::{backfill_search, BackfillOptions};
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    // Three conversations written with no indexer running.
+    let mut ids = Vec::new();
+    for (n, word) in ["walrus", "narwhal", "beluga"].into_iter().enumerate() {
+        let id = client.create_conversation(None).await;
+        let contents = (0..4).map(|m| format!("Note {m} about the {word}"));
+        append_directly(
+            &api.state,
+            &user,
+            &id,
+            contents,
+            Utc::now() - Duration::hours(n as i64 + 1),
+        )
+        .await;
+        ids.push(id);
+    }
+    let store = api.state.conversations.store();
+    let options = BackfillOptions {
+        segments: 1,
+        parallel: 1,
+        page_items: 3,
+        pages: Some(2),
+    };
+    // Stopped after two pages of three items: not finished, and it says so.
+    let stopped = backfill_search(store, options).await.unwrap();
+    assert!(!stopped.finished());
+    assert!(stopped.messages < 12, "{stopped:?}");
+    // The next run goes on from there to the end.
+    let finished = backfill_search(
+        store,
+        BackfillOptions {
+            pages: None,
+            ..options
+        },
+    )
+    .await
+    .unwrap();
+    assert!(finished.finished());
+    assert_eq!(finished.messages, 12);
+    for (id, word) in ids.iter().zip(["walrus", "narwhal", "beluga"]) {
+        assert_eq!(
+            found_ids(&search(&client, &format!("q={word}")).await),
+            vec![id.clone()]
+        );
+        // One block each, as one uninterrupted run writes.
+        assert_eq!(search_blocks_of(&api.state, &user, id).await.len(), 1);
+    }
+    let blocks: Vec<_> =
+        futures::future::join_all(ids.iter().map(|id| search_blocks_of(&api.state, &user, id)))
+            .await;
+    assert_eq!(backfill_search(store, options).await.unwrap(), finished);
+    let again: Vec<_> =
+        futures::future::join_all(ids.iter().map(|id| search_blocks_of(&api.state, &user, id)))
+            .await;
+    assert_eq!(again, blocks, "a finished backfill writes nothing");
 }

@@ -31,11 +31,6 @@ pub const CREATED_AT: &str = "createdAt";
 /// Index sort attribute of `ByChange`: when a conversation (or its tombstone) last changed,
 /// by the writer's clock, then its id (`<sortable time>#<conversation id>`), so entries never tie.
 pub const CHANGED_AT: &str = "changedAt";
-/// Index partition attribute of `ByTerm`: a user and one search term (`<user>#<term>`).
-pub const SEARCH_KEY: &str = "searchKey";
-/// Index sort attribute of `ByTerm`: title hits above message hits, then the newest first
-/// (`<1 title | 0 message>#<sortable time>#<conversation id>`).
-pub const SEARCH_RANK: &str = "searchRank";
 /// The TTL attribute enabled on the table (epoch seconds), for short-term items.
 pub const EXPIRES_AT: &str = "expiresAt";
 /// Index partition attribute of the marker that lists a user holding short-term memory.
@@ -72,23 +67,19 @@ pub enum Index {
     /// A user's conversations and tombstones in the order they last changed (keys only): the
     /// change log a mobile sync reads.
     ByChange,
-    /// A user's search entries for one term (one per conversation and where the term was
-    /// found), title hits first, then the newest: what a search reads.
-    ByTerm,
     /// Tombstones whose conversation the sweeper has still to check is gone from every copy,
     /// spread over `PURGE_SHARDS` partitions, oldest delete first (keys only).
     ByPendingPurge,
 }
 
 impl Index {
-    pub const ALL: [Index; 8] = [
+    pub const ALL: [Index; 7] = [
         Self::ByActivity,
         Self::ByStateActivity,
         Self::ByCreated,
         Self::ByStateCreated,
         Self::ByMemoryShard,
         Self::ByChange,
-        Self::ByTerm,
         Self::ByPendingPurge,
     ];
 
@@ -100,7 +91,6 @@ impl Index {
             Self::ByStateCreated => "ByStateCreated",
             Self::ByMemoryShard => "ByMemoryShard",
             Self::ByChange => "ByChange",
-            Self::ByTerm => "ByTerm",
             Self::ByPendingPurge => "ByPendingPurge",
         }
     }
@@ -110,7 +100,6 @@ impl Index {
             Self::ByActivity | Self::ByCreated | Self::ByChange => OWNER,
             Self::ByStateActivity | Self::ByStateCreated => OWNER_STATE,
             Self::ByMemoryShard => MEMORY_SHARD,
-            Self::ByTerm => SEARCH_KEY,
             Self::ByPendingPurge => PURGE_SHARD,
         }
     }
@@ -121,7 +110,6 @@ impl Index {
             Self::ByCreated | Self::ByStateCreated => CREATED_AT,
             Self::ByMemoryShard => PK,
             Self::ByChange => CHANGED_AT,
-            Self::ByTerm => SEARCH_RANK,
             Self::ByPendingPurge => DELETED_AT,
         }
     }
@@ -153,62 +141,78 @@ pub fn parse_conversation_partition(partition: &str) -> Option<(UserId, Conversa
     ))
 }
 
-/// Sort keys of search entries in a conversation's partition: one per term found in its
-/// messages, one per term of its title. They sort after `META`, outside every message read,
-/// and go with the partition when the conversation is purged.
-const MESSAGE_TERM_PREFIX: &str = "TERM#";
-const TITLE_TERM_PREFIX: &str = "TITLE_TERM#";
-
-/// Where a search term was found in a conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TermSource {
-    Title,
-    Messages,
+/// Sort keys of the search entries of an earlier design (one item per conversation and term,
+/// in the conversation's partition): nothing writes them any more, and the search backfill
+/// (`search_backfill`) removes those still there.
+const LEGACY_TERM_PREFIXES: [&str; 2] = ["TERM#", "TITLE_TERM#"];
+pub fn is_legacy_term_sort_key(sort_key: &str) -> bool {
+    LEGACY_TERM_PREFIXES
+        .iter()
+        .any(|prefix| sort_key.starts_with(prefix))
 }
 
-pub fn term_sort_key(source: TermSource, term: &str) -> String {
-    match source {
-        TermSource::Title => format!("{TITLE_TERM_PREFIX}{term}"),
-        TermSource::Messages => format!("{MESSAGE_TERM_PREFIX}{term}"),
-    }
+/// The partition of a user's search blocks: each lists the terms of a run of one
+/// conversation's messages (`search::blocks`), so one query reads a user's whole index.
+pub fn search_partition(user: &UserId) -> String {
+    format!("USER#{user}#SEARCH")
 }
 
-/// Where a search entry's term was found, and the term.
-pub fn parse_term_sort_key(sort_key: &str) -> Option<(TermSource, &str)> {
-    if let Some(term) = sort_key.strip_prefix(TITLE_TERM_PREFIX) {
-        return Some((TermSource::Title, term));
-    }
-    sort_key
-        .strip_prefix(MESSAGE_TERM_PREFIX)
-        .map(|term| (TermSource::Messages, term))
+/// The owner of a search partition key.
+pub fn parse_search_partition(partition: &str) -> Option<UserId> {
+    UserId::parse(partition.strip_prefix("USER#")?.strip_suffix("#SEARCH")?).ok()
 }
 
-/// Whether a sort key is a search entry's (the indexer skips its own writes).
-pub fn is_term_sort_key(sort_key: &str) -> bool {
-    sort_key.starts_with(MESSAGE_TERM_PREFIX) || sort_key.starts_with(TITLE_TERM_PREFIX)
+pub const SEARCH_BLOCK_PREFIX: &str = "BLOCK#";
+
+/// The partition of the search backfill's checkpoints (`search_backfill`): one item per
+/// segment of the table's scan, so a run that stops continues where it stopped.
+pub const SEARCH_BACKFILL_PK: &str = "SEARCH_BACKFILL";
+
+pub fn search_backfill_sort_key(segment: u32, segments: u32) -> String {
+    format!("SEGMENT#{segment}/{segments}")
+}
+
+/// The sort keys of one conversation's search blocks start with this.
+pub fn search_block_prefix(conversation: &ConversationId) -> String {
+    format!("{SEARCH_BLOCK_PREFIX}{conversation}#")
+}
+
+/// A search block's sort key: its conversation, then the time of the first message it took.
+pub fn search_block_sort_key(conversation: &ConversationId, start: DateTime<Utc>) -> String {
+    format!(
+        "{}{}",
+        search_block_prefix(conversation),
+        sortable_time(start)
+    )
+}
+
+/// The conversation and start a search block's sort key names.
+pub fn parse_search_block_sort_key(sort_key: &str) -> Option<(ConversationId, DateTime<Utc>)> {
+    let (conversation, start) = sort_key
+        .strip_prefix(SEARCH_BLOCK_PREFIX)?
+        .split_once('#')?;
+    let start = DateTime::parse_from_rfc3339(start)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((ConversationId::parse(conversation).ok()?, start))
+}
+
+/// The inclusive sort-key range of a conversation's messages written from `from` until
+/// before `until` (to the newest without one), by their timestamps.
+pub fn message_time_range(from: DateTime<Utc>, until: Option<DateTime<Utc>>) -> (String, String) {
+    let low = format!("{MESSAGE_PREFIX}{}", sortable_time(from));
+    // `#` < `$`: before every `#<message id>` of `until`, or after every message (and still
+    // before `META`).
+    let high = match until {
+        Some(until) => format!("{MESSAGE_PREFIX}{}#", sortable_time(until)),
+        None => "MESSAGE$".to_owned(),
+    };
+    (low, high)
 }
 
 /// Whether a sort key is a message's.
 pub fn is_message_sort_key(sort_key: &str) -> bool {
     sort_key.starts_with(MESSAGE_PREFIX)
-}
-
-/// The `ByTerm` partition of a user's term: the user is part of every search key.
-pub fn search_key(user: &UserId, term: &str) -> String {
-    format!("{user}#{term}")
-}
-
-/// A search entry's place in its term's partition: title hits first, then by time.
-pub fn search_rank(
-    source: TermSource,
-    time: DateTime<Utc>,
-    conversation: &ConversationId,
-) -> String {
-    let section = match source {
-        TermSource::Title => '1',
-        TermSource::Messages => '0',
-    };
-    format!("{section}#{}#{conversation}", sortable_time(time))
 }
 
 pub fn message_sort_key(timestamp: DateTime<Utc>, message: &MessageId) -> String {
@@ -508,5 +512,44 @@ mod tests {
         assert!(conversation_partition(&user(), &conversation).starts_with("USER#alice#"));
         assert_eq!(owner(&user()), "USER#alice");
         assert_eq!(owner_state(&user(), true), "USER#alice#ARCHIVED");
+    }
+
+    #[test]
+    fn search_blocks_sort_by_conversation_then_start_and_parse_back() {
+        let conversation = ConversationId::parse("0193e4c2-7b1a-7c00-8000-000000000001").unwrap();
+        let early = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let late = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
+        let (first, second) = (
+            search_block_sort_key(&conversation, early),
+            search_block_sort_key(&conversation, late),
+        );
+        assert!(first < second);
+        assert!(first.starts_with(&search_block_prefix(&conversation)));
+        assert_eq!(
+            parse_search_block_sort_key(&second),
+            Some((conversation, late))
+        );
+        assert_eq!(
+            parse_search_partition(&search_partition(&user())),
+            Some(user())
+        );
+        assert_eq!(
+            parse_conversation_partition(&search_partition(&user())),
+            None
+        );
+    }
+
+    #[test]
+    fn a_message_time_range_holds_every_message_of_those_times() {
+        let id = MessageId::parse("0193e4c2-7b1a-7c00-8000-000000000002").unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let next = at + chrono::Duration::microseconds(1);
+        let (low, high) = message_time_range(at, Some(next));
+        let key = message_sort_key(at, &id);
+        assert!(low < key && key < high);
+        assert!(message_sort_key(next, &id) > high);
+        let (_, to_the_end) = message_time_range(at, None);
+        assert!(message_sort_key(next, &id) < to_the_end);
+        assert!(to_the_end.as_str() < CONVERSATION_SK);
     }
 }

@@ -1,45 +1,47 @@
-//! The search index's entries as the store writes and reads them (the search itself, and
-//! what makes an entry, live with the search feature).
-
-use std::collections::HashSet;
+//! The search index's blocks as the store writes and reads them (the search itself, and
+//! what goes into a block, live with the search feature).
 
 use chrono::{DateTime, Utc};
 
-use crate::cursor::Position;
-use crate::keys::TermSource;
-use crate::model::{Conversation, ConversationId, MessageId, UserId};
+use crate::model::ConversationId;
 
-/// One entry of the index: a term found in a conversation's title, or in its messages (then
-/// the newest message that has it, as far as the indexer has seen).
+/// A term as a block keeps it: the first four bytes of its SHA-256 (`search::term_hash`).
+pub type TermHash = u32;
+
+/// The terms of a run of one conversation's messages: what the index holds. A block takes
+/// the terms of each message written from its `start` until it is full; a message whose terms
+/// it already has changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TermEntry {
-    pub user: UserId,
+pub struct SearchBlock {
     pub conversation: ConversationId,
-    pub term: String,
-    pub source: TermSource,
-    /// The message's time, or the conversation's creation for a title term.
-    pub time: DateTime<Utc>,
-    pub message: Option<MessageId>,
-    pub snippet: String,
+    /// The time of the first message it took (its key).
+    pub start: DateTime<Utc>,
+    /// The time of the newest message that added a term.
+    pub last: DateTime<Utc>,
+    /// Its terms' hashes, sorted, each once.
+    pub terms: Vec<TermHash>,
+    /// How many times it was written: a write expects the version it read.
+    pub version: u64,
 }
 
-/// An entry as a search reads it from `ByTerm`.
-#[derive(Debug, Clone)]
-pub struct IndexedEntry {
-    pub conversation: ConversationId,
-    pub source: TermSource,
-    pub message: Option<MessageId>,
-    pub snippet: String,
-    pub time: DateTime<Utc>,
-    /// Its position in the index (where a cursor continues after it).
-    pub position: Position,
+impl SearchBlock {
+    pub fn has(&self, term: TermHash) -> bool {
+        self.terms.binary_search(&term).is_ok()
+    }
 }
 
-/// What a search checks about one candidate conversation, read in one batch.
-#[derive(Debug, Default)]
-pub struct CandidateChecks {
-    /// The conversations that still exist.
-    pub conversations: Vec<Conversation>,
-    /// `(conversation, source, term)` of the entries found.
-    pub entries: HashSet<(ConversationId, TermSource, String)>,
+/// Where a search's leading term matched a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MatchedIn {
+    Title,
+    Message,
+}
+
+/// A conversation's shown title as the search reads it (from `ByCreated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TitleEntry {
+    pub conversation: ConversationId,
+    pub created_at: DateTime<Utc>,
+    /// The title shown (set, or else automatic), lower case; `None` while it has none.
+    pub title: Option<String>,
 }

@@ -8,13 +8,12 @@ use uuid::fmt::Hyphenated;
 use crate::account_export::ExportDownload;
 use crate::attachments::{DownloadLinks, Upload, UploadRequest};
 use crate::export::ExportedFile;
-use crate::keys::TermSource;
 use crate::migration::{SkippedItem, UserSummary};
 use crate::model::{
     Attachment, Conversation, ConversationWithMessages, DeletedConversation, Message, Metadata,
     Role,
 };
-use crate::search::SearchPage;
+use crate::search::{MatchedIn, SearchPage};
 use crate::store::{ExportJob, ExportStatus};
 use crate::sync::{SyncPage, Synced};
 use crate::usage::UsageReport;
@@ -364,9 +363,9 @@ impl<'a> SearchView<'a> {
                 .iter()
                 .map(|hit| SearchHitView {
                     conversation: ConversationView::from(&hit.conversation),
-                    matched_in: match hit.source {
-                        TermSource::Title => "title",
-                        TermSource::Messages => "message",
+                    matched_in: match hit.matched_in {
+                        MatchedIn::Title => "title",
+                        MatchedIn::Message => "message",
                     },
                     message_id: hit.message.map(|m| m.to_string()),
                     snippet: &hit.snippet,

@@ -1,9 +1,10 @@
 //! What a deleted conversation leaves outside its own partition, under its owner: the
-//! short-term memory entries of its exchanges, the completion records holding its replies and
-//! the batch operation records holding its title or messages. Each partition holds at most a
-//! day (memory, completions) or `BATCH_RECORD_DAYS` (batch records, under the batch rate
-//! limit) of the user's items, by TTL, so reading one whole for the conversation's items is
-//! bounded.
+//! short-term memory entries of its exchanges, the completion records holding its replies,
+//! the batch operation records holding its title or messages, and its search blocks. Each
+//! partition of the first three holds at most a day (memory, completions) or
+//! `BATCH_RECORD_DAYS` (batch records, under the batch rate limit) of the user's items, by
+//! TTL, so reading one whole for the conversation's items is bounded; its search blocks are
+//! read by their key prefix.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -16,8 +17,8 @@ use domain::model::{ConversationId, UserId};
 const CONVERSATION_ID: &str = "conversationId";
 
 impl Store {
-    /// Deletes the user's short-term memory entries, completion records and batch operation
-    /// records of conversation `id`; deleting them again finds nothing and changes nothing.
+    /// Deletes the user's short-term memory entries, completion records, batch operation
+    /// records and search blocks of conversation `id`; deleting them again finds nothing and changes nothing.
     pub async fn forget_conversation(
         &self,
         user: &UserId,
@@ -31,8 +32,9 @@ impl Store {
         let memory = self.keys_naming(&memory_partition, keys::MEMORY_ENTRY_PREFIX, id);
         let completions = self.keys_naming(&completion_partition, keys::COMPLETION_PREFIX, id);
         let operations = self.keys_naming(&operation_partition, keys::OPERATION_PREFIX, id);
-        let (memory, completions, operations) =
-            futures::try_join!(memory, completions, operations)?;
+        let search_blocks = self.delete_search_blocks(user, id);
+        let (memory, completions, operations, ()) =
+            futures::try_join!(memory, completions, operations, search_blocks)?;
         for batch in memory
             .chunks(BATCH_WRITE_MAX)
             .chain(completions.chunks(BATCH_WRITE_MAX))

@@ -46,7 +46,7 @@ pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
 pub use pending_purges::{PendingPurge, PendingPurgePage};
 pub use s3::LazyS3;
 pub use sdk_error::describe_sdk_error;
-pub use search::{entry_item_bytes, IndexChange};
+pub use search::{search_block_capacity, BackfillCheckpoint, BackfillPage, SEARCH_BLOCK_BYTES};
 pub use summaries::SummaryUpdate;
 use sync::Tombstone;
 pub use sync::{ChangeEntry, ChangePage, SnapshotPage};

@@ -1,128 +1,112 @@
-//! The search index's items: entries in the conversations' own partitions, listed by user
-//! and term in `ByTerm` (the search feature, `search.rs`).
+//! The search index's items: blocks of term hashes in the user's search partition, one
+//! query away from a search (the search feature, `search.rs`, says what goes in them).
 
-use std::collections::{BTreeSet, HashMap};
-
-use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    from_item, item_key, position_in, s, start_key, store_error, to_item, ConversationItem, Item,
-    MessageItem, Store, BATCH_WRITE_MAX,
-};
-use domain::cursor::Position;
+use super::{from_item, is_conditional_check_failure, item_key, s, store_error, Item, Store};
+use super::{ConversationItem, MessageItem, BATCH_WRITE_MAX};
 use domain::error::Error;
-use domain::keys::{self, Index, TermSource};
-use domain::model::{ConversationId, Message, MessageId, UserId};
-use domain::search::{CandidateChecks, IndexedEntry, TermEntry};
+use domain::keys::{self, Index};
+use domain::model::{Conversation, ConversationId, Message, UserId};
+use domain::search::{SearchBlock, TermHash, TitleEntry};
 
-/// Batch writes of one indexing call in flight at once.
-const INDEX_WRITE_CONCURRENCY: usize = 4;
+/// The most a block item may weigh: one write unit, however full it is.
+pub const SEARCH_BLOCK_BYTES: usize = 1024;
+const LAST: &str = "last";
+const TERMS: &str = "terms";
+const VERSION: &str = "v";
+/// Bytes of one term's hash in a block.
+const HASH_BYTES: usize = std::mem::size_of::<TermHash>();
+/// Blocks read at a time while finding those new messages go to (usually the first is).
+const COVERING_PAGE: i32 = 4;
+/// Messages read at a time while looking for the one a hit shows.
+const LOOKUP_PAGE: i32 = 25;
 
-/// A search entry as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How many terms a block of `conversation` can hold within [`SEARCH_BLOCK_BYTES`]: what
+/// DynamoDB counts of its item (attribute names and values) besides the hashes.
+pub fn search_block_capacity(user: &UserId, conversation: &ConversationId) -> usize {
+    let time = keys::sortable_time(DateTime::<Utc>::UNIX_EPOCH).len();
+    let fixed = keys::PK.len()
+        + keys::search_partition(user).len()
+        + keys::SK.len()
+        + keys::search_block_sort_key(conversation, DateTime::<Utc>::UNIX_EPOCH).len()
+        + LAST.len()
+        + time
+        + TERMS.len()
+        + VERSION.len()
+        // A number of up to 20 digits: 11 bytes at most.
+        + 11;
+    (SEARCH_BLOCK_BYTES - fixed) / HASH_BYTES
+}
+
+fn block_item(user: &UserId, block: &SearchBlock, version: u64) -> Item {
+    let bytes: Vec<u8> = block.terms.iter().flat_map(|t| t.to_be_bytes()).collect();
+    Item::from([
+        (keys::PK.to_owned(), s(&keys::search_partition(user))),
+        (
+            keys::SK.to_owned(),
+            s(&keys::search_block_sort_key(
+                &block.conversation,
+                block.start,
+            )),
+        ),
+        (LAST.to_owned(), s(&keys::sortable_time(block.last))),
+        (TERMS.to_owned(), AttributeValue::B(Blob::new(bytes))),
+        (VERSION.to_owned(), AttributeValue::N(version.to_string())),
+    ])
+}
+
+fn block_of(item: &Item) -> Result<SearchBlock, Error> {
+    let bad = || Error::internal("read search block", "not a search block");
+    let sort_key = item
+        .get(keys::SK)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(bad)?;
+    let (conversation, start) = keys::parse_search_block_sort_key(sort_key).ok_or_else(bad)?;
+    let last = item
+        .get(LAST)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .ok_or_else(bad)?
+        .with_timezone(&Utc);
+    let bytes = item
+        .get(TERMS)
+        .and_then(|v| v.as_b().ok())
+        .ok_or_else(bad)?;
+    let terms = bytes
+        .as_ref()
+        .chunks_exact(HASH_BYTES)
+        .map(|c| TermHash::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let version = item
+        .get(VERSION)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)?;
+    Ok(SearchBlock {
+        conversation,
+        start,
+        last,
+        terms,
+        version,
+    })
+}
+
+/// A conversation as `ByCreated` holds it: keys, creation time and titles.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TermItem {
+struct TitleItem {
     #[serde(rename = "PK")]
     pk: String,
-    #[serde(rename = "SK")]
-    sk: String,
-    /// Not projected into `ByTerm`.
-    #[serde(default)]
-    entity: String,
-    search_key: String,
-    search_rank: String,
-    conversation_id: ConversationId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    message_id: Option<MessageId>,
-    snippet: String,
     #[serde(with = "keys::sortable")]
-    matched_at: DateTime<Utc>,
-}
-
-impl TermItem {
-    fn new(entry: &TermEntry) -> Self {
-        Self {
-            pk: keys::conversation_partition(&entry.user, &entry.conversation),
-            sk: keys::term_sort_key(entry.source, &entry.term),
-            entity: "SearchTerm".to_owned(),
-            search_key: keys::search_key(&entry.user, &entry.term),
-            search_rank: keys::search_rank(entry.source, entry.time, &entry.conversation),
-            conversation_id: entry.conversation,
-            message_id: entry.message,
-            snippet: entry.snippet.clone(),
-            matched_at: entry.time,
-        }
-    }
-}
-
-/// One change to the search index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IndexChange {
-    /// Writes the entry (it replaces the conversation's entry for the same term and source).
-    Put(TermEntry),
-    /// Removes a conversation's entry for a term (a word gone from its title).
-    Remove {
-        user: UserId,
-        conversation: ConversationId,
-        source: TermSource,
-        term: String,
-    },
-}
-
-impl IndexChange {
-    fn key(&self) -> (String, String) {
-        match self {
-            Self::Put(entry) => (
-                keys::conversation_partition(&entry.user, &entry.conversation),
-                keys::term_sort_key(entry.source, &entry.term),
-            ),
-            Self::Remove {
-                user,
-                conversation,
-                source,
-                term,
-            } => (
-                keys::conversation_partition(user, conversation),
-                keys::term_sort_key(*source, term),
-            ),
-        }
-    }
-
-    /// The owner and conversation the change is about.
-    pub fn conversation(&self) -> (&UserId, &ConversationId) {
-        match self {
-            Self::Put(entry) => (&entry.user, &entry.conversation),
-            Self::Remove {
-                user, conversation, ..
-            } => (user, conversation),
-        }
-    }
-
-    /// The change that undoes a put.
-    pub fn undo(&self) -> Option<Self> {
-        match self {
-            Self::Put(entry) => Some(Self::Remove {
-                user: entry.user.clone(),
-                conversation: entry.conversation,
-                source: entry.source,
-                term: entry.term.clone(),
-            }),
-            Self::Remove { .. } => None,
-        }
-    }
-}
-
-/// The size DynamoDB counts for a search entry's item (attribute names and values, in
-/// bytes): what one entry costs to write, in the table and again in `ByTerm`.
-pub fn entry_item_bytes(entry: &TermEntry) -> Result<usize, Error> {
-    let item = to_item(&TermItem::new(entry))?;
-    Ok(item
-        .iter()
-        .map(|(name, value)| name.len() + value.as_s().map_or(8, String::len))
-        .sum())
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    title_lower: Option<String>,
+    #[serde(default)]
+    auto_title_lower: Option<String>,
 }
 
 impl Store {
@@ -151,174 +135,381 @@ impl Store {
         from_item(image)
     }
 
-    /// Applies `changes` in 25-item batch writes. Of two changes to one entry (a batch write
-    /// refuses a key twice) the later counts, except that a put never gives way to a put
-    /// of an older message. Returns how many entries were written.
-    pub async fn apply_index_changes(&self, changes: &[IndexChange]) -> Result<usize, Error> {
-        let mut last_of_key: HashMap<(String, String), usize> = HashMap::new();
-        for (i, change) in changes.iter().enumerate() {
-            let key = change.key();
-            let older = match (last_of_key.get(&key).map(|&k| &changes[k]), change) {
-                (Some(IndexChange::Put(kept)), IndexChange::Put(new)) => new.time < kept.time,
-                _ => false,
-            };
-            if !older {
-                last_of_key.insert(key, i);
-            }
-        }
-        let mut kept: Vec<usize> = last_of_key.into_values().collect();
-        kept.sort_unstable();
-        let requests = kept
-            .into_iter()
-            .map(|i| index_write(&changes[i]))
-            .collect::<Result<Vec<_>, _>>()?;
-        let written = requests.len();
-        let batches: Vec<Vec<WriteRequest>> = requests
-            .chunks(BATCH_WRITE_MAX)
-            .map(<[WriteRequest]>::to_vec)
-            .collect();
-        stream::iter(batches)
-            .map(|batch| self.write_batch(batch))
-            .buffer_unordered(INDEX_WRITE_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(written)
-    }
-
-    /// Up to `limit` of the user's entries for `term` from `start`, title hits first, then the
-    /// newest; and where the index continues, if it does.
-    pub async fn term_entries(
-        &self,
-        user: &UserId,
-        term: &str,
-        start: Option<Position>,
-        limit: usize,
-    ) -> Result<(Vec<IndexedEntry>, Option<Position>), Error> {
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(Index::ByTerm.name())
-            .key_condition_expression("#key = :key")
-            .expression_attribute_names("#key", keys::SEARCH_KEY)
-            .expression_attribute_values(":key", s(&keys::search_key(user, term)))
-            .scan_index_forward(false)
-            .limit(super::page_limit(limit))
-            .set_exclusive_start_key(start.map(start_key))
-            .send()
-            .await
-            .map_err(|e| store_error("read search index", e))?;
-        let entries = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| {
-                let position = position_in(Index::ByTerm, &item);
-                let stored: TermItem = from_item(item)?;
-                let (source, _) = keys::parse_term_sort_key(&stored.sk)
-                    .ok_or_else(|| Error::internal("read search index", "not a term entry"))?;
-                Ok(IndexedEntry {
-                    conversation: stored.conversation_id,
-                    source,
-                    message: stored.message_id,
-                    snippet: stored.snippet,
-                    time: stored.matched_at,
-                    position,
-                })
+    /// Every search block of the user (eventually consistent: the index follows the table by
+    /// a stream's lag anyway).
+    pub async fn search_blocks(&self, user: &UserId) -> Result<Vec<SearchBlock>, Error> {
+        let partition = keys::search_partition(user);
+        let (items, _) = self
+            .read_up_to(usize::MAX, None, "read search blocks", |start, limit| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("PK = :pk AND begins_with(SK, :blocks)")
+                    .expression_attribute_values(":pk", s(&partition))
+                    .expression_attribute_values(":blocks", s(keys::SEARCH_BLOCK_PREFIX))
+                    .limit(limit)
+                    .set_exclusive_start_key(start)
             })
-            .collect::<Result<Vec<_>, Error>>()?;
-        let next = output
-            .last_evaluated_key
-            .map(|key| position_in(Index::ByTerm, &key));
-        Ok((entries, next))
+            .await?;
+        items.iter().map(block_of).collect()
     }
 
-    /// For the candidates of a search: which of their conversations still exist, and which of
-    /// the entries a hit needs they have (the leading term's title entry, every other term's
-    /// entries), read consistently in one batch.
-    pub async fn check_candidates(
+    /// The blocks of `conversation` that could take messages written from `from` through
+    /// `through`: the one that started last at or before `from`, and every later one that
+    /// started by `through` (read consistently: the indexer's own last writes).
+    pub async fn search_blocks_covering(
         &self,
         user: &UserId,
-        candidates: &[IndexedEntry],
-        leading: &str,
-        others: &[&str],
-    ) -> Result<CandidateChecks, Error> {
-        let conversations: BTreeSet<ConversationId> =
-            candidates.iter().map(|c| c.conversation).collect();
-        let partitions: Vec<String> = conversations
-            .iter()
-            .map(|id| keys::conversation_partition(user, id))
-            .collect();
-        let meta_keys = partitions
-            .iter()
-            .map(|pk| item_key(pk, keys::CONVERSATION_SK))
-            .collect();
-        let mut term_keys = Vec::new();
-        for pk in &partitions {
-            term_keys.push(item_key(
-                pk,
-                &keys::term_sort_key(TermSource::Title, leading),
-            ));
-            for term in others {
-                for source in [TermSource::Title, TermSource::Messages] {
-                    term_keys.push(item_key(pk, &keys::term_sort_key(source, term)));
+        conversation: &ConversationId,
+        from: DateTime<Utc>,
+        through: DateTime<Utc>,
+    ) -> Result<Vec<SearchBlock>, Error> {
+        let mut blocks = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :first AND :through")
+                .expression_attribute_values(":pk", s(&keys::search_partition(user)))
+                .expression_attribute_values(":first", s(&keys::search_block_prefix(conversation)))
+                .expression_attribute_values(
+                    ":through",
+                    s(&keys::search_block_sort_key(conversation, through)),
+                )
+                .scan_index_forward(false)
+                .limit(COVERING_PAGE)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("read search blocks", e))?;
+            for item in output.items.unwrap_or_default() {
+                let block = block_of(&item)?;
+                let reached = block.start <= from;
+                blocks.push(block);
+                if reached {
+                    return Ok(blocks);
                 }
             }
+            match output.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(blocks),
+            }
         }
-        let (metas, found) = tokio::try_join!(
-            self.batch_get(meta_keys, None),
-            self.batch_get(term_keys, Some("PK, SK")),
-        )?;
-        let mut checks = CandidateChecks::default();
-        for item in metas {
-            let conversation: ConversationItem = from_item(item)?;
-            checks.conversations.push(conversation.into());
+    }
+
+    /// Writes `block` if it is still at the version it was read at (a new block: if there is
+    /// none at its key). False when another write came first: read it again.
+    pub async fn write_search_block(
+        &self,
+        user: &UserId,
+        block: &SearchBlock,
+    ) -> Result<bool, Error> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(block_item(user, block, block.version + 1)));
+        let put = if block.version == 0 {
+            put.condition_expression("attribute_not_exists(PK)")
+        } else {
+            put.condition_expression("#v = :v")
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(":v", AttributeValue::N(block.version.to_string()))
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional_check_failure(&error) => Ok(false),
+            Err(error) => Err(store_error("write search block", error)),
         }
-        for key in found {
-            let (Some(pk), Some(sk)) = (text(&key, keys::PK), text(&key, keys::SK)) else {
-                continue;
-            };
-            let (Some((_, conversation)), Some((source, term))) = (
-                keys::parse_conversation_partition(pk),
-                keys::parse_term_sort_key(sk),
-            ) else {
-                continue;
-            };
-            checks
-                .entries
-                .insert((conversation, source, term.to_owned()));
+    }
+
+    /// Deletes every search block of `conversation` (it is gone); again, it finds none.
+    pub async fn delete_search_blocks(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<(), Error> {
+        let partition = keys::search_partition(user);
+        let prefix = keys::search_block_prefix(conversation);
+        let (found, _) = self
+            .read_up_to(
+                usize::MAX,
+                None,
+                "find a conversation's search blocks",
+                |start, limit| {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                        .expression_attribute_values(":pk", s(&partition))
+                        .expression_attribute_values(":prefix", s(&prefix))
+                        .projection_expression("PK, SK")
+                        .consistent_read(true)
+                        .limit(limit)
+                        .set_exclusive_start_key(start)
+                },
+            )
+            .await?;
+        for batch in found.chunks(BATCH_WRITE_MAX) {
+            self.delete_batch(batch.to_vec()).await?;
         }
-        Ok(checks)
+        Ok(())
+    }
+
+    /// Every conversation of the user with its creation time and shown title, from
+    /// `ByCreated` (keys and titles only).
+    pub async fn conversation_titles(&self, user: &UserId) -> Result<Vec<TitleEntry>, Error> {
+        let owner = keys::owner(user);
+        let (items, _) = self
+            .read_up_to(usize::MAX, None, "read titles", |start, limit| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(Index::ByCreated.name())
+                    .key_condition_expression("#owner = :owner")
+                    .expression_attribute_names("#owner", keys::OWNER)
+                    .expression_attribute_values(":owner", s(&owner))
+                    .limit(limit)
+                    .set_exclusive_start_key(start)
+            })
+            .await?;
+        items
+            .into_iter()
+            .filter_map(|item| {
+                let item: TitleItem = match from_item(item) {
+                    Ok(item) => item,
+                    Err(error) => return Some(Err(error)),
+                };
+                let (_, conversation) = keys::parse_conversation_partition(&item.pk)?;
+                Some(Ok(TitleEntry {
+                    conversation,
+                    created_at: item.created_at,
+                    title: item.title_lower.or(item.auto_title_lower),
+                }))
+            })
+            .collect()
+    }
+
+    /// The conversations of `ids` that exist, read consistently (in no particular order).
+    pub async fn conversations_named(
+        &self,
+        user: &UserId,
+        ids: &[ConversationId],
+    ) -> Result<Vec<Conversation>, Error> {
+        let keys = ids
+            .iter()
+            .map(|id| {
+                item_key(
+                    &keys::conversation_partition(user, id),
+                    keys::CONVERSATION_SK,
+                )
+            })
+            .collect();
+        self.batch_get(keys, None)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<ConversationItem>(item).map(Conversation::from))
+            .collect()
+    }
+
+    /// The newest message of `conversation` written from `from` until before `until` (to
+    /// the end without one) that `matches`, with its content.
+    pub async fn newest_message_between(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        from: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        matches: impl Fn(&Message) -> bool,
+    ) -> Result<Option<Message>, Error> {
+        let partition = keys::conversation_partition(user, conversation);
+        let (low, high) = keys::message_time_range(from, until);
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                .expression_attribute_values(":pk", s(&partition))
+                .expression_attribute_values(":low", s(&low))
+                .expression_attribute_values(":high", s(&high))
+                .scan_index_forward(false)
+                .limit(LOOKUP_PAGE)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("read messages", e))?;
+            for item in output.items.unwrap_or_default() {
+                let item = self
+                    .load_content(MessageItem::from_attributes(item)?)
+                    .await?;
+                let message = item.into_message();
+                if matches(&message) {
+                    return Ok(Some(message));
+                }
+            }
+            match output.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(None),
+            }
+        }
     }
 }
 
-fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
+/// Where one segment of the search backfill's scan stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillCheckpoint {
+    /// The key the scan continues after (`PK`, `SK`); none before the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<(String, String)>,
+    /// The scan reached the segment's end.
+    pub done: bool,
+    pub messages: u64,
+    pub legacy_entries_removed: u64,
+    pub blocks_written: u64,
 }
 
-fn index_write(change: &IndexChange) -> Result<WriteRequest, Error> {
-    let request = match change {
-        IndexChange::Put(entry) => WriteRequest::builder()
-            .put_request(
-                PutRequest::builder()
-                    .set_item(Some(to_item(&TermItem::new(entry))?))
-                    .build()
-                    .map_err(|e| Error::internal("build index put", e))?,
-            )
-            .build(),
-        IndexChange::Remove { .. } => {
-            let (pk, sk) = change.key();
-            WriteRequest::builder()
-                .delete_request(
-                    DeleteRequest::builder()
-                        .set_key(Some(item_key(&pk, &sk)))
-                        .build()
-                        .map_err(|e| Error::internal("build index delete", e))?,
-                )
-                .build()
+/// One page of the backfill's scan: the messages on it, and the keys of legacy entries.
+pub struct BackfillPage {
+    pub messages: Vec<(UserId, ConversationId, MessageItem)>,
+    pub legacy_entries: Vec<(String, String)>,
+    /// Where the next page starts; `None` at the segment's end.
+    pub next: Option<(String, String)>,
+}
+
+fn key_strings(key: &Item) -> Option<(String, String)> {
+    Some((
+        key.get(keys::PK)?.as_s().ok()?.clone(),
+        key.get(keys::SK)?.as_s().ok()?.clone(),
+    ))
+}
+
+impl Store {
+    /// Where segment `segment` of `segments` of the backfill stands (`None`: not begun).
+    pub async fn backfill_checkpoint(
+        &self,
+        segment: u32,
+        segments: u32,
+    ) -> Result<Option<BackfillCheckpoint>, Error> {
+        self.get(
+            keys::SEARCH_BACKFILL_PK,
+            &keys::search_backfill_sort_key(segment, segments),
+        )
+        .await?
+        .map(from_item)
+        .transpose()
+    }
+
+    pub async fn save_backfill_checkpoint(
+        &self,
+        segment: u32,
+        segments: u32,
+        checkpoint: &BackfillCheckpoint,
+    ) -> Result<(), Error> {
+        let mut item = super::to_item(checkpoint)?;
+        item.insert(keys::PK.to_owned(), s(keys::SEARCH_BACKFILL_PK));
+        item.insert(
+            keys::SK.to_owned(),
+            s(&keys::search_backfill_sort_key(segment, segments)),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("save the backfill's checkpoint", e))?;
+        Ok(())
+    }
+
+    /// Up to `limit` items of segment `segment` of `segments` of the table, after `after`:
+    /// the messages and the legacy search entries among them.
+    pub async fn backfill_page(
+        &self,
+        segment: u32,
+        segments: u32,
+        after: Option<(String, String)>,
+        limit: i32,
+    ) -> Result<BackfillPage, Error> {
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .segment(segment as i32)
+            .total_segments(segments as i32)
+            .limit(limit)
+            .set_exclusive_start_key(after.map(|(pk, sk)| item_key(&pk, &sk)))
+            .send()
+            .await
+            .map_err(|e| store_error("scan the table", e))?;
+        let mut page = BackfillPage {
+            messages: Vec::new(),
+            legacy_entries: Vec::new(),
+            next: output.last_evaluated_key.as_ref().and_then(key_strings),
+        };
+        for item in output.items.unwrap_or_default() {
+            let Some((pk, sk)) = key_strings(&item) else {
+                continue;
+            };
+            let Some((user, conversation)) = keys::parse_conversation_partition(&pk) else {
+                continue;
+            };
+            if keys::is_legacy_term_sort_key(&sk) {
+                page.legacy_entries.push((pk, sk));
+            } else if keys::is_message_sort_key(&sk) {
+                page.messages
+                    .push((user, conversation, MessageItem::from_attributes(item)?));
+            }
         }
-    };
-    Ok(request)
+        Ok(page)
+    }
+
+    /// Deletes the items of `keys` (in batches of 25).
+    pub async fn delete_keys(&self, keys: &[(String, String)]) -> Result<(), Error> {
+        for batch in keys.chunks(BATCH_WRITE_MAX) {
+            self.delete_batch(batch.iter().map(|(pk, sk)| item_key(pk, sk)).collect())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_block_is_one_write_unit_for_the_longest_user_id() {
+        let user = UserId::parse(&"u".repeat(128)).unwrap();
+        let conversation = ConversationId::parse("0193e4c2-7b1a-7c00-8000-000000000001").unwrap();
+        let capacity = search_block_capacity(&user, &conversation);
+        assert!(capacity >= 150, "{capacity}");
+        let block = SearchBlock {
+            conversation,
+            start: Utc::now(),
+            last: Utc::now(),
+            terms: (0..capacity as u32).collect(),
+            version: u64::MAX - 1,
+        };
+        let item = block_item(&user, &block, u64::MAX);
+        let bytes: usize = item
+            .iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AttributeValue::S(s) => s.len(),
+                        AttributeValue::B(b) => b.as_ref().len(),
+                        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                        _ => unreachable!(),
+                    }
+            })
+            .sum();
+        assert!(bytes <= SEARCH_BLOCK_BYTES, "{bytes}");
+        assert_eq!(block_of(&item).unwrap().terms, block.terms);
+    }
 }

@@ -7,6 +7,7 @@
 //! numina-migrate --from-file dump.jsonl   # a mongoexport dump of the old system
 //! numina-migrate --user=USER_ID --import conversation.json   # a JSON export, put back
 //! numina-migrate --user=USER_ID --import account.jsonl        # an account export, put back
+//! numina-migrate --reindex-search     # rebuild the search index from the whole table
 //! ```
 //!
 //! Progress goes to stderr (a bar on a terminal, one line per user otherwise); the summary
@@ -65,6 +66,15 @@ struct Args {
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
+    /// Rebuild the search index from the table instead (docs/search.md, "Backfill"): every
+    /// message's terms into its conversation's blocks, the earlier design's entries deleted.
+    /// Resumable: a run continues where the last one stopped; once finished, it does nothing.
+    #[arg(long, conflicts_with_all = ["user", "import", "from_file", "dry_run"])]
+    reindex_search: bool,
+    /// Segments of the table's scan for --reindex-search (a run over the same checkpoints
+    /// must name the same number); `--concurrency` of them run at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024), requires = "reindex_search")]
+    segments: u32,
 }
 
 /// Where each user's items come from.
@@ -82,6 +92,16 @@ async fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
+    if args.reindex_search {
+        return match reindex_search(&args).await {
+            Ok(report) if report.finished() => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(error) => {
+                eprintln!("numina-migrate: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Some(path) = &args.import {
         return match import(&args, path).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -99,6 +119,38 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--reindex-search`: the search index rebuilt from the table; the report to stdout (and to
+/// `--summary-json`).
+async fn reindex_search(
+    args: &Args,
+) -> Result<shared::search_backfill::BackfillReport, Box<dyn std::error::Error>> {
+    let sdk = aws_config::load_from_env().await;
+    let mut store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    // Messages over 32 KiB keep their content in the attachments bucket.
+    match shared::store::ContentObjects::from_env(&sdk) {
+        Some(objects) => store = store.with_content_objects(objects),
+        None => {
+            return Err("ATTACHMENTS_BUCKET is not set: messages over 32 KiB cannot be read".into())
+        }
+    }
+    eprintln!(
+        "numina-migrate: reindexing search over {} segments",
+        args.segments
+    );
+    let options = shared::search_backfill::BackfillOptions {
+        segments: args.segments,
+        parallel: usize::from(args.concurrency),
+        ..Default::default()
+    };
+    let report = shared::search_backfill::backfill_search(&store, options).await?;
+    let json = serde_json::to_string_pretty(&report)?;
+    println!("{json}");
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, format!("{json}\n"))?;
+    }
+    Ok(report)
 }
 
 /// `--import`: conversations from their JSON exports: one conversation's file, or an account

@@ -382,3 +382,78 @@ async fn account_jsonl(
     }
     (text, lines)
 }
+
+#[tokio::test]
+async fn the_search_index_is_rebuilt_from_the_table_and_a_rerun_changes_nothing() {
+    use shared::search::SearchQuery;
+    let state = state().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    // Written with no indexer running (as before search blocks), one message too long for
+    // its item, and an entry of the earlier index design left behind.
+    let long = format!("Harpsichord tuning. {}", "la ".repeat(20_000));
+    let conversation = tests::conversation_saying(
+        &state,
+        &user,
+        ["The ferry timetable, please".to_owned(), long],
+    )
+    .await;
+    let partition = shared::keys::conversation_partition(&owner, &conversation.id);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_owned());
+    dynamodb
+        .put_item()
+        .table_name(&state.config.table_name)
+        .item("PK", s(&partition))
+        .item("SK", s("TERM#ferry"))
+        .item("snippet", s("The ferry timetable, please"))
+        .send()
+        .await
+        .unwrap();
+    let search = |words: &'static str| {
+        let (state, owner) = (state.clone(), owner.clone());
+        async move {
+            let query = SearchQuery::parse(words).unwrap();
+            state
+                .search
+                .search(&owner, &query, 10, None)
+                .await
+                .unwrap()
+                .hits
+                .len()
+        }
+    };
+    assert_eq!(search("ferry").await, 0, "not indexed yet");
+
+    let reindex = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
+            .args(["--reindex-search", "--segments", "4"])
+            .env("TABLE_NAME", &state.config.table_name)
+            .env(
+                "ATTACHMENTS_BUCKET",
+                state.config.attachments_bucket.as_deref().unwrap(),
+            )
+            .env("S3_FORCE_PATH_STYLE", "true")
+            .output()
+            .expect("run numina-migrate");
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let report = reindex();
+    assert_eq!(
+        report,
+        serde_json::json!({"segments": 4, "segmentsDone": 4, "messages": 2,
+                           "legacyEntriesRemoved": 1, "blocksWritten": 1})
+    );
+    assert_eq!(search("ferry").await, 1);
+    assert_eq!(search("harpsichord timetable").await, 1);
+    let snapshot = table_snapshot(&state).await;
+    assert!(!snapshot
+        .iter()
+        .any(|item| item["SK"].as_s().unwrap().starts_with("TERM#")));
+
+    // Finished: a second run reads its checkpoints and changes nothing.
+    assert_eq!(reindex(), report);
+    assert_eq!(table_snapshot(&state).await, snapshot);
+}
