@@ -318,28 +318,12 @@ pub async fn search_blocks_of(
 ) -> Vec<HashMap<String, AttributeValue>> {
     let user = shared::model::UserId::parse(user).expect("a valid user id");
     let conversation = shared::model::ConversationId::parse(conversation).expect("a UUID");
-    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
-    let output = client
-        .query()
-        .table_name(&state.config.table_name)
-        .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-        .expression_attribute_values(
-            ":pk",
-            AttributeValue::S(shared::keys::search_partition(&user)),
-        )
-        .expression_attribute_values(
-            ":prefix",
-            AttributeValue::S(shared::keys::search_block_prefix(&conversation)),
-        )
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("query the search partition");
-    assert!(
-        output.last_evaluated_key.is_none(),
-        "a test's blocks fit a page"
-    );
-    output.items.unwrap_or_default()
+    items_under(
+        state,
+        &shared::keys::search_partition(&user),
+        &shared::keys::search_block_prefix(&conversation),
+    )
+    .await
 }
 
 /// Every item the table holds under a user's conversation partition, as raw attribute maps:
@@ -352,20 +336,33 @@ pub async fn items_of_conversation(
     let user = shared::model::UserId::parse(user).expect("a valid user id");
     let conversation = shared::model::ConversationId::parse(conversation).expect("a UUID");
     let partition = shared::keys::conversation_partition(&user, &conversation);
+    items_under(state, &partition, "").await
+}
+
+/// Every item of `partition` whose sort key starts with `prefix`, read consistently.
+async fn items_under(
+    state: &State,
+    partition: &str,
+    prefix: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
     let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
     let mut items = Vec::new();
     let mut start = None;
     loop {
-        let output = client
+        let query = client
             .query()
             .table_name(&state.config.table_name)
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(partition.clone()))
+            .expression_attribute_values(":pk", AttributeValue::S(partition.to_owned()))
             .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("query the partition");
+            .set_exclusive_start_key(start);
+        let query = if prefix.is_empty() {
+            query.key_condition_expression("PK = :pk")
+        } else {
+            query
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+        };
+        let output = query.send().await.expect("query the partition");
         items.extend(output.items.unwrap_or_default());
         start = output.last_evaluated_key;
         if start.is_none() {

@@ -95,6 +95,14 @@ fn block_of(item: &Item) -> Result<SearchBlock, Error> {
     })
 }
 
+/// What a read of blocks takes: whole items (eventually consistent), or the keys of what is
+/// there now.
+#[derive(Clone, Copy)]
+enum Read {
+    Whole,
+    KeysConsistently,
+}
+
 /// A conversation as `ByCreated` holds it: keys, creation time and titles.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -139,19 +147,39 @@ impl Store {
     /// a stream's lag anyway).
     pub async fn search_blocks(&self, user: &UserId) -> Result<Vec<SearchBlock>, Error> {
         let partition = keys::search_partition(user);
-        let (items, _) = self
-            .read_up_to(usize::MAX, None, "read search blocks", |start, limit| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("PK = :pk AND begins_with(SK, :blocks)")
-                    .expression_attribute_values(":pk", s(&partition))
-                    .expression_attribute_values(":blocks", s(keys::SEARCH_BLOCK_PREFIX))
-                    .limit(limit)
-                    .set_exclusive_start_key(start)
-            })
+        let items = self
+            .items_under(&partition, keys::SEARCH_BLOCK_PREFIX, Read::Whole)
             .await?;
         items.iter().map(block_of).collect()
+    }
+
+    /// Every item of `partition` whose sort key starts with `prefix`, across 1 MB pages.
+    async fn items_under(
+        &self,
+        partition: &str,
+        prefix: &str,
+        read: Read,
+    ) -> Result<Vec<Item>, Error> {
+        let (items, _) = self
+            .read_up_to(usize::MAX, None, "read search blocks", |start, limit| {
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                    .expression_attribute_values(":pk", s(partition))
+                    .expression_attribute_values(":prefix", s(prefix))
+                    .limit(limit)
+                    .set_exclusive_start_key(start);
+                match read {
+                    Read::Whole => query,
+                    Read::KeysConsistently => {
+                        query.projection_expression("PK, SK").consistent_read(true)
+                    }
+                }
+            })
+            .await?;
+        Ok(items)
     }
 
     /// The blocks of `conversation` that could take messages written from `from` through
@@ -232,25 +260,11 @@ impl Store {
         user: &UserId,
         conversation: &ConversationId,
     ) -> Result<(), Error> {
-        let partition = keys::search_partition(user);
-        let prefix = keys::search_block_prefix(conversation);
-        let (found, _) = self
-            .read_up_to(
-                usize::MAX,
-                None,
-                "find a conversation's search blocks",
-                |start, limit| {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                        .expression_attribute_values(":pk", s(&partition))
-                        .expression_attribute_values(":prefix", s(&prefix))
-                        .projection_expression("PK, SK")
-                        .consistent_read(true)
-                        .limit(limit)
-                        .set_exclusive_start_key(start)
-                },
+        let found = self
+            .items_under(
+                &keys::search_partition(user),
+                &keys::search_block_prefix(conversation),
+                Read::KeysConsistently,
             )
             .await?;
         for batch in found.chunks(BATCH_WRITE_MAX) {

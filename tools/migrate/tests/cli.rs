@@ -23,10 +23,10 @@ fn migrate(state: &State, args: &[&str]) -> Output {
     output
 }
 
-/// `numina-migrate --user USER --import PATH` into `state`'s table and bucket; its stdout.
-fn import_for(state: &State, user: &str, path: &std::path::Path) -> String {
+/// `numina-migrate ARGS` on `state`'s table and bucket, which must succeed; its stdout.
+fn migrate_with_bucket(state: &State, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
-        .args(["--user", user, "--import", path.to_str().unwrap()])
+        .args(args)
         .env("TABLE_NAME", &state.config.table_name)
         .env(
             "ATTACHMENTS_BUCKET",
@@ -36,8 +36,13 @@ fn import_for(state: &State, user: &str, path: &std::path::Path) -> String {
         .output()
         .expect("run numina-migrate");
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success());
+    assert!(output.status.success(), "{output:?}");
     stdout(&output)
+}
+
+/// `numina-migrate --user USER --import PATH` into `state`'s table and bucket; its stdout.
+fn import_for(state: &State, user: &str, path: &std::path::Path) -> String {
+    migrate_with_bucket(state, &["--user", user, "--import", path.to_str().unwrap()])
 }
 
 fn stdout(output: &Output) -> String {
@@ -426,19 +431,8 @@ async fn the_search_index_is_rebuilt_from_the_table_and_a_rerun_changes_nothing(
     assert_eq!(search("ferry").await, 0, "not indexed yet");
 
     let reindex = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
-            .args(["--reindex-search", "--segments", "4"])
-            .env("TABLE_NAME", &state.config.table_name)
-            .env(
-                "ATTACHMENTS_BUCKET",
-                state.config.attachments_bucket.as_deref().unwrap(),
-            )
-            .env("S3_FORCE_PATH_STYLE", "true")
-            .output()
-            .expect("run numina-migrate");
-        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        assert!(output.status.success(), "{output:?}");
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+        let stdout = migrate_with_bucket(&state, &["--reindex-search", "--segments", "4"]);
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
     };
     let report = reindex();
     assert_eq!(
