@@ -272,8 +272,11 @@ impl Conversations {
         user: &UserId,
         request: ListRequest,
     ) -> Result<Page<Conversation>, Error> {
+        if (request.sort, request.filter) == (SortOrder::LastActivity, ArchiveFilter::All) {
+            return self.list_all_by_activity(user, request).await;
+        }
         let (index, partition) = match (request.sort, request.filter) {
-            (SortOrder::LastActivity, ArchiveFilter::All) => (Index::ByActivity, keys::owner(user)),
+            (SortOrder::LastActivity, ArchiveFilter::All) => unreachable!("listed above"),
             (SortOrder::LastActivity, ArchiveFilter::ActiveOnly) => {
                 (Index::ByStateActivity, keys::owner_state(user, false))
             }
@@ -326,6 +329,58 @@ impl Conversations {
         };
         Ok(Page {
             items: items.into_iter().map(Conversation::from).collect(),
+            next_cursor,
+        })
+    }
+
+    /// The listing of every conversation by last activity: both archive states' partitions
+    /// of `ByStateActivity`, merged (`Store::all_by_activity`).
+    async fn list_all_by_activity(
+        &self,
+        user: &UserId,
+        request: ListRequest,
+    ) -> Result<Page<Conversation>, Error> {
+        let search = request.search.as_deref().map(str::to_lowercase);
+        // The scope of the single index this replaced: its cursors still decode (and start
+        // from the top), rather than fail.
+        let scope = format!(
+            "list|{user}|ByActivity|{}|{}",
+            keys::owner(user),
+            search.as_deref().unwrap_or_default()
+        );
+        let mut start = match request.cursor.as_deref() {
+            Some(cursor) => Some(self.cursors.decode(&scope, cursor).await?),
+            None => None,
+        };
+        // Legacy page numbers walk the pages before the one asked for.
+        for _ in 1..request.page.unwrap_or(1) {
+            let (_, next) = self
+                .store
+                .all_by_activity(user, request.limit, start, search.as_deref())
+                .await?;
+            match next {
+                Some(next) => start = Some(next),
+                None => {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next_cursor: None,
+                    })
+                }
+            }
+        }
+        let (found, next) = self
+            .store
+            .all_by_activity(user, request.limit, start, search.as_deref())
+            .await?;
+        let next_cursor = match next {
+            Some(position) => Some(self.cursors.encode(&scope, position).await?),
+            None => None,
+        };
+        Ok(Page {
+            items: found
+                .into_iter()
+                .map(|(_, item)| Conversation::from(item))
+                .collect(),
             next_cursor,
         })
     }

@@ -3,7 +3,8 @@
 //!
 //! A sync runs in *rounds*. A round reads the change log (`ByChange`) after the cursor the
 //! last round ended with, page by page; a first sync (no cursor) reads every conversation
-//! instead (`ByActivity`, most recently active first), so conversations written before the
+//! instead (both archive states of `ByStateActivity`, merged: most recently active first), so
+//! conversations written before the
 //! change log began are included without a backfill. Each round remembers its *floor*: the
 //! time `settle` before it started. Changes stamped after the floor may still have been in
 //! flight (stamped by their writer's clock, committed and indexed a moment later), so the next
@@ -72,7 +73,7 @@ pub struct SyncPage {
 /// Where a sync continues, as its cursor carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SyncPosition {
-    /// A sync from scratch, after this position in `ByActivity`.
+    /// A sync from scratch, after this position (`Store::all_by_activity`'s).
     Snapshot { after: Position, floor: String },
     /// A round of the change log: after this `changedAt`; `floor` is set once the round has
     /// started (its first page sets it). `full`: the round that completes a sync from scratch

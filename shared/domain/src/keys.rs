@@ -54,8 +54,6 @@ const CLIENT_MESSAGE_PREFIX: &str = "CLIENT_MESSAGE#";
 /// A global secondary index of the table, named as in `template.yaml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Index {
-    /// All of a user's conversations by last activity.
-    ByActivity,
     /// A user's active or archived conversations by last activity.
     ByStateActivity,
     /// All of a user's conversations by creation time (keys and titles only).
@@ -73,8 +71,7 @@ pub enum Index {
 }
 
 impl Index {
-    pub const ALL: [Index; 7] = [
-        Self::ByActivity,
+    pub const ALL: [Index; 6] = [
         Self::ByStateActivity,
         Self::ByCreated,
         Self::ByStateCreated,
@@ -85,7 +82,6 @@ impl Index {
 
     pub fn name(self) -> &'static str {
         match self {
-            Self::ByActivity => "ByActivity",
             Self::ByStateActivity => "ByStateActivity",
             Self::ByCreated => "ByCreated",
             Self::ByStateCreated => "ByStateCreated",
@@ -97,7 +93,7 @@ impl Index {
 
     pub fn partition_attribute(self) -> &'static str {
         match self {
-            Self::ByActivity | Self::ByCreated | Self::ByChange => OWNER,
+            Self::ByCreated | Self::ByChange => OWNER,
             Self::ByStateActivity | Self::ByStateCreated => OWNER_STATE,
             Self::ByMemoryShard => MEMORY_SHARD,
             Self::ByPendingPurge => PURGE_SHARD,
@@ -106,7 +102,7 @@ impl Index {
 
     pub fn sort_attribute(self) -> &'static str {
         match self {
-            Self::ByActivity | Self::ByStateActivity => LAST_ACTIVITY,
+            Self::ByStateActivity => LAST_ACTIVITY,
             Self::ByCreated | Self::ByStateCreated => CREATED_AT,
             Self::ByMemoryShard => PK,
             Self::ByChange => CHANGED_AT,
@@ -117,7 +113,7 @@ impl Index {
     /// Whether the index projects whole conversations, or only keys and titles (then the
     /// listing fetches the items from the table).
     pub fn projects_all(self) -> bool {
-        matches!(self, Self::ByActivity | Self::ByStateActivity)
+        matches!(self, Self::ByStateActivity)
     }
 
     /// The attributes of an item that make up its position in this index.

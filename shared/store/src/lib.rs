@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 
 mod append;
+mod by_activity;
 mod completions;
 mod content;
 mod conversations;

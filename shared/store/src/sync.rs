@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{from_item, item_key, position_in, s, ConversationItem, Item, Store};
+use super::{from_item, item_key, s, ConversationItem, Item, Store};
 use domain::cursor::Position;
 use domain::error::Error;
 use domain::keys::{self, Index};
@@ -74,9 +74,9 @@ pub struct ChangePage {
     pub more: bool,
 }
 
-/// A page of all of a user's conversations, most recently active first, each with its
-/// position in `ByActivity` (what a first sync reads: every conversation, whether or not it
-/// changed since the change log began).
+/// A page of all of a user's conversations, most recently active first, each with the
+/// position after it (`Store::all_by_activity`: what a first sync reads, every conversation,
+/// whether or not it changed since the change log began).
 pub struct SnapshotPage {
     pub conversations: Vec<(Position, ConversationItem)>,
     pub more: bool,
@@ -164,34 +164,10 @@ impl Store {
         limit: usize,
         start: Option<Position>,
     ) -> Result<SnapshotPage, Error> {
-        let start: Option<Item> = start.map(super::start_key);
-        let owner = keys::owner(user);
-        let (mut found, _) = self
-            .read_up_to(limit + 1, start, "read conversations", |start, page| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(Index::ByActivity.name())
-                    .key_condition_expression("#owner = :owner")
-                    .expression_attribute_names("#owner", keys::OWNER)
-                    .expression_attribute_values(":owner", s(&owner))
-                    .scan_index_forward(false)
-                    .limit(page)
-                    .set_exclusive_start_key(start)
-            })
-            .await?;
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let conversations = found
-            .into_iter()
-            .map(|item| {
-                let position = position_in(Index::ByActivity, &item);
-                from_item::<ConversationItem>(item).map(|c| (position, c))
-            })
-            .collect::<Result<_, _>>()?;
+        let (conversations, next) = self.all_by_activity(user, limit, start, None).await?;
         Ok(SnapshotPage {
             conversations,
-            more,
+            more: next.is_some(),
         })
     }
 
