@@ -141,3 +141,61 @@ async fn pagination_sees_each_of_250_conversations_exactly_once_in_order() {
             .collect::<Vec<_>>()
     );
 }
+
+/// One page of `query`, continuing from `cursor`: its ids and the next cursor.
+async fn page(client: &Client, query: &str, cursor: Option<&str>) -> (Vec<String>, Option<String>) {
+    let path = match cursor {
+        None => format!("/conversations?{query}"),
+        Some(cursor) => format!("/conversations?{query}&cursor={cursor}"),
+    };
+    let reply = client.get(&path).await;
+    assert_eq!(reply.status, 200, "{path}: {:?}", reply.body);
+    let ids = reply.body["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, reply.body["nextCursor"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn archiving_during_a_walk_of_every_conversation_neither_skips_nor_repeats_one() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let mut created = Vec::new();
+    for i in 0..10 {
+        created.push(alice.create_conversation(Some(&format!("c{i}"))).await);
+    }
+    let archive = |id: String, archived: bool| {
+        let alice = &alice;
+        async move {
+            let reply = alice
+                .put(
+                    &format!("/conversations/{id}/archive"),
+                    json!({"archived": archived}),
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{:?}", reply.body);
+        }
+    };
+    archive(created[0].clone(), true).await;
+    let newest_first: Vec<String> = created.iter().rev().cloned().collect();
+
+    let query = "limit=3&includeArchived=true";
+    let (first, cursor) = page(&alice, query, None).await;
+    assert_eq!(first, newest_first[..3]);
+    // One not listed yet moves to the archive, one listed moves there, and the one archived
+    // from the start comes back: each still listed once, in its place.
+    archive(created[2].clone(), true).await;
+    archive(created[8].clone(), true).await;
+    archive(created[0].clone(), false).await;
+    let mut seen = first;
+    let mut cursor = cursor;
+    while let Some(next) = cursor {
+        let (ids, following) = page(&alice, query, Some(&next)).await;
+        seen.extend(ids);
+        cursor = following;
+    }
+    assert_eq!(seen, newest_first);
+}

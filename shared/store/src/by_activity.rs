@@ -3,7 +3,7 @@
 //! index serves the three listings by activity, so an append moves one index entry where a
 //! second index (`ByActivity`, keyed by the owner alone) moved two more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use domain::cursor::Position;
 use domain::error::Error;
@@ -14,52 +14,54 @@ use super::{ConversationItem, Store};
 
 /// The two partitions, by the name each one's part of a position carries.
 const PARTS: [(&str, bool); 2] = [("active", false), ("archived", true)];
-/// A part's position when it has nothing more.
-const DONE: &str = "done";
+/// The last activity of the last conversation a walk returned, in its position.
+const FRONTIER: &str = "frontier";
 
-/// Where a merged walk stands in one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Stand {
-    Start,
-    After(Position),
-    Done,
+/// Where a merged walk stands: each partition's position (none: from its top) and the last
+/// activity of the last conversation returned (none: nothing returned yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Walk {
+    parts: [Option<Position>; 2],
+    frontier: Option<String>,
 }
 
-/// Where a merged walk stands in both partitions, as one position: each part's attributes
-/// under its name (`active.PK`, …; `archived.done`). A position of another form (a cursor of
-/// the single index this replaced) starts both parts from the top.
-fn stands_of(position: Option<Position>) -> [Stand; 2] {
-    let position = position.unwrap_or_default();
-    PARTS.map(|(name, _)| {
-        let prefix = format!("{name}.");
-        let part: Position = position
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), v.clone())))
-            .collect();
-        if part.contains_key(DONE) {
-            Stand::Done
-        } else if part.is_empty() {
-            Stand::Start
-        } else {
-            Stand::After(part)
-        }
-    })
-}
-
-fn position_of_stands(stands: &[Stand; 2]) -> Position {
-    let mut position = Position::new();
-    for ((name, _), stand) in PARTS.iter().zip(stands) {
-        match stand {
-            Stand::Start => {}
-            Stand::After(part) => {
-                position.extend(part.iter().map(|(k, v)| (format!("{name}.{k}"), v.clone())))
-            }
-            Stand::Done => {
-                position.insert(format!("{name}.{DONE}"), "1".to_owned());
-            }
+impl Walk {
+    /// A walk from a position this handed out: each part's attributes under its name
+    /// (`active.PK`, …), the frontier under its own. A position of another form (a cursor
+    /// of the single index this replaced) starts from the top.
+    fn of(position: Option<Position>) -> Self {
+        let position = position.unwrap_or_default();
+        let parts = PARTS.map(|(name, _)| {
+            let prefix = format!("{name}.");
+            let part: Position = position
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), v.clone())))
+                .collect();
+            // Only the attributes of an index position go back to DynamoDB.
+            let whole = Index::ByStateActivity
+                .key_attributes()
+                .iter()
+                .all(|name| part.contains_key(*name));
+            (whole && part.len() == 4).then_some(part)
+        });
+        Self {
+            parts,
+            frontier: position.get(FRONTIER).cloned(),
         }
     }
-    position
+
+    fn position(&self) -> Position {
+        let mut position = Position::new();
+        for ((name, _), part) in PARTS.iter().zip(&self.parts) {
+            for (k, v) in part.iter().flatten() {
+                position.insert(format!("{name}.{k}"), v.clone());
+            }
+        }
+        if let Some(frontier) = &self.frontier {
+            position.insert(FRONTIER.to_owned(), frontier.clone());
+        }
+        position
+    }
 }
 
 /// Where a conversation stands in `ByStateActivity`.
@@ -75,18 +77,35 @@ fn activity_position(item: &ConversationItem) -> Position {
     ])
 }
 
-/// What one partition gave: its items not yet taken, and where it continues after them.
+/// What one partition gave: its items not yet taken, and where its read stopped if there is
+/// more to read.
 struct Part {
-    items: std::collections::VecDeque<ConversationItem>,
+    items: VecDeque<ConversationItem>,
     next: Option<Position>,
+}
+
+impl Part {
+    /// The last activity below which this part has not read yet (its read stopped there).
+    fn unread_below(&self) -> Option<&str> {
+        self.next
+            .as_ref()
+            .and_then(|next| next.get(keys::LAST_ACTIVITY))
+            .map(String::as_str)
+    }
 }
 
 impl Store {
     /// Up to `limit` of the user's conversations, archived or not, by last activity, newest
     /// first, after `start` (a position this handed out), each with the position after it;
-    /// and where the walk continues, unless it is over (past the last found, or, when a
-    /// `search` filter found none in the pages it may read, past those). With `search`, only
-    /// those whose title has it (each partition filtered as `list_conversations` filters).
+    /// and where the walk continues, unless it is over. With `search`, only those whose title
+    /// has it (each partition filtered as `list_conversations` filters; a page may then hold
+    /// fewer while the walk goes on).
+    ///
+    /// Each partition continues from its own position; a conversation archived or restored
+    /// during the walk moves to the other partition, so what either returns above the
+    /// frontier (the last activity already returned) was listed before and is passed over,
+    /// and a partition that ran out is read again from where it ended (a conversation may
+    /// have moved in below the frontier).
     pub async fn all_by_activity(
         &self,
         user: &UserId,
@@ -94,68 +113,76 @@ impl Store {
         start: Option<Position>,
         search: Option<&str>,
     ) -> Result<(Vec<(Position, ConversationItem)>, Option<Position>), Error> {
-        let mut stands = stands_of(start);
+        let mut walk = Walk::of(start);
         let reads = PARTS
             .iter()
-            .zip(stands.clone())
-            .map(|((_, archived), stand)| {
+            .zip(walk.parts.clone())
+            .map(|((_, archived), start)| {
                 let partition = keys::owner_state(user, *archived);
                 async move {
-                    let start = match stand {
-                        Stand::Done => return Ok(None),
-                        Stand::Start => None,
-                        Stand::After(position) => Some(position),
-                    };
-                    let (items, next) = self
-                        .list_conversations(
-                            Index::ByStateActivity,
-                            &partition,
-                            limit,
-                            start,
-                            search,
-                        )
-                        .await?;
-                    Ok::<_, Error>(Some(Part {
-                        items: items.into(),
-                        next,
-                    }))
+                    self.list_conversations(
+                        Index::ByStateActivity,
+                        &partition,
+                        limit,
+                        start,
+                        search,
+                    )
+                    .await
                 }
             });
-        let [active, archived] = futures::future::try_join_all(reads)
-            .await?
-            .try_into()
-            .map_err(|_| Error::internal("list conversations", "two partitions"))?;
-        let mut parts = [active, archived];
-        // A part that gave nothing (it holds nothing more, or its filtered pages found none)
-        // moves on to where its read stopped.
-        for (stand, part) in stands.iter_mut().zip(&mut parts) {
-            if let Some(empty) = part.take_if(|p| p.items.is_empty()) {
-                *stand = empty.next.map_or(Stand::Done, Stand::After);
+        let read = futures::future::try_join_all(reads).await?;
+        let mut parts: Vec<Part> = read
+            .into_iter()
+            .map(|(items, next)| Part {
+                items: items.into(),
+                next,
+            })
+            .collect();
+        let frontier = walk.frontier.clone();
+        for (i, part) in parts.iter_mut().enumerate() {
+            let last_read = part.items.back().map(activity_position);
+            // Above the frontier: listed before it moved to this partition.
+            part.items.retain(|item| {
+                frontier
+                    .as_deref()
+                    .is_none_or(|f| keys::sortable_time(item.last_activity).as_str() <= f)
+            });
+            if part.items.is_empty() {
+                // Nothing to take: on from where its read stopped (or after what it read).
+                if let Some(position) = part.next.clone().or(last_read) {
+                    walk.parts[i] = Some(position);
+                }
             }
         }
         let mut found = Vec::new();
         while found.len() < limit {
             // The newer head of the two (ties: the greater key, so every page agrees).
             let newest = (0..2)
-                .filter_map(|i| Some((i, parts[i].as_ref()?.items.front()?)))
+                .filter_map(|i| Some((i, parts[i].items.front()?)))
                 .max_by(|(_, a), (_, b)| (a.last_activity, &a.pk).cmp(&(b.last_activity, &b.pk)))
-                .map(|(i, _)| i);
-            let Some(i) = newest else { break };
-            let part = parts[i].as_mut().expect("a part with a head");
+                .map(|(i, item)| (i, keys::sortable_time(item.last_activity)));
+            let Some((i, time)) = newest else { break };
+            // A part whose read stopped above this one may hold newer conversations unread.
+            if parts
+                .iter()
+                .any(|p| p.items.is_empty() && p.unread_below().is_some_and(|b| b > time.as_str()))
+            {
+                break;
+            }
+            let part = &mut parts[i];
             let item = part.items.pop_front().expect("its head");
-            stands[i] = if part.items.is_empty() {
-                // All it gave is taken: on from where its read stopped, or done.
-                match part.next.take() {
-                    Some(next) => Stand::After(next),
-                    None => Stand::Done,
-                }
-            } else {
-                Stand::After(activity_position(&item))
-            };
-            found.push((position_of_stands(&stands), item));
+            walk.parts[i] = Some(match (part.items.is_empty(), part.next.clone()) {
+                // All it gave is taken: on from where its read stopped.
+                (true, Some(next)) => next,
+                _ => activity_position(&item),
+            });
+            walk.frontier = Some(time);
+            found.push((walk.position(), item));
         }
-        let more = stands.iter().any(|s| *s != Stand::Done);
-        Ok((found, more.then(|| position_of_stands(&stands))))
+        let more = parts
+            .iter()
+            .any(|p| !p.items.is_empty() || p.next.is_some());
+        Ok((found, more.then(|| walk.position())))
     }
 }
 
@@ -167,13 +194,20 @@ mod tests {
     fn a_merged_position_gives_back_each_part() {
         let after = Position::from([
             ("PK".to_owned(), "USER#u#CONV#c".to_owned()),
+            ("SK".to_owned(), "META".to_owned()),
+            ("ownerState".to_owned(), "USER#u#ACTIVE".to_owned()),
             ("lastActivity".to_owned(), "2026".to_owned()),
         ]);
-        let stands = [Stand::After(after), Stand::Done];
-        assert_eq!(stands_of(Some(position_of_stands(&stands))), stands);
-        assert_eq!(stands_of(None), [Stand::Start, Stand::Start]);
-        // A position of the single index this replaced: both from the top.
+        let walk = Walk {
+            parts: [Some(after), None],
+            frontier: Some("2026".to_owned()),
+        };
+        assert_eq!(Walk::of(Some(walk.position())), walk);
+        assert_eq!(Walk::of(None), Walk::default());
+        // A position of the single index this replaced, or of any other form: from the top.
         let old = Position::from([("owner".to_owned(), "USER#u".to_owned())]);
-        assert_eq!(stands_of(Some(old)), [Stand::Start, Stand::Start]);
+        assert_eq!(Walk::of(Some(old)), Walk::default());
+        let odd = Position::from([("active.PK".to_owned(), "USER#u#CONV#c".to_owned())]);
+        assert_eq!(Walk::of(Some(odd)), Walk::default());
     }
 }
