@@ -248,33 +248,74 @@ pub async fn index_messages(
         .filter(|(_, hashes)| !hashes.is_empty())
         .collect();
     messages.sort_by_key(|(at, _)| *at);
+    let written = write_blocks(store, user, conversation, &messages).await;
+    // Whatever the writes did (an attempt that failed after writing comes again, maybe after
+    // the purge): blocks never outlive their conversation.
+    forget_blocks_if_deleted(store, user, conversation).await?;
+    written
+}
+
+/// Deletes the search blocks of `conversation` if it no longer exists.
+pub async fn forget_blocks_if_deleted(
+    store: &Store,
+    user: &UserId,
+    conversation: &ConversationId,
+) -> Result<(), Error> {
+    if store.conversation(user, conversation).await?.is_none() {
+        store.delete_search_blocks(user, conversation).await?;
+    }
+    Ok(())
+}
+
+/// Attempts at writing a conversation's blocks while other writers (another indexer, the
+/// backfill) change them first.
+const BLOCK_WRITE_ATTEMPTS: u32 = 5;
+
+/// Adds `messages` (time, term hashes; oldest first) to the conversation's blocks: reads the
+/// blocks that can take them, plans, writes each changed block once; when another write
+/// changed a block first, reads and plans again (what was written stays: adding terms again
+/// changes nothing).
+async fn write_blocks(
+    store: &Store,
+    user: &UserId,
+    conversation: &ConversationId,
+    messages: &[(DateTime<Utc>, Vec<TermHash>)],
+) -> Result<usize, Error> {
     let (Some((first, _)), Some((newest, _))) = (messages.first(), messages.last()) else {
         return Ok(0);
     };
-    let blocks = store
-        .search_blocks_covering(user, conversation, *first, *newest)
-        .await?;
-    let mut plan = BlockPlan::new(
-        *conversation,
-        blocks,
-        search_block_capacity(user, conversation),
-    );
-    for (at, hashes) in &messages {
-        plan.add(*at, hashes);
-    }
     let mut written = 0;
-    for block in plan.changed() {
-        if !store.write_search_block(user, block).await? {
-            return Err(Error::Unavailable(
-                "a search block changed while it was indexed: index again".into(),
-            ));
+    for attempt in 1..=BLOCK_WRITE_ATTEMPTS {
+        let blocks = store
+            .search_blocks_covering(user, conversation, *first, *newest)
+            .await?;
+        let mut plan = BlockPlan::new(
+            *conversation,
+            blocks,
+            search_block_capacity(user, conversation),
+        );
+        for (at, hashes) in messages {
+            plan.add(*at, hashes);
         }
-        written += 1;
+        let mut lost_a_race = false;
+        for block in plan.changed() {
+            if store.write_search_block(user, block).await? {
+                written += 1;
+            } else {
+                lost_a_race = true;
+                break;
+            }
+        }
+        if !lost_a_race {
+            return Ok(written);
+        }
+        if attempt < BLOCK_WRITE_ATTEMPTS {
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+        }
     }
-    if written > 0 && store.conversation(user, conversation).await?.is_none() {
-        store.delete_search_blocks(user, conversation).await?;
-    }
-    Ok(written)
+    Err(Error::Unavailable(
+        "search blocks kept changing while they were indexed: index again".into(),
+    ))
 }
 
 /// What a user searches for: the distinct indexed terms of their words. A query of stop
@@ -417,9 +458,15 @@ fn candidates(terms: &[&str], titles: Vec<TitleEntry>, blocks: &[SearchBlock]) -
                 let next = blocks
                     .get(index + 1)
                     .filter(|next| next.conversation == block.conversation);
+                // Every message that added terms to the block lies between its start and its
+                // `last` (a later block may start before that: an older message came after).
+                let until = next.map(|next| {
+                    next.start
+                        .max(block.last + chrono::Duration::microseconds(1))
+                });
                 (
                     rank(MatchedIn::Message, block.last, &entry.conversation),
-                    Some((block.start, next.map(|next| next.start))),
+                    Some((block.start, until)),
                 )
             };
             Some(Candidate {
@@ -533,6 +580,10 @@ impl Search {
             .map(|c| (c.id, c))
             .collect();
         let looked_up = stream::iter(candidates)
+            // A conversation deleted since the index was read is not looked into.
+            .filter(|candidate| {
+                futures::future::ready(existing.contains_key(&candidate.conversation))
+            })
             .map(|candidate| async move {
                 let Some((from, until)) = candidate.block else {
                     return Ok::<_, Error>(Some((candidate, None)));

@@ -31,6 +31,7 @@ use serde::Deserialize;
 use crate::cache::Cache;
 use crate::error::{chain, Error};
 use crate::keys;
+use crate::model::{ConversationId, Message, UserId};
 use crate::search;
 use crate::state::State;
 use crate::store::{ExportJob, ExportStatus, Store};
@@ -107,7 +108,7 @@ pub async fn invalidate_cached_reads(
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let mut response = DynamoDbEventResponse::default();
-    let mut done: Vec<crate::model::UserId> = Vec::new();
+    let mut done: Vec<UserId> = Vec::new();
     for record in event.payload.records {
         let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys) else {
             continue;
@@ -148,18 +149,24 @@ pub async fn index_for_search(
     for (index, record) in records.iter().enumerate() {
         match new_message(store, record).await {
             Ok(Some((user, conversation, message))) => {
-                match conversations
+                let found = match conversations
                     .iter_mut()
-                    .find(|c| c.user == user && c.conversation == conversation)
+                    .position(|c| c.user == user && c.conversation == conversation)
                 {
-                    Some(found) => found.messages.push(message),
-                    None => conversations.push(NewMessages {
-                        first_record: index,
-                        user,
-                        conversation,
-                        messages: vec![message],
-                    }),
-                }
+                    Some(found) => found,
+                    None => {
+                        conversations.push(NewMessages {
+                            first_record: index,
+                            user,
+                            conversation,
+                            messages: Vec::new(),
+                        });
+                        conversations.len() - 1
+                    }
+                };
+                // A message gone with its conversation still has it checked: blocks an
+                // earlier attempt wrote are removed.
+                conversations[found].messages.extend(message);
             }
             Ok(None) => {}
             Err(error) => {
@@ -192,24 +199,18 @@ pub async fn index_for_search(
 struct NewMessages {
     /// Where its first record is in the batch.
     first_record: usize,
-    user: crate::model::UserId,
-    conversation: crate::model::ConversationId,
-    messages: Vec<crate::model::Message>,
+    user: UserId,
+    conversation: ConversationId,
+    messages: Vec<Message>,
 }
 
-/// The new message a record brings, if it brings one (its content read back from S3 when it
-/// was too large for its item, or from the table when the record came without its image).
+/// The conversation a record brings a new message of, if it does, and the message (its
+/// content read back from S3 when it was too large for its item, or from the table when the
+/// record came without its image; `None` when it is gone with its conversation).
 async fn new_message(
     store: &Store,
     record: &aws_lambda_events::event::dynamodb::EventRecord,
-) -> Result<
-    Option<(
-        crate::model::UserId,
-        crate::model::ConversationId,
-        crate::model::Message,
-    )>,
-    Error,
-> {
+) -> Result<Option<(UserId, ConversationId, Option<Message>)>, Error> {
     let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys.clone()) else {
         return Ok(None);
     };
@@ -222,17 +223,17 @@ async fn new_message(
     // A record too large for its queue comes without its image: the message is read back.
     if record.change.new_image.is_empty() {
         let message = store.message_at(&keys.partition, &keys.sort).await?;
-        return Ok(message.map(|m| (user, conversation, m)));
+        return Ok(Some((user, conversation, message)));
     }
     match store
         .message_of_image(record.change.new_image.clone().into())
         .await
     {
-        Ok(message) => Ok(Some((user, conversation, message))),
+        Ok(message) => Ok(Some((user, conversation, Some(message)))),
         // Content in S3 goes with its conversation: a message of a conversation deleted
         // since has nothing left to index.
         Err(error) => match store.conversation(&user, &conversation).await? {
-            None => Ok(None),
+            None => Ok(Some((user, conversation, None))),
             Some(_) => Err(error),
         },
     }

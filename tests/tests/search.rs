@@ -471,3 +471,40 @@ async fn a_backfill_stopped_midway_goes_on_where_it_stopped_and_ends_as_one_run(
             .await;
     assert_eq!(again, blocks, "a finished backfill writes nothing");
 }
+
+#[tokio::test]
+async fn a_message_older_than_a_full_blocks_newest_leaves_that_block_searchable() {
+    let (api, mut poller) = api_with_indexer().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("Words")).await;
+    let start = Utc::now() - Duration::hours(1);
+    // 26 messages of 8 words no other message has: a block of 208 terms, nearly full.
+    let words = |m: usize| -> String {
+        (0..8)
+            .map(|w| format!("w{m}x{w}q"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let messages = append_directly(&api.state, &user, &id, (0..26).map(words), start).await;
+    index(&mut poller).await;
+    assert_eq!(search_blocks_of(&api.state, &user, &id).await.len(), 1);
+    // A message from between two of them, with new words, arrives later: it starts a block
+    // of its own inside the first block's span.
+    append_directly(
+        &api.state,
+        &user,
+        &id,
+        [words(100)],
+        start + Duration::microseconds(10_500),
+    )
+    .await;
+    index(&mut poller).await;
+    assert_eq!(search_blocks_of(&api.state, &user, &id).await.len(), 2);
+    // A word of a message after it, in the first block, is still found at its message.
+    let body = search(&client, "q=w20x3q").await;
+    assert_eq!(found_ids(&body), vec![id.clone()]);
+    assert_eq!(body["results"][0]["messageId"], messages[20].id.to_string());
+    let body = search(&client, "q=w100x1q").await;
+    assert_eq!(found_ids(&body), vec![id]);
+}

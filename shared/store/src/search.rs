@@ -476,8 +476,13 @@ impl Store {
             if keys::is_legacy_term_sort_key(&sk) {
                 page.legacy_entries.push((pk, sk));
             } else if keys::is_message_sort_key(&sk) {
-                page.messages
-                    .push((user, conversation, MessageItem::from_attributes(item)?));
+                match MessageItem::from_attributes(item) {
+                    Ok(message) => page.messages.push((user, conversation, message)),
+                    // One unreadable item must not stop every run at this page.
+                    Err(error) => {
+                        tracing::error!(%pk, %sk, error = %error, "not a message: left out of the index");
+                    }
+                }
             }
         }
         Ok(page)
