@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use crate::attachments::{log_cascade_failure, Attachments};
 use crate::cache::{Cache, Cached};
+use crate::cursor::Position;
 use crate::cursor_keys::Cursors;
 use crate::error::Error;
 use crate::keys::{self, Index};
@@ -272,11 +273,29 @@ impl Conversations {
         user: &UserId,
         request: ListRequest,
     ) -> Result<Page<Conversation>, Error> {
-        if (request.sort, request.filter) == (SortOrder::LastActivity, ArchiveFilter::All) {
-            return self.list_all_by_activity(user, request).await;
-        }
+        let search = request.search.as_deref().map(str::to_lowercase);
+        let search = search.as_deref();
+        let limit = request.limit;
         let (index, partition) = match (request.sort, request.filter) {
-            (SortOrder::LastActivity, ArchiveFilter::All) => unreachable!("listed above"),
+            (SortOrder::LastActivity, ArchiveFilter::All) => {
+                // Both archive states' partitions of `ByStateActivity`, merged
+                // (`Store::all_by_activity`), in the scope of the single index this replaced:
+                // its cursors still decode (and start from the top), rather than fail.
+                let scope = format!(
+                    "list|{user}|ByActivity|{}|{}",
+                    keys::owner(user),
+                    search.unwrap_or_default()
+                );
+                return self
+                    .page_of(&scope, &request, |start| async move {
+                        let (found, next) = self
+                            .store
+                            .all_by_activity(user, limit, start, search)
+                            .await?;
+                        Ok((found.into_iter().map(|(_, item)| item).collect(), next))
+                    })
+                    .await;
+            }
             (SortOrder::LastActivity, ArchiveFilter::ActiveOnly) => {
                 (Index::ByStateActivity, keys::owner_state(user, false))
             }
@@ -291,24 +310,39 @@ impl Conversations {
                 (Index::ByStateCreated, keys::owner_state(user, true))
             }
         };
-        let search = request.search.as_deref().map(str::to_lowercase);
         let scope = format!(
             "list|{user}|{}|{partition}|{}",
             index.name(),
-            search.as_deref().unwrap_or_default()
+            search.unwrap_or_default()
         );
+        let partition = partition.as_str();
+        self.page_of(&scope, &request, |start| async move {
+            self.store
+                .list_conversations(index, partition, limit, start, search)
+                .await
+        })
+        .await
+    }
+
+    /// The page `request` asks for, read by `read` (a page after a position, and where the
+    /// listing continues), its cursors bound to `scope`.
+    async fn page_of<F, R>(
+        &self,
+        scope: &str,
+        request: &ListRequest,
+        read: R,
+    ) -> Result<Page<Conversation>, Error>
+    where
+        R: Fn(Option<Position>) -> F,
+        F: std::future::Future<Output = Result<(Vec<ConversationItem>, Option<Position>), Error>>,
+    {
         let mut start = match request.cursor.as_deref() {
-            Some(cursor) => Some(self.cursors.decode(&scope, cursor).await?),
+            Some(cursor) => Some(self.cursors.decode(scope, cursor).await?),
             None => None,
         };
-
         // Legacy page numbers walk the pages before the one asked for.
         for _ in 1..request.page.unwrap_or(1) {
-            let (_, next) = self
-                .store
-                .list_conversations(index, &partition, request.limit, start, search.as_deref())
-                .await?;
-            match next {
+            match read(start).await?.1 {
                 Some(next) => start = Some(next),
                 None => {
                     return Ok(Page {
@@ -318,69 +352,13 @@ impl Conversations {
                 }
             }
         }
-
-        let (items, next) = self
-            .store
-            .list_conversations(index, &partition, request.limit, start, search.as_deref())
-            .await?;
+        let (items, next) = read(start).await?;
         let next_cursor = match next {
-            Some(position) => Some(self.cursors.encode(&scope, position).await?),
+            Some(position) => Some(self.cursors.encode(scope, position).await?),
             None => None,
         };
         Ok(Page {
             items: items.into_iter().map(Conversation::from).collect(),
-            next_cursor,
-        })
-    }
-
-    /// The listing of every conversation by last activity: both archive states' partitions
-    /// of `ByStateActivity`, merged (`Store::all_by_activity`).
-    async fn list_all_by_activity(
-        &self,
-        user: &UserId,
-        request: ListRequest,
-    ) -> Result<Page<Conversation>, Error> {
-        let search = request.search.as_deref().map(str::to_lowercase);
-        // The scope of the single index this replaced: its cursors still decode (and start
-        // from the top), rather than fail.
-        let scope = format!(
-            "list|{user}|ByActivity|{}|{}",
-            keys::owner(user),
-            search.as_deref().unwrap_or_default()
-        );
-        let mut start = match request.cursor.as_deref() {
-            Some(cursor) => Some(self.cursors.decode(&scope, cursor).await?),
-            None => None,
-        };
-        // Legacy page numbers walk the pages before the one asked for.
-        for _ in 1..request.page.unwrap_or(1) {
-            let (_, next) = self
-                .store
-                .all_by_activity(user, request.limit, start, search.as_deref())
-                .await?;
-            match next {
-                Some(next) => start = Some(next),
-                None => {
-                    return Ok(Page {
-                        items: Vec::new(),
-                        next_cursor: None,
-                    })
-                }
-            }
-        }
-        let (found, next) = self
-            .store
-            .all_by_activity(user, request.limit, start, search.as_deref())
-            .await?;
-        let next_cursor = match next {
-            Some(position) => Some(self.cursors.encode(&scope, position).await?),
-            None => None,
-        };
-        Ok(Page {
-            items: found
-                .into_iter()
-                .map(|(_, item)| Conversation::from(item))
-                .collect(),
             next_cursor,
         })
     }
