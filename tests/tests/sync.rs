@@ -582,3 +582,108 @@ async fn pages_with_messages_stay_within_what_lambda_can_return() {
     }
     assert_eq!(seen.len(), 3);
 }
+
+/// An append moves only its conversation's last activity, not its place in the change log (two
+/// write units less per message); the next sync still brings it, archived or not, and lists a
+/// conversation once in a page even when it was also renamed.
+#[tokio::test]
+async fn appends_reach_the_next_sync_by_their_activity_once_per_page() {
+    let clock = Arc::new(ManualClock::at(Utc::now() - Duration::hours(1)));
+    let state = state_configured(&[("SYNC_SETTLE_SECONDS", "60")], clock.clone()).await;
+    let api = LocalApi::serving(state.clone()).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(alice.create_conversation(Some(&format!("c{n}"))).await);
+    }
+    alice
+        .put(
+            &format!("/conversations/{}/archive", ids[5]),
+            json!({"archived": true}),
+        )
+        .await;
+    clock.advance(Duration::minutes(2));
+    let mut app = App::default();
+    app.sync(&alice, 3).await;
+    assert_eq!(app.conversations.len(), 6);
+
+    clock.advance(Duration::minutes(2));
+    let change_log_place = |id: String| {
+        let state = state.clone();
+        let user = user.clone();
+        async move {
+            state
+                .conversations
+                .store()
+                .conversation(
+                    &domain::model::UserId::parse(&user).unwrap(),
+                    &domain::model::ConversationId::parse(&id).unwrap(),
+                )
+                .await
+                .unwrap()
+                .expect("it exists")
+                .changed_at()
+                .map(str::to_owned)
+        }
+    };
+    let before = change_log_place(ids[1].clone()).await;
+    alice
+        .put(
+            &format!("/conversations/{}/title", ids[0]),
+            json!({"title": "renamed first"}),
+        )
+        .await;
+    clock.advance(Duration::seconds(1));
+    alice.say(&ids[0], "after the rename").await;
+    alice.say(&ids[1], "only a message").await;
+    alice.say(&ids[5], "to an archived one").await;
+    clock.advance(Duration::seconds(1));
+    alice
+        .put(
+            &format!("/conversations/{}/title", ids[2]),
+            json!({"title": "renamed third"}),
+        )
+        .await;
+    alice.say(&ids[3], "another message").await;
+    alice.say(&ids[0], "and one more").await;
+    assert_eq!(
+        change_log_place(ids[1].clone()).await,
+        before,
+        "an append leaves the change log as it was"
+    );
+
+    clock.advance(Duration::minutes(2));
+    for limit in [1, 2, 100] {
+        let mut this_app = App {
+            conversations: app.conversations.clone(),
+            cursor: app.cursor.clone(),
+            full_round: None,
+        };
+        let pages = this_app.sync(&alice, limit).await;
+        let mut changed = std::collections::BTreeSet::new();
+        for page in &pages {
+            let in_page: Vec<String> = page["conversations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(id_of)
+                .collect();
+            let distinct: std::collections::BTreeSet<&String> = in_page.iter().collect();
+            assert_eq!(
+                distinct.len(),
+                in_page.len(),
+                "listed twice in a page: {in_page:?}"
+            );
+            changed.extend(in_page);
+        }
+        let expected: std::collections::BTreeSet<String> =
+            [0, 1, 2, 3, 5].iter().map(|&i| ids[i].clone()).collect();
+        assert_eq!(changed, expected, "pages of {limit}");
+        assert_eq!(this_app.conversations[&ids[0]]["messageCount"], 2);
+        assert_eq!(this_app.conversations[&ids[0]]["title"], "renamed first");
+        assert_eq!(this_app.conversations[&ids[5]]["messageCount"], 1);
+        assert_eq!(this_app.conversations[&ids[5]]["isArchived"], true);
+        assert_eq!(this_app.conversations, server_listing(&alice).await);
+    }
+}

@@ -68,23 +68,19 @@ impl Store {
         let message_key = message_item.sk.clone();
         let now = keys::sortable_time(message.timestamp);
 
+        // No `changedAt`: the change log places an append by its last activity
+        // (`Store::changes_after`), so `ByChange` does not move.
         let mut update_expression =
-            "SET lastActivity = :now, updatedAt = :now, changedAt = :changed \
-             ADD messageCount :one"
-                .to_owned();
+            "SET lastActivity = :now, updatedAt = :now ADD messageCount :one".to_owned();
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(keys::PK, s(&partition))
             .key(keys::SK, s(keys::CONVERSATION_SK))
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":now", s(&now))
-            .expression_attribute_values(
-                ":changed",
-                s(&self.change_stamp(&message.conversation_id)),
-            )
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
         if let Some(title) = auto_title {
-            update_expression = "SET lastActivity = :now, updatedAt = :now, changedAt = :changed, \
+            update_expression = "SET lastActivity = :now, updatedAt = :now, \
                  autoTitle = if_not_exists(autoTitle, :auto), \
                  autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
                  ADD messageCount :one"

@@ -230,8 +230,28 @@ impl Store {
     pub(crate) async fn read_up_to<F>(
         &self,
         wanted: usize,
+        start: Option<Item>,
+        context: &'static str,
+        query: F,
+    ) -> Result<(Vec<Item>, bool), Error>
+    where
+        F: Fn(
+            Option<Item>,
+            i32,
+        ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    {
+        self.read_kept_up_to(wanted, start, context, |_| true, query)
+            .await
+    }
+
+    /// `read_up_to`, counting only the items `keep` accepts (the others are dropped): for a
+    /// condition a key condition cannot say.
+    pub(crate) async fn read_kept_up_to<F>(
+        &self,
+        wanted: usize,
         mut start: Option<Item>,
         context: &'static str,
+        keep: impl Fn(&Item) -> bool,
         query: F,
     ) -> Result<(Vec<Item>, bool), Error>
     where
@@ -246,7 +266,7 @@ impl Store {
                 .send()
                 .await
                 .map_err(|e| store_error(context, e))?;
-            items.extend(output.items.unwrap_or_default());
+            items.extend(output.items.unwrap_or_default().into_iter().filter(&keep));
             match output.last_evaluated_key {
                 Some(next) if items.len() < wanted => start = Some(next),
                 Some(_) => return Ok((items, true)),
