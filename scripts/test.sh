@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to every check: installs what is missing, starts moto and
 # redis on their own ports, then formatting, template lint, one build of every target, linted
-# (every function's binary among them), all tests, contract fuzzing of the local API, and a
-# release Lambda build and cold-start smoke of a few representative functions.
+# (every function's binary among them), all tests and, beside them, contract fuzzing of the
+# local API, and a release Lambda build and cold-start smoke of a few representative functions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MOTO_PORT=${TEST_MOTO_PORT:-4576} REDIS_PORT=${TEST_REDIS_PORT:-6390}
+# The contract fuzzing runs beside the tests, on servers of its own: moto answers one request
+# at a time, so the two phases on one moto would take as long as one after the other.
+FUZZ_MOTO_PORT=${TEST_FUZZ_MOTO_PORT:-4577} FUZZ_REDIS_PORT=${TEST_FUZZ_REDIS_PORT:-6391}
 # Each step is announced with the seconds since the start, so a slow run shows where it went.
 step() { echo "== [${SECONDS}s] $*"; }
 # What runs in the background, each in a process group of its own (setsid), stopped with its
@@ -15,6 +18,7 @@ stop_background() {
   local group
   for group in "${BACKGROUND[@]}"; do kill -TERM -- "-$group" 2>/dev/null || true; done
   scripts/services.sh stop test
+  MOTO_PORT=$FUZZ_MOTO_PORT REDIS_PORT=$FUZZ_REDIS_PORT scripts/services.sh stop fuzz
 }
 trap stop_background EXIT
 # Waits for a background job and forgets it (its id may be reused after).
@@ -50,6 +54,7 @@ BACKGROUND+=("$BUILD")
 # What setup installs with cargo (cargo-nextest, when missing) is not the workspace's: no lints.
 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/setup.sh
 scripts/services.sh start test
+MOTO_PORT=$FUZZ_MOTO_PORT REDIS_PORT=$FUZZ_REDIS_PORT scripts/services.sh start fuzz
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 # Tests run many requests at once on a small machine: give each cache operation 250 ms rather
@@ -78,6 +83,10 @@ PATH="$PWD/.venv/bin:$PATH" setsid -w nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER 
   -p hello-world $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ }) > .local/test/lambda-build.log 2>&1 &
 LAMBDA_BUILD=$!
 BACKGROUND+=("$LAMBDA_BUILD")
+# A session of its own is a scheduling group of its own (Linux autogroups): the nice value
+# above counts only inside it, so the group itself is given the lowest priority, or it would
+# take half the CPU from the build the tests wait for.
+echo 19 2>/dev/null > "/proc/$LAMBDA_BUILD/autogroup" || true
 
 step "cfn-lint, sam validate --lint"
 .venv/bin/cfn-lint template.yaml
@@ -98,11 +107,24 @@ for line in open(sys.argv[1]):
         print(m["executable"])
 ' .local/test/build-artifacts.jsonl)
 
+step "contract fuzzing started (schemathesis against the local API, on its own servers)"
+(
+  export MOTO_PORT=$FUZZ_MOTO_PORT REDIS_PORT=$FUZZ_REDIS_PORT
+  unset CACHE_URL
+  # shellcheck source=scripts/env.sh
+  source scripts/env.sh
+  FUZZ_PREBUILT=1 exec setsid -w scripts/fuzz-api.sh > .local/test/schemathesis.log 2>&1
+) &
+FUZZ=$!
+BACKGROUND+=("$FUZZ")
 step "tests (cargo nextest: every test in its own process)"
 cargo nextest run --workspace 2>&1 | tee .local/test/nextest.log
-step "contract fuzzing (schemathesis against the local API)"
-FUZZ_PREBUILT=1 scripts/fuzz-api.sh 2>&1 | tee .local/test/schemathesis.log | tail -25
+step "contract fuzzing: waiting for it to finish"
+fuzzed=0
+finish "$FUZZ" || fuzzed=$?
+tail -25 .local/test/schemathesis.log
 grep "^== fuzz" .local/test/schemathesis.log || true
+[ "$fuzzed" -eq 0 ] || exit "$fuzzed"
 
 step "Lambda build: waiting for it to finish"
 finish "$LAMBDA_BUILD" || { cat .local/test/lambda-build.log; exit 1; }
