@@ -11,7 +11,8 @@ export MOTO_PORT=${TEST_MOTO_PORT:-4576} REDIS_PORT=${TEST_REDIS_PORT:-6390}
 FUZZ_MOTO_PORT=${TEST_FUZZ_MOTO_PORT:-4577} FUZZ_REDIS_PORT=${TEST_FUZZ_REDIS_PORT:-6391}
 # Each step is announced with the seconds since the start, so a slow run shows where it went.
 step() { echo "== [${SECONDS}s] $*"; }
-# What runs in the background, each in a process group of its own (setsid), stopped with its
+# What runs in the background, each in a session and so a process group of its own (`setsid`
+# without `-w`, which would fork: the job's pid is then its group's), stopped with its
 # compilers whatever ends the run; then the local servers.
 BACKGROUND=()
 stop_background() {
@@ -46,7 +47,7 @@ RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver 2>/dev/null || command -v c
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 mkdir -p .local/test
 step "build and clippy started: every target of the workspace (tests, every function, tools, benchmarks)"
-setsid -w cargo build --workspace --all-targets --quiet --message-format=json-render-diagnostics \
+setsid cargo build --workspace --all-targets --quiet --message-format=json-render-diagnostics \
   > .local/test/build-artifacts.jsonl 2> .local/test/build.log &
 BUILD=$!
 BACKGROUND+=("$BUILD")
@@ -78,7 +79,7 @@ cargo fmt --all -- --check
 # release profile has a build directory of its own, and rustc as its compiler (no lints).
 SMOKE_FUNCTIONS=${SMOKE_FUNCTIONS:-list-conversations,invalidate-cached-reads}
 step "Lambda build started: cargo lambda build --release --x86-64 ($SMOKE_FUNCTIONS, hello-world)"
-PATH="$PWD/.venv/bin:$PATH" setsid -w nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
+PATH="$PWD/.venv/bin:$PATH" setsid nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
   cargo lambda build --release --x86-64 --quiet \
   -p hello-world $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ }) > .local/test/lambda-build.log 2>&1 &
 LAMBDA_BUILD=$!
@@ -113,7 +114,7 @@ step "contract fuzzing started (schemathesis against the local API, on its own s
   unset CACHE_URL
   # shellcheck source=scripts/env.sh
   source scripts/env.sh
-  FUZZ_PREBUILT=1 exec setsid -w scripts/fuzz-api.sh > .local/test/schemathesis.log 2>&1
+  FUZZ_PREBUILT=1 exec setsid scripts/fuzz-api.sh > .local/test/schemathesis.log 2>&1
 ) &
 FUZZ=$!
 BACKGROUND+=("$FUZZ")
