@@ -9,7 +9,8 @@
 //! call) continues with the page it was on; adding a message's terms again writes nothing,
 //! deleting an entry again finds nothing. `numina-migrate --reindex-search` runs it
 //! (docs/search.md, "Backfill"); a finished run's checkpoints say so, and a new run over
-//! them does nothing: delete them to run it again.
+//! them does nothing: delete them to run it again. The checkpoints hold the number of
+//! segments the first run chose: later runs take it, and refuse another.
 
 use std::collections::BTreeMap;
 
@@ -40,11 +41,15 @@ impl BackfillReport {
     }
 }
 
+/// The segments of a first run that names none.
+pub const DEFAULT_SEGMENTS: u32 = 16;
+
 /// How a backfill runs.
 #[derive(Debug, Clone, Copy)]
 pub struct BackfillOptions {
-    /// Segments of the table's scan (every run over the same checkpoints names the same).
-    pub segments: u32,
+    /// Segments of the table's scan. `None`: as many as the run whose checkpoints the table
+    /// holds, else [`DEFAULT_SEGMENTS`]; a number other than theirs is refused.
+    pub segments: Option<u32>,
     /// Segments scanned at once.
     pub parallel: usize,
     /// Items a page of the scan evaluates (a checkpoint after each).
@@ -56,7 +61,7 @@ pub struct BackfillOptions {
 impl Default for BackfillOptions {
     fn default() -> Self {
         Self {
-            segments: 16,
+            segments: None,
             parallel: 8,
             page_items: 1000,
             pages: None,
@@ -69,12 +74,12 @@ pub async fn backfill_search(
     store: &Store,
     options: BackfillOptions,
 ) -> Result<BackfillReport, Error> {
-    let segments = options.segments;
+    let segments = segments_to_scan(store, options.segments).await?;
     if segments == 0 || options.page_items < 1 {
         return Err(Error::invalid("segments and page items must be at least 1"));
     }
     let checkpoints: Vec<BackfillCheckpoint> = stream::iter(0..segments)
-        .map(|segment| backfill_segment(store, segment, options))
+        .map(|segment| backfill_segment(store, segment, segments, options))
         .buffer_unordered(options.parallel.max(1))
         .try_collect()
         .await?;
@@ -91,13 +96,35 @@ pub async fn backfill_search(
     Ok(report)
 }
 
-/// Runs segment `segment` from where it stands, for at most `options.pages` pages.
+/// The segments this run scans: those of the run whose checkpoints the table holds (a scan in
+/// other segments would start over beside them), else those asked for, else the default.
+async fn segments_to_scan(store: &Store, asked: Option<u32>) -> Result<u32, Error> {
+    let earlier = store.backfill_segment_counts().await?;
+    match (earlier.iter().next(), asked) {
+        (None, asked) => Ok(asked.unwrap_or(DEFAULT_SEGMENTS)),
+        (Some(_), _) if earlier.len() > 1 => Err(Error::invalid(format!(
+            "the table holds checkpoints of runs in {earlier:?} segments: delete the \
+             {} items of the runs to abandon",
+            crate::keys::SEARCH_BACKFILL_PK
+        ))),
+        (Some(&earlier), None) => Ok(earlier),
+        (Some(&earlier), Some(asked)) if asked == earlier => Ok(earlier),
+        (Some(&earlier), Some(asked)) => Err(Error::invalid(format!(
+            "an earlier run scanned the table in {earlier} segments, not {asked}: run with \
+             --segments {earlier} (or without --segments) to continue it"
+        ))),
+    }
+}
+
+/// Runs segment `segment` of `segments` from where it stands, for at most `options.pages`
+/// pages.
 async fn backfill_segment(
     store: &Store,
     segment: u32,
+    segments: u32,
     options: BackfillOptions,
 ) -> Result<BackfillCheckpoint, Error> {
-    let (segments, pages) = (options.segments, options.pages);
+    let pages = options.pages;
     let mut checkpoint = store
         .backfill_checkpoint(segment, segments)
         .await?

@@ -433,7 +433,7 @@ async fn a_backfill_stopped_midway_goes_on_where_it_stopped_and_ends_as_one_run(
     }
     let store = api.state.conversations.store();
     let options = BackfillOptions {
-        segments: 1,
+        segments: Some(1),
         parallel: 1,
         page_items: 3,
         pages: Some(2),

@@ -168,6 +168,16 @@ pub fn search_backfill_sort_key(segment: u32, segments: u32) -> String {
     format!("SEGMENT#{segment}/{segments}")
 }
 
+/// How many segments the backfill run that saved this checkpoint scanned in.
+pub fn search_backfill_segments(sort_key: &str) -> Option<u32> {
+    sort_key
+        .strip_prefix("SEGMENT#")?
+        .split_once('/')?
+        .1
+        .parse()
+        .ok()
+}
+
 /// The sort keys of one conversation's search blocks start with this.
 pub fn search_block_prefix(conversation: &ConversationId) -> String {
     format!("{SEARCH_BLOCK_PREFIX}{conversation}#")

@@ -419,6 +419,34 @@ impl Store {
         .transpose()
     }
 
+    /// The segment counts of the backfill runs whose checkpoints the table holds.
+    pub async fn backfill_segment_counts(&self) -> Result<std::collections::BTreeSet<u32>, Error> {
+        let (found, _) = self
+            .read_up_to(
+                usize::MAX,
+                None,
+                "read the backfill's checkpoints",
+                |start, limit| {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("PK = :pk")
+                        .expression_attribute_values(":pk", s(keys::SEARCH_BACKFILL_PK))
+                        .projection_expression("SK")
+                        .limit(limit)
+                        .set_exclusive_start_key(start)
+                },
+            )
+            .await?;
+        Ok(found
+            .iter()
+            .filter_map(|item| match item.get(keys::SK) {
+                Some(AttributeValue::S(sk)) => keys::search_backfill_segments(sk),
+                _ => None,
+            })
+            .collect())
+    }
+
     pub async fn save_backfill_checkpoint(
         &self,
         segment: u32,

@@ -71,10 +71,11 @@ struct Args {
     /// Resumable: a run continues where the last one stopped; once finished, it does nothing.
     #[arg(long, conflicts_with_all = ["user", "import", "from_file", "dry_run"])]
     reindex_search: bool,
-    /// Segments of the table's scan for --reindex-search (a run over the same checkpoints
-    /// must name the same number); `--concurrency` of them run at once.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024), requires = "reindex_search")]
-    segments: u32,
+    /// Segments of the table's scan for --reindex-search, `--concurrency` of them at once
+    /// (default: those of the run whose checkpoints the table holds, else 16; another number
+    /// than theirs is refused).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), requires = "reindex_search")]
+    segments: Option<u32>,
 }
 
 /// Where each user's items come from.
@@ -135,10 +136,7 @@ async fn reindex_search(
             return Err("ATTACHMENTS_BUCKET is not set: messages over 32 KiB cannot be read".into())
         }
     }
-    eprintln!(
-        "numina-migrate: reindexing search over {} segments",
-        args.segments
-    );
+    eprintln!("numina-migrate: reindexing search");
     let options = shared::search_backfill::BackfillOptions {
         segments: args.segments,
         parallel: usize::from(args.concurrency),

@@ -450,4 +450,28 @@ async fn the_search_index_is_rebuilt_from_the_table_and_a_rerun_changes_nothing(
     // Finished: a second run reads its checkpoints and changes nothing.
     assert_eq!(reindex(), report);
     assert_eq!(table_snapshot(&state).await, snapshot);
+
+    // The checkpoints keep their segments: a run without --segments takes them, and one with
+    // another number is refused (it would scan everything again beside them).
+    let again = migrate_with_bucket(&state, &["--reindex-search"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&again).unwrap(),
+        report
+    );
+    let other = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
+        .args(["--reindex-search", "--segments", "8"])
+        .env("TABLE_NAME", &state.config.table_name)
+        .env(
+            "ATTACHMENTS_BUCKET",
+            state.config.attachments_bucket.as_deref().unwrap(),
+        )
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .output()
+        .expect("run numina-migrate");
+    assert_eq!(other.status.code(), Some(2), "{other:?}");
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("--segments 4"),
+        "{other:?}"
+    );
+    assert_eq!(table_snapshot(&state).await, snapshot);
 }
