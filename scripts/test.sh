@@ -79,15 +79,16 @@ cargo fmt --all -- --check
 # release profile has a build directory of its own, and rustc as its compiler (no lints).
 SMOKE_FUNCTIONS=${SMOKE_FUNCTIONS:-list-conversations,invalidate-cached-reads}
 step "Lambda build started: cargo lambda build --release --x86-64 ($SMOKE_FUNCTIONS, hello-world)"
-PATH="$PWD/.venv/bin:$PATH" setsid nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
+# A session of its own is a scheduling group of its own (Linux autogroups): a nice value
+# counts only inside its group, so the group itself is given the lowest priority (from inside
+# the new session: from out here the write could land before the session exists), or it would
+# take half the CPU from the build the tests wait for.
+PATH="$PWD/.venv/bin:$PATH" setsid sh -c '{ echo 19 > /proc/self/autogroup; } 2>/dev/null; exec "$@"' sh \
+  nice -n 19 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
   cargo lambda build --release --x86-64 --quiet \
   -p hello-world $(printf -- '-p %s ' ${SMOKE_FUNCTIONS//,/ }) > .local/test/lambda-build.log 2>&1 &
 LAMBDA_BUILD=$!
 BACKGROUND+=("$LAMBDA_BUILD")
-# A session of its own is a scheduling group of its own (Linux autogroups): the nice value
-# above counts only inside it, so the group itself is given the lowest priority, or it would
-# take half the CPU from the build the tests wait for.
-echo 19 2>/dev/null > "/proc/$LAMBDA_BUILD/autogroup" || true
 
 step "cfn-lint, sam validate --lint"
 .venv/bin/cfn-lint template.yaml
