@@ -279,24 +279,8 @@ impl Assistant {
         now: DateTime<Utc>,
     ) -> Result<Start, Error> {
         if let Some(request_id) = &request.request_id {
-            // Claim the id, so that two attempts of one request never both call the model.
-            let mut state = self.completion_record(user, request_id, now).await?;
-            if matches!(state, RecordState::Free) && !self.claim(user, request_id, now).await? {
-                state = self.completion_record(user, request_id, now).await?;
-            }
-            match state {
-                RecordState::Done(done) => {
-                    return Ok(Start::Replayed(Completion {
-                        replayed: true,
-                        ..done
-                    }))
-                }
-                RecordState::InProgress => {
-                    return Err(Error::Conflict(
-                        "a request with this id is still being answered; retry shortly".into(),
-                    ))
-                }
-                RecordState::Free => {}
+            if let Some(replayed) = self.claim_or_replay(user, request_id, now).await? {
+                return Ok(Start::Replayed(replayed));
             }
         }
         let model = request
@@ -566,6 +550,39 @@ impl Assistant {
                 CompletionRecord::Free => RecordState::Free,
             },
         )
+    }
+
+    /// Claims the request id for this attempt, so that two attempts of one request never both
+    /// call the model; a claim refused reads the record: the first answer for a retry of an
+    /// answered request (`Some`), a conflict while another attempt holds it. The record is
+    /// read only when the claim is refused (the request before its first answer reads
+    /// nothing more).
+    async fn claim_or_replay(
+        &self,
+        user: &UserId,
+        request_id: &ClientMessageId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Completion>, Error> {
+        // Freed between a refused claim and its read (the other attempt failed and gave it
+        // back): claimed on the second try, else refused as in progress.
+        for _ in 0..2 {
+            if self.claim(user, request_id, now).await? {
+                return Ok(None);
+            }
+            match self.completion_record(user, request_id, now).await? {
+                RecordState::Done(done) => {
+                    return Ok(Some(Completion {
+                        replayed: true,
+                        ..done
+                    }))
+                }
+                RecordState::InProgress => break,
+                RecordState::Free => continue,
+            }
+        }
+        Err(Error::Conflict(
+            "a request with this id is still being answered; retry shortly".into(),
+        ))
     }
 
     /// Takes the request id for this attempt; false if another attempt holds it or is done.
