@@ -25,7 +25,15 @@ fn migrate(state: &State, args: &[&str]) -> Output {
 
 /// `numina-migrate ARGS` on `state`'s table and bucket, which must succeed; its stdout.
 fn migrate_with_bucket(state: &State, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
+    let output = run_with_bucket(state, args);
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{output:?}");
+    stdout(&output)
+}
+
+/// `numina-migrate` with `args` on `state`'s table and bucket, however it ends.
+fn run_with_bucket(state: &State, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
         .args(args)
         .env("TABLE_NAME", &state.config.table_name)
         .env(
@@ -34,10 +42,7 @@ fn migrate_with_bucket(state: &State, args: &[&str]) -> String {
         )
         .env("S3_FORCE_PATH_STYLE", "true")
         .output()
-        .expect("run numina-migrate");
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{output:?}");
-    stdout(&output)
+        .expect("run numina-migrate")
 }
 
 /// `numina-migrate --user USER --import PATH` into `state`'s table and bucket; its stdout.
@@ -458,16 +463,7 @@ async fn the_search_index_is_rebuilt_from_the_table_and_a_rerun_changes_nothing(
         serde_json::from_str::<serde_json::Value>(&again).unwrap(),
         report
     );
-    let other = Command::new(env!("CARGO_BIN_EXE_numina-migrate"))
-        .args(["--reindex-search", "--segments", "8"])
-        .env("TABLE_NAME", &state.config.table_name)
-        .env(
-            "ATTACHMENTS_BUCKET",
-            state.config.attachments_bucket.as_deref().unwrap(),
-        )
-        .env("S3_FORCE_PATH_STYLE", "true")
-        .output()
-        .expect("run numina-migrate");
+    let other = run_with_bucket(&state, &["--reindex-search", "--segments", "8"]);
     assert_eq!(other.status.code(), Some(2), "{other:?}");
     assert!(
         String::from_utf8_lossy(&other.stderr).contains("--segments 4"),
