@@ -11,7 +11,8 @@
 //!    hundreds, one of 1,500); user messages of 20 bytes to 1 KB and replies of 100 bytes to
 //!    4 KB, words drawn from a Zipf vocabulary; renames, tags, archives, deletes, lists, syncs
 //!    and searches in realistic shares. Units per message by part, and the dearest message.
-//! 3. Read units of a list page, a 50-message get, a sync page and a search page.
+//! 3. Read units of a list page, a 50-message get, sync pages (the first, and one of changes)
+//!    and a search page.
 //!
 //! `scripts/bench.sh` runs it; results in docs/benchmarks/message-cost.json.
 
@@ -104,7 +105,14 @@ impl Bench {
             others: Meter::start(&target).await,
         };
         // Without the cache: every read reaches the table, as a cold cache's would.
-        let overrides = [("CACHE_URL", ""), ("LIMIT_SEARCHES_PER_MINUTE", "100000")];
+        // A sync round starts again a second before the last one began (not a minute), so a
+        // page of changes holds what the part measuring reads changed, not also what it wrote
+        // before.
+        let overrides = [
+            ("CACHE_URL", ""),
+            ("LIMIT_SEARCHES_PER_MINUTE", "100000"),
+            ("SYNC_SETTLE_SECONDS", "1"),
+        ];
         let state = tests::state_through(meters.requests.endpoint(), &overrides).await;
         let search = tests::same_tables_through(&state, meters.search.endpoint()).await;
         let summaries = tests::same_tables_through(&state, meters.summaries.endpoint()).await;
@@ -402,12 +410,15 @@ async fn mixed(
     })
 }
 
-/// Part 3: the read units of a list page, a 50-message get, a sync page and a search page.
+/// Part 3: the read units of a list page, a 50-message get, sync pages (the first, and one of
+/// 20 changes) and a search page.
 async fn reads(bench: &mut Bench, zipf: &Zipf, rng: &mut StdRng) -> Value {
     let client = bench.api.as_user(&new_user());
     let mut long = String::new();
+    let mut ids = Vec::new();
     for c in 0..50 {
         let id = create(&client, &format!("reading {c}")).await;
+        ids.push(id.clone());
         let messages = if c == 0 { 200 } else { 4 };
         for n in 0..messages {
             let role = if n % 2 == 0 { "user" } else { "assistant" };
@@ -440,6 +451,48 @@ async fn reads(bench: &mut Bench, zipf: &Zipf, rng: &mut StdRng) -> Value {
             json!({ "reads": cost.request.reads, "calls": cost.request.calls }),
         );
     }
+    // What an app that synced before gets next: 15 conversations have a new message and 5
+    // were renamed since (a page of 20 changes). The writes above are out of the first
+    // sync's settle window.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut path = "/mobile/sync?limit=100".to_owned();
+    let cursor = loop {
+        let page = client.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        let cursor = page.body["cursor"].as_str().unwrap().to_owned();
+        path = format!("/mobile/sync?limit=100&since={cursor}");
+        if page.body["hasMore"] != true {
+            break cursor;
+        }
+    };
+    for (n, id) in ids.iter().skip(1).take(20).enumerate() {
+        if n < 15 {
+            append(&client, id, "user", &zipf.text(rng, 200)).await;
+        } else {
+            let renamed = client
+                .put(
+                    &format!("/conversations/{id}/title"),
+                    json!({"title": "renamed"}),
+                )
+                .await;
+            assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
+        }
+    }
+    bench.settle().await;
+    bench.take();
+    let reply = client
+        .get(&format!("/mobile/sync?limit=20&since={cursor}"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let cost = bench.take();
+    assert_eq!(
+        reply.body["conversations"].as_array().map(Vec::len),
+        Some(20)
+    );
+    units.insert(
+        "syncChangesPage",
+        json!({ "reads": cost.request.reads, "calls": cost.request.calls }),
+    );
     json!(units)
 }
 
