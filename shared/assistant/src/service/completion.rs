@@ -388,7 +388,10 @@ impl Assistant {
             ("outputTokens".to_owned(), reply.output_tokens.into()),
             ("latencyMs".to_owned(), latency_ms.into()),
         ]);
-        let replied_at = (prompt_message.timestamp
+        // After the prompt, and after this attempt began: a retry whose prompt was stored by
+        // an earlier attempt must not place its reply (and the conversation's last activity,
+        // which is its place in the sync change log) back at that attempt's time.
+        let replied_at = (prompt_message.timestamp.max(now)
             + Duration::from_std(latency)
                 .unwrap_or_default()
                 .max(Duration::microseconds(1)))
