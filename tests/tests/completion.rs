@@ -7,10 +7,10 @@ use ai::context::{Tokenizer, TokenizerKind};
 use ai::provider::LocalModel;
 use assistant::memory::ShortTermMemory;
 use assistant::service::{Assistant, CompletionRequest, ModelSettings};
-use chrono::Utc;
+use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
-use shared::clock::SystemClock;
+use shared::clock::{ManualClock, SystemClock};
 use shared::cursor_keys::Cursors;
 use shared::model::UserId;
 use shared::service::Conversations;
@@ -382,6 +382,64 @@ async fn after_a_failed_attempt_the_same_request_id_is_answered_on_retry() {
     assert_eq!(
         conversation.body["messages"][1]["content"],
         "echo: try again"
+    );
+}
+
+/// A retry once placed its reply at the failed attempt's time: the conversation's last
+/// activity, its place in the sync change log, then sat behind the cursor another device
+/// took in between, and that device never received the reply.
+#[tokio::test]
+async fn a_reply_stored_by_a_later_retry_reaches_a_device_that_synced_after_the_failed_attempt() {
+    let server = ChatServer::start(ChatBehaviour::FailFirst).await;
+    let clock = Arc::new(ManualClock::at(Utc::now() - Duration::hours(1)));
+    let state = state_configured(
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+            ("SYNC_SETTLE_SECONDS", "60"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Later")).await;
+    let body = json!({"prompt": "are you there", "conversationId": id, "requestId": "late-1"});
+    assert_eq!(
+        alice.post("/completion", body.clone()).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+
+    // Minutes later, the other device syncs everything: the prompt alone.
+    clock.advance(Duration::minutes(5));
+    let mut path = "/mobile/sync?limit=100".to_owned();
+    let cursor = loop {
+        let page = alice.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        let cursor = page.body["cursor"].as_str().unwrap().to_owned();
+        if page.body["hasMore"] == false {
+            break cursor;
+        }
+        path = format!("/mobile/sync?limit=100&since={cursor}");
+    };
+
+    // Minutes after that, the retry answers.
+    clock.advance(Duration::minutes(5));
+    let retried = alice.post("/completion", body).await;
+    assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+
+    clock.advance(Duration::minutes(2));
+    let changes = alice
+        .get(&format!("/mobile/sync?limit=100&since={cursor}"))
+        .await;
+    assert_eq!(changes.status, StatusCode::OK, "{:?}", changes.body);
+    let conversations = changes.body["conversations"].as_array().unwrap();
+    assert_eq!(conversations.len(), 1, "{:?}", changes.body);
+    assert_eq!(conversations[0]["id"], id.as_str());
+    assert_eq!(
+        conversations[0]["messageCount"], 2,
+        "the reply reaches the device"
     );
 }
 
