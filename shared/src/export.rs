@@ -222,7 +222,7 @@ impl Exports {
         exported_at: DateTime<Utc>,
     ) -> Result<u64, Error> {
         let exported = ExportedConversation::from(&stored);
-        let user = stored.user_id.clone();
+        let user = stored.user_id().clone();
         let conversation: Conversation = stored.into();
         self.write_export(writer, &user, &conversation, &exported, format, exported_at)
             .await

@@ -1,8 +1,9 @@
 //! Every endpoint through real HTTP against the local gateway and the local DynamoDB server.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::StatusCode;
 use serde_json::json;
-use tests::{new_user, LocalApi};
+use tests::{items_of_conversation, new_user, LocalApi};
 
 #[tokio::test]
 async fn a_created_conversation_is_listed_and_read_back_with_its_messages() {
@@ -268,4 +269,80 @@ async fn a_state_without_the_bucket_serves_the_conversations_functions_it_is_bui
     assert_eq!(found.status, StatusCode::OK, "{:?}", found.body);
     let export = alice.post("/exports", json!({})).await;
     assert_eq!(export.status, StatusCode::ACCEPTED, "{:?}", export.body);
+}
+
+/// What conversation items written before issue 18 held twice: the owner and the id (in the
+/// partition key) and the kind (in the sort key).
+const STORED_TWICE: [&str; 3] = ["userId", "conversationId", "entity"];
+
+async fn stored_twice_in(api: &LocalApi, user: &str, id: &str) -> Vec<String> {
+    let items = items_of_conversation(&api.state, user, id).await;
+    let meta = items
+        .iter()
+        .find(|item| item["SK"] == AttributeValue::S("META".to_owned()))
+        .expect("the conversation's item");
+    STORED_TWICE
+        .iter()
+        .filter(|name| meta.contains_key(**name))
+        .map(|name| name.to_string())
+        .collect()
+}
+
+/// Gives the conversation's item the attributes items written before issue 18 hold.
+async fn as_written_before(api: &LocalApi, user: &str, id: &str) {
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    client
+        .update_item()
+        .table_name(&api.state.config.table_name)
+        .key("PK", AttributeValue::S(format!("USER#{user}#CONV#{id}")))
+        .key("SK", AttributeValue::S("META".to_owned()))
+        .update_expression("SET userId = :user, conversationId = :id, entity = :entity")
+        .expression_attribute_values(":user", AttributeValue::S(user.to_owned()))
+        .expression_attribute_values(":id", AttributeValue::S(id.to_owned()))
+        .expression_attribute_values(":entity", AttributeValue::S("Conversation".to_owned()))
+        .send()
+        .await
+        .expect("write the earlier shape");
+}
+
+#[tokio::test]
+async fn a_conversation_item_keeps_its_owner_and_id_only_in_its_key_and_earlier_items_shed_them() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Kept once")).await;
+    alice.say(&id, "first").await;
+    assert_eq!(
+        stored_twice_in(&api, &user, &id).await,
+        Vec::<String>::new()
+    );
+    let path = format!("/conversations/{id}");
+    let read = alice.get(&path).await.body;
+    let listed = alice.get("/conversations").await.body;
+
+    // An item of the earlier shape reads the same, and its next write (an append, a rename)
+    // removes what it held twice.
+    as_written_before(&api, &user, &id).await;
+    assert_eq!(stored_twice_in(&api, &user, &id).await, STORED_TWICE);
+    assert_eq!(alice.get(&path).await.body, read);
+    assert_eq!(alice.get("/conversations").await.body, listed);
+    alice.say(&id, "second").await;
+    assert_eq!(
+        stored_twice_in(&api, &user, &id).await,
+        Vec::<String>::new()
+    );
+
+    as_written_before(&api, &user, &id).await;
+    let renamed = alice
+        .put(&format!("{path}/title"), json!({"title": "Renamed"}))
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
+    assert_eq!(renamed.body["id"], id.as_str());
+    assert_eq!(
+        stored_twice_in(&api, &user, &id).await,
+        Vec::<String>::new()
+    );
+    let shown = alice.get(&path).await.body;
+    assert_eq!(shown["userId"], user.as_str());
+    assert_eq!(shown["messageCount"], 2);
 }

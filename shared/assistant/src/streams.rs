@@ -36,7 +36,10 @@ pub async fn summarize_conversations(
             continue;
         };
         if !summaries.is_due(&conversation)
-            || !seen.insert((conversation.user_id.clone(), conversation.conversation_id))
+            || !seen.insert((
+                conversation.user_id().clone(),
+                conversation.conversation_id(),
+            ))
         {
             continue;
         }
@@ -45,8 +48,8 @@ pub async fn summarize_conversations(
         }
         let outcome = summaries
             .summarize(
-                &conversation.user_id,
-                &conversation.conversation_id,
+                conversation.user_id(),
+                &conversation.conversation_id(),
                 state.now(),
             )
             .await;

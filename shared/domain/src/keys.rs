@@ -137,6 +137,62 @@ pub fn parse_conversation_partition(partition: &str) -> Option<(UserId, Conversa
     ))
 }
 
+/// A conversation's partition key, with the owner and the conversation it names: what the
+/// conversation's item keeps of both (it stores neither again). Written as the key's text,
+/// and read only from a key that parses, so its owner and id are never missing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConversationPartition {
+    key: String,
+    user: UserId,
+    conversation: ConversationId,
+}
+
+impl ConversationPartition {
+    pub fn new(user: &UserId, conversation: ConversationId) -> Self {
+        Self {
+            key: conversation_partition(user, &conversation),
+            user: user.clone(),
+            conversation,
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Self> {
+        let (user, conversation) = parse_conversation_partition(key)?;
+        Some(Self {
+            key: key.to_owned(),
+            user,
+            conversation,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    pub fn conversation(&self) -> ConversationId {
+        self.conversation
+    }
+}
+
+impl serde::Serialize for ConversationPartition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.key)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ConversationPartition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let key = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::parse(&key).ok_or_else(|| {
+            serde::de::Error::custom(format!("{key:?} is not a conversation's partition key"))
+        })
+    }
+}
+
 /// Sort keys of the search entries of an earlier design (one item per conversation and term,
 /// in the conversation's partition): nothing writes them any more, and the search backfill
 /// (`search_backfill`) removes those still there.

@@ -8,6 +8,7 @@ use domain::error::Error;
 use domain::keys;
 use domain::model::{ClientMessageId, Message, Title, UserId};
 
+use super::conversations::REMOVE_STORED_TWICE;
 use super::{from_item, put_new, s, to_item, MessageItem, Store};
 
 /// Records that a client message id was used, and for which message.
@@ -70,8 +71,9 @@ impl Store {
 
         // No `changedAt`: the change log places an append by its last activity
         // (`Store::changes_after`), so `ByChange` does not move.
-        let mut update_expression =
-            "SET lastActivity = :now, updatedAt = :now ADD messageCount :one".to_owned();
+        let mut update_expression = format!(
+            "SET lastActivity = :now, updatedAt = :now ADD messageCount :one {REMOVE_STORED_TWICE}"
+        );
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(keys::PK, s(&partition))
@@ -80,11 +82,12 @@ impl Store {
             .expression_attribute_values(":now", s(&now))
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
         if let Some(title) = auto_title {
-            update_expression = "SET lastActivity = :now, updatedAt = :now, \
+            update_expression = format!(
+                "SET lastActivity = :now, updatedAt = :now, \
                  autoTitle = if_not_exists(autoTitle, :auto), \
                  autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
-                 ADD messageCount :one"
-                .to_owned();
+                 ADD messageCount :one {REMOVE_STORED_TWICE}"
+            );
             update = update
                 .expression_attribute_values(":auto", s(title.as_str()))
                 .expression_attribute_values(":autoLower", s(&title.as_str().to_lowercase()));

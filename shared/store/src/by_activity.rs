@@ -67,7 +67,7 @@ impl Walk {
 /// Where a conversation stands in `ByStateActivity`.
 fn activity_position(item: &ConversationItem) -> Position {
     BTreeMap::from([
-        (keys::PK.to_owned(), item.pk.clone()),
+        (keys::PK.to_owned(), item.pk.as_str().to_owned()),
         (keys::SK.to_owned(), item.sk.clone()),
         (keys::OWNER_STATE.to_owned(), item.owner_state.clone()),
         (

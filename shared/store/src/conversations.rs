@@ -32,19 +32,24 @@ const MAX_FILTERED_PAGES: usize = 8;
 /// Items a filtered listing evaluates per query page.
 const FILTERED_PAGE_ITEMS: usize = 200;
 
+/// What a conversation's item held twice before issue 18 (its owner and id, which its
+/// partition key holds, and its kind, which its sort key says): every update of the item
+/// removes them, so an item written before takes the smaller shape at its next write.
+pub(super) const REMOVE_STORED_TWICE: &str = "REMOVE userId, conversationId, entity";
+
 /// A conversation as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationItem {
+    /// The owner and the conversation: kept here only (issue 18: items written before it
+    /// also hold `userId`, `conversationId` and `entity`, which reads ignore and the next
+    /// update of the item removes).
     #[serde(rename = "PK")]
-    pub(super) pk: String,
+    pub(super) pk: keys::ConversationPartition,
     #[serde(rename = "SK")]
     pub(super) sk: String,
-    pub(super) entity: String,
     pub(super) owner: String,
     pub(super) owner_state: String,
-    pub user_id: UserId,
-    pub conversation_id: ConversationId,
     /// Set by the user (create or rename); wins over `auto_title`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -95,13 +100,10 @@ impl ConversationItem {
         now: DateTime<Utc>,
     ) -> Self {
         Self {
-            pk: keys::conversation_partition(user, &id),
+            pk: keys::ConversationPartition::new(user, id),
             sk: keys::CONVERSATION_SK.to_owned(),
-            entity: "Conversation".to_owned(),
             owner: keys::owner(user),
             owner_state: keys::owner_state(user, false),
-            user_id: user.clone(),
-            conversation_id: id,
             title: title.map(|t| t.as_str().to_owned()),
             title_lower: title.map(|t| t.as_str().to_lowercase()),
             auto_title: None,
@@ -122,6 +124,14 @@ impl ConversationItem {
         }
     }
 
+    pub fn user_id(&self) -> &UserId {
+        self.pk.user()
+    }
+
+    pub fn conversation_id(&self) -> ConversationId {
+        self.pk.conversation()
+    }
+
     /// The title the user sees: theirs, else the one derived from the first message.
     pub fn shown_title(&self) -> Option<&str> {
         self.title.as_deref().or(self.auto_title.as_deref())
@@ -137,13 +147,14 @@ impl ConversationItem {
 /// A conversation as the API shows it: the user's title, else the derived one, else untitled.
 impl From<ConversationItem> for Conversation {
     fn from(item: ConversationItem) -> Self {
+        let (id, user_id) = (item.conversation_id(), item.user_id().clone());
         let title = item
             .title
             .or(item.auto_title)
             .unwrap_or_else(|| UNTITLED.to_owned());
         Self {
-            id: item.conversation_id,
-            user_id: item.user_id,
+            id,
+            user_id,
             title,
             last_activity: item.last_activity,
             is_archived: item.is_archived,
@@ -279,12 +290,12 @@ impl Store {
         conversation: &ConversationItem,
     ) -> Result<Creation, Error> {
         let item = self.stamped(conversation);
-        let user = &conversation.user_id;
+        let user = conversation.user_id();
         let tombstone = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(item_key(
                 &keys::tombstone_partition(user),
-                &keys::tombstone_sort_key(&conversation.conversation_id),
+                &keys::tombstone_sort_key(&conversation.conversation_id()),
             )))
             .condition_expression("attribute_not_exists(PK)")
             .build()
@@ -308,7 +319,7 @@ impl Store {
     /// The conversation as written now: with its place in the change log.
     pub(super) fn stamped(&self, conversation: &ConversationItem) -> ConversationItem {
         ConversationItem {
-            changed_at: Some(self.change_stamp(&conversation.conversation_id)),
+            changed_at: Some(self.change_stamp(&conversation.conversation_id())),
             ..conversation.clone()
         }
     }
@@ -411,7 +422,7 @@ impl Store {
         let mut by_partition: HashMap<String, ConversationItem> = HashMap::new();
         for item in self.batch_get(keys, None).await? {
             let conversation: ConversationItem = from_item(item)?;
-            by_partition.insert(conversation.pk.clone(), conversation);
+            by_partition.insert(conversation.pk.as_str().to_owned(), conversation);
         }
         // An entry whose item was deleted since the index was read is left out.
         Ok(entries
@@ -453,17 +464,20 @@ impl Store {
         let stamps = "updatedAt = :now, changedAt = :changed, #setAt = :setAt";
         let update = match change {
             ConversationChange::Rename(title) => update
-                .update_expression(format!("SET title = :title, titleLower = :lower, {stamps}"))
+                .update_expression(format!(
+                    "SET title = :title, titleLower = :lower, {stamps} {REMOVE_STORED_TWICE}"
+                ))
                 .expression_attribute_values(":title", s(title.as_str()))
                 .expression_attribute_values(":lower", s(&title.as_str().to_lowercase())),
             ConversationChange::Archive(archived) => update
                 .update_expression(format!(
-                    "SET isArchived = :archived, ownerState = :state, {stamps}"
+                    "SET isArchived = :archived, ownerState = :state, {stamps} \
+                     {REMOVE_STORED_TWICE}"
                 ))
                 .expression_attribute_values(":archived", AttributeValue::Bool(archived))
                 .expression_attribute_values(":state", s(&keys::owner_state(user, archived))),
             ConversationChange::Tags(tags) => update
-                .update_expression(format!("SET tags = :tags, {stamps}"))
+                .update_expression(format!("SET tags = :tags, {stamps} {REMOVE_STORED_TWICE}"))
                 .expression_attribute_values(
                     ":tags",
                     AttributeValue::L(tags.iter().map(|t| s(t)).collect()),

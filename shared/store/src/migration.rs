@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Up
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::conversations::REMOVE_STORED_TWICE;
 use super::{
     backoff, from_item, is_conditional_check_failure, item_key, put_new, s, store_error, to_item,
     Cancellation, Store, TRANSACTION_ATTEMPTS,
@@ -243,7 +244,8 @@ impl Store {
         count: usize,
         auto_title: Option<&Title>,
     ) -> Result<Update, Error> {
-        let mut expression = "SET changedAt = :changed ADD messageCount :count".to_owned();
+        let mut expression =
+            format!("SET changedAt = :changed ADD messageCount :count {REMOVE_STORED_TWICE}");
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(
@@ -255,10 +257,11 @@ impl Store {
             .expression_attribute_values(":count", AttributeValue::N(count.to_string()))
             .expression_attribute_values(":changed", s(&self.change_stamp(conversation)));
         if let Some(title) = auto_title {
-            expression = "SET changedAt = :changed, autoTitle = if_not_exists(autoTitle, :auto), \
+            expression = format!(
+                "SET changedAt = :changed, autoTitle = if_not_exists(autoTitle, :auto), \
                  autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
-                 ADD messageCount :count"
-                .to_owned();
+                 ADD messageCount :count {REMOVE_STORED_TWICE}"
+            );
             update = update
                 .expression_attribute_values(":auto", s(title.as_str()))
                 .expression_attribute_values(":autoLower", s(&title.as_str().to_lowercase()));
@@ -285,7 +288,9 @@ impl Store {
                 s(&keys::conversation_partition(user, conversation)),
             )
             .key(keys::SK, s(keys::CONVERSATION_SK))
-            .update_expression("SET lastActivity = :to, changedAt = :changed")
+            .update_expression(format!(
+                "SET lastActivity = :to, changedAt = :changed {REMOVE_STORED_TWICE}"
+            ))
             .condition_expression("attribute_exists(PK) AND lastActivity < :to")
             .expression_attribute_values(":to", s(&keys::sortable_time(to)))
             .expression_attribute_values(":changed", s(&self.change_stamp(conversation)))

@@ -4,6 +4,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
+use super::conversations::REMOVE_STORED_TWICE;
 use super::{is_conditional_check_failure, item_key, s, store_error, ConversationItem, Store};
 use domain::error::Error;
 use domain::keys;
@@ -33,8 +34,8 @@ impl Store {
         chars: usize,
         excerpt_chars: usize,
     ) -> Result<Vec<Message>, Error> {
-        let user = &conversation.user_id;
-        let id = &conversation.conversation_id;
+        let user = conversation.user_id();
+        let id = &conversation.conversation_id();
         let mut after = conversation
             .summarized_until
             .as_deref()
@@ -90,7 +91,8 @@ impl Store {
             set.push_str(", summarizedUntil = :until");
             request = request.expression_attribute_values(":until", s(until));
         }
-        match request.update_expression(format!("SET {set}")).send().await {
+        let expression = format!("SET {set} {REMOVE_STORED_TWICE}");
+        match request.update_expression(expression).send().await {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_check_failure(&e) => Ok(false),
             Err(e) => Err(store_error("save summary", e)),

@@ -145,7 +145,7 @@ impl Store {
             .await?
             .into_iter()
             .map(from_item::<ConversationItem>)
-            .map(|item| item.map(|c| (c.pk.clone(), c)))
+            .map(|item| item.map(|c| (c.pk.as_str().to_owned(), c)))
             .collect::<Result<_, _>>()?;
 
         let mut entries = Vec::with_capacity(page.len());
@@ -234,7 +234,7 @@ impl Store {
         let from = after.split('#').next().unwrap_or(after);
         let position = |item: &Item| -> Option<String> {
             let time = keys::changed_at_time(text(item, keys::LAST_ACTIVITY)?)?;
-            let id = ConversationId::parse(text(item, "conversationId")?).ok()?;
+            let (_, id) = keys::parse_conversation_partition(text(item, keys::PK)?)?;
             Some(keys::changed_at(time, &id))
         };
         let (found, more) = self
@@ -263,8 +263,8 @@ impl Store {
             .map(|entry| {
                 let item: ConversationItem = from_item(entry)?;
                 Ok(Logged {
-                    position: keys::changed_at(item.last_activity, &item.conversation_id),
-                    key: (item.pk.clone(), item.sk.clone()),
+                    position: keys::changed_at(item.last_activity, &item.conversation_id()),
+                    key: (item.pk.as_str().to_owned(), item.sk.clone()),
                     item: Some(item),
                 })
             })
