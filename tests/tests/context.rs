@@ -253,7 +253,7 @@ async fn a_completion_stores_each_messages_token_count_and_a_context_read_uses_i
     };
     let messages: Vec<_> = items
         .iter()
-        .filter(|item| text(item, "entity") == "Message")
+        .filter(|item| text(item, "SK").starts_with("MESSAGE#"))
         .collect();
     assert_eq!(messages.len(), 3);
     for message in &messages {

@@ -3,7 +3,14 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::StatusCode;
 use serde_json::json;
-use tests::{items_of_conversation, new_user, LocalApi};
+use shared::clock::SystemClock;
+use tests::{items_of_conversation, new_user, state_configured, LocalApi};
+
+/// The local API without the cache: every read is the table's answer.
+async fn api_without_cache() -> LocalApi {
+    let state = state_configured(&[("CACHE_URL", "")], std::sync::Arc::new(SystemClock)).await;
+    LocalApi::serving(state).await
+}
 
 #[tokio::test]
 async fn a_created_conversation_is_listed_and_read_back_with_its_messages() {
@@ -307,7 +314,7 @@ async fn as_written_before(api: &LocalApi, user: &str, id: &str) {
 
 #[tokio::test]
 async fn a_conversation_item_keeps_its_owner_and_id_only_in_its_key_and_earlier_items_shed_them() {
-    let api = LocalApi::start().await;
+    let api = api_without_cache().await;
     let user = new_user();
     let alice = api.as_user(&user);
     let id = alice.create_conversation(Some("Kept once")).await;
@@ -345,4 +352,65 @@ async fn a_conversation_item_keeps_its_owner_and_id_only_in_its_key_and_earlier_
     let shown = alice.get(&path).await.body;
     assert_eq!(shown["userId"], user.as_str());
     assert_eq!(shown["messageCount"], 2);
+}
+
+/// What message items written before issue 18 held twice (the conversation in the partition
+/// key, the time and id in the sort key, the kind) or held empty.
+const MESSAGE_STORED_TWICE: [&str; 6] = [
+    "conversationId",
+    "messageId",
+    "timestamp",
+    "entity",
+    "attachments",
+    "metadata",
+];
+
+#[tokio::test]
+async fn a_message_item_keeps_its_conversation_time_and_id_only_in_its_keys_and_earlier_items_read_the_same(
+) {
+    let api = api_without_cache().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Said once")).await;
+    let said = alice.say(&id, "only in the keys").await;
+    let items = items_of_conversation(&api.state, &user, &id).await;
+    let message = items
+        .iter()
+        .find(|item| matches!(&item["SK"], AttributeValue::S(sk) if sk.starts_with("MESSAGE#")))
+        .expect("the message's item");
+    for name in MESSAGE_STORED_TWICE {
+        assert!(!message.contains_key(name), "{name} in {message:?}");
+    }
+    let path = format!("/conversations/{id}");
+    let read = alice.get(&path).await.body;
+    assert_eq!(read["messages"][0]["id"], said["id"]);
+    assert_eq!(read["messages"][0]["timestamp"], said["timestamp"]);
+
+    // The same message as an item written before holds it reads the same.
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let sort_key = message["SK"].as_s().unwrap();
+    let time = &sort_key["MESSAGE#".len()..sort_key.rfind('#').unwrap()];
+    client
+        .update_item()
+        .table_name(&api.state.config.table_name)
+        .key("PK", message["PK"].clone())
+        .key("SK", message["SK"].clone())
+        .update_expression(
+            "SET conversationId = :conversation, messageId = :message, #time = :time, \
+             entity = :entity, attachments = :none, metadata = :nothing",
+        )
+        .expression_attribute_names("#time", "timestamp")
+        .expression_attribute_values(":conversation", AttributeValue::S(id.clone()))
+        .expression_attribute_values(
+            ":message",
+            AttributeValue::S(said["id"].as_str().unwrap().to_owned()),
+        )
+        .expression_attribute_values(":time", AttributeValue::S(time.to_owned()))
+        .expression_attribute_values(":entity", AttributeValue::S("Message".to_owned()))
+        .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+        .expression_attribute_values(":nothing", AttributeValue::M(Default::default()))
+        .send()
+        .await
+        .expect("write the earlier shape");
+    assert_eq!(alice.get(&path).await.body, read);
 }

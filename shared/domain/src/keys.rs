@@ -281,6 +281,64 @@ pub fn message_sort_key(timestamp: DateTime<Utc>, message: &MessageId) -> String
     format!("{MESSAGE_PREFIX}{}#{message}", sortable_time(timestamp))
 }
 
+/// A message's sort key, with the time and the id it names: what the message's item keeps of
+/// both (it stores neither again). Written as the key's text, and read only from a key that
+/// parses.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MessageSortKey {
+    key: String,
+    timestamp: DateTime<Utc>,
+    message: MessageId,
+}
+
+impl MessageSortKey {
+    pub fn new(timestamp: DateTime<Utc>, message: MessageId) -> Self {
+        Self {
+            key: message_sort_key(timestamp, &message),
+            timestamp,
+            message,
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Self> {
+        let (time, message) = key.strip_prefix(MESSAGE_PREFIX)?.split_once('#')?;
+        let timestamp = DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc);
+        let message = MessageId::parse(message).ok()?;
+        // Only the form `message_sort_key` writes: the key is the item's identity.
+        (message_sort_key(timestamp, &message) == key).then(|| Self {
+            key: key.to_owned(),
+            timestamp,
+            message,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.timestamp
+    }
+
+    pub fn message(&self) -> MessageId {
+        self.message
+    }
+}
+
+impl serde::Serialize for MessageSortKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.key)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MessageSortKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let key = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::parse(&key)
+            .ok_or_else(|| serde::de::Error::custom(format!("{key:?} is not a message's sort key")))
+    }
+}
+
 pub fn client_message_sort_key(client_id: &ClientMessageId) -> String {
     format!("{CLIENT_MESSAGE_PREFIX}{}", client_id.as_str())
 }

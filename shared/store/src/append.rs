@@ -66,7 +66,7 @@ impl Store {
         auto_title: Option<&Title>,
     ) -> Result<AppendOutcome, Error> {
         let partition = keys::conversation_partition(user, &message.conversation_id);
-        let message_key = message_item.sk.clone();
+        let message_key = message_item.sk.as_str().to_owned();
         let now = keys::sortable_time(message.timestamp);
 
         // No `changedAt`: the change log places an append by its last activity

@@ -12,30 +12,27 @@ use super::holds_unknown_type;
 use domain::error::Error;
 use domain::keys;
 use domain::model::{
-    message_response_bytes, Attachment, ConversationId, Message, MessageId, Metadata, Role,
-    TokenCount, UserId,
+    message_response_bytes, Attachment, Message, MessageId, Metadata, Role, TokenCount, UserId,
 };
 
 type Item = HashMap<String, AttributeValue>;
 
-/// A message as stored.
+/// A message as stored. Its conversation is only in its partition key, its time and id only
+/// in its sort key, and no attachments or metadata are written when it has none (issue 18:
+/// items written before also hold `conversationId`, `messageId`, `timestamp` and `entity`,
+/// and empty `attachments` and `metadata`, which reads ignore).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageItem {
     #[serde(rename = "PK")]
-    pub(super) pk: String,
+    pub(super) pk: keys::ConversationPartition,
     #[serde(rename = "SK")]
-    pub(super) sk: String,
-    pub(super) entity: String,
-    pub(super) message_id: MessageId,
-    pub(super) conversation_id: ConversationId,
+    pub(super) sk: keys::MessageSortKey,
     pub(super) role: Role,
     pub(super) content: String,
-    #[serde(with = "keys::sortable")]
-    pub(super) timestamp: DateTime<Utc>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) attachments: Vec<Attachment>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub(super) metadata: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) client_message_id: Option<String>,
@@ -53,14 +50,10 @@ pub struct MessageItem {
 impl MessageItem {
     pub fn new(user: &UserId, message: &Message) -> Self {
         Self {
-            pk: keys::conversation_partition(user, &message.conversation_id),
-            sk: keys::message_sort_key(message.timestamp, &message.id),
-            entity: "Message".to_owned(),
-            message_id: message.id,
-            conversation_id: message.conversation_id,
+            pk: keys::ConversationPartition::new(user, message.conversation_id),
+            sk: keys::MessageSortKey::new(message.timestamp, message.id),
             role: message.role,
             content: message.content.clone(),
-            timestamp: message.timestamp,
             attachments: message.attachments.clone(),
             metadata: message.metadata.clone(),
             client_message_id: message.client_message_id.clone(),
@@ -82,13 +75,21 @@ impl MessageItem {
         }
     }
 
+    pub fn id(&self) -> MessageId {
+        self.sk.message()
+    }
+
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.sk.timestamp()
+    }
+
     pub fn into_message(self) -> Message {
         Message {
-            id: self.message_id,
-            conversation_id: self.conversation_id,
+            id: self.id(),
+            conversation_id: self.pk.conversation(),
+            timestamp: self.timestamp(),
             role: self.role,
             content: self.content,
-            timestamp: self.timestamp,
             attachments: self.attachments,
             metadata: self.metadata,
             client_message_id: self.client_message_id,
@@ -111,12 +112,8 @@ impl MessageItem {
             match name.as_str() {
                 "PK" => read.pk = Some(value),
                 "SK" => read.sk = Some(value),
-                "entity" => read.entity = Some(value),
-                "messageId" => read.message_id = Some(value),
-                "conversationId" => read.conversation_id = Some(value),
                 "role" => read.role = Some(value),
                 "content" => read.content = Some(value),
-                "timestamp" => read.timestamp = Some(value),
                 "attachments" => read.attachments = Some(value),
                 "metadata" => read.metadata = Some(value),
                 "clientMessageId" => read.client_message_id = Some(value),
@@ -129,15 +126,8 @@ impl MessageItem {
         Ok(Self {
             pk: parsed("PK", read.pk)?,
             sk: parsed("SK", read.sk)?,
-            entity: parsed("entity", read.entity)?,
-            message_id: parsed("messageId", read.message_id)?,
-            conversation_id: parsed("conversationId", read.conversation_id)?,
             role: parsed("role", read.role)?,
             content: parsed("content", read.content)?,
-            timestamp: keys::sortable::deserialize(StringDeserializer::<ValueError>::new(
-                parsed::<String>("timestamp", read.timestamp)?,
-            ))
-            .map_err(|e| decode_error("timestamp", e))?,
             attachments: nested("attachments", read.attachments)?.unwrap_or_default(),
             metadata: nested("metadata", read.metadata)?.unwrap_or_default(),
             client_message_id: optional("clientMessageId", read.client_message_id)?,
@@ -156,12 +146,8 @@ impl MessageItem {
 struct ReadAttributes {
     pk: Option<AttributeValue>,
     sk: Option<AttributeValue>,
-    entity: Option<AttributeValue>,
-    message_id: Option<AttributeValue>,
-    conversation_id: Option<AttributeValue>,
     role: Option<AttributeValue>,
     content: Option<AttributeValue>,
-    timestamp: Option<AttributeValue>,
     attachments: Option<AttributeValue>,
     metadata: Option<AttributeValue>,
     client_message_id: Option<AttributeValue>,
@@ -228,7 +214,7 @@ mod tests {
 
     use super::*;
     use crate::{from_item, to_item};
-    use domain::model::{AttachmentId, StoredFile};
+    use domain::model::{AttachmentId, ConversationId, StoredFile};
 
     fn message(content: &str) -> Message {
         Message {
@@ -293,7 +279,10 @@ mod tests {
     fn a_malformed_item_is_an_error_not_a_panic() {
         let user = UserId::parse("alice").unwrap();
         let mut stored = to_item(&MessageItem::new(&user, &message("hi"))).unwrap();
-        stored.insert("messageId".into(), AttributeValue::S("not a uuid".into()));
+        stored.insert(
+            "SK".into(),
+            AttributeValue::S("MESSAGE#not a time#x".into()),
+        );
         assert!(MessageItem::from_attributes(stored.clone()).is_err());
         stored.remove("content");
         assert!(MessageItem::from_attributes(stored).is_err());

@@ -165,12 +165,17 @@ impl Store {
                 )
             })
             .collect();
-        self.batch_get(keys, Some("messageId"))
+        self.batch_get(keys, Some(keys::SK))
             .await?
             .into_iter()
-            .map(|item| match item.get("messageId") {
-                Some(AttributeValue::S(id)) => MessageId::parse(id),
-                _ => Err(Error::internal("read messages", "a message without its id")),
+            .map(|item| match item.get(keys::SK) {
+                Some(AttributeValue::S(key)) => keys::MessageSortKey::parse(key)
+                    .map(|key| key.message())
+                    .ok_or_else(|| Error::internal("read messages", "not a message's key")),
+                _ => Err(Error::internal(
+                    "read messages",
+                    "a message without its key",
+                )),
             })
             .collect()
     }

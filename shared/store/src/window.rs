@@ -58,8 +58,8 @@ fn window(
     let older = if older_exists {
         messages.last().map(|m| {
             Position::from([
-                (keys::PK.to_owned(), m.pk.clone()),
-                (keys::SK.to_owned(), m.sk.clone()),
+                (keys::PK.to_owned(), m.pk.as_str().to_owned()),
+                (keys::SK.to_owned(), m.sk.as_str().to_owned()),
             ])
         })
     } else {
