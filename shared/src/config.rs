@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::cache::CacheSettings;
 use crate::error::Error;
+use crate::store::ItemShape;
 use domain::usage::{Limits, Metered, DAILY_TOKENS_VARIABLE};
 
 /// The shortest cursor-signing secret accepted.
@@ -40,6 +41,10 @@ pub struct Config {
     pub attachment_max_bytes: u64,
     /// `S3_FORCE_PATH_STYLE=true`: path-style S3 URLs (local S3 servers).
     pub s3_force_path_style: bool,
+    /// `LEAN_ITEMS=true`: conversation and message items written with their ids only in
+    /// their keys, which the releases before issue 18 cannot read (docs/operations.md, "Lean
+    /// items"); unset or `false`: the full shape every release reads.
+    pub item_shape: ItemShape,
     /// `CACHE_NAME`: the ElastiCache cache, for the health function (`health-check`), which
     /// reports its status and finds it at cold start when `CACHE_URL` is not set. Every other
     /// function needs `CACHE_URL`.
@@ -173,6 +178,11 @@ impl Config {
                 namespace: table_name.clone(),
             });
         let attachment_max_bytes = number("ATTACHMENT_MAX_BYTES", DEFAULT_ATTACHMENT_MAX_BYTES)?;
+        let item_shape = match lookup("LEAN_ITEMS").as_deref() {
+            None | Some("false") | Some("") => ItemShape::Full,
+            Some("true") => ItemShape::Lean,
+            Some(_) => return Err(Error::Config("LEAN_ITEMS must be true or false".into())),
+        };
         let days = |name: &str, default: i64| {
             number(name, default as u64).and_then(|d| {
                 i64::try_from(d)
@@ -242,6 +252,7 @@ impl Config {
             attachments_bucket: lookup("ATTACHMENTS_BUCKET").filter(|b| !b.trim().is_empty()),
             attachment_max_bytes,
             s3_force_path_style: lookup("S3_FORCE_PATH_STYLE").as_deref() == Some("true"),
+            item_shape,
             cache,
             cache_name: lookup("CACHE_NAME").filter(|n| !n.trim().is_empty()),
             cache_timeout,

@@ -97,7 +97,8 @@ impl State {
             ),
             config.table_name.clone(),
         )
-        .with_clock(clock.clone());
+        .with_clock(clock.clone())
+        .with_item_shape(config.item_shape);
         if let Some((s3, bucket)) = &s3 {
             store = store.with_content_objects(ContentObjects::new(s3.clone(), *bucket));
         }

@@ -6,9 +6,12 @@ use serde_json::json;
 use shared::clock::SystemClock;
 use tests::{items_of_conversation, new_user, state_configured, LocalApi};
 
-/// The local API without the cache: every read is the table's answer.
-async fn api_without_cache() -> LocalApi {
-    let state = state_configured(&[("CACHE_URL", "")], std::sync::Arc::new(SystemClock)).await;
+/// The local API without the cache (every read is the table's answer), writing lean items or
+/// the full shape every release reads (docs/operations.md, "Lean items").
+async fn api_without_cache(lean_items: bool) -> LocalApi {
+    let lean = if lean_items { "true" } else { "false" };
+    let overrides = [("CACHE_URL", ""), ("LEAN_ITEMS", lean)];
+    let state = state_configured(&overrides, std::sync::Arc::new(SystemClock)).await;
     LocalApi::serving(state).await
 }
 
@@ -313,8 +316,9 @@ async fn as_written_before(api: &LocalApi, user: &str, id: &str) {
 }
 
 #[tokio::test]
-async fn a_conversation_item_keeps_its_owner_and_id_only_in_its_key_and_earlier_items_shed_them() {
-    let api = api_without_cache().await;
+async fn lean_conversation_items_keep_their_owner_and_id_only_in_their_key_and_earlier_items_shed_them(
+) {
+    let api = api_without_cache(true).await;
     let user = new_user();
     let alice = api.as_user(&user);
     let id = alice.create_conversation(Some("Kept once")).await;
@@ -366,9 +370,9 @@ const MESSAGE_STORED_TWICE: [&str; 6] = [
 ];
 
 #[tokio::test]
-async fn a_message_item_keeps_its_conversation_time_and_id_only_in_its_keys_and_earlier_items_read_the_same(
+async fn lean_message_items_keep_their_conversation_time_and_id_only_in_their_keys_and_earlier_items_read_the_same(
 ) {
-    let api = api_without_cache().await;
+    let api = api_without_cache(true).await;
     let user = new_user();
     let alice = api.as_user(&user);
     let id = alice.create_conversation(Some("Said once")).await;
@@ -413,4 +417,55 @@ async fn a_message_item_keeps_its_conversation_time_and_id_only_in_its_keys_and_
         .await
         .expect("write the earlier shape");
     assert_eq!(alice.get(&path).await.body, read);
+}
+
+/// Without lean items, what the release before issue 18 requires of a conversation's and a
+/// message's item is written, and no update removes it: that release reads every item this
+/// one writes.
+#[tokio::test]
+async fn by_default_items_hold_what_the_release_before_requires_and_keep_it() {
+    let api = api_without_cache(false).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Both releases")).await;
+    let said = alice.say(&id, "read by either").await;
+    let renamed = alice
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({"title": "Still both"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
+
+    let items = items_of_conversation(&api.state, &user, &id).await;
+    let text = |item: &std::collections::HashMap<String, AttributeValue>, name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} missing from {item:?}"))
+    };
+    let meta = items
+        .iter()
+        .find(|item| text(item, "SK") == "META")
+        .unwrap();
+    assert_eq!(text(meta, "userId"), user);
+    assert_eq!(text(meta, "conversationId"), id);
+    assert_eq!(text(meta, "entity"), "Conversation");
+    let message = items
+        .iter()
+        .find(|item| text(item, "SK").starts_with("MESSAGE#"))
+        .unwrap();
+    assert_eq!(text(message, "conversationId"), id);
+    assert_eq!(text(message, "messageId"), said["id"].as_str().unwrap());
+    assert_eq!(text(message, "entity"), "Message");
+    // The time and id its sort key says (the API shows the time to the millisecond).
+    let sort_key = text(message, "SK");
+    let stored_time = text(message, "timestamp");
+    let id_said = said["id"].as_str().unwrap();
+    assert_eq!(sort_key, format!("MESSAGE#{stored_time}#{id_said}"));
+    let time_said = said["timestamp"].as_str().unwrap().trim_end_matches('Z');
+    assert!(
+        stored_time.starts_with(time_said),
+        "{stored_time} {time_said}"
+    );
 }

@@ -8,7 +8,6 @@ use domain::error::Error;
 use domain::keys;
 use domain::model::{ClientMessageId, Message, Title, UserId};
 
-use super::conversations::REMOVE_STORED_TWICE;
 use super::{from_item, put_new, s, to_item, MessageItem, Store};
 
 /// Records that a client message id was used, and for which message.
@@ -71,9 +70,9 @@ impl Store {
 
         // No `changedAt`: the change log places an append by its last activity
         // (`Store::changes_after`), so `ByChange` does not move.
-        let mut update_expression = format!(
-            "SET lastActivity = :now, updatedAt = :now ADD messageCount :one {REMOVE_STORED_TWICE}"
-        );
+        let shed = self.shed_stored_twice();
+        let mut update_expression =
+            format!("SET lastActivity = :now, updatedAt = :now ADD messageCount :one {shed}");
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(keys::PK, s(&partition))
@@ -86,7 +85,7 @@ impl Store {
                 "SET lastActivity = :now, updatedAt = :now, \
                  autoTitle = if_not_exists(autoTitle, :auto), \
                  autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
-                 ADD messageCount :one {REMOVE_STORED_TWICE}"
+                 ADD messageCount :one {shed}"
             );
             update = update
                 .expression_attribute_values(":auto", s(title.as_str()))
@@ -100,7 +99,7 @@ impl Store {
         let mut writes = vec![
             TransactWriteItem::builder().update(update).build(),
             TransactWriteItem::builder()
-                .put(put_new(&self.table, to_item(&message_item)?)?)
+                .put(put_new(&self.table, self.message_to_item(&message_item)?)?)
                 .build(),
         ];
         if let Some(client_id) = client_id {

@@ -20,7 +20,8 @@ use domain::model::{Conversation, ConversationId, Title, UserId, UNTITLED};
 
 use super::{
     from_item, is_conditional_check_failure, item_key, page_limit, position_in, position_of,
-    put_new, s, start_key, store_error, to_item, Item, Store, Tombstone, BATCH_WRITE_MAX,
+    put_new, s, start_key, store_error, to_item, Item, ItemShape, Store, Tombstone,
+    BATCH_WRITE_MAX,
 };
 
 /// How many batch deletes of one purge run at once.
@@ -33,9 +34,38 @@ const MAX_FILTERED_PAGES: usize = 8;
 const FILTERED_PAGE_ITEMS: usize = 200;
 
 /// What a conversation's item held twice before issue 18 (its owner and id, which its
-/// partition key holds, and its kind, which its sort key says): every update of the item
-/// removes them, so an item written before takes the smaller shape at its next write.
-pub(super) const REMOVE_STORED_TWICE: &str = "REMOVE userId, conversationId, entity";
+/// partition key holds, and its kind, which its sort key says). With lean items, every update
+/// of the item removes them, so an item written before takes the smaller shape at its next
+/// write.
+const REMOVE_STORED_TWICE: &str = "REMOVE userId, conversationId, entity";
+
+impl Store {
+    /// What an update of a conversation's item appends to its expression: with lean items,
+    /// the removal of what the item held twice; nothing with full ones.
+    pub(super) fn shed_stored_twice(&self) -> &'static str {
+        match self.shape {
+            ItemShape::Lean => REMOVE_STORED_TWICE,
+            ItemShape::Full => "",
+        }
+    }
+
+    /// A conversation's item as this store writes it (`ItemShape`).
+    pub(super) fn conversation_to_item(
+        &self,
+        conversation: &ConversationItem,
+    ) -> Result<Item, Error> {
+        let mut item = to_item(conversation)?;
+        if self.shape == ItemShape::Full {
+            item.insert("userId".to_owned(), s(conversation.user_id().as_str()));
+            item.insert(
+                "conversationId".to_owned(),
+                s(&conversation.conversation_id().to_string()),
+            );
+            item.insert("entity".to_owned(), s("Conversation"));
+        }
+        Ok(item)
+    }
+}
 
 /// A conversation as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,7 +304,7 @@ impl Store {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(&item)?))
+            .set_item(Some(self.conversation_to_item(&item)?))
             .condition_expression("attribute_not_exists(PK)")
             .send()
             .await
@@ -302,7 +332,7 @@ impl Store {
             .map_err(|e| Error::internal("build tombstone check", e))?;
         let writes = vec![
             TransactWriteItem::builder()
-                .put(put_new(&self.table, to_item(&item)?)?)
+                .put(put_new(&self.table, self.conversation_to_item(&item)?)?)
                 .build(),
             TransactWriteItem::builder()
                 .condition_check(tombstone)
@@ -462,22 +492,23 @@ impl Store {
             .expression_attribute_values(":changed", s(&self.change_stamp(id)))
             .return_values(ReturnValue::AllNew);
         let stamps = "updatedAt = :now, changedAt = :changed, #setAt = :setAt";
+        let shed = self.shed_stored_twice();
         let update = match change {
             ConversationChange::Rename(title) => update
                 .update_expression(format!(
-                    "SET title = :title, titleLower = :lower, {stamps} {REMOVE_STORED_TWICE}"
+                    "SET title = :title, titleLower = :lower, {stamps} {shed}"
                 ))
                 .expression_attribute_values(":title", s(title.as_str()))
                 .expression_attribute_values(":lower", s(&title.as_str().to_lowercase())),
             ConversationChange::Archive(archived) => update
                 .update_expression(format!(
                     "SET isArchived = :archived, ownerState = :state, {stamps} \
-                     {REMOVE_STORED_TWICE}"
+                     {shed}"
                 ))
                 .expression_attribute_values(":archived", AttributeValue::Bool(archived))
                 .expression_attribute_values(":state", s(&keys::owner_state(user, archived))),
             ConversationChange::Tags(tags) => update
-                .update_expression(format!("SET tags = :tags, {stamps} {REMOVE_STORED_TWICE}"))
+                .update_expression(format!("SET tags = :tags, {stamps} {shed}"))
                 .expression_attribute_values(
                     ":tags",
                     AttributeValue::L(tags.iter().map(|t| s(t)).collect()),

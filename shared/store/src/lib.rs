@@ -58,6 +58,21 @@ use domain::clock::{Clock, SystemClock};
 use domain::keys;
 use domain::model::ConversationId;
 
+/// Which attributes conversation and message items are written with: issue 18 keeps ids
+/// only in the keys, which the release before it cannot read, so the change is made in two
+/// steps (docs/operations.md, "Lean items"): a release that reads both shapes and writes the
+/// full one, then the lean writes switched on once every function runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ItemShape {
+    /// Also the attributes the release before issue 18 requires: a conversation's `userId`,
+    /// `conversationId` and `entity`; a message's `conversationId`, `messageId`, `timestamp`
+    /// and `entity` (each what the item's keys say).
+    #[default]
+    Full,
+    /// Ids only in the keys; updates of a conversation's item remove what it held twice.
+    Lean,
+}
+
 /// The table, through the access patterns the service needs.
 #[derive(Clone)]
 pub struct Store {
@@ -66,6 +81,7 @@ pub struct Store {
     pub(crate) content: Option<ContentObjects>,
     /// Stamps every write with its place in the owner's change log.
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) shape: ItemShape,
 }
 
 impl Store {
@@ -75,7 +91,13 @@ impl Store {
             table: table.into(),
             content: None,
             clock: Arc::new(SystemClock),
+            shape: ItemShape::default(),
         }
+    }
+
+    /// A store that writes conversation and message items in `shape`.
+    pub fn with_item_shape(self, shape: ItemShape) -> Self {
+        Self { shape, ..self }
     }
 
     /// A store whose change-log stamps come from `clock`.

@@ -98,6 +98,27 @@ impl MessageItem {
     }
 }
 
+impl super::Store {
+    /// A message's item as this store writes it (`ItemShape`).
+    pub(super) fn message_to_item(&self, message: &MessageItem) -> Result<Item, Error> {
+        let mut item = super::to_item(message)?;
+        if self.shape == super::ItemShape::Full {
+            let s = |text: String| AttributeValue::S(text);
+            item.insert(
+                "conversationId".to_owned(),
+                s(message.pk.conversation().to_string()),
+            );
+            item.insert("messageId".to_owned(), s(message.id().to_string()));
+            item.insert(
+                "timestamp".to_owned(),
+                s(keys::sortable_time(message.timestamp())),
+            );
+            item.insert("entity".to_owned(), s("Message".to_owned()));
+        }
+        Ok(item)
+    }
+}
+
 impl MessageItem {
     /// Reads a message item attribute by attribute, moving each string out of the item, where
     /// serde_dynamo's `from_item` first copies the whole item into a map of its own: a page of

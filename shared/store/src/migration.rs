@@ -7,7 +7,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Up
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::conversations::REMOVE_STORED_TWICE;
 use super::{
     backoff, from_item, is_conditional_check_failure, item_key, put_new, s, store_error, to_item,
     Cancellation, Store, TRANSACTION_ATTEMPTS,
@@ -199,7 +198,7 @@ impl Store {
             // count update: its change-log stamp is taken just before the transaction is sent.
             let mut puts = Vec::with_capacity(pending.len());
             for message in &pending {
-                let item = to_item(&self.message_item(user, message).await?)?;
+                let item = self.message_to_item(&self.message_item(user, message).await?)?;
                 puts.push(
                     TransactWriteItem::builder()
                         .put(put_new(&self.table, item)?)
@@ -249,8 +248,8 @@ impl Store {
         count: usize,
         auto_title: Option<&Title>,
     ) -> Result<Update, Error> {
-        let mut expression =
-            format!("SET changedAt = :changed ADD messageCount :count {REMOVE_STORED_TWICE}");
+        let shed = self.shed_stored_twice();
+        let mut expression = format!("SET changedAt = :changed ADD messageCount :count {shed}");
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(
@@ -265,7 +264,7 @@ impl Store {
             expression = format!(
                 "SET changedAt = :changed, autoTitle = if_not_exists(autoTitle, :auto), \
                  autoTitleLower = if_not_exists(autoTitleLower, :autoLower) \
-                 ADD messageCount :count {REMOVE_STORED_TWICE}"
+                 ADD messageCount :count {shed}"
             );
             update = update
                 .expression_attribute_values(":auto", s(title.as_str()))
@@ -294,7 +293,8 @@ impl Store {
             )
             .key(keys::SK, s(keys::CONVERSATION_SK))
             .update_expression(format!(
-                "SET lastActivity = :to, changedAt = :changed {REMOVE_STORED_TWICE}"
+                "SET lastActivity = :to, changedAt = :changed {}",
+                self.shed_stored_twice()
             ))
             .condition_expression("attribute_exists(PK) AND lastActivity < :to")
             .expression_attribute_values(":to", s(&keys::sortable_time(to)))

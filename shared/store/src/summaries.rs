@@ -4,7 +4,6 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::conversations::REMOVE_STORED_TWICE;
 use super::{is_conditional_check_failure, item_key, s, store_error, ConversationItem, Store};
 use domain::error::Error;
 use domain::keys;
@@ -91,7 +90,7 @@ impl Store {
             set.push_str(", summarizedUntil = :until");
             request = request.expression_attribute_values(":until", s(until));
         }
-        let expression = format!("SET {set} {REMOVE_STORED_TWICE}");
+        let expression = format!("SET {set} {}", self.shed_stored_twice());
         match request.update_expression(expression).send().await {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_check_failure(&e) => Ok(false),

@@ -51,6 +51,10 @@ struct Args {
     /// The table (as the functions' TABLE_NAME).
     #[arg(long, env = "TABLE_NAME")]
     table: String,
+    /// Write conversation and message items lean, as the functions do with LEAN_ITEMS=true
+    /// (docs/operations.md, "Lean items"): only once every function reads them.
+    #[arg(long, env = "LEAN_ITEMS")]
+    lean_items: bool,
     /// Users migrated at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
@@ -128,7 +132,7 @@ async fn reindex_search(
     args: &Args,
 ) -> Result<shared::search_backfill::BackfillReport, Box<dyn std::error::Error>> {
     let sdk = aws_config::load_from_env().await;
-    let mut store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    let mut store = store_for(args, &sdk);
     // Messages over 32 KiB keep their content in the attachments bucket.
     match shared::store::ContentObjects::from_env(&sdk) {
         Some(objects) => store = store.with_content_objects(objects),
@@ -158,7 +162,7 @@ async fn import(args: &Args, path: &std::path::Path) -> Result<(), Box<dyn std::
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let sdk = aws_config::load_from_env().await;
-    let mut store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    let mut store = store_for(args, &sdk);
     // Messages over 32 KiB keep their content in the attachments bucket.
     match shared::store::ContentObjects::from_env(&sdk) {
         Some(objects) => store = store.with_content_objects(objects),
@@ -196,10 +200,19 @@ async fn import(args: &Args, path: &std::path::Path) -> Result<(), Box<dyn std::
     Ok(())
 }
 
+/// The table as `args` name it, written in the item shape they ask for.
+fn store_for(args: &Args, sdk: &aws_config::SdkConfig) -> Store {
+    let shape = match args.lean_items {
+        true => shared::store::ItemShape::Lean,
+        false => shared::store::ItemShape::Full,
+    };
+    Store::new(aws_sdk_dynamodb::Client::new(sdk), &args.table).with_item_shape(shape)
+}
+
 async fn run(args: Args) -> Result<RunSummary, Box<dyn std::error::Error>> {
     let only_user = args.user.as_deref().map(UserId::parse).transpose()?;
     let sdk = aws_config::load_from_env().await;
-    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    let store = store_for(&args, &sdk);
     let migrator = Migrator::new(
         store.clone(),
         MigrationOptions {
