@@ -93,15 +93,10 @@ struct Bench {
     api: LocalApi,
     poller: StreamPoller,
     meters: Meters,
-    /// The stand-in model answering the summaries, when they are given a length.
-    _model: Option<tests::ChatServer>,
 }
 
 impl Bench {
-    /// `summary_chars`: 0 for the local model's summaries (a sentence quoting the newest
-    /// message, about 250 bytes), else summaries of that many characters from a stand-in model
-    /// over HTTP, as a real model's would be.
-    async fn start(summary_chars: usize) -> Self {
+    async fn start() -> Self {
         let target = std::env::var("AWS_ENDPOINT_URL").unwrap();
         let meters = Meters {
             requests: Meter::start(&target).await,
@@ -115,25 +110,12 @@ impl Bench {
         // before.
         // Items written lean (docs/operations.md, "Lean items"): the shape this release writes
         // once `LeanItems` is on.
-        let mut overrides = vec![
+        let overrides = [
             ("CACHE_URL", ""),
             ("LIMIT_SEARCHES_PER_MINUTE", "100000"),
             ("SYNC_SETTLE_SECONDS", "1"),
             ("LEAN_ITEMS", "true"),
         ];
-        let model = match summary_chars {
-            0 => None,
-            length => {
-                Some(tests::ChatServer::start(tests::ChatBehaviour::AnswerOfLength(length)).await)
-            }
-        };
-        if let Some(model) = &model {
-            overrides.extend([
-                ("MODEL_PROVIDER", "openai"),
-                ("OPENAI_BASE_URL", model.base_url.as_str()),
-                ("MODEL_ID", "stand-in"),
-            ]);
-        }
         let state = tests::state_through(meters.requests.endpoint(), &overrides).await;
         let search = tests::same_tables_through(&state, meters.search.endpoint()).await;
         let summaries = tests::same_tables_through(&state, meters.summaries.endpoint()).await;
@@ -148,7 +130,6 @@ impl Bench {
             api,
             poller,
             meters,
-            _model: model,
         }
     }
 
@@ -534,12 +515,9 @@ async fn main() {
     let users = knob("MESSAGE_COST_USERS", 30);
     let longest = knob("MESSAGE_COST_LONGEST", 1_500);
     let last = knob("MESSAGE_COST_ONE", CHECKPOINTS[CHECKPOINTS.len() - 1]);
-    // Summaries of this many characters (0: the local model's); a run with them writes a file
-    // of its own beside the default run's.
-    let summary_chars = knob("MESSAGE_COST_SUMMARY_CHARS", 0);
     let zipf = Zipf::new(VOCABULARY);
     let mut rng = StdRng::seed_from_u64(18);
-    let mut bench = Bench::start(summary_chars).await;
+    let mut bench = Bench::start().await;
     let started = std::time::Instant::now();
     let one = one_conversation(&mut bench, &zipf, &mut rng, last).await;
     eprintln!(
@@ -559,14 +537,9 @@ async fn main() {
         "mixedWorkload": mixed,
         "readUnits": reads,
         "itemShape": "lean",
-        "summaryChars": summary_chars,
         "note": "write units are whole units per item write (1 KB each, the larger of the item before and after; transactions twice), index writes by index from the entries' sizes; reads in 4 KB units, eventually consistent half; a query's units from every item it evaluated, filters ignored. Without the cache, so every read reaches the table.",
     });
-    let file = match summary_chars {
-        0 => "message-cost.json".to_owned(),
-        length => format!("message-cost-summaries-{length}.json"),
-    };
-    let path = tests::workspace_root().join("docs/benchmarks").join(file);
+    let path = tests::workspace_root().join("docs/benchmarks/message-cost.json");
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&results).unwrap() + "\n",

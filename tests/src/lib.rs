@@ -381,9 +381,6 @@ pub enum ChatBehaviour {
     FailFirst,
     Fail,
     Hang,
-    /// Answers every request with a text of this many characters (what a model's summary of
-    /// that length costs to keep), made of the last message's words.
-    AnswerOfLength(usize),
 }
 
 /// A stand-in for an OpenAI-compatible model endpoint (no model can run here), served over
@@ -441,19 +438,6 @@ impl ChatServer {
                             events.push("[DONE]".to_owned());
                             let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
                             (axum::http::StatusCode::OK, body)
-                        }
-                        ChatBehaviour::AnswerOfLength(length) => {
-                            let words = if last.trim().is_empty() { "summary" } else { last.as_str() };
-                            let text: String =
-                                words.split_whitespace().cycle().flat_map(|w| [w, " "]).flat_map(str::chars).take(length).collect();
-                            (
-                                axum::http::StatusCode::OK,
-                                serde_json::json!({
-                                    "choices": [{"message": {"role": "assistant", "content": text}}],
-                                    "usage": {"prompt_tokens": 11, "completion_tokens": length / 4}
-                                })
-                                .to_string(),
-                            )
                         }
                         ChatBehaviour::Answer => (
                             axum::http::StatusCode::OK,
