@@ -137,6 +137,26 @@ pub fn parse_conversation_partition(partition: &str) -> Option<(UserId, Conversa
     ))
 }
 
+/// Serde for a typed key: written as its text, read only from text that parses as one.
+macro_rules! key_as_text {
+    ($key:ty, $what:literal) => {
+        impl serde::Serialize for $key {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.key)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $key {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let key = <String as serde::Deserialize>::deserialize(deserializer)?;
+                Self::parse(&key).ok_or_else(|| {
+                    serde::de::Error::custom(format!(concat!("{:?} is not ", $what), key))
+                })
+            }
+        }
+    };
+}
+
 /// A conversation's partition key, with the owner and the conversation it names: what the
 /// conversation's item keeps of both (it stores neither again). Written as the key's text,
 /// and read only from a key that parses, so its owner and id are never missing.
@@ -178,20 +198,7 @@ impl ConversationPartition {
     }
 }
 
-impl serde::Serialize for ConversationPartition {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.key)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ConversationPartition {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let key = <String as serde::Deserialize>::deserialize(deserializer)?;
-        Self::parse(&key).ok_or_else(|| {
-            serde::de::Error::custom(format!("{key:?} is not a conversation's partition key"))
-        })
-    }
-}
+key_as_text!(ConversationPartition, "a conversation's partition key");
 
 /// Sort keys of the search entries of an earlier design (one item per conversation and term,
 /// in the conversation's partition): nothing writes them any more, and the search backfill
@@ -325,19 +332,7 @@ impl MessageSortKey {
     }
 }
 
-impl serde::Serialize for MessageSortKey {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.key)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for MessageSortKey {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let key = <String as serde::Deserialize>::deserialize(deserializer)?;
-        Self::parse(&key)
-            .ok_or_else(|| serde::de::Error::custom(format!("{key:?} is not a message's sort key")))
-    }
-}
+key_as_text!(MessageSortKey, "a message's sort key");
 
 pub fn client_message_sort_key(client_id: &ClientMessageId) -> String {
     format!("{CLIENT_MESSAGE_PREFIX}{}", client_id.as_str())
@@ -595,6 +590,33 @@ mod tests {
         assert!(sortable_time(a) < sortable_time(b));
         assert!(sortable_time(b) < sortable_time(c));
         assert_eq!(sortable_time(a).len(), sortable_time(b).len());
+    }
+
+    #[test]
+    fn typed_keys_read_back_what_they_write_and_refuse_other_text() {
+        let conversation = ConversationId::generate();
+        let partition = ConversationPartition::new(&user(), conversation);
+        let read: ConversationPartition =
+            serde_json::from_value(serde_json::to_value(&partition).unwrap()).unwrap();
+        assert_eq!(read, partition);
+        assert_eq!((read.user(), read.conversation()), (&user(), conversation));
+        assert!(serde_json::from_str::<ConversationPartition>("\"USER#alice\"").is_err());
+
+        let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+        let message = MessageId::generate();
+        let key = MessageSortKey::new(at, message);
+        assert_eq!(key.as_str(), message_sort_key(at, &message));
+        let read: MessageSortKey =
+            serde_json::from_value(serde_json::to_value(&key).unwrap()).unwrap();
+        assert_eq!((read.timestamp(), read.message()), (at, message));
+        for other in [
+            "META",
+            "MESSAGE#2026-12-04T09:30:00Z#x",
+            // Only the form the store writes: microseconds and `Z`.
+            &format!("MESSAGE#2026-12-04T09:30:00+00:00#{message}"),
+        ] {
+            assert_eq!(MessageSortKey::parse(other), None, "{other}");
+        }
     }
 
     #[test]
