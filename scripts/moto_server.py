@@ -222,7 +222,8 @@ def honour_client_request_tokens() -> None:
 
     def transact_write_items(self):
         token = self.body.get("ClientRequestToken")
-        items = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+        # Binary attributes arrive decoded: compare them as their text.
+        items = json.dumps(self.body.get("TransactItems"), sort_keys=True, default=repr)
         now = time.monotonic()
         for old in [t for t, (_, at) in seen.items() if now - at > CLIENT_REQUEST_TOKEN_SECONDS]:
             del seen[old]

@@ -45,6 +45,10 @@ pub struct Config {
     /// their keys, which the releases before issue 18 cannot read (docs/operations.md, "Lean
     /// items"); unset or `false`: the full shape every release reads.
     pub item_shape: ItemShape,
+    /// `COMPRESS_TEXT=true`: message content and summaries written deflated when that makes
+    /// them smaller, which the releases before it cannot read (docs/operations.md, "Deflated
+    /// text"); unset or `false`: always as text.
+    pub compress_text: bool,
     /// `CACHE_NAME`: the ElastiCache cache, for the health function (`health-check`), which
     /// reports its status and finds it at cold start when `CACHE_URL` is not set. Every other
     /// function needs `CACHE_URL`.
@@ -94,6 +98,16 @@ impl std::fmt::Debug for Config {
 pub const DEFAULT_STORE_MAX_ATTEMPTS: u64 = 4;
 
 /// The positive whole number variable `name` holds, `default` when it is not set.
+/// A switch of the stack's configuration: `true`, or `false` (also when unset or empty, as
+/// a template parameter left blank arrives); anything else is refused.
+pub fn switch(name: &str, value: Option<&str>) -> Result<bool, Error> {
+    match value.map(str::trim) {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(Error::Config(format!("{name} must be true or false"))),
+    }
+}
+
 pub fn positive_number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &str,
@@ -178,11 +192,11 @@ impl Config {
                 namespace: table_name.clone(),
             });
         let attachment_max_bytes = number("ATTACHMENT_MAX_BYTES", DEFAULT_ATTACHMENT_MAX_BYTES)?;
-        let item_shape = match lookup("LEAN_ITEMS").as_deref() {
-            None | Some("false") | Some("") => ItemShape::Full,
-            Some("true") => ItemShape::Lean,
-            Some(_) => return Err(Error::Config("LEAN_ITEMS must be true or false".into())),
+        let item_shape = match switch("LEAN_ITEMS", lookup("LEAN_ITEMS").as_deref())? {
+            false => ItemShape::Full,
+            true => ItemShape::Lean,
         };
+        let compress_text = switch("COMPRESS_TEXT", lookup("COMPRESS_TEXT").as_deref())?;
         let days = |name: &str, default: i64| {
             number(name, default as u64).and_then(|d| {
                 i64::try_from(d)
@@ -253,6 +267,7 @@ impl Config {
             attachment_max_bytes,
             s3_force_path_style: lookup("S3_FORCE_PATH_STYLE").as_deref() == Some("true"),
             item_shape,
+            compress_text,
             cache,
             cache_name: lookup("CACHE_NAME").filter(|n| !n.trim().is_empty()),
             cache_timeout,

@@ -98,7 +98,8 @@ impl State {
             config.table_name.clone(),
         )
         .with_clock(clock.clone())
-        .with_item_shape(config.item_shape);
+        .with_item_shape(config.item_shape)
+        .with_compressed_text(config.compress_text);
         if let Some((s3, bucket)) = &s3 {
             store = store.with_content_objects(ContentObjects::new(s3.clone(), *bucket));
         }

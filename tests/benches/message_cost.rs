@@ -115,6 +115,7 @@ impl Bench {
             ("LIMIT_SEARCHES_PER_MINUTE", "100000"),
             ("SYNC_SETTLE_SECONDS", "1"),
             ("LEAN_ITEMS", "true"),
+            ("COMPRESS_TEXT", "true"),
         ];
         let state = tests::state_through(meters.requests.endpoint(), &overrides).await;
         let search = tests::same_tables_through(&state, meters.search.endpoint()).await;
@@ -253,6 +254,56 @@ fn size(rng: &mut StdRng, median: f64, range: (usize, usize)) -> usize {
     ((median.ln() + 0.9 * normal).exp().round() as usize).clamp(range.0, range.1)
 }
 
+/// How much of a text the store keeps when it deflates it (`COMPRESS_TEXT`: texts of at
+/// least 128 bytes, when deflating makes them smaller), summed over texts.
+#[derive(Default)]
+struct Deflation {
+    bytes: usize,
+    kept: usize,
+}
+
+impl Deflation {
+    fn add(&mut self, text: &str) {
+        self.bytes += text.len();
+        self.kept += match text.len() >= 128 {
+            true => deflated_len(text).min(text.len()),
+            false => text.len(),
+        };
+    }
+
+    fn share(&self) -> f64 {
+        (self.kept as f64 / self.bytes.max(1) as f64 * 100.0).round() / 100.0
+    }
+}
+
+fn deflated_len(text: &str) -> usize {
+    use std::io::Write;
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap().len()
+}
+
+/// The same share for English prose in pieces of a reply's size (2 KB of this project's
+/// docs), against which the generated words' share is read.
+fn english_deflates_to() -> f64 {
+    let mut share = Deflation::default();
+    for doc in ["README.md", "docs/operations.md", "docs/data-model.md"] {
+        let text = std::fs::read_to_string(tests::workspace_root().join(doc)).unwrap();
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        while at + 2_048 <= bytes.len() {
+            let mut end = at + 2_048;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            share.add(&text[at..end]);
+            at = end;
+        }
+    }
+    share.share()
+}
+
 /// Part 2: the mixed workload.
 async fn mixed(
     bench: &mut Bench,
@@ -266,6 +317,7 @@ async fn mixed(
     let mut messages = 0usize;
     let mut dearest = (0u64, Value::Null);
     let mut lengths = Vec::new();
+    let mut text_bytes = Deflation::default();
     for u in 0..users {
         let client = bench.api.as_user(&new_user());
         let conversations = 1 + (rng.random::<f64>() * 6.0) as usize;
@@ -292,6 +344,7 @@ async fn mixed(
                     ("assistant", size(rng, 600.0, (100, 4_096)))
                 };
                 let text = zipf.text(rng, bytes);
+                text_bytes.add(&text);
                 let (_, cost) = bench.metered(append(&client, &id, role, &text)).await;
                 messages += 1;
                 if cost.writes() > dearest.0 {
@@ -409,6 +462,8 @@ async fn mixed(
         "everythingElsePerMessage": (rest.writes() as f64 / messages as f64 * 100.0).round() / 100.0,
         "allInPerMessage": ((appends.writes() + rest.writes()) as f64 / messages as f64 * 100.0).round() / 100.0,
         "dearestMessage": dearest.1,
+        "textDeflatesTo": text_bytes.share(),
+        "englishDeflatesTo": english_deflates_to(),
         "otherOperations": others,
     })
 }
@@ -537,6 +592,7 @@ async fn main() {
         "mixedWorkload": mixed,
         "readUnits": reads,
         "itemShape": "lean",
+        "compressedText": true,
         "note": "write units are whole units per item write (1 KB each, the larger of the item before and after; transactions twice), index writes by index from the entries' sizes; reads in 4 KB units, eventually consistent half; a query's units from every item it evaluated, filters ignored. Without the cache, so every read reaches the table.",
     });
     let path = tests::workspace_root().join("docs/benchmarks/message-cost.json");

@@ -469,3 +469,59 @@ async fn by_default_items_hold_what_the_release_before_requires_and_keep_it() {
         "{stored_time} {time_said}"
     );
 }
+
+/// With `COMPRESS_TEXT` on, content that deflating makes smaller is kept deflated in its item
+/// (short content stays text), and the API and the context read it back as it was written.
+#[tokio::test]
+async fn long_content_is_kept_deflated_and_every_reader_gets_it_back_as_written() {
+    let overrides = [("CACHE_URL", ""), ("COMPRESS_TEXT", "true")];
+    let state = state_configured(&overrides, std::sync::Arc::new(SystemClock)).await;
+    let api = LocalApi::serving(state).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Long answers")).await;
+    let question = "Why are there two tides a day?";
+    alice.say(&id, question).await;
+    let answer = (1..=30)
+        .map(|n| {
+            format!("Step {n}: the moon pulls the near ocean and the earth away from the far one.")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let added = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "assistant", "content": answer}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+    assert_eq!(added.body["content"], answer.as_str());
+
+    let items = items_of_conversation(&api.state, &user, &id).await;
+    let contents: Vec<&AttributeValue> = items
+        .iter()
+        .filter(|item| item["SK"].as_s().unwrap().starts_with("MESSAGE#"))
+        .map(|item| &item["content"])
+        .collect();
+    assert_eq!(contents[0], &AttributeValue::S(question.to_owned()));
+    let deflated = contents[1]
+        .as_b()
+        .expect("the long answer is kept deflated");
+    assert!(
+        deflated.as_ref().len() * 4 < answer.len(),
+        "{} bytes for {}",
+        deflated.as_ref().len(),
+        answer.len()
+    );
+
+    let path = format!("/conversations/{id}");
+    let read = alice.get(&path).await.body;
+    assert_eq!(read["messages"][0]["content"], question);
+    assert_eq!(read["messages"][1]["content"], answer.as_str());
+    let context = alice.get(&format!("/conversations/context/{id}")).await;
+    assert!(
+        context.body.to_string().contains("Step 30: the moon"),
+        "{:?}",
+        context.body
+    );
+}

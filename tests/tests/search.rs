@@ -508,3 +508,36 @@ async fn a_message_older_than_a_full_blocks_newest_leaves_that_block_searchable(
     let body = search(&client, "q=w100x1q").await;
     assert_eq!(found_ids(&body), vec![id]);
 }
+
+/// A reply kept deflated (`COMPRESS_TEXT`) reaches the indexer through the stream's image as
+/// the text it was, and its words are found.
+#[tokio::test]
+async fn a_word_of_a_reply_kept_deflated_is_found() {
+    let (api, mut poller) =
+        tests::api_feeding(StreamConsumer::IndexForSearch, &[("COMPRESS_TEXT", "true")]).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Birds")).await;
+    let answer = (1..=25)
+        .map(|n| format!("Note {n}: the swallows come back to the old barn every spring."))
+        .collect::<Vec<_>>()
+        .join(" ")
+        + " Also the hoopoe.";
+    let added = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "assistant", "content": answer}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+    let items = items_of_conversation(&api.state, &user, &id).await;
+    assert!(
+        items.iter().any(|item| item
+            .get("content")
+            .is_some_and(|content| content.as_b().is_ok())),
+        "the reply is kept deflated"
+    );
+    index(&mut poller).await;
+    let found = search(&alice, "q=hoopoe").await;
+    assert_eq!(found_ids(&found), vec![id]);
+}

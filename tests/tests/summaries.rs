@@ -358,3 +358,106 @@ async fn an_imported_summary_is_kept_and_not_made_again() {
     let outcome = state.summaries.summarize(&owner, &id, Utc::now()).await;
     assert_eq!(outcome.unwrap(), SummaryOutcome::NotDue);
 }
+
+/// A model whose summaries are as long as a real model's (some 1,500 bytes).
+struct LongWindedModel;
+
+impl LongWindedModel {
+    fn summary() -> String {
+        (1..=40)
+            .map(|n| format!("Point {n}: they planned the garden beds and the watering."))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl ModelProvider for LongWindedModel {
+    fn name(&self) -> &'static str {
+        "long-winded"
+    }
+
+    fn stream<'a>(
+        &'a self,
+        _request: &'a ModelRequest,
+    ) -> BoxStream<'a, Result<ModelDelta, ProviderError>> {
+        Box::pin(futures::stream::iter([Ok(ModelDelta::Text(
+            Self::summary(),
+        ))]))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        _request: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<ModelReply, ProviderError>> {
+        Box::pin(async {
+            Ok(ModelReply {
+                text: Self::summary(),
+                input_tokens: 100,
+                output_tokens: 400,
+            })
+        })
+    }
+}
+
+/// With `COMPRESS_TEXT` on, a summary of a real model's length is kept deflated in the
+/// conversation's item (and so in its listing index entry), and every reader gets the text back.
+#[tokio::test]
+async fn a_long_summary_is_kept_deflated_and_read_back_as_written() {
+    let state = state_configured(
+        &[
+            ("SUMMARY_EVERY_MESSAGES", "4"),
+            ("COMPRESS_TEXT", "true"),
+            ("CACHE_URL", ""),
+        ],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = new_user();
+    let contents = (1..=4).map(|n| format!("Question {n} about the garden"));
+    let conversation = conversation_saying(&state, &user, contents).await;
+    let id = conversation.id.to_string();
+
+    let (failures, _) = run_summarizer(
+        &summarizing_with(&state, Arc::new(LongWindedModel)),
+        &user,
+        &id,
+    )
+    .await;
+    assert!(failures.is_empty(), "{failures:?}");
+
+    let written = LongWindedModel::summary();
+    let items = tests::items_of_conversation(&state, &user, &id).await;
+    let meta = items
+        .iter()
+        .find(|item| item["SK"].as_s().unwrap() == "META")
+        .unwrap();
+    let deflated = meta["summary"]
+        .as_b()
+        .expect("the summary is kept deflated");
+    assert!(
+        deflated.as_ref().len() * 3 < written.len(),
+        "{} bytes for {}",
+        deflated.as_ref().len(),
+        written.len()
+    );
+    assert_eq!(
+        stored(&state, &user, &id).await.summary,
+        Some(written.clone())
+    );
+
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&user);
+    let shown = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(shown.body["summary"], Value::from(written.clone()));
+    let listed = alice.get("/conversations").await;
+    assert_eq!(
+        listed.body["conversations"][0]["summary"],
+        Value::from(written.clone())
+    );
+    let context = alice.get(&format!("/conversations/context/{id}")).await;
+    assert!(
+        context.body.to_string().contains("Point 40: they planned"),
+        "{:?}",
+        context.body
+    );
+}

@@ -49,12 +49,18 @@ impl Store {
         }
     }
 
-    /// A conversation's item as this store writes it (`ItemShape`).
+    /// A conversation's item as this store writes it (`ItemShape`, `compress_text`).
     pub(super) fn conversation_to_item(
         &self,
         conversation: &ConversationItem,
     ) -> Result<Item, Error> {
         let mut item = to_item(conversation)?;
+        if let (true, Some(summary)) = (self.compress_text, &conversation.summary) {
+            item.insert(
+                "summary".to_owned(),
+                super::deflated::text_attribute(summary, true),
+            );
+        }
         if self.shape == ItemShape::Full {
             item.insert("userId".to_owned(), s(conversation.user_id().as_str()));
             item.insert(
@@ -99,7 +105,12 @@ pub struct ConversationItem {
     pub is_archived: bool,
     #[serde(default)]
     pub tags: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Written deflated when the store compresses text (`deflated`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::deflated::optional_text"
+    )]
     pub summary: Option<String>,
     pub message_count: u64,
     /// How many messages the summary has taken in (`crate::summaries`).

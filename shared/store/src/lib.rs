@@ -13,6 +13,7 @@ mod by_activity;
 mod completions;
 mod content;
 mod conversations;
+mod deflated;
 mod dynamo;
 mod exports;
 mod forget;
@@ -82,6 +83,9 @@ pub struct Store {
     /// Stamps every write with its place in the owner's change log.
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) shape: ItemShape,
+    /// Whether message content and summaries are written deflated when that makes them
+    /// smaller (`deflated`; off until every function reads them: docs/operations.md).
+    pub(crate) compress_text: bool,
 }
 
 impl Store {
@@ -92,12 +96,22 @@ impl Store {
             content: None,
             clock: Arc::new(SystemClock),
             shape: ItemShape::default(),
+            compress_text: false,
         }
     }
 
     /// A store that writes conversation and message items in `shape`.
     pub fn with_item_shape(self, shape: ItemShape) -> Self {
         Self { shape, ..self }
+    }
+
+    /// A store that writes message content and summaries deflated when that makes them
+    /// smaller (`compress`), or always as text.
+    pub fn with_compressed_text(self, compress: bool) -> Self {
+        Self {
+            compress_text: compress,
+            ..self
+        }
     }
 
     /// A store whose change-log stamps come from `clock`.

@@ -29,6 +29,8 @@ pub struct MessageItem {
     #[serde(rename = "SK")]
     pub(super) sk: keys::MessageSortKey,
     pub(super) role: Role,
+    /// Written deflated when the store compresses text (`deflated`).
+    #[serde(deserialize_with = "super::deflated::text")]
     pub(super) content: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) attachments: Vec<Attachment>,
@@ -102,6 +104,12 @@ impl super::Store {
     /// A message's item as this store writes it (`ItemShape`).
     pub(super) fn message_to_item(&self, message: &MessageItem) -> Result<Item, Error> {
         let mut item = super::to_item(message)?;
+        if self.compress_text {
+            item.insert(
+                "content".to_owned(),
+                super::deflated::text_attribute(&message.content, true),
+            );
+        }
         if self.shape == super::ItemShape::Full {
             let s = |text: String| AttributeValue::S(text);
             item.insert(
@@ -148,7 +156,11 @@ impl MessageItem {
             pk: parsed("PK", read.pk)?,
             sk: parsed("SK", read.sk)?,
             role: parsed("role", read.role)?,
-            content: parsed("content", read.content)?,
+            content: match read.content {
+                Some(AttributeValue::B(bytes)) => super::deflated::inflated(bytes.as_ref())
+                    .map_err(|e| decode_error("content", e))?,
+                other => parsed("content", other)?,
+            },
             attachments: nested("attachments", read.attachments)?.unwrap_or_default(),
             metadata: nested("metadata", read.metadata)?.unwrap_or_default(),
             client_message_id: optional("clientMessageId", read.client_message_id)?,

@@ -79,7 +79,10 @@ impl Store {
             .key(keys::SK, s(keys::CONVERSATION_SK))
             .condition_expression(condition)
             .expression_attribute_values(":from", AttributeValue::N(made_from.to_string()))
-            .expression_attribute_values(":summary", s(&update.summary))
+            .expression_attribute_values(
+                ":summary",
+                super::deflated::text_attribute(&update.summary, self.compress_text),
+            )
             .expression_attribute_values(":through", AttributeValue::N(update.through.to_string()))
             .expression_attribute_values(":at", s(&keys::sortable_time(update.at)))
             .expression_attribute_values(":changed", s(&self.change_stamp(id)));

@@ -53,8 +53,13 @@ struct Args {
     table: String,
     /// Write conversation and message items lean, as the functions do with LEAN_ITEMS=true
     /// (docs/operations.md, "Lean items"): only once every function reads them.
-    #[arg(long, env = "LEAN_ITEMS")]
+    #[arg(long, env = "LEAN_ITEMS", action = clap::ArgAction::SetTrue, value_parser = switch_value)]
     lean_items: bool,
+    /// Write message content and summaries deflated when that makes them smaller, as the
+    /// functions do with COMPRESS_TEXT=true (docs/operations.md, "Deflated text"): only once
+    /// every function reads them.
+    #[arg(long, env = "COMPRESS_TEXT", action = clap::ArgAction::SetTrue, value_parser = switch_value)]
+    compress_text: bool,
     /// Users migrated at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
@@ -206,7 +211,14 @@ fn store_for(args: &Args, sdk: &aws_config::SdkConfig) -> Store {
         true => shared::store::ItemShape::Lean,
         false => shared::store::ItemShape::Full,
     };
-    Store::new(aws_sdk_dynamodb::Client::new(sdk), &args.table).with_item_shape(shape)
+    Store::new(aws_sdk_dynamodb::Client::new(sdk), &args.table)
+        .with_item_shape(shape)
+        .with_compressed_text(args.compress_text)
+}
+
+/// A switch as the functions read it (`true`, or `false` also when empty).
+fn switch_value(value: &str) -> Result<bool, String> {
+    shared::config::switch("the switch", Some(value)).map_err(|e| e.to_string())
 }
 
 async fn run(args: Args) -> Result<RunSummary, Box<dyn std::error::Error>> {

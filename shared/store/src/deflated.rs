@@ -1,0 +1,186 @@
+//! Text kept deflated in its item (issue 18). Message content and conversation summaries are
+//! most of what a message and a summarized conversation's item weigh, and DynamoDB bills
+//! writes by the kilobyte, reads by 4 KB and storage by the byte: with `COMPRESS_TEXT` on, a
+//! text that raw DEFLATE makes smaller is written as a binary attribute of the same name (a
+//! 4 KB reply is then about 2 KB: 2 write units instead of 5, twice that in the append's
+//! transaction). Readers take either form, so items of both kinds read the same.
+
+use std::fmt;
+use std::io::{Read, Write};
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+use serde::de::{self, Deserializer, Visitor};
+
+/// Below this many bytes, deflating rarely makes a text smaller and never saves a unit.
+const WORTH_TRYING_FROM: usize = 128;
+
+/// No text this store writes inflates to more than this: a larger result is refused as
+/// corrupt rather than read into memory (the largest text kept in an item is 32 KiB).
+const MAX_INFLATED_BYTES: u64 = 1024 * 1024;
+
+/// `text` as raw DEFLATE, when that is smaller than the text.
+pub(crate) fn deflated(text: &str) -> Option<Vec<u8>> {
+    if text.len() < WORTH_TRYING_FROM {
+        return None;
+    }
+    let mut encoder =
+        DeflateEncoder::new(Vec::with_capacity(text.len() / 2), Compression::default());
+    encoder.write_all(text.as_bytes()).ok()?;
+    let bytes = encoder.finish().ok()?;
+    (bytes.len() < text.len()).then_some(bytes)
+}
+
+/// The attribute `text` is written as: binary when `compress` and deflating makes it
+/// smaller, else the text.
+pub(crate) fn text_attribute(text: &str, compress: bool) -> AttributeValue {
+    match compress.then(|| deflated(text)).flatten() {
+        Some(bytes) => AttributeValue::B(Blob::new(bytes)),
+        None => AttributeValue::S(text.to_owned()),
+    }
+}
+
+/// The text a deflated attribute holds.
+pub(crate) fn inflated(bytes: &[u8]) -> Result<String, String> {
+    let mut text = String::new();
+    let read = DeflateDecoder::new(bytes)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("deflated text does not inflate to UTF-8: {e}"))?;
+    if read as u64 > MAX_INFLATED_BYTES {
+        return Err(format!(
+            "deflated text inflates past {MAX_INFLATED_BYTES} bytes"
+        ));
+    }
+    Ok(text)
+}
+
+/// For `#[serde(deserialize_with)]`: a text attribute as written, or deflated.
+pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_any(TextVisitor)
+}
+
+/// For `#[serde(deserialize_with)]` on an optional field (with `default`).
+pub(crate) fn optional_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    deserializer.deserialize_any(OptionalTextVisitor)
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("text, or deflated text")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
+        Ok(text.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<String, E> {
+        Ok(text)
+    }
+
+    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<String, E> {
+        inflated(bytes).map_err(E::custom)
+    }
+}
+
+struct OptionalTextVisitor;
+
+impl<'de> Visitor<'de> for OptionalTextVisitor {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("text, deflated text, or null")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Some(text.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Some(text))
+    }
+
+    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
+        inflated(bytes).map(Some).map_err(E::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(words: usize) -> String {
+        let vocabulary = [
+            "the", "model", "answers", "with", "care", "and", "detail", "about",
+        ];
+        (0..words)
+            .map(|n| vocabulary[(n * 7 + n / 3) % vocabulary.len()])
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn a_long_text_is_written_deflated_and_reads_back_as_it_was() {
+        let text = reply(600);
+        let AttributeValue::B(bytes) = text_attribute(&text, true) else {
+            panic!("deflated");
+        };
+        assert!(bytes.as_ref().len() < text.len() / 2);
+        assert_eq!(inflated(bytes.as_ref()).unwrap(), text);
+        let read: String = serde_dynamo::from_attribute_value(AttributeValue::B(bytes.clone()))
+            .map(|wrapped: Wrapped| wrapped.0)
+            .unwrap();
+        assert_eq!(read, text);
+    }
+
+    #[test]
+    fn short_text_and_text_written_with_the_switch_off_stay_text() {
+        let long = reply(600);
+        assert_eq!(text_attribute("hi", true), AttributeValue::S("hi".into()));
+        assert_eq!(
+            text_attribute(&long, false),
+            AttributeValue::S(long.clone())
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_deflated_text_are_an_error() {
+        assert!(inflated(b"not deflate at all").is_err());
+        let invalid_utf8 = {
+            let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
+            encoder.write_all(&[0xff, 0xfe, 0xfd]).unwrap();
+            encoder.finish().unwrap()
+        };
+        assert!(inflated(&invalid_utf8).is_err());
+    }
+
+    #[test]
+    fn a_text_that_would_inflate_past_the_limit_is_refused() {
+        let mut encoder = DeflateEncoder::new(Vec::new(), Compression::best());
+        encoder
+            .write_all(&vec![b'a'; MAX_INFLATED_BYTES as usize + 1])
+            .unwrap();
+        let bomb = encoder.finish().unwrap();
+        assert!(inflated(&bomb).unwrap_err().contains("past"));
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "text")] String);
+}
