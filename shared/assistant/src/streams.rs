@@ -47,11 +47,7 @@ pub async fn summarize_conversations(
             return Ok(failed_from(Some(record)));
         }
         let outcome = summaries
-            .summarize(
-                conversation.user_id(),
-                &conversation.conversation_id(),
-                state.now(),
-            )
+            .summarize(conversation.user_id(), &conversation.conversation_id())
             .await;
         match outcome {
             Ok(crate::summaries::SummaryOutcome::Written { .. }) => shared::metrics::summary(true),

@@ -18,8 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use ai::context::{ContextMessage, Tokenizer};
 use ai::provider::{ModelProvider, ModelRequest};
 use domain::error::Error;
@@ -113,7 +111,6 @@ impl Summaries {
         &self,
         user: &UserId,
         id: &ConversationId,
-        now: DateTime<Utc>,
     ) -> Result<SummaryOutcome, Error> {
         let Some(conversation) = self.store.conversation(user, id).await? else {
             return Ok(SummaryOutcome::NotDue);
@@ -140,7 +137,6 @@ impl Summaries {
                 summary: conversation.summary.clone().unwrap_or_default(),
                 through: conversation.message_count,
                 until: conversation.summarized_until.clone(),
-                at: now,
             },
             Some(last) => {
                 let reply =
@@ -159,7 +155,6 @@ impl Summaries {
                         .saturating_add(taken as u64)
                         .min(conversation.message_count),
                     until: Some(keys::message_sort_key(last.timestamp, &last.id)),
-                    at: now,
                 }
             }
         };
@@ -258,7 +253,7 @@ mod tests {
                 Role::Assistant
             },
             content: content.to_owned(),
-            timestamp: Utc::now(),
+            timestamp: chrono::Utc::now(),
             attachments: Vec::new(),
             metadata: Default::default(),
             client_message_id: None,

@@ -2,7 +2,6 @@
 //! over the one it was made from (a stale or repeated run changes nothing).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Utc};
 
 use super::{is_conditional_check_failure, item_key, s, store_error, ConversationItem, Store};
 use domain::error::Error;
@@ -17,7 +16,6 @@ pub struct SummaryUpdate {
     pub through: u64,
     /// The sort key of the newest message it has taken in.
     pub until: Option<String>,
-    pub at: DateTime<Utc>,
 }
 
 impl Store {
@@ -84,16 +82,19 @@ impl Store {
                 super::deflated::text_attribute(&update.summary, self.compress_text),
             )
             .expression_attribute_values(":through", AttributeValue::N(update.through.to_string()))
-            .expression_attribute_values(":at", s(&keys::sortable_time(update.at)))
             .expression_attribute_values(":changed", s(&self.change_stamp(id)));
-        let mut set = "summary = :summary, summarizedThrough = :through, \
-                       summaryUpdatedAt = :at, changedAt = :changed"
-            .to_owned();
+        let mut set =
+            "summary = :summary, summarizedThrough = :through, changedAt = :changed".to_owned();
         if let Some(until) = &update.until {
             set.push_str(", summarizedUntil = :until");
             request = request.expression_attribute_values(":until", s(until));
         }
-        let expression = format!("SET {set} {}", self.shed_stored_twice());
+        // `summaryUpdatedAt`, written before issue 18, was read by no release: it goes.
+        let remove = match self.shed_stored_twice() {
+            "" => "REMOVE summaryUpdatedAt".to_owned(),
+            shed => format!("{shed}, summaryUpdatedAt"),
+        };
+        let expression = format!("SET {set} {remove}");
         match request.update_expression(expression).send().await {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_check_failure(&e) => Ok(false),
