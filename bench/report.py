@@ -146,8 +146,14 @@ def message_cost_section(ours, peer):
             " Conversation and message items are written lean (`LEAN_ITEMS=true`: "
             "[operations.md](operations.md), \"Lean items\"; the full shape, the default until "
             "every function reads lean items, is about 115 bytes more per conversation item and "
-            "170 per message)."
+            "145 per message)."
             if ours.get("itemShape") == "lean"
+            else ""
+        )
+        + (
+            " Message content and summaries are written deflated where that makes them smaller "
+            "(`COMPRESS_TEXT=true`: [operations.md](operations.md), \"Deflated text\")."
+            if ours.get("compressedText")
             else ""
         ),
         "",
@@ -179,9 +185,14 @@ def message_cost_section(ours, peer):
         "",
         f"The mixed workload: {mixed['users']} users, {mixed['conversations']} conversations "
         f"(median length {mixed['lengthMedian']} messages, the longest {mixed['lengthMax']:,}), "
-        f"{mixed['messages']:,} messages (user messages of 20 B to 1 KB, replies of 100 B to "
-        "4 KB, words from a Zipf vocabulary), with renames, tags, archives, deletes, lists, "
-        "syncs and searches. Write units per message:",
+        f"{mixed['messages']:,} messages (user messages of 20 B to 1 KB"
+        + (
+            ", each with a client message id as the app sends them"
+            if mixed.get("userMessagesWithClientIds")
+            else ""
+        )
+        + ", replies of 100 B to 4 KB, words from a Zipf vocabulary), with renames, tags, "
+        "archives, deletes, lists, syncs and searches. Write units per message:",
         "",
         "| append: table | append: indexes | search | summaries | others | all-in (appends) | everything else | all-in |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -193,6 +204,14 @@ def message_cost_section(ours, peer):
         + ", ".join(f"{k} {v:g}" for k, v in per["request"]["indexes"].items())
         + ".",
     ]
+    if "textDeflatesTo" in mixed:
+        lines.append(
+            f"- The workload's text deflates to {mixed['textDeflatesTo']:.0%} of its bytes "
+            "(texts of 128 bytes or more, where that is smaller; what `COMPRESS_TEXT` keeps); "
+            f"English prose in pieces of 2 KB (this project's docs) to "
+            f"{mixed['englishDeflatesTo']:.0%}: real chat text saves less than the generated "
+            "words do."
+        )
     dearest = mixed.get("dearestMessage") or {}
     if dearest:
         lines.append(
@@ -229,8 +248,14 @@ def message_cost_section(ours, peer):
         "",
         "The summaries here are the local model's, a sentence of about 250 bytes, so a "
         "summarized conversation's item stays under 1 KB. A real model's summary (up to 400 "
-        "tokens, some 1.2 to 1.6 KB) takes the item past 1 KB (lean, about 1.9 KB with 1,200 "
-        "characters): each append then writes 2 units of it, twice in the transaction, and its "
+        "tokens, some 1.2 to 1.6 KB) takes the item past 1 KB ("
+        + (
+            "lean and deflated, about 1.35 KB with 1,200 characters of English, which deflate "
+            "to about half"
+            if ours.get("compressedText")
+            else "lean, about 1.9 KB with 1,200 characters"
+        )
+        + "): each append then writes 2 units of it, twice in the transaction, and its "
         "`ByStateActivity` entry, deleted and put, 2 units each: 10 write units for the append "
         "at messages 100 and 1,000 instead of 6, about 11.2 all-in, 27× below the peer at "
         "message 1,000 (computed by the same rules, not measured).",

@@ -9,8 +9,9 @@
 //!    background work it caused, at messages 1, 10, 100 and 1,000.
 //! 2. A mixed workload: many users; conversation lengths long-tailed (median 12, a few in the
 //!    hundreds, one of 1,500); user messages of 20 bytes to 1 KB and replies of 100 bytes to
-//!    4 KB, words drawn from a Zipf vocabulary; renames, tags, archives, deletes, lists, syncs
-//!    and searches in realistic shares. Units per message by part, and the dearest message.
+//!    4 KB, words drawn from a Zipf vocabulary; user messages with client message ids, as
+//!    the app sends them; renames, tags, archives, deletes, lists, syncs and searches in
+//!    realistic shares. Units per message by part, and the dearest message.
 //! 3. Read units of a list page, a 50-message get, sync pages (the first, and one of changes)
 //!    and a search page.
 //!
@@ -177,12 +178,29 @@ async fn expect(reply: tests::Reply, status: StatusCode) -> Value {
 }
 
 async fn append(client: &Client, conversation: &str, role: &str, content: &str) -> Value {
+    append_with(
+        client,
+        conversation,
+        json!({ "role": role, "content": content }),
+    )
+    .await
+}
+
+/// A user message as the app sends it: with the client message id its offline queue retries
+/// it with (docs/mobile-sync.md).
+async fn append_from_app(client: &Client, conversation: &str, content: &str, id: &str) -> Value {
+    append_with(
+        client,
+        conversation,
+        json!({ "role": "user", "content": content, "clientMessageId": id }),
+    )
+    .await
+}
+
+async fn append_with(client: &Client, conversation: &str, message: Value) -> Value {
     expect(
         client
-            .post(
-                &format!("/conversations/{conversation}/messages"),
-                json!({ "role": role, "content": content }),
-            )
+            .post(&format!("/conversations/{conversation}/messages"), message)
             .await,
         StatusCode::CREATED,
     )
@@ -345,7 +363,15 @@ async fn mixed(
                 };
                 let text = zipf.text(rng, bytes);
                 text_bytes.add(&text);
-                let (_, cost) = bench.metered(append(&client, &id, role, &text)).await;
+                // User messages come from the app, with their client message ids; replies
+                // without (the service writes them).
+                let sent = async {
+                    match role {
+                        "user" => append_from_app(&client, &id, &text, &format!("m-{n}")).await,
+                        _ => append(&client, &id, role, &text).await,
+                    }
+                };
+                let (_, cost) = bench.metered(sent).await;
                 messages += 1;
                 if cost.writes() > dearest.0 {
                     let mut detail = cost.json(1.0);
@@ -462,6 +488,7 @@ async fn mixed(
         "everythingElsePerMessage": (rest.writes() as f64 / messages as f64 * 100.0).round() / 100.0,
         "allInPerMessage": ((appends.writes() + rest.writes()) as f64 / messages as f64 * 100.0).round() / 100.0,
         "dearestMessage": dearest.1,
+        "userMessagesWithClientIds": true,
         "textDeflatesTo": text_bytes.share(),
         "englishDeflatesTo": english_deflates_to(),
         "otherOperations": others,
