@@ -3,7 +3,7 @@
 //!   hands it over) parsed into a request, the caller, the conversation id and the body read,
 //!   and the message validated;
 //! - item mapping: a 200-message page of DynamoDB items mapped to messages and written as the
-//!   response's JSON;
+//!   response's JSON, with the content as text and deflated (`COMPRESS_TEXT`);
 //! - cursors: a listing position signed into a cursor, and checked back;
 //! - context selection over a 10,000-message conversation (default budget and largest window)
 //!   whose messages were counted when written, as the assistant stores them, and at the default
@@ -86,8 +86,14 @@ fn request_parsing(c: &mut Criterion) {
     });
 }
 
-/// A conversation's partition as a read returns it: its item, then 200 messages newest first.
-fn page_items(user: &UserId, id: ConversationId, start: DateTime<Utc>) -> Vec<Item> {
+/// A conversation's partition as a read returns it: its item, then 200 messages newest first;
+/// their content `deflated` as `COMPRESS_TEXT` writes it, or text.
+fn page_items(
+    user: &UserId,
+    id: ConversationId,
+    start: DateTime<Utc>,
+    deflated: bool,
+) -> Vec<Item> {
     let title = Title::parse("Lisbon").expect("a title");
     let mut conversation = ConversationItem::new(user, id, Some(&title), Vec::new(), start);
     conversation.message_count = 200;
@@ -104,7 +110,13 @@ fn page_items(user: &UserId, id: ConversationId, start: DateTime<Utc>) -> Vec<It
             client_message_id: Some(format!("client-{i}")),
             token_count: None,
         };
-        items.push(serde_dynamo::to_item(MessageItem::new(user, &message)).expect("an item"));
+        let mut item: Item =
+            serde_dynamo::to_item(MessageItem::new(user, &message)).expect("an item");
+        item.insert(
+            "content".to_owned(),
+            shared::store::deflated::text_attribute(&message.content, deflated),
+        );
+        items.push(item);
     }
     items
 }
@@ -112,33 +124,41 @@ fn page_items(user: &UserId, id: ConversationId, start: DateTime<Utc>) -> Vec<It
 fn item_mapping(c: &mut Criterion) {
     let user = UserId::parse("3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11").unwrap();
     let id = ConversationId::generate();
-    let items = page_items(&user, id, Utc::now() - TimeDelta::days(1));
     let links = DownloadLinks::new();
-    // The items are the query's output, owned: copying them is not part of the path.
-    c.bench_function("items/200-message page to response JSON", |b| {
-        b.iter_batched(
-            || items.clone(),
-            |items| {
-                let (conversation, messages) =
-                    conversation_and_messages(black_box(items)).expect("mapped");
-                let mut messages: Vec<Message> = messages
-                    .into_iter()
-                    .map(MessageItem::into_message)
-                    .collect();
-                messages.reverse();
-                let page = ConversationWithMessages {
-                    conversation: Conversation::from(conversation.expect("the conversation")),
-                    messages,
-                    older_messages: None,
-                };
-                black_box(
-                    serde_json::to_vec(&ConversationWithMessagesView::new(&page, &links))
-                        .expect("json"),
-                )
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    for (name, deflated) in [
+        ("items/200-message page to response JSON", false),
+        (
+            "items/200-message page, content deflated (COMPRESS_TEXT), to response JSON",
+            true,
+        ),
+    ] {
+        let items = page_items(&user, id, Utc::now() - TimeDelta::days(1), deflated);
+        // The items are the query's output, owned: copying them is not part of the path.
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || items.clone(),
+                |items| {
+                    let (conversation, messages) =
+                        conversation_and_messages(black_box(items)).expect("mapped");
+                    let mut messages: Vec<Message> = messages
+                        .into_iter()
+                        .map(MessageItem::into_message)
+                        .collect();
+                    messages.reverse();
+                    let page = ConversationWithMessages {
+                        conversation: Conversation::from(conversation.expect("the conversation")),
+                        messages,
+                        older_messages: None,
+                    };
+                    black_box(
+                        serde_json::to_vec(&ConversationWithMessagesView::new(&page, &links))
+                            .expect("json"),
+                    )
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
 }
 
 fn cursors(c: &mut Criterion) {

@@ -97,7 +97,6 @@ impl std::fmt::Debug for Config {
 /// of throttling, well inside the API's 29 s.
 pub const DEFAULT_STORE_MAX_ATTEMPTS: u64 = 4;
 
-/// The positive whole number variable `name` holds, `default` when it is not set.
 /// A switch of the stack's configuration: `true`, or `false` (also when unset or empty, as
 /// a template parameter left blank arrives); anything else is refused.
 pub fn switch(name: &str, value: Option<&str>) -> Result<bool, Error> {
@@ -108,6 +107,7 @@ pub fn switch(name: &str, value: Option<&str>) -> Result<bool, Error> {
     }
 }
 
+/// The positive whole number variable `name` holds, `default` when it is not set.
 pub fn positive_number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &str,

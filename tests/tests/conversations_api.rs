@@ -471,7 +471,8 @@ async fn by_default_items_hold_what_the_release_before_requires_and_keep_it() {
 }
 
 /// With `COMPRESS_TEXT` on, content that deflating makes smaller is kept deflated in its item
-/// (short content stays text), and the API and the context read it back as it was written.
+/// (short content stays text), and a page, a repeated append and the context read it back as
+/// it was written.
 #[tokio::test]
 async fn long_content_is_kept_deflated_and_every_reader_gets_it_back_as_written() {
     let overrides = [("CACHE_URL", ""), ("COMPRESS_TEXT", "true")];
@@ -488,14 +489,15 @@ async fn long_content_is_kept_deflated_and_every_reader_gets_it_back_as_written(
         })
         .collect::<Vec<_>>()
         .join(" ");
-    let added = alice
-        .post(
-            &format!("/conversations/{id}/messages"),
-            json!({"role": "assistant", "content": answer}),
-        )
-        .await;
+    let sent = json!({"role": "assistant", "content": answer, "clientMessageId": "answer-1"});
+    let path = format!("/conversations/{id}/messages");
+    let added = alice.post(&path, sent.clone()).await;
     assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
     assert_eq!(added.body["content"], answer.as_str());
+    // Sent again: the stored message, read back from its deflated item.
+    let repeated = alice.post(&path, sent).await;
+    assert_eq!(repeated.status, StatusCode::OK, "{:?}", repeated.body);
+    assert_eq!(repeated.body, added.body);
 
     let items = items_of_conversation(&api.state, &user, &id).await;
     let contents: Vec<&AttributeValue> = items

@@ -356,8 +356,12 @@ async fn an_imported_summary_is_kept_and_not_made_again() {
     assert_eq!(outcome.unwrap(), SummaryOutcome::NotDue);
 }
 
-/// A model whose summaries are as long as a real model's (some 1,500 bytes).
-struct LongWindedModel;
+/// A model whose summaries are as long as a real model's (some 2,000 bytes); it keeps what it
+/// was last asked.
+#[derive(Default)]
+struct LongWindedModel {
+    asked: std::sync::Mutex<Option<ModelRequest>>,
+}
 
 impl LongWindedModel {
     fn summary() -> String {
@@ -365,6 +369,10 @@ impl LongWindedModel {
             .map(|n| format!("Point {n}: they planned the garden beds and the watering."))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    fn last_asked(&self) -> String {
+        format!("{:?}", self.asked.lock().unwrap())
     }
 }
 
@@ -375,8 +383,9 @@ impl ModelProvider for LongWindedModel {
 
     fn stream<'a>(
         &'a self,
-        _request: &'a ModelRequest,
+        request: &'a ModelRequest,
     ) -> BoxStream<'a, Result<ModelDelta, ProviderError>> {
+        *self.asked.lock().unwrap() = Some(request.clone());
         Box::pin(futures::stream::iter([Ok(ModelDelta::Text(
             Self::summary(),
         ))]))
@@ -384,8 +393,9 @@ impl ModelProvider for LongWindedModel {
 
     fn complete<'a>(
         &'a self,
-        _request: &'a ModelRequest,
+        request: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelReply, ProviderError>> {
+        *self.asked.lock().unwrap() = Some(request.clone());
         Box::pin(async {
             Ok(ModelReply {
                 text: Self::summary(),
@@ -414,6 +424,7 @@ async fn a_long_summary_is_kept_deflated_and_read_back_as_written() {
     let contents = (1..=4).map(|n| format!("Question {n} about the garden"));
     let conversation = conversation_saying(&state, &user, contents).await;
     let id = conversation.id.to_string();
+    let model = Arc::new(LongWindedModel::default());
     // As an item summarized before issue 18 holds it: read by no release, removed.
     aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
         .update_item()
@@ -429,12 +440,7 @@ async fn a_long_summary_is_kept_deflated_and_read_back_as_written() {
         .await
         .unwrap();
 
-    let (failures, _) = run_summarizer(
-        &summarizing_with(&state, Arc::new(LongWindedModel)),
-        &user,
-        &id,
-    )
-    .await;
+    let (failures, _) = run_summarizer(&summarizing_with(&state, model.clone()), &user, &id).await;
     assert!(failures.is_empty(), "{failures:?}");
 
     let written = LongWindedModel::summary();
@@ -473,4 +479,17 @@ async fn a_long_summary_is_kept_deflated_and_read_back_as_written() {
         "{:?}",
         context.body
     );
+
+    // The next summary is made from this one, read back from its deflated form.
+    for n in 5..=8 {
+        alice
+            .say(&id, &format!("Question {n} about the garden"))
+            .await;
+    }
+    let (failures, _) =
+        run_summarizer(&summarizing_with(&api.state, model.clone()), &user, &id).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let asked = model.last_asked();
+    assert!(asked.contains("Point 40: they planned"), "{asked}");
+    assert!(asked.contains("Question 8 about the garden"), "{asked}");
 }

@@ -13,7 +13,7 @@ mod by_activity;
 mod completions;
 mod content;
 mod conversations;
-mod deflated;
+pub mod deflated;
 mod dynamo;
 mod exports;
 mod forget;

@@ -71,18 +71,20 @@ fn image() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
     prop::collection::hash_map(prop_oneof![name, "\\PC{0,10}"], attribute(), 0..24)
 }
 
-/// A message item as the store writes it, from any content, ids, attachments and counts.
+/// A message item as the store writes it, from any content (short, or long enough to be kept
+/// deflated), ids, attachments and counts.
 fn message_item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
     (
         any::<bool>(),
-        "\\PC{0,40}",
+        prop_oneof!["\\PC{0,40}", "(\\PC{1,8} ){20,60}"],
+        any::<bool>(),
         prop::option::of("\\PC{1,12}"),
         prop::option::of(0u64..5_000_000),
         prop::option::of(0usize..100_000),
         any::<i64>(),
     )
         .prop_map(
-            |(assistant, content, client_id, offloaded, tokens, seconds)| {
+            |(assistant, content, deflate, client_id, offloaded, tokens, seconds)| {
                 use domain::model::{
                     Attachment, Message, MessageId, Metadata, Role, TokenCount, UserId,
                 };
@@ -110,7 +112,13 @@ fn message_item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
                     item.content_object = Some("content/alice/x".into());
                     item.content_bytes = Some(bytes);
                 }
-                crate::to_item(&item).expect("an item")
+                let mut item = crate::to_item(&item).expect("an item");
+                // As the store writes it with `COMPRESS_TEXT` on, or off.
+                item.insert(
+                    "content".to_owned(),
+                    crate::deflated::text_attribute(&message.content, deflate),
+                );
+                item
             },
         )
 }
