@@ -515,6 +515,23 @@ def handler_cpu_section(results):
         "tokenizer) and are counted as the context is read: the *not counted* row. The page "
         "row maps the query's items to the response's JSON (target: at most 400 µs); the "
         "items come to it owned, as the SDK returns them, so copying them is not timed.",
+    ]
+    by_name = {r["benchmark"]: r for r in results["results"]}
+    plain = by_name.get("items/200-message page to response JSON")
+    deflated = next(
+        (r for name, r in by_name.items() if name.startswith("items/200-message page, content deflated")),
+        None,
+    )
+    if plain and deflated:
+        lines += [
+            "",
+            "The deflated page row is the same page with every content deflated as "
+            "`COMPRESS_TEXT` writes it (docs/operations.md, \"Deflated text\"): inflating costs "
+            f"{nanos(deflated['meanNs'] - plain['meanNs'])} more for its 200 messages "
+            f"({deflated['meanNs'] / plain['meanNs']:.1f}× the page's CPU), the price of "
+            "reading about half the bytes from DynamoDB.",
+        ]
+    lines += [
         "",
         "Results: [handler-cpu.json](benchmarks/handler-cpu.json).",
         "",
