@@ -6,11 +6,10 @@ use serde_json::json;
 use shared::clock::SystemClock;
 use tests::{items_of_conversation, new_user, state_configured, LocalApi};
 
-/// The local API without the cache (every read is the table's answer), writing lean items or
-/// the full shape every release reads (docs/operations.md, "Lean items").
-async fn api_without_cache(lean_items: bool) -> LocalApi {
-    let lean = if lean_items { "true" } else { "false" };
-    let overrides = [("CACHE_URL", ""), ("LEAN_ITEMS", lean)];
+/// The local API without the cache (every read is the table's answer), writing lean items
+/// (docs/operations.md, "Lean items").
+async fn api_writing_lean_items() -> LocalApi {
+    let overrides = [("CACHE_URL", ""), ("LEAN_ITEMS", "true")];
     let state = state_configured(&overrides, std::sync::Arc::new(SystemClock)).await;
     LocalApi::serving(state).await
 }
@@ -318,7 +317,7 @@ async fn as_written_before(api: &LocalApi, user: &str, id: &str) {
 #[tokio::test]
 async fn lean_conversation_items_keep_their_owner_and_id_only_in_their_key_and_earlier_items_shed_them(
 ) {
-    let api = api_without_cache(true).await;
+    let api = api_writing_lean_items().await;
     let user = new_user();
     let alice = api.as_user(&user);
     let id = alice.create_conversation(Some("Kept once")).await;
@@ -372,7 +371,7 @@ const MESSAGE_STORED_TWICE: [&str; 6] = [
 #[tokio::test]
 async fn lean_message_items_keep_their_conversation_time_and_id_only_in_their_keys_and_earlier_items_read_the_same(
 ) {
-    let api = api_without_cache(true).await;
+    let api = api_writing_lean_items().await;
     let user = new_user();
     let alice = api.as_user(&user);
     let id = alice.create_conversation(Some("Said once")).await;
@@ -419,16 +418,27 @@ async fn lean_message_items_keep_their_conversation_time_and_id_only_in_their_ke
     assert_eq!(alice.get(&path).await.body, read);
 }
 
-/// Without lean items, what the release before issue 18 requires of a conversation's and a
-/// message's item is written, and no update removes it: that release reads every item this
-/// one writes.
+/// With neither switch set, what the release before issue 18 requires of a conversation's
+/// and a message's item is written (ids beside the keys, content as text however long), and
+/// no update removes it: that release reads every item this one writes.
 #[tokio::test]
 async fn by_default_items_hold_what_the_release_before_requires_and_keep_it() {
-    let api = api_without_cache(false).await;
+    // Both switches as a blank template parameter leaves them: off.
+    let overrides = [("CACHE_URL", ""), ("LEAN_ITEMS", ""), ("COMPRESS_TEXT", "")];
+    let state = state_configured(&overrides, std::sync::Arc::new(SystemClock)).await;
+    let api = LocalApi::serving(state).await;
     let user = new_user();
     let alice = api.as_user(&user);
     let id = alice.create_conversation(Some("Both releases")).await;
     let said = alice.say(&id, "read by either").await;
+    let long = "Every release before this one reads this reply as text. ".repeat(40);
+    let replied = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "assistant", "content": long}),
+        )
+        .await;
+    assert_eq!(replied.status, StatusCode::CREATED, "{:?}", replied.body);
     let renamed = alice
         .put(
             &format!("/conversations/{id}/title"),
@@ -457,6 +467,11 @@ async fn by_default_items_hold_what_the_release_before_requires_and_keep_it() {
         .unwrap();
     assert_eq!(text(message, "conversationId"), id);
     assert_eq!(text(message, "messageId"), said["id"].as_str().unwrap());
+    let reply = items
+        .iter()
+        .find(|item| text(item, "SK").ends_with(replied.body["id"].as_str().unwrap()))
+        .unwrap();
+    assert_eq!(text(reply, "content"), long, "the content as text");
     assert_eq!(text(message, "entity"), "Message");
     // The time and id its sort key says (the API shows the time to the millisecond).
     let sort_key = text(message, "SK");
