@@ -52,43 +52,47 @@ pub fn inflated(bytes: &[u8]) -> Result<String, String> {
     thread_local! {
         static INFLATER: RefCell<Decompress> = RefCell::new(Decompress::new(false));
     }
-    INFLATER.with(|inflater| {
-        let mut inflater = inflater.borrow_mut();
-        inflater.reset(false);
-        let mut out = Vec::with_capacity(bytes.len().saturating_mul(3).max(64));
-        loop {
-            let read = usize::try_from(inflater.total_in()).unwrap_or(usize::MAX);
-            let (read_before, written_before) = (read, out.len());
-            let status = inflater
-                .decompress_vec(
-                    &bytes[read.min(bytes.len())..],
-                    &mut out,
-                    FlushDecompress::None,
-                )
-                .map_err(|e| format!("deflated text does not inflate: {e}"))?;
-            if status == Status::StreamEnd {
-                break;
-            }
-            if out.len() as u64 > MAX_INFLATED_BYTES {
-                return Err(format!(
-                    "deflated text inflates past {MAX_INFLATED_BYTES} bytes"
-                ));
-            }
-            let progressed =
-                inflater.total_in() as usize != read_before || out.len() != written_before;
-            if out.len() == out.capacity() {
-                out.reserve(out.len());
-            } else if !progressed {
-                return Err("deflated text ends before its last block".to_owned());
-            }
-        }
+    INFLATER
+        .try_with(|inflater| inflate_with(&mut inflater.borrow_mut(), bytes))
+        // Only while the thread is being torn down: an inflater of its own.
+        .unwrap_or_else(|_| inflate_with(&mut Decompress::new(false), bytes))
+}
+
+fn inflate_with(inflater: &mut Decompress, bytes: &[u8]) -> Result<String, String> {
+    let past_the_limit = || format!("deflated text inflates past {MAX_INFLATED_BYTES} bytes");
+    inflater.reset(false);
+    let first = bytes
+        .len()
+        .saturating_mul(3)
+        .clamp(64, MAX_INFLATED_BYTES as usize + 1);
+    let mut out = Vec::with_capacity(first);
+    loop {
+        let (read, written) = (inflater.total_in(), out.len());
+        let rest = bytes.get(read as usize..).unwrap_or_default();
+        let status = inflater
+            .decompress_vec(rest, &mut out, FlushDecompress::None)
+            .map_err(|e| format!("deflated text does not inflate: {e}"))?;
         if out.len() as u64 > MAX_INFLATED_BYTES {
-            return Err(format!(
-                "deflated text inflates past {MAX_INFLATED_BYTES} bytes"
-            ));
+            return Err(past_the_limit());
         }
-        String::from_utf8(out).map_err(|e| format!("deflated text is not UTF-8: {e}"))
-    })
+        if status == Status::StreamEnd {
+            // The stores write nothing after the last block: more is a damaged item.
+            if inflater.total_in() != bytes.len() as u64 {
+                return Err("deflated text has bytes after its last block".to_owned());
+            }
+            break;
+        }
+        let progressed = inflater.total_in() != read || out.len() != written;
+        if out.len() == out.capacity() {
+            out.reserve(out.len());
+        } else if !progressed {
+            return Err("deflated text ends before its last block".to_owned());
+        }
+    }
+    if out.capacity() > 2 * out.len() {
+        out.shrink_to_fit();
+    }
+    String::from_utf8(out).map_err(|e| format!("deflated text is not UTF-8: {e}"))
 }
 
 /// For `#[serde(deserialize_with)]`: a text attribute as written, or deflated.
@@ -232,6 +236,28 @@ mod tests {
             encoder.finish().unwrap()
         };
         assert!(inflated(&invalid_utf8).is_err());
+    }
+
+    #[test]
+    fn bytes_after_the_last_block_are_an_error() {
+        let text = reply(600);
+        let AttributeValue::B(bytes) = text_attribute(&text, true) else {
+            panic!("deflated");
+        };
+        let mut longer = bytes.as_ref().to_vec();
+        longer.extend_from_slice(b"junk");
+        assert!(inflated(&longer)
+            .unwrap_err()
+            .contains("after its last block"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_deflated_reads_back_as_it_was(text in "(\\PC{0,12} ){0,80}") {
+            if let AttributeValue::B(bytes) = text_attribute(&text, true) {
+                proptest::prop_assert_eq!(inflated(bytes.as_ref()), Ok(text));
+            }
+        }
     }
 
     #[test]
