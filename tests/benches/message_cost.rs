@@ -272,8 +272,8 @@ fn size(rng: &mut StdRng, median: f64, range: (usize, usize)) -> usize {
     ((median.ln() + 0.9 * normal).exp().round() as usize).clamp(range.0, range.1)
 }
 
-/// How much of a text the store keeps when it deflates it (`COMPRESS_TEXT`: texts of at
-/// least 128 bytes, when deflating makes them smaller), summed over texts.
+/// How much of a text the store keeps with `COMPRESS_TEXT` on (the store's own rule: texts
+/// of at least 128 bytes, deflated when that makes them smaller), summed over texts.
 #[derive(Default)]
 struct Deflation {
     bytes: usize,
@@ -283,23 +283,15 @@ struct Deflation {
 impl Deflation {
     fn add(&mut self, text: &str) {
         self.bytes += text.len();
-        self.kept += match text.len() >= 128 {
-            true => deflated_len(text).min(text.len()),
-            false => text.len(),
+        self.kept += match shared::store::deflated::text_attribute(text, true) {
+            aws_sdk_dynamodb::types::AttributeValue::B(bytes) => bytes.as_ref().len(),
+            _ => text.len(),
         };
     }
 
     fn share(&self) -> f64 {
         (self.kept as f64 / self.bytes.max(1) as f64 * 100.0).round() / 100.0
     }
-}
-
-fn deflated_len(text: &str) -> usize {
-    use std::io::Write;
-    let mut encoder =
-        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(text.as_bytes()).unwrap();
-    encoder.finish().unwrap().len()
 }
 
 /// The same share for English prose in pieces of a reply's size (2 KB of this project's

@@ -59,7 +59,6 @@ pub fn inflated(bytes: &[u8]) -> Result<String, String> {
 }
 
 fn inflate_with(inflater: &mut Decompress, bytes: &[u8]) -> Result<String, String> {
-    let past_the_limit = || format!("deflated text inflates past {MAX_INFLATED_BYTES} bytes");
     inflater.reset(false);
     let first = bytes
         .len()
@@ -73,7 +72,9 @@ fn inflate_with(inflater: &mut Decompress, bytes: &[u8]) -> Result<String, Strin
             .decompress_vec(rest, &mut out, FlushDecompress::None)
             .map_err(|e| format!("deflated text does not inflate: {e}"))?;
         if out.len() as u64 > MAX_INFLATED_BYTES {
-            return Err(past_the_limit());
+            return Err(format!(
+                "deflated text inflates past {MAX_INFLATED_BYTES} bytes"
+            ));
         }
         if status == Status::StreamEnd {
             // The stores write nothing after the last block: more is a damaged item.
@@ -129,6 +130,7 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 }
 
+/// `TextVisitor`'s text, or none for a null.
 struct OptionalTextVisitor;
 
 impl<'de> Visitor<'de> for OptionalTextVisitor {
@@ -147,15 +149,15 @@ impl<'de> Visitor<'de> for OptionalTextVisitor {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Some(text.to_owned()))
+        TextVisitor.visit_str(text).map(Some)
     }
 
     fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
-        Ok(Some(text))
+        TextVisitor.visit_string(text).map(Some)
     }
 
     fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
-        inflated(bytes).map(Some).map_err(E::custom)
+        TextVisitor.visit_bytes(bytes).map(Some)
     }
 }
 

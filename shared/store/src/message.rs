@@ -104,11 +104,12 @@ impl super::Store {
     /// A message's item as this store writes it (`ItemShape`).
     pub(super) fn message_to_item(&self, message: &MessageItem) -> Result<Item, Error> {
         let mut item = super::to_item(message)?;
-        if self.compress_text {
-            item.insert(
-                "content".to_owned(),
-                super::deflated::text_attribute(&message.content, true),
-            );
+        if let Some(bytes) = self
+            .compress_text
+            .then(|| super::deflated::deflated(&message.content))
+            .flatten()
+        {
+            item.insert("content".to_owned(), AttributeValue::B(bytes.into()));
         }
         if self.shape == super::ItemShape::Full {
             let s = |text: String| AttributeValue::S(text);
