@@ -108,6 +108,7 @@ fn page_items(
             attachments: Vec::new(),
             metadata: Metadata::new(),
             client_message_id: Some(format!("client-{i}")),
+            client_timestamp: None,
             token_count: None,
         };
         let mut item: Item =

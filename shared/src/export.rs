@@ -197,6 +197,7 @@ impl Exports {
                 attachments: m.attachments.clone(),
                 metadata: m.metadata.clone(),
                 client_message_id: m.client_message_id.clone(),
+                client_timestamp: m.client_timestamp,
                 token_count: None,
             })
             .collect();

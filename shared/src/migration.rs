@@ -484,6 +484,7 @@ fn message(conversation: ConversationId, item: &SourceItem) -> Message {
         attachments: item.attachments.clone(),
         metadata: item.metadata.clone(),
         client_message_id: None,
+        client_timestamp: None,
         token_count: item.token_count.clone(),
     }
 }

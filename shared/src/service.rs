@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::time::Instant;
 
 use crate::attachments::{log_cascade_failure, Attachments};
@@ -198,6 +198,8 @@ impl Conversations {
                 .client_message_id
                 .as_ref()
                 .map(|c| c.as_str().to_owned()),
+            // Never later than it arrived, and to the millisecond, as every time the API shows.
+            client_timestamp: new.client_timestamp.map(|t| t.min(now).trunc_subsecs(3)),
             token_count: new.token_count,
         };
         let outcome = self

@@ -71,6 +71,7 @@ fn corpus(mut each: impl FnMut(usize, Message)) {
                     attachments: vec![],
                     metadata: Default::default(),
                     client_message_id: None,
+                    client_timestamp: None,
                     token_count: None,
                 },
             );

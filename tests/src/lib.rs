@@ -826,6 +826,7 @@ pub async fn append_directly(
             attachments: vec![],
             metadata: Default::default(),
             client_message_id: None,
+            client_timestamp: None,
             token_count: None,
         })
         .collect();

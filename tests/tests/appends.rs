@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use chrono::SubsecRound;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -111,4 +112,76 @@ async fn appending_to_a_missing_conversation_is_not_found_and_stores_nothing() {
     assert!(tests::items_of_conversation(&api.state, &user, &missing)
         .await
         .is_empty());
+}
+
+#[tokio::test]
+async fn a_message_sent_later_keeps_the_time_the_user_wrote_it_and_the_servers_order() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("On the plane")).await;
+    let path = format!("/conversations/{id}/messages");
+    let sent_from = chrono::Utc::now();
+
+    // Written offline an hour apart, the later one sent first; then one written now.
+    let later = alice
+        .post(
+            &path,
+            json!({"role": "user", "content": "landed", "clientTimestamp": "2026-11-30T09:15:30.250Z"}),
+        )
+        .await;
+    assert_eq!(later.status, StatusCode::CREATED, "{:?}", later.body);
+    assert_eq!(later.body["clientTimestamp"], "2026-11-30T09:15:30.250Z");
+    let earlier = alice
+        .post(
+            &path,
+            // Another zone and more precision: kept as the same instant, to the millisecond.
+            json!({"role": "user", "content": "boarding", "clientTimestamp": "2026-11-30T09:15:30.123456+01:00"}),
+        )
+        .await;
+    assert_eq!(earlier.body["clientTimestamp"], "2026-11-30T08:15:30.123Z");
+    let now = alice
+        .post(&path, json!({"role": "user", "content": "home"}))
+        .await;
+    assert!(now.body.get("clientTimestamp").is_none(), "{:?}", now.body);
+    // A device clock ahead of the server's: never later than the message arrived.
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let future = alice
+        .post(
+            &path,
+            json!({"role": "user", "content": "from the future", "clientTimestamp": ahead}),
+        )
+        .await;
+    assert_eq!(future.status, StatusCode::CREATED);
+    let kept: chrono::DateTime<chrono::Utc> = future.body["clientTimestamp"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let arrived: chrono::DateTime<chrono::Utc> =
+        future.body["timestamp"].as_str().unwrap().parse().unwrap();
+    assert!(kept <= arrived, "{kept} after {arrived}");
+
+    // Read back in the order the server took them, each with the time its user wrote it.
+    let got = alice.get(&format!("/conversations/{id}")).await;
+    let messages = got.body["messages"].as_array().unwrap();
+    let contents: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["landed", "boarding", "home", "from the future"]);
+    assert_eq!(messages[0]["clientTimestamp"], "2026-11-30T09:15:30.250Z");
+    assert_eq!(messages[1]["clientTimestamp"], "2026-11-30T08:15:30.123Z");
+    assert!(messages[2].get("clientTimestamp").is_none());
+    for message in messages {
+        let server: chrono::DateTime<chrono::Utc> =
+            message["timestamp"].as_str().unwrap().parse().unwrap();
+        assert!(server >= sent_from.trunc_subsecs(3), "{message:?}");
+    }
+    // A repeat of a message with its client id answers the time first kept.
+    let body = json!({"role": "user", "content": "again", "clientMessageId": "p-1", "clientTimestamp": "2026-11-29T10:00:00Z"});
+    let first = alice.post(&path, body.clone()).await;
+    let repeat = alice.post(&path, body).await;
+    assert_eq!(repeat.status, StatusCode::OK);
+    assert_eq!(repeat.body, first.body);
+    assert_eq!(repeat.body["clientTimestamp"], "2026-11-29T10:00:00.000Z");
 }

@@ -196,6 +196,18 @@ async fn every_endpoint_refuses_bad_input_with_one_error_shape_and_writes_nothin
         (
             Method::POST,
             format!("{c}/messages"),
+            Some(r#"{"role": "user", "content": "hi", "clientTimestamp": "yesterday"}"#),
+            bad,
+        ),
+        (
+            Method::POST,
+            format!("{c}/messages"),
+            Some(r#"{"role": "user", "content": "hi", "clientTimestamp": 1764892800}"#),
+            bad,
+        ),
+        (
+            Method::POST,
+            format!("{c}/messages"),
             Some(&long_client_id),
             bad,
         ),

@@ -1,7 +1,7 @@
 //! `POST /mobile/batch` through the local gateway against the local DynamoDB server: an app's
 //! offline queue runs in order, each operation once, however often it is sent again.
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tests::{new_user, table_snapshot, Client, LocalApi, Reply};
@@ -568,4 +568,30 @@ async fn operations_a_batch_had_no_time_for_are_not_run_and_run_when_sent_again(
     let relaxed_api = LocalApi::serving(relaxed).await;
     let again = batch(&relaxed_api.as_user(&user), &queue).await;
     assert_eq!(statuses(&again), [201, 201, 201, 200, 200, 200, 200]);
+}
+
+#[tokio::test]
+async fn a_message_queued_offline_keeps_the_time_it_was_written_through_the_batch_and_its_replay() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let written = (Utc::now() - Duration::hours(5)).trunc_subsecs(3);
+    let queue = vec![
+        json!({"opId": "w-1", "type": "createConversation", "clientConversationId": "local-w", "title": "Offline"}),
+        json!({"opId": "w-2", "type": "addMessage", "clientConversationId": "local-w", "role": "user", "content": "written in the tunnel", "clientTimestamp": written.to_rfc3339()}),
+        json!({"opId": "w-3", "type": "getConversation", "clientConversationId": "local-w"}),
+    ];
+    let first = batch(&alice, &queue).await;
+    assert_eq!(statuses(&first), [201, 201, 200]);
+    let kept = written.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(first.body["results"][1]["body"]["clientTimestamp"], kept);
+    let read = &first.body["results"][2]["body"]["messages"][0];
+    assert_eq!(read["clientTimestamp"], kept);
+    let server: chrono::DateTime<Utc> = read["timestamp"].as_str().unwrap().parse().unwrap();
+    assert!(
+        server > written + Duration::hours(4),
+        "the server's time stays its own"
+    );
+
+    let replay = batch(&alice, &queue).await;
+    assert_eq!(answers(&replay), answers(&first));
 }

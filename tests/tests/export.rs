@@ -58,7 +58,8 @@ async fn a_json_export_holds_the_whole_conversation_as_stored() {
             &format!("/conversations/{id}/messages"),
             json!({"role": "assistant", "content": "Try the bakery.\nIt opens at 7.",
                    "attachments": ["https://example.com/map.png"],
-                   "metadata": {"model": "local", "tokens": 12}, "clientMessageId": "c-2"}),
+                   "metadata": {"model": "local", "tokens": 12}, "clientMessageId": "c-2",
+                   "clientTimestamp": "2026-11-30T07:00:00.500Z"}),
         )
         .await;
     assert_eq!(with_extras.status, StatusCode::CREATED);
@@ -102,6 +103,11 @@ async fn a_json_export_holds_the_whole_conversation_as_stored() {
         serde_json::from_value(json!({"model": "local", "tokens": 12})).unwrap()
     );
     assert_eq!(file.messages[1].client_message_id.as_deref(), Some("c-2"));
+    assert_eq!(
+        file.messages[1].client_timestamp,
+        Some("2026-11-30T07:00:00.500Z".parse().unwrap())
+    );
+    assert_eq!(file.messages[0].client_timestamp, None);
 }
 
 #[tokio::test]
@@ -197,7 +203,8 @@ async fn an_export_imported_elsewhere_exports_the_same() {
             &format!("/conversations/{id}/messages"),
             json!({"role": "assistant", "content": "A few climbers do. \"Quote\" and émoji 🌹",
                    "attachments": ["https://example.com/rose.jpg"],
-                   "metadata": {"sources": ["a", "b"], "score": 0.5}, "clientMessageId": "m-2"}),
+                   "metadata": {"sources": ["a", "b"], "score": 0.5}, "clientMessageId": "m-2",
+                   "clientTimestamp": "2026-11-30T07:00:00Z"}),
         )
         .await;
     let long = format!("Notes: {}", "soil ".repeat(10_000)); // kept in S3, read back
@@ -217,6 +224,7 @@ async fn an_export_imported_elsewhere_exports_the_same() {
     let exported = export(&api, &user, &id, "").await;
     let first: ConversationExport =
         serde_json::from_str(&download(&exported.location.unwrap()).await).unwrap();
+    assert!(first.messages[1].client_timestamp.is_some());
 
     // Into another deployment's table (a restore, a move): the same conversation comes out.
     let elsewhere = LocalApi::start().await;

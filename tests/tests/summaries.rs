@@ -323,6 +323,7 @@ async fn an_imported_summary_is_kept_and_not_made_again() {
             attachments: vec![],
             metadata: Default::default(),
             client_message_id: None,
+            client_timestamp: None,
         })
         .collect();
     let export = ConversationExport {

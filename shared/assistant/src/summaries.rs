@@ -257,6 +257,7 @@ mod tests {
             attachments: Vec::new(),
             metadata: Default::default(),
             client_message_id: None,
+            client_timestamp: None,
             token_count: None,
         }
     }

@@ -79,6 +79,10 @@ pub struct ExportedMessage {
     pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub client_message_id: Option<String>,
+    /// When the user wrote it on their device, if the app said (absent in files written
+    /// before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_timestamp: Option<DateTime<Utc>>,
 }
 
 /// A whole JSON export file.
@@ -101,6 +105,7 @@ impl From<&Message> for ExportedMessage {
             attachments: m.attachments.clone(),
             metadata: m.metadata.clone(),
             client_message_id: m.client_message_id.clone(),
+            client_timestamp: m.client_timestamp,
         }
     }
 }

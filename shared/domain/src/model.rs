@@ -282,6 +282,8 @@ pub struct NewMessage {
     pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub client_message_id: Option<ClientMessageId>,
+    /// When the user wrote it on their device (an app that sends later, offline), if it says.
+    pub client_timestamp: Option<DateTime<Utc>>,
     /// The content's length in tokens, when the writer counted it (the assistant does).
     pub token_count: Option<TokenCount>,
 }
@@ -343,8 +345,16 @@ impl NewMessage {
             attachments,
             metadata,
             client_message_id,
+            client_timestamp: None,
             token_count: None,
         })
+    }
+
+    /// When the user wrote it on their device, by the app's clock: kept beside the server's
+    /// time, which alone orders messages.
+    pub fn written_at(mut self, client_timestamp: Option<DateTime<Utc>>) -> Self {
+        self.client_timestamp = client_timestamp;
+        self
     }
 }
 
@@ -393,6 +403,9 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     pub metadata: Metadata,
     pub client_message_id: Option<String>,
+    /// When the user wrote it on their device, as the app said (`NewMessage::written_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_timestamp: Option<DateTime<Utc>>,
     /// The content's length in tokens as counted when it was written; `None` when its writer
     /// does not count tokens (then a context read counts it). Internal: no response shows it.
     #[serde(skip)]
@@ -446,7 +459,12 @@ impl Message {
     /// The bytes this message takes in a response as Lambda returns it (see
     /// [`message_response_bytes`]).
     pub fn response_bytes(&self) -> usize {
-        message_response_bytes(&self.content, &self.metadata, &self.attachments)
+        message_response_bytes(
+            &self.content,
+            &self.metadata,
+            &self.attachments,
+            self.client_message_id.as_deref(),
+        )
     }
 }
 
@@ -457,6 +475,7 @@ pub fn message_response_bytes(
     content: &str,
     metadata: &Metadata,
     attachments: &[Attachment],
+    client_message_id: Option<&str>,
 ) -> usize {
     let metadata = serde_json::to_string(metadata).unwrap_or_default();
     let attachments: usize = attachments
@@ -466,10 +485,14 @@ pub fn message_response_bytes(
             Attachment::File(file) => twice_escaped_len(&file.file_name) + 2048,
         })
         .sum();
-    MESSAGE_FIELDS_BYTES + twice_escaped_len(content) + escaped_len(&metadata) + attachments
+    MESSAGE_FIELDS_BYTES
+        + twice_escaped_len(content)
+        + client_message_id.map_or(0, twice_escaped_len)
+        + escaped_len(&metadata)
+        + attachments
 }
 
-/// What a message's ids, role, time and field names take in a response.
+/// What a message's ids, role, times and field names take in a response.
 const MESSAGE_FIELDS_BYTES: usize = 400;
 
 /// The length of `text` as a JSON string's contents.

@@ -650,12 +650,7 @@ fn invalid_client_conversation_id() -> Error {
 
 /// When an edit was made: the app's clock (never later than now), or now if it gives none.
 fn made_at(client_timestamp: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
-    match client_timestamp {
-        None => Ok(now),
-        Some(raw) => DateTime::parse_from_rfc3339(raw)
-            .map(|t| t.with_timezone(&Utc).min(now))
-            .map_err(|_| Error::invalid("clientTimestamp must be an RFC 3339 time")),
-    }
+    Ok(super::wire::client_timestamp(client_timestamp)?.map_or(now, |t| t.min(now)))
 }
 
 /// A digest of an operation as sent (object keys in sorted order), to tell a replay from a

@@ -382,7 +382,8 @@ async fn append_message(
         attachments,
         body.metadata,
         body.client_message_id.as_deref().or(default_client_id),
-    )?;
+    )?
+    .written_at(wire::client_timestamp(body.client_timestamp.as_deref())?);
     let appended = state
         .conversations
         .add_message(user, id, message, state.now())

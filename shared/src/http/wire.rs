@@ -17,6 +17,7 @@ use crate::search::{MatchedIn, SearchPage};
 use crate::store::{ExportJob, ExportStatus};
 use crate::sync::{SyncPage, Synced};
 use crate::usage::UsageReport;
+use domain::error::Error;
 use domain::usage::Metered;
 
 /// The skipped items a migration response lists at most (it counts them all).
@@ -40,6 +41,18 @@ pub struct AddMessageBody {
     #[serde(default)]
     pub metadata: Metadata,
     pub client_message_id: Option<String>,
+    /// When the user wrote it on their device (RFC 3339), for a message sent later.
+    pub client_timestamp: Option<String>,
+}
+
+/// A `clientTimestamp` as the app sends it: an RFC 3339 time.
+pub fn client_timestamp(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Error> {
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| Error::invalid("clientTimestamp must be an RFC 3339 time"))
+    })
+    .transpose()
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +157,11 @@ pub struct MessageView<'a> {
     pub metadata: &'a Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<&'a str>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_iso_millis"
+    )]
+    pub client_timestamp: Option<DateTime<Utc>>,
 }
 
 /// A link as it was given, or an uploaded file with a short-lived download URL.
@@ -204,6 +222,7 @@ impl<'a> MessageView<'a> {
                 .collect(),
             metadata: &m.metadata,
             client_message_id: m.client_message_id.as_deref(),
+            client_timestamp: m.client_timestamp,
         }
     }
 }
@@ -569,6 +588,53 @@ impl UsageView {
                     (kind.name(), RequestUsageView { today, per_minute })
                 })
                 .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::{ConversationId, MessageId};
+
+    /// What a message view takes in Lambda's response: its JSON as a string inside the
+    /// envelope's JSON.
+    fn bytes_in_envelope(view: &MessageView) -> usize {
+        let body = serde_json::to_string(view).unwrap();
+        serde_json::to_string(&body).unwrap().len()
+    }
+
+    #[test]
+    fn a_message_takes_no_more_than_its_measure_in_a_response_even_with_every_field_at_its_longest()
+    {
+        let message = Message {
+            id: MessageId::generate(),
+            conversation_id: ConversationId::generate(),
+            role: Role::Assistant,
+            // Quotes and backslashes: the characters escaping makes longest.
+            content: "\"\\".repeat(10),
+            timestamp: Utc.with_ymd_and_hms(2026, 12, 4, 23, 59, 59).unwrap(),
+            attachments: Vec::new(),
+            metadata: Metadata::new(),
+            client_message_id: Some("\"\\".repeat(64)),
+            client_timestamp: Some(Utc.with_ymd_and_hms(2026, 12, 4, 23, 0, 0).unwrap()),
+            token_count: None,
+        };
+        let links = DownloadLinks::default();
+        for client_message_id in [Some("\"\\".repeat(64)), None] {
+            let message = Message {
+                client_message_id,
+                ..message.clone()
+            };
+            let view = MessageView::new(&message, &links);
+            let measured = bytes_in_envelope(&view);
+            assert!(
+                measured <= message.response_bytes(),
+                "{measured} bytes measured as {}",
+                message.response_bytes()
+            );
         }
     }
 }

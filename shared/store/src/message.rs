@@ -38,6 +38,9 @@ pub struct MessageItem {
     pub(super) metadata: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) client_message_id: Option<String>,
+    /// When the user wrote it on their device, if the app said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) client_timestamp: Option<DateTime<Utc>>,
     /// The S3 key of the content, when it is too large for the item (then `content` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) content_object: Option<String>,
@@ -59,6 +62,7 @@ impl MessageItem {
             attachments: message.attachments.clone(),
             metadata: message.metadata.clone(),
             client_message_id: message.client_message_id.clone(),
+            client_timestamp: message.client_timestamp,
             content_object: None,
             content_bytes: None,
             token_count: message.token_count.clone(),
@@ -68,7 +72,12 @@ impl MessageItem {
     /// The bytes this message takes in a response; for content still in S3, its stored size
     /// stands in for it until it is read (then the page is measured again).
     pub(super) fn response_bytes(&self) -> usize {
-        let measured = message_response_bytes(&self.content, &self.metadata, &self.attachments);
+        let measured = message_response_bytes(
+            &self.content,
+            &self.metadata,
+            &self.attachments,
+            self.client_message_id.as_deref(),
+        );
         match self.content_bytes {
             Some(bytes) if self.content_object.is_some() => {
                 measured.saturating_add(usize::try_from(bytes).unwrap_or(usize::MAX))
@@ -95,6 +104,7 @@ impl MessageItem {
             attachments: self.attachments,
             metadata: self.metadata,
             client_message_id: self.client_message_id,
+            client_timestamp: self.client_timestamp,
             token_count: self.token_count,
         }
     }
@@ -147,6 +157,7 @@ impl MessageItem {
                 "attachments" => read.attachments = Some(value),
                 "metadata" => read.metadata = Some(value),
                 "clientMessageId" => read.client_message_id = Some(value),
+                "clientTimestamp" => read.client_timestamp = Some(value),
                 "contentObject" => read.content_object = Some(value),
                 "contentBytes" => read.content_bytes = Some(value),
                 "tokens" => read.tokens = Some(value),
@@ -165,6 +176,7 @@ impl MessageItem {
             attachments: nested("attachments", read.attachments)?.unwrap_or_default(),
             metadata: nested("metadata", read.metadata)?.unwrap_or_default(),
             client_message_id: optional("clientMessageId", read.client_message_id)?,
+            client_timestamp: optional("clientTimestamp", read.client_timestamp)?,
             content_object: optional("contentObject", read.content_object)?,
             content_bytes: match read.content_bytes {
                 None | Some(AttributeValue::Null(_)) => None,
@@ -185,6 +197,7 @@ struct ReadAttributes {
     attachments: Option<AttributeValue>,
     metadata: Option<AttributeValue>,
     client_message_id: Option<AttributeValue>,
+    client_timestamp: Option<AttributeValue>,
     content_object: Option<AttributeValue>,
     content_bytes: Option<AttributeValue>,
     tokens: Option<AttributeValue>,
@@ -260,6 +273,7 @@ mod tests {
             attachments: Vec::new(),
             metadata: Metadata::new(),
             client_message_id: None,
+            client_timestamp: None,
             token_count: None,
         }
     }
@@ -300,6 +314,7 @@ mod tests {
             ),
         ]);
         full.client_message_id = Some("client-7".into());
+        full.client_timestamp = Some(Utc.with_ymd_and_hms(2026, 12, 2, 23, 59, 1).unwrap());
         full.token_count = Some(TokenCount::new("o200k_base", 153));
         let mut item = MessageItem::new(&user, &full);
         item.content_object = Some("content/alice/x".into());

@@ -82,9 +82,10 @@ fn message_item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
         prop::option::of(0u64..5_000_000),
         prop::option::of(0usize..100_000),
         any::<i64>(),
+        prop::option::of(any::<i64>()),
     )
         .prop_map(
-            |(assistant, content, deflate, client_id, offloaded, tokens, seconds)| {
+            |(assistant, content, deflate, client_id, offloaded, tokens, seconds, written)| {
                 use domain::model::{
                     Attachment, Message, MessageId, Metadata, Role, TokenCount, UserId,
                 };
@@ -105,6 +106,9 @@ fn message_item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
                     attachments: vec![Attachment::Link("https://example.com/x".into())],
                     metadata: Metadata::from([("k".to_owned(), serde_json::json!([1, "two"]))]),
                     client_message_id: client_id,
+                    client_timestamp: written.and_then(|millis| {
+                        chrono::DateTime::from_timestamp_millis(millis.rem_euclid(1 << 45))
+                    }),
                     token_count: tokens.map(|t| TokenCount::new("o200k_base", t)),
                 };
                 let mut item = MessageItem::new(&UserId::parse("alice").unwrap(), &message);
@@ -137,6 +141,7 @@ fn changed_message_item() -> impl Strategy<Value = HashMap<String, AttributeValu
         Just("attachments"),
         Just("metadata"),
         Just("clientMessageId"),
+        Just("clientTimestamp"),
         Just("contentObject"),
         Just("contentBytes"),
         Just("tokens"),

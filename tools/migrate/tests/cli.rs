@@ -253,6 +253,7 @@ async fn a_conversation_export_is_imported_with_its_long_content_and_only_once()
         attachments: vec![],
         metadata: Default::default(),
         client_message_id: None,
+        client_timestamp: None,
     };
     let first = message("Tell me everything", Role::User, 0);
     let export = ConversationExport {

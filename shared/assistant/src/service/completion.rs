@@ -337,6 +337,7 @@ impl Assistant {
             attachments: Vec::new(),
             metadata: Metadata::new(),
             client_message_id: derived_client_id(request.request_id.as_ref(), "prompt"),
+            client_timestamp: None,
             token_count: Some(TokenCount::new(self.tokenizer.kind().name(), prompt_tokens)),
         };
         let (prompt_message, kept_in) = self
@@ -403,6 +404,7 @@ impl Assistant {
             attachments: Vec::new(),
             metadata,
             client_message_id: derived_client_id(request_id.as_ref(), "reply"),
+            client_timestamp: None,
         };
         let (reply_message, kept_in) = self
             .save(&user, conversation, belongs_to, answer, replied_at)
@@ -479,6 +481,7 @@ impl Assistant {
             attachments: message.attachments,
             metadata: message.metadata,
             client_message_id: message.client_message_id.map(|c| c.as_str().to_owned()),
+            client_timestamp: message.client_timestamp,
             token_count: message.token_count,
         });
         // The stored message's own id and time, so a retried save writes the same entry, and
