@@ -11,7 +11,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::attachments::{Attachments, ObjectWriter};
 use crate::error::Error;
-use crate::model::{Attachment, Conversation, ConversationId, Message, Role, Tags, Title, UserId};
+use crate::model::{
+    kept_client_timestamp, Attachment, Conversation, ConversationId, Message, Role, Tags, Title,
+    UserId,
+};
 use crate::store::{transaction_chunks, ConversationItem, Creation, Store, TRANSACTION_MAX_ITEMS};
 pub use domain::export::{
     ConversationExport, ExportFormat, ExportedConversation, ExportedMessage, EXPORT_FORMAT_VERSION,
@@ -197,7 +200,7 @@ impl Exports {
                 attachments: m.attachments.clone(),
                 metadata: m.metadata.clone(),
                 client_message_id: m.client_message_id.clone(),
-                client_timestamp: m.client_timestamp,
+                client_timestamp: kept_client_timestamp(m.client_timestamp, m.timestamp),
                 token_count: None,
             })
             .collect();

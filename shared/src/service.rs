@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::attachments::{log_cascade_failure, Attachments};
@@ -13,8 +13,9 @@ use crate::cursor_keys::Cursors;
 use crate::error::Error;
 use crate::keys::{self, Index};
 use crate::model::{
-    Appended, ArchiveFilter, Conversation, ConversationId, ConversationWithMessages, Message,
-    MessageId, NewMessage, Page, Role, SortOrder, Tags, Title, UserId,
+    kept_client_timestamp, Appended, ArchiveFilter, Conversation, ConversationId,
+    ConversationWithMessages, Message, MessageId, NewMessage, Page, Role, SortOrder, Tags, Title,
+    UserId,
 };
 use crate::store::{AppendOutcome, ConversationChange, ConversationItem, Creation, Store};
 
@@ -198,8 +199,7 @@ impl Conversations {
                 .client_message_id
                 .as_ref()
                 .map(|c| c.as_str().to_owned()),
-            // Never later than it arrived, and to the millisecond, as every time the API shows.
-            client_timestamp: new.client_timestamp.map(|t| t.min(now).trunc_subsecs(3)),
+            client_timestamp: kept_client_timestamp(new.client_timestamp, now),
             token_count: new.token_count,
         };
         let outcome = self

@@ -595,3 +595,23 @@ async fn a_message_queued_offline_keeps_the_time_it_was_written_through_the_batc
     let replay = batch(&alice, &queue).await;
     assert_eq!(answers(&replay), answers(&first));
 }
+
+#[tokio::test]
+async fn an_add_message_with_a_malformed_client_timestamp_fails_alone_and_writes_nothing() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Clock trouble")).await;
+    let before = table_snapshot(&api.state).await;
+    let reply = batch(
+        &alice,
+        &[
+            json!({"opId": "t-1", "type": "addMessage", "conversationId": id, "role": "user", "content": "when?", "clientTimestamp": "2026-11-30 09:15:30Z"}),
+            json!({"opId": "t-2", "type": "getConversation", "conversationId": id}),
+        ],
+    )
+    .await;
+    assert_eq!(statuses(&reply), [400, 200]);
+    assert_eq!(reply.body["results"][0]["error"]["code"], "invalid_request");
+    assert_eq!(reply.body["results"][1]["body"]["messageCount"], 0);
+    assert_eq!(table_snapshot(&api.state).await, before);
+}

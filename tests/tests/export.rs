@@ -2,7 +2,7 @@
 //! import reads) or Markdown, written to the bucket in parts and answered with a link; only
 //! ever the caller's own.
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::export::ConversationExport;
@@ -59,7 +59,7 @@ async fn a_json_export_holds_the_whole_conversation_as_stored() {
             json!({"role": "assistant", "content": "Try the bakery.\nIt opens at 7.",
                    "attachments": ["https://example.com/map.png"],
                    "metadata": {"model": "local", "tokens": 12}, "clientMessageId": "c-2",
-                   "clientTimestamp": "2026-11-30T07:00:00.500Z"}),
+                   "clientTimestamp": "2026-11-30T07:00:00.500123Z"}),
         )
         .await;
     assert_eq!(with_extras.status, StatusCode::CREATED);
@@ -103,6 +103,7 @@ async fn a_json_export_holds_the_whole_conversation_as_stored() {
         serde_json::from_value(json!({"model": "local", "tokens": 12})).unwrap()
     );
     assert_eq!(file.messages[1].client_message_id.as_deref(), Some("c-2"));
+    // Kept to the millisecond, as the API shows it.
     assert_eq!(
         file.messages[1].client_timestamp,
         Some("2026-11-30T07:00:00.500Z".parse().unwrap())
@@ -259,6 +260,46 @@ async fn an_export_imported_elsewhere_exports_the_same() {
         .await;
     assert_eq!(listed.body["messageCount"], 3);
     assert_eq!(listed.body["isArchived"], true);
+}
+
+#[tokio::test]
+async fn an_imported_file_keeps_client_timestamps_by_the_apis_rule() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let id = client.create_conversation(Some("Edited by hand")).await;
+    client.say(&id, "first").await;
+    client.say(&id, "second").await;
+    let exported = export(&api, &user, &id, "").await;
+    let mut file: ConversationExport =
+        serde_json::from_str(&download(&exported.location.unwrap()).await).unwrap();
+    // A file changed by hand: a time written after its message arrived, and nanoseconds.
+    let arrived = file.messages[0].timestamp;
+    file.messages[0].client_timestamp = Some(arrived + Duration::hours(1));
+    let written = arrived - Duration::hours(1) + Duration::nanoseconds(987_654_321);
+    file.messages[1].client_timestamp = Some(written);
+
+    let elsewhere = LocalApi::start().await;
+    let owner = UserId::parse(&user).unwrap();
+    elsewhere
+        .state
+        .exports
+        .import_conversation(&owner, &file)
+        .await
+        .unwrap();
+    let again = export(&elsewhere, &user, &id, "").await;
+    let imported: ConversationExport =
+        serde_json::from_str(&download(&again.location.unwrap()).await).unwrap();
+    assert_eq!(
+        imported.messages[0].client_timestamp,
+        Some(arrived.trunc_subsecs(3)),
+        "never after its message arrived"
+    );
+    assert_eq!(
+        imported.messages[1].client_timestamp,
+        Some(written.trunc_subsecs(3)),
+        "to the millisecond"
+    );
 }
 
 #[tokio::test]

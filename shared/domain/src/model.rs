@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -351,11 +351,20 @@ impl NewMessage {
     }
 
     /// When the user wrote it on their device, by the app's clock: kept beside the server's
-    /// time, which alone orders messages.
+    /// time, which alone orders messages (`kept_client_timestamp`).
     pub fn written_at(mut self, client_timestamp: Option<DateTime<Utc>>) -> Self {
         self.client_timestamp = client_timestamp;
         self
     }
+}
+
+/// A message's `clientTimestamp` as kept: never later than the message arrived (`arrived`, the
+/// server's time), and to the millisecond, as every time the API shows.
+pub fn kept_client_timestamp(
+    client_timestamp: Option<DateTime<Utc>>,
+    arrived: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    client_timestamp.map(|t| t.min(arrived).trunc_subsecs(3))
 }
 
 /// How deep metadata values may nest (DynamoDB stores at most 32 levels in an item).

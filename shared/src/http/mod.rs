@@ -346,6 +346,8 @@ async fn append_message(
     body: AddMessageBody,
     default_client_id: Option<&str>,
 ) -> Result<crate::model::Appended, Error> {
+    // Checked before any upload is looked at in S3.
+    let written_at = wire::client_timestamp(body.client_timestamp.as_deref())?;
     let refs = body
         .attachments
         .into_iter()
@@ -383,7 +385,7 @@ async fn append_message(
         body.metadata,
         body.client_message_id.as_deref().or(default_client_id),
     )?
-    .written_at(wire::client_timestamp(body.client_timestamp.as_deref())?);
+    .written_at(written_at);
     let appended = state
         .conversations
         .add_message(user, id, message, state.now())

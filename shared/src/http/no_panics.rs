@@ -24,6 +24,7 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just("attachments".to_owned()),
         Just("metadata".to_owned()),
         Just("clientMessageId".to_owned()),
+        Just("clientTimestamp".to_owned()),
         Just("attachmentId".to_owned()),
         Just("formats".to_owned()),
         Just("clientExportId".to_owned()),
@@ -45,6 +46,8 @@ fn json_value() -> impl Strategy<Value = Value> {
             Just("assistant".to_owned()),
             Just("json".to_owned()),
             Just("image/png".to_owned()),
+            Just("2026-11-30T09:15:30.250Z".to_owned()),
+            Just("2026-11-30 09:15:30+01:00".to_owned()),
             "\\PC{0,40}",
             "[\u{0}-\u{7f}]{0,8}",
         ]
@@ -77,6 +80,7 @@ fn parse_every_body(bytes: &[u8]) {
             body.metadata,
             body.client_message_id.as_deref(),
         );
+        let _ = super::wire::client_timestamp(body.client_timestamp.as_deref());
     }
     if let Ok(Some(body)) = json_bytes::<CreateConversationBody>(bytes) {
         let _ = body.title.as_deref().map(Title::parse);

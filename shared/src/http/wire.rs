@@ -45,12 +45,19 @@ pub struct AddMessageBody {
     pub client_timestamp: Option<String>,
 }
 
-/// A `clientTimestamp` as the app sends it: an RFC 3339 time.
+/// A `clientTimestamp` as the app sends it: an RFC 3339 date-time, with its `T` (chrono's parser
+/// also takes a space there, which the contract's `date-time` does not).
 pub fn client_timestamp(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Error> {
     raw.map(|raw| {
-        DateTime::parse_from_rfc3339(raw)
+        let dated = raw
+            .as_bytes()
+            .get(10)
+            .is_some_and(|b| b.eq_ignore_ascii_case(&b'T'));
+        dated
+            .then(|| DateTime::parse_from_rfc3339(raw).ok())
+            .flatten()
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| Error::invalid("clientTimestamp must be an RFC 3339 time"))
+            .ok_or_else(|| Error::invalid("clientTimestamp must be an RFC 3339 time"))
     })
     .transpose()
 }
@@ -623,6 +630,7 @@ mod tests {
             token_count: None,
         };
         let links = DownloadLinks::default();
+        // With the longest client message id (and its escapes), and without one.
         for client_message_id in [Some("\"\\".repeat(64)), None] {
             let message = Message {
                 client_message_id,
@@ -636,5 +644,32 @@ mod tests {
                 message.response_bytes()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod client_timestamps {
+    use super::client_timestamp;
+
+    #[test]
+    fn a_client_timestamp_is_an_rfc_3339_date_time_and_nothing_else() {
+        for good in [
+            "2026-11-30T09:15:30.250Z",
+            "2026-11-30t09:15:30z",
+            "2026-11-30T10:15:30.123456+01:00",
+        ] {
+            assert!(client_timestamp(Some(good)).unwrap().is_some(), "{good}");
+        }
+        for bad in [
+            "2026-11-30 09:15:30Z",
+            "2026-11-30",
+            "yesterday",
+            "",
+            "2026-11-30T09:15:30",
+            "2026-13-30T09:15:30Z",
+        ] {
+            assert!(client_timestamp(Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(client_timestamp(None).unwrap(), None);
     }
 }

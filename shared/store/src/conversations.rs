@@ -19,8 +19,8 @@ use domain::keys::{self, Index};
 use domain::model::{Conversation, ConversationId, Title, UserId, UNTITLED};
 
 use super::{
-    from_item, is_conditional_check_failure, item_key, page_limit, position_in, position_of,
-    put_new, s, start_key, store_error, to_item, Item, ItemShape, Store, Tombstone,
+    conversation_key, from_item, is_conditional_check_failure, item_key, page_limit, position_in,
+    position_of, put_new, s, start_key, store_error, to_item, Item, ItemShape, Store, Tombstone,
     BATCH_WRITE_MAX,
 };
 
@@ -552,10 +552,7 @@ impl Store {
     ) -> Result<bool, Error> {
         let delete = Delete::builder()
             .table_name(&self.table)
-            .set_key(Some(item_key(
-                &keys::conversation_partition(user, id),
-                keys::CONVERSATION_SK,
-            )))
+            .set_key(Some(conversation_key(user, id)))
             .condition_expression("attribute_exists(PK)")
             .build()
             .map_err(|e| Error::internal("build delete", e))?;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use domain::cursor::Position;
 use domain::error::Error;
 use domain::keys::{self, Index};
+use domain::model::{ConversationId, UserId};
 
 use super::Store;
 
@@ -69,6 +70,14 @@ pub(crate) fn page_limit(wanted: usize) -> i32 {
 /// The primary key of an item.
 pub(crate) fn item_key(pk: &str, sk: &str) -> Item {
     Item::from([(keys::PK.to_owned(), s(pk)), (keys::SK.to_owned(), s(sk))])
+}
+
+/// The key of a conversation's item.
+pub(crate) fn conversation_key(user: &UserId, id: &ConversationId) -> Item {
+    item_key(
+        &keys::conversation_partition(user, id),
+        keys::CONVERSATION_SK,
+    )
 }
 
 pub(crate) fn s(value: &str) -> AttributeValue {

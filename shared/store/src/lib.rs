@@ -36,8 +36,9 @@ pub use completions::CompletionRecord;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use conversations::{ConversationChange, ConversationItem, Creation};
 pub(crate) use dynamo::{
-    backoff, from_item, is_conditional_check_failure, item_key, page_limit, put_new, s, start_key,
-    store_error, to_item, Cancellation, Item, BATCH_WRITE_MAX, TRANSACTION_ATTEMPTS,
+    backoff, conversation_key, from_item, is_conditional_check_failure, item_key, page_limit,
+    put_new, s, start_key, store_error, to_item, Cancellation, Item, BATCH_WRITE_MAX,
+    TRANSACTION_ATTEMPTS,
 };
 use dynamo::{holds_unknown_type, position_in, position_of};
 pub use exports::{ExportFile, ExportJob, ExportStatus};

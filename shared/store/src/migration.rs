@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    backoff, from_item, is_conditional_check_failure, item_key, put_new, s, store_error, to_item,
-    Cancellation, Store, TRANSACTION_ATTEMPTS,
+    backoff, conversation_key, from_item, is_conditional_check_failure, item_key, put_new, s,
+    store_error, to_item, Cancellation, Store, TRANSACTION_ATTEMPTS,
 };
 use domain::error::Error;
 use domain::keys;
@@ -128,15 +128,7 @@ impl Store {
         user: &UserId,
         ids: &[ConversationId],
     ) -> Result<HashSet<ConversationId>, Error> {
-        let keys = ids
-            .iter()
-            .map(|id| {
-                item_key(
-                    &keys::conversation_partition(user, id),
-                    keys::CONVERSATION_SK,
-                )
-            })
-            .collect();
+        let keys = ids.iter().map(|id| conversation_key(user, id)).collect();
         Ok(self
             .batch_get(keys, Some("PK"))
             .await?

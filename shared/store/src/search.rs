@@ -6,7 +6,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{from_item, is_conditional_check_failure, item_key, s, store_error, Item, Store};
+use super::{
+    conversation_key, from_item, is_conditional_check_failure, item_key, s, store_error, Item,
+    Store,
+};
 use super::{ConversationItem, MessageItem, BATCH_WRITE_MAX};
 use domain::error::Error;
 use domain::keys::{self, Index};
@@ -313,15 +316,7 @@ impl Store {
         user: &UserId,
         ids: &[ConversationId],
     ) -> Result<Vec<Conversation>, Error> {
-        let keys = ids
-            .iter()
-            .map(|id| {
-                item_key(
-                    &keys::conversation_partition(user, id),
-                    keys::CONVERSATION_SK,
-                )
-            })
-            .collect();
+        let keys = ids.iter().map(|id| conversation_key(user, id)).collect();
         self.batch_get(keys, None)
             .await?
             .into_iter()

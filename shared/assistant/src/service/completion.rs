@@ -13,8 +13,8 @@ use ai::context::{ContextMessage, DEFAULT_MAX_TOKENS, DEFAULT_MESSAGE_LIMIT, TOK
 use ai::provider::ModelRequest;
 use domain::error::{chain, Error};
 use domain::model::{
-    ClientMessageId, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Tags, Title,
-    TokenCount, UserId,
+    kept_client_timestamp, ClientMessageId, ConversationId, Message, MessageId, Metadata,
+    NewMessage, Role, Tags, Title, TokenCount, UserId,
 };
 use shared::store::CompletionRecord;
 
@@ -481,7 +481,7 @@ impl Assistant {
             attachments: message.attachments,
             metadata: message.metadata,
             client_message_id: message.client_message_id.map(|c| c.as_str().to_owned()),
-            client_timestamp: message.client_timestamp,
+            client_timestamp: kept_client_timestamp(message.client_timestamp, now),
             token_count: message.token_count,
         });
         // The stored message's own id and time, so a retried save writes the same entry, and
