@@ -389,6 +389,10 @@ pub struct SearchPage {
 const RANK: &str = "rank";
 /// Candidates whose message a page looks up at once.
 const LOOKUP_CONCURRENCY: usize = 4;
+/// Candidates a page may look into beyond its size: one whose indexed term its messages turn
+/// out not to hold (a term's hash shared with another word) is passed over, and a page that
+/// meets this many ends early, with a cursor, rather than reading on through the index.
+const LOOKUPS_BEYOND_PAGE: usize = 20;
 
 /// A conversation that has every term of a query, where it stands among the results.
 struct Candidate {
@@ -497,7 +501,8 @@ impl Search {
     /// hits first (newest conversation first), then by the newest block of messages that
     /// has the leading term. Reads the user's whole index (one query of their blocks, one of
     /// their titles), then the page's conversations (consistently: a deleted one is left out)
-    /// and the message each message hit shows.
+    /// and the message each message hit shows: looking into at most `limit` +
+    /// `LOOKUPS_BEYOND_PAGE` candidates, so a page may hold fewer hits and still have a cursor.
     pub async fn search(
         &self,
         user: &UserId,
@@ -544,12 +549,15 @@ impl Search {
             .peekable();
         let mut hits = Vec::new();
         let mut last_rank = None;
-        while hits.len() < limit {
-            let chunk: Vec<Candidate> = remaining.by_ref().take(limit - hits.len()).collect();
+        let mut lookups_left = limit + LOOKUPS_BEYOND_PAGE;
+        while hits.len() < limit && lookups_left > 0 {
+            let wanted = (limit - hits.len()).min(lookups_left);
+            let chunk: Vec<Candidate> = remaining.by_ref().take(wanted).collect();
             let Some(last) = chunk.last() else {
                 break;
             };
             last_rank = Some(last.rank.clone());
+            lookups_left -= chunk.len();
             hits.extend(self.hits_of(user, leading, chunk).await?);
         }
         let next_cursor = match (remaining.peek(), last_rank) {

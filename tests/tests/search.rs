@@ -541,3 +541,65 @@ async fn a_word_of_a_reply_kept_deflated_is_found() {
     let found = search(&alice, "q=hoopoe").await;
     assert_eq!(found_ids(&found), vec![id]);
 }
+
+#[tokio::test]
+async fn a_page_whose_candidates_miss_ends_early_with_a_cursor_and_the_next_pages_find_the_hit() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let client = api.as_user(&user);
+    let store = api.state.conversations.store();
+    let owner = shared::model::UserId::parse(&user).unwrap();
+    // The conversation that has the word, ranked last: its block is the oldest.
+    let real = client.create_conversation(Some("Reading list")).await;
+    let kept = append_directly(
+        &api.state,
+        &user,
+        &real,
+        ["A zyzzyva on the last page of the dictionary".to_owned()],
+        Utc::now() - Duration::days(2),
+    )
+    .await;
+    let real_id = shared::model::ConversationId::parse(&real).unwrap();
+    shared::search::index_messages(store, &owner, &real_id, &kept)
+        .await
+        .unwrap();
+    // 25 conversations whose index says they have the word, while no message of theirs
+    // does (what a term's hash shared with another word looks like).
+    for n in 0..25 {
+        let id = client
+            .create_conversation(Some(&format!("Decoy {n}")))
+            .await;
+        let id = shared::model::ConversationId::parse(&id).unwrap();
+        let never_stored = shared::model::Message {
+            id: shared::model::MessageId::generate(),
+            conversation_id: id,
+            role: shared::model::Role::User,
+            content: "zyzzyva".to_owned(),
+            timestamp: Utc::now() - Duration::minutes(n),
+            attachments: Vec::new(),
+            metadata: Default::default(),
+            client_message_id: None,
+            client_timestamp: None,
+            token_count: None,
+        };
+        shared::search::index_messages(store, &owner, &id, &[never_stored])
+            .await
+            .unwrap();
+    }
+
+    // A page of 2 looks into 22 candidates at most: none holds the word, so it ends early.
+    let first = search(&client, "q=zyzzyva&limit=2").await;
+    assert_eq!(first["results"], json!([]));
+    assert_eq!(first["hasMore"], true);
+    let mut cursor = first["nextCursor"].as_str().expect("a cursor").to_owned();
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let page = search(&client, &format!("q=zyzzyva&limit=2&cursor={cursor}")).await;
+        found.extend(found_ids(&page));
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(found, vec![real]);
+}
