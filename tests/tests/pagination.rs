@@ -199,3 +199,34 @@ async fn archiving_during_a_walk_of_every_conversation_neither_skips_nor_repeats
     }
     assert_eq!(seen, newest_first);
 }
+
+#[tokio::test]
+async fn archiving_the_last_conversation_of_a_page_does_not_list_it_again_on_the_next() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let mut created = Vec::new();
+    for i in 0..6 {
+        created.push(alice.create_conversation(Some(&format!("c{i}"))).await);
+    }
+    let newest_first: Vec<String> = created.iter().rev().cloned().collect();
+    let query = "limit=3&includeArchived=true";
+    let (first, cursor) = page(&alice, query, None).await;
+    assert_eq!(first, newest_first[..3]);
+
+    // The app swipes away the last one it shows, then scrolls on.
+    let reply = alice
+        .put(
+            &format!("/conversations/{}/archive", first[2]),
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let mut seen = first;
+    let mut cursor = cursor;
+    while let Some(next) = cursor {
+        let (ids, following) = page(&alice, query, Some(&next)).await;
+        seen.extend(ids);
+        cursor = following;
+    }
+    assert_eq!(seen, newest_first);
+}

@@ -16,13 +16,16 @@ use super::{ConversationItem, Store};
 const PARTS: [(&str, bool); 2] = [("active", false), ("archived", true)];
 /// The last activity of the last conversation a walk returned, in its position.
 const FRONTIER: &str = "frontier";
+/// That conversation's key (positions handed out before it was kept have none).
+const FRONTIER_KEY: &str = "frontierKey";
 
-/// Where a merged walk stands: each partition's position (none: from its top) and the last
-/// activity of the last conversation returned (none: nothing returned yet).
+/// Where a merged walk stands: each partition's position (none: from its top), and the last
+/// activity and key of the last conversation returned (none: nothing returned yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Walk {
     parts: [Option<Position>; 2],
     frontier: Option<String>,
+    frontier_key: Option<String>,
 }
 
 impl Walk {
@@ -47,7 +50,21 @@ impl Walk {
         Self {
             parts,
             frontier: position.get(FRONTIER).cloned(),
+            frontier_key: position.get(FRONTIER_KEY).cloned(),
         }
+    }
+
+    /// Whether `item` comes after what the walk returned: below the frontier, or at it and not
+    /// the conversation returned there (which an archive or a restore moves to the other
+    /// partition without changing its activity).
+    fn has_not_returned(&self, item: &ConversationItem) -> bool {
+        let Some(frontier) = self.frontier.as_deref() else {
+            return true;
+        };
+        let activity = keys::sortable_time(item.last_activity);
+        activity.as_str() < frontier
+            || (activity.as_str() == frontier
+                && self.frontier_key.as_deref() != Some(item.pk.as_str()))
     }
 
     fn position(&self) -> Position {
@@ -59,6 +76,9 @@ impl Walk {
         }
         if let Some(frontier) = &self.frontier {
             position.insert(FRONTIER.to_owned(), frontier.clone());
+        }
+        if let Some(key) = &self.frontier_key {
+            position.insert(FRONTIER_KEY.to_owned(), key.clone());
         }
         position
     }
@@ -103,7 +123,8 @@ impl Store {
     ///
     /// Each partition continues from its own position; a conversation archived or restored
     /// during the walk moves to the other partition, so what either returns above the
-    /// frontier (the last activity already returned) was listed before and is passed over,
+    /// frontier (the last activity already returned), or at it under the key returned there,
+    /// was listed before and is passed over,
     /// and a partition that ran out is read again from where it ended (a conversation may
     /// have moved in below the frontier).
     pub async fn all_by_activity(
@@ -138,15 +159,11 @@ impl Store {
                 next,
             })
             .collect();
-        let frontier = walk.frontier.clone();
+        let returned = walk.clone();
         for (i, part) in parts.iter_mut().enumerate() {
             let last_read = part.items.back().map(activity_position);
-            // Above the frontier: listed before it moved to this partition.
-            part.items.retain(|item| {
-                frontier
-                    .as_deref()
-                    .is_none_or(|f| keys::sortable_time(item.last_activity).as_str() <= f)
-            });
+            // Above the frontier, or the one returned at it: listed before it moved here.
+            part.items.retain(|item| returned.has_not_returned(item));
             if part.items.is_empty() {
                 // Nothing to take: on from where its read stopped (or after what it read).
                 if let Some(position) = part.next.clone().or(last_read) {
@@ -177,6 +194,7 @@ impl Store {
                 _ => activity_position(&item),
             });
             walk.frontier = Some(time);
+            walk.frontier_key = Some(item.pk.as_str().to_owned());
             found.push((walk.position(), item));
         }
         let more = parts
@@ -189,6 +207,28 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::model::ConversationId;
+
+    #[test]
+    fn the_conversation_returned_at_the_frontier_is_passed_over_and_others_at_it_are_not() {
+        let user = UserId::parse("u").unwrap();
+        let at = chrono::Utc::now();
+        let returned = ConversationItem::new(&user, ConversationId::generate(), None, vec![], at);
+        let tied = ConversationItem::new(&user, ConversationId::generate(), None, vec![], at);
+        let walk = Walk {
+            parts: [None, None],
+            frontier: Some(keys::sortable_time(at)),
+            frontier_key: Some(returned.pk.as_str().to_owned()),
+        };
+        assert!(!walk.has_not_returned(&returned));
+        assert!(walk.has_not_returned(&tied));
+        // A position handed out before the key was kept: everything at the frontier, as then.
+        let earlier = Walk {
+            frontier_key: None,
+            ..walk
+        };
+        assert!(earlier.has_not_returned(&returned));
+    }
 
     #[test]
     fn a_merged_position_gives_back_each_part() {
@@ -201,6 +241,7 @@ mod tests {
         let walk = Walk {
             parts: [Some(after), None],
             frontier: Some("2026".to_owned()),
+            frontier_key: Some("USER#u#CONV#c".to_owned()),
         };
         assert_eq!(Walk::of(Some(walk.position())), walk);
         assert_eq!(Walk::of(None), Walk::default());
