@@ -109,6 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             // The stream functions, fed as Lambda feeds them (search indexing, purges, cache
             // invalidation).
             let poller = StreamPoller::from_latest(state.clone(), &template, None).await?;
+            let swept = state.core.clone();
             let gateway = Gateway::new(&template.routes()?, state, tokens)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
             let stream_listener = tokio::net::TcpListener::bind(("127.0.0.1", stream_port)).await?;
@@ -123,9 +124,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             tokio::try_join!(
                 gateway.serve(listener),
                 streaming.serve(stream_listener),
-                polling
+                polling,
+                sweep_hourly(swept)
             )?;
         }
     }
     Ok(())
+}
+
+/// How often the template schedules `sweep-deleted-conversations` (`rate(1 hour)`).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The sweep function's timeout in the template: a sweep ends its work before it.
+const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Sweeps deleted conversations every hour, as the template's schedule runs the sweep in AWS
+/// (the first an hour after start): what an in-flight write left after a purge goes too.
+async fn sweep_hourly(state: shared::state::State) -> Result<(), std::io::Error> {
+    let mut hourly = tokio::time::interval(SWEEP_EVERY);
+    hourly.tick().await;
+    loop {
+        hourly.tick().await;
+        let deadline = std::time::Instant::now()
+            + SWEEP_TIMEOUT.saturating_sub(shared::streams::DEADLINE_MARGIN);
+        match shared::purge::sweep_deleted_conversations(&state, deadline).await {
+            Ok(report) => tracing::info!(?report, "swept deleted conversations"),
+            Err(error) => tracing::warn!(%error, "the sweep of deleted conversations failed"),
+        }
+    }
 }
