@@ -159,6 +159,27 @@ async fn page(client: &Client, query: &str, cursor: Option<&str>) -> (Vec<String
     (ids, reply.body["nextCursor"].as_str().map(str::to_owned))
 }
 
+/// The ids of every page from `cursor` on.
+async fn pages_from(client: &Client, query: &str, mut cursor: Option<String>) -> Vec<String> {
+    let mut ids = Vec::new();
+    while let Some(next) = cursor {
+        let (page_ids, following) = page(client, query, Some(&next)).await;
+        ids.extend(page_ids);
+        cursor = following;
+    }
+    ids
+}
+
+async fn archive(client: &Client, id: &str, archived: bool) {
+    let reply = client
+        .put(
+            &format!("/conversations/{id}/archive"),
+            json!({"archived": archived}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+}
+
 #[tokio::test]
 async fn archiving_during_a_walk_of_every_conversation_neither_skips_nor_repeats_one() {
     let api = LocalApi::start().await;
@@ -167,19 +188,7 @@ async fn archiving_during_a_walk_of_every_conversation_neither_skips_nor_repeats
     for i in 0..10 {
         created.push(alice.create_conversation(Some(&format!("c{i}"))).await);
     }
-    let archive = |id: String, archived: bool| {
-        let alice = &alice;
-        async move {
-            let reply = alice
-                .put(
-                    &format!("/conversations/{id}/archive"),
-                    json!({"archived": archived}),
-                )
-                .await;
-            assert_eq!(reply.status, 200, "{:?}", reply.body);
-        }
-    };
-    archive(created[0].clone(), true).await;
+    archive(&alice, &created[0], true).await;
     let newest_first: Vec<String> = created.iter().rev().cloned().collect();
 
     let query = "limit=3&includeArchived=true";
@@ -187,16 +196,11 @@ async fn archiving_during_a_walk_of_every_conversation_neither_skips_nor_repeats
     assert_eq!(first, newest_first[..3]);
     // One not listed yet moves to the archive, one listed moves there, and the one archived
     // from the start comes back: each still listed once, in its place.
-    archive(created[2].clone(), true).await;
-    archive(created[8].clone(), true).await;
-    archive(created[0].clone(), false).await;
+    archive(&alice, &created[2], true).await;
+    archive(&alice, &created[8], true).await;
+    archive(&alice, &created[0], false).await;
     let mut seen = first;
-    let mut cursor = cursor;
-    while let Some(next) = cursor {
-        let (ids, following) = page(&alice, query, Some(&next)).await;
-        seen.extend(ids);
-        cursor = following;
-    }
+    seen.extend(pages_from(&alice, query, cursor).await);
     assert_eq!(seen, newest_first);
 }
 
@@ -214,19 +218,8 @@ async fn archiving_the_last_conversation_of_a_page_does_not_list_it_again_on_the
     assert_eq!(first, newest_first[..3]);
 
     // The app swipes away the last one it shows, then scrolls on.
-    let reply = alice
-        .put(
-            &format!("/conversations/{}/archive", first[2]),
-            json!({"archived": true}),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    archive(&alice, &first[2], true).await;
     let mut seen = first;
-    let mut cursor = cursor;
-    while let Some(next) = cursor {
-        let (ids, following) = page(&alice, query, Some(&next)).await;
-        seen.extend(ids);
-        cursor = following;
-    }
+    seen.extend(pages_from(&alice, query, cursor).await);
     assert_eq!(seen, newest_first);
 }
