@@ -13,3 +13,7 @@ export ATTACHMENTS_BUCKET=${ATTACHMENTS_BUCKET:-numina-attachments}
 export S3_FORCE_PATH_STYLE=true
 # Local only: the deployed stack generates its own secret in Secrets Manager.
 export CURSOR_SECRET=${CURSOR_SECRET:-local-cursor-signing-secret-0123456789abcdef}
+# Appends by slot, without a transaction (docs/operations.md, "Slot keys"): what the template
+# turns on once every function reads slots. The tests' second pass runs the appends' tests
+# with it off (scripts/test.sh), as every release deployed before the switch runs.
+export SLOT_KEYS=${SLOT_KEYS:-true}

@@ -41,6 +41,7 @@ pub fn memory_entries(messages: usize, now: DateTime<Utc>) -> Vec<MemoryEntry> {
                 expires_at: timestamp + Duration::hours(24),
                 token_count: None,
                 held: false,
+                slot: None,
             }
         })
         .collect()

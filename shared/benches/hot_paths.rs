@@ -110,6 +110,7 @@ fn page_items(
             client_message_id: Some(format!("client-{i}")),
             client_timestamp: None,
             token_count: None,
+            slot: None,
         };
         let mut item: Item =
             serde_dynamo::to_item(MessageItem::new(user, &message)).expect("an item");

@@ -49,6 +49,10 @@ pub struct Config {
     /// them smaller, which the releases before it cannot read (docs/operations.md, "Deflated
     /// text"); unset or `false`: always as text.
     pub compress_text: bool,
+    /// `SLOT_KEYS=true`: messages appended by slot, without a transaction (4 write units, not
+    /// 12), which the releases before it cannot read (docs/operations.md, "Slot keys"); unset
+    /// or `false`: appended in a transaction under time keys.
+    pub slot_keys: bool,
     /// `CACHE_NAME`: the ElastiCache cache, for the health function (`health-check`), which
     /// reports its status and finds it at cold start when `CACHE_URL` is not set. Every other
     /// function needs `CACHE_URL`.
@@ -197,6 +201,7 @@ impl Config {
             true => ItemShape::Lean,
         };
         let compress_text = switch("COMPRESS_TEXT", lookup("COMPRESS_TEXT").as_deref())?;
+        let slot_keys = switch("SLOT_KEYS", lookup("SLOT_KEYS").as_deref())?;
         let days = |name: &str, default: i64| {
             number(name, default as u64).and_then(|d| {
                 i64::try_from(d)
@@ -268,6 +273,7 @@ impl Config {
             s3_force_path_style: lookup("S3_FORCE_PATH_STYLE").as_deref() == Some("true"),
             item_shape,
             compress_text,
+            slot_keys,
             cache,
             cache_name: lookup("CACHE_NAME").filter(|n| !n.trim().is_empty()),
             cache_timeout,

@@ -202,6 +202,7 @@ impl Exports {
                 client_message_id: m.client_message_id.clone(),
                 client_timestamp: kept_client_timestamp(m.client_timestamp, m.timestamp),
                 token_count: None,
+                slot: None,
             })
             .collect();
         let mut stored = 0;

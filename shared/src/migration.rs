@@ -79,6 +79,8 @@ pub struct SourceItem {
     pub metadata: Metadata,
     /// The content's length in tokens, when the entry's writer counted it.
     pub token_count: Option<TokenCount>,
+    /// Where its conversation keeps it, when a memory entry was also stored there by slot.
+    pub slot: Option<keys::Slot>,
 }
 
 impl SourceItem {
@@ -105,6 +107,7 @@ impl SourceItem {
                 attachments: message.attachments,
                 metadata: message.metadata,
                 token_count: None,
+                slot: None,
             }),
             Err(error) => Err(SkippedItem {
                 key,
@@ -128,6 +131,7 @@ impl SourceItem {
         )?;
         Ok(Self {
             token_count: entry.token_count,
+            slot: entry.slot,
             ..item
         })
     }
@@ -352,7 +356,13 @@ impl Migrator {
         existing.extend(created.iter().copied());
         let all: Vec<Message> = groups
             .iter()
-            .flat_map(|g| g.items.iter().map(|item| message(g.conversation, item)))
+            // Where each would be if stored already: by slot, for an entry saved by slot.
+            .flat_map(|g| {
+                g.items.iter().map(|item| Message {
+                    slot: item.slot,
+                    ..message(g.conversation, item)
+                })
+            })
             .collect();
         let stored = self.store.existing_messages(user, &all).await?;
 
@@ -486,6 +496,7 @@ fn message(conversation: ConversationId, item: &SourceItem) -> Message {
         client_message_id: None,
         client_timestamp: None,
         token_count: item.token_count.clone(),
+        slot: None,
     }
 }
 

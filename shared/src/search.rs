@@ -29,7 +29,7 @@ use crate::keys;
 use crate::model::{Conversation, ConversationId, Message, MessageId, UserId};
 use crate::store::{search_block_capacity, Store};
 use domain::cursor::Position;
-pub use domain::search::{MatchedIn, SearchBlock, TermHash, TitleEntry};
+pub use domain::search::{BlockMessages, MatchedIn, SearchBlock, TermHash, TitleEntry};
 
 /// Distinct terms indexed per message, in the order they first appear (a longer message is
 /// indexed by its first this many distinct terms).
@@ -173,11 +173,18 @@ impl BlockPlan {
         }
     }
 
-    /// Adds the terms of a message written at `at`: to the block that started last at or
-    /// before it if it has room for the ones it lacks (if it lacks none, nothing changes), else
-    /// to a new block starting at `at`. A full block that starts at `at` itself takes them
-    /// anyway (no other key could hold the message's place): a rare block over capacity.
+    /// Adds the terms of a message keyed by its time `at`: [`BlockPlan::add_at`] with no slot.
     pub fn add(&mut self, at: DateTime<Utc>, hashes: &[TermHash]) {
+        self.add_at(at, None, hashes);
+    }
+
+    /// Adds the terms of a message written at `at` (kept at trunk slot `slot`, if by slot): to
+    /// the block that started last at or before it if it has room for the ones it lacks (if it
+    /// lacks none, nothing changes), else to a new block starting at `at`. A full block that
+    /// starts at `at` itself takes them anyway (no other key could hold the message's place):
+    /// a rare block over capacity. The block notes the slot, or that it took a message keyed
+    /// by time, so a search knows where to look for it.
+    pub fn add_at(&mut self, at: DateTime<Utc>, slot: Option<u64>, hashes: &[TermHash]) {
         if hashes.is_empty() {
             return;
         }
@@ -190,6 +197,15 @@ impl BlockPlan {
                 block.terms.extend(new);
                 block.terms.sort_unstable();
                 block.last = block.last.max(at);
+                match slot {
+                    Some(slot) => {
+                        block.slots = Some(match block.slots {
+                            Some((first, last)) => (first.min(slot), last.max(slot)),
+                            None => (slot, slot),
+                        })
+                    }
+                    None => block.timed = true,
+                }
                 *changed = true;
                 return;
             }
@@ -201,6 +217,8 @@ impl BlockPlan {
             conversation: self.conversation,
             start: at,
             last: at,
+            slots: slot.map(|slot| (slot, slot)),
+            timed: slot.is_none(),
             terms,
             version: 0,
         };
@@ -242,17 +260,28 @@ pub async fn index_messages(
     conversation: &ConversationId,
     messages: &[Message],
 ) -> Result<usize, Error> {
-    let mut messages: Vec<(DateTime<Utc>, Vec<TermHash>)> = messages
+    let mut messages: Vec<IndexedMessage> = messages
         .iter()
-        .map(|m| (m.timestamp, message_term_hashes(&m.content)))
-        .filter(|(_, hashes)| !hashes.is_empty())
+        .map(|m| IndexedMessage {
+            at: m.timestamp,
+            slot: m.slot.map(|slot| slot.number),
+            hashes: message_term_hashes(&m.content),
+        })
+        .filter(|m| !m.hashes.is_empty())
         .collect();
-    messages.sort_by_key(|(at, _)| *at);
+    messages.sort_by_key(|m| (m.at, m.slot));
     let written = write_blocks(store, user, conversation, &messages).await;
     // Whatever the writes did (an attempt that failed after writing comes again, maybe after
     // the purge): blocks never outlive their conversation.
     forget_blocks_if_deleted(store, user, conversation).await?;
     written
+}
+
+/// A message as a block takes it: its time, its slot (kept by slot) and its terms.
+struct IndexedMessage {
+    at: DateTime<Utc>,
+    slot: Option<u64>,
+    hashes: Vec<TermHash>,
 }
 
 /// Deletes the search blocks of `conversation` if it no longer exists.
@@ -271,7 +300,7 @@ pub async fn forget_blocks_if_deleted(
 /// backfill) change them first.
 const BLOCK_WRITE_ATTEMPTS: u32 = 5;
 
-/// Adds `messages` (time, term hashes; oldest first) to the conversation's blocks: reads the
+/// Adds `messages` (oldest first) to the conversation's blocks: reads the
 /// blocks that can take them, plans, writes each changed block once; when another write
 /// changed a block first, reads and plans again (what was written stays: adding terms again
 /// changes nothing).
@@ -279,11 +308,12 @@ async fn write_blocks(
     store: &Store,
     user: &UserId,
     conversation: &ConversationId,
-    messages: &[(DateTime<Utc>, Vec<TermHash>)],
+    messages: &[IndexedMessage],
 ) -> Result<usize, Error> {
-    let (Some((first, _)), Some((newest, _))) = (messages.first(), messages.last()) else {
+    let (Some(first), Some(newest)) = (messages.first(), messages.last()) else {
         return Ok(0);
     };
+    let (first, newest) = (&first.at, &newest.at);
     let mut written = 0;
     for attempt in 1..=BLOCK_WRITE_ATTEMPTS {
         let blocks = store
@@ -294,8 +324,8 @@ async fn write_blocks(
             blocks,
             search_block_capacity(user, conversation),
         );
-        for (at, hashes) in messages {
-            plan.add(*at, hashes);
+        for message in messages {
+            plan.add_at(message.at, message.slot, &message.hashes);
         }
         let mut lost_a_race = false;
         for block in plan.changed() {
@@ -401,8 +431,8 @@ struct Candidate {
     rank: String,
     conversation: ConversationId,
     /// For a message hit: the messages of the block with the leading term, from its start
-    /// up to the next block's (`None`: the conversation's newest block, to its end).
-    block: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// up to the next block's (the conversation's newest block: to its end).
+    block: Option<BlockMessages>,
     created_at: DateTime<Utc>,
 }
 
@@ -463,14 +493,24 @@ fn candidates(terms: &[&str], titles: Vec<TitleEntry>, blocks: &[SearchBlock]) -
                     .get(index + 1)
                     .filter(|next| next.conversation == block.conversation);
                 // Every message that added terms to the block lies between its start and its
-                // `last` (a later block may start before that: an older message came after).
+                // `last` (a later block may start before that: an older message came after),
+                // and if kept by slot, between its first and last slot.
                 let until = next.map(|next| {
                     next.start
                         .max(block.last + chrono::Duration::microseconds(1))
                 });
+                let slots = block.slots.map(|(first, last)| {
+                    let until = next
+                        .and_then(|next| next.slots)
+                        .map(|(next_first, _)| next_first.max(last + 1));
+                    (first, until)
+                });
                 (
                     rank(MatchedIn::Message, block.last, &entry.conversation),
-                    Some((block.start, until)),
+                    Some(BlockMessages {
+                        timed: block.timed.then_some((block.start, until)),
+                        slots,
+                    }),
                 )
             };
             Some(Candidate {
@@ -593,12 +633,12 @@ impl Search {
                 futures::future::ready(existing.contains_key(&candidate.conversation))
             })
             .map(|candidate| async move {
-                let Some((from, until)) = candidate.block else {
+                let Some(block) = candidate.block else {
                     return Ok::<_, Error>(Some((candidate, None)));
                 };
                 let message = self
                     .store
-                    .newest_message_between(user, &candidate.conversation, from, until, |m| {
+                    .newest_message_of_block(user, &candidate.conversation, block, |m| {
                         offset_of(&m.content, leading).is_some()
                     })
                     .await?;

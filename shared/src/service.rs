@@ -201,6 +201,7 @@ impl Conversations {
                 .map(|c| c.as_str().to_owned()),
             client_timestamp: kept_client_timestamp(new.client_timestamp, now),
             token_count: new.token_count,
+            slot: None,
         };
         let outcome = self
             .store
@@ -213,10 +214,10 @@ impl Conversations {
             .await;
         self.cache.invalidate_user(user).await;
         match outcome? {
-            AppendOutcome::Stored => {
-                crate::metrics::message_added(message.content.len());
+            AppendOutcome::Stored(stored) => {
+                crate::metrics::message_added(stored.content.len());
                 Ok(Appended {
-                    message,
+                    message: stored,
                     replayed: false,
                 })
             }

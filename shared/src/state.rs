@@ -99,7 +99,8 @@ impl State {
         )
         .with_clock(clock.clone())
         .with_item_shape(config.item_shape)
-        .with_compressed_text(config.compress_text);
+        .with_compressed_text(config.compress_text)
+        .with_slot_keys(config.slot_keys);
         if let Some((s3, bucket)) = &s3 {
             store = store.with_content_objects(ContentObjects::new(s3.clone(), *bucket));
         }

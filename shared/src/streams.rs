@@ -132,7 +132,8 @@ pub async fn invalidate_cached_reads(
 }
 
 /// Indexes the records' new messages for search, each conversation's in one go (its blocks
-/// written once: `search::index_messages`). A record that cannot be read stops the batch
+/// written once: `search::index_messages`), and first counts any message kept by slot that its
+/// append left uncounted (`Store::count_through`: one read, a write only for such a message). A record that cannot be read stops the batch
 /// there: the conversations before it are indexed and it is reported, so Lambda delivers it
 /// and the rest again; a conversation that cannot be indexed reports its first record. Adding
 /// a message's terms again changes nothing, so records delivered again cost nothing more. A
@@ -178,6 +179,19 @@ pub async fn index_for_search(
     }
     let (mut messages, mut written) = (0, 0);
     for new in &conversations {
+        // A message kept by slot is counted on its conversation by its append; one whose
+        // writer stopped before that is counted here (`Store::count_through`).
+        let newest_slot = new.messages.iter().filter_map(|m| m.slot).max();
+        if let Some(slot) = newest_slot {
+            let partition = keys::conversation_partition(&new.user, &new.conversation);
+            if let Err(error) = store.count_through(&partition, slot).await {
+                tracing::error!(error = %chain(&error), "could not count a conversation's messages");
+                let first =
+                    first_failed.map_or(new.first_record, |f: usize| f.min(new.first_record));
+                first_failed = Some(first);
+                continue;
+            }
+        }
         match search::index_messages(store, &new.user, &new.conversation, &new.messages).await {
             Ok(blocks) => {
                 messages += new.messages.len();

@@ -117,6 +117,7 @@ impl Bench {
             ("SYNC_SETTLE_SECONDS", "1"),
             ("LEAN_ITEMS", "true"),
             ("COMPRESS_TEXT", "true"),
+            ("SLOT_KEYS", "true"),
         ];
         let state = tests::state_through(meters.requests.endpoint(), &overrides).await;
         let search = tests::same_tables_through(&state, meters.search.endpoint()).await;

@@ -73,6 +73,7 @@ fn corpus(mut each: impl FnMut(usize, Message)) {
                     client_message_id: None,
                     client_timestamp: None,
                     token_count: None,
+                    slot: None,
                 },
             );
         }

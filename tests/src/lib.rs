@@ -636,6 +636,7 @@ pub fn memory_entry(
         expires_at: timestamp + chrono::Duration::hours(24),
         token_count: None,
         held: false,
+        slot: None,
     }
 }
 
@@ -828,6 +829,7 @@ pub async fn append_directly(
             client_message_id: None,
             client_timestamp: None,
             token_count: None,
+            slot: None,
         })
         .collect();
     let store = state.conversations.store();

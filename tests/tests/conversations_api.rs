@@ -7,9 +7,14 @@ use shared::clock::SystemClock;
 use tests::{items_of_conversation, new_user, state_configured, LocalApi};
 
 /// The local API without the cache (every read is the table's answer), writing lean items
-/// (docs/operations.md, "Lean items").
+/// (docs/operations.md, "Lean items") in the release before slot keys (a message kept by slot
+/// holds its id and time: `slot_keys.rs`).
 async fn api_writing_lean_items() -> LocalApi {
-    let overrides = [("CACHE_URL", ""), ("LEAN_ITEMS", "true")];
+    let overrides = [
+        ("CACHE_URL", ""),
+        ("LEAN_ITEMS", "true"),
+        ("SLOT_KEYS", "false"),
+    ];
     let state = state_configured(&overrides, std::sync::Arc::new(SystemClock)).await;
     LocalApi::serving(state).await
 }
@@ -423,8 +428,13 @@ async fn lean_message_items_keep_their_conversation_time_and_id_only_in_their_ke
 /// no update removes it: that release reads every item this one writes.
 #[tokio::test]
 async fn by_default_items_hold_what_the_release_before_requires_and_keep_it() {
-    // Both switches as a blank template parameter leaves them: off.
-    let overrides = [("CACHE_URL", ""), ("LEAN_ITEMS", ""), ("COMPRESS_TEXT", "")];
+    // The switches as a blank template parameter leaves them: off.
+    let overrides = [
+        ("CACHE_URL", ""),
+        ("LEAN_ITEMS", ""),
+        ("COMPRESS_TEXT", ""),
+        ("SLOT_KEYS", ""),
+    ];
     let state = state_configured(&overrides, std::sync::Arc::new(SystemClock)).await;
     let api = LocalApi::serving(state).await;
     let user = new_user();

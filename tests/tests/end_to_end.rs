@@ -30,6 +30,7 @@ mod migration_state_machine;
 mod pagination;
 mod search;
 mod security_sweep;
+mod slot_keys;
 mod stream_poller;
 mod streaming;
 mod streaming_url;

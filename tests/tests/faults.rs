@@ -210,7 +210,12 @@ async fn throttling_is_retried_by_the_sdk_and_what_stays_throttled_is_a_503_that
 async fn a_transaction_whose_answer_was_lost_is_retried_with_its_token_and_applied_once() {
     let server = std::env::var("AWS_ENDPOINT_URL").expect("set by scripts/test.sh");
     let proxy = tests::recording::RecordingProxy::start(&server).await;
-    let state = state_through(proxy.endpoint(), &[("CACHE_URL", "")]).await;
+    // Appends in a transaction: with slot keys, only the delete is one.
+    let state = state_through(
+        proxy.endpoint(),
+        &[("CACHE_URL", ""), ("SLOT_KEYS", "false")],
+    )
+    .await;
     let api = LocalApi::serving(state).await;
     let user = new_user();
     let alice = api.as_user(&user);
@@ -246,4 +251,55 @@ async fn a_transaction_whose_answer_was_lost_is_retried_with_its_token_and_appli
     let deleted = alice.delete(&format!("/conversations/{id}")).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
     assert_eq!(items_of_conversation(&api.state, &user, &id).await, vec![]);
+}
+
+/// An append by slot whose answers were lost on the way back: the SDK sends the message's
+/// put again, which finds the slot taken by that very message, and the count's update again,
+/// which finds the tip already on it. Each message is acknowledged once, stored once and
+/// counted once.
+#[tokio::test]
+async fn an_append_by_slot_whose_answers_were_lost_is_stored_and_counted_once() {
+    let server = std::env::var("AWS_ENDPOINT_URL").expect("set by scripts/test.sh");
+    let proxy = tests::recording::RecordingProxy::start(&server).await;
+    let state = state_through(
+        proxy.endpoint(),
+        &[("CACHE_URL", ""), ("SLOT_KEYS", "true")],
+    )
+    .await;
+    let api = LocalApi::serving(state).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Lost answers")).await;
+
+    for (lost, content) in [("PutItem", "put once"), ("UpdateItem", "counted once")] {
+        proxy.take_calls();
+        proxy.lose_next_answer_of(lost);
+        let added = alice
+            .post(
+                &format!("/conversations/{id}/messages"),
+                json!({"role": "user", "content": content}),
+            )
+            .await;
+        assert_eq!(
+            added.status,
+            StatusCode::CREATED,
+            "{lost}: {:?}",
+            added.body
+        );
+        let sent = proxy
+            .take_calls()
+            .into_iter()
+            .filter(|call| call.operation == lost)
+            .count();
+        assert_eq!(sent, 2, "{lost}: sent, and sent again");
+    }
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    let contents: Vec<&str> = read.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["put once", "counted once"]);
+    assert_eq!(read.body["messageCount"], 2);
 }

@@ -581,6 +581,7 @@ async fn a_page_whose_candidates_miss_ends_early_with_a_cursor_and_the_next_page
             client_message_id: None,
             client_timestamp: None,
             token_count: None,
+            slot: None,
         };
         shared::search::index_messages(store, &owner, &id, &[never_stored])
             .await

@@ -43,6 +43,7 @@ impl ShortTermMemory {
             expires_at: now + self.ttl,
             token_count: None,
             held: false,
+            slot: None,
         }
     }
 

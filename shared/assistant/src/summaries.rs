@@ -21,7 +21,6 @@ use std::time::Duration;
 use ai::context::{ContextMessage, Tokenizer};
 use ai::provider::{ModelProvider, ModelRequest};
 use domain::error::Error;
-use domain::keys;
 use domain::model::{ConversationId, Message, Role, UserId};
 use shared::store::{ConversationItem, Store, SummaryUpdate};
 
@@ -154,7 +153,7 @@ impl Summaries {
                         .summarized_through
                         .saturating_add(taken as u64)
                         .min(conversation.message_count),
-                    until: Some(keys::message_sort_key(last.timestamp, &last.id)),
+                    until: Some(last.sort_key()),
                 }
             }
         };
@@ -259,6 +258,7 @@ mod tests {
             client_message_id: None,
             client_timestamp: None,
             token_count: None,
+            slot: None,
         }
     }
 

@@ -6,11 +6,14 @@
 //! | item            | PK                          | SK                             |
 //! |-----------------|-----------------------------|--------------------------------|
 //! | conversation    | `USER#<user>#CONV#<conv>`   | `META`                         |
-//! | message         | `USER#<user>#CONV#<conv>`   | `MESSAGE#<timestamp>#<msg id>` |
+//! | message         | `USER#<user>#CONV#<conv>`   | `MESSAGE#~<branch>#<slot>`     |
+//! | (keyed by time) | `USER#<user>#CONV#<conv>`   | `MESSAGE#<timestamp>#<msg id>` |
 //! | client msg id   | `USER#<user>#CONV#<conv>`   | `CLIENT_MESSAGE#<client id>`   |
 //!
 //! `META` sorts after every `MESSAGE#…` key ("MET" > "MES"), so one descending query between
-//! `MESSAGE#` and `META` reads the conversation first and then its newest messages.
+//! `MESSAGE#` and `META` reads the conversation first and then its newest messages; a slot's
+//! key sorts after every time-keyed one (`~` > every digit), so a conversation begun before
+//! slots goes on after its earlier messages.
 //! Only conversation items carry the listing indexes' attributes, so those indexes hold
 //! nothing else. `ByChange` (what a mobile sync reads) also holds the tombstones of deleted
 //! conversations, kept in the user's `USER#<user>#DELETED` partition until their TTL.
@@ -266,15 +269,16 @@ pub fn parse_search_block_sort_key(sort_key: &str) -> Option<(ConversationId, Da
     Some((ConversationId::parse(conversation).ok()?, start))
 }
 
-/// The inclusive sort-key range of a conversation's messages written from `from` until
-/// before `until` (to the newest without one), by their timestamps.
+/// The inclusive sort-key range of a conversation's time-keyed messages written from `from`
+/// until before `until` (to the last of them without one), by their timestamps. Messages kept
+/// in slots (`slot_sort_key`) are outside every such range: [`slot_range`] reads them.
 pub fn message_time_range(from: DateTime<Utc>, until: Option<DateTime<Utc>>) -> (String, String) {
     let low = format!("{MESSAGE_PREFIX}{}", sortable_time(from));
-    // `#` < `$`: before every `#<message id>` of `until`, or after every message (and still
-    // before `META`).
+    // `#` < `$`: before every `#<message id>` of `until`; `~` sorts after every time and is no
+    // key itself, so the range stops before the first slot.
     let high = match until {
         Some(until) => format!("{MESSAGE_PREFIX}{}#", sortable_time(until)),
-        None => "MESSAGE$".to_owned(),
+        None => SLOT_PREFIX.to_owned(),
     };
     (low, high)
 }
@@ -288,47 +292,135 @@ pub fn message_sort_key(timestamp: DateTime<Utc>, message: &MessageId) -> String
     format!("{MESSAGE_PREFIX}{}#{message}", sortable_time(timestamp))
 }
 
-/// A message's sort key, with the time and the id it names: what the message's item keeps of
-/// both (it stores neither again). Written as the key's text, and read only from a key that
-/// parses.
+/// The sort keys of messages kept in slots start with this: `~` sorts after every time, so a
+/// conversation's time-keyed messages (written before slots, or moved in by a migration or an
+/// import) come first.
+pub const SLOT_PREFIX: &str = "MESSAGE#~";
+
+/// A message's place in its conversation when it is kept by slot: the next number of its
+/// branch (the trunk, 0, until conversations branch). Only one writer can take a slot, so an
+/// occupied slot proves its message was stored, and anyone can count it (docs/data-model.md,
+/// "Appending").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    pub branch: u16,
+    pub number: u64,
+}
+
+impl Slot {
+    /// The largest slot number a key holds (10 digits).
+    pub const MAX_NUMBER: u64 = 9_999_999_999;
+
+    pub const fn trunk(number: u64) -> Self {
+        Self { branch: 0, number }
+    }
+
+    /// The slot after this one on its branch.
+    pub fn next(self) -> Self {
+        Self {
+            branch: self.branch,
+            number: self.number + 1,
+        }
+    }
+
+    /// As a conversation's `tip` keeps it: `<branch>#<number>`, fixed width.
+    pub fn tip_text(self) -> String {
+        format!("{:04x}#{:010}", self.branch, self.number)
+    }
+
+    /// A `tip` as [`Slot::tip_text`] writes it.
+    pub fn parse_tip(text: &str) -> Option<Self> {
+        let (branch, number) = text.split_once('#')?;
+        let slot = Self {
+            branch: u16::from_str_radix(branch, 16).ok()?,
+            number: number.parse().ok()?,
+        };
+        (slot.tip_text() == text).then_some(slot)
+    }
+}
+
+pub fn slot_sort_key(slot: Slot) -> String {
+    format!("{SLOT_PREFIX}{}", slot.tip_text())
+}
+
+/// The inclusive sort-key range of a branch's slots from `from` until before `until` (to the
+/// branch's last without one).
+pub fn slot_range(branch: u16, from: u64, until: Option<u64>) -> (String, String) {
+    let low = slot_sort_key(Slot {
+        branch,
+        number: from,
+    });
+    let high = match until {
+        Some(until) => slot_sort_key(Slot {
+            branch,
+            number: until.saturating_sub(1),
+        }),
+        // `~` sorts after every digit.
+        None => format!("{SLOT_PREFIX}{branch:04x}#~"),
+    };
+    (low, high)
+}
+
+/// Where a message's sort key puts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MessagePlace {
+    /// By its time, then its id: the key holds both (the item stores neither again).
+    Timed {
+        timestamp: DateTime<Utc>,
+        message: MessageId,
+    },
+    /// By its slot: the item holds its id and time.
+    Slot(Slot),
+}
+
+/// A message's sort key, with what it says of the message: its time and id
+/// (`MESSAGE#<time>#<id>`), or its slot (`MESSAGE#~<branch>#<number>`). Written as the key's
+/// text, and read only from a key that parses.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct MessageSortKey {
     key: String,
-    timestamp: DateTime<Utc>,
-    message: MessageId,
+    place: MessagePlace,
 }
 
 impl MessageSortKey {
     pub fn new(timestamp: DateTime<Utc>, message: MessageId) -> Self {
         Self {
             key: message_sort_key(timestamp, &message),
-            timestamp,
-            message,
+            place: MessagePlace::Timed { timestamp, message },
+        }
+    }
+
+    pub fn at_slot(slot: Slot) -> Self {
+        Self {
+            key: slot_sort_key(slot),
+            place: MessagePlace::Slot(slot),
         }
     }
 
     pub fn parse(key: &str) -> Option<Self> {
+        if let Some(tip) = key.strip_prefix(SLOT_PREFIX) {
+            return Slot::parse_tip(tip).map(Self::at_slot);
+        }
         let (time, message) = key.strip_prefix(MESSAGE_PREFIX)?.split_once('#')?;
         let timestamp = DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc);
         let message = MessageId::parse(message).ok()?;
         // Only the form `message_sort_key` writes: the key is the item's identity.
-        (message_sort_key(timestamp, &message) == key).then(|| Self {
-            key: key.to_owned(),
-            timestamp,
-            message,
-        })
+        (message_sort_key(timestamp, &message) == key).then(|| Self::new(timestamp, message))
     }
 
     pub fn as_str(&self) -> &str {
         &self.key
     }
 
-    pub fn timestamp(&self) -> DateTime<Utc> {
-        self.timestamp
+    pub fn place(&self) -> MessagePlace {
+        self.place
     }
 
-    pub fn message(&self) -> MessageId {
-        self.message
+    pub fn slot(&self) -> Option<Slot> {
+        match self.place {
+            MessagePlace::Slot(slot) => Some(slot),
+            MessagePlace::Timed { .. } => None,
+        }
     }
 }
 
@@ -608,10 +700,29 @@ mod tests {
         assert_eq!(key.as_str(), message_sort_key(at, &message));
         let read: MessageSortKey =
             serde_json::from_value(serde_json::to_value(&key).unwrap()).unwrap();
-        assert_eq!((read.timestamp(), read.message()), (at, message));
+        assert_eq!(
+            read.place(),
+            MessagePlace::Timed {
+                timestamp: at,
+                message
+            }
+        );
+        let slot = Slot {
+            branch: 0x1f,
+            number: 42,
+        };
+        let key = MessageSortKey::at_slot(slot);
+        assert_eq!(key.as_str(), "MESSAGE#~001f#0000000042");
+        let read: MessageSortKey =
+            serde_json::from_value(serde_json::to_value(&key).unwrap()).unwrap();
+        assert_eq!(read.slot(), Some(slot));
+        assert_eq!(Slot::parse_tip(&slot.tip_text()), Some(slot));
         for other in [
             "META",
             "MESSAGE#2026-12-04T09:30:00Z#x",
+            "MESSAGE#~0000#42",
+            "MESSAGE#~00000#0000000042",
+            "MESSAGE#~0000#00000000042",
             // Only the form the store writes: microseconds and `Z`.
             &format!("MESSAGE#2026-12-04T09:30:00+00:00#{message}"),
         ] {
@@ -693,5 +804,27 @@ mod tests {
         let (_, to_the_end) = message_time_range(at, None);
         assert!(message_sort_key(next, &id) < to_the_end);
         assert!(to_the_end.as_str() < CONVERSATION_SK);
+        // Slots are outside every time range, and after every time-keyed message.
+        let first_slot = slot_sort_key(Slot::trunk(1));
+        assert!(to_the_end < first_slot);
+        assert!(
+            message_sort_key(Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).unwrap(), &id) < first_slot
+        );
+        assert!(is_message_sort_key(&first_slot) && first_slot.as_str() < CONVERSATION_SK);
+    }
+
+    #[test]
+    fn a_slot_range_holds_its_slots_and_no_other_branchs() {
+        let (low, high) = slot_range(0, 3, Some(5));
+        let key = |number| slot_sort_key(Slot::trunk(number));
+        assert!(low <= key(3) && key(4) <= high && key(5) > high && key(2) < low);
+        let (low, high) = slot_range(0, 3, None);
+        assert!(low <= key(Slot::MAX_NUMBER) && key(Slot::MAX_NUMBER) < high);
+        let other = slot_sort_key(Slot {
+            branch: 1,
+            number: 1,
+        });
+        assert!(other > high);
+        assert!(high.as_str() < CONVERSATION_SK);
     }
 }

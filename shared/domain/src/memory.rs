@@ -24,6 +24,9 @@ pub struct MemoryEntry {
     /// moved into its conversation within minutes (the stream's `migrate-held-memory`) and
     /// kept until it has been (`HELD_RETENTION`), then expires as any entry.
     pub held: bool,
+    /// The slot of the message in its conversation, when it was also stored there by slot:
+    /// where a migration finds it (a slot's key holds neither time nor id).
+    pub slot: Option<crate::keys::Slot>,
 }
 
 /// How long an entry kept only in short-term memory waits to reach its conversation at most:

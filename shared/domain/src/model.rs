@@ -419,6 +419,20 @@ pub struct Message {
     /// does not count tokens (then a context read counts it). Internal: no response shows it.
     #[serde(skip)]
     pub token_count: Option<TokenCount>,
+    /// Its slot, when the store keeps it by slot (`keys::Slot`); `None` for a message keyed by
+    /// its time, or not stored yet. Internal: where it is kept, not what it is.
+    #[serde(skip)]
+    pub slot: Option<crate::keys::Slot>,
+}
+
+impl Message {
+    /// Its sort key in its conversation's partition: by its slot, else by its time and id.
+    pub fn sort_key(&self) -> String {
+        match self.slot {
+            Some(slot) => crate::keys::slot_sort_key(slot),
+            None => crate::keys::message_sort_key(self.timestamp, &self.id),
+        }
+    }
 }
 
 /// A content's length in one tokenizer's tokens, counted once when the message is written so

@@ -18,6 +18,12 @@ pub struct SearchBlock {
     pub start: DateTime<Utc>,
     /// The time of the newest message that added a term.
     pub last: DateTime<Utc>,
+    /// The first and last slot (`keys::Slot`, of the trunk) of the messages kept by slot that
+    /// added terms to it: where a search looks for them (a slot's key holds no time).
+    pub slots: Option<(u64, u64)>,
+    /// Whether a message keyed by time added terms to it (every block written before slots
+    /// did): a search looks for those by time.
+    pub timed: bool,
     /// Its terms' hashes, sorted, each once.
     pub terms: Vec<TermHash>,
     /// How many times it was written: a write expects the version it read.
@@ -28,6 +34,17 @@ impl SearchBlock {
     pub fn has(&self, term: TermHash) -> bool {
         self.terms.binary_search(&term).is_ok()
     }
+}
+
+/// Where the messages of a block are: what a search reads, newest first, to show a hit in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockMessages {
+    /// Keyed by time: from the block's start until before the next block's (to the last such
+    /// message without one); `None` when none went into the block.
+    pub timed: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Kept by slot: from the block's first slot until before the next block's first (to the
+    /// trunk's last without one); `None` when none went into the block.
+    pub slots: Option<(u64, Option<u64>)>,
 }
 
 /// Where a search's leading term matched a conversation.

@@ -628,6 +628,7 @@ mod tests {
             client_message_id: Some("\"\\".repeat(64)),
             client_timestamp: Some(Utc.with_ymd_and_hms(2026, 12, 4, 23, 0, 0).unwrap()),
             token_count: None,
+            slot: None,
         };
         let links = DownloadLinks::default();
         // With the longest client message id (and its escapes), and without one.

@@ -1,16 +1,35 @@
-//! Appending a message: the message, its conversation's count and activity, and its client
-//! message id, in one transaction that a retry with the same id finds done.
+//! Appending a message. Two ways, by the store's switch (`Store::with_slot_keys`):
+//!
+//! - **In a transaction** (the way before slots): the message under its time key, its
+//!   conversation's count and activity, and its client message id's record, in one
+//!   `TransactWriteItems` that a retry with the same id finds done. 12 write units at least:
+//!   a transaction bills every item twice.
+//! - **By slot** (`keys::Slot`): the message is put at the slot after the conversation's `tip`,
+//!   on the condition that the slot is free, then counted on the conversation by moving the tip
+//!   onto it, on the condition that the tip is the slot before. Only one writer can take a slot,
+//!   so an occupied slot proves its message was stored, and counting it is idempotent: whoever
+//!   finds a slot stored and not counted counts it (the next append, a retry, the indexer that
+//!   the table's stream feeds: `Store::count_through`). 4 write units: the message, the
+//!   conversation item and its `ByStateActivity` entry (a delete and a put); 5 with a client
+//!   message id, whose record names the one slot every attempt of that append puts at.
 
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use domain::error::Error;
-use domain::keys;
-use domain::model::{ClientMessageId, Message, Title, UserId};
+use domain::keys::{self, Slot};
+use domain::model::{ClientMessageId, Message, Role, Title, UserId};
 
-use super::{from_item, put_new, s, to_item, MessageItem, Store};
+use super::{from_item, put_new, s, store_error, to_item, Item, MessageItem, Store};
 
-/// Records that a client message id was used, and for which message.
+/// Records that a client message id was used, and for which message: the key of the message
+/// stored with it (an append in a transaction), or the slot every attempt of that append puts
+/// at (an append by slot; moved on only past a slot another message holds).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ClientMessageItem {
@@ -18,17 +37,48 @@ struct ClientMessageItem {
     pk: String,
     #[serde(rename = "SK")]
     sk: String,
-    entity: String,
-    message_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
 }
 
 /// What an append found.
 pub enum AppendOutcome {
-    Stored,
+    /// Stored now: the message as kept (its slot, and its time, which an append by slot keeps
+    /// after the time of the message before it).
+    Stored(Message),
     /// The client message id was used before: this is the message stored then.
     AlreadyStored(Message),
     ConversationMissing,
 }
+
+/// Where the next append to a conversation goes: its tip, and its last activity (a message
+/// kept by slot is never older than the one before it).
+struct AppendPlace {
+    tip: Option<Slot>,
+    last_activity: DateTime<Utc>,
+}
+
+impl AppendPlace {
+    fn next(&self) -> Slot {
+        self.tip.map_or(Slot::trunk(1), Slot::next)
+    }
+}
+
+/// What counting a slot found.
+#[derive(Debug, PartialEq, Eq)]
+enum Counted {
+    Now,
+    Before,
+    ConversationMissing,
+}
+
+/// How many slots an append tries while other appends to the same conversation take them
+/// first (each try takes a slot, or counts one another append took).
+const SLOT_ATTEMPTS: u32 = 25;
 
 impl Store {
     /// Stores a message and counts it on its conversation, atomically: the message, the
@@ -43,10 +93,14 @@ impl Store {
     ) -> Result<AppendOutcome, Error> {
         let message_item = self.message_item(user, message).await?;
         let content_object = message_item.content_object.clone();
-        let outcome = self
-            .append_item(user, message, message_item, client_id, auto_title)
-            .await;
-        if !matches!(outcome, Ok(AppendOutcome::Stored)) {
+        let outcome = if self.slot_keys {
+            self.append_at_slot(user, message, message_item, client_id, auto_title)
+                .await
+        } else {
+            self.append_item(user, message, message_item, client_id, auto_title)
+                .await
+        };
+        if !matches!(outcome, Ok(AppendOutcome::Stored(_))) {
             // This attempt's content object belongs to no message (a retry found the first
             // one, or the conversation is gone): remove it.
             if let Some(key) = content_object {
@@ -106,8 +160,9 @@ impl Store {
             let record = ClientMessageItem {
                 pk: partition.clone(),
                 sk: keys::client_message_sort_key(client_id),
-                entity: "ClientMessage".to_owned(),
-                message_key: message_key.clone(),
+                entity: Some("ClientMessage".to_owned()),
+                message_key: Some(message_key.clone()),
+                target: None,
             };
             writes.push(
                 TransactWriteItem::builder()
@@ -117,7 +172,7 @@ impl Store {
         }
 
         match self.transact(writes, "append message").await? {
-            None => Ok(AppendOutcome::Stored),
+            None => Ok(AppendOutcome::Stored(message.clone())),
             Some(cancelled) if cancelled.condition_failed(0) => {
                 Ok(AppendOutcome::ConversationMissing)
             }
@@ -131,6 +186,7 @@ impl Store {
         }
     }
 
+    /// The message a client message id's record names (it was used before).
     pub(super) async fn replayed_message(
         &self,
         partition: &str,
@@ -141,12 +197,497 @@ impl Store {
             .await?
             .ok_or_else(|| Error::internal("replay append", "client message record vanished"))?;
         let record: ClientMessageItem = from_item(record)?;
-        let message = self
-            .get(partition, &record.message_key)
-            .await?
-            .ok_or_else(|| Error::internal("replay append", "recorded message is missing"))?;
-        let message: MessageItem = from_item(message)?;
-        let message = self.load_content(message).await?;
+        match (record.message_key, record.target) {
+            (Some(key), _) => {
+                let message = self.get(partition, &key).await?.ok_or_else(|| {
+                    Error::internal("replay append", "recorded message is missing")
+                })?;
+                self.already_stored(MessageItem::from_attributes(message)?)
+                    .await
+            }
+            // Recorded by an append by slot (this store's switch turned off again): the
+            // message is at its target once stored; until then the first attempt runs.
+            (None, Some(target)) => {
+                let slot = Slot::parse_tip(&target).ok_or_else(|| {
+                    Error::internal("replay append", "a client record's target is not a slot")
+                })?;
+                match self.get(partition, &keys::slot_sort_key(slot)).await? {
+                    Some(item) => {
+                        let occupant = MessageItem::from_attributes(item)?;
+                        if occupant.client_message_id.as_deref() == Some(client_id.as_str()) {
+                            return self.already_stored(occupant).await;
+                        }
+                        Err(Error::Unavailable(
+                            "the first attempt of this append is still running".into(),
+                        ))
+                    }
+                    None => Err(Error::Unavailable(
+                        "the first attempt of this append is still running".into(),
+                    )),
+                }
+            }
+            (None, None) => Err(Error::internal(
+                "replay append",
+                "a client record names no message",
+            )),
+        }
+    }
+
+    async fn already_stored(&self, item: MessageItem) -> Result<AppendOutcome, Error> {
+        let message = self.load_content(item).await?;
         Ok(AppendOutcome::AlreadyStored(message.into_message()))
     }
+
+    /// Appends by slot (see the module's documentation): puts the message at the slot after
+    /// the tip (or, with a client id, at its record's target), counts it, and when another
+    /// message holds that slot, counts that one and tries the next.
+    async fn append_at_slot(
+        &self,
+        user: &UserId,
+        message: &Message,
+        item: MessageItem,
+        client_id: Option<&ClientMessageId>,
+        auto_title: Option<&Title>,
+    ) -> Result<AppendOutcome, Error> {
+        let partition = keys::conversation_partition(user, &message.conversation_id);
+        let mut target: Option<Slot> = None;
+        for _ in 0..SLOT_ATTEMPTS {
+            let Some(place) = self.append_place(&partition).await? else {
+                return Ok(AppendOutcome::ConversationMissing);
+            };
+            let next = place.next();
+            let slot = match client_id {
+                None => next,
+                Some(client_id) => match target {
+                    Some(target) => target,
+                    None => match self
+                        .claim_client_record(&partition, client_id, next)
+                        .await?
+                    {
+                        Claimed::Target(slot) => {
+                            target = Some(slot);
+                            slot
+                        }
+                        Claimed::ByTransaction => {
+                            return self.replayed_message(&partition, client_id).await
+                        }
+                    },
+                },
+            };
+            let placed = place.tip.is_some_and(|tip| slot <= tip);
+            let timestamp = message
+                .timestamp
+                .max(place.last_activity + chrono::Duration::microseconds(1));
+            let stored = Message {
+                slot: Some(slot),
+                timestamp,
+                ..message.clone()
+            };
+            // A slot the tip has passed is taken: only its occupant is read.
+            let occupant = if placed {
+                let found = self.get(&partition, &keys::slot_sort_key(slot)).await?;
+                Some(found.map(MessageItem::from_attributes).transpose()?)
+            } else {
+                self.put_at_slot(&item, slot, timestamp).await?.map(Some)
+            };
+            let occupant = match occupant {
+                None => {
+                    // Stored: count it.
+                    return Ok(
+                        match self
+                            .count_slot(&partition, slot, timestamp, auto_title)
+                            .await?
+                        {
+                            Counted::ConversationMissing => {
+                                // Deleted meanwhile: its message goes too (the purge's
+                                // sweep would find it otherwise).
+                                self.client
+                                    .delete_item()
+                                    .table_name(&self.table)
+                                    .set_key(Some(super::item_key(
+                                        &partition,
+                                        &keys::slot_sort_key(slot),
+                                    )))
+                                    .send()
+                                    .await
+                                    .map_err(|e| store_error("append message", e))?;
+                                AppendOutcome::ConversationMissing
+                            }
+                            Counted::Now | Counted::Before => AppendOutcome::Stored(stored),
+                        },
+                    );
+                }
+                Some(None) => {
+                    return Err(Error::internal(
+                        "append message",
+                        "a slot the tip has passed holds no message",
+                    ))
+                }
+                Some(Some(occupant)) => occupant,
+            };
+            if occupant.id() == message.id {
+                // This put was stored before its answer was lost, and sent again.
+                self.count_slot(&partition, slot, occupant.timestamp(), auto_title)
+                    .await?;
+                return Ok(AppendOutcome::Stored(Message {
+                    timestamp: occupant.timestamp(),
+                    ..stored
+                }));
+            }
+            let title = title_of(&occupant);
+            if !placed
+                && self
+                    .count_slot(&partition, slot, occupant.timestamp(), title.as_ref())
+                    .await?
+                    == Counted::ConversationMissing
+            {
+                return Ok(AppendOutcome::ConversationMissing);
+            }
+            if let Some(client_id) = client_id {
+                if occupant.client_message_id.as_deref() == Some(client_id.as_str()) {
+                    return self.already_stored(occupant).await;
+                }
+                // Another message holds the target: move it on, past the tip (this append's
+                // message is at no slot: it only ever puts at its target).
+                let onward = slot.next().max(next);
+                target = Some(
+                    self.move_target(&partition, client_id, slot, onward)
+                        .await?,
+                );
+            }
+        }
+        Err(Error::Unavailable(
+            "too many appends to this conversation at once: try again".into(),
+        ))
+    }
+
+    /// The conversation's tip and last activity, read consistently (never from a cache: a tip
+    /// read too low costs a failed put, too high would leave a gap); `None` when it is gone.
+    async fn append_place(&self, partition: &str) -> Result<Option<AppendPlace>, Error> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(partition))
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .projection_expression("PK, tip, lastActivity")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("read the conversation's tip", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let place = tip_and_activity(&item)?;
+        Ok(Some(AppendPlace {
+            tip: place.0,
+            last_activity: place.1,
+        }))
+    }
+
+    /// Puts `item` at `slot` if the slot is free; else returns what holds it.
+    async fn put_at_slot(
+        &self,
+        item: &MessageItem,
+        slot: Slot,
+        timestamp: DateTime<Utc>,
+    ) -> Result<Option<MessageItem>, Error> {
+        let at_slot = MessageItem {
+            sk: keys::MessageSortKey::at_slot(slot),
+            message_id: Some(item.id()),
+            timestamp: Some(timestamp),
+            ..item.clone()
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.message_to_item(&at_slot)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(error) => match error.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    let occupant = failed.item().cloned().ok_or_else(|| {
+                        Error::internal("append message", "a taken slot came back without its item")
+                    })?;
+                    MessageItem::from_attributes(occupant).map(Some)
+                }
+                _ => Err(store_error("append message", error)),
+            },
+        }
+    }
+
+    /// Counts the message at `slot` (stored at `timestamp`) on its conversation: moves the tip
+    /// onto it, if the tip is the slot before (a slot before that not counted yet is counted
+    /// first). Any number of writers may count the same slot: one moves the tip.
+    async fn count_slot(
+        &self,
+        partition: &str,
+        slot: Slot,
+        timestamp: DateTime<Utc>,
+        auto_title: Option<&Title>,
+    ) -> Result<Counted, Error> {
+        for _ in 0..SLOT_ATTEMPTS {
+            match self
+                .move_tip(partition, slot, timestamp, auto_title)
+                .await?
+            {
+                TipMoved::Yes => return Ok(Counted::Now),
+                TipMoved::ConversationMissing => return Ok(Counted::ConversationMissing),
+                TipMoved::No(tip) if tip.is_some_and(|tip| tip >= slot) => {
+                    return Ok(Counted::Before)
+                }
+                TipMoved::No(tip) => {
+                    // A slot between the tip and this one is stored and not counted (its writer
+                    // stopped between its two writes): it comes first.
+                    let before = tip.map_or(Slot::trunk(1), Slot::next);
+                    let Some(item) = self.get(partition, &keys::slot_sort_key(before)).await?
+                    else {
+                        return Err(Error::internal(
+                            "count message",
+                            "a slot before the one counted holds no message",
+                        ));
+                    };
+                    let before_item = MessageItem::from_attributes(item)?;
+                    let title = title_of(&before_item);
+                    if let TipMoved::ConversationMissing = self
+                        .move_tip(partition, before, before_item.timestamp(), title.as_ref())
+                        .await?
+                    {
+                        return Ok(Counted::ConversationMissing);
+                    }
+                }
+            }
+        }
+        Err(Error::Unavailable(
+            "too many appends to this conversation at once: try again".into(),
+        ))
+    }
+
+    /// One conditional update of the conversation: its tip from the slot before `slot` onto
+    /// `slot`, with the count, the activity and (a first user message) the automatic title.
+    async fn move_tip(
+        &self,
+        partition: &str,
+        slot: Slot,
+        timestamp: DateTime<Utc>,
+        auto_title: Option<&Title>,
+    ) -> Result<TipMoved, Error> {
+        let shed = self.shed_stored_twice();
+        let now = keys::sortable_time(timestamp);
+        let title = if auto_title.is_some() {
+            ", autoTitle = if_not_exists(autoTitle, :auto), \
+             autoTitleLower = if_not_exists(autoTitleLower, :autoLower)"
+        } else {
+            ""
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(partition))
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .update_expression(format!(
+                "SET tip = :tip, lastActivity = :now, updatedAt = :now{title} \
+                 ADD messageCount :one {shed}"
+            ))
+            .expression_attribute_values(":tip", s(&slot.tip_text()))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        update = if slot == Slot::trunk(1) {
+            update.condition_expression("attribute_exists(PK) AND attribute_not_exists(tip)")
+        } else {
+            let before = Slot {
+                number: slot.number - 1,
+                ..slot
+            };
+            update
+                .condition_expression("attribute_exists(PK) AND tip = :before")
+                .expression_attribute_values(":before", s(&before.tip_text()))
+        };
+        if let Some(title) = auto_title {
+            update = update
+                .expression_attribute_values(":auto", s(title.as_str()))
+                .expression_attribute_values(":autoLower", s(&title.as_str().to_lowercase()));
+        }
+        match update.send().await {
+            Ok(_) => Ok(TipMoved::Yes),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item() {
+                        None => Ok(TipMoved::ConversationMissing),
+                        Some(item) => Ok(TipMoved::No(tip_and_activity(item)?.0)),
+                    }
+                }
+                _ => Err(store_error("count message", error)),
+            },
+        }
+    }
+
+    /// Counts every slot of the conversation up to `slot` not counted yet: what the indexer
+    /// does for each new message the table's stream brings, so an append whose writer stopped
+    /// between its two writes is counted within seconds, with no append after it.
+    pub async fn count_through(&self, partition: &str, slot: Slot) -> Result<(), Error> {
+        let Some(place) = self.append_place(partition).await? else {
+            return Ok(());
+        };
+        if place.tip.is_some_and(|tip| tip >= slot) {
+            return Ok(());
+        }
+        let Some(item) = self.get(partition, &keys::slot_sort_key(slot)).await? else {
+            // Gone with its conversation (or never stored): nothing to count.
+            return Ok(());
+        };
+        let item = MessageItem::from_attributes(item)?;
+        let title = title_of(&item);
+        let counted = self
+            .count_slot(partition, slot, item.timestamp(), title.as_ref())
+            .await?;
+        if counted == Counted::Now {
+            tracing::warn!(%partition, slot = slot.number, "counted a message its append left uncounted");
+        }
+        Ok(())
+    }
+
+    /// The client message id's record: claimed now with `next` as its target, or as another
+    /// attempt of the same append left it.
+    async fn claim_client_record(
+        &self,
+        partition: &str,
+        client_id: &ClientMessageId,
+        next: Slot,
+    ) -> Result<Claimed, Error> {
+        let record = ClientMessageItem {
+            pk: partition.to_owned(),
+            sk: keys::client_message_sort_key(client_id),
+            entity: None,
+            message_key: None,
+            target: Some(next.tip_text()),
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&record)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claimed::Target(next)),
+            Err(error) => match error.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    let found = failed.item().cloned().ok_or_else(|| {
+                        Error::internal("append message", "a client record came back empty")
+                    })?;
+                    claimed(from_item(found)?)
+                }
+                _ => Err(store_error("append message", error)),
+            },
+        }
+    }
+
+    /// Moves a client record's target from `from` (held by another message) to `to`; returns
+    /// the target as it is after (another attempt of the same append may have moved it first).
+    async fn move_target(
+        &self,
+        partition: &str,
+        client_id: &ClientMessageId,
+        from: Slot,
+        to: Slot,
+    ) -> Result<Slot, Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(partition))
+            .key(keys::SK, s(&keys::client_message_sort_key(client_id)))
+            .update_expression("SET target = :to")
+            .condition_expression("target = :from")
+            .expression_attribute_values(":from", s(&from.tip_text()))
+            .expression_attribute_values(":to", s(&to.tip_text()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(to),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let found = failed.item().cloned().ok_or_else(|| {
+                        Error::internal("append message", "a client record vanished")
+                    })?;
+                    match claimed(from_item(found)?)? {
+                        Claimed::Target(slot) => Ok(slot),
+                        Claimed::ByTransaction => Err(Error::internal(
+                            "append message",
+                            "a client record changed its kind",
+                        )),
+                    }
+                }
+                _ => Err(store_error("append message", error)),
+            },
+        }
+    }
+}
+
+/// A client record as an append by slot found it.
+enum Claimed {
+    /// The slot every attempt of this append puts at.
+    Target(Slot),
+    /// Written by an append in a transaction: it names its stored message.
+    ByTransaction,
+}
+
+fn claimed(record: ClientMessageItem) -> Result<Claimed, Error> {
+    match (record.message_key, record.target) {
+        (Some(_), _) => Ok(Claimed::ByTransaction),
+        (None, Some(target)) => Slot::parse_tip(&target)
+            .map(Claimed::Target)
+            .ok_or_else(|| {
+                Error::internal("append message", "a client record's target is not a slot")
+            }),
+        (None, None) => Err(Error::internal(
+            "append message",
+            "a client record names no message",
+        )),
+    }
+}
+
+/// What one conditional update of the tip found.
+enum TipMoved {
+    Yes,
+    /// The tip was elsewhere: here.
+    No(Option<Slot>),
+    ConversationMissing,
+}
+
+/// A conversation item's tip (`None`: nothing kept by slot yet) and last activity.
+fn tip_and_activity(item: &Item) -> Result<(Option<Slot>, DateTime<Utc>), Error> {
+    let bad = |what: &str| Error::internal("read the conversation's tip", what.to_owned());
+    let tip = match item.get("tip") {
+        None => None,
+        Some(AttributeValue::S(text)) => {
+            Some(Slot::parse_tip(text).ok_or_else(|| bad("a tip that is not a slot"))?)
+        }
+        Some(_) => return Err(bad("a tip that is not text")),
+    };
+    let last_activity = match item.get(keys::LAST_ACTIVITY) {
+        Some(AttributeValue::S(text)) => DateTime::parse_from_rfc3339(text)
+            .map_err(|_| bad("a last activity that is not a time"))?
+            .with_timezone(&Utc),
+        _ => return Err(bad("no last activity")),
+    };
+    Ok((tip, last_activity))
+}
+
+/// The automatic title a counted message gives its conversation if it has none: a user
+/// message's (as `Conversations::add_message` derives it), when its content is at hand.
+fn title_of(item: &MessageItem) -> Option<Title> {
+    (item.role == Role::User && !item.content.is_empty())
+        .then(|| Title::derived_from(&item.content))
 }

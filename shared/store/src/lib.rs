@@ -87,6 +87,9 @@ pub struct Store {
     /// Whether message content and summaries are written deflated when that makes them
     /// smaller (`deflated`; off until every function reads them: docs/operations.md).
     pub(crate) compress_text: bool,
+    /// Whether appends keep messages by slot, without a transaction (`append`; off until every
+    /// function reads slots: docs/operations.md).
+    pub(crate) slot_keys: bool,
 }
 
 impl Store {
@@ -98,6 +101,7 @@ impl Store {
             clock: Arc::new(SystemClock),
             shape: ItemShape::default(),
             compress_text: false,
+            slot_keys: false,
         }
     }
 
@@ -113,6 +117,11 @@ impl Store {
             compress_text: compress,
             ..self
         }
+    }
+
+    /// A store that appends messages by slot (`keys::Slot`), or in a transaction.
+    pub fn with_slot_keys(self, slot_keys: bool) -> Self {
+        Self { slot_keys, ..self }
     }
 
     /// A store whose change-log stamps come from `clock`.

@@ -42,6 +42,9 @@ struct MemoryItem {
     /// Kept only here until a migration moves it into its conversation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     held: bool,
+    /// `MemoryEntry::slot`, as a conversation's tip keeps a slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slot: Option<String>,
 }
 
 impl MemoryItem {
@@ -60,6 +63,7 @@ impl MemoryItem {
             expires_at: entry.expires_at.timestamp(),
             token_count: entry.token_count.clone(),
             held: entry.held,
+            slot: entry.slot.map(keys::Slot::tip_text),
         }
     }
 
@@ -75,6 +79,7 @@ impl MemoryItem {
             expires_at: DateTime::from_timestamp(self.expires_at, 0).unwrap_or(self.timestamp),
             token_count: self.token_count,
             held: self.held,
+            slot: self.slot.as_deref().and_then(keys::Slot::parse_tip),
         }
     }
 }

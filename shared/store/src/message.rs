@@ -17,10 +17,11 @@ use domain::model::{
 
 type Item = HashMap<String, AttributeValue>;
 
-/// A message as stored. Its conversation is only in its partition key, its time and id only
-/// in its sort key, and no attachments or metadata are written when it has none (issue 18:
-/// items written before also hold `conversationId`, `messageId`, `timestamp` and `entity`,
-/// and empty `attachments` and `metadata`, which reads ignore).
+/// A message as stored. Its conversation is only in its partition key; its time and id are in
+/// its sort key when it is keyed by time, else in `messageId` and `timestamp` (kept by slot,
+/// `keys::Slot`); no attachments or metadata are written when it has none (issue 18: items
+/// written before also hold `conversationId`, `entity` and, keyed by time, `messageId` and
+/// `timestamp`, and empty `attachments` and `metadata`, which reads ignore).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageItem {
@@ -28,6 +29,12 @@ pub struct MessageItem {
     pub(super) pk: keys::ConversationPartition,
     #[serde(rename = "SK")]
     pub(super) sk: keys::MessageSortKey,
+    /// Its id and time when its key does not hold them (a slot): written by
+    /// `Store::message_to_item`, and read only where the key holds none (`MessageItem::id`).
+    #[serde(rename = "messageId", default, skip_serializing)]
+    pub(super) message_id: Option<MessageId>,
+    #[serde(default, skip_serializing)]
+    pub(super) timestamp: Option<DateTime<Utc>>,
     pub(super) role: Role,
     /// Written deflated when the store compresses text (`deflated`).
     #[serde(deserialize_with = "super::deflated::text")]
@@ -56,7 +63,12 @@ impl MessageItem {
     pub fn new(user: &UserId, message: &Message) -> Self {
         Self {
             pk: keys::ConversationPartition::new(user, message.conversation_id),
-            sk: keys::MessageSortKey::new(message.timestamp, message.id),
+            sk: match message.slot {
+                Some(slot) => keys::MessageSortKey::at_slot(slot),
+                None => keys::MessageSortKey::new(message.timestamp, message.id),
+            },
+            message_id: message.slot.map(|_| message.id),
+            timestamp: message.slot.map(|_| message.timestamp),
             role: message.role,
             content: message.content.clone(),
             attachments: message.attachments.clone(),
@@ -86,19 +98,54 @@ impl MessageItem {
         }
     }
 
+    /// Its id and time: from its key, or (kept by slot) from its attributes, which every
+    /// reader requires of such an item (`MessageItem::checked`).
+    fn id_and_time(&self) -> (MessageId, DateTime<Utc>) {
+        match self.sk.place() {
+            keys::MessagePlace::Timed { timestamp, message } => (message, timestamp),
+            keys::MessagePlace::Slot(_) => (
+                // Never absent in an item read (`checked`) or made (`new`).
+                self.message_id
+                    .unwrap_or_else(|| MessageId::from(uuid::Uuid::nil())),
+                self.timestamp.unwrap_or_default(),
+            ),
+        }
+    }
+
     pub fn id(&self) -> MessageId {
-        self.sk.message()
+        self.id_and_time().0
     }
 
     pub fn timestamp(&self) -> DateTime<Utc> {
-        self.sk.timestamp()
+        self.id_and_time().1
+    }
+
+    pub fn slot(&self) -> Option<keys::Slot> {
+        self.sk.slot()
+    }
+
+    pub fn sort_key(&self) -> &str {
+        self.sk.as_str()
+    }
+
+    /// The item as read, if it is whole: one kept by slot must hold its id and time.
+    pub fn checked(self) -> Result<Self, Error> {
+        if self.sk.slot().is_some() && (self.message_id.is_none() || self.timestamp.is_none()) {
+            return Err(decode_error(
+                "messageId",
+                "a message kept by slot without its id and time",
+            ));
+        }
+        Ok(self)
     }
 
     pub fn into_message(self) -> Message {
+        let (id, timestamp) = self.id_and_time();
         Message {
-            id: self.id(),
+            id,
+            slot: self.sk.slot(),
             conversation_id: self.pk.conversation(),
-            timestamp: self.timestamp(),
+            timestamp,
             role: self.role,
             content: self.content,
             attachments: self.attachments,
@@ -121,16 +168,18 @@ impl super::Store {
         {
             item.insert("content".to_owned(), AttributeValue::B(bytes.into()));
         }
-        if self.shape == super::ItemShape::Full {
-            let s = |text: String| AttributeValue::S(text);
-            item.insert(
-                "conversationId".to_owned(),
-                s(message.pk.conversation().to_string()),
-            );
+        let s = |text: String| AttributeValue::S(text);
+        if self.shape == super::ItemShape::Full || message.slot().is_some() {
             item.insert("messageId".to_owned(), s(message.id().to_string()));
             item.insert(
                 "timestamp".to_owned(),
                 s(keys::sortable_time(message.timestamp())),
+            );
+        }
+        if self.shape == super::ItemShape::Full {
+            item.insert(
+                "conversationId".to_owned(),
+                s(message.pk.conversation().to_string()),
             );
             item.insert("entity".to_owned(), s("Message".to_owned()));
         }
@@ -152,6 +201,8 @@ impl MessageItem {
             match name.as_str() {
                 "PK" => read.pk = Some(value),
                 "SK" => read.sk = Some(value),
+                "messageId" => read.message_id = Some(value),
+                "timestamp" => read.timestamp = Some(value),
                 "role" => read.role = Some(value),
                 "content" => read.content = Some(value),
                 "attachments" => read.attachments = Some(value),
@@ -164,9 +215,11 @@ impl MessageItem {
                 _ => {}
             }
         }
-        Ok(Self {
+        Self {
             pk: parsed("PK", read.pk)?,
             sk: parsed("SK", read.sk)?,
+            message_id: optional("messageId", read.message_id)?,
+            timestamp: optional("timestamp", read.timestamp)?,
             role: parsed("role", read.role)?,
             content: match read.content {
                 Some(AttributeValue::B(bytes)) => super::deflated::inflated(bytes.as_ref())
@@ -183,7 +236,8 @@ impl MessageItem {
                 Some(value) => Some(as_serde_dynamo_reads("contentBytes", value)?),
             },
             token_count: optional("tokens", read.tokens)?,
-        })
+        }
+        .checked()
     }
 }
 
@@ -192,6 +246,8 @@ impl MessageItem {
 struct ReadAttributes {
     pk: Option<AttributeValue>,
     sk: Option<AttributeValue>,
+    message_id: Option<AttributeValue>,
+    timestamp: Option<AttributeValue>,
     role: Option<AttributeValue>,
     content: Option<AttributeValue>,
     attachments: Option<AttributeValue>,
@@ -275,6 +331,7 @@ mod tests {
             client_message_id: None,
             client_timestamp: None,
             token_count: None,
+            slot: None,
         }
     }
 

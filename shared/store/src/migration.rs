@@ -147,28 +147,41 @@ impl Store {
         user: &UserId,
         messages: &[Message],
     ) -> Result<HashSet<MessageId>, Error> {
+        // Where each is if stored: by its time and id, or at the slot its memory entry names.
         let keys = messages
             .iter()
             .map(|m| {
                 item_key(
                     &keys::conversation_partition(user, &m.conversation_id),
-                    &keys::message_sort_key(m.timestamp, &m.id),
+                    &m.sort_key(),
                 )
             })
             .collect();
-        self.batch_get(keys, Some(keys::SK))
+        let found = self
+            .batch_get(keys, Some("SK, messageId"))
             .await?
             .into_iter()
-            .map(|item| match item.get(keys::SK) {
-                Some(AttributeValue::S(key)) => keys::MessageSortKey::parse(key)
-                    .map(|key| key.message())
-                    .ok_or_else(|| Error::internal("read messages", "not a message's key")),
-                _ => Err(Error::internal(
-                    "read messages",
-                    "a message without its key",
-                )),
+            .map(|item| {
+                let key = match item.get(keys::SK) {
+                    Some(AttributeValue::S(key)) => keys::MessageSortKey::parse(key),
+                    _ => None,
+                };
+                match (key.map(|key| key.place()), item.get("messageId")) {
+                    (Some(keys::MessagePlace::Timed { message, .. }), _) => Ok(message),
+                    (Some(keys::MessagePlace::Slot(_)), Some(AttributeValue::S(id))) => {
+                        MessageId::parse(id)
+                            .map_err(|_| Error::internal("read messages", "a malformed message id"))
+                    }
+                    _ => Err(Error::internal("read messages", "not a message's key")),
+                }
             })
-            .collect()
+            .collect::<Result<HashSet<MessageId>, Error>>()?;
+        // A slot held by another message does not hold this one.
+        Ok(messages
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| found.contains(id))
+            .collect())
     }
 
     /// Stores migrated messages of one conversation in one transaction (a chunk from

@@ -110,6 +110,7 @@ fn message_item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
                         chrono::DateTime::from_timestamp_millis(millis.rem_euclid(1 << 45))
                     }),
                     token_count: tokens.map(|t| TokenCount::new("o200k_base", t)),
+                    slot: None,
                 };
                 let mut item = MessageItem::new(&UserId::parse("alice").unwrap(), &message);
                 if let Some(bytes) = offloaded {

@@ -14,11 +14,18 @@ use super::{ConversationItem, MessageItem, BATCH_WRITE_MAX};
 use domain::error::Error;
 use domain::keys::{self, Index};
 use domain::model::{Conversation, ConversationId, Message, UserId};
-use domain::search::{SearchBlock, TermHash, TitleEntry};
+use domain::search::{BlockMessages, SearchBlock, TermHash, TitleEntry};
 
 /// The most a block item may weigh: one write unit, however full it is.
 pub const SEARCH_BLOCK_BYTES: usize = 1024;
 const LAST: &str = "last";
+/// The slots of the messages kept by slot it took (`SearchBlock::slots`), as one number:
+/// `first × SLOT_SPAN + last` (at most 20 digits, 11 bytes).
+const SLOTS: &str = "s";
+const SLOT_SPAN: u128 = keys::Slot::MAX_NUMBER as u128 + 1;
+/// Present (true) when a message keyed by time went into a block that also took slots; a
+/// block without slots took only such messages.
+const TIMED: &str = "t";
 const TERMS: &str = "terms";
 const VERSION: &str = "v";
 /// Bytes of one term's hash in a block.
@@ -38,6 +45,10 @@ pub fn search_block_capacity(user: &UserId, conversation: &ConversationId) -> us
         + keys::search_block_sort_key(conversation, DateTime::<Utc>::UNIX_EPOCH).len()
         + LAST.len()
         + time
+        + SLOTS.len()
+        + 11
+        + TIMED.len()
+        + 1
         + TERMS.len()
         + VERSION.len()
         // A number of up to 20 digits: 11 bytes at most.
@@ -47,7 +58,7 @@ pub fn search_block_capacity(user: &UserId, conversation: &ConversationId) -> us
 
 fn block_item(user: &UserId, block: &SearchBlock, version: u64) -> Item {
     let bytes: Vec<u8> = block.terms.iter().flat_map(|t| t.to_be_bytes()).collect();
-    Item::from([
+    let mut item = Item::from([
         (keys::PK.to_owned(), s(&keys::search_partition(user))),
         (
             keys::SK.to_owned(),
@@ -59,7 +70,15 @@ fn block_item(user: &UserId, block: &SearchBlock, version: u64) -> Item {
         (LAST.to_owned(), s(&keys::sortable_time(block.last))),
         (TERMS.to_owned(), AttributeValue::B(Blob::new(bytes))),
         (VERSION.to_owned(), AttributeValue::N(version.to_string())),
-    ])
+    ]);
+    if let Some((first, last)) = block.slots {
+        let slots = u128::from(first) * SLOT_SPAN + u128::from(last);
+        item.insert(SLOTS.to_owned(), AttributeValue::N(slots.to_string()));
+        if block.timed {
+            item.insert(TIMED.to_owned(), AttributeValue::Bool(true));
+        }
+    }
+    item
 }
 
 fn block_of(item: &Item) -> Result<SearchBlock, Error> {
@@ -89,10 +108,29 @@ fn block_of(item: &Item) -> Result<SearchBlock, Error> {
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
         .ok_or_else(bad)?;
+    let slots = match item.get(SLOTS) {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse::<u128>().ok())
+                .and_then(|n| {
+                    Some((
+                        u64::try_from(n / SLOT_SPAN).ok()?,
+                        u64::try_from(n % SLOT_SPAN).ok()?,
+                    ))
+                })
+                .ok_or_else(bad)?,
+        ),
+    };
+    let timed = slots.is_none() || matches!(item.get(TIMED), Some(AttributeValue::Bool(true)));
     Ok(SearchBlock {
         conversation,
         start,
         last,
+        slots,
+        timed,
         terms,
         version,
     })
@@ -124,7 +162,7 @@ impl Store {
     /// The message a stream record's new image holds, its content read back from S3 when it
     /// was too large for the item.
     pub async fn message_of_image(&self, image: Item) -> Result<Message, Error> {
-        let item: MessageItem = from_item(image)?;
+        let item = MessageItem::from_attributes(image)?;
         Ok(self.load_content(item).await?.into_message())
     }
 
@@ -324,18 +362,43 @@ impl Store {
             .collect()
     }
 
-    /// The newest message of `conversation` written from `from` until before `until` (to
-    /// the end without one) that `matches`, with its content.
-    pub async fn newest_message_between(
+    /// The newest message of a search block of `conversation` (`block`: where its messages
+    /// are) that `matches`, with its content: those kept by slot first (they are newer), then
+    /// those keyed by time.
+    pub async fn newest_message_of_block(
         &self,
         user: &UserId,
         conversation: &ConversationId,
-        from: DateTime<Utc>,
-        until: Option<DateTime<Utc>>,
+        block: BlockMessages,
         matches: impl Fn(&Message) -> bool,
     ) -> Result<Option<Message>, Error> {
         let partition = keys::conversation_partition(user, conversation);
-        let (low, high) = keys::message_time_range(from, until);
+        let mut ranges = Vec::with_capacity(2);
+        if let Some((first, until)) = block.slots {
+            ranges.push(keys::slot_range(0, first, until));
+        }
+        if let Some((from, until)) = block.timed {
+            ranges.push(keys::message_time_range(from, until));
+        }
+        for (low, high) in ranges {
+            if let Some(found) = self
+                .newest_message_in(&partition, &low, &high, &matches)
+                .await?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest message of a partition's sort-key range `low..=high` that `matches`.
+    async fn newest_message_in(
+        &self,
+        partition: &str,
+        low: &str,
+        high: &str,
+        matches: &impl Fn(&Message) -> bool,
+    ) -> Result<Option<Message>, Error> {
         let mut start = None;
         loop {
             let output = self
@@ -343,9 +406,9 @@ impl Store {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                .expression_attribute_values(":pk", s(&partition))
-                .expression_attribute_values(":low", s(&low))
-                .expression_attribute_values(":high", s(&high))
+                .expression_attribute_values(":pk", s(partition))
+                .expression_attribute_values(":low", s(low))
+                .expression_attribute_values(":high", s(high))
                 .scan_index_forward(false)
                 .limit(LOOKUP_PAGE)
                 .set_exclusive_start_key(start)
@@ -535,6 +598,8 @@ mod tests {
             conversation,
             start: Utc::now(),
             last: Utc::now(),
+            slots: Some((keys::Slot::MAX_NUMBER - 1, keys::Slot::MAX_NUMBER)),
+            timed: true,
             terms: (0..capacity as u32).collect(),
             version: u64::MAX - 1,
         };
@@ -547,11 +612,16 @@ mod tests {
                         AttributeValue::S(s) => s.len(),
                         AttributeValue::B(b) => b.as_ref().len(),
                         AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                        AttributeValue::Bool(_) => 1,
                         _ => unreachable!(),
                     }
             })
             .sum();
         assert!(bytes <= SEARCH_BLOCK_BYTES, "{bytes}");
-        assert_eq!(block_of(&item).unwrap().terms, block.terms);
+        let read = block_of(&item).unwrap();
+        assert_eq!(
+            (read.terms, read.slots, read.timed),
+            (block.terms, block.slots, true)
+        );
     }
 }

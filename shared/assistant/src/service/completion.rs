@@ -483,6 +483,7 @@ impl Assistant {
             client_message_id: message.client_message_id.map(|c| c.as_str().to_owned()),
             client_timestamp: kept_client_timestamp(message.client_timestamp, now),
             token_count: message.token_count,
+            slot: None,
         });
         // The stored message's own id and time, so a retried save writes the same entry, and
         // the conversation asked for, so a migration can move an entry kept only here into it.
@@ -496,6 +497,7 @@ impl Assistant {
         );
         entry.attachments = stored.attachments.clone();
         entry.token_count = stored.token_count.clone();
+        entry.slot = stored.slot;
         // Kept only here: held until the stream's migration moves it into its conversation.
         if kept_in.is_none() {
             entry.held = true;

@@ -1,0 +1,323 @@
+//! Appends by slot (`SLOT_KEYS`, docs/data-model.md "Appending"): a message is put at the
+//! slot after its conversation's tip, then counted by moving the tip onto it. These tests stop
+//! a writer between and inside those writes, and show that the message is stored once and
+//! counted once by whoever comes next: a retry, the next append, or the indexer the table's
+//! stream feeds.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Utc;
+use local::{StreamConsumer, StreamPoller};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::clock::SystemClock;
+use shared::keys;
+use shared::model::{ClientMessageId, ConversationId, Message, MessageId, Role, UserId};
+use shared::store::Store;
+use tests::{
+    api_feeding, items_of_conversation, new_user, state_configured, Fault, FaultyWrites, LocalApi,
+};
+
+/// The local API without the cache (every read is the table's answer), appending by slot.
+async fn api() -> LocalApi {
+    let overrides = [("CACHE_URL", ""), ("SLOT_KEYS", "true")];
+    LocalApi::serving(state_configured(&overrides, Arc::new(SystemClock)).await).await
+}
+
+/// A store over the same table as `api` whose `kill_at`-th write fails by `fault` (and every
+/// later one), as a writer that stops there.
+async fn writer_stopping_at(api: &LocalApi, kill_at: usize, fault: Fault) -> Store {
+    Store::new(
+        FaultyWrites::client(kill_at, fault).await,
+        &api.state.config.table_name,
+    )
+    .with_slot_keys(true)
+}
+
+fn user_message(conversation: &str, content: &str, client_id: Option<&str>) -> Message {
+    Message {
+        id: MessageId::generate(),
+        conversation_id: ConversationId::parse(conversation).unwrap(),
+        role: Role::User,
+        content: content.to_owned(),
+        timestamp: Utc::now(),
+        attachments: Vec::new(),
+        metadata: Default::default(),
+        client_message_id: client_id.map(str::to_owned),
+        client_timestamp: None,
+        token_count: None,
+        slot: None,
+    }
+}
+
+/// The conversation's message items (by their keys, in key order) and its item's count and tip.
+async fn stored(api: &LocalApi, user: &str, id: &str) -> (Vec<String>, String, Option<String>) {
+    let items = items_of_conversation(&api.state, user, id).await;
+    let messages = items
+        .iter()
+        .map(|item| item["SK"].as_s().unwrap().clone())
+        .filter(|sk| keys::is_message_sort_key(sk))
+        .collect();
+    let meta = items
+        .iter()
+        .find(|item| item["SK"].as_s().unwrap() == "META")
+        .expect("the conversation's item");
+    let count = meta["messageCount"].as_n().unwrap().clone();
+    let tip = meta.get("tip").map(|tip| tip.as_s().unwrap().clone());
+    (messages, count, tip)
+}
+
+fn slot(number: u64) -> String {
+    keys::slot_sort_key(keys::Slot::trunk(number))
+}
+
+#[tokio::test]
+async fn a_message_kept_by_slot_holds_its_id_and_time_and_reads_back_as_sent() {
+    let api = api().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Slots")).await;
+    let first = alice.say(&id, "one").await;
+    let second = alice.say(&id, "two").await;
+
+    let items = items_of_conversation(&api.state, &user, &id).await;
+    let at = |sk: &str| {
+        items
+            .iter()
+            .find(|item| item["SK"].as_s().unwrap() == sk)
+            .unwrap_or_else(|| panic!("{sk} in {items:?}"))
+    };
+    for (said, number) in [(&first, 1), (&second, 2)] {
+        let item = at(&slot(number));
+        assert_eq!(
+            item["messageId"],
+            AttributeValue::S(said["id"].as_str().unwrap().into())
+        );
+        // Kept to the microsecond, shown to the millisecond.
+        let time = item["timestamp"].as_s().unwrap();
+        let shown = said["timestamp"].as_str().unwrap();
+        assert_eq!(time.len(), "2026-12-05T02:25:33.825720Z".len(), "{time}");
+        assert_eq!(&time[..23], &shown[..23], "{time} against {shown}");
+    }
+    assert_eq!(stored(&api, &user, &id).await.1, "2");
+    assert_eq!(
+        stored(&api, &user, &id).await.2.as_deref(),
+        Some("0000#0000000002")
+    );
+    let read = alice.get(&format!("/conversations/{id}")).await.body;
+    assert_eq!(read["messageCount"], 2);
+    assert_eq!(read["messages"], json!([first, second]));
+    assert!(first["timestamp"].as_str() < second["timestamp"].as_str());
+}
+
+/// The rollout (docs/operations.md, "Slot keys"): a conversation whose messages were appended
+/// in a transaction, under time keys, goes on by slot after them, read in one order and paged
+/// across the change.
+#[tokio::test]
+async fn a_conversation_begun_before_the_switch_goes_on_by_slot_after_its_earlier_messages() {
+    let api = api().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Before and after")).await;
+    let before_switch = api
+        .state
+        .conversations
+        .store()
+        .clone()
+        .with_slot_keys(false);
+    let owner = UserId::parse(&user).unwrap();
+    for content in ["before 1", "before 2"] {
+        let outcome = before_switch
+            .append_message(&owner, &user_message(&id, content, None), None, None)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, shared::store::AppendOutcome::Stored(_)));
+    }
+    alice.say(&id, "after 1").await;
+    alice.say(&id, "after 2").await;
+
+    let (messages, count, tip) = stored(&api, &user, &id).await;
+    assert_eq!(count, "4");
+    assert_eq!(tip.as_deref(), Some("0000#0000000002"));
+    assert_eq!(&messages[2..], [slot(1), slot(2)]);
+    let contents = |page: &Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let newest = alice
+        .get(&format!("/conversations/{id}?messageLimit=3"))
+        .await
+        .body;
+    assert_eq!(contents(&newest), ["before 2", "after 1", "after 2"]);
+    let cursor = newest["olderMessagesCursor"]
+        .as_str()
+        .expect("an older page");
+    let older = alice
+        .get(&format!(
+            "/conversations/{id}?messageLimit=3&before={cursor}"
+        ))
+        .await
+        .body;
+    assert_eq!(contents(&older), ["before 1"]);
+}
+
+/// Every way a writer can stop inside an append with a client message id (before each of its
+/// three writes, or after one whose answer was lost), followed by the app's retry with the same
+/// id: one message, counted once, and the retry answers with it.
+#[tokio::test]
+async fn an_append_stopped_at_any_write_and_retried_is_stored_and_counted_once() {
+    let api = api().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let alice = api.as_user(&user);
+    for fault in [Fault::BeforeSending, Fault::AnswerLost] {
+        for kill_at in 1..=3 {
+            let id = alice.create_conversation(Some("Stopped")).await;
+            alice.say(&id, "before").await;
+            let client_id = format!("stopped-{kill_at}-{fault:?}");
+            let writer = writer_stopping_at(&api, kill_at, fault).await;
+            let stopped = writer
+                .append_message(
+                    &owner,
+                    &user_message(&id, "the one", Some(&client_id)),
+                    Some(&ClientMessageId::parse(&client_id).unwrap()),
+                    None,
+                )
+                .await;
+            assert!(stopped.is_err(), "{fault:?} at write {kill_at}");
+
+            let retry = alice
+                .post(
+                    &format!("/conversations/{id}/messages"),
+                    json!({"role": "user", "content": "the one", "clientMessageId": client_id}),
+                )
+                .await;
+            assert!(
+                [StatusCode::CREATED, StatusCode::OK].contains(&retry.status),
+                "{fault:?} at write {kill_at}: {:?}",
+                retry.body
+            );
+            let (messages, count, tip) = stored(&api, &user, &id).await;
+            assert_eq!(messages, [slot(1), slot(2)], "{fault:?} at write {kill_at}");
+            assert_eq!(count, "2", "{fault:?} at write {kill_at}");
+            assert_eq!(tip.as_deref(), Some("0000#0000000002"));
+            let read = alice.get(&format!("/conversations/{id}")).await.body;
+            assert_eq!(
+                read["messages"][1], retry.body,
+                "{fault:?} at write {kill_at}"
+            );
+        }
+    }
+}
+
+/// A retry whose first attempt claimed its client id's slot and stopped before storing the
+/// message, while others took that slot and more: the message goes after them, once.
+#[tokio::test]
+async fn a_retry_whose_first_attempt_never_stored_goes_after_the_messages_stored_since() {
+    let api = api().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Overtaken")).await;
+    // Its record (write 1) names slot 1; its message (write 2) is never sent.
+    let writer = writer_stopping_at(&api, 2, Fault::BeforeSending).await;
+    let stopped = writer
+        .append_message(
+            &owner,
+            &user_message(&id, "late", Some("late-1")),
+            Some(&ClientMessageId::parse("late-1").unwrap()),
+            None,
+        )
+        .await;
+    assert!(stopped.is_err());
+    for n in 1..=3 {
+        alice.say(&id, &format!("meanwhile {n}")).await;
+    }
+    let path = format!("/conversations/{id}/messages");
+    let body = json!({"role": "user", "content": "late", "clientMessageId": "late-1"});
+    let retry = alice.post(&path, body.clone()).await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{:?}", retry.body);
+    let again = alice.post(&path, body).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, retry.body);
+
+    let (messages, count, _) = stored(&api, &user, &id).await;
+    assert_eq!(messages, [slot(1), slot(2), slot(3), slot(4)]);
+    assert_eq!(count, "4");
+    let read = alice.get(&format!("/conversations/{id}")).await.body;
+    assert_eq!(read["messages"][3], retry.body);
+}
+
+/// A writer that stored its message and stopped before counting it, with no append after: the
+/// indexer, fed by the table's stream, counts it within the batch (and a second delivery of
+/// the record counts nothing more). The next append would have counted it too.
+#[tokio::test]
+async fn a_message_whose_writer_stopped_before_counting_it_is_counted_by_the_indexer_once() {
+    let (api, mut poller): (LocalApi, StreamPoller) = api_feeding(
+        StreamConsumer::IndexForSearch,
+        &[("CACHE_URL", ""), ("SLOT_KEYS", "true")],
+    )
+    .await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Uncounted")).await;
+    alice.say(&id, "counted").await;
+    // Write 1 puts the message, write 2 (the count) is never sent.
+    let writer = writer_stopping_at(&api, 2, Fault::BeforeSending).await;
+    let stopped = writer
+        .append_message(&owner, &user_message(&id, "uncounted", None), None, None)
+        .await;
+    assert!(stopped.is_err());
+    let (messages, count, tip) = stored(&api, &user, &id).await;
+    assert_eq!(
+        (messages.len(), count.as_str(), tip.as_deref()),
+        (2, "1", Some("0000#0000000001"))
+    );
+
+    poller.poll_once().await.expect("the stream is readable");
+    let (messages, count, tip) = stored(&api, &user, &id).await;
+    assert_eq!(messages, [slot(1), slot(2)]);
+    assert_eq!(
+        (count.as_str(), tip.as_deref()),
+        ("2", Some("0000#0000000002"))
+    );
+    // Counting again (a record delivered twice) changes nothing.
+    api.state
+        .conversations
+        .store()
+        .count_through(
+            &keys::conversation_partition(&owner, &ConversationId::parse(&id).unwrap()),
+            keys::Slot::trunk(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored(&api, &user, &id).await.1, "2");
+    let read = alice.get(&format!("/conversations/{id}")).await.body;
+    assert_eq!(read["messageCount"], 2);
+    assert_eq!(read["messages"][1]["content"], "uncounted");
+
+    // Without the indexer, the next append counts it first.
+    let writer = writer_stopping_at(&api, 2, Fault::BeforeSending).await;
+    let stopped = writer
+        .append_message(
+            &owner,
+            &user_message(&id, "uncounted too", None),
+            None,
+            None,
+        )
+        .await;
+    assert!(stopped.is_err());
+    alice.say(&id, "next").await;
+    let (messages, count, tip) = stored(&api, &user, &id).await;
+    assert_eq!(messages.len(), 4);
+    assert_eq!(
+        (count.as_str(), tip.as_deref()),
+        ("4", Some("0000#0000000004"))
+    );
+}
