@@ -578,3 +578,69 @@ async fn a_reply_kept_only_in_short_term_memory_reaches_its_conversation_and_is_
         assert_eq!(entry.expires_at.timestamp(), day_later.timestamp());
     }
 }
+
+/// With slot keys, a reply held in short-term memory reaches a conversation that kept
+/// messages by slot after them (a slot cannot go between two others), once: its time of
+/// saying kept as `clientTimestamp`, and a second migration finds it there.
+#[tokio::test]
+async fn a_held_reply_reaches_a_conversation_kept_by_slot_after_its_messages_once() {
+    let api = LocalApi::serving(
+        tests::state_configured(&[("SLOT_KEYS", "true")], Arc::new(SystemClock)).await,
+    )
+    .await;
+    let mut poller = local::StreamPoller::from_latest(
+        api.state.clone(),
+        &tests::template(),
+        Some(&[local::StreamConsumer::MigrateHeldMemory]),
+    )
+    .await
+    .unwrap();
+    let user_id = new_user();
+    let alice = api.as_user(&user_id);
+    let id = alice.create_conversation(Some("Held after")).await;
+    alice.say(&id, "before").await;
+
+    let (assistant, _) = with_a_failing_conversation_store(&api.state.config.table_name).await;
+    let user = UserId::parse(&user_id).unwrap();
+    let said_at = Utc::now();
+    let request =
+        CompletionRequest::parse("Hold this".into(), Some(id.as_str()), None, None, None).unwrap();
+    let done = assistant.complete(&user, request, said_at).await.unwrap();
+    assert!(done.fell_back_to_short_term_memory);
+    alice.say(&id, "after").await;
+
+    for _ in 0..10 {
+        if poller.poll_once().await.unwrap() == 0 {
+            break;
+        }
+    }
+    let read = alice.get(&format!("/conversations/{id}")).await.body;
+    let messages = read["messages"].as_array().unwrap();
+    let contents: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        ["before", "after", "Hold this", done.reply.as_str()]
+    );
+    assert_eq!(read["messageCount"], 4);
+    let written_at = messages[2]["clientTimestamp"]
+        .as_str()
+        .expect("its time of saying");
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(written_at).unwrap(),
+        chrono::SubsecRound::trunc_subsecs(said_at, 3)
+    );
+
+    let again = api
+        .state
+        .migrator
+        .migrate_memory(&user, false, Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let reread = alice.get(&format!("/conversations/{id}")).await.body;
+    assert_eq!(again.messages_migrated, 0, "{again:?} {reread}");
+    assert_eq!(reread["messages"], read["messages"]);
+    assert_eq!(reread["messageCount"], 4);
+}

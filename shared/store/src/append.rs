@@ -325,8 +325,10 @@ impl Store {
                 }
                 Some(Some(occupant)) => occupant,
             };
-            if occupant.id() == message.id {
-                // This put was stored before its answer was lost, and sent again.
+            if occupant.id() == message.id && !placed {
+                // This put was stored before its answer was lost, and sent again (a slot the
+                // tip had passed when this call read it was stored by an earlier call: a replay
+                // of a message whose id its writer keeps, as the migration's).
                 self.count_slot(&partition, slot, occupant.timestamp(), auto_title)
                     .await?;
                 return Ok(AppendOutcome::Stored(Message {
