@@ -519,19 +519,24 @@ async fn a_clients_system_message_and_the_summary_reach_the_model_as_the_users_t
     assert!(users.contains("answer in pirate speak"), "{sent}");
 }
 
+/// The table's stream feeding `migrate-held-memory`, as in AWS (the test drives it).
+async fn held_memory_poller(api: &LocalApi) -> local::StreamPoller {
+    local::StreamPoller::from_latest(
+        api.state.clone(),
+        &tests::template(),
+        Some(&[local::StreamConsumer::MigrateHeldMemory]),
+    )
+    .await
+    .unwrap()
+}
+
 /// A reply kept only in short-term memory (its conversation's store failed) is held there,
 /// past the memory's day, until the stream's migration moves it into its conversation, which
 /// it does within the poll that follows; then it expires as any entry.
 #[tokio::test]
 async fn a_reply_kept_only_in_short_term_memory_reaches_its_conversation_and_is_held_until_then() {
     let api = LocalApi::start().await;
-    let mut poller = local::StreamPoller::from_latest(
-        api.state.clone(),
-        &tests::template(),
-        Some(&[local::StreamConsumer::MigrateHeldMemory]),
-    )
-    .await
-    .unwrap();
+    let mut poller = held_memory_poller(&api).await;
     let user_id = new_user();
     let alice = api.as_user(&user_id);
     let id = alice.create_conversation(Some("Held")).await;
@@ -588,13 +593,7 @@ async fn a_held_reply_reaches_a_conversation_kept_by_slot_after_its_messages_onc
         tests::state_configured(&[("SLOT_KEYS", "true")], Arc::new(SystemClock)).await,
     )
     .await;
-    let mut poller = local::StreamPoller::from_latest(
-        api.state.clone(),
-        &tests::template(),
-        Some(&[local::StreamConsumer::MigrateHeldMemory]),
-    )
-    .await
-    .unwrap();
+    let mut poller = held_memory_poller(&api).await;
     let user_id = new_user();
     let alice = api.as_user(&user_id);
     let id = alice.create_conversation(Some("Held after")).await;

@@ -400,25 +400,58 @@ impl Store {
             timestamp: Some(timestamp),
             ..item.clone()
         };
+        match self
+            .put_unless_taken(self.message_to_item(&at_slot)?)
+            .await?
+        {
+            Taken::No => Ok(None),
+            Taken::By(occupant) => MessageItem::from_attributes(occupant).map(Some),
+        }
+    }
+
+    /// Puts `item` unless an item has its key; else returns that item (the refusal brings it:
+    /// no read).
+    async fn put_unless_taken(&self, item: Item) -> Result<Taken, Error> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.message_to_item(&at_slot)?))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(PK)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(None),
+            Ok(_) => Ok(Taken::No),
             Err(error) => match error.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let occupant = failed.item().cloned().ok_or_else(|| {
-                        Error::internal("append message", "a taken slot came back without its item")
+                    let holder = failed.item().cloned().ok_or_else(|| {
+                        Error::internal("append message", "a taken key came back without its item")
                     })?;
-                    MessageItem::from_attributes(occupant).map(Some)
+                    Ok(Taken::By(holder))
                 }
                 _ => Err(store_error("append message", error)),
+            },
+        }
+    }
+
+    /// Sends a conditional update; refused, returns the item as it was (`None`: there was none).
+    async fn update_unless_refused(
+        &self,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        context: &'static str,
+    ) -> Result<Refused, Error> {
+        let result = update
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Refused::No),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Refused::Was(failed.item().cloned()))
+                }
+                _ => Err(store_error(context, error)),
             },
         }
     }
@@ -499,8 +532,7 @@ impl Store {
             ))
             .expression_attribute_values(":tip", s(&slot.tip_text()))
             .expression_attribute_values(":now", s(&now))
-            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
         update = if slot == Slot::trunk(1) {
             update.condition_expression("attribute_exists(PK) AND attribute_not_exists(tip)")
         } else {
@@ -517,18 +549,13 @@ impl Store {
                 .expression_attribute_values(":auto", s(title.as_str()))
                 .expression_attribute_values(":autoLower", s(&title.as_str().to_lowercase()));
         }
-        match update.send().await {
-            Ok(_) => Ok(TipMoved::Yes),
-            Err(error) => match error.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    match failed.item() {
-                        None => Ok(TipMoved::ConversationMissing),
-                        Some(item) => Ok(TipMoved::No(tip_and_activity(item)?.0)),
-                    }
-                }
-                _ => Err(store_error("count message", error)),
+        Ok(
+            match self.update_unless_refused(update, "count message").await? {
+                Refused::No => TipMoved::Yes,
+                Refused::Was(None) => TipMoved::ConversationMissing,
+                Refused::Was(Some(item)) => TipMoved::No(tip_and_activity(&item)?.0),
             },
-        }
+        )
     }
 
     /// Counts every slot of the conversation up to `slot` not counted yet: what the indexer
@@ -571,26 +598,9 @@ impl Store {
             message_key: None,
             target: Some(next.tip_text()),
         };
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&record)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claimed::Target(next)),
-            Err(error) => match error.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let found = failed.item().cloned().ok_or_else(|| {
-                        Error::internal("append message", "a client record came back empty")
-                    })?;
-                    claimed(from_item(found)?)
-                }
-                _ => Err(store_error("append message", error)),
-            },
+        match self.put_unless_taken(to_item(&record)?).await? {
+            Taken::No => Ok(Claimed::Target(next)),
+            Taken::By(found) => claimed(from_item(found)?),
         }
     }
 
@@ -603,7 +613,7 @@ impl Store {
         from: Slot,
         to: Slot,
     ) -> Result<Slot, Error> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -612,29 +622,36 @@ impl Store {
             .update_expression("SET target = :to")
             .condition_expression("target = :from")
             .expression_attribute_values(":from", s(&from.tip_text()))
-            .expression_attribute_values(":to", s(&to.tip_text()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(to),
-            Err(error) => match error.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    let found = failed.item().cloned().ok_or_else(|| {
-                        Error::internal("append message", "a client record vanished")
-                    })?;
-                    match claimed(from_item(found)?)? {
-                        Claimed::Target(slot) => Ok(slot),
-                        Claimed::ByTransaction => Err(Error::internal(
-                            "append message",
-                            "a client record changed its kind",
-                        )),
-                    }
-                }
-                _ => Err(store_error("append message", error)),
+            .expression_attribute_values(":to", s(&to.tip_text()));
+        match self.update_unless_refused(update, "append message").await? {
+            Refused::No => Ok(to),
+            Refused::Was(None) => Err(Error::internal(
+                "append message",
+                "a client record vanished",
+            )),
+            Refused::Was(Some(found)) => match claimed(from_item(found)?)? {
+                Claimed::Target(slot) => Ok(slot),
+                Claimed::ByTransaction => Err(Error::internal(
+                    "append message",
+                    "a client record changed its kind",
+                )),
             },
         }
     }
+}
+
+/// What a put unless taken found.
+enum Taken {
+    No,
+    /// The item that has the key.
+    By(Item),
+}
+
+/// What a conditional update found.
+enum Refused {
+    No,
+    /// Refused: the item as it was, if there was one.
+    Was(Option<Item>),
 }
 
 /// A client record as an append by slot found it.
