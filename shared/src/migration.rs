@@ -418,9 +418,12 @@ impl Migrator {
                 }
             }
         }
-        if self.store.appends_by_slot() && !written.created {
-            // A conversation that was there may hold messages kept by slot: these go after
-            // them, each by slot.
+        if !written.created
+            && !plan.messages.is_empty()
+            && self.store.holds_slots(user, &plan.id).await?
+        {
+            // A conversation that holds messages kept by slot: a time key would sort before
+            // them, so these go after them, each by slot.
             return self.append_by_slot(user, plan, written).await;
         }
         for chunk in transaction_chunks(&plan.messages, self.options.transaction_items) {

@@ -184,12 +184,21 @@ pub async fn index_for_search(
         let newest_slot = new.messages.iter().filter_map(|m| m.slot).max();
         if let Some(slot) = newest_slot {
             let partition = keys::conversation_partition(&new.user, &new.conversation);
-            if let Err(error) = store.count_through(&partition, slot).await {
-                tracing::error!(error = %chain(&error), "could not count a conversation's messages");
-                let first =
-                    first_failed.map_or(new.first_record, |f: usize| f.min(new.first_record));
-                first_failed = Some(first);
-                continue;
+            match store.count_through(&partition, slot).await {
+                Ok(()) => {}
+                // Throttled or unreachable: the records come again.
+                Err(error @ Error::Unavailable(_)) => {
+                    tracing::error!(error = %chain(&error), "could not count a conversation's messages");
+                    let first =
+                        first_failed.map_or(new.first_record, |f: usize| f.min(new.first_record));
+                    first_failed = Some(first);
+                    continue;
+                }
+                // What another delivery would not mend must not hold the conversation's
+                // records back: the next append counts the slot in any case.
+                Err(error) => {
+                    tracing::error!(error = %chain(&error), "could not count a conversation's messages; the next append will");
+                }
             }
         }
         match search::index_messages(store, &new.user, &new.conversation, &new.messages).await {

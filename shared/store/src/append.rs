@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use domain::error::Error;
 use domain::keys::{self, Slot};
-use domain::model::{ClientMessageId, Message, Role, Title, UserId};
+use domain::model::{ClientMessageId, ConversationId, Message, Role, Title, UserId};
 
 use super::{from_item, put_new, s, store_error, to_item, Item, MessageItem, Store};
 
@@ -97,12 +97,30 @@ impl Store {
             self.append_at_slot(user, message, message_item, client_id, auto_title)
                 .await
         } else {
-            self.append_item(user, message, message_item, client_id, auto_title)
+            match self
+                .append_item(user, message, message_item.clone(), client_id, auto_title)
                 .await
+            {
+                // The conversation holds messages kept by slot (the switch was on, and is off
+                // again): a time key would sort before them, so this one goes by slot too.
+                Ok(AppendOutcome::ConversationMissing)
+                    if self.holds_slots(user, &message.conversation_id).await? =>
+                {
+                    self.append_at_slot(user, message, message_item, client_id, auto_title)
+                        .await
+                }
+                outcome => outcome,
+            }
         };
-        if !matches!(outcome, Ok(AppendOutcome::Stored(_))) {
-            // This attempt's content object belongs to no message (a retry found the first
-            // one, or the conversation is gone): remove it.
+        // This attempt's content object belongs to no message when a retry found the first
+        // one or the conversation is gone; after a failed transaction, nothing was stored.
+        // By slot, a failure may come after the message was put (its content stays).
+        let belongs_to_none = match &outcome {
+            Ok(AppendOutcome::Stored(_)) => false,
+            Ok(AppendOutcome::AlreadyStored(_) | AppendOutcome::ConversationMissing) => true,
+            Err(_) => !self.slot_keys,
+        };
+        if belongs_to_none {
             if let Some(key) = content_object {
                 self.delete_content(&key).await;
             }
@@ -131,7 +149,8 @@ impl Store {
             .table_name(&self.table)
             .key(keys::PK, s(&partition))
             .key(keys::SK, s(keys::CONVERSATION_SK))
-            .condition_expression("attribute_exists(PK)")
+            // Not into a conversation that holds slots: `append_message` appends by slot there.
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(tip)")
             .expression_attribute_values(":now", s(&now))
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
         if let Some(title) = auto_title {
@@ -251,7 +270,7 @@ impl Store {
     ) -> Result<AppendOutcome, Error> {
         let partition = keys::conversation_partition(user, &message.conversation_id);
         let mut target: Option<Slot> = None;
-        for _ in 0..SLOT_ATTEMPTS {
+        for attempt in 1..=SLOT_ATTEMPTS {
             let Some(place) = self.append_place(&partition).await? else {
                 return Ok(AppendOutcome::ConversationMissing);
             };
@@ -292,30 +311,9 @@ impl Store {
             };
             let occupant = match occupant {
                 None => {
-                    // Stored: count it.
-                    return Ok(
-                        match self
-                            .count_slot(&partition, slot, timestamp, auto_title)
-                            .await?
-                        {
-                            Counted::ConversationMissing => {
-                                // Deleted meanwhile: its message goes too (the purge's
-                                // sweep would find it otherwise).
-                                self.client
-                                    .delete_item()
-                                    .table_name(&self.table)
-                                    .set_key(Some(super::item_key(
-                                        &partition,
-                                        &keys::slot_sort_key(slot),
-                                    )))
-                                    .send()
-                                    .await
-                                    .map_err(|e| store_error("append message", e))?;
-                                AppendOutcome::ConversationMissing
-                            }
-                            Counted::Now | Counted::Before => AppendOutcome::Stored(stored),
-                        },
-                    );
+                    return Ok(self
+                        .counted_after_put(&partition, slot, timestamp, auto_title, stored)
+                        .await)
                 }
                 Some(None) => {
                     return Err(Error::internal(
@@ -329,12 +327,13 @@ impl Store {
                 // This put was stored before its answer was lost, and sent again (a slot the
                 // tip had passed when this call read it was stored by an earlier call: a replay
                 // of a message whose id its writer keeps, as the migration's).
-                self.count_slot(&partition, slot, occupant.timestamp(), auto_title)
-                    .await?;
-                return Ok(AppendOutcome::Stored(Message {
+                let stored = Message {
                     timestamp: occupant.timestamp(),
                     ..stored
-                }));
+                };
+                return Ok(self
+                    .counted_after_put(&partition, slot, stored.timestamp, auto_title, stored)
+                    .await);
             }
             let title = title_of(&occupant);
             if !placed
@@ -357,10 +356,64 @@ impl Store {
                         .await?,
                 );
             }
+            // Another append took the slot: let the busy conversation settle a little.
+            super::backoff(attempt.min(3)).await;
         }
         Err(Error::Unavailable(
             "too many appends to this conversation at once: try again".into(),
         ))
+    }
+
+    /// What an append whose message is at `slot` answers, once it has counted it. A failure to
+    /// count is no failure of the append: the message is stored, and the next append or the
+    /// indexer counts it (so a retry finds it, and nothing it refers to is removed). A
+    /// conversation deleted meanwhile takes the message with it.
+    async fn counted_after_put(
+        &self,
+        partition: &str,
+        slot: Slot,
+        timestamp: DateTime<Utc>,
+        auto_title: Option<&Title>,
+        stored: Message,
+    ) -> AppendOutcome {
+        match self
+            .count_slot(partition, slot, timestamp, auto_title)
+            .await
+        {
+            Ok(Counted::Now | Counted::Before) => AppendOutcome::Stored(stored),
+            Ok(Counted::ConversationMissing) => {
+                let removed = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(super::item_key(partition, &keys::slot_sort_key(slot))))
+                    .send()
+                    .await;
+                if let Err(error) = removed {
+                    // The hourly sweep finds what a deleted conversation left.
+                    tracing::warn!(error = %store_error("append message", error), "left a message of a deleted conversation to the sweep");
+                }
+                AppendOutcome::ConversationMissing
+            }
+            Err(error) => {
+                tracing::warn!(%error, slot = slot.number, "stored a message and left counting it to the next append or the indexer");
+                AppendOutcome::Stored(stored)
+            }
+        }
+    }
+
+    /// Whether the conversation exists and holds messages kept by slot (a time key would sort
+    /// before them).
+    pub async fn holds_slots(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<bool, Error> {
+        let partition = keys::conversation_partition(user, conversation);
+        Ok(self
+            .append_place(&partition)
+            .await?
+            .is_some_and(|place| place.tip.is_some()))
     }
 
     /// The conversation's tip and last activity, read consistently (never from a cache: a tip

@@ -124,11 +124,6 @@ impl Store {
         Self { slot_keys, ..self }
     }
 
-    /// Whether this store appends messages by slot.
-    pub fn appends_by_slot(&self) -> bool {
-        self.slot_keys
-    }
-
     /// A store whose change-log stamps come from `clock`.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
         Self { clock, ..self }

@@ -18,7 +18,7 @@ use domain::model::{
 type Item = HashMap<String, AttributeValue>;
 
 /// A message as stored. Its conversation is only in its partition key; its time and id are in
-/// its sort key when it is keyed by time, else in `messageId` and `timestamp` (kept by slot,
+/// its sort key when it is keyed by time, else in `id` and `at` (kept by slot,
 /// `keys::Slot`); no attachments or metadata are written when it has none (issue 18: items
 /// written before also hold `conversationId`, `entity` and, keyed by time, `messageId` and
 /// `timestamp`, and empty `attachments` and `metadata`, which reads ignore).
@@ -29,11 +29,23 @@ pub struct MessageItem {
     pub(super) pk: keys::ConversationPartition,
     #[serde(rename = "SK")]
     pub(super) sk: keys::MessageSortKey,
-    /// Its id and time when its key does not hold them (a slot): written by
-    /// `Store::message_to_item`, and read only where the key holds none (`MessageItem::id`).
-    #[serde(rename = "messageId", default, skip_serializing)]
+    /// Its id and time when its key does not hold them (a slot), as `id` (the UUID's 16
+    /// bytes) and `at` (microseconds since the epoch): 29 bytes, where a time key's takes 48
+    /// more than a slot's. Written by `Store::message_to_item`, read only where the key holds
+    /// neither (`MessageItem::id`).
+    #[serde(
+        rename = "id",
+        default,
+        skip_serializing,
+        deserialize_with = "stored_id"
+    )]
     pub(super) message_id: Option<MessageId>,
-    #[serde(default, skip_serializing)]
+    #[serde(
+        rename = "at",
+        default,
+        skip_serializing,
+        deserialize_with = "stored_time"
+    )]
     pub(super) timestamp: Option<DateTime<Utc>>,
     pub(super) role: Role,
     /// Written deflated when the store compresses text (`deflated`).
@@ -132,7 +144,7 @@ impl MessageItem {
     pub fn checked(self) -> Result<Self, Error> {
         if self.sk.slot().is_some() && (self.message_id.is_none() || self.timestamp.is_none()) {
             return Err(decode_error(
-                "messageId",
+                "id",
                 "a message kept by slot without its id and time",
             ));
         }
@@ -169,7 +181,10 @@ impl super::Store {
             item.insert("content".to_owned(), AttributeValue::B(bytes.into()));
         }
         let s = |text: String| AttributeValue::S(text);
-        if self.shape == super::ItemShape::Full || message.slot().is_some() {
+        if message.slot().is_some() {
+            insert_id_and_time(message, &mut item);
+        } else if self.shape == super::ItemShape::Full {
+            // What the releases before issue 18 read of a message keyed by time.
             item.insert("messageId".to_owned(), s(message.id().to_string()));
             item.insert(
                 "timestamp".to_owned(),
@@ -201,8 +216,8 @@ impl MessageItem {
             match name.as_str() {
                 "PK" => read.pk = Some(value),
                 "SK" => read.sk = Some(value),
-                "messageId" => read.message_id = Some(value),
-                "timestamp" => read.timestamp = Some(value),
+                "id" => read.message_id = Some(value),
+                "at" => read.timestamp = Some(value),
                 "role" => read.role = Some(value),
                 "content" => read.content = Some(value),
                 "attachments" => read.attachments = Some(value),
@@ -218,8 +233,18 @@ impl MessageItem {
         Self {
             pk: parsed("PK", read.pk)?,
             sk: parsed("SK", read.sk)?,
-            message_id: optional("messageId", read.message_id)?,
-            timestamp: optional("timestamp", read.timestamp)?,
+            message_id: match read.message_id {
+                Some(AttributeValue::B(bytes)) => Some(id_of_bytes(bytes.as_ref())?),
+                None | Some(AttributeValue::Null(_)) => None,
+                Some(_) => return Err(decode_error("id", "not binary")),
+            },
+            timestamp: match read.timestamp {
+                Some(AttributeValue::N(micros)) => Some(time_of_micros(
+                    micros.parse().map_err(|e| decode_error("at", e))?,
+                )?),
+                None | Some(AttributeValue::Null(_)) => None,
+                Some(_) => return Err(decode_error("at", "not a number")),
+            },
             role: parsed("role", read.role)?,
             content: match read.content {
                 Some(AttributeValue::B(bytes)) => super::deflated::inflated(bytes.as_ref())
@@ -257,6 +282,75 @@ struct ReadAttributes {
     content_object: Option<AttributeValue>,
     content_bytes: Option<AttributeValue>,
     tokens: Option<AttributeValue>,
+}
+
+/// The `id` and `at` of a message kept by slot.
+fn insert_id_and_time(message: &MessageItem, item: &mut Item) {
+    item.insert(
+        "id".to_owned(),
+        AttributeValue::B(message.id().as_uuid().as_bytes().to_vec().into()),
+    );
+    item.insert(
+        "at".to_owned(),
+        AttributeValue::N(message.timestamp().timestamp_micros().to_string()),
+    );
+}
+
+fn id_of_bytes(bytes: &[u8]) -> Result<MessageId, Error> {
+    uuid::Uuid::from_slice(bytes)
+        .map(MessageId::from)
+        .map_err(|e| decode_error("id", e))
+}
+
+fn time_of_micros(micros: i64) -> Result<DateTime<Utc>, Error> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| decode_error("at", "out of range"))
+}
+
+/// serde's reading of `id`: a UUID as its 16 bytes.
+fn stored_id<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<MessageId>, D::Error> {
+    let bytes: Vec<u8> = serde_bytes_like(deserializer)?;
+    id_of_bytes(&bytes)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// serde's reading of `at`: microseconds since the epoch.
+fn stored_time<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let micros = i64::deserialize(deserializer)?;
+    time_of_micros(micros)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// A binary attribute's bytes, as serde_dynamo hands them to a visitor.
+fn serde_bytes_like<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<u8>, D::Error> {
+    struct Bytes;
+    impl<'de> serde::de::Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::new();
+            while let Some(byte) = seq.next_element()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
+    }
+    deserializer.deserialize_byte_buf(Bytes)
 }
 
 fn decode_error(name: &str, error: impl std::fmt::Display) -> Error {
@@ -348,6 +442,31 @@ mod tests {
         let user = UserId::parse("alice").unwrap();
         let (expected, read) = read_both_ways(&MessageItem::new(&user, &message("hello")));
         assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn a_message_kept_by_slot_reads_its_id_and_time_both_ways_and_not_without_them() {
+        let user = UserId::parse("alice").unwrap();
+        let said = Message {
+            slot: Some(keys::Slot::trunk(7)),
+            ..message("at a slot")
+        };
+        let item = MessageItem::new(&user, &said);
+        let mut stored = to_item(&item).expect("an item");
+        insert_id_and_time(&item, &mut stored);
+        let by_serde = from_item::<MessageItem>(stored.clone()).expect("serde_dynamo reads it");
+        let read =
+            MessageItem::from_attributes(stored.clone()).expect("read attribute by attribute");
+        assert_eq!(read, by_serde);
+        assert_eq!(read.into_message(), said);
+        for missing in ["id", "at"] {
+            let mut partial = stored.clone();
+            partial.remove(missing);
+            assert!(
+                MessageItem::from_attributes(partial).is_err(),
+                "without {missing}"
+            );
+        }
     }
 
     #[test]

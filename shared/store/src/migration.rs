@@ -158,7 +158,7 @@ impl Store {
             })
             .collect();
         let found = self
-            .batch_get(keys, Some("SK, messageId"))
+            .batch_get(keys, Some("SK, id"))
             .await?
             .into_iter()
             .map(|item| {
@@ -166,10 +166,12 @@ impl Store {
                     Some(AttributeValue::S(key)) => keys::MessageSortKey::parse(key),
                     _ => None,
                 };
-                match (key.map(|key| key.place()), item.get("messageId")) {
+                match (key.map(|key| key.place()), item.get("id")) {
                     (Some(keys::MessagePlace::Timed { message, .. }), _) => Ok(message),
-                    (Some(keys::MessagePlace::Slot(_)), Some(AttributeValue::S(id))) => {
-                        MessageId::parse(id)
+                    // Kept by slot: its id is in `id`, as its 16 bytes.
+                    (Some(keys::MessagePlace::Slot(_)), Some(AttributeValue::B(id))) => {
+                        uuid::Uuid::from_slice(id.as_ref())
+                            .map(MessageId::from)
                             .map_err(|_| Error::internal("read messages", "a malformed message id"))
                     }
                     _ => Err(Error::internal("read messages", "not a message's key")),
