@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use uuid::Uuid;
 
@@ -19,12 +19,11 @@ use crate::cache::Cache;
 use crate::error::Error;
 use crate::keys;
 use crate::model::{
-    Attachment, ClientMessageId, ConversationId, Message, MessageId, Metadata, NewMessage, Role,
-    Title, TokenCount, UserId,
+    Attachment, ConversationId, Message, MessageId, Metadata, NewMessage, Role, Title, TokenCount,
+    UserId,
 };
 use crate::store::{
-    transaction_chunks, AppendOutcome, ConversationItem, Creation, HeldMemory, Store,
-    TRANSACTION_MAX_ITEMS,
+    transaction_chunks, ConversationItem, Creation, HeldMemory, Store, TRANSACTION_MAX_ITEMS,
 };
 use domain::memory::MemoryEntry;
 pub use domain::migration::{
@@ -424,7 +423,13 @@ impl Migrator {
         {
             // A conversation that holds messages kept by slot: a time key would sort before
             // them, so these go after them, each by slot.
-            return self.append_by_slot(user, plan, written).await;
+            let stored = self
+                .store
+                .append_migrated_by_slot(user, &plan.id, &plan.messages, plan.auto_title.as_ref())
+                .await?;
+            written.stored += stored;
+            written.found_stored += plan.messages.len() - stored;
+            return Ok(written);
         }
         for chunk in transaction_chunks(&plan.messages, self.options.transaction_items) {
             let stored = self
@@ -438,40 +443,6 @@ impl Migrator {
             self.store
                 .raise_last_activity(user, &plan.id, plan.last)
                 .await?;
-        }
-        Ok(written)
-    }
-}
-
-impl Migrator {
-    /// Appends a plan's messages to its conversation by slot, oldest first, each after the
-    /// messages it holds (a slot cannot go between two others): each exactly once, by a
-    /// client message id derived from its own id (`migrated-<id>`), so a re-run, which does
-    /// not find it by its time, finds its record. Its time becomes its arrival's, and the time
-    /// it was said is kept as its `clientTimestamp`.
-    async fn append_by_slot(
-        &self,
-        user: &UserId,
-        plan: ConversationPlan,
-        mut written: Written,
-    ) -> Result<Written, Error> {
-        for message in plan.messages {
-            let client_id = ClientMessageId::parse(&format!("migrated-{}", message.id))?;
-            let said_at = message.timestamp;
-            let message = Message {
-                client_message_id: Some(client_id.as_str().to_owned()),
-                client_timestamp: message.client_timestamp.or(Some(said_at.trunc_subsecs(3))),
-                ..message
-            };
-            let outcome = self
-                .store
-                .append_message(user, &message, Some(&client_id), plan.auto_title.as_ref())
-                .await?;
-            match outcome {
-                AppendOutcome::Stored(_) => written.stored += 1,
-                AppendOutcome::AlreadyStored(_) => written.found_stored += 1,
-                AppendOutcome::ConversationMissing => return Err(Error::NotFound),
-            }
         }
         Ok(written)
     }

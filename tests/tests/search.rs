@@ -383,7 +383,10 @@ async fn a_message_of_known_words_writes_nothing_and_a_replay_changes_nothing() 
 
 #[tokio::test]
 async fn messages_written_before_the_indexed_ones_are_found_at_their_place() {
-    let (api, mut poller) = api_with_indexer().await;
+    // A conversation kept by time keys (as before slot keys): a migration writes its older
+    // messages among them (into one kept by slot, they go after its messages, by slot).
+    let (api, mut poller) =
+        tests::api_feeding(StreamConsumer::IndexForSearch, &[("SLOT_KEYS", "false")]).await;
     let user = new_user();
     let client = api.as_user(&user);
     let id = client.create_conversation(Some("Garden")).await;

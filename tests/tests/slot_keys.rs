@@ -423,3 +423,201 @@ async fn with_the_switch_off_again_a_conversation_that_holds_slots_goes_on_by_sl
     assert!(!messages[0].starts_with(keys::SLOT_PREFIX), "{messages:?}");
     assert_eq!((count.as_str(), tip), ("1", None));
 }
+
+/// A message counted late (its writer stopped between its two writes) reaches the app that
+/// synced in between: its conversation's activity is the count's time, not the message's
+/// older one, which the sync cursor has passed.
+#[tokio::test]
+async fn a_message_counted_late_reaches_a_sync_whose_cursor_passed_its_time() {
+    let (api, mut poller): (LocalApi, StreamPoller) = api_feeding(
+        StreamConsumer::IndexForSearch,
+        &[
+            ("CACHE_URL", ""),
+            ("SLOT_KEYS", "true"),
+            ("SYNC_SETTLE_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Counted late")).await;
+    alice.say(&id, "counted").await;
+    let writer = writer_stopping_at(&api, 2, Fault::BeforeSending).await;
+    let stopped = writer
+        .append_message(&owner, &user_message(&id, "uncounted", None), None, None)
+        .await;
+    assert!(stopped.is_ok());
+    // The app syncs after a later change elsewhere: its cursor, less the second each round
+    // looks back again, is past the message's time.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let later = alice.create_conversation(Some("Later")).await;
+    alice.say(&later, "later").await;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/mobile/sync?since={cursor}"),
+            None => "/mobile/sync".to_owned(),
+        };
+        let page = alice.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        cursor = Some(page.body["cursor"].as_str().unwrap().to_owned());
+        if !page.body["hasMore"].as_bool().unwrap() {
+            break;
+        }
+    }
+
+    poller.poll_once().await.expect("the stream is readable");
+    let since = alice
+        .get(&format!("/mobile/sync?since={}", cursor.unwrap()))
+        .await;
+    assert_eq!(since.status, StatusCode::OK, "{:?}", since.body);
+    let changed: Vec<&Value> = since.body["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"] == id.as_str())
+        .collect();
+    assert_eq!(changed.len(), 1, "{:?}", since.body);
+    assert_eq!(changed[0]["messageCount"], 2);
+}
+
+/// Content too large for its item goes to S3 under a key made of the message's id. Sent
+/// again with the same id (a migration run again, which keeps its messages' ids), the append
+/// finds the message stored and keeps the object it points to, by slot and in a transaction.
+#[tokio::test]
+async fn an_append_sent_again_with_the_same_message_id_keeps_its_large_content() {
+    let api = api().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let alice = api.as_user(&user);
+    let bucket = api
+        .state
+        .config
+        .attachments_bucket
+        .clone()
+        .expect("a bucket");
+    let content = "a long line of words to keep. ".repeat(1_500);
+    for slot_keys in [true, false] {
+        let store = api
+            .state
+            .conversations
+            .store()
+            .clone()
+            .with_slot_keys(slot_keys)
+            .with_content_objects(shared::store::ContentObjects::new(
+                tests::s3().await,
+                bucket.clone(),
+            ));
+        let id = alice.create_conversation(Some("Large, twice")).await;
+        let client_id = ClientMessageId::parse("large-twice").unwrap();
+        let message = user_message(&id, &content, Some("large-twice"));
+        let first = store
+            .append_message(&owner, &message, Some(&client_id), None)
+            .await
+            .unwrap();
+        assert!(matches!(first, shared::store::AppendOutcome::Stored(_)));
+        let again = store
+            .append_message(&owner, &message, Some(&client_id), None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, shared::store::AppendOutcome::AlreadyStored(_)),
+            "by slot: {slot_keys}"
+        );
+        let read = alice.get(&format!("/conversations/{id}")).await;
+        assert_eq!(
+            read.status,
+            StatusCode::OK,
+            "by slot: {slot_keys}: {:?}",
+            read.body
+        );
+        assert_eq!(read.body["messageCount"], 1);
+        assert_eq!(read.body["messages"][0]["content"], content.as_str());
+    }
+}
+
+/// An append by slot that claimed its client id and stopped before putting its message, into
+/// a conversation holding no slot yet; the switch is turned off and the app retries: the
+/// retry goes on by slot, at the slot the record names (not 503 for ever).
+#[tokio::test]
+async fn a_retry_after_the_switch_is_turned_off_goes_on_from_its_record_by_slot() {
+    let api = api().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Claimed, then off")).await;
+    // Write 1 claims the client id, write 2 (the message) is never sent.
+    let writer = writer_stopping_at(&api, 2, Fault::BeforeSending).await;
+    let stopped = writer
+        .append_message(
+            &owner,
+            &user_message(&id, "first", Some("claimed-1")),
+            Some(&ClientMessageId::parse("claimed-1").unwrap()),
+            None,
+        )
+        .await;
+    assert!(stopped.is_err());
+
+    let switched_off = api
+        .state
+        .conversations
+        .store()
+        .clone()
+        .with_slot_keys(false);
+    let retry = switched_off
+        .append_message(
+            &owner,
+            &user_message(&id, "first", Some("claimed-1")),
+            Some(&ClientMessageId::parse("claimed-1").unwrap()),
+            None,
+        )
+        .await
+        .expect("the retry goes on by slot");
+    assert!(matches!(retry, shared::store::AppendOutcome::Stored(_)));
+    let (messages, count, tip) = stored(&api, &user, &id).await;
+    assert_eq!(messages, [slot(1)]);
+    assert_eq!(
+        (count.as_str(), tip.as_deref()),
+        ("1", Some("0000#0000000001"))
+    );
+}
+
+/// Migrated messages written in a transaction, into a conversation that came to hold slots
+/// after the migration looked: refused there (a time key would sort before the slots), they
+/// go by slot, after them, once each (a run again stores nothing).
+#[tokio::test]
+async fn migrated_messages_into_a_conversation_that_holds_slots_go_after_them_by_slot() {
+    let api = api().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Migrated into")).await;
+    alice.say(&id, "by slot").await;
+    let conversation = ConversationId::parse(&id).unwrap();
+    let said_before = Utc::now() - chrono::Duration::hours(1);
+    let migrated: Vec<Message> = ["remembered", "and this"]
+        .into_iter()
+        .map(|content| Message {
+            timestamp: said_before,
+            ..user_message(&id, content, None)
+        })
+        .collect();
+    let store = api.state.conversations.store();
+    let stored_now = store
+        .append_migrated(&owner, &conversation, &migrated, None)
+        .await
+        .unwrap();
+    assert_eq!(stored_now, 2);
+    let again = store
+        .append_migrated(&owner, &conversation, &migrated, None)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let (messages, count, _) = stored(&api, &user, &id).await;
+    assert_eq!(messages, [slot(1), slot(2), slot(3)]);
+    assert_eq!(count, "3");
+    let read = alice.get(&format!("/conversations/{id}")).await.body;
+    assert_eq!(read["messages"][1]["content"], "remembered");
+    assert_eq!(read["messages"][2]["content"], "and this");
+}

@@ -68,6 +68,18 @@ impl AppendPlace {
     }
 }
 
+/// What an append in a transaction came to.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per append and matched at once, as `AppendOutcome` is"
+)]
+enum Transacted {
+    Done(AppendOutcome),
+    /// The conversation, or this client id's record, is kept by slot: the append goes on by
+    /// slot.
+    BySlot,
+}
+
 /// What counting a slot found.
 #[derive(Debug, PartialEq, Eq)]
 enum Counted {
@@ -101,24 +113,23 @@ impl Store {
                 .append_item(user, message, message_item.clone(), client_id, auto_title)
                 .await
             {
-                // The conversation holds messages kept by slot (the switch was on, and is off
-                // again): a time key would sort before them, so this one goes by slot too.
-                Ok(AppendOutcome::ConversationMissing)
-                    if self.holds_slots(user, &message.conversation_id).await? =>
-                {
+                Ok(Transacted::Done(outcome)) => Ok(outcome),
+                Ok(Transacted::BySlot) => {
                     self.append_at_slot(user, message, message_item, client_id, auto_title)
                         .await
                 }
-                outcome => outcome,
+                Err(error) => Err(error),
             }
         };
-        // This attempt's content object belongs to no message when a retry found the first
-        // one or the conversation is gone; after a failed transaction, nothing was stored.
-        // By slot, a failure may come after the message was put (its content stays).
+        // This attempt's content object (its key is the message id's) belongs to no message
+        // when the conversation is gone, or when a retry found the message an earlier attempt
+        // stored under another id: stored under this id, it is this very object. After a
+        // failure, the write may have landed with its answer lost: the object stays (it goes
+        // with its conversation).
         let belongs_to_none = match &outcome {
-            Ok(AppendOutcome::Stored(_)) => false,
-            Ok(AppendOutcome::AlreadyStored(_) | AppendOutcome::ConversationMissing) => true,
-            Err(_) => !self.slot_keys,
+            Ok(AppendOutcome::AlreadyStored(found)) => found.id != message.id,
+            Ok(AppendOutcome::ConversationMissing) => true,
+            Ok(AppendOutcome::Stored(_)) | Err(_) => false,
         };
         if belongs_to_none {
             if let Some(key) = content_object {
@@ -128,14 +139,14 @@ impl Store {
         outcome
     }
 
-    pub(super) async fn append_item(
+    async fn append_item(
         &self,
         user: &UserId,
         message: &Message,
         message_item: MessageItem,
         client_id: Option<&ClientMessageId>,
         auto_title: Option<&Title>,
-    ) -> Result<AppendOutcome, Error> {
+    ) -> Result<Transacted, Error> {
         let partition = keys::conversation_partition(user, &message.conversation_id);
         let message_key = message_item.sk.as_str().to_owned();
         let now = keys::sortable_time(message.timestamp);
@@ -191,65 +202,65 @@ impl Store {
         }
 
         match self.transact(writes, "append message").await? {
-            None => Ok(AppendOutcome::Stored(message.clone())),
+            None => Ok(Transacted::Done(AppendOutcome::Stored(message.clone()))),
+            // The conversation holds messages kept by slot (the switch was on, and is off
+            // again): a time key would sort before them, so this one goes by slot too.
             Some(cancelled) if cancelled.condition_failed(0) => {
-                Ok(AppendOutcome::ConversationMissing)
+                if self.holds_slots(user, &message.conversation_id).await? {
+                    Ok(Transacted::BySlot)
+                } else {
+                    Ok(Transacted::Done(AppendOutcome::ConversationMissing))
+                }
             }
             Some(cancelled) => match client_id {
                 // Only a client id record sits at index 2.
                 Some(client_id) if cancelled.condition_failed(2) => {
-                    self.replayed_message(&partition, client_id).await
+                    match claimed(self.client_record(&partition, client_id).await?)? {
+                        Claimed::ByTransaction => self
+                            .replayed_message(&partition, client_id)
+                            .await
+                            .map(Transacted::Done),
+                        // Claimed by an append by slot (the switch was on, and is off again),
+                        // perhaps stopped before it put its message: it goes on by slot, at the
+                        // record's target.
+                        Claimed::Target(_) => Ok(Transacted::BySlot),
+                    }
                 }
                 _ => Err(cancelled.into_error("append message")),
             },
         }
     }
 
-    /// The message a client message id's record names (it was used before).
+    async fn client_record(
+        &self,
+        partition: &str,
+        client_id: &ClientMessageId,
+    ) -> Result<ClientMessageItem, Error> {
+        let record = self
+            .get(partition, &keys::client_message_sort_key(client_id))
+            .await?
+            .ok_or_else(|| Error::internal("replay append", "client message record vanished"))?;
+        from_item(record)
+    }
+
+    /// The message a client message id's record, written by an append in a transaction, names
+    /// (it was used before).
     pub(super) async fn replayed_message(
         &self,
         partition: &str,
         client_id: &ClientMessageId,
     ) -> Result<AppendOutcome, Error> {
-        let record = self
-            .get(partition, &keys::client_message_sort_key(client_id))
+        let key = self
+            .client_record(partition, client_id)
             .await?
-            .ok_or_else(|| Error::internal("replay append", "client message record vanished"))?;
-        let record: ClientMessageItem = from_item(record)?;
-        match (record.message_key, record.target) {
-            (Some(key), _) => {
-                let message = self.get(partition, &key).await?.ok_or_else(|| {
-                    Error::internal("replay append", "recorded message is missing")
-                })?;
-                self.already_stored(MessageItem::from_attributes(message)?)
-                    .await
-            }
-            // Recorded by an append by slot (this store's switch turned off again): the
-            // message is at its target once stored; until then the first attempt runs.
-            (None, Some(target)) => {
-                let slot = Slot::parse_tip(&target).ok_or_else(|| {
-                    Error::internal("replay append", "a client record's target is not a slot")
-                })?;
-                match self.get(partition, &keys::slot_sort_key(slot)).await? {
-                    Some(item) => {
-                        let occupant = MessageItem::from_attributes(item)?;
-                        if occupant.client_message_id.as_deref() == Some(client_id.as_str()) {
-                            return self.already_stored(occupant).await;
-                        }
-                        Err(Error::Unavailable(
-                            "the first attempt of this append is still running".into(),
-                        ))
-                    }
-                    None => Err(Error::Unavailable(
-                        "the first attempt of this append is still running".into(),
-                    )),
-                }
-            }
-            (None, None) => Err(Error::internal(
-                "replay append",
-                "a client record names no message",
-            )),
-        }
+            .message_key
+            .ok_or_else(|| Error::internal("replay append", "a client record names no message"))?;
+        let message = self
+            .get(partition, &key)
+            .await?
+            .ok_or_else(|| Error::internal("replay append", "recorded message is missing"))?;
+        self.already_stored(MessageItem::from_attributes(message)?)
+            .await
     }
 
     async fn already_stored(&self, item: MessageItem) -> Result<AppendOutcome, Error> {
@@ -627,8 +638,11 @@ impl Store {
         };
         let item = MessageItem::from_attributes(item)?;
         let title = title_of(&item);
+        // Counted late, its conversation's activity is now, not the message's older time:
+        // a sync round since (its cursor past that time) still finds the conversation changed.
+        let activity = item.timestamp().max(Utc::now());
         let counted = self
-            .count_slot(partition, slot, item.timestamp(), title.as_ref())
+            .count_slot(partition, slot, activity, title.as_ref())
             .await?;
         if counted == Counted::Now {
             tracing::warn!(%partition, slot = slot.number, "counted a message its append left uncounted");

@@ -4,17 +4,19 @@
 use std::collections::HashSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    backoff, conversation_key, from_item, is_conditional_check_failure, item_key, put_new, s,
-    store_error, to_item, Cancellation, Store, TRANSACTION_ATTEMPTS,
+    append::AppendOutcome, backoff, conversation_key, from_item, is_conditional_check_failure,
+    item_key, put_new, s, store_error, to_item, Cancellation, Store, TRANSACTION_ATTEMPTS,
 };
 use domain::error::Error;
 use domain::keys;
 use domain::migration::{MigrationState, RunSummary, UserSummary};
-use domain::model::{Attachment, ConversationId, Message, MessageId, Title, UserId};
+use domain::model::{
+    Attachment, ClientMessageId, ConversationId, Message, MessageId, Title, UserId,
+};
 
 /// DynamoDB's limit on the items of one transaction.
 pub const TRANSACTION_MAX_ITEMS: usize = 100;
@@ -189,7 +191,9 @@ impl Store {
     /// Stores migrated messages of one conversation in one transaction (a chunk from
     /// `transaction_chunks`) and counts them on it. Each message is written only if absent, so
     /// a re-run stores nothing twice: messages found stored are dropped and the rest retried.
-    /// Returns how many this call stored. `NotFound` if the conversation is gone.
+    /// Returns how many this call stored. `NotFound` if the conversation is gone. Into a
+    /// conversation that holds messages kept by slot, they go by slot
+    /// (`append_migrated_by_slot`).
     pub async fn append_migrated(
         &self,
         user: &UserId,
@@ -230,6 +234,15 @@ impl Store {
                 return Err(store_error("append migrated messages", error));
             };
             if cancelled.condition_failed(0) {
+                // Appended to by slot since the caller looked (`holds_slots`): a time key would
+                // sort before those messages, so these go after them.
+                if self.holds_slots(user, conversation).await? {
+                    let pending: Vec<Message> = pending.into_iter().cloned().collect();
+                    let stored = self
+                        .append_migrated_by_slot(user, conversation, &pending, auto_title)
+                        .await?;
+                    return Ok(stored);
+                }
                 return Err(Error::NotFound);
             }
             let stored_before: Vec<bool> = (0..pending.len())
@@ -248,6 +261,41 @@ impl Store {
         Ok(0)
     }
 
+    /// Appends migrated messages to a conversation that holds messages kept by slot, oldest
+    /// first, each after the messages it holds (a slot cannot go between two others): each
+    /// exactly once, by a client message id derived from its own id (`migrated-<id>`), so a
+    /// re-run, which does not find it by its time, finds its record. Its time becomes its
+    /// arrival's, and the time it was said is kept as its `clientTimestamp`. Returns how many
+    /// this call stored. `NotFound` if the conversation is gone.
+    pub async fn append_migrated_by_slot(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        messages: &[Message],
+        auto_title: Option<&Title>,
+    ) -> Result<usize, Error> {
+        let mut stored = 0;
+        for message in messages {
+            debug_assert_eq!(&message.conversation_id, conversation);
+            let client_id = ClientMessageId::parse(&format!("migrated-{}", message.id))?;
+            let said_at = message.timestamp;
+            let message = Message {
+                client_message_id: Some(client_id.as_str().to_owned()),
+                client_timestamp: message.client_timestamp.or(Some(said_at.trunc_subsecs(3))),
+                ..message.clone()
+            };
+            match self
+                .append_message(user, &message, Some(&client_id), auto_title)
+                .await?
+            {
+                AppendOutcome::Stored(_) => stored += 1,
+                AppendOutcome::AlreadyStored(_) => {}
+                AppendOutcome::ConversationMissing => return Err(Error::NotFound),
+            }
+        }
+        Ok(stored)
+    }
+
     fn count_migrated(
         &self,
         user: &UserId,
@@ -264,7 +312,8 @@ impl Store {
                 s(&keys::conversation_partition(user, conversation)),
             )
             .key(keys::SK, s(keys::CONVERSATION_SK))
-            .condition_expression("attribute_exists(PK)")
+            // Not into a conversation that holds slots: `append_migrated` goes by slot there.
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(tip)")
             .expression_attribute_values(":count", AttributeValue::N(count.to_string()))
             .expression_attribute_values(":changed", s(&self.change_stamp(conversation)));
         if let Some(title) = auto_title {
