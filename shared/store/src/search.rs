@@ -18,6 +18,8 @@ use domain::search::{BlockMessages, SearchBlock, TermHash, TitleEntry};
 
 /// The most a block item may weigh: one write unit, however full it is.
 pub const SEARCH_BLOCK_BYTES: usize = 1024;
+/// When the block's newest message was said, in microseconds since the epoch (blocks written
+/// before held it as text, `keys::sortable_time`: 27 bytes where the number takes 9).
 const LAST: &str = "last";
 /// The slots of the messages kept by slot it took (`SearchBlock::slots`), as one number:
 /// `first × SLOT_SPAN + last` (at most 20 digits, 11 bytes).
@@ -38,7 +40,8 @@ const LOOKUP_PAGE: i32 = 25;
 /// How many terms a block of `conversation` can hold within [`SEARCH_BLOCK_BYTES`]: what
 /// DynamoDB counts of its item (attribute names and values) besides the hashes.
 pub fn search_block_capacity(user: &UserId, conversation: &ConversationId) -> usize {
-    let time = keys::sortable_time(DateTime::<Utc>::UNIX_EPOCH).len();
+    // Microseconds since the epoch, 16 digits until the year 2286: 9 bytes as a number.
+    let time = 9;
     let fixed = keys::PK.len()
         + keys::search_partition(user).len()
         + keys::SK.len()
@@ -67,7 +70,10 @@ fn block_item(user: &UserId, block: &SearchBlock, version: u64) -> Item {
                 block.start,
             )),
         ),
-        (LAST.to_owned(), s(&keys::sortable_time(block.last))),
+        (
+            LAST.to_owned(),
+            AttributeValue::N(block.last.timestamp_micros().to_string()),
+        ),
         (TERMS.to_owned(), AttributeValue::B(Blob::new(bytes))),
         (VERSION.to_owned(), AttributeValue::N(version.to_string())),
     ]);
@@ -88,12 +94,17 @@ fn block_of(item: &Item) -> Result<SearchBlock, Error> {
         .and_then(|v| v.as_s().ok())
         .ok_or_else(bad)?;
     let (conversation, start) = keys::parse_search_block_sort_key(sort_key).ok_or_else(bad)?;
-    let last = item
-        .get(LAST)
-        .and_then(|v| v.as_s().ok())
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .ok_or_else(bad)?
-        .with_timezone(&Utc);
+    let last = match item.get(LAST) {
+        Some(AttributeValue::N(micros)) => micros
+            .parse()
+            .ok()
+            .and_then(DateTime::<Utc>::from_timestamp_micros),
+        Some(AttributeValue::S(text)) => DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
     let bytes = item
         .get(TERMS)
         .and_then(|v| v.as_b().ok())
@@ -587,6 +598,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::SubsecRound;
 
     #[test]
     fn a_full_block_is_one_write_unit_for_the_longest_user_id() {
@@ -597,7 +609,7 @@ mod tests {
         let block = SearchBlock {
             conversation,
             start: Utc::now(),
-            last: Utc::now(),
+            last: Utc::now().trunc_subsecs(6),
             slots: Some((keys::Slot::MAX_NUMBER - 1, keys::Slot::MAX_NUMBER)),
             timed: true,
             terms: (0..capacity as u32).collect(),
@@ -620,8 +632,30 @@ mod tests {
         assert!(bytes <= SEARCH_BLOCK_BYTES, "{bytes}");
         let read = block_of(&item).unwrap();
         assert_eq!(
-            (read.terms, read.slots, read.timed),
-            (block.terms, block.slots, true)
+            (read.terms, read.slots, read.timed, read.last),
+            (block.terms, block.slots, true, block.last)
         );
+    }
+
+    #[test]
+    fn a_block_written_with_its_last_time_as_text_reads_as_one_written_now() {
+        let user = UserId::parse("alice").unwrap();
+        let block = SearchBlock {
+            conversation: ConversationId::parse("0193e4c2-7b1a-7c00-8000-000000000001").unwrap(),
+            start: Utc::now() - chrono::Duration::minutes(5),
+            last: Utc::now().trunc_subsecs(6),
+            slots: None,
+            timed: true,
+            terms: vec![1, 2, 3],
+            version: 7,
+        };
+        let mut item = block_item(&user, &block, 7);
+        assert!(matches!(item[LAST], AttributeValue::N(_)));
+        let written_now = block_of(&item).unwrap();
+        item.insert(LAST.to_owned(), s(&keys::sortable_time(block.last)));
+        let written_before = block_of(&item).unwrap();
+        assert_eq!(written_now.last, block.last);
+        assert_eq!(written_before.last, block.last);
+        assert_eq!(written_before.terms, written_now.terms);
     }
 }
