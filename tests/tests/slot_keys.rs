@@ -334,14 +334,15 @@ async fn a_message_whose_writer_stopped_before_counting_it_is_counted_by_the_ind
 
 /// A message too large for its item (its content in S3) whose count fails: the append is
 /// acknowledged, its content stays where the item points, and the retry, the page and the
-/// next append all read it (the count comes with the next append).
+/// next append all read it (the count comes with the next append), and it titles its
+/// conversation.
 #[tokio::test]
 async fn a_large_message_whose_count_failed_keeps_its_content_and_is_acknowledged() {
     let api = api().await;
     let user = new_user();
     let owner = UserId::parse(&user).unwrap();
     let alice = api.as_user(&user);
-    let id = alice.create_conversation(Some("Large")).await;
+    let id = alice.create_conversation(None).await;
     let bucket = api
         .state
         .config
@@ -384,6 +385,11 @@ async fn a_large_message_whose_count_failed_keeps_its_content_and_is_acknowledge
     assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
     assert_eq!(read.body["messageCount"], 2);
     assert_eq!(read.body["messages"][0]["content"], content.as_str());
+    // Counted by the retry, it titles the conversation from its content (read back from S3).
+    assert_eq!(
+        read.body["title"],
+        shared::model::Title::derived_from(&content).as_str()
+    );
 }
 
 /// The switch turned off again after messages were kept by slot: an append in a transaction

@@ -346,7 +346,7 @@ impl Store {
                     .counted_after_put(&partition, slot, stored.timestamp, auto_title, stored)
                     .await);
             }
-            let title = title_of(&occupant);
+            let title = self.title_of(&occupant).await;
             if !placed
                 && self
                     .count_slot(&partition, slot, occupant.timestamp(), title.as_ref())
@@ -552,7 +552,7 @@ impl Store {
                         ));
                     };
                     let before_item = MessageItem::from_attributes(item)?;
-                    let title = title_of(&before_item);
+                    let title = self.title_of(&before_item).await;
                     if let TipMoved::ConversationMissing = self
                         .move_tip(partition, before, before_item.timestamp(), title.as_ref())
                         .await?
@@ -637,7 +637,7 @@ impl Store {
             return Ok(());
         };
         let item = MessageItem::from_attributes(item)?;
-        let title = title_of(&item);
+        let title = self.title_of(&item).await;
         // Counted late, its conversation's activity is now, not the message's older time:
         // a sync round since (its cursor past that time) still finds the conversation changed.
         let activity = item.timestamp().max(Utc::now());
@@ -648,6 +648,25 @@ impl Store {
             tracing::warn!(%partition, slot = slot.number, "counted a message its append left uncounted");
         }
         Ok(())
+    }
+
+    /// The automatic title a counted message gives its conversation if it has none: a user
+    /// message's (as `Conversations::add_message` derives it), its content read back from S3
+    /// when it is there; none if that read fails (the next user message titles it).
+    async fn title_of(&self, item: &MessageItem) -> Option<Title> {
+        if item.role != Role::User {
+            return None;
+        }
+        if item.content_object.is_none() {
+            return (!item.content.is_empty()).then(|| Title::derived_from(&item.content));
+        }
+        match self.load_content(item.clone()).await {
+            Ok(whole) => Some(Title::derived_from(&whole.content)),
+            Err(error) => {
+                tracing::warn!(%error, "counted a message without the title its content gives");
+                None
+            }
+        }
     }
 
     /// The client message id's record: claimed now with `next` as its target, or as another
@@ -769,11 +788,4 @@ fn tip_and_activity(item: &Item) -> Result<(Option<Slot>, DateTime<Utc>), Error>
         _ => return Err(bad("no last activity")),
     };
     Ok((tip, last_activity))
-}
-
-/// The automatic title a counted message gives its conversation if it has none: a user
-/// message's (as `Conversations::add_message` derives it), when its content is at hand.
-fn title_of(item: &MessageItem) -> Option<Title> {
-    (item.role == Role::User && !item.content.is_empty())
-        .then(|| Title::derived_from(&item.content))
 }
