@@ -237,7 +237,13 @@ impl Store {
                 // Appended to by slot since the caller looked (`holds_slots`): a time key would
                 // sort before those messages, so these go after them.
                 if self.holds_slots(user, conversation).await? {
-                    let pending: Vec<Message> = pending.into_iter().cloned().collect();
+                    // Not those another run stored meanwhile (their puts were refused too).
+                    let mut refused = (1..).map(|i| cancelled.condition_failed(i));
+                    let pending: Vec<Message> = pending
+                        .into_iter()
+                        .filter(|_| !refused.next().unwrap_or(false))
+                        .cloned()
+                        .collect();
                     let stored = self
                         .append_migrated_by_slot(user, conversation, &pending, auto_title)
                         .await?;

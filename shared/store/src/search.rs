@@ -40,8 +40,9 @@ const LOOKUP_PAGE: i32 = 25;
 /// How many terms a block of `conversation` can hold within [`SEARCH_BLOCK_BYTES`]: what
 /// DynamoDB counts of its item (attribute names and values) besides the hashes.
 pub fn search_block_capacity(user: &UserId, conversation: &ConversationId) -> usize {
-    // Microseconds since the epoch, 16 digits until the year 2286: 9 bytes as a number.
-    let time = 9;
+    // `last` as text (27 bytes), the larger of its two forms (`block_item`): as a number of
+    // microseconds it takes 9, and a full block weighs 18 bytes less.
+    let time = keys::sortable_time(DateTime::<Utc>::UNIX_EPOCH).len();
     let fixed = keys::PK.len()
         + keys::search_partition(user).len()
         + keys::SK.len()
@@ -59,7 +60,10 @@ pub fn search_block_capacity(user: &UserId, conversation: &ConversationId) -> us
     (SEARCH_BLOCK_BYTES - fixed) / HASH_BYTES
 }
 
-fn block_item(user: &UserId, block: &SearchBlock, version: u64) -> Item {
+/// A block's item. Its `last` time as a number only with slot keys on (`SLOT_KEYS`: every
+/// function of the deployment reads both forms); as text otherwise, which the releases before
+/// read, so the deploy window and a rollback keep searching.
+fn block_item(user: &UserId, block: &SearchBlock, version: u64, last_as_number: bool) -> Item {
     let bytes: Vec<u8> = block.terms.iter().flat_map(|t| t.to_be_bytes()).collect();
     let mut item = Item::from([
         (keys::PK.to_owned(), s(&keys::search_partition(user))),
@@ -72,7 +76,11 @@ fn block_item(user: &UserId, block: &SearchBlock, version: u64) -> Item {
         ),
         (
             LAST.to_owned(),
-            AttributeValue::N(block.last.timestamp_micros().to_string()),
+            if last_as_number {
+                AttributeValue::N(block.last.timestamp_micros().to_string())
+            } else {
+                s(&keys::sortable_time(block.last))
+            },
         ),
         (TERMS.to_owned(), AttributeValue::B(Blob::new(bytes))),
         (VERSION.to_owned(), AttributeValue::N(version.to_string())),
@@ -291,7 +299,12 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(block_item(user, block, block.version + 1)));
+            .set_item(Some(block_item(
+                user,
+                block,
+                block.version + 1,
+                self.slot_keys,
+            )));
         let put = if block.version == 0 {
             put.condition_expression("attribute_not_exists(PK)")
         } else {
@@ -615,26 +628,28 @@ mod tests {
             terms: (0..capacity as u32).collect(),
             version: u64::MAX - 1,
         };
-        let item = block_item(&user, &block, u64::MAX);
-        let bytes: usize = item
-            .iter()
-            .map(|(name, value)| {
-                name.len()
-                    + match value {
-                        AttributeValue::S(s) => s.len(),
-                        AttributeValue::B(b) => b.as_ref().len(),
-                        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
-                        AttributeValue::Bool(_) => 1,
-                        _ => unreachable!(),
-                    }
-            })
-            .sum();
-        assert!(bytes <= SEARCH_BLOCK_BYTES, "{bytes}");
-        let read = block_of(&item).unwrap();
-        assert_eq!(
-            (read.terms, read.slots, read.timed, read.last),
-            (block.terms, block.slots, true, block.last)
-        );
+        for last_as_number in [false, true] {
+            let item = block_item(&user, &block, u64::MAX, last_as_number);
+            let bytes: usize = item
+                .iter()
+                .map(|(name, value)| {
+                    name.len()
+                        + match value {
+                            AttributeValue::S(s) => s.len(),
+                            AttributeValue::B(b) => b.as_ref().len(),
+                            AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                            AttributeValue::Bool(_) => 1,
+                            _ => unreachable!(),
+                        }
+                })
+                .sum();
+            assert!(bytes <= SEARCH_BLOCK_BYTES, "{bytes}");
+            let read = block_of(&item).unwrap();
+            assert_eq!(
+                (read.terms, read.slots, read.timed, read.last),
+                (block.terms.clone(), block.slots, true, block.last)
+            );
+        }
     }
 
     #[test]
@@ -649,10 +664,12 @@ mod tests {
             terms: vec![1, 2, 3],
             version: 7,
         };
-        let mut item = block_item(&user, &block, 7);
+        let item = block_item(&user, &block, 7, true);
         assert!(matches!(item[LAST], AttributeValue::N(_)));
         let written_now = block_of(&item).unwrap();
-        item.insert(LAST.to_owned(), s(&keys::sortable_time(block.last)));
+        // Written before, or with slot keys off (what the releases before read).
+        let item = block_item(&user, &block, 7, false);
+        assert!(matches!(item[LAST], AttributeValue::S(_)));
         let written_before = block_of(&item).unwrap();
         assert_eq!(written_now.last, block.last);
         assert_eq!(written_before.last, block.last);
