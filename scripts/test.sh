@@ -125,7 +125,7 @@ cargo nextest run --workspace 2>&1 | tee .local/test/nextest.log
 # transaction, what every function runs until the template's SlotKeys switch is turned on.
 step "tests of appends in a transaction (SLOT_KEYS=false)"
 SLOT_KEYS=false cargo nextest run -p tests --test end_to_end \
-  -E 'test(/^(appends|faults|batch|migration|stream_poller)::/)' 2>&1 | tee .local/test/nextest-transactions.log
+  -E 'test(/^(appends|faults|batch|migration|stream_poller|summaries)::/)' 2>&1 | tee .local/test/nextest-transactions.log
 step "contract fuzzing: waiting for it to finish"
 fuzzed=0
 finish "$FUZZ" || fuzzed=$?

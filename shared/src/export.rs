@@ -133,7 +133,7 @@ impl Exports {
         // A failed finish gives the upload up itself.
         let bytes = writer.finish().await?;
         // Deleted while it was written: its purge may have run before this file existed.
-        if self.store.conversation(user, id).await?.is_none() {
+        if !self.store.conversation_exists(user, id).await? {
             bucket.delete_object(&key).await?;
             return Err(Error::NotFound);
         }

@@ -290,7 +290,7 @@ pub async fn forget_blocks_if_deleted(
     user: &UserId,
     conversation: &ConversationId,
 ) -> Result<(), Error> {
-    if store.conversation(user, conversation).await?.is_none() {
+    if !store.conversation_exists(user, conversation).await? {
         store.delete_search_blocks(user, conversation).await?;
     }
     Ok(())

@@ -255,9 +255,9 @@ async fn new_message(
         Ok(message) => Ok(Some((user, conversation, Some(message)))),
         // Content in S3 goes with its conversation: a message of a conversation deleted
         // since has nothing left to index.
-        Err(error) => match store.conversation(&user, &conversation).await? {
-            None => Ok(Some((user, conversation, None))),
-            Some(_) => Err(error),
+        Err(error) => match store.conversation_exists(&user, &conversation).await? {
+            false => Ok(Some((user, conversation, None))),
+            true => Err(error),
         },
     }
 }

@@ -80,7 +80,12 @@ impl Worker {
         let event = record.event_name.as_str();
         match self {
             Self::SearchIndex => event == "INSERT" && keys::is_message_sort_key(sort_key),
-            Self::Summaries => event == "MODIFY" && sort_key == keys::CONVERSATION_SK,
+            // A changed conversation (an append may make it due), and a summary written (a
+            // conversation far behind stays due: its next window follows).
+            Self::Summaries => {
+                (event == "MODIFY" && sort_key == keys::CONVERSATION_SK)
+                    || (matches!(event, "INSERT" | "MODIFY") && sort_key == keys::SUMMARY_SK)
+            }
             Self::Purge => event == "REMOVE" && sort_key == keys::CONVERSATION_SK,
             Self::AccountExports => {
                 matches!(event, "INSERT" | "MODIFY")
@@ -263,6 +268,15 @@ mod tests {
         let message = record("INSERT", "MESSAGE#2026-12-04T00:00:00.000000Z#m", None);
         assert_eq!(route(&message), [Worker::SearchIndex]);
         assert_eq!(route(&record("MODIFY", "META", None)), [Worker::Summaries]);
+        assert_eq!(
+            route(&record("INSERT", "META#SUMMARY", None)),
+            [Worker::Summaries]
+        );
+        assert_eq!(
+            route(&record("MODIFY", "META#SUMMARY", None)),
+            [Worker::Summaries]
+        );
+        assert!(route(&record("REMOVE", "META#SUMMARY", None)).is_empty());
         assert_eq!(route(&record("REMOVE", "META", None)), [Worker::Purge]);
         assert_eq!(
             route(&record("MODIFY", "EXPORT#e", Some("running"))),

@@ -29,6 +29,72 @@ use tests::meter::{Meter, Units};
 use tests::{new_user, Client, LocalApi};
 
 const CHECKPOINTS: [usize; 4] = [1, 10, 100, 1_000];
+/// Characters of a summary as a real model writes it: the instruction asks for at most 200
+/// words (`assistant::summaries::SUMMARY_INSTRUCTION`), some 1,200 characters of English.
+const REAL_SUMMARY_CHARS: usize = 1_200;
+
+/// The model the summarizer is given here: summaries as long as a real model's, in the
+/// conversation's own words (so they deflate as its text does), behind the same interface as
+/// the real providers. The local model's one sentence would leave out what a real summary
+/// weighs in the items that hold it.
+struct RealLengthSummaries;
+
+impl RealLengthSummaries {
+    fn summary_of(request: &ai::provider::ModelRequest) -> String {
+        let transcript = request
+            .messages
+            .last()
+            .map(|m| m.content.as_str())
+            .unwrap_or_default();
+        let words: Vec<&str> = transcript
+            .split_whitespace()
+            .filter(|word| word.chars().all(char::is_alphabetic))
+            .collect();
+        let mut summary = String::with_capacity(REAL_SUMMARY_CHARS + 16);
+        for word in words.iter().cycle().take(10_000) {
+            if summary.len() >= REAL_SUMMARY_CHARS {
+                break;
+            }
+            if !summary.is_empty() {
+                summary.push(' ');
+            }
+            summary.push_str(word);
+        }
+        summary
+    }
+}
+
+impl ai::provider::ModelProvider for RealLengthSummaries {
+    fn name(&self) -> &'static str {
+        "real-length-summaries"
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a ai::provider::ModelRequest,
+    ) -> futures::stream::BoxStream<'a, Result<ai::provider::ModelDelta, ai::provider::ProviderError>>
+    {
+        let text = Self::summary_of(request);
+        Box::pin(futures::stream::iter([Ok(ai::provider::ModelDelta::Text(
+            text,
+        ))]))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a ai::provider::ModelRequest,
+    ) -> futures::future::BoxFuture<'a, Result<ai::provider::ModelReply, ai::provider::ProviderError>>
+    {
+        let text = Self::summary_of(request);
+        Box::pin(async move {
+            Ok(ai::provider::ModelReply {
+                text,
+                input_tokens: 0,
+                output_tokens: 400,
+            })
+        })
+    }
+}
 const VOCABULARY: usize = 5_000;
 /// Messages a checkpoint's mean is taken over (the summaries' period).
 const WINDOW: usize = 20;
@@ -121,7 +187,13 @@ impl Bench {
         ];
         let state = tests::state_through(meters.requests.endpoint(), &overrides).await;
         let search = tests::same_tables_through(&state, meters.search.endpoint()).await;
-        let summaries = tests::same_tables_through(&state, meters.summaries.endpoint()).await;
+        let mut summaries = tests::same_tables_through(&state, meters.summaries.endpoint()).await;
+        summaries.summaries = assistant::summaries::Summaries::new(
+            summaries.conversations.store().clone(),
+            std::sync::Arc::new(RealLengthSummaries),
+            *summaries.assistant.tokenizer(),
+            summaries.summaries.settings().clone(),
+        );
         let others = tests::same_tables_through(&state, meters.others.endpoint()).await;
         let poller = StreamPoller::from_latest(others, &tests::template(), None)
             .await

@@ -407,16 +407,18 @@ impl ModelProvider for LongWindedModel {
     }
 }
 
-/// With `COMPRESS_TEXT` on, a summary of a real model's length is kept deflated in the
-/// conversation's item (and so in its listing index entry), and every reader gets the text back;
-/// the summary's write removes the `summaryUpdatedAt` earlier releases wrote.
+/// With slot keys off (as every release before them), with `COMPRESS_TEXT` on, a summary of a
+/// real model's length is kept deflated in the conversation's item (and so in its listing index
+/// entry), and every reader gets the text back; the summary's write removes the
+/// `summaryUpdatedAt` earlier releases wrote.
 #[tokio::test]
-async fn a_long_summary_is_kept_deflated_and_read_back_as_written() {
+async fn with_slot_keys_off_a_long_summary_is_kept_deflated_in_the_conversation_item() {
     let state = state_configured(
         &[
             ("SUMMARY_EVERY_MESSAGES", "4"),
             ("COMPRESS_TEXT", "true"),
             ("CACHE_URL", ""),
+            ("SLOT_KEYS", "false"),
         ],
         Arc::new(shared::clock::SystemClock),
     )
@@ -493,4 +495,169 @@ async fn a_long_summary_is_kept_deflated_and_read_back_as_written() {
     let asked = model.last_asked();
     assert!(asked.contains("Point 40: they planned"), "{asked}");
     assert!(asked.contains("Question 8 about the garden"), "{asked}");
+}
+
+/// With slot keys on, a summary is an item of its own: a real model's summary (some 2,000
+/// characters) leaves the conversation's item, which every append rewrites, under 1 KB, so an
+/// append stays at 4 write units. The conversation's own read and its context have the whole
+/// summary at once; lists and sync show its preview from the next append on.
+#[tokio::test]
+async fn a_long_summary_keeps_the_conversation_item_small_and_lists_show_its_preview_from_the_next_append(
+) {
+    let state = state_configured(
+        &[
+            ("SUMMARY_EVERY_MESSAGES", "4"),
+            ("COMPRESS_TEXT", "true"),
+            ("CACHE_URL", ""),
+            ("SLOT_KEYS", "true"),
+        ],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = new_user();
+    let contents = (1..=4).map(|n| format!("Question {n} about the garden"));
+    let conversation = conversation_saying(&state, &user, contents).await;
+    let id = conversation.id.to_string();
+    let model = Arc::new(LongWindedModel::default());
+    let (failures, _) = run_summarizer(&summarizing_with(&state, model.clone()), &user, &id).await;
+    assert!(failures.is_empty(), "{failures:?}");
+
+    let written = LongWindedModel::summary();
+    let preview = shared::store::summary_preview(&written);
+    assert!(preview.len() < written.len() / 4, "{preview}");
+    let item_named = |items: &[std::collections::HashMap<String, AttributeValue>],
+                      sort_key: &str| {
+        items
+            .iter()
+            .find(|item| item["SK"].as_s().unwrap() == sort_key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {sort_key} in {items:?}"))
+    };
+    let items = tests::items_of_conversation(&state, &user, &id).await;
+    let summary = item_named(&items, "META#SUMMARY");
+    assert!(
+        summary["summary"].as_b().is_ok(),
+        "kept deflated: {summary:?}"
+    );
+    let meta = item_named(&items, "META");
+    assert!(!meta.contains_key("summary"), "{meta:?}");
+    assert_eq!(
+        stored(&state, &user, &id).await.summary,
+        Some(written.clone())
+    );
+
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&user);
+    let shown = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(shown.body["summary"], Value::from(written.clone()));
+    let context = alice.get(&format!("/conversations/context/{id}")).await;
+    assert!(
+        context.body.to_string().contains("Point 40: they planned"),
+        "{:?}",
+        context.body
+    );
+    let listed = alice.get("/conversations").await;
+    assert_eq!(listed.body["conversations"][0]["summary"], Value::Null);
+
+    alice.say(&id, "Question 5 about the garden").await;
+    let listed = alice.get("/conversations").await;
+    assert_eq!(
+        listed.body["conversations"][0]["summary"],
+        Value::from(preview.clone())
+    );
+    let synced = alice.get("/mobile/sync").await;
+    assert!(
+        synced.body.to_string().contains(&preview),
+        "{:?}",
+        synced.body
+    );
+    let shown = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(shown.body["summary"], Value::from(written.clone()));
+    let items = tests::items_of_conversation(&api.state, &user, &id).await;
+    let meta = item_named(&items, "META");
+    assert!(
+        tests::capacity::item_bytes(&meta) < 1024,
+        "{} bytes: {meta:?}",
+        tests::capacity::item_bytes(&meta)
+    );
+
+    // The next summary is made from the whole one.
+    for n in 6..=8 {
+        alice
+            .say(&id, &format!("Question {n} about the garden"))
+            .await;
+    }
+    let (failures, _) =
+        run_summarizer(&summarizing_with(&api.state, model.clone()), &user, &id).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let asked = model.last_asked();
+    assert!(asked.contains("Point 40: they planned"), "{asked}");
+    assert!(asked.contains("Question 8 about the garden"), "{asked}");
+    assert_eq!(stored(&api.state, &user, &id).await.summarized_through, 8);
+}
+
+/// A conversation read from the cache shows its new summary once it is written: writing the
+/// summary's own item is a change the cache's stream consumer acts on, as a change of the
+/// conversation's item is.
+#[tokio::test]
+async fn a_cached_conversation_shows_its_summary_once_written() {
+    let (api, mut poller) = tests::api_feeding(
+        StreamConsumer::InvalidateCachedReads,
+        &[("SUMMARY_EVERY_MESSAGES", "2")],
+    )
+    .await;
+    assert!(api.state.conversations.cache().is_enabled());
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("Garden")).await;
+    alice.say(&id, "Raised beds or rows?").await;
+    alice.say(&id, "Raised beds, facing south.").await;
+    poller.poll_once().await.unwrap();
+    let shown =
+        || async { alice.get(&format!("/conversations/{id}")).await.body["summary"].clone() };
+    assert_eq!(shown().await, Value::Null);
+
+    let (failures, _) = run_summarizer(&api.state, &user, &id).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let written = stored(&api.state, &user, &id).await.summary;
+    assert!(written.is_some(), "a summary was written");
+    assert_eq!(shown().await, Value::Null, "read from the cache");
+
+    poller.poll_once().await.unwrap();
+    assert_eq!(shown().await, Value::from(written));
+}
+
+/// A summary whose conversation is deleted while the model writes it leaves nothing behind.
+#[tokio::test]
+async fn a_summary_of_a_conversation_deleted_meanwhile_is_not_kept() {
+    let state = state_configured(
+        &[("SLOT_KEYS", "true"), ("CACHE_URL", "")],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = new_user();
+    let conversation = conversation_saying(&state, &user, ["Plant the tulips".to_owned()]).await;
+    let id = conversation.id.to_string();
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&user);
+    assert_eq!(
+        alice.delete(&format!("/conversations/{id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    let update = shared::store::SummaryUpdate {
+        summary: "They plant tulips.".into(),
+        through: 1,
+        until: None,
+    };
+    let kept = api
+        .state
+        .conversations
+        .store()
+        .save_summary(&UserId::parse(&user).unwrap(), &conversation.id, 0, &update)
+        .await
+        .unwrap();
+    assert!(!kept);
+    let left = tests::items_of_conversation(&api.state, &user, &id).await;
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -9,6 +9,8 @@
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use domain::error::{chain, Error};
+use domain::keys;
+use domain::model::{ConversationId, UserId};
 use lambda_runtime::LambdaEvent;
 use shared::store::Store;
 use shared::streams::{failed_from, time_left, DEADLINE_MARGIN};
@@ -31,24 +33,16 @@ pub async fn summarize_conversations(
         if record.event_name == "REMOVE" || record.change.new_image.is_empty() {
             continue;
         }
-        let Ok(conversation) = Store::conversation_of_image(record.change.new_image.clone().into())
-        else {
+        let Some((user, id)) = due_conversation(summaries, record) else {
             continue;
         };
-        if !summaries.is_due(&conversation)
-            || !seen.insert((
-                conversation.user_id().clone(),
-                conversation.conversation_id(),
-            ))
-        {
+        if !seen.insert((user.clone(), id)) {
             continue;
         }
         if time_left(deadline_ms) < summaries.settings().timeout + DEADLINE_MARGIN {
             return Ok(failed_from(Some(record)));
         }
-        let outcome = summaries
-            .summarize(conversation.user_id(), &conversation.conversation_id())
-            .await;
+        let outcome = summaries.summarize(&user, &id).await;
         match outcome {
             Ok(crate::summaries::SummaryOutcome::Written { .. }) => shared::metrics::summary(true),
             Ok(_) => {}
@@ -62,6 +56,33 @@ pub async fn summarize_conversations(
         }
     }
     Ok(DynamoDbEventResponse::default())
+}
+
+/// The conversation a record names, if it may be due: a conversation's item that its new image
+/// shows due, or a summary just written (its conversation may still be far behind: the
+/// summarizer reads and decides).
+fn due_conversation(
+    summaries: &crate::summaries::Summaries,
+    record: &aws_lambda_events::event::dynamodb::EventRecord,
+) -> Option<(UserId, ConversationId)> {
+    let sort_key = match record.change.keys.get(keys::SK) {
+        Some(serde_dynamo::AttributeValue::S(sort_key)) => sort_key.as_str(),
+        _ => return None,
+    };
+    if sort_key == keys::SUMMARY_SK {
+        let partition = match record.change.keys.get(keys::PK) {
+            Some(serde_dynamo::AttributeValue::S(partition)) => partition,
+            _ => return None,
+        };
+        return keys::parse_conversation_partition(partition);
+    }
+    let conversation = Store::conversation_of_image(record.change.new_image.clone().into()).ok()?;
+    summaries.is_due(&conversation).then(|| {
+        (
+            conversation.user_id().clone(),
+            conversation.conversation_id(),
+        )
+    })
 }
 
 /// Runs each user's migration for the held entries the records show (once a user, as the

@@ -51,6 +51,9 @@ pub const DELETED_AT: &str = "deletedAt";
 pub const PURGE_SHARDS: u32 = 16;
 
 pub const CONVERSATION_SK: &str = "META";
+/// A conversation's summary, beside its item: sorts right after it, so a conversation read
+/// newest first reads its summary, its item, then its messages, in one query.
+pub const SUMMARY_SK: &str = "META#SUMMARY";
 pub const MESSAGE_PREFIX: &str = "MESSAGE#";
 const CLIENT_MESSAGE_PREFIX: &str = "CLIENT_MESSAGE#";
 
@@ -430,9 +433,10 @@ pub fn client_message_sort_key(client_id: &ClientMessageId) -> String {
     format!("{CLIENT_MESSAGE_PREFIX}{}", client_id.as_str())
 }
 
-/// The inclusive sort-key range that holds a conversation's item and all its messages.
+/// The inclusive sort-key range that holds a conversation's item, its summary and all its
+/// messages.
 pub fn conversation_and_messages_range() -> (&'static str, &'static str) {
-    (MESSAGE_PREFIX, CONVERSATION_SK)
+    (MESSAGE_PREFIX, SUMMARY_SK)
 }
 
 /// Where a conversation's objects live in the attachments bucket: under the user's and the
@@ -658,13 +662,15 @@ mod tests {
     }
 
     #[test]
-    fn the_conversation_item_sorts_after_every_message_so_a_descending_query_reads_it_first() {
+    fn the_conversation_item_and_its_summary_sort_after_every_message_so_a_descending_query_reads_them_first(
+    ) {
         let late = Utc.with_ymd_and_hms(2999, 12, 31, 23, 59, 59).unwrap();
         let message = message_sort_key(late, &MessageId::generate());
         let (low, high) = conversation_and_messages_range();
         assert!(message.as_str() > low);
         assert!(message.as_str() < CONVERSATION_SK);
-        assert_eq!(high, CONVERSATION_SK);
+        assert!(CONVERSATION_SK < SUMMARY_SK);
+        assert_eq!(high, SUMMARY_SK);
     }
 
     #[test]

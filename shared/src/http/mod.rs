@@ -498,12 +498,11 @@ pub async fn create_attachment_upload(state: &State, request: Request) -> Handle
             body.size,
             attachments.max_bytes(),
         )?;
-        if state
+        if !state
             .conversations
             .store()
-            .conversation(&user, &id)
+            .conversation_exists(&user, &id)
             .await?
-            .is_none()
         {
             return Err(Error::NotFound);
         }

@@ -25,6 +25,7 @@ use domain::error::Error;
 use domain::keys::{self, Slot};
 use domain::model::{ClientMessageId, ConversationId, Message, Role, Title, UserId};
 
+use super::summaries::PreviewDue;
 use super::{from_item, put_new, s, store_error, to_item, Item, MessageItem, Store};
 
 /// Records that a client message id was used, and for which message: the key of the message
@@ -60,6 +61,9 @@ pub enum AppendOutcome {
 struct AppendPlace {
     tip: Option<Slot>,
     last_activity: DateTime<Utc>,
+    /// The preview of a summary newer than the one the conversation's item holds, which the
+    /// append brings in (`crate::summaries`).
+    preview: Option<PreviewDue>,
 }
 
 impl AppendPlace {
@@ -78,6 +82,23 @@ enum Transacted {
     /// The conversation, or this client id's record, is kept by slot: the append goes on by
     /// slot.
     BySlot,
+}
+
+/// What a count writes on the conversation besides the tip, the count and the activity.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counting<'a> {
+    /// A first user message's title (kept only if the conversation has none).
+    auto_title: Option<&'a Title>,
+    preview: Option<&'a PreviewDue>,
+}
+
+impl<'a> Counting<'a> {
+    fn titled(auto_title: Option<&'a Title>) -> Self {
+        Self {
+            auto_title,
+            preview: None,
+        }
+    }
 }
 
 /// What counting a slot found.
@@ -320,10 +341,16 @@ impl Store {
             } else {
                 self.put_at_slot(&item, slot, timestamp).await?.map(Some)
             };
+            // The summary's preview rides on this count when the slot is the one after the tip
+            // this attempt read (no count, and so no other preview, since).
+            let counting = Counting {
+                auto_title,
+                preview: place.preview.as_ref().filter(|_| slot == next),
+            };
             let occupant = match occupant {
                 None => {
                     return Ok(self
-                        .counted_after_put(&partition, slot, timestamp, auto_title, stored)
+                        .counted_after_put(&partition, slot, timestamp, counting, stored)
                         .await)
                 }
                 Some(None) => {
@@ -343,13 +370,18 @@ impl Store {
                     ..stored
                 };
                 return Ok(self
-                    .counted_after_put(&partition, slot, stored.timestamp, auto_title, stored)
+                    .counted_after_put(&partition, slot, stored.timestamp, counting, stored)
                     .await);
             }
             let title = self.title_of(&occupant).await;
             if !placed
                 && self
-                    .count_slot(&partition, slot, occupant.timestamp(), title.as_ref())
+                    .count_slot(
+                        &partition,
+                        slot,
+                        occupant.timestamp(),
+                        Counting::titled(title.as_ref()),
+                    )
                     .await?
                     == Counted::ConversationMissing
             {
@@ -384,13 +416,10 @@ impl Store {
         partition: &str,
         slot: Slot,
         timestamp: DateTime<Utc>,
-        auto_title: Option<&Title>,
+        counting: Counting<'_>,
         stored: Message,
     ) -> AppendOutcome {
-        match self
-            .count_slot(partition, slot, timestamp, auto_title)
-            .await
-        {
+        match self.count_slot(partition, slot, timestamp, counting).await {
             Ok(Counted::Now | Counted::Before) => AppendOutcome::Stored(stored),
             Ok(Counted::ConversationMissing) => {
                 let removed = self
@@ -429,25 +458,23 @@ impl Store {
 
     /// The conversation's tip and last activity, read consistently (never from a cache: a tip
     /// read too low costs a failed put, too high would leave a gap); `None` when it is gone.
+    /// With it, the conversation's summary item (they sort side by side: one query), whose
+    /// preview the append brings into the conversation's item when that holds an older one.
     async fn append_place(&self, partition: &str) -> Result<Option<AppendPlace>, Error> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(partition))
-            .key(keys::SK, s(keys::CONVERSATION_SK))
-            .projection_expression("PK, tip, lastActivity")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("read the conversation's tip", e))?;
-        let Some(item) = output.item else {
+        let (item, summary) = self
+            .conversation_and_summary(
+                partition,
+                Some("PK, SK, tip, lastActivity, summarizedThrough, summary, preview"),
+            )
+            .await?;
+        let Some(item) = item else {
             return Ok(None);
         };
-        let place = tip_and_activity(&item)?;
+        let (tip, last_activity) = tip_and_activity(&item)?;
         Ok(Some(AppendPlace {
-            tip: place.0,
-            last_activity: place.1,
+            tip,
+            last_activity,
+            preview: Store::summary_preview_due(&item, summary.as_ref()),
         }))
     }
 
@@ -528,13 +555,10 @@ impl Store {
         partition: &str,
         slot: Slot,
         timestamp: DateTime<Utc>,
-        auto_title: Option<&Title>,
+        counting: Counting<'_>,
     ) -> Result<Counted, Error> {
         for _ in 0..SLOT_ATTEMPTS {
-            match self
-                .move_tip(partition, slot, timestamp, auto_title)
-                .await?
-            {
+            match self.move_tip(partition, slot, timestamp, counting).await? {
                 TipMoved::Yes => return Ok(Counted::Now),
                 TipMoved::ConversationMissing => return Ok(Counted::ConversationMissing),
                 TipMoved::No(tip) if tip.is_some_and(|tip| tip >= slot) => {
@@ -554,7 +578,12 @@ impl Store {
                     let before_item = MessageItem::from_attributes(item)?;
                     let title = self.title_of(&before_item).await;
                     if let TipMoved::ConversationMissing = self
-                        .move_tip(partition, before, before_item.timestamp(), title.as_ref())
+                        .move_tip(
+                            partition,
+                            before,
+                            before_item.timestamp(),
+                            Counting::titled(title.as_ref()),
+                        )
                         .await?
                     {
                         return Ok(Counted::ConversationMissing);
@@ -568,22 +597,31 @@ impl Store {
     }
 
     /// One conditional update of the conversation: its tip from the slot before `slot` onto
-    /// `slot`, with the count, the activity and (a first user message) the automatic title.
+    /// `slot`, with the count, the activity, (a first user message) the automatic title and
+    /// (a summary newer than the item's) the summary's preview.
     async fn move_tip(
         &self,
         partition: &str,
         slot: Slot,
         timestamp: DateTime<Utc>,
-        auto_title: Option<&Title>,
+        counting: Counting<'_>,
     ) -> Result<TipMoved, Error> {
+        let Counting {
+            auto_title,
+            preview,
+        } = counting;
         let shed = self.shed_stored_twice();
         let now = keys::sortable_time(timestamp);
-        let title = if auto_title.is_some() {
+        let mut title = if auto_title.is_some() {
             ", autoTitle = if_not_exists(autoTitle, :auto), \
              autoTitleLower = if_not_exists(autoTitleLower, :autoLower)"
+                .to_owned()
         } else {
-            ""
+            String::new()
         };
+        if preview.is_some() {
+            title.push_str(", summary = :preview, summarizedThrough = :through");
+        }
         let mut update = self
             .client
             .update_item()
@@ -612,6 +650,17 @@ impl Store {
             update = update
                 .expression_attribute_values(":auto", s(title.as_str()))
                 .expression_attribute_values(":autoLower", s(&title.as_str().to_lowercase()));
+        }
+        if let Some(due) = preview {
+            update = update
+                .expression_attribute_values(
+                    ":preview",
+                    super::deflated::text_attribute(&due.preview, self.compress_text),
+                )
+                .expression_attribute_values(
+                    ":through",
+                    AttributeValue::N(due.through.to_string()),
+                );
         }
         Ok(
             match self.update_unless_refused(update, "count message").await? {
@@ -642,7 +691,7 @@ impl Store {
         // a sync round since (its cursor past that time) still finds the conversation changed.
         let activity = item.timestamp().max(Utc::now());
         let counted = self
-            .count_slot(partition, slot, activity, title.as_ref())
+            .count_slot(partition, slot, activity, Counting::titled(title.as_ref()))
             .await?;
         if counted == Counted::Now {
             tracing::warn!(%partition, slot = slot.number, "counted a message its append left uncounted");

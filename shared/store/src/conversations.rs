@@ -20,8 +20,8 @@ use domain::model::{Conversation, ConversationId, Title, UserId, UNTITLED};
 
 use super::{
     conversation_key, from_item, is_conditional_check_failure, item_key, page_limit, position_in,
-    position_of, put_new, s, start_key, store_error, to_item, Item, ItemShape, Store, Tombstone,
-    BATCH_WRITE_MAX,
+    position_of, put_new, s, start_key, store_error, summary_preview, to_item, Item, ItemShape,
+    Store, SummaryUpdate, Tombstone, BATCH_WRITE_MAX,
 };
 
 /// How many batch deletes of one purge run at once.
@@ -330,8 +330,23 @@ impl Store {
         &self,
         conversation: &ConversationItem,
     ) -> Result<Creation, Error> {
-        let item = self.stamped(conversation);
+        let mut item = self.stamped(conversation);
         let user = conversation.user_id();
+        // With slot keys, a summary (an import's) is an item of its own, and the conversation's
+        // keeps its preview (`crate::summaries`).
+        let summary = match (&item.summary, self.slot_keys) {
+            (Some(summary), true) => {
+                let update = SummaryUpdate {
+                    summary: summary.clone(),
+                    through: item.summarized_through,
+                    until: item.summarized_until.take(),
+                };
+                item.summary = Some(summary_preview(summary));
+                let partition = keys::conversation_partition(user, &item.conversation_id());
+                Some(self.summary_item(&partition, &update)?)
+            }
+            _ => None,
+        };
         let tombstone = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(item_key(
@@ -341,7 +356,7 @@ impl Store {
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .map_err(|e| Error::internal("build tombstone check", e))?;
-        let writes = vec![
+        let mut writes = vec![
             TransactWriteItem::builder()
                 .put(put_new(&self.table, self.conversation_to_item(&item)?)?)
                 .build(),
@@ -349,6 +364,14 @@ impl Store {
                 .condition_check(tombstone)
                 .build(),
         ];
+        if let Some(summary) = summary {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(summary))
+                .build()
+                .map_err(|e| Error::internal("build summary put", e))?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
         Ok(match self.transact(writes, "create conversation").await? {
             None => Creation::Created,
             Some(cancelled) if cancelled.condition_failed(1) => Creation::Deleted,
@@ -363,20 +386,6 @@ impl Store {
             changed_at: Some(self.change_stamp(&conversation.conversation_id())),
             ..conversation.clone()
         }
-    }
-
-    pub async fn conversation(
-        &self,
-        user: &UserId,
-        id: &ConversationId,
-    ) -> Result<Option<ConversationItem>, Error> {
-        self.get(
-            &keys::conversation_partition(user, id),
-            keys::CONVERSATION_SK,
-        )
-        .await?
-        .map(from_item)
-        .transpose()
     }
 
     /// One page of a user's conversations from `index`, newest first, optionally only those
@@ -528,9 +537,9 @@ impl Store {
         match update.send().await {
             Ok(output) => output.attributes.map(from_item).transpose(),
             Err(e) if is_conditional_check_failure(&e) => {
-                match self.conversation(user, id).await? {
-                    None => Ok(None),
-                    Some(_) => Err(Error::Superseded(format!(
+                match self.conversation_exists(user, id).await? {
+                    false => Ok(None),
+                    true => Err(Error::Superseded(format!(
                         "the {} was changed more recently; this change was not applied",
                         change.what()
                     ))),

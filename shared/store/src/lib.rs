@@ -50,7 +50,7 @@ pub use pending_purges::{PendingPurge, PendingPurgePage};
 pub use s3::LazyS3;
 pub use sdk_error::describe_sdk_error;
 pub use search::{search_block_capacity, BackfillCheckpoint, BackfillPage, SEARCH_BLOCK_BYTES};
-pub use summaries::SummaryUpdate;
+pub use summaries::{summary_preview, SummaryUpdate, SUMMARY_PREVIEW_CHARS};
 use sync::Tombstone;
 pub use sync::{ChangeEntry, ChangePage, SnapshotPage};
 pub use usage::DayUsage;

@@ -8,6 +8,7 @@ use domain::error::Error;
 use domain::keys;
 use domain::model::{ConversationId, Message, UserId};
 
+use super::summaries::SummaryItem;
 use super::{
     from_item, page_limit, s, start_key, store_error, ConversationItem, Item, MessageItem, Store,
 };
@@ -75,14 +76,18 @@ fn window(
     }
 }
 
-/// A conversation's partition as read newest first (its own item, if there, then its
-/// messages) as the items they are: the mapping every read of a conversation runs.
+/// A conversation's partition as read newest first (its summary and its own item, if there,
+/// then its messages) as the items they are: the mapping every read of a conversation runs.
 pub fn conversation_and_messages(
     items: Vec<Item>,
 ) -> Result<(Option<ConversationItem>, Vec<MessageItem>), Error> {
     let mut items = items.into_iter().peekable();
+    let summary = match items.next_if(SummaryItem::is_summary) {
+        Some(item) => Some(from_item::<SummaryItem>(item)?),
+        None => None,
+    };
     let conversation = match items.next_if(is_conversation) {
-        Some(item) => Some(from_item::<ConversationItem>(item)?),
+        Some(item) => Some(from_item::<ConversationItem>(item)?.with_summary(summary)),
         None => None,
     };
     let messages = items
@@ -110,7 +115,8 @@ impl Store {
         match older_than {
             None => {
                 let (items, more) = self
-                    .read_partition_newest_first(&partition, limit + 2, None)
+                    // The summary, the conversation, `limit` messages and one to know of more.
+                    .read_partition_newest_first(&partition, limit + 3, None)
                     .await?;
                 let (conversation, messages) = conversation_and_messages(items)?;
                 self.budgeted_window(conversation, messages, limit, more)
