@@ -254,25 +254,35 @@ def message_cost_section(ours, peer):
         "(computed, not measured: the benchmark reads the code it is built with). It is "
         "measured after the other requests, so they read what they read before it was added.",
         "",
-        "The summaries here are the local model's, a sentence of about 250 bytes, so a "
-        "summarized conversation's item stays under 1 KB. A real model's summary (up to 400 "
-        "tokens, some 1.2 to 1.6 KB) takes the item past 1 KB ("
-        + (
-            "lean and deflated, about 1.35 KB with 1,200 characters of English, which deflate "
-            "to about half"
-            if ours.get("compressedText")
-            else "lean, about 1.9 KB with 1,200 characters"
-        )
-        + (
-            "): each append then writes 2 units of it and its `ByStateActivity` entry, deleted "
-            "and put, 2 units each: 7 write units for the append at messages 100 and 1,000 "
-            "instead of 4, about 8.2 all-in, 38× below the peer at message 1,000 (computed by "
-            "the same rules, not measured)."
-            if ours.get("slotKeys")
-            else "): each append then writes 2 units of it, twice in the transaction, and its "
-            "`ByStateActivity` entry, deleted and put, 2 units each: 10 write units for the "
-            "append at messages 100 and 1,000 instead of 6, about 11.2 all-in, 27× below the "
-            "peer at message 1,000 (computed by the same rules, not measured)."
+        (
+            f"The summaries here are as long as a real model's (about {ours['summaryChars']:,} "
+            "characters, the 200 words its instruction asks for, in the conversation's own "
+            "words: `RealLengthSummaries`, a stand-in behind the model interface). Each is an "
+            "item of its own, one put that moves no index, and the conversation's item keeps "
+            "a 240-character preview of it, which the next append brings in: the item stays "
+            "under 1 KB, and the append at 4 write units with summaries of any length "
+            "([summaries.md](summaries.md))."
+            if ours.get("summaryChars")
+            else "The summaries here are the local model's, a sentence of about 250 bytes, so a "
+            "summarized conversation's item stays under 1 KB. A real model's summary (up to 400 "
+            "tokens, some 1.2 to 1.6 KB) takes the item past 1 KB ("
+            + (
+                "lean and deflated, about 1.35 KB with 1,200 characters of English, which "
+                "deflate to about half"
+                if ours.get("compressedText")
+                else "lean, about 1.9 KB with 1,200 characters"
+            )
+            + (
+                "): each append then writes 2 units of it and its `ByStateActivity` entry, "
+                "deleted and put, 2 units each: 7 write units for the append at messages 100 "
+                "and 1,000 instead of 4, about 8.2 all-in, 38× below the peer at message 1,000 "
+                "(computed by the same rules, not measured)."
+                if ours.get("slotKeys")
+                else "): each append then writes 2 units of it, twice in the transaction, and "
+                "its `ByStateActivity` entry, deleted and put, 2 units each: 10 write units for "
+                "the append at messages 100 and 1,000 instead of 6, about 11.2 all-in, 27× "
+                "below the peer at message 1,000 (computed by the same rules, not measured)."
+            )
         ),
         "",
         "Issue 18's targets: the append at most 4 write units; all-in at most 6 per message "

@@ -686,6 +686,7 @@ async fn main() {
         "itemShape": "lean",
         "compressedText": true,
         "slotKeys": true,
+        "summaryChars": REAL_SUMMARY_CHARS,
         "note": "write units are whole units per item write (1 KB each, the larger of the item before and after; transactions twice), index writes by index from the entries' sizes; reads in 4 KB units, eventually consistent half; a query's units from every item it evaluated, filters ignored. Without the cache, so every read reaches the table.",
     });
     let path = tests::workspace_root().join("docs/benchmarks/message-cost.json");
