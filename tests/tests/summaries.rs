@@ -661,3 +661,88 @@ async fn a_summary_of_a_conversation_deleted_meanwhile_is_not_kept() {
     let left = tests::items_of_conversation(&api.state, &user, &id).await;
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A conversation whose summary item has taken in more than its own item holds (summarized
+/// with slot keys on, never appended to by slot since: an import) is summarized on once the
+/// switch is turned off again: the summary is then written in the conversation's item, over
+/// what it held, and reads take it.
+#[tokio::test]
+async fn summaries_go_on_when_slot_keys_are_turned_off_again() {
+    use shared::export::{ConversationExport, ExportedConversation, ExportedMessage};
+    let on = state_configured(
+        &[
+            ("SUMMARY_EVERY_MESSAGES", "20"),
+            ("SLOT_KEYS", "true"),
+            ("CACHE_URL", ""),
+        ],
+        Arc::new(shared::clock::SystemClock),
+    )
+    .await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let id = ConversationId::generate();
+    let at = Utc::now() - Duration::days(1);
+    let messages: Vec<ExportedMessage> = (0..25)
+        .map(|n| ExportedMessage {
+            id: shared::model::MessageId::generate(),
+            role: shared::model::Role::User,
+            content: format!("imported message {n}"),
+            timestamp: at + Duration::minutes(n),
+            attachments: vec![],
+            metadata: Default::default(),
+            client_message_id: None,
+            client_timestamp: None,
+        })
+        .collect();
+    let export = ConversationExport {
+        format_version: 1,
+        exported_at: Utc::now(),
+        conversation: ExportedConversation {
+            id,
+            title: "Imported".into(),
+            user_title: Some("Imported".into()),
+            auto_title: None,
+            created_at: at,
+            last_activity: at + Duration::minutes(24),
+            updated_at: at + Duration::minutes(24),
+            is_archived: false,
+            tags: vec![],
+            summary: None,
+            message_count: 25,
+        },
+        messages,
+    };
+    on.exports
+        .import_conversation(&owner, &export)
+        .await
+        .unwrap();
+    assert!(matches!(
+        on.summaries.summarize(&owner, &id).await.unwrap(),
+        SummaryOutcome::Written { through: 25, .. }
+    ));
+
+    // The same table, the switch off.
+    let mut config = on.config.clone();
+    config.slot_keys = false;
+    let off = State::with_clock(
+        config,
+        on.model_config.clone(),
+        &aws_config::load_from_env().await,
+        Arc::new(shared::clock::SystemClock),
+    );
+    let api = LocalApi::serving(off).await;
+    let alice = api.as_user(&user);
+    for n in 0..20 {
+        alice
+            .say(&id.to_string(), &format!("later message {n}"))
+            .await;
+    }
+    let outcome = api.state.summaries.summarize(&owner, &id).await.unwrap();
+    assert!(
+        matches!(outcome, SummaryOutcome::Written { through: 45, .. }),
+        "{outcome:?}"
+    );
+    let item = stored(&api.state, &user, &id.to_string()).await;
+    assert_eq!(item.summarized_through, 45);
+    assert!(item.summary.unwrap().contains("later message 19"));
+}

@@ -464,7 +464,10 @@ impl Store {
         let (item, summary) = self
             .conversation_and_summary(
                 partition,
-                Some("PK, SK, tip, lastActivity, summarizedThrough, summary, preview"),
+                Some(
+                    "PK, SK, tip, lastActivity, summarizedThrough, summarizedUntil, summary, \
+                     preview",
+                ),
             )
             .await?;
         let Some(item) = item else {
@@ -619,8 +622,11 @@ impl Store {
         } else {
             String::new()
         };
-        if preview.is_some() {
+        if let Some(due) = preview {
             title.push_str(", summary = :preview, summarizedThrough = :through");
+            if due.until.is_some() {
+                title.push_str(", summarizedUntil = :until");
+            }
         }
         let mut update = self
             .client
@@ -661,6 +667,9 @@ impl Store {
                     ":through",
                     AttributeValue::N(due.through.to_string()),
                 );
+            if let Some(until) = &due.until {
+                update = update.expression_attribute_values(":until", s(until));
+            }
         }
         Ok(
             match self.update_unless_refused(update, "count message").await? {

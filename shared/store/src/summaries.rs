@@ -86,6 +86,9 @@ impl ConversationItem {
 pub(super) struct PreviewDue {
     pub(super) preview: String,
     pub(super) through: u64,
+    /// The summary's last message: kept with the preview, so the conversation's item stays
+    /// whole to a release that reads only it (docs/operations.md, "Slot keys").
+    pub(super) until: Option<String>,
 }
 
 /// A summary to store, and how far into the conversation it reaches.
@@ -217,6 +220,7 @@ impl Store {
             .map(|summary| PreviewDue {
                 preview: summary.preview.clone(),
                 through: summary.summarized_through,
+                until: summary.summarized_until.clone(),
             })
     }
 
@@ -236,11 +240,11 @@ impl Store {
         if self.slot_keys {
             return self.put_summary_item(user, id, made_from, update).await;
         }
-        let condition = if made_from == 0 {
-            "attribute_exists(PK) AND (attribute_not_exists(summarizedThrough) OR summarizedThrough = :from)"
-        } else {
-            "attribute_exists(PK) AND summarizedThrough = :from"
-        };
+        // Over the one it was made from, or one the item holds that has taken in less: a
+        // summary item written while the switch was on may have taken in more than the
+        // item's preview (made from it, this one goes on from there).
+        let condition = "attribute_exists(PK) AND \
+             (attribute_not_exists(summarizedThrough) OR summarizedThrough <= :from)";
         let mut request = self
             .client
             .update_item()
