@@ -304,7 +304,6 @@ async fn a_long_migrated_conversation_is_summarized_a_window_at_a_time_to_its_en
 
 #[tokio::test]
 async fn an_imported_summary_is_kept_and_not_made_again() {
-    use shared::export::{ConversationExport, ExportedConversation, ExportedMessage};
     let state = state_configured(
         &[("SUMMARY_EVERY_MESSAGES", "20")],
         Arc::new(shared::clock::SystemClock),
@@ -314,36 +313,12 @@ async fn an_imported_summary_is_kept_and_not_made_again() {
     let owner = UserId::parse(&user).unwrap();
     let id = ConversationId::generate();
     let at = Utc::now() - Duration::days(30);
-    let messages: Vec<ExportedMessage> = (0..30)
-        .map(|n| ExportedMessage {
-            id: shared::model::MessageId::generate(),
-            role: shared::model::Role::User,
-            content: format!("old message {n}"),
-            timestamp: at + Duration::minutes(n),
-            attachments: vec![],
-            metadata: Default::default(),
-            client_message_id: None,
-            client_timestamp: None,
-        })
-        .collect();
-    let export = ConversationExport {
-        format_version: 1,
-        exported_at: Utc::now(),
-        conversation: ExportedConversation {
-            id,
-            title: "Restored".into(),
-            user_title: Some("Restored".into()),
-            auto_title: None,
-            created_at: at,
-            last_activity: at + Duration::minutes(29),
-            updated_at: at + Duration::minutes(29),
-            is_archived: false,
-            tags: vec![],
-            summary: Some("They restored an old chat.".into()),
-            message_count: 30,
-        },
-        messages,
-    };
+    let export = exported(
+        id,
+        at,
+        (0..30).map(|n| format!("old message {n}")),
+        Some("They restored an old chat."),
+    );
     state
         .exports
         .import_conversation(&owner, &export)
@@ -668,7 +643,6 @@ async fn a_summary_of_a_conversation_deleted_meanwhile_is_not_kept() {
 /// what it held, and reads take it.
 #[tokio::test]
 async fn summaries_go_on_when_slot_keys_are_turned_off_again() {
-    use shared::export::{ConversationExport, ExportedConversation, ExportedMessage};
     let on = state_configured(
         &[
             ("SUMMARY_EVERY_MESSAGES", "20"),
@@ -682,36 +656,12 @@ async fn summaries_go_on_when_slot_keys_are_turned_off_again() {
     let owner = UserId::parse(&user).unwrap();
     let id = ConversationId::generate();
     let at = Utc::now() - Duration::days(1);
-    let messages: Vec<ExportedMessage> = (0..25)
-        .map(|n| ExportedMessage {
-            id: shared::model::MessageId::generate(),
-            role: shared::model::Role::User,
-            content: format!("imported message {n}"),
-            timestamp: at + Duration::minutes(n),
-            attachments: vec![],
-            metadata: Default::default(),
-            client_message_id: None,
-            client_timestamp: None,
-        })
-        .collect();
-    let export = ConversationExport {
-        format_version: 1,
-        exported_at: Utc::now(),
-        conversation: ExportedConversation {
-            id,
-            title: "Imported".into(),
-            user_title: Some("Imported".into()),
-            auto_title: None,
-            created_at: at,
-            last_activity: at + Duration::minutes(24),
-            updated_at: at + Duration::minutes(24),
-            is_archived: false,
-            tags: vec![],
-            summary: None,
-            message_count: 25,
-        },
-        messages,
-    };
+    let export = exported(
+        id,
+        at,
+        (0..25).map(|n| format!("imported message {n}")),
+        None,
+    );
     on.exports
         .import_conversation(&owner, &export)
         .await
@@ -745,4 +695,47 @@ async fn summaries_go_on_when_slot_keys_are_turned_off_again() {
     let item = stored(&api.state, &user, &id.to_string()).await;
     assert_eq!(item.summarized_through, 45);
     assert!(item.summary.unwrap().contains("later message 19"));
+}
+
+/// A conversation's JSON export: `contents` as user messages a minute apart from `at`, with
+/// `summary`.
+fn exported(
+    id: ConversationId,
+    at: chrono::DateTime<Utc>,
+    contents: impl Iterator<Item = String>,
+    summary: Option<&str>,
+) -> shared::export::ConversationExport {
+    use shared::export::{ConversationExport, ExportedConversation, ExportedMessage};
+    let messages: Vec<ExportedMessage> = contents
+        .enumerate()
+        .map(|(n, content)| ExportedMessage {
+            id: shared::model::MessageId::generate(),
+            role: shared::model::Role::User,
+            content,
+            timestamp: at + Duration::minutes(n as i64),
+            attachments: vec![],
+            metadata: Default::default(),
+            client_message_id: None,
+            client_timestamp: None,
+        })
+        .collect();
+    let last = at + Duration::minutes(messages.len() as i64 - 1);
+    ConversationExport {
+        format_version: 1,
+        exported_at: Utc::now(),
+        conversation: ExportedConversation {
+            id,
+            title: "Restored".into(),
+            user_title: Some("Restored".into()),
+            auto_title: None,
+            created_at: at,
+            last_activity: last,
+            updated_at: last,
+            is_archived: false,
+            tags: vec![],
+            summary: summary.map(str::to_owned),
+            message_count: messages.len() as u64,
+        },
+        messages,
+    }
 }
