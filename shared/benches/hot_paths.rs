@@ -151,6 +151,7 @@ fn item_mapping(c: &mut Criterion) {
                         conversation: Conversation::from(conversation.expect("the conversation")),
                         messages,
                         older_messages: None,
+                        siblings: Vec::new(),
                     };
                     black_box(
                         serde_json::to_vec(&ConversationWithMessagesView::new(&page, &links))

@@ -14,8 +14,8 @@ use crate::error::Error;
 use crate::keys::{self, Index};
 use crate::model::{
     kept_client_timestamp, Appended, ArchiveFilter, Conversation, ConversationId,
-    ConversationWithMessages, Message, MessageId, NewMessage, Page, Role, SortOrder, Tags, Title,
-    UserId,
+    ConversationWithMessages, Edited, Message, MessageId, NewMessage, Page, Role, SortOrder, Tags,
+    Title, UserId,
 };
 use crate::store::{AppendOutcome, ConversationChange, ConversationItem, Creation, Store};
 
@@ -227,6 +227,84 @@ impl Conversations {
             }),
             AppendOutcome::ConversationMissing => Err(Error::NotFound),
         }
+    }
+
+    /// Edits the user's message `target` (`domain::tree`): `edited`'s content becomes a new
+    /// message beside it, under the same parent, on a branch of its own that becomes the
+    /// active one. The edited message and its branch stay.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn edit_message(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        target: &MessageId,
+        edited: NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Edited, Error> {
+        let message = Message {
+            id: MessageId::generate(),
+            conversation_id: *id,
+            role: Role::User,
+            content: edited.content,
+            timestamp: now,
+            attachments: edited.attachments,
+            metadata: edited.metadata,
+            client_message_id: edited
+                .client_message_id
+                .as_ref()
+                .map(|c| c.as_str().to_owned()),
+            client_timestamp: kept_client_timestamp(edited.client_timestamp, now),
+            token_count: edited.token_count,
+            slot: None,
+        };
+        let outcome = self
+            .store
+            .edit_message(
+                user,
+                id,
+                target,
+                &message,
+                edited.client_message_id.as_ref(),
+            )
+            .await;
+        self.cache.invalidate_user(user).await;
+        let (outcome, siblings) = outcome?;
+        match outcome {
+            AppendOutcome::Stored(message) => {
+                crate::metrics::message_added(message.content.len());
+                Ok(Edited {
+                    message,
+                    siblings,
+                    replayed: false,
+                })
+            }
+            AppendOutcome::AlreadyStored(message) => Ok(Edited {
+                message,
+                siblings,
+                replayed: true,
+            }),
+            AppendOutcome::ConversationMissing => Err(Error::NotFound),
+        }
+    }
+
+    /// Makes the newest leaf under the message `target` (or under its sibling at `position`)
+    /// the conversation's active one (`domain::tree`), and returns the conversation as it now
+    /// reads.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn switch_branch(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        target: &MessageId,
+        position: Option<u32>,
+    ) -> Result<ConversationWithMessages, Error> {
+        let switched = self.store.switch_branch(user, id, target, position).await;
+        if matches!(switched, Ok(true)) {
+            self.cache.invalidate_user(user).await;
+        }
+        switched?;
+        self.get_from_store(user, id, DEFAULT_MESSAGE_WINDOW, None)
+            .await
     }
 
     /// A page of the user's conversations: from the cache when it holds this page for the
@@ -451,6 +529,7 @@ impl Conversations {
             conversation: conversation.into(),
             messages,
             older_messages,
+            siblings: window.siblings,
         })
     }
 

@@ -252,7 +252,9 @@ async fn new_message(
         .message_of_image(record.change.new_image.clone().into())
         .await
     {
-        Ok(message) => Ok(Some((user, conversation, Some(message)))),
+        // A seal (`store::tree`): no message.
+        Ok(None) => Ok(None),
+        Ok(Some(message)) => Ok(Some((user, conversation, Some(message)))),
         // Content in S3 goes with its conversation: a message of a conversation deleted
         // since has nothing left to index.
         Err(error) => match store.conversation_exists(&user, &conversation).await? {

@@ -792,6 +792,29 @@ pub async fn conversation_saying(
     conversation
 }
 
+/// The message the event files' message routes name (an edit, a branch switch): each run
+/// swaps in [`first_message_of`] a fresh conversation.
+pub const EVENT_MESSAGE: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a7a";
+
+/// The id of the oldest message of `user`'s conversation (of the newest 200).
+pub async fn first_message_of(
+    state: &State,
+    user: &str,
+    conversation: &shared::model::ConversationId,
+) -> String {
+    let owner = shared::model::UserId::parse(user).expect("a valid user id");
+    state
+        .conversations
+        .get(&owner, conversation, 200, None)
+        .await
+        .expect("read the conversation")
+        .messages
+        .first()
+        .expect("a message")
+        .id
+        .to_string()
+}
+
 /// Lambda's limit on a function's response, which holds the body as a JSON string.
 pub const LAMBDA_RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
 

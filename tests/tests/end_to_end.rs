@@ -10,6 +10,7 @@ mod appends;
 mod attachments;
 mod bad_input;
 mod batch;
+mod branches;
 mod cache;
 mod completion;
 mod context;

@@ -11,7 +11,10 @@ use shared::model::{Conversation, UserId};
 use shared::search::SearchQuery;
 use shared::streams::{index_for_search, purge_deleted_conversations};
 use std::time::Duration;
-use tests::{conversation_saying, items_of_conversation, new_user, state, workspace_root};
+use tests::{
+    conversation_saying, first_message_of, items_of_conversation, new_user, state, workspace_root,
+    EVENT_MESSAGE,
+};
 
 /// The user and conversation the event files name; each run swaps in fresh ones.
 const EVENT_USER: &str = "3f1c9a7e-0b7d-4f8e-9d61-2a9c2a0c1b11";
@@ -26,9 +29,10 @@ async fn conversation_with_messages(state: &State, user: &str, messages: usize) 
 
 fn expected_status(endpoint: Endpoint) -> StatusCode {
     match endpoint {
-        Endpoint::CreateConversation | Endpoint::AddMessage | Endpoint::CreateAttachmentUpload => {
-            StatusCode::CREATED
-        }
+        Endpoint::CreateConversation
+        | Endpoint::AddMessage
+        | Endpoint::EditMessage
+        | Endpoint::CreateAttachmentUpload => StatusCode::CREATED,
         Endpoint::DeleteConversation => StatusCode::NO_CONTENT,
         Endpoint::ExportConversation => StatusCode::SEE_OTHER,
         Endpoint::StartAccountExport => StatusCode::ACCEPTED,
@@ -69,10 +73,12 @@ async fn every_event_file_runs_through_its_functions_handler() {
         let user = new_user();
         let conversation = conversation_with_messages(&state, &user, 1).await;
 
+        let first_message = first_message_of(&state, &user, &conversation.id).await;
         let mut text = std::fs::read_to_string(&path)
             .unwrap()
             .replace(EVENT_USER, &user)
-            .replace(EVENT_CONVERSATION, &conversation.id.to_string());
+            .replace(EVENT_CONVERSATION, &conversation.id.to_string())
+            .replace(EVENT_MESSAGE, &first_message);
         if endpoint == Endpoint::GetAccountExport {
             // The export the event asks about: one of this user's.
             let export = started_export(&state, &user).await;
@@ -91,7 +97,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 20, "one event per HTTP function");
+    assert_eq!(api_events, 22, "one event per HTTP function");
 }
 
 #[tokio::test]

@@ -155,10 +155,12 @@ async fn every_http_function_calls_only_what_its_role_allows() {
                 .await
                 .unwrap();
         }
+        let first_message = tests::first_message_of(&state, &user, &conversation.id).await;
         let mut text = std::fs::read_to_string(&path)
             .unwrap()
             .replace(EVENT_USER, &user)
-            .replace(EVENT_CONVERSATION, &conversation.id.to_string());
+            .replace(EVENT_CONVERSATION, &conversation.id.to_string())
+            .replace(tests::EVENT_MESSAGE, &first_message);
         if endpoint == Endpoint::GetAccountExport {
             let request = shared::account_export::ExportRequest::parse(Default::default()).unwrap();
             let (job, _) = state
@@ -192,7 +194,7 @@ async fn every_http_function_calls_only_what_its_role_allows() {
         );
         called.entry(binary).or_default().extend(proxy.take());
     }
-    assert_eq!(called.len(), 20, "every HTTP function ran");
+    assert_eq!(called.len(), 22, "every HTTP function ran");
     assert!(
         called["search-conversations"].contains("s3:GetObject users/*"),
         "a hit's long message is read from the bucket: {:?}",

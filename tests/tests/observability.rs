@@ -97,7 +97,7 @@ async fn conversation_of(state: &State, user: &str, secret: &str) -> String {
 fn expected_for(binary: &str) -> &'static [&'static str] {
     match binary {
         "create-conversation" => &[names::CONVERSATIONS_CREATED],
-        "add-message" => &[names::MESSAGES_ADDED, names::MESSAGE_BYTES],
+        "add-message" | "edit-message" => &[names::MESSAGES_ADDED, names::MESSAGE_BYTES],
         "completion" => &[names::MESSAGES_ADDED],
         "get-conversation" | "list-conversations" => &[names::CACHE_MISSES],
         "mobile-batch" => &[names::BATCH_OPERATIONS, names::CONVERSATIONS_CREATED],
@@ -153,10 +153,17 @@ async fn run_every_function(logs: Logs) {
         let user = new_user();
         let conversation = conversation_of(&state, &user, &secret).await;
         users.push(user.clone());
+        let first_message = tests::first_message_of(
+            &state,
+            &user,
+            &shared::model::ConversationId::parse(&conversation).unwrap(),
+        )
+        .await;
         let text = std::fs::read_to_string(path)
             .unwrap()
             .replace(EVENT_USER, &user)
             .replace(EVENT_CONVERSATION, &conversation)
+            .replace(tests::EVENT_MESSAGE, &first_message)
             .replace(EVENT_CONTENT, &secret);
         let route = serde_json::from_str::<Value>(&text).unwrap()["routeKey"]
             .as_str()
@@ -177,7 +184,7 @@ async fn run_every_function(logs: Logs) {
             assert!(has(&found, name), "{binary}: {name} in {found:?}");
         }
     }
-    assert_eq!(http_functions, 20);
+    assert_eq!(http_functions, 22);
 
     // The functions on the table's stream and the migration's steps.
     let user = new_user();
@@ -410,7 +417,7 @@ async fn run_every_function(logs: Logs) {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|line| line["fields"]["message"] == "answered")
         .collect();
-    assert_eq!(answered.len(), 20, "one line per request");
+    assert_eq!(answered.len(), 22, "one line per request");
     let first = &answered[0];
     assert_eq!(
         first["span"]["endpoint"],

@@ -42,11 +42,19 @@ async fn send(
 }
 
 /// A request a route's owner could send: the path with its ids, and a valid body.
-fn request_for(method: &str, route: &str, conversation: &str, export: &str) -> (String, Value) {
+fn request_for(
+    method: &str,
+    route: &str,
+    conversation: &str,
+    message: &str,
+    export: &str,
+) -> (String, Value) {
     let path = if route.starts_with("/exports/") {
         route.replace("{id}", export)
     } else {
-        route.replace("{id}", conversation)
+        route
+            .replace("{id}", conversation)
+            .replace("{messageId}", message)
     };
     let body = match (method, route) {
         ("POST", "/conversations") => json!({"title": "new"}),
@@ -54,6 +62,8 @@ fn request_for(method: &str, route: &str, conversation: &str, export: &str) -> (
         ("PUT", "/conversations/{id}/title") => json!({"title": "renamed"}),
         ("PUT", "/conversations/{id}/archive") => json!({"archived": true}),
         ("PUT", "/conversations/{id}/tags") => json!({"tags": ["x"]}),
+        ("POST", "/conversations/{id}/messages/{messageId}/edit") => json!({"content": "hi"}),
+        ("PUT", "/conversations/{id}/branch") => json!({"messageId": message}),
         ("POST", "/completion") => json!({"prompt": "hello", "conversationId": conversation}),
         ("POST", "/conversations/migrate") => json!({"dryRun": true}),
         ("POST", "/conversations/{id}/attachments") => {
@@ -76,7 +86,10 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
     let (a, b) = (new_user(), new_user());
     let alice = api.as_user(&a);
     let conversation = alice.create_conversation(Some("Alice's secret")).await;
-    alice.say(&conversation, "a secret message").await;
+    let message = alice.say(&conversation, "a secret message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let export = alice.post("/exports", json!({})).await.body["id"]
         .as_str()
         .unwrap()
@@ -91,7 +104,7 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
     let mut swept = BTreeSet::new();
     for route in &routes {
         let (method, pattern) = (route.method.as_str(), route.path.as_str());
-        let (path, body) = request_for(method, pattern, &conversation, &export);
+        let (path, body) = request_for(method, pattern, &conversation, &message, &export);
         let what = format!("{method} {pattern}");
         swept.insert((method.to_owned(), pattern.to_owned()));
         if pattern == "/health" {
@@ -114,8 +127,13 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
         }
         // Bob with Alice's ids gets what an id nobody has gives: nothing tells them apart.
         if pattern.contains("{id}") {
-            let (unknown_path, _) =
-                request_for(method, pattern, &unknown_conversation, &unknown_export);
+            let (unknown_path, _) = request_for(
+                method,
+                pattern,
+                &unknown_conversation,
+                &message,
+                &unknown_export,
+            );
             let hers = send(&api, method, &path, Some(&bob), &body).await;
             let nobodys = send(&api, method, &unknown_path, Some(&bob), &body).await;
             assert_eq!(

@@ -59,6 +59,8 @@ fn the_routes_are_the_specifications() {
         ("PUT", "/conversations/{id}/title"),
         ("PUT", "/conversations/{id}/archive"),
         ("PUT", "/conversations/{id}/tags"),
+        ("POST", "/conversations/{id}/messages/{messageId}/edit"),
+        ("PUT", "/conversations/{id}/branch"),
         ("DELETE", "/conversations/{id}"),
         ("GET", "/conversations/context"),
         ("GET", "/conversations/context/{id}"),
@@ -288,7 +290,7 @@ fn every_function_and_the_baseline_link_at_a_fixed_address() {
             )
         })
         .collect();
-    assert_eq!(manifests.len(), 33);
+    assert_eq!(manifests.len(), 35);
     manifests.push((
         "bench/hello/Cargo.toml".to_owned(),
         "../../functions/position-dependent.rs",

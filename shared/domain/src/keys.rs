@@ -54,7 +54,17 @@ pub const CONVERSATION_SK: &str = "META";
 /// A conversation's summary, beside its item: sorts right after it, so a conversation read
 /// newest first reads its summary, its item, then its messages, in one query.
 pub const SUMMARY_SK: &str = "META#SUMMARY";
+/// A branched conversation's active path (`tree::Path`), beside its item: read in the same
+/// query (it sorts between the item and its summary).
+pub const PATH_SK: &str = "META#PATH";
 pub const MESSAGE_PREFIX: &str = "MESSAGE#";
+/// A branch's own item (`BRANCH#<branch>`): its fork, its path, and (once left) its tip.
+pub const BRANCH_PREFIX: &str = "BRANCH#";
+/// A fork mark (`FORK#<parent's sort key>#<branch>`, or `FORK#ROOT#<branch>`): one per branch,
+/// keyed by the message it forks at, so a page of messages reads its messages' forks in one
+/// range.
+pub const FORK_PREFIX: &str = "FORK#";
+const FORK_ROOT: &str = "ROOT";
 const CLIENT_MESSAGE_PREFIX: &str = "CLIENT_MESSAGE#";
 
 /// A global secondary index of the table, named as in `template.yaml`.
@@ -362,6 +372,42 @@ pub fn slot_range(branch: u16, from: u64, until: Option<u64>) -> (String, String
         None => format!("{SLOT_PREFIX}{branch:04x}#~"),
     };
     (low, high)
+}
+
+/// The inclusive sort-key range of a branch's messages: the trunk's time-keyed messages and
+/// slots, or another branch's slots.
+pub fn branch_range(branch: u16) -> (String, String) {
+    let low = if branch == 0 {
+        MESSAGE_PREFIX.to_owned()
+    } else {
+        format!("{SLOT_PREFIX}{branch:04x}#")
+    };
+    (low, format!("{SLOT_PREFIX}{branch:04x}#~"))
+}
+
+pub fn branch_sort_key(branch: u16) -> String {
+    format!("{BRANCH_PREFIX}{branch:04x}")
+}
+
+/// The fork mark of `branch`, forked at the message under `parent` (`None`: the root).
+pub fn fork_sort_key(parent: Option<&str>, branch: u16) -> String {
+    format!("{FORK_PREFIX}{}#{branch:04x}", parent.unwrap_or(FORK_ROOT))
+}
+
+/// The inclusive range of the fork marks at the messages from `low` to `high` (sort keys of one
+/// branch; `None`: the root only).
+pub fn fork_range(low: Option<&str>, high: Option<&str>) -> (String, String) {
+    let low = format!("{FORK_PREFIX}{}#", low.unwrap_or(FORK_ROOT));
+    let high = format!("{FORK_PREFIX}{}#~", high.unwrap_or(FORK_ROOT));
+    (low, high)
+}
+
+/// The parent's sort key (`None`: the root) and the branch of a fork mark's key.
+pub fn parse_fork_sort_key(sort_key: &str) -> Option<(Option<&str>, u16)> {
+    let (parent, branch) = sort_key.strip_prefix(FORK_PREFIX)?.rsplit_once('#')?;
+    let branch = u16::from_str_radix(branch, 16).ok()?;
+    let parent = (parent != FORK_ROOT).then_some(parent);
+    Some((parent, branch))
 }
 
 /// Where a message's sort key puts it.

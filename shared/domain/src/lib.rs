@@ -18,6 +18,7 @@ pub mod memory;
 pub mod migration;
 pub mod model;
 pub mod search;
+pub mod tree;
 pub mod usage;
 
 pub use error::Error;

@@ -571,6 +571,28 @@ pub struct ConversationWithMessages {
     pub messages: Vec<Message>,
     /// Where to continue for older messages; `None` when the oldest message is included.
     pub older_messages: Option<String>,
+    /// The siblings of the messages that have any (`tree::Siblings`), by message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub siblings: Vec<(MessageId, crate::tree::Siblings)>,
+}
+
+impl ConversationWithMessages {
+    /// A message's siblings: itself alone unless it has any.
+    pub fn siblings_of(&self, message: &MessageId) -> crate::tree::Siblings {
+        self.siblings
+            .iter()
+            .find(|(id, _)| id == message)
+            .map_or(crate::tree::Siblings::ONLY, |(_, siblings)| *siblings)
+    }
+}
+
+/// The outcome of an edit: the new message (a sibling of the one edited), where it stands
+/// among its siblings, and whether an earlier call with the same client message id made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edited {
+    pub message: Message,
+    pub siblings: crate::tree::Siblings,
+    pub replayed: bool,
 }
 
 /// The outcome of an append: the stored message, and whether this call stored it or found

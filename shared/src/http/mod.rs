@@ -40,12 +40,12 @@ use domain::usage::Metered;
 pub use request::{
     caller, conversation_id, json_body, json_bytes, optional_conversation_id, Query,
 };
-use request::{export_id, optional_json_body};
+use request::{export_id, message_id, optional_json_body};
 use wire::{
     AccountExportView, AddMessageBody, ArchiveBody, AttachmentBody, ConversationListView,
-    ConversationView, ConversationWithMessagesView, CreateConversationBody, ErrorBody, ErrorDetail,
-    ExportView, MessageView, MigrateBody, MigrationView, RenameBody, SearchView, SyncView,
-    TagsBody, UploadBody, UploadView, UsageView,
+    ConversationView, ConversationWithMessagesView, CreateConversationBody, EditMessageBody,
+    ErrorBody, ErrorDetail, ExportView, MessageView, MigrateBody, MigrationView, RenameBody,
+    SearchView, SwitchBranchBody, SyncView, TagsBody, UploadBody, UploadView, UsageView,
 };
 
 pub type HandlerResult = Result<Response<Body>, Infallible>;
@@ -332,6 +332,70 @@ pub async fn add_message(state: &State, request: Request) -> HandlerResult {
         };
         let links = download_links(state, &user, [&appended.message]).await?;
         Ok(json(status, &MessageView::new(&appended.message, &links)))
+    })
+    .await
+}
+
+/// `POST /conversations/{id}/messages/{messageId}/edit`: the user's message said again in
+/// other words, as a sibling on a new branch, which becomes the active one (201; 200 when an
+/// earlier call with the same `clientMessageId` made it).
+pub async fn edit_message(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let target = message_id(&request)?;
+        let body: EditMessageBody = json_body(&request)?;
+        let written_at = wire::client_timestamp(body.client_timestamp.as_deref())?;
+        let edited = crate::model::NewMessage::parse(
+            crate::model::Role::User,
+            body.content,
+            Vec::new(),
+            body.metadata,
+            body.client_message_id.as_deref(),
+        )?
+        .written_at(written_at);
+        let edited = state
+            .conversations
+            .edit_message(&user, &id, &target, edited, state.now())
+            .await?;
+        let status = if edited.replayed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        let links = download_links(state, &user, [&edited.message]).await?;
+        Ok(json(
+            status,
+            &MessageView::new(&edited.message, &links).with_siblings(edited.siblings),
+        ))
+    })
+    .await
+}
+
+/// `PUT /conversations/{id}/branch`: `{"messageId", "position"?}`: the newest leaf under the
+/// message (or under its sibling at `position`, from 1) becomes the active one; answers the
+/// conversation as `GET /conversations/{id}` then reads it.
+pub async fn switch_branch(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let body: SwitchBranchBody = json_body(&request)?;
+        let target = crate::model::MessageId::parse(&body.message_id)
+            .map_err(|_| Error::invalid("messageId must be a message's id"))?;
+        if body.position == Some(0) {
+            return Err(Error::invalid("position counts from 1"));
+        }
+        let found = state
+            .conversations
+            .switch_branch(&user, &id, &target, body.position)
+            .await?;
+        Ok(json(
+            StatusCode::OK,
+            &ConversationWithMessagesView::new(
+                &found,
+                &download_links(state, &user, &found.messages).await?,
+            ),
+        ))
     })
     .await
 }

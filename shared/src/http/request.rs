@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, RequestExt};
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
-use crate::model::{ConversationId, UserId};
+use crate::model::{ConversationId, MessageId, UserId};
 
 /// The authenticated user: the `sub` claim the JWT authorizer verified. API Gateway only
 /// invokes us after verifying the token, so a request without the claim is refused.
@@ -35,6 +35,15 @@ pub fn caller(request: &Request) -> Result<UserId, Error> {
 pub fn conversation_id(request: &Request) -> Result<ConversationId, Error> {
     optional_conversation_id(request)?
         .ok_or_else(|| Error::invalid("the path must name a conversation"))
+}
+
+/// The `{messageId}` path parameter.
+pub fn message_id(request: &Request) -> Result<MessageId, Error> {
+    request
+        .path_parameters()
+        .first("messageId")
+        .and_then(|raw| MessageId::parse(raw).ok())
+        .ok_or_else(|| Error::invalid("the path must name a message by its id"))
 }
 
 /// The `{id}` path parameter of an export's route.

@@ -18,6 +18,7 @@ use crate::store::{ExportJob, ExportStatus};
 use crate::sync::{SyncPage, Synced};
 use crate::usage::UsageReport;
 use domain::error::Error;
+use domain::tree::Siblings;
 use domain::usage::Metered;
 
 /// The skipped items a migration response lists at most (it counts them all).
@@ -43,6 +44,27 @@ pub struct AddMessageBody {
     pub client_message_id: Option<String>,
     /// When the user wrote it on their device (RFC 3339), for a message sent later.
     pub client_timestamp: Option<String>,
+}
+
+/// `POST /conversations/{id}/messages/{messageId}/edit`: the new words of a user's message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EditMessageBody {
+    pub content: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub client_message_id: Option<String>,
+    /// When the user made the edit on their device (RFC 3339).
+    pub client_timestamp: Option<String>,
+}
+
+/// `PUT /conversations/{id}/branch`: the message whose newest leaf becomes the active one, or
+/// its sibling at `position`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SwitchBranchBody {
+    pub message_id: String,
+    pub position: Option<u32>,
 }
 
 /// A `clientTimestamp` as the app sends it: an RFC 3339 date-time, with its `T` (chrono's parser
@@ -169,6 +191,9 @@ pub struct MessageView<'a> {
         serialize_with = "optional_iso_millis"
     )]
     pub client_timestamp: Option<DateTime<Utc>>,
+    /// Where it stands among the messages with its parent ("2 / 3"), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub siblings: Option<Siblings>,
 }
 
 /// A link as it was given, or an uploaded file with a short-lived download URL.
@@ -230,6 +255,15 @@ impl<'a> MessageView<'a> {
             metadata: &m.metadata,
             client_message_id: m.client_message_id.as_deref(),
             client_timestamp: m.client_timestamp,
+            siblings: None,
+        }
+    }
+
+    /// With its place among its siblings, when it has any.
+    pub fn with_siblings(self, siblings: Siblings) -> Self {
+        Self {
+            siblings: (siblings != Siblings::ONLY).then_some(siblings),
+            ..self
         }
     }
 }
@@ -253,7 +287,7 @@ impl<'a> ConversationWithMessagesView<'a> {
             messages: c
                 .messages
                 .iter()
-                .map(|m| MessageView::new(m, links))
+                .map(|m| MessageView::new(m, links).with_siblings(c.siblings_of(&m.id)))
                 .collect(),
             older_messages_cursor: c.older_messages.as_deref(),
             has_older_messages: c.older_messages.is_some(),

@@ -325,7 +325,11 @@ impl Store {
                     },
                 },
             };
-            let placed = place.tip.is_some_and(|tip| slot <= tip);
+            // A slot the tip has passed on its branch, or on a branch the conversation has
+            // left (sealed past its tip), is taken.
+            let placed = place
+                .tip
+                .is_some_and(|tip| slot.branch != tip.branch || slot.number <= tip.number);
             let timestamp = message
                 .timestamp
                 .max(place.last_activity + chrono::Duration::microseconds(1));
@@ -336,11 +340,29 @@ impl Store {
             };
             // A slot the tip has passed is taken: only its occupant is read.
             let occupant = if placed {
-                let found = self.get(&partition, &keys::slot_sort_key(slot)).await?;
-                Some(found.map(MessageItem::from_attributes).transpose()?)
+                Some(self.get(&partition, &keys::slot_sort_key(slot)).await?)
             } else {
                 self.put_at_slot(&item, slot, timestamp).await?.map(Some)
             };
+            if let Some(Some(held)) = &occupant {
+                if super::tree::is_seal(held) {
+                    // The conversation left this branch (an edit or a switch): the append goes
+                    // on the active one, and a client id's target moves there.
+                    if let Some(client_id) = client_id {
+                        let Some(now) = self.append_place(&partition).await? else {
+                            return Ok(AppendOutcome::ConversationMissing);
+                        };
+                        target = Some(
+                            self.move_target(&partition, client_id, slot, now.next())
+                                .await?,
+                        );
+                    }
+                    continue;
+                }
+            }
+            let occupant = occupant
+                .map(|held| held.map(MessageItem::from_attributes).transpose())
+                .transpose()?;
             // The summary's preview rides on this count when the slot is the one after the tip
             // this attempt read (no count, and so no other preview, since).
             let counting = Counting {
@@ -353,11 +375,19 @@ impl Store {
                         .counted_after_put(&partition, slot, timestamp, counting, stored)
                         .await)
                 }
-                Some(None) => {
+                Some(None) if slot.branch == place.tip.map_or(0, |tip| tip.branch) => {
                     return Err(Error::internal(
                         "append message",
                         "a slot the tip has passed holds no message",
                     ))
+                }
+                Some(None) => {
+                    // A client id's target on a branch left before anything took it (an edit's
+                    // seal takes the slot after the tip): it moves to the active branch.
+                    if let Some(client_id) = client_id {
+                        target = Some(self.move_target(&partition, client_id, slot, next).await?);
+                    }
+                    continue;
                 }
                 Some(Some(occupant)) => occupant,
             };
@@ -393,7 +423,11 @@ impl Store {
                 }
                 // Another message holds the target: move it on, past the tip (this append's
                 // message is at no slot: it only ever puts at its target).
-                let onward = slot.next().max(next);
+                let onward = if slot.branch == next.branch {
+                    slot.next().max(next)
+                } else {
+                    next
+                };
                 target = Some(
                     self.move_target(&partition, client_id, slot, onward)
                         .await?,
@@ -461,7 +495,7 @@ impl Store {
     /// With it, the conversation's summary item (they sort side by side: one query), whose
     /// preview the append brings into the conversation's item when that holds an older one.
     async fn append_place(&self, partition: &str) -> Result<Option<AppendPlace>, Error> {
-        let (item, summary) = self
+        let read = self
             .conversation_and_summary(
                 partition,
                 Some(
@@ -470,24 +504,25 @@ impl Store {
                 ),
             )
             .await?;
-        let Some(item) = item else {
+        let Some(item) = read.conversation else {
             return Ok(None);
         };
         let (tip, last_activity) = tip_and_activity(&item)?;
         Ok(Some(AppendPlace {
             tip,
             last_activity,
-            preview: Store::summary_preview_due(&item, summary.as_ref()),
+            preview: Store::summary_preview_due(&item, read.summary.as_ref()),
         }))
     }
 
-    /// Puts `item` at `slot` if the slot is free; else returns what holds it.
+    /// Puts `item` at `slot` if the slot is free; else returns what holds it (a message, or a
+    /// seal).
     async fn put_at_slot(
         &self,
         item: &MessageItem,
         slot: Slot,
         timestamp: DateTime<Utc>,
-    ) -> Result<Option<MessageItem>, Error> {
+    ) -> Result<Option<Item>, Error> {
         let at_slot = MessageItem {
             sk: keys::MessageSortKey::at_slot(slot),
             message_id: Some(item.id()),
@@ -499,7 +534,7 @@ impl Store {
             .await?
         {
             Taken::No => Ok(None),
-            Taken::By(occupant) => MessageItem::from_attributes(occupant).map(Some),
+            Taken::By(occupant) => Ok(Some(occupant)),
         }
     }
 
@@ -564,7 +599,11 @@ impl Store {
             match self.move_tip(partition, slot, timestamp, counting).await? {
                 TipMoved::Yes => return Ok(Counted::Now),
                 TipMoved::ConversationMissing => return Ok(Counted::ConversationMissing),
-                TipMoved::No(tip) if tip.is_some_and(|tip| tip >= slot) => {
+                // The tip is at or past the slot, or on another branch: the conversation left
+                // the slot's branch, which it does only with every slot on it counted.
+                TipMoved::No(tip)
+                    if tip.is_some_and(|tip| tip.branch != slot.branch || tip >= slot) =>
+                {
                     return Ok(Counted::Before)
                 }
                 TipMoved::No(tip) => {
@@ -687,13 +726,19 @@ impl Store {
         let Some(place) = self.append_place(partition).await? else {
             return Ok(());
         };
-        if place.tip.is_some_and(|tip| tip >= slot) {
+        if place
+            .tip
+            .is_some_and(|tip| tip.branch != slot.branch || tip >= slot)
+        {
             return Ok(());
         }
         let Some(item) = self.get(partition, &keys::slot_sort_key(slot)).await? else {
             // Gone with its conversation (or never stored): nothing to count.
             return Ok(());
         };
+        if super::tree::is_seal(&item) {
+            return Ok(());
+        }
         let item = MessageItem::from_attributes(item)?;
         let title = self.title_of(&item).await;
         // Counted late, its conversation's activity is now, not the message's older time:
@@ -830,7 +875,7 @@ enum TipMoved {
 }
 
 /// A conversation item's tip (`None`: nothing kept by slot yet) and last activity.
-fn tip_and_activity(item: &Item) -> Result<(Option<Slot>, DateTime<Utc>), Error> {
+pub(super) fn tip_and_activity(item: &Item) -> Result<(Option<Slot>, DateTime<Utc>), Error> {
     let bad = |what: &str| Error::internal("read the conversation's tip", what.to_owned());
     let tip = match item.get("tip") {
         None => None,

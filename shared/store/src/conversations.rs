@@ -130,6 +130,12 @@ pub struct ConversationItem {
     pub(super) archive_set_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) tags_set_at: Option<String>,
+    /// How many branches it has forked (`domain::tree`; 0: it never branched).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) branches: u64,
+    /// Its active path, from its own item (`META#PATH`) when it has branched.
+    #[serde(skip)]
+    pub(super) path: Option<domain::tree::Path>,
 }
 
 impl ConversationItem {
@@ -162,7 +168,19 @@ impl ConversationItem {
             title_set_at: None,
             archive_set_at: None,
             tags_set_at: None,
+            branches: 0,
+            path: None,
         }
+    }
+
+    /// With the active path read beside it.
+    pub(super) fn with_path(self, path: Option<domain::tree::Path>) -> Self {
+        Self { path, ..self }
+    }
+
+    /// Whether it has ever branched: then its messages are read along its path.
+    pub(super) fn is_branched(&self) -> bool {
+        self.branches > 0 || self.path.is_some()
     }
 
     pub fn user_id(&self) -> &UserId {

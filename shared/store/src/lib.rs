@@ -29,6 +29,7 @@ mod sdk_error;
 mod search;
 mod summaries;
 mod sync;
+mod tree;
 mod usage;
 mod window;
 pub use append::AppendOutcome;

@@ -179,10 +179,13 @@ struct TitleItem {
 
 impl Store {
     /// The message a stream record's new image holds, its content read back from S3 when it
-    /// was too large for the item.
-    pub async fn message_of_image(&self, image: Item) -> Result<Message, Error> {
+    /// was too large for the item; `None` for a seal (`crate::tree`), which holds none.
+    pub async fn message_of_image(&self, image: Item) -> Result<Option<Message>, Error> {
+        if super::tree::is_seal(&image) {
+            return Ok(None);
+        }
         let item = MessageItem::from_attributes(image)?;
-        Ok(self.load_content(item).await?.into_message())
+        Ok(Some(self.load_content(item).await?.into_message()))
     }
 
     /// The message a stream record names by its keys, read from the table (a record sent
@@ -193,7 +196,7 @@ impl Store {
         sort_key: &str,
     ) -> Result<Option<Message>, Error> {
         match self.get(partition, sort_key).await? {
-            Some(item) => self.message_of_image(item).await.map(Some),
+            Some(item) => self.message_of_image(item).await,
             None => Ok(None),
         }
     }
@@ -440,6 +443,9 @@ impl Store {
                 .await
                 .map_err(|e| store_error("read messages", e))?;
             for item in output.items.unwrap_or_default() {
+                if super::tree::is_seal(&item) {
+                    continue;
+                }
                 let item = self
                     .load_content(MessageItem::from_attributes(item)?)
                     .await?;
@@ -585,7 +591,7 @@ impl Store {
             };
             if keys::is_legacy_term_sort_key(&sk) {
                 page.legacy_entries.push((pk, sk));
-            } else if keys::is_message_sort_key(&sk) {
+            } else if keys::is_message_sort_key(&sk) && !super::tree::is_seal(&item) {
                 match MessageItem::from_attributes(item) {
                     Ok(message) => page.messages.push((user, conversation, message)),
                     // One unreadable item must not stop every run at this page.

@@ -13,6 +13,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
+use super::tree::PathItem;
 use super::{
     from_item, is_conditional_check_failure, item_key, s, store_error, to_item, ConversationItem,
     Item, Store,
@@ -62,6 +63,14 @@ impl SummaryItem {
     pub(super) fn is_summary(item: &Item) -> bool {
         matches!(item.get(keys::SK), Some(AttributeValue::S(sk)) if sk == keys::SUMMARY_SK)
     }
+}
+
+/// A conversation's item with the items beside it: its summary and (branched) its path.
+#[derive(Default)]
+pub(super) struct ConversationRead {
+    pub(super) conversation: Option<Item>,
+    pub(super) summary: Option<SummaryItem>,
+    pub(super) path: Option<domain::tree::Path>,
 }
 
 impl ConversationItem {
@@ -144,11 +153,15 @@ impl Store {
         user: &UserId,
         id: &ConversationId,
     ) -> Result<Option<ConversationItem>, Error> {
-        let (conversation, summary) = self
+        let read = self
             .conversation_and_summary(&keys::conversation_partition(user, id), None)
             .await?;
-        conversation
-            .map(|item| Ok(from_item::<ConversationItem>(item)?.with_summary(summary)))
+        read.conversation
+            .map(|item| {
+                Ok(from_item::<ConversationItem>(item)?
+                    .with_summary(read.summary)
+                    .with_path(read.path))
+            })
             .transpose()
     }
 
@@ -174,13 +187,13 @@ impl Store {
         Ok(output.item.is_some())
     }
 
-    /// The conversation's item and its summary item as stored (only the attributes in
-    /// `projection`, when given, which must name `SK`), in one consistent query.
+    /// The conversation's item, its summary item and its path as stored (only the attributes
+    /// in `projection`, when given, which must name `SK`), in one consistent query.
     pub(super) async fn conversation_and_summary(
         &self,
         partition: &str,
         projection: Option<&str>,
-    ) -> Result<(Option<Item>, Option<SummaryItem>), Error> {
+    ) -> Result<ConversationRead, Error> {
         let output = self
             .client
             .query()
@@ -194,15 +207,20 @@ impl Store {
             .send()
             .await
             .map_err(|e| store_error("read the conversation", e))?;
-        let (mut conversation, mut summary) = (None, None);
+        let mut read = ConversationRead::default();
         for item in output.items.unwrap_or_default() {
             if SummaryItem::is_summary(&item) {
-                summary = Some(from_item::<SummaryItem>(item)?);
+                read.summary = Some(from_item::<SummaryItem>(item)?);
+            } else if PathItem::is_path(&item) {
+                // Only a read that asks for the path gets it (an append's does not).
+                if item.contains_key("path") {
+                    read.path = Some(from_item::<PathItem>(item)?.path);
+                }
             } else {
-                conversation = Some(item);
+                read.conversation = Some(item);
             }
         }
-        Ok((conversation, summary))
+        Ok(read)
     }
 
     /// What of a conversation's summary item its item does not hold yet, read together (the

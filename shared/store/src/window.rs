@@ -6,9 +6,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use domain::cursor::Position;
 use domain::error::Error;
 use domain::keys;
-use domain::model::{ConversationId, Message, UserId};
+use domain::model::{ConversationId, Message, MessageId, UserId};
+use domain::tree::{Path, Siblings};
 
 use super::summaries::SummaryItem;
+use super::tree::{is_seal, PathItem};
 use super::{
     from_item, page_limit, s, start_key, store_error, ConversationItem, Item, MessageItem, Store,
 };
@@ -19,6 +21,8 @@ pub struct ConversationWindow {
     pub messages_newest_first: Vec<Message>,
     /// Position of the oldest message returned, when older ones exist.
     pub older: Option<Position>,
+    /// The siblings of the messages returned that have any (a branched conversation's).
+    pub siblings: Vec<(MessageId, Siblings)>,
 }
 
 /// What one response may carry of messages (as Lambda returns them: see
@@ -73,11 +77,13 @@ fn window(
             .map(MessageItem::into_message)
             .collect(),
         older,
+        siblings: Vec::new(),
     }
 }
 
-/// A conversation's partition as read newest first (its summary and its own item, if there,
-/// then its messages) as the items they are: the mapping every read of a conversation runs.
+/// A conversation's partition as read newest first (its summary, its path and its own item,
+/// if there, then its messages) as the items they are: the mapping every read of a
+/// conversation runs.
 pub fn conversation_and_messages(
     items: Vec<Item>,
 ) -> Result<(Option<ConversationItem>, Vec<MessageItem>), Error> {
@@ -86,11 +92,20 @@ pub fn conversation_and_messages(
         Some(item) => Some(from_item::<SummaryItem>(item)?),
         None => None,
     };
+    let path = match items.next_if(PathItem::is_path) {
+        Some(item) => Some(from_item::<PathItem>(item)?.path),
+        None => None,
+    };
     let conversation = match items.next_if(is_conversation) {
-        Some(item) => Some(from_item::<ConversationItem>(item)?.with_summary(summary)),
+        Some(item) => Some(
+            from_item::<ConversationItem>(item)?
+                .with_summary(summary)
+                .with_path(path),
+        ),
         None => None,
     };
     let messages = items
+        .filter(|item| !is_seal(item))
         .map(MessageItem::from_attributes)
         .collect::<Result<Vec<_>, _>>()?;
     Ok((conversation, messages))
@@ -115,31 +130,72 @@ impl Store {
         match older_than {
             None => {
                 let (items, more) = self
-                    // The summary, the conversation, `limit` messages and one to know of more.
-                    .read_partition_newest_first(&partition, limit + 3, None)
+                    // The summary, the path, the conversation, `limit` messages and one to know
+                    // of more.
+                    .read_partition_newest_first(&partition, limit + 4, None)
                     .await?;
                 let (conversation, messages) = conversation_and_messages(items)?;
-                self.budgeted_window(conversation, messages, limit, more)
-                    .await
+                match conversation {
+                    Some(conversation) if conversation.is_branched() => {
+                        self.path_window(&partition, conversation, limit, None)
+                            .await
+                    }
+                    conversation => {
+                        self.budgeted_window(conversation, messages, limit, more)
+                            .await
+                    }
+                }
             }
             Some(position) => {
                 if position.get(keys::PK) != Some(&partition) {
                     return Err(Error::invalid("cursor is not valid for this request"));
                 }
+                let before = position
+                    .get(keys::SK)
+                    .and_then(|sk| keys::MessageSortKey::parse(sk))
+                    .ok_or_else(|| Error::invalid("cursor is not valid for this request"))?;
                 let start = start_key(position);
                 let (conversation, page) = tokio::try_join!(
                     self.conversation(user, id),
                     self.read_partition_newest_first(&partition, limit + 1, Some(start)),
                 )?;
+                if let Some(branched) = conversation.as_ref().filter(|c| c.is_branched()) {
+                    return self
+                        .path_window(&partition, branched.clone(), limit, Some(&before))
+                        .await;
+                }
                 let (items, more) = page;
                 let messages = items
                     .into_iter()
+                    .filter(|item| !is_seal(item))
                     .map(MessageItem::from_attributes)
                     .collect::<Result<Vec<_>, _>>()?;
                 self.budgeted_window(conversation, messages, limit, more)
                     .await
             }
         }
+    }
+
+    /// A branched conversation's window: a page of its active path, with its messages'
+    /// siblings.
+    async fn path_window(
+        &self,
+        partition: &str,
+        conversation: ConversationItem,
+        limit: usize,
+        before: Option<&keys::MessageSortKey>,
+    ) -> Result<ConversationWindow, Error> {
+        let path = conversation.path.clone().unwrap_or_else(Path::trunk);
+        let page = self.path_page(partition, &path, before, limit).await?;
+        let mut window = self
+            .budgeted_window(Some(conversation), page.messages, limit, false)
+            .await?;
+        window.siblings = page
+            .siblings
+            .into_iter()
+            .filter(|(id, _)| window.messages_newest_first.iter().any(|m| m.id == *id))
+            .collect();
+        Ok(window)
     }
 
     /// A page of messages within the response budget: measured as stored, their content read
@@ -235,6 +291,7 @@ impl Store {
             .items
             .unwrap_or_default()
             .into_iter()
+            .filter(|item| !is_seal(item))
             .map(MessageItem::from_attributes)
             .collect::<Result<Vec<_>, _>>()?;
         Ok((items, output.last_evaluated_key))

@@ -1,0 +1,861 @@
+//! A conversation's branches (`domain::tree`, docs/data-model.md "Branches"): reading its
+//! active path with each message's siblings, and editing a message, which forks a branch at
+//! the message's parent.
+//!
+//! Beside the messages, a branched conversation keeps:
+//! - `META#PATH`: its active path (read with the conversation's item, in the same query);
+//! - `BRANCH#<branch>`: a branch's fork, its path, and, once left, its tip;
+//! - `FORK#<parent's key>#<branch>`: a mark per branch at the message it forks at, so a page
+//!   reads its messages' forks in one range;
+//! - a **seal** at the slot after a branch's tip when the conversation leaves it: an append
+//!   that read the old tip finds its slot taken, reads the tip again and goes on the active
+//!   branch. Slots are never reused.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use domain::error::Error;
+use domain::keys::{self, MessageSortKey, Slot};
+use domain::model::{ClientMessageId, ConversationId, Message, MessageId, Role, UserId};
+use domain::tree::{self, BranchNumber, Path, Siblings};
+
+use super::append::AppendOutcome;
+use super::{from_item, item_key, put_new, s, to_item, Item, MessageItem, Store};
+
+/// The attribute that makes an item at a slot a seal (it holds no message).
+const SEAL: &str = "seal";
+
+/// Whether an item read from a message range is a seal (every reader of messages skips them).
+pub(crate) fn is_seal(item: &Item) -> bool {
+    item.contains_key(SEAL)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PathItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    pub(super) path: Path,
+}
+
+impl PathItem {
+    pub(super) fn is_path(item: &Item) -> bool {
+        matches!(item.get(keys::SK), Some(AttributeValue::S(sk)) if sk == keys::PATH_SK)
+    }
+}
+
+/// A branch's own item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BranchItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    /// The sort key of the message it forks at; `None`: the root (or the trunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
+    /// The active path while it is the active branch.
+    #[serde(default = "Path::trunk")]
+    path: Path,
+    /// Once the conversation has left it: its tip (the seal's slot), and when it was last
+    /// written (the conversation's activity as it left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_write: Option<String>,
+}
+
+/// A message found on the tree, with its parent's key (`None`: it is the first message).
+struct Found {
+    item: MessageItem,
+    parent: Option<MessageSortKey>,
+}
+
+/// What the tree of a conversation is, as its item and path say.
+struct TreeState {
+    tip: Option<Slot>,
+    branches: BranchNumber,
+    last_activity: DateTime<Utc>,
+    path: Path,
+}
+
+/// A page of the active path, newest first, with the siblings of its messages that have any.
+pub(super) struct PathPage {
+    pub(super) messages: Vec<MessageItem>,
+    pub(super) siblings: Vec<(MessageId, Siblings)>,
+}
+
+/// The leaf a switch goes to: its branch, that branch's tip and path.
+struct Leaf {
+    branch: BranchNumber,
+    tip: Option<Slot>,
+    path: Path,
+}
+
+/// How many messages one read of the path asks for while looking for a message: the first
+/// read, then each one after it.
+const FIRST_FIND_PAGE: usize = 16;
+const FIND_PAGE: usize = 200;
+
+impl Store {
+    /// Up to `wanted` messages of the active path, newest first, from before `before` (its
+    /// newest without): each segment read down from where the path leaves it, skipping seals.
+    /// With one message past `wanted` when there is one, so the oldest returned knows its
+    /// parent; the siblings are those of the first `wanted`.
+    pub(super) async fn path_page(
+        &self,
+        partition: &str,
+        path: &Path,
+        before: Option<&MessageSortKey>,
+        wanted: usize,
+    ) -> Result<PathPage, Error> {
+        let messages = self
+            .path_messages_newest_first(partition, path, before, wanted + 1)
+            .await?;
+        let siblings = self.siblings_on_page(partition, &messages, wanted).await?;
+        Ok(PathPage { messages, siblings })
+    }
+
+    async fn path_messages_newest_first(
+        &self,
+        partition: &str,
+        path: &Path,
+        before: Option<&MessageSortKey>,
+        wanted: usize,
+    ) -> Result<Vec<MessageItem>, Error> {
+        let segments = path.segments();
+        let (mut index, mut start) = match before {
+            None => (segments.len() - 1, None),
+            Some(key) => {
+                let index = path.segment_of(key).ok_or_else(|| {
+                    Error::Conflict(
+                        "the conversation's active branch has changed since this cursor: read it again"
+                            .into(),
+                    )
+                })?;
+                (index, Some(item_key(partition, key.as_str())))
+            }
+        };
+        let mut messages = Vec::new();
+        loop {
+            let (low, high) = segments[index].range();
+            let (items, _) = self
+                .read_kept_up_to(
+                    wanted - messages.len(),
+                    start.take(),
+                    "read a branch",
+                    |item| !is_seal(item),
+                    |start, limit| {
+                        self.client
+                            .query()
+                            .table_name(&self.table)
+                            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                            .expression_attribute_values(":pk", s(partition))
+                            .expression_attribute_values(":low", s(&low))
+                            .expression_attribute_values(":high", s(&high))
+                            .scan_index_forward(false)
+                            .consistent_read(true)
+                            .limit(limit)
+                            .set_exclusive_start_key(start)
+                    },
+                )
+                .await?;
+            for item in items {
+                messages.push(MessageItem::from_attributes(item)?);
+            }
+            if messages.len() >= wanted || index == 0 {
+                return Ok(messages);
+            }
+            index -= 1;
+        }
+    }
+
+    /// The siblings of the first `shown` of `page` (newest first, each message's parent the
+    /// one after it, the last one's the root when the page reaches it), from the fork marks at
+    /// their parents: one query per branch the parents are on.
+    async fn siblings_on_page(
+        &self,
+        partition: &str,
+        page: &[MessageItem],
+        shown: usize,
+    ) -> Result<Vec<(MessageId, Siblings)>, Error> {
+        let shown = shown.min(page.len());
+        let mut parents: BTreeMap<BranchNumber, (String, String)> = BTreeMap::new();
+        for parent in page.iter().skip(1).take(shown) {
+            let key = parent.sk.as_str().to_owned();
+            parents
+                .entry(tree::branch_of(&parent.sk))
+                .and_modify(|(low, _)| *low = key.clone())
+                .or_insert_with(|| (key.clone(), key));
+        }
+        let reaches_root = page.len() <= shown;
+        let mut forks: BTreeMap<Option<String>, Vec<BranchNumber>> = BTreeMap::new();
+        let mut ranges: Vec<(Option<String>, Option<String>)> = parents
+            .into_values()
+            .map(|(low, high)| (Some(low), Some(high)))
+            .collect();
+        if reaches_root {
+            ranges.push((None, None));
+        }
+        for (low, high) in ranges {
+            for (parent, branch) in self
+                .fork_marks(partition, low.as_deref(), high.as_deref())
+                .await?
+            {
+                forks.entry(parent).or_default().push(branch);
+            }
+        }
+        let mut siblings = Vec::new();
+        for (index, message) in page.iter().take(shown).enumerate() {
+            let parent = page.get(index + 1).map(|p| &p.sk);
+            let parent_key = parent.map(|p| p.as_str().to_owned());
+            let at_parent = forks.get(&parent_key).map_or(&[][..], Vec::as_slice);
+            let of = Siblings::of(
+                tree::branch_of(&message.sk),
+                parent.map_or(tree::TRUNK, tree::branch_of),
+                at_parent,
+            );
+            if of != Siblings::ONLY {
+                siblings.push((message.id(), of));
+            }
+        }
+        Ok(siblings)
+    }
+
+    /// The fork marks at the messages from `low` to `high` (`None`: at the root), as (parent,
+    /// branch), in key order (so each parent's branches by number).
+    async fn fork_marks(
+        &self,
+        partition: &str,
+        low: Option<&str>,
+        high: Option<&str>,
+    ) -> Result<Vec<(Option<String>, BranchNumber)>, Error> {
+        let (low, high) = keys::fork_range(low, high);
+        let (items, _) = self
+            .read_up_to(usize::MAX, None, "read forks", |start, limit| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                    .expression_attribute_values(":pk", s(partition))
+                    .expression_attribute_values(":low", s(&low))
+                    .expression_attribute_values(":high", s(&high))
+                    .projection_expression("SK")
+                    .consistent_read(true)
+                    .limit(limit)
+                    .set_exclusive_start_key(start)
+            })
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| match item.get(keys::SK) {
+                Some(AttributeValue::S(sk)) => keys::parse_fork_sort_key(sk)
+                    .map(|(parent, branch)| (parent.map(str::to_owned), branch)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The conversation's tip, branch count, activity and path, read consistently; `None`
+    /// when it is gone.
+    async fn tree_state(&self, partition: &str) -> Result<Option<TreeState>, Error> {
+        let read = self.conversation_and_summary(partition, None).await?;
+        let Some(item) = read.conversation else {
+            return Ok(None);
+        };
+        let (tip, last_activity) = super::append::tip_and_activity(&item)?;
+        let branches = match item.get("branches") {
+            Some(AttributeValue::N(n)) => n
+                .parse()
+                .map_err(|e| Error::internal("read the conversation", e))?,
+            _ => 0,
+        };
+        Ok(Some(TreeState {
+            tip,
+            branches,
+            last_activity,
+            path: read.path.unwrap_or_else(Path::trunk),
+        }))
+    }
+
+    /// The message `id` and its parent: looked for on the active path first (newest first),
+    /// then anywhere in the conversation.
+    async fn find_message(
+        &self,
+        partition: &str,
+        path: &Path,
+        id: &MessageId,
+    ) -> Result<Option<Found>, Error> {
+        let mut before: Option<MessageSortKey> = None;
+        // Edits are mostly of the last messages: the first read is short.
+        let mut wanted = FIRST_FIND_PAGE;
+        loop {
+            let page = self
+                .path_messages_newest_first(partition, path, before.as_ref(), wanted + 1)
+                .await?;
+            if let Some(index) = page.iter().position(|m| m.id() == *id) {
+                let parent = page.get(index + 1).map(|p| p.sk.clone());
+                let reached_root = page.len() <= wanted;
+                if parent.is_some() || reached_root {
+                    return Ok(Some(Found {
+                        item: page[index].clone(),
+                        parent,
+                    }));
+                }
+                // Its parent is on the next page: read from it.
+                before = Some(page[index].sk.clone());
+                let next = self
+                    .path_messages_newest_first(partition, path, before.as_ref(), 1)
+                    .await?;
+                return Ok(Some(Found {
+                    item: page[index].clone(),
+                    parent: next.first().map(|p| p.sk.clone()),
+                }));
+            }
+            if page.len() <= wanted {
+                break;
+            }
+            before = page.get(wanted - 1).map(|m| m.sk.clone());
+            wanted = FIND_PAGE;
+        }
+        self.find_off_path(partition, id).await
+    }
+
+    /// The message `id` anywhere in the conversation (a branch the path does not take), with
+    /// its parent: the message before it on its branch, else its branch's fork.
+    async fn find_off_path(&self, partition: &str, id: &MessageId) -> Result<Option<Found>, Error> {
+        let (low, _) = keys::branch_range(tree::TRUNK);
+        let (_, high) = keys::branch_range(tree::MAX_BRANCHES);
+        let mut start = None;
+        let mut last_on_branch: BTreeMap<BranchNumber, MessageSortKey> = BTreeMap::new();
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                .expression_attribute_values(":pk", s(partition))
+                .expression_attribute_values(":low", s(&low))
+                .expression_attribute_values(":high", s(&high))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| super::store_error("find a message", e))?;
+            for item in output.items.unwrap_or_default() {
+                if is_seal(&item) {
+                    continue;
+                }
+                let message = MessageItem::from_attributes(item)?;
+                let branch = tree::branch_of(&message.sk);
+                if message.id() == *id {
+                    let parent = match last_on_branch.remove(&branch) {
+                        Some(before) => Some(before),
+                        None if branch == tree::TRUNK => None,
+                        None => self
+                            .branch(partition, branch)
+                            .await?
+                            .and_then(|b| b.parent.as_deref().and_then(MessageSortKey::parse)),
+                    };
+                    return Ok(Some(Found {
+                        item: message,
+                        parent,
+                    }));
+                }
+                last_on_branch.insert(branch, message.sk);
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    async fn branch(
+        &self,
+        partition: &str,
+        branch: BranchNumber,
+    ) -> Result<Option<BranchItem>, Error> {
+        self.get(partition, &keys::branch_sort_key(branch))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    /// Edits the user's message `target`: `edited` becomes its sibling, the first message of
+    /// a new branch forked at its parent, and that branch the active one (the old branch
+    /// stays, sealed at its tip). One transaction; with a client id, a retry finds the edit
+    /// made.
+    pub async fn edit_message(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        target: &MessageId,
+        edited: &Message,
+        client_id: Option<&ClientMessageId>,
+    ) -> Result<(AppendOutcome, Siblings), Error> {
+        let partition = keys::conversation_partition(user, conversation);
+        let item = self.message_item(user, edited).await?;
+        let content_object = item.content_object.clone();
+        let outcome = self
+            .fork(&partition, conversation, target, edited, item, client_id)
+            .await;
+        let keep_object = matches!(&outcome, Ok((AppendOutcome::Stored(_), _)) | Err(_));
+        if !keep_object {
+            if let Some(key) = content_object {
+                self.delete_content(&key).await;
+            }
+        }
+        outcome
+    }
+
+    async fn fork(
+        &self,
+        partition: &str,
+        conversation: &ConversationId,
+        target: &MessageId,
+        edited: &Message,
+        item: MessageItem,
+        client_id: Option<&ClientMessageId>,
+    ) -> Result<(AppendOutcome, Siblings), Error> {
+        for attempt in 1..=super::TRANSACTION_ATTEMPTS {
+            let Some(state) = self.tree_state(partition).await? else {
+                return Ok((AppendOutcome::ConversationMissing, Siblings::ONLY));
+            };
+            let Some(found) = self.find_message(partition, &state.path, target).await? else {
+                return Err(Error::NotFound);
+            };
+            if found.item.role != Role::User {
+                return Err(Error::invalid(
+                    "only the user's messages can be edited: an assistant's reply is regenerated",
+                ));
+            }
+            let branch = state.branches.checked_add(1).ok_or_else(|| {
+                Error::Conflict("this conversation holds as many branches as it can".into())
+            })?;
+            let parent = found.parent.as_ref();
+            let parent_branch = parent.map_or(tree::TRUNK, tree::branch_of);
+            let base = match parent {
+                Some(parent) if state.path.segment_of(parent).is_some() => state.path.clone(),
+                Some(_) if parent_branch != tree::TRUNK => self
+                    .branch(partition, parent_branch)
+                    .await?
+                    .map_or_else(Path::trunk, |b| b.path),
+                _ => Path::trunk(),
+            };
+            let path = base.forked_at(parent, branch);
+            let slot = Slot { branch, number: 1 };
+            let timestamp = edited
+                .timestamp
+                .max(state.last_activity + chrono::Duration::microseconds(1));
+            let stored = Message {
+                slot: Some(slot),
+                timestamp,
+                ..edited.clone()
+            };
+            // An edit changes the words: the attachments stay unless it brings its own.
+            let attachments = if item.attachments.is_empty() {
+                found.item.attachments.clone()
+            } else {
+                item.attachments.clone()
+            };
+            let stored = Message {
+                attachments: attachments.clone(),
+                ..stored
+            };
+            let at_slot = MessageItem {
+                sk: MessageSortKey::at_slot(slot),
+                message_id: Some(edited.id),
+                timestamp: Some(timestamp),
+                attachments,
+                ..item.clone()
+            };
+            let sealed = state.tip.map_or(Slot::trunk(1), |tip| tip.next());
+            let forks_before = self
+                .fork_marks(
+                    partition,
+                    parent.map(MessageSortKey::as_str),
+                    parent.map(MessageSortKey::as_str),
+                )
+                .await?
+                .len();
+            let mut writes = vec![
+                self.forked_conversation(partition, conversation, &state, slot, timestamp)?,
+                TransactWriteItem::builder()
+                    .put(self.put_any(to_item(&PathItem {
+                        pk: partition.to_owned(),
+                        sk: keys::PATH_SK.to_owned(),
+                        path: path.clone(),
+                    })?)?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(put_new(
+                        &self.table,
+                        to_item(&BranchItem {
+                            pk: partition.to_owned(),
+                            sk: keys::branch_sort_key(branch),
+                            parent: parent.map(|p| p.as_str().to_owned()),
+                            path,
+                            tip: None,
+                            last_write: None,
+                        })?,
+                    )?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(put_new(
+                        &self.table,
+                        item_key(
+                            partition,
+                            &keys::fork_sort_key(parent.map(MessageSortKey::as_str), branch),
+                        ),
+                    )?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(put_new(&self.table, self.message_to_item(&at_slot)?)?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(put_new(&self.table, self.seal(partition, sealed))?)
+                    .build(),
+                self.left_branch(partition, sealed, state.last_activity)?,
+            ];
+            if let Some(client_id) = client_id {
+                let mut record = item_key(partition, &keys::client_message_sort_key(client_id));
+                record.insert("messageKey".to_owned(), s(at_slot.sk.as_str()));
+                writes.push(
+                    TransactWriteItem::builder()
+                        .put(put_new(&self.table, record)?)
+                        .build(),
+                );
+            }
+            let Some(cancelled) = self.transact(writes, "edit message").await? else {
+                let position = u32::try_from(forks_before).unwrap_or(u32::MAX - 2) + 2;
+                return Ok((
+                    AppendOutcome::Stored(stored),
+                    Siblings {
+                        count: position,
+                        position,
+                    },
+                ));
+            };
+            if let Some(client_id) = client_id.filter(|_| cancelled.condition_failed(7)) {
+                // This edit was made before, its answer lost.
+                let replayed = self.replayed_message(partition, client_id).await?;
+                return Ok((replayed, Siblings::ONLY));
+            }
+            if cancelled.condition_failed(5) {
+                // An append took the slot after the tip and has not counted it yet: count it,
+                // then fork after it.
+                self.count_through(partition, sealed).await?;
+            }
+            super::backoff(attempt).await;
+        }
+        Err(Error::Unavailable(
+            "the conversation kept changing while it was edited: try again".into(),
+        ))
+    }
+
+    /// Makes the newest leaf under the message `target` the active one (or, with `position`,
+    /// under its sibling at that position): the conversation shows and appends to the branch
+    /// of that leaf from then on. `false` when that branch was active already.
+    pub async fn switch_branch(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        target: &MessageId,
+        position: Option<u32>,
+    ) -> Result<bool, Error> {
+        let partition = keys::conversation_partition(user, conversation);
+        for attempt in 1..=super::TRANSACTION_ATTEMPTS {
+            let Some(state) = self.tree_state(&partition).await? else {
+                return Err(Error::NotFound);
+            };
+            let Some(found) = self.find_message(&partition, &state.path, target).await? else {
+                return Err(Error::NotFound);
+            };
+            let chosen = match position {
+                None => found.item.sk.clone(),
+                Some(position) => {
+                    self.sibling_at(&partition, found.parent.as_ref(), position)
+                        .await?
+                }
+            };
+            let leaf = self.newest_leaf_under(&partition, &state, &chosen).await?;
+            let active = state.path.active_branch();
+            if leaf.branch == active {
+                return Ok(false);
+            }
+            let sealed = state.tip.map_or(Slot::trunk(1), |tip| tip.next());
+            let writes = vec![
+                self.switched_conversation(&partition, conversation, &state, leaf.tip)?,
+                TransactWriteItem::builder()
+                    .put(self.put_any(to_item(&PathItem {
+                        pk: partition.clone(),
+                        sk: keys::PATH_SK.to_owned(),
+                        path: leaf.path,
+                    })?)?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(put_new(&self.table, self.seal(&partition, sealed))?)
+                    .build(),
+                self.left_branch(&partition, sealed, state.last_activity)?,
+            ];
+            let Some(cancelled) = self.transact(writes, "switch branch").await? else {
+                return Ok(true);
+            };
+            if cancelled.condition_failed(2) {
+                self.count_through(&partition, sealed).await?;
+            }
+            super::backoff(attempt).await;
+        }
+        Err(Error::Unavailable(
+            "the conversation kept changing while its branch was switched: try again".into(),
+        ))
+    }
+
+    /// The child of `parent` (`None`: the root) at `position` among its children: its next
+    /// message on its own branch first, then the first messages of the branches forked at it.
+    async fn sibling_at(
+        &self,
+        partition: &str,
+        parent: Option<&MessageSortKey>,
+        position: u32,
+    ) -> Result<MessageSortKey, Error> {
+        let forks: Vec<BranchNumber> = self
+            .fork_marks(
+                partition,
+                parent.map(MessageSortKey::as_str),
+                parent.map(MessageSortKey::as_str),
+            )
+            .await?
+            .into_iter()
+            .map(|(_, branch)| branch)
+            .collect();
+        let out_of_range = || {
+            Error::invalid(format!(
+                "position must be 1 to {}: the message's siblings",
+                forks.len() + 1
+            ))
+        };
+        if position == 1 {
+            let branch = parent.map_or(tree::TRUNK, tree::branch_of);
+            let (low, high) = keys::branch_range(branch);
+            let start = parent.map(|p| item_key(partition, p.as_str()));
+            let (items, _) = self
+                .read_kept_up_to(
+                    1,
+                    start,
+                    "read a branch",
+                    |item| !is_seal(item),
+                    |start, limit| {
+                        self.client
+                            .query()
+                            .table_name(&self.table)
+                            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                            .expression_attribute_values(":pk", s(partition))
+                            .expression_attribute_values(":low", s(&low))
+                            .expression_attribute_values(":high", s(&high))
+                            .projection_expression("PK, SK")
+                            .consistent_read(true)
+                            .limit(limit)
+                            .set_exclusive_start_key(start)
+                    },
+                )
+                .await?;
+            return items
+                .first()
+                .and_then(|item| match item.get(keys::SK) {
+                    Some(AttributeValue::S(sk)) => MessageSortKey::parse(sk),
+                    _ => None,
+                })
+                .ok_or_else(out_of_range);
+        }
+        let index = usize::try_from(position.saturating_sub(2)).unwrap_or(usize::MAX);
+        let branch = forks.get(index).copied().ok_or_else(out_of_range)?;
+        Ok(MessageSortKey::at_slot(Slot { branch, number: 1 }))
+    }
+
+    /// The branch whose tip is the newest leaf under `chosen` (written last): `chosen`'s own
+    /// branch, or one forked after it, or forked from those.
+    async fn newest_leaf_under(
+        &self,
+        partition: &str,
+        state: &TreeState,
+        chosen: &MessageSortKey,
+    ) -> Result<Leaf, Error> {
+        let mut under = vec![tree::branch_of(chosen)];
+        let mut frontier = vec![(tree::branch_of(chosen), chosen.as_str().to_owned())];
+        while let Some((branch, from)) = frontier.pop() {
+            let (_, end) = keys::branch_range(branch);
+            for (_, fork) in self.fork_marks(partition, Some(&from), Some(&end)).await? {
+                under.push(fork);
+                frontier.push((fork, keys::branch_range(fork).0));
+            }
+        }
+        let active = state.path.active_branch();
+        let mut newest: Option<(String, BranchNumber)> = None;
+        for &branch in &under {
+            let written = if branch == active {
+                keys::sortable_time(state.last_activity)
+            } else {
+                self.branch(partition, branch)
+                    .await?
+                    .and_then(|b| b.last_write)
+                    .unwrap_or_default()
+            };
+            if newest.as_ref().is_none_or(|(last, _)| written >= *last) {
+                newest = Some((written, branch));
+            }
+        }
+        let branch = newest.map_or(active, |(_, branch)| branch);
+        if branch == active {
+            return Ok(Leaf {
+                branch,
+                tip: state.tip,
+                path: state.path.clone(),
+            });
+        }
+        let item = self.branch(partition, branch).await?;
+        let tip = item
+            .as_ref()
+            .and_then(|b| b.tip.as_deref())
+            .and_then(Slot::parse_tip);
+        let path = item.map_or_else(Path::trunk, |b| b.path);
+        Ok(Leaf { branch, tip, path })
+    }
+
+    /// The conversation's item on another branch: its tip that branch's, on the condition that
+    /// its tip is still the one read.
+    fn switched_conversation(
+        &self,
+        partition: &str,
+        conversation: &ConversationId,
+        state: &TreeState,
+        tip: Option<Slot>,
+    ) -> Result<TransactWriteItem, Error> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(keys::PK, s(partition))
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .expression_attribute_values(":changed", s(&self.change_stamp(conversation)));
+        let mut set = String::from("SET changedAt = :changed");
+        let mut remove = String::new();
+        match tip {
+            Some(tip) => {
+                set.push_str(", tip = :tip");
+                update = update.expression_attribute_values(":tip", s(&tip.tip_text()));
+            }
+            None => remove.push_str(" REMOVE tip"),
+        }
+        let mut condition = String::from("attribute_exists(PK)");
+        match state.tip {
+            Some(tip) => {
+                condition.push_str(" AND tip = :before");
+                update = update.expression_attribute_values(":before", s(&tip.tip_text()));
+            }
+            None => condition.push_str(" AND attribute_not_exists(tip)"),
+        }
+        Ok(TransactWriteItem::builder()
+            .update(
+                update
+                    .update_expression(format!("{set}{remove}"))
+                    .condition_expression(condition)
+                    .build()
+                    .map_err(|e| Error::internal("build update", e))?,
+            )
+            .build())
+    }
+
+    /// A seal at `slot` (see the module's documentation).
+    fn seal(&self, partition: &str, slot: Slot) -> Item {
+        let mut seal = item_key(partition, &keys::slot_sort_key(slot));
+        seal.insert(SEAL.to_owned(), AttributeValue::Bool(true));
+        seal
+    }
+
+    /// A put of `item` whatever it replaces.
+    fn put_any(&self, item: Item) -> Result<Put, Error> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| Error::internal("build put", e))
+    }
+
+    /// The conversation's item moved onto a new branch: its tip the branch's first slot, one
+    /// more message and branch, on the condition that no append or other branch came first.
+    fn forked_conversation(
+        &self,
+        partition: &str,
+        conversation: &ConversationId,
+        state: &TreeState,
+        slot: Slot,
+        timestamp: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, Error> {
+        let now = keys::sortable_time(timestamp);
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(keys::PK, s(partition))
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .update_expression(format!(
+                "SET tip = :tip, branches = :branches, lastActivity = :now, updatedAt = :now, \
+                 changedAt = :changed ADD messageCount :one {}",
+                self.shed_stored_twice()
+            ))
+            .expression_attribute_values(":tip", s(&slot.tip_text()))
+            .expression_attribute_values(":branches", AttributeValue::N(slot.branch.to_string()))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":changed", s(&self.change_stamp(conversation)))
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
+        let mut condition = String::from("attribute_exists(PK)");
+        match state.tip {
+            Some(tip) => {
+                condition.push_str(" AND tip = :before");
+                update = update.expression_attribute_values(":before", s(&tip.tip_text()));
+            }
+            None => condition.push_str(" AND attribute_not_exists(tip)"),
+        }
+        if state.branches == 0 {
+            condition.push_str(" AND attribute_not_exists(branches)");
+        } else {
+            condition.push_str(" AND branches = :was");
+            update = update
+                .expression_attribute_values(":was", AttributeValue::N(state.branches.to_string()));
+        }
+        Ok(TransactWriteItem::builder()
+            .update(
+                update
+                    .condition_expression(condition)
+                    .build()
+                    .map_err(|e| Error::internal("build update", e))?,
+            )
+            .build())
+    }
+
+    /// The branch the conversation leaves keeps its tip (the seal, so an append to it when it
+    /// is active again goes after it) and its last write.
+    fn left_branch(
+        &self,
+        partition: &str,
+        sealed: Slot,
+        last_write: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, Error> {
+        Ok(TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.table)
+                    .key(keys::PK, s(partition))
+                    .key(keys::SK, s(&keys::branch_sort_key(sealed.branch)))
+                    .update_expression("SET tip = :tip, lastWrite = :last")
+                    .expression_attribute_values(":tip", s(&sealed.tip_text()))
+                    .expression_attribute_values(":last", s(&keys::sortable_time(last_write)))
+                    .build()
+                    .map_err(|e| Error::internal("build update", e))?,
+            )
+            .build())
+    }
+}

@@ -1,0 +1,542 @@
+//! Conversations as a tree of branches (issue 19): editing a user's message makes a sibling
+//! on a new branch, which the conversation shows and goes on from; the old branch stays; each
+//! message shows its place among its siblings; paging back reads the active branch only, once
+//! and in order; the model hears only the active branch.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::clock::SystemClock;
+use shared::model::{ConversationId, MessageId, NewMessage, Role, UserId};
+use tests::{new_user, state, state_configured, ChatBehaviour, ChatServer, Client, LocalApi};
+
+async fn reply(client: &Client, conversation: &str, content: &str) -> Value {
+    let reply = client
+        .post(
+            &format!("/conversations/{conversation}/messages"),
+            json!({ "role": "assistant", "content": content }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    reply.body
+}
+
+async fn edit(client: &Client, conversation: &str, message: &Value, content: &str) -> Value {
+    let reply = client
+        .post(
+            &format!(
+                "/conversations/{conversation}/messages/{}/edit",
+                message["id"].as_str().unwrap()
+            ),
+            json!({ "content": content }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    reply.body
+}
+
+/// The conversation as its owner reads it: each message's content, and its siblings as
+/// "position/count" when it has any.
+async fn shown(client: &Client, conversation: &str) -> Vec<String> {
+    let read = client.get(&format!("/conversations/{conversation}")).await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    described(&read.body)
+}
+
+fn described(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let content = m["content"].as_str().unwrap();
+            match m.get("siblings") {
+                Some(s) => format!("{content} [{}/{}]", s["position"], s["count"]),
+                None => content.to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_edit_is_a_sibling_on_a_new_branch_that_the_conversation_shows_and_goes_on_from() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Branches")).await;
+    alice.say(&id, "one").await;
+    reply(&alice, &id, "reply to one").await;
+    let two = alice.say(&id, "two").await;
+    reply(&alice, &id, "reply to two").await;
+
+    let edited = edit(&alice, &id, &two, "two, said better").await;
+    assert_eq!(edited["role"], "user");
+    assert_eq!(edited["content"], "two, said better");
+    assert_eq!(edited["siblings"], json!({"count": 2, "position": 2}));
+    assert_ne!(edited["id"], two["id"]);
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one", "reply to one", "two, said better [2/2]"]
+    );
+
+    // The conversation goes on from the edit.
+    reply(&alice, &id, "reply to the better two").await;
+    alice.say(&id, "three").await;
+    assert_eq!(
+        shown(&alice, &id).await,
+        [
+            "one",
+            "reply to one",
+            "two, said better [2/2]",
+            "reply to the better two",
+            "three"
+        ]
+    );
+
+    // A third try at the same message: three siblings.
+    let again = edit(&alice, &id, &edited, "two, third try").await;
+    assert_eq!(again["siblings"], json!({"count": 3, "position": 3}));
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one", "reply to one", "two, third try [3/3]"]
+    );
+
+    // The first message has no parent: its edit is a second root.
+    let first = alice.get(&format!("/conversations/{id}")).await.body["messages"][0].clone();
+    let root = edit(&alice, &id, &first, "one, again").await;
+    assert_eq!(root["siblings"], json!({"count": 2, "position": 2}));
+    assert_eq!(shown(&alice, &id).await, ["one, again [2/2]"]);
+
+    // Every message is kept and counted: the tree holds 9.
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(read.body["messageCount"], 9);
+}
+
+#[tokio::test]
+async fn an_edit_off_the_active_branch_still_forks_at_that_messages_parent() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    alice.say(&id, "three").await;
+    edit(&alice, &id, &two, "two, second try").await;
+    // "two" is no longer shown; another device edits it all the same.
+    edit(&alice, &id, &two, "two, from the other device").await;
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one", "two, from the other device [3/3]"]
+    );
+}
+
+#[tokio::test]
+async fn an_edit_sent_again_with_its_client_message_id_makes_no_second_branch() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    let one = alice.say(&id, "one").await;
+    let path = format!(
+        "/conversations/{id}/messages/{}/edit",
+        one["id"].as_str().unwrap()
+    );
+    let body = json!({"content": "one, edited", "clientMessageId": "edit-1"});
+    let first = alice.post(&path, body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let again = alice.post(&path, body).await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(shown(&alice, &id).await, ["one, edited [2/2]"]);
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(read.body["messageCount"], 2);
+}
+
+#[tokio::test]
+async fn edits_are_refused_for_replies_unknown_messages_bad_bodies_and_other_users() {
+    let api = LocalApi::start().await;
+    let owner = new_user();
+    let alice = api.as_user(&owner);
+    let id = alice.create_conversation(None).await;
+    let one = alice.say(&id, "one").await;
+    let answer = reply(&alice, &id, "an answer").await;
+    let before = tests::table_snapshot(&api.state).await;
+
+    let on = |message: &Value| {
+        format!(
+            "/conversations/{id}/messages/{}/edit",
+            message["id"].as_str().unwrap()
+        )
+    };
+    let refused = alice.post(&on(&answer), json!({"content": "no"})).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.body
+    );
+    let unknown = json!({"id": MessageId::generate().to_string()});
+    let missing = alice.post(&on(&unknown), json!({"content": "no"})).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{:?}", missing.body);
+    for body in [
+        json!({}),
+        json!({"content": ""}),
+        json!({"content": "x", "role": "assistant"}),
+    ] {
+        let bad = alice.post(&on(&one), body).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{:?}", bad.body);
+        assert!(bad.body["error"]["code"].is_string(), "{:?}", bad.body);
+    }
+    let bad_id = alice
+        .post(
+            &format!("/conversations/{id}/messages/not-an-id/edit"),
+            json!({"content": "x"}),
+        )
+        .await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+
+    // Another user learns nothing: the same answer as for a conversation that does not exist.
+    let mallory = api.as_user(&new_user());
+    let theirs = mallory
+        .post(&on(&one), json!({"content": "mine now"}))
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{:?}", theirs.body);
+    assert_eq!(
+        api.anonymous()
+            .post(&on(&one), json!({"content": "x"}))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    assert_eq!(
+        tests::table_snapshot(&api.state).await,
+        before,
+        "nothing changed"
+    );
+    assert_eq!(shown(&alice, &id).await, ["one", "an answer"]);
+}
+
+#[tokio::test]
+async fn paging_back_a_branch_of_500_messages_with_50_side_branches_reads_it_once_in_order() {
+    let state = state().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let conversations = &state.conversations;
+    let conversation = conversations
+        .create(&owner, None, Default::default(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let id: ConversationId = conversation.id;
+    let say = |content: String| {
+        NewMessage::parse(Role::User, content, vec![], Default::default(), None).unwrap()
+    };
+    let mut expected = Vec::new();
+    for round in 0..50 {
+        let mut last = None;
+        for n in 0..9 {
+            let content = format!("round {round} message {n}");
+            let added = conversations
+                .add_message(&owner, &id, say(content.clone()), chrono::Utc::now())
+                .await
+                .unwrap();
+            expected.push(content);
+            last = Some(added.message);
+        }
+        // The round's last message said again: the first try becomes a side branch.
+        let last = last.unwrap();
+        let content = format!("round {round} message 8, edited");
+        conversations
+            .edit_message(
+                &owner,
+                &id,
+                &last.id,
+                say(content.clone()),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        *expected.last_mut().unwrap() = content;
+    }
+    for n in 0..50 {
+        let content = format!("last run {n}");
+        conversations
+            .add_message(&owner, &id, say(content.clone()), chrono::Utc::now())
+            .await
+            .unwrap();
+        expected.push(content);
+    }
+    assert_eq!(expected.len(), 500);
+
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&user);
+    let mut read: Vec<String> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            Some(cursor) => format!("/conversations/{id}?messageLimit=50&before={cursor}"),
+            None => format!("/conversations/{id}?messageLimit=50"),
+        };
+        let page = alice.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        let mut contents = described(&page.body);
+        contents.extend(read);
+        read = contents;
+        match page.body["olderMessagesCursor"].as_str() {
+            Some(cursor) => before = Some(cursor.to_owned()),
+            None => break,
+        }
+    }
+    let siblings: Vec<&String> = read.iter().filter(|m| m.ends_with("[2/2]")).collect();
+    assert_eq!(
+        siblings.len(),
+        50,
+        "each edited message shows its side branch"
+    );
+    let plain: Vec<String> = read
+        .iter()
+        .map(|m| m.trim_end_matches(" [2/2]").to_owned())
+        .collect();
+    assert_eq!(plain, expected, "the active branch, once, oldest first");
+}
+
+#[tokio::test]
+async fn the_model_hears_only_the_active_branch() {
+    let server = ChatServer::start(ChatBehaviour::Answer).await;
+    let state = state_configured(
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "my favourite fruit").await;
+    let secret = alice.say(&id, "is the quince").await;
+    reply(&alice, &id, "a fine quince").await;
+    edit(&alice, &id, &secret, "is the apple").await;
+
+    let completion = alice
+        .post(
+            "/completion",
+            json!({"prompt": "which fruit?", "conversationId": id}),
+        )
+        .await;
+    assert_eq!(completion.status, StatusCode::OK, "{:?}", completion.body);
+    let heard = server.requests().last().unwrap().to_string();
+    assert!(heard.contains("is the apple"), "{heard}");
+    assert!(
+        !heard.contains("quince"),
+        "the side branch reached the model: {heard}"
+    );
+
+    let context = alice.get(&format!("/conversations/context/{id}")).await;
+    assert_eq!(context.status, StatusCode::OK, "{:?}", context.body);
+    assert!(
+        !context.body.to_string().contains("quince"),
+        "{:?}",
+        context.body
+    );
+}
+
+async fn switch(client: &Client, conversation: &str, body: Value) -> Vec<String> {
+    let switched = client
+        .put(&format!("/conversations/{conversation}/branch"), body)
+        .await;
+    assert_eq!(switched.status, StatusCode::OK, "{:?}", switched.body);
+    let shown_after = shown(client, conversation).await;
+    assert_eq!(
+        described(&switched.body),
+        shown_after,
+        "answers as it reads"
+    );
+    shown_after
+}
+
+#[tokio::test]
+async fn switching_shows_the_newest_leaf_under_a_sibling_and_the_conversation_goes_on_there() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    reply(&alice, &id, "first reply").await;
+    let better = edit(&alice, &id, &two, "two, better").await;
+    reply(&alice, &id, "better reply").await;
+
+    // Back to the first try, by its id: it shows with the reply it had.
+    let first = switch(&alice, &id, json!({"messageId": two["id"]})).await;
+    assert_eq!(first, ["one", "two [1/2]", "first reply"]);
+    // The conversation goes on from there; the edit's branch stays.
+    alice.say(&id, "more on the first").await;
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one", "two [1/2]", "first reply", "more on the first"]
+    );
+
+    // To the second sibling by position, from the first: the branch written last under it.
+    let second = switch(&alice, &id, json!({"messageId": two["id"], "position": 2})).await;
+    assert_eq!(second, ["one", "two, better [2/2]", "better reply"]);
+    alice.say(&id, "more on the better").await;
+
+    // Back to the first sibling by position from the second: its newest leaf.
+    let again = switch(
+        &alice,
+        &id,
+        json!({"messageId": better["id"], "position": 1}),
+    )
+    .await;
+    assert_eq!(
+        again,
+        ["one", "two [1/2]", "first reply", "more on the first"]
+    );
+    // The branch already shown: nothing changes.
+    let same = switch(&alice, &id, json!({"messageId": two["id"]})).await;
+    assert_eq!(same, again);
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(
+        read.body["messageCount"], 7,
+        "every message of every branch"
+    );
+}
+
+#[tokio::test]
+async fn an_append_that_read_the_tip_before_an_edit_goes_on_the_new_branch() {
+    // An append's read of the tip, then an edit, then the append's put: the seal at the old
+    // branch's next slot turns the put away, and the message goes after the edit.
+    let state = state().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let conversation = state
+        .conversations
+        .create(&owner, None, Default::default(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let say = |content: &str| {
+        NewMessage::parse(
+            Role::User,
+            content.to_owned(),
+            vec![],
+            Default::default(),
+            Some("late-1"),
+        )
+        .unwrap()
+    };
+    let one = state
+        .conversations
+        .add_message(
+            &owner,
+            &conversation.id,
+            NewMessage {
+                client_message_id: None,
+                ..say("one")
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .message;
+    state
+        .conversations
+        .edit_message(
+            &owner,
+            &conversation.id,
+            &one.id,
+            NewMessage {
+                client_message_id: None,
+                ..say("one, edited")
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    // The late append's record names the slot it read before the edit (the one the seal holds).
+    let partition = shared::keys::conversation_partition(&owner, &conversation.id);
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    client
+        .put_item()
+        .table_name(&state.config.table_name)
+        .item(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(partition.clone()),
+        )
+        .item(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("CLIENT_MESSAGE#late-1".into()),
+        )
+        .item(
+            "target",
+            aws_sdk_dynamodb::types::AttributeValue::S("0000#0000000002".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let late = state
+        .conversations
+        .add_message(&owner, &conversation.id, say("late"), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(!late.replayed);
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&user);
+    assert_eq!(
+        shown(&alice, &conversation.id.to_string()).await,
+        ["one, edited [2/2]", "late"]
+    );
+}
+
+#[tokio::test]
+async fn switches_are_refused_for_unknown_messages_bad_positions_bad_bodies_and_other_users() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    let one = alice.say(&id, "one").await;
+    edit(&alice, &id, &one, "one, again").await;
+    let before = tests::table_snapshot(&api.state).await;
+    let path = format!("/conversations/{id}/branch");
+
+    for (body, status) in [
+        (
+            json!({"messageId": MessageId::generate().to_string()}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({"messageId": one["id"], "position": 3}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"messageId": one["id"], "position": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"messageId": "not-an-id"}), StatusCode::BAD_REQUEST),
+        (json!({}), StatusCode::BAD_REQUEST),
+        (
+            json!({"messageId": one["id"], "leaf": true}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let refused = alice.put(&path, body.clone()).await;
+        assert_eq!(refused.status, status, "{body}: {:?}", refused.body);
+        assert!(
+            refused.body["error"]["code"].is_string(),
+            "{:?}",
+            refused.body
+        );
+    }
+    let mallory = api.as_user(&new_user());
+    let theirs = mallory.put(&path, json!({"messageId": one["id"]})).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{:?}", theirs.body);
+    let anonymous = api
+        .anonymous()
+        .put(&path, json!({"messageId": one["id"]}))
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    assert_eq!(
+        tests::table_snapshot(&api.state).await,
+        before,
+        "nothing changed"
+    );
+}
