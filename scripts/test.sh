@@ -122,10 +122,12 @@ BACKGROUND+=("$FUZZ")
 step "tests (cargo nextest: every test in its own process)"
 cargo nextest run --workspace 2>&1 | tee .local/test/nextest.log
 # The same tests of appends with slot keys off (scripts/env.sh turns them on): appends in a
-# transaction, what every function runs until the template's SlotKeys switch is turned on.
+# transaction, what every function runs until the template's SlotKeys switch is turned on
+# (and edits, which fork branches by slot whatever the switch says).
 step "tests of appends in a transaction (SLOT_KEYS=false)"
 SLOT_KEYS=false cargo nextest run -p tests --test end_to_end \
-  -E 'test(/^(appends|faults|batch|migration|stream_poller|summaries)::/)' 2>&1 | tee .local/test/nextest-transactions.log
+  -E 'test(/^(appends|faults|batch|migration|stream_poller|summaries)::/) | (test(/^branches::/) - test(/500_messages/))' \
+  2>&1 | tee .local/test/nextest-transactions.log
 step "contract fuzzing: waiting for it to finish"
 fuzzed=0
 finish "$FUZZ" || fuzzed=$?

@@ -540,3 +540,57 @@ async fn switches_are_refused_for_unknown_messages_bad_positions_bad_bodies_and_
         "nothing changed"
     );
 }
+
+#[tokio::test]
+async fn a_summary_of_a_branch_left_behind_reaches_neither_the_reader_nor_the_model() {
+    let server = ChatServer::start(ChatBehaviour::Answer).await;
+    let (api, mut poller) = tests::api_feeding(
+        local::StreamConsumer::SummarizeConversations,
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+            ("SUMMARY_EVERY_MESSAGES", "2"),
+        ],
+    )
+    .await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "my favourite fruit").await;
+    let secret = alice.say(&id, "is the quince").await;
+    poller.poll_once().await.unwrap();
+    let summarized = alice.get(&format!("/conversations/{id}")).await;
+    assert!(
+        summarized.body["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("quince")),
+        "{:?}",
+        summarized.body
+    );
+
+    edit(&alice, &id, &secret, "is the apple").await;
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert!(!read.body.to_string().contains("quince"), "{:?}", read.body);
+    let completion = alice
+        .post(
+            "/completion",
+            json!({"prompt": "which fruit?", "conversationId": id}),
+        )
+        .await;
+    assert_eq!(completion.status, StatusCode::OK, "{:?}", completion.body);
+    let heard = server.requests().last().unwrap().to_string();
+    assert!(heard.contains("is the apple"), "{heard}");
+    assert!(
+        !heard.contains("quince"),
+        "the left branch's summary reached the model: {heard}"
+    );
+
+    // Summarized again, from the root of the active path.
+    poller.poll_once().await.unwrap();
+    let again = alice.get(&format!("/conversations/{id}")).await;
+    let summary = again.body["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("apple") && !summary.contains("quince"),
+        "{summary}"
+    );
+}

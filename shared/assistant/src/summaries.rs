@@ -114,6 +114,9 @@ impl Summaries {
         let Some(conversation) = self.store.conversation(user, id).await? else {
             return Ok(SummaryOutcome::NotDue);
         };
+        // A branched conversation's summary is of its active path: one of a branch it has
+        // left is written again from the root.
+        let conversation = conversation.on_active_path();
         if !self.is_due(&conversation) {
             return Ok(SummaryOutcome::NotDue);
         }

@@ -183,6 +183,26 @@ impl ConversationItem {
         self.branches > 0 || self.path.is_some()
     }
 
+    /// As it reads on its active path: its summary only if the summary's last message is on
+    /// that path (a summary of a branch it has left speaks of messages it no longer shows).
+    /// How far the summary reached stays, for the summarizer's condition.
+    pub fn on_active_path(mut self) -> Self {
+        if !self.is_branched() {
+            return self;
+        }
+        let path = self.path.clone().unwrap_or_else(domain::tree::Path::trunk);
+        let on_path = self
+            .summarized_until
+            .as_deref()
+            .and_then(keys::MessageSortKey::parse)
+            .is_some_and(|until| path.segment_of(&until).is_some());
+        if !on_path {
+            self.summary = None;
+            self.summarized_until = None;
+        }
+        self
+    }
+
     pub fn user_id(&self) -> &UserId {
         self.pk.user()
     }

@@ -125,6 +125,11 @@ impl Store {
     ) -> Result<Vec<Message>, Error> {
         let user = conversation.user_id();
         let id = &conversation.conversation_id();
+        if conversation.is_branched() {
+            return self
+                .path_messages_to_summarize(conversation, page, limit, chars, excerpt_chars)
+                .await;
+        }
         let mut after = conversation
             .summarized_until
             .as_deref()
@@ -141,6 +146,47 @@ impl Store {
             match next {
                 Some(next) if used < chars && messages.len() < limit => after = Some(next),
                 _ => return Ok(messages),
+            }
+        }
+    }
+
+    /// [`Store::messages_to_summarize`] of a branched conversation: the messages of its active
+    /// path after the summary's last (from the root when that is not on the path: see
+    /// `ConversationItem::on_active_path`).
+    async fn path_messages_to_summarize(
+        &self,
+        conversation: &ConversationItem,
+        page: usize,
+        limit: usize,
+        chars: usize,
+        excerpt_chars: usize,
+    ) -> Result<Vec<Message>, Error> {
+        let partition =
+            keys::conversation_partition(conversation.user_id(), &conversation.conversation_id());
+        let path = conversation
+            .path
+            .clone()
+            .unwrap_or_else(domain::tree::Path::trunk);
+        let mut after = conversation
+            .summarized_until
+            .as_deref()
+            .and_then(keys::MessageSortKey::parse)
+            .filter(|until| path.segment_of(until).is_some());
+        let mut messages = Vec::new();
+        let mut used = 0;
+        loop {
+            let wanted = page.min(limit - messages.len());
+            let found = self
+                .path_messages_oldest_first(&partition, &path, after.as_ref(), wanted)
+                .await?;
+            let full = found.len() == wanted;
+            after = found.last().map(|m| m.sk.clone());
+            for message in self.with_content(found).await? {
+                used += message.content.chars().take(excerpt_chars).count();
+                messages.push(message.into_message());
+            }
+            if !full || used >= chars || messages.len() >= limit {
+                return Ok(messages);
             }
         }
     }

@@ -175,6 +175,54 @@ impl Store {
         }
     }
 
+    /// Up to `wanted` messages of the active path, oldest first, after `after` (from the root
+    /// without): each segment read up from where the path enters it, skipping seals.
+    pub(super) async fn path_messages_oldest_first(
+        &self,
+        partition: &str,
+        path: &Path,
+        after: Option<&MessageSortKey>,
+        wanted: usize,
+    ) -> Result<Vec<MessageItem>, Error> {
+        let segments = path.segments();
+        let (mut index, mut start) = match after {
+            None => (0, None),
+            Some(key) => match path.segment_of(key) {
+                Some(index) => (index, Some(item_key(partition, key.as_str()))),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut messages = Vec::new();
+        while index < segments.len() && messages.len() < wanted {
+            let (low, high) = segments[index].range();
+            let (items, _) = self
+                .read_kept_up_to(
+                    wanted - messages.len(),
+                    start.take(),
+                    "read a branch",
+                    |item| !is_seal(item),
+                    |start, limit| {
+                        self.client
+                            .query()
+                            .table_name(&self.table)
+                            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                            .expression_attribute_values(":pk", s(partition))
+                            .expression_attribute_values(":low", s(&low))
+                            .expression_attribute_values(":high", s(&high))
+                            .consistent_read(true)
+                            .limit(limit)
+                            .set_exclusive_start_key(start)
+                    },
+                )
+                .await?;
+            for item in items {
+                messages.push(MessageItem::from_attributes(item)?);
+            }
+            index += 1;
+        }
+        Ok(messages)
+    }
+
     /// The siblings of the first `shown` of `page` (newest first, each message's parent the
     /// one after it, the last one's the root when the page reaches it), from the fork marks at
     /// their parents: one query per branch the parents are on.

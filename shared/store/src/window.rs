@@ -185,6 +185,7 @@ impl Store {
         limit: usize,
         before: Option<&keys::MessageSortKey>,
     ) -> Result<ConversationWindow, Error> {
+        let conversation = conversation.on_active_path();
         let path = conversation.path.clone().unwrap_or_else(Path::trunk);
         let page = self.path_page(partition, &path, before, limit).await?;
         let mut window = self
