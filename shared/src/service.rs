@@ -297,8 +297,12 @@ impl Conversations {
         id: &ConversationId,
         target: &MessageId,
         position: Option<u32>,
+        made_at: DateTime<Utc>,
     ) -> Result<ConversationWithMessages, Error> {
-        let switched = self.store.switch_branch(user, id, target, position).await;
+        let switched = self
+            .store
+            .switch_branch(user, id, target, position, made_at)
+            .await;
         if matches!(switched, Ok(true)) {
             self.cache.invalidate_user(user).await;
         }

@@ -594,3 +594,127 @@ async fn a_summary_of_a_branch_left_behind_reaches_neither_the_reader_nor_the_mo
         "{summary}"
     );
 }
+
+async fn batch(client: &Client, operations: Value) -> Vec<Value> {
+    let reply = client
+        .post("/mobile/batch", json!({ "operations": operations }))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body["results"].as_array().unwrap().clone()
+}
+
+/// What a sync from `cursor` brings of `conversation`, with its newest messages, and the next
+/// cursor.
+async fn synced(
+    client: &Client,
+    conversation: &str,
+    cursor: Option<&str>,
+) -> (Option<Vec<String>>, String) {
+    let path = match cursor {
+        Some(cursor) => format!("/mobile/sync?includeMessages=20&since={cursor}"),
+        None => "/mobile/sync?includeMessages=20".to_owned(),
+    };
+    let reply = client.get(&path).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let found = reply.body["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == conversation)
+        .map(described);
+    (found, reply.body["cursor"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn two_devices_editing_one_message_offline_converge_after_sync_and_a_replay_changes_nothing()
+{
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let phone = api.as_user(&user);
+    let tablet = api.as_user(&user);
+    let id = phone.create_conversation(None).await;
+    phone.say(&id, "one").await;
+    let two = phone.say(&id, "two").await;
+    let (_, phone_cursor) = synced(&phone, &id, None).await;
+    let (_, tablet_cursor) = synced(&tablet, &id, None).await;
+
+    // Each device edits "two" offline, then sends its batch.
+    let from_phone = json!([{ "opId": "phone-1", "type": "editMessage", "conversationId": id,
+        "messageId": two["id"], "content": "two, from the phone", "clientTimestamp": "2026-12-01T10:00:00Z" }]);
+    let from_tablet = json!([{ "opId": "tablet-1", "type": "editMessage", "conversationId": id,
+        "messageId": two["id"], "content": "two, from the tablet", "clientTimestamp": "2026-12-01T10:05:00Z" }]);
+    let phone_result = batch(&phone, from_phone.clone()).await;
+    assert_eq!(phone_result[0]["status"], 201, "{phone_result:?}");
+    assert_eq!(
+        phone_result[0]["body"]["siblings"],
+        json!({"count": 2, "position": 2})
+    );
+    let tablet_result = batch(&tablet, from_tablet.clone()).await;
+    assert_eq!(tablet_result[0]["status"], 201, "{tablet_result:?}");
+    assert_eq!(
+        tablet_result[0]["body"]["siblings"],
+        json!({"count": 3, "position": 3})
+    );
+
+    // Both sync and hold the same conversation: the edit that arrived last is shown, each
+    // edit a sibling of "two".
+    let (on_phone, _) = synced(&phone, &id, Some(&phone_cursor)).await;
+    let (on_tablet, _) = synced(&tablet, &id, Some(&tablet_cursor)).await;
+    assert_eq!(on_phone, on_tablet);
+    assert_eq!(on_phone.unwrap(), ["one", "two, from the tablet [3/3]"]);
+
+    // The batches sent again (a lost answer): the same answers, nothing more.
+    let before = tests::table_snapshot(&api.state).await;
+    let again = batch(&phone, from_phone).await;
+    assert_eq!(again[0]["replayed"], true);
+    assert_eq!(again[0]["body"]["id"], phone_result[0]["body"]["id"]);
+    assert_eq!(batch(&tablet, from_tablet).await[0]["replayed"], true);
+    assert_eq!(
+        tests::table_snapshot(&api.state).await,
+        before,
+        "a replay changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn offline_switches_are_ordered_by_when_they_were_made_and_sync_brings_the_branch_shown() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let phone = api.as_user(&user);
+    let tablet = api.as_user(&user);
+    let id = phone.create_conversation(None).await;
+    phone.say(&id, "one").await;
+    let two = phone.say(&id, "two").await;
+    let better = edit(&phone, &id, &two, "two, better").await;
+    let (_, cursor) = synced(&tablet, &id, None).await;
+
+    // The tablet went back to "two" at 10:05, the phone to "two, better" at 10:00; the
+    // tablet's batch arrives first, and the phone's, made earlier, is refused.
+    let later = batch(
+        &tablet,
+        json!([{ "opId": "tablet-switch", "type": "switchBranch",
+        "conversationId": id, "messageId": two["id"], "clientTimestamp": "2026-12-01T10:05:00Z" }]),
+    )
+    .await;
+    assert_eq!(later[0]["status"], 200, "{later:?}");
+    let earlier = batch(&phone, json!([{ "opId": "phone-switch", "type": "switchBranch",
+        "conversationId": id, "messageId": better["id"], "clientTimestamp": "2026-12-01T10:00:00Z" }])).await;
+    assert_eq!(earlier[0]["status"], 409, "{earlier:?}");
+    assert_eq!(shown(&phone, &id).await, ["one", "two [1/2]"]);
+
+    // The switch is a change of the conversation: the next sync brings it.
+    let (brought, _) = synced(&tablet, &id, Some(&cursor)).await;
+    assert_eq!(brought.unwrap(), ["one", "two [1/2]"]);
+
+    // A batch naming another user's message, or one that does not exist, changes nothing.
+    let mallory = api.as_user(&new_user());
+    let theirs = batch(&mallory, json!([
+        { "opId": "m-1", "type": "switchBranch", "conversationId": id, "messageId": two["id"] },
+        { "opId": "m-2", "type": "editMessage", "conversationId": id, "messageId": two["id"], "content": "mine" },
+        { "opId": "m-3", "type": "editMessage", "conversationId": id, "messageId": "nope", "content": "x" },
+    ])).await;
+    assert_eq!(theirs[0]["status"], 404, "{theirs:?}");
+    assert_eq!(theirs[1]["status"], 404, "{theirs:?}");
+    assert_eq!(theirs[2]["status"], 400, "{theirs:?}");
+    assert_eq!(shown(&phone, &id).await, ["one", "two [1/2]"]);
+}

@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use super::request::caller;
 use super::wire::{
-    AddMessageBody, ConversationView, ConversationWithMessagesView, ErrorDetail, MessageView,
+    AddMessageBody, ConversationView, ConversationWithMessagesView, EditMessageBody, ErrorDetail,
+    MessageView,
 };
 use super::{append_message, download_links, error_detail, json, respond, HandlerResult, State};
 use crate::attachments::DownloadLinks;
@@ -113,6 +114,29 @@ struct TagsOperation {
 struct GetOperation {
     message_limit: Option<usize>,
     before: Option<String>,
+}
+
+/// `editMessage`: a user's message said again, as a sibling on a new branch (the edit's
+/// client message id defaults to the operation's id).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EditOperation {
+    message_id: String,
+    content: String,
+    #[serde(default)]
+    metadata: crate::model::Metadata,
+    client_message_id: Option<String>,
+    client_timestamp: Option<String>,
+}
+
+/// `switchBranch`: the newest leaf under a message (or its sibling at `position`) becomes the
+/// active one; the later switch by `clientTimestamp` wins.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SwitchOperation {
+    message_id: String,
+    position: Option<u32>,
+    client_timestamp: Option<String>,
 }
 
 /// An operation with nothing but its conversation (`delete`).
@@ -438,6 +462,46 @@ impl Runner<'_> {
                 }
                 Ok((201, Some(body)))
             }
+            "editMessage" => {
+                let (id, op): (_, EditOperation) = self.target_and(fields)?;
+                let target = parse_message_id(&op.message_id)?;
+                let edit = EditMessageBody {
+                    content: op.content,
+                    metadata: op.metadata,
+                    client_message_id: op.client_message_id.or_else(|| Some(op_id.to_owned())),
+                    client_timestamp: op.client_timestamp,
+                };
+                let edited = Box::pin(super::edit_in(state, user, &id, &target, edit)).await?;
+                let no_links = DownloadLinks::new();
+                let mut body = to_value(
+                    &MessageView::new(&edited.message, &no_links).with_siblings(edited.siblings),
+                )?;
+                // As for `addMessage`: the app holds the content it sent.
+                if let Value::Object(fields) = &mut body {
+                    fields.remove("content");
+                    fields.insert(
+                        "contentBytes".to_owned(),
+                        Value::from(edited.message.content.len()),
+                    );
+                }
+                Ok((201, Some(body)))
+            }
+            "switchBranch" => {
+                let (id, op): (_, SwitchOperation) = self.target_and(fields)?;
+                let target = parse_message_id(&op.message_id)?;
+                if op.position == Some(0) {
+                    return Err(Error::invalid("position counts from 1"));
+                }
+                let made_at = made_at(op.client_timestamp.as_deref(), now)?;
+                let found = state
+                    .conversations
+                    .switch_branch(user, &id, &target, op.position, made_at)
+                    .await?;
+                Ok((
+                    200,
+                    Some(to_value(&ConversationView::from(&found.conversation))?),
+                ))
+            }
             "rename" => {
                 let (id, op): (_, RenameOperation) = self.target_and(fields)?;
                 let title = Title::parse(&op.title)?;
@@ -533,7 +597,7 @@ impl Runner<'_> {
             "" => Err(Error::invalid("each operation needs a type")),
             other => Err(Error::invalid(format!(
                 "unknown operation type {other:?}; expected createConversation, addMessage, \
-                 rename, archive, setTags, delete or getConversation"
+                 editMessage, switchBranch, rename, archive, setTags, delete or getConversation"
             ))),
         }
     }
@@ -640,6 +704,11 @@ fn parse<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, Error> {
 
 fn to_value(view: &impl Serialize) -> Result<Value, Error> {
     serde_json::to_value(view).map_err(|e| Error::internal("encode result", e))
+}
+
+fn parse_message_id(raw: &str) -> Result<crate::model::MessageId, Error> {
+    crate::model::MessageId::parse(raw)
+        .map_err(|_| Error::invalid("messageId must be a message's id"))
 }
 
 fn invalid_client_conversation_id() -> Error {

@@ -345,19 +345,7 @@ pub async fn edit_message(state: &State, request: Request) -> HandlerResult {
         let id = conversation_id(&request)?;
         let target = message_id(&request)?;
         let body: EditMessageBody = json_body(&request)?;
-        let written_at = wire::client_timestamp(body.client_timestamp.as_deref())?;
-        let edited = crate::model::NewMessage::parse(
-            crate::model::Role::User,
-            body.content,
-            Vec::new(),
-            body.metadata,
-            body.client_message_id.as_deref(),
-        )?
-        .written_at(written_at);
-        let edited = state
-            .conversations
-            .edit_message(&user, &id, &target, edited, state.now())
-            .await?;
+        let edited = edit_in(state, &user, &id, &target, body).await?;
         let status = if edited.replayed {
             StatusCode::OK
         } else {
@@ -370,6 +358,30 @@ pub async fn edit_message(state: &State, request: Request) -> HandlerResult {
         ))
     })
     .await
+}
+
+/// Checks an edit and makes it: the one path of `POST …/messages/{messageId}/edit` and of the
+/// batch's `editMessage`.
+pub(super) async fn edit_in(
+    state: &State,
+    user: &crate::model::UserId,
+    id: &crate::model::ConversationId,
+    target: &crate::model::MessageId,
+    body: EditMessageBody,
+) -> Result<crate::model::Edited, Error> {
+    let written_at = wire::client_timestamp(body.client_timestamp.as_deref())?;
+    let edited = crate::model::NewMessage::parse(
+        crate::model::Role::User,
+        body.content,
+        Vec::new(),
+        body.metadata,
+        body.client_message_id.as_deref(),
+    )?
+    .written_at(written_at);
+    state
+        .conversations
+        .edit_message(user, id, target, edited, state.now())
+        .await
 }
 
 /// `PUT /conversations/{id}/branch`: `{"messageId", "position"?}`: the newest leaf under the
@@ -387,7 +399,7 @@ pub async fn switch_branch(state: &State, request: Request) -> HandlerResult {
         }
         let found = state
             .conversations
-            .switch_branch(&user, &id, &target, body.position)
+            .switch_branch(&user, &id, &target, body.position, state.now())
             .await?;
         Ok(json(
             StatusCode::OK,

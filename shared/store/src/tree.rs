@@ -82,6 +82,8 @@ struct TreeState {
     branches: BranchNumber,
     last_activity: DateTime<Utc>,
     path: Path,
+    /// When the last switch was made, by its maker's clock (`branchSetAt`).
+    branch_set_at: Option<String>,
 }
 
 /// A page of the active path, newest first, with the siblings of its messages that have any.
@@ -323,11 +325,16 @@ impl Store {
                 .map_err(|e| Error::internal("read the conversation", e))?,
             _ => 0,
         };
+        let branch_set_at = match item.get("branchSetAt") {
+            Some(AttributeValue::S(at)) => Some(at.clone()),
+            _ => None,
+        };
         Ok(Some(TreeState {
             tip,
             branches,
             last_activity,
             path: read.path.unwrap_or_else(Path::trunk),
+            branch_set_at,
         }))
     }
 
@@ -609,19 +616,32 @@ impl Store {
 
     /// Makes the newest leaf under the message `target` the active one (or, with `position`,
     /// under its sibling at that position): the conversation shows and appends to the branch
-    /// of that leaf from then on. `false` when that branch was active already.
+    /// of that leaf from then on. `false` when that branch was active already. A switch made
+    /// (`made_at`, the maker's clock: a device's, offline) before the last one applied is
+    /// refused (`Superseded`): the later switch wins, whatever order they arrive in.
     pub async fn switch_branch(
         &self,
         user: &UserId,
         conversation: &ConversationId,
         target: &MessageId,
         position: Option<u32>,
+        made_at: DateTime<Utc>,
     ) -> Result<bool, Error> {
         let partition = keys::conversation_partition(user, conversation);
+        let made_at = keys::sortable_time(made_at);
         for attempt in 1..=super::TRANSACTION_ATTEMPTS {
             let Some(state) = self.tree_state(&partition).await? else {
                 return Err(Error::NotFound);
             };
+            if state
+                .branch_set_at
+                .as_ref()
+                .is_some_and(|set| *set > made_at)
+            {
+                return Err(Error::Superseded(
+                    "the branch was switched more recently; this switch was not applied".into(),
+                ));
+            }
             let Some(found) = self.find_message(&partition, &state.path, target).await? else {
                 return Err(Error::NotFound);
             };
@@ -639,7 +659,7 @@ impl Store {
             }
             let sealed = state.tip.map_or(Slot::trunk(1), |tip| tip.next());
             let writes = vec![
-                self.switched_conversation(&partition, conversation, &state, leaf.tip)?,
+                self.switched_conversation(&partition, conversation, &state, leaf.tip, &made_at)?,
                 TransactWriteItem::builder()
                     .put(self.put_any(to_item(&PathItem {
                         pk: partition.clone(),
@@ -784,13 +804,15 @@ impl Store {
         conversation: &ConversationId,
         state: &TreeState,
         tip: Option<Slot>,
+        made_at: &str,
     ) -> Result<TransactWriteItem, Error> {
         let mut update = Update::builder()
             .table_name(&self.table)
             .key(keys::PK, s(partition))
             .key(keys::SK, s(keys::CONVERSATION_SK))
-            .expression_attribute_values(":changed", s(&self.change_stamp(conversation)));
-        let mut set = String::from("SET changedAt = :changed");
+            .expression_attribute_values(":changed", s(&self.change_stamp(conversation)))
+            .expression_attribute_values(":made", s(made_at));
+        let mut set = String::from("SET changedAt = :changed, branchSetAt = :made");
         let mut remove = String::new();
         match tip {
             Some(tip) => {
@@ -799,7 +821,9 @@ impl Store {
             }
             None => remove.push_str(" REMOVE tip"),
         }
-        let mut condition = String::from("attribute_exists(PK)");
+        let mut condition = String::from(
+            "attribute_exists(PK) AND (attribute_not_exists(branchSetAt) OR branchSetAt <= :made)",
+        );
         match state.tip {
             Some(tip) => {
                 condition.push_str(" AND tip = :before");
