@@ -266,7 +266,7 @@ impl Exports {
             // page's content.
             let (page, next) = self
                 .store
-                .message_items_oldest_first(user, &conversation.id, after, EXPORT_PAGE)
+                .shown_message_items_oldest_first(user, &conversation.id, after, EXPORT_PAGE)
                 .await?;
             for item in page {
                 let message = Box::pin(self.store.load_content(item))

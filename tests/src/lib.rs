@@ -678,8 +678,15 @@ pub struct WriteMeter {
 impl WriteMeter {
     /// A client of the local server whose writes are measured, and the meter.
     pub async fn client() -> (aws_sdk_dynamodb::Client, Self) {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("the local server's address");
+        Self::client_through(&endpoint).await
+    }
+
+    /// The same, for a client sending its calls to `endpoint` (a meter of units in front of
+    /// the local server, say).
+    pub async fn client_through(endpoint: &str) -> (aws_sdk_dynamodb::Client, Self) {
         let meter = Self::default();
-        let sdk = aws_config::load_from_env().await;
+        let sdk = aws_config::from_env().endpoint_url(endpoint).load().await;
         let client = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
                 .interceptor(meter.clone())

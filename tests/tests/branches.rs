@@ -718,3 +718,51 @@ async fn offline_switches_are_ordered_by_when_they_were_made_and_sync_brings_the
     assert_eq!(theirs[2]["status"], 400, "{theirs:?}");
     assert_eq!(shown(&phone, &id).await, ["one", "two [1/2]"]);
 }
+
+/// The file an export of `conversation` in `format` gives its owner.
+async fn exported(api: &LocalApi, user: &str, conversation: &str, format: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!(
+            "{}/conversations/{conversation}/export?format={format}",
+            api.base
+        ))
+        .bearer_auth(api.tokens.mint(user, 3600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let url = response.headers()["location"].to_str().unwrap().to_owned();
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn exports_hold_the_branch_the_conversation_shows() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two, the quince").await;
+    reply(&alice, &id, "a reply about quinces").await;
+    edit(&alice, &id, &two, "two, the apple").await;
+    reply(&alice, &id, "a reply about apples").await;
+
+    let markdown = exported(&api, &user, &id, "markdown").await;
+    assert!(
+        markdown.contains("two, the apple") && markdown.contains("about apples"),
+        "{markdown}"
+    );
+    assert!(!markdown.contains("quince"), "{markdown}");
+    let json: Value = serde_json::from_str(&exported(&api, &user, &id, "json").await).unwrap();
+    let contents: Vec<&str> = json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["one", "two, the apple", "a reply about apples"]);
+}

@@ -266,6 +266,49 @@ impl Store {
         Ok((messages, next))
     }
 
+    /// Like [`Store::message_items_oldest_first`], of the messages the conversation shows: a
+    /// branched conversation's active path (`crate::tree`), every message of one that never
+    /// branched. What exports write.
+    pub async fn shown_message_items_oldest_first(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        after: Option<Item>,
+        limit: usize,
+    ) -> Result<(Vec<MessageItem>, Option<Item>), Error> {
+        let partition = keys::conversation_partition(user, id);
+        let read = self.conversation_and_summary(&partition, None).await?;
+        let branched = read.path.is_some()
+            || read
+                .conversation
+                .as_ref()
+                .is_some_and(|item| item.contains_key("branches"));
+        if !branched {
+            return self
+                .message_items_oldest_first(user, id, after, limit)
+                .await;
+        }
+        let path = read.path.unwrap_or_else(Path::trunk);
+        let after = match after.as_ref().and_then(|item| item.get(keys::SK)) {
+            Some(AttributeValue::S(sk)) => Some(
+                keys::MessageSortKey::parse(sk)
+                    .ok_or_else(|| Error::invalid("an export's position is not a message"))?,
+            ),
+            _ => None,
+        };
+        let items = self
+            .path_messages_oldest_first(&partition, &path, after.as_ref(), limit)
+            .await?;
+        let next = (items.len() == limit)
+            .then(|| {
+                items
+                    .last()
+                    .map(|m| super::item_key(&partition, m.sk.as_str()))
+            })
+            .flatten();
+        Ok((items, next))
+    }
+
     /// Like [`Store::messages_oldest_first`], with the content kept in the bucket left there
     /// (read each with [`Store::load_content`]): a page of any content size in little memory.
     pub async fn message_items_oldest_first(
