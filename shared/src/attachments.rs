@@ -363,6 +363,20 @@ impl Attachments {
         Ok(files + exports)
     }
 
+    /// Deletes the files exported of the user's conversation (`crate::export`): what a delete
+    /// of one of its messages leaves stale.
+    pub async fn delete_conversation_exports(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<usize, Error> {
+        self.delete_objects_under(&crate::export::conversation_exports_prefix(
+            user,
+            conversation,
+        ))
+        .await
+    }
+
     /// Deletes every object whose key starts with `prefix`; returns how many there were.
     async fn delete_objects_under(&self, prefix: &str) -> Result<usize, Error> {
         let mut deleted = 0;

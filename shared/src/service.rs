@@ -311,6 +311,30 @@ impl Conversations {
             .await
     }
 
+    /// Deletes the user's message `target` and every message that grew from it
+    /// (`store::prune`), with what was derived from them: the conversation's summary, their
+    /// short-term memory and completion records, their content in S3, and the conversation's
+    /// exported files. `budget` bounds the deletes (a request sent again goes on).
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn delete_message(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        target: &MessageId,
+        budget: Duration,
+    ) -> Result<u64, Error> {
+        let deleted = self.store.delete_message(user, id, target, budget).await;
+        self.cache.invalidate_user(user).await;
+        let deleted = deleted?;
+        if let Some(attachments) = &self.attachments {
+            // The files expire within days in any case; a failure here is logged for them.
+            if let Err(error) = attachments.delete_conversation_exports(user, id).await {
+                log_cascade_failure(&error);
+            }
+        }
+        Ok(deleted.messages)
+    }
+
     /// A page of the user's conversations: from the cache when it holds this page for the
     /// user's current generation, else from the store (and then cached).
     #[tracing::instrument(skip_all)]

@@ -766,3 +766,214 @@ async fn exports_hold_the_branch_the_conversation_shows() {
         .collect();
     assert_eq!(contents, ["one", "two, the apple", "a reply about apples"]);
 }
+
+/// Every item of the table, as text: what a whole-table scan would show.
+async fn scanned(api: &LocalApi) -> String {
+    format!("{:?}", tests::table_snapshot(&api.state).await)
+}
+
+#[tokio::test]
+async fn deleting_a_message_takes_it_and_what_grew_from_it_from_reads_search_context_and_the_table()
+{
+    let (api, mut poller) = tests::api_feeding(local::StreamConsumer::IndexForSearch, &[]).await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    let one = alice.say(&id, "one").await;
+    let two = alice.say(&id, "two, the quince").await;
+    reply(&alice, &id, "a reply about the marmelo").await;
+    edit(&alice, &id, &two, "two, the apple").await;
+    reply(&alice, &id, "a reply about apples").await;
+    poller.poll_once().await.unwrap();
+    let found = alice.get("/search?q=marmelo").await;
+    assert_eq!(
+        found.body["results"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        found.body
+    );
+
+    // The first try at "two", off the branch shown, and the reply under it.
+    let deleted = alice
+        .delete(&format!(
+            "/conversations/{id}/messages/{}",
+            two["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    poller.poll_once().await.unwrap();
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one", "two, the apple", "a reply about apples"],
+        "the edit has no sibling left"
+    );
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(read.body["messageCount"], 3);
+    let found = alice.get("/search?q=marmelo").await;
+    assert_eq!(found.body["results"], json!([]), "{:?}", found.body);
+    let context = alice.get(&format!("/conversations/context/{id}")).await;
+    assert!(
+        !context.body.to_string().contains("quince"),
+        "{:?}",
+        context.body
+    );
+    let table = scanned(&api).await;
+    for gone in ["quince", "marmelo", two["id"].as_str().unwrap()] {
+        assert!(!table.contains(gone), "{gone} is still in the table");
+    }
+
+    // Deleted again: it is not there.
+    let again = alice
+        .delete(&format!(
+            "/conversations/{id}/messages/{}",
+            two["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+    // The first message: everything goes, and the conversation goes on from nothing.
+    let all = alice
+        .delete(&format!(
+            "/conversations/{id}/messages/{}",
+            one["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(all.status, StatusCode::NO_CONTENT, "{:?}", all.body);
+    assert!(shown(&alice, &id).await.is_empty());
+    let table = scanned(&api).await;
+    for gone in ["apple", "\"one\""] {
+        assert!(!table.contains(gone), "{gone} is still in the table");
+    }
+    alice.say(&id, "a new start").await;
+    assert_eq!(shown(&alice, &id).await, ["a new start"]);
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(read.body["messageCount"], 1);
+}
+
+#[tokio::test]
+async fn deleting_the_shown_branchs_message_shows_its_parents_branch_and_appends_go_there() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    reply(&alice, &id, "first reply").await;
+    let better = edit(&alice, &id, &two, "two, better").await;
+    reply(&alice, &id, "better reply").await;
+
+    // The edit, shown: the conversation goes back to its first try.
+    let deleted = alice
+        .delete(&format!(
+            "/conversations/{id}/messages/{}",
+            better["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    assert_eq!(shown(&alice, &id).await, ["one", "two", "first reply"]);
+    alice.say(&id, "three").await;
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one", "two", "first reply", "three"]
+    );
+
+    // The last reply of the branch shown: its parent is the leaf, and the next message
+    // follows it.
+    let replied = reply(&alice, &id, "a reply to regret").await;
+    alice
+        .delete(&format!(
+            "/conversations/{id}/messages/{}",
+            replied["id"].as_str().unwrap()
+        ))
+        .await;
+    reply(&alice, &id, "a better reply").await;
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one", "two", "first reply", "three", "a better reply"]
+    );
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(read.body["messageCount"], 5);
+}
+
+#[tokio::test]
+async fn a_deleted_exchange_leaves_no_copy_in_short_term_memory_or_a_completions_record() {
+    let server = ChatServer::start(ChatBehaviour::Answer).await;
+    let state = state_configured(
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "hello").await;
+    let body = json!({"prompt": "my bank PIN is 4321", "conversationId": id, "requestId": "pin-1"});
+    let first = alice.post("/completion", body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    let prompt = read.body["messages"][1]["id"].as_str().unwrap().to_owned();
+
+    let deleted = alice
+        .delete(&format!("/conversations/{id}/messages/{prompt}"))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    assert_eq!(shown(&alice, &id).await, ["hello"]);
+    let memory = alice.get("/conversations/context").await;
+    assert!(
+        !memory.body.to_string().contains("4321"),
+        "{:?}",
+        memory.body
+    );
+    assert!(
+        !scanned(&api).await.contains("4321"),
+        "a copy is left in the table"
+    );
+    // The same request again is a new completion, not the deleted reply replayed.
+    let again = alice.post("/completion", body).await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_ne!(again.body["replayed"], true);
+    assert_eq!(server.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_deletes_a_message_once_and_another_user_deletes_nothing() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    let operation = json!([{ "opId": "del-1", "type": "deleteMessage", "conversationId": id,
+        "messageId": two["id"] }]);
+
+    let mallory = api.as_user(&new_user());
+    let before = tests::table_snapshot(&api.state).await;
+    let theirs = batch(&mallory, operation.clone()).await;
+    assert_eq!(theirs[0]["status"], 404, "{theirs:?}");
+    let direct = mallory
+        .delete(&format!(
+            "/conversations/{id}/messages/{}",
+            two["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(direct.status, StatusCode::NOT_FOUND);
+    let bad = alice
+        .delete(&format!("/conversations/{id}/messages/not-an-id"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        tests::table_snapshot(&api.state).await,
+        before,
+        "nothing changed"
+    );
+
+    let first = batch(&alice, operation.clone()).await;
+    assert_eq!(first[0]["status"], 204, "{first:?}");
+    let again = batch(&alice, operation).await;
+    assert_eq!(again[0]["status"], 204);
+    assert_eq!(again[0]["replayed"], true);
+    assert_eq!(shown(&alice, &id).await, ["one"]);
+}

@@ -33,7 +33,7 @@ fn expected_status(endpoint: Endpoint) -> StatusCode {
         | Endpoint::AddMessage
         | Endpoint::EditMessage
         | Endpoint::CreateAttachmentUpload => StatusCode::CREATED,
-        Endpoint::DeleteConversation => StatusCode::NO_CONTENT,
+        Endpoint::DeleteConversation | Endpoint::DeleteMessage => StatusCode::NO_CONTENT,
         Endpoint::ExportConversation => StatusCode::SEE_OTHER,
         Endpoint::StartAccountExport => StatusCode::ACCEPTED,
         _ => StatusCode::OK,
@@ -97,7 +97,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 22, "one event per HTTP function");
+    assert_eq!(api_events, 23, "one event per HTTP function");
 }
 
 #[tokio::test]

@@ -194,7 +194,7 @@ async fn every_http_function_calls_only_what_its_role_allows() {
         );
         called.entry(binary).or_default().extend(proxy.take());
     }
-    assert_eq!(called.len(), 22, "every HTTP function ran");
+    assert_eq!(called.len(), 23, "every HTTP function ran");
     assert!(
         called["search-conversations"].contains("s3:GetObject users/*"),
         "a hit's long message is read from the bucket: {:?}",

@@ -184,7 +184,7 @@ async fn run_every_function(logs: Logs) {
             assert!(has(&found, name), "{binary}: {name} in {found:?}");
         }
     }
-    assert_eq!(http_functions, 22);
+    assert_eq!(http_functions, 23);
 
     // The functions on the table's stream and the migration's steps.
     let user = new_user();
@@ -417,7 +417,7 @@ async fn run_every_function(logs: Logs) {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|line| line["fields"]["message"] == "answered")
         .collect();
-    assert_eq!(answered.len(), 22, "one line per request");
+    assert_eq!(answered.len(), 23, "one line per request");
     let first = &answered[0];
     assert_eq!(
         first["span"]["endpoint"],

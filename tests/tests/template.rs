@@ -61,6 +61,7 @@ fn the_routes_are_the_specifications() {
         ("PUT", "/conversations/{id}/tags"),
         ("POST", "/conversations/{id}/messages/{messageId}/edit"),
         ("PUT", "/conversations/{id}/branch"),
+        ("DELETE", "/conversations/{id}/messages/{messageId}"),
         ("DELETE", "/conversations/{id}"),
         ("GET", "/conversations/context"),
         ("GET", "/conversations/context/{id}"),
@@ -290,7 +291,7 @@ fn every_function_and_the_baseline_link_at_a_fixed_address() {
             )
         })
         .collect();
-    assert_eq!(manifests.len(), 35);
+    assert_eq!(manifests.len(), 36);
     manifests.push((
         "bench/hello/Cargo.toml".to_owned(),
         "../../functions/position-dependent.rs",

@@ -137,16 +137,27 @@ impl Siblings {
     };
 
     /// The siblings of a message on `branch` whose parent is on `parent_branch` (the trunk for
-    /// the root), where `forks` are the branches forked at that parent, in number order.
-    pub fn of(branch: BranchNumber, parent_branch: BranchNumber, forks: &[BranchNumber]) -> Self {
-        let count = 1 + u32::try_from(forks.len()).unwrap_or(u32::MAX - 1);
+    /// the root), where `forks` are the branches forked at that parent, in number order, and
+    /// `next_on_parent_branch` says whether the parent's own branch goes on after it (always,
+    /// for a message on that branch; not once a delete took that message).
+    pub fn of(
+        branch: BranchNumber,
+        parent_branch: BranchNumber,
+        forks: &[BranchNumber],
+        next_on_parent_branch: bool,
+    ) -> Self {
+        let forks_count = u32::try_from(forks.len()).unwrap_or(u32::MAX - 1);
         if branch == parent_branch {
-            return Self { count, position: 1 };
+            return Self {
+                count: 1 + forks_count,
+                position: 1,
+            };
         }
+        let before = u32::from(next_on_parent_branch);
         match forks.iter().position(|&fork| fork == branch) {
             Some(index) => Self {
-                count,
-                position: 2 + u32::try_from(index).unwrap_or(u32::MAX - 2),
+                count: before + forks_count,
+                position: before + 1 + u32::try_from(index).unwrap_or(u32::MAX - 2),
             },
             // A branch whose fork mark is not read (never written): only itself.
             None => Self::ONLY,
@@ -203,28 +214,40 @@ mod tests {
 
     #[test]
     fn siblings_count_the_next_message_then_the_forks_by_number() {
-        assert_eq!(Siblings::of(0, 0, &[]), Siblings::ONLY);
+        assert_eq!(Siblings::of(0, 0, &[], true), Siblings::ONLY);
         assert_eq!(
-            Siblings::of(0, 0, &[1, 3]),
+            Siblings::of(0, 0, &[1, 3], true),
             Siblings {
                 count: 3,
                 position: 1
             }
         );
         assert_eq!(
-            Siblings::of(3, 0, &[1, 3]),
+            Siblings::of(3, 0, &[1, 3], true),
             Siblings {
                 count: 3,
                 position: 3
             }
         );
         assert_eq!(
-            Siblings::of(1, 0, &[1, 3]),
+            Siblings::of(1, 0, &[1, 3], true),
             Siblings {
                 count: 3,
                 position: 2
             }
         );
+    }
+
+    #[test]
+    fn a_parent_whose_next_message_was_deleted_has_only_its_forks_as_children() {
+        assert_eq!(
+            Siblings::of(3, 0, &[1, 3], false),
+            Siblings {
+                count: 2,
+                position: 2
+            }
+        );
+        assert_eq!(Siblings::of(1, 0, &[1], false), Siblings::ONLY);
     }
 
     #[test]

@@ -139,6 +139,13 @@ struct SwitchOperation {
     client_timestamp: Option<String>,
 }
 
+/// `deleteMessage`: a message and every message that grew from it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeleteMessageOperation {
+    message_id: String,
+}
+
 /// An operation with nothing but its conversation (`delete`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -502,6 +509,19 @@ impl Runner<'_> {
                     Some(to_value(&ConversationView::from(&found.conversation))?),
                 ))
             }
+            "deleteMessage" => {
+                let (id, op): (_, DeleteMessageOperation) = self.target_and(fields)?;
+                let target = parse_message_id(&op.message_id)?;
+                let budget = self
+                    .deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(state.config.delete_purge_budget);
+                state
+                    .conversations
+                    .delete_message(user, &id, &target, budget)
+                    .await?;
+                Ok((204, None))
+            }
             "rename" => {
                 let (id, op): (_, RenameOperation) = self.target_and(fields)?;
                 let title = Title::parse(&op.title)?;
@@ -597,7 +617,8 @@ impl Runner<'_> {
             "" => Err(Error::invalid("each operation needs a type")),
             other => Err(Error::invalid(format!(
                 "unknown operation type {other:?}; expected createConversation, addMessage, \
-                 editMessage, switchBranch, rename, archive, setTags, delete or getConversation"
+                 editMessage, switchBranch, deleteMessage, rename, archive, setTags, delete or \
+                 getConversation"
             ))),
         }
     }

@@ -658,6 +658,25 @@ pub async fn delete_conversation(state: &State, request: Request) -> HandlerResu
     .await
 }
 
+/// `DELETE /conversations/{id}/messages/{messageId}`: the message and every message that grew
+/// from it (the rest of its branch, and the branches forked from those) are deleted; 204.
+pub async fn delete_message(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let target = message_id(&request)?;
+        state
+            .conversations
+            .delete_message(&user, &id, &target, state.config.delete_purge_budget)
+            .await?;
+        Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::Empty)
+            .expect("a status and an empty body make a valid response"))
+    })
+    .await
+}
+
 /// Runs a handler body and turns its error, if any, into the API's error response.
 pub async fn respond(
     work: impl std::future::Future<Output = Result<Response<Body>, Error>>,

@@ -38,10 +38,20 @@ const FILTERED_PAGE_ITEMS: usize = 200;
 /// of the item removes them, so an item written before takes the smaller shape at its next
 /// write.
 const REMOVE_STORED_TWICE: &str = "REMOVE userId, conversationId, entity";
+/// The attributes `REMOVE_STORED_TWICE` removes, for an update that removes others too.
+const STORED_TWICE: [&str; 3] = ["userId", "conversationId", "entity"];
 
 impl Store {
     /// What an update of a conversation's item appends to its expression: with lean items,
     /// the removal of what the item held twice; nothing with full ones.
+    /// The attributes [`Store::shed_stored_twice`] removes, as names.
+    pub(super) fn stored_twice(&self) -> &'static [&'static str] {
+        match self.shape {
+            ItemShape::Lean => &STORED_TWICE,
+            ItemShape::Full => &[],
+        }
+    }
+
     pub(super) fn shed_stored_twice(&self) -> &'static str {
         match self.shape {
             ItemShape::Lean => REMOVE_STORED_TWICE,
@@ -671,5 +681,18 @@ impl Store {
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.write_batch(requests).await
+    }
+}
+
+#[cfg(test)]
+mod stored_twice_tests {
+    use super::{REMOVE_STORED_TWICE, STORED_TWICE};
+
+    #[test]
+    fn the_attributes_removed_are_named_alike_in_both_forms() {
+        assert_eq!(
+            REMOVE_STORED_TWICE,
+            format!("REMOVE {}", STORED_TWICE.join(", "))
+        );
     }
 }

@@ -45,6 +45,70 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the user's short-term memory entries of the messages `ids` of conversation `id`
+    /// and the completion records whose result holds any of them (a retry of such a request
+    /// would answer a deleted reply): what a deleted message leaves outside its conversation.
+    pub(super) async fn forget_messages(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        ids: &[domain::model::MessageId],
+    ) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let memory = self
+            .keys_naming(&keys::memory_partition(user), keys::MEMORY_ENTRY_PREFIX, id)
+            .await?
+            .into_iter()
+            .filter(|key| match key.get(keys::SK) {
+                // `MEMORY#<time>#<message id>`
+                Some(AttributeValue::S(sk)) => sk
+                    .rsplit_once('#')
+                    .is_some_and(|(_, entry)| texts.iter().any(|t| t == entry)),
+                _ => false,
+            });
+        let completion_partition = keys::completion_partition(user);
+        let (records, _) = self
+            .read_up_to(
+                usize::MAX,
+                None,
+                "find a deleted message's records",
+                |start, limit| {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                        .filter_expression("#conversation = :conversation")
+                        .expression_attribute_names("#conversation", CONVERSATION_ID)
+                        .expression_attribute_values(":pk", s(&completion_partition))
+                        .expression_attribute_values(":prefix", s(keys::COMPLETION_PREFIX))
+                        .expression_attribute_values(
+                            ":conversation",
+                            AttributeValue::S(id.to_string()),
+                        )
+                        .projection_expression("PK, SK, #result")
+                        .expression_attribute_names("#result", "result")
+                        .consistent_read(true)
+                        .limit(limit)
+                        .set_exclusive_start_key(start)
+                },
+            )
+            .await?;
+        let completions = records.into_iter().filter_map(|mut record| {
+            let holds = matches!(record.get("result"), Some(AttributeValue::S(result))
+                if texts.iter().any(|t| result.contains(t.as_str())));
+            record.remove("result");
+            holds.then_some(record)
+        });
+        let keys: Vec<Item> = memory.chain(completions).collect();
+        for batch in keys.chunks(BATCH_WRITE_MAX) {
+            self.delete_batch(batch.to_vec()).await?;
+        }
+        Ok(())
+    }
+
     /// The keys of the items under `prefix` in `partition` that name conversation `id`.
     async fn keys_naming(
         &self,

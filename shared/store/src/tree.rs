@@ -51,7 +51,7 @@ impl PathItem {
 /// A branch's own item.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct BranchItem {
+pub(super) struct BranchItem {
     #[serde(rename = "PK")]
     pk: String,
     #[serde(rename = "SK")]
@@ -61,27 +61,27 @@ struct BranchItem {
     parent: Option<String>,
     /// The active path while it is the active branch.
     #[serde(default = "Path::trunk")]
-    path: Path,
+    pub(super) path: Path,
     /// Once the conversation has left it: its tip (the seal's slot), and when it was last
     /// written (the conversation's activity as it left).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    tip: Option<String>,
+    pub(super) tip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_write: Option<String>,
 }
 
 /// A message found on the tree, with its parent's key (`None`: it is the first message).
-struct Found {
-    item: MessageItem,
-    parent: Option<MessageSortKey>,
+pub(super) struct Found {
+    pub(super) item: MessageItem,
+    pub(super) parent: Option<MessageSortKey>,
 }
 
 /// What the tree of a conversation is, as its item and path say.
-struct TreeState {
+pub(super) struct TreeState {
     tip: Option<Slot>,
     branches: BranchNumber,
     last_activity: DateTime<Utc>,
-    path: Path,
+    pub(super) path: Path,
     /// When the last switch was made, by its maker's clock (`branchSetAt`).
     branch_set_at: Option<String>,
 }
@@ -265,11 +265,14 @@ impl Store {
             let parent = page.get(index + 1).map(|p| &p.sk);
             let parent_key = parent.map(|p| p.as_str().to_owned());
             let at_parent = forks.get(&parent_key).map_or(&[][..], Vec::as_slice);
-            let of = Siblings::of(
-                tree::branch_of(&message.sk),
-                parent.map_or(tree::TRUNK, tree::branch_of),
-                at_parent,
-            );
+            let branch = tree::branch_of(&message.sk);
+            let parent_branch = parent.map_or(tree::TRUNK, tree::branch_of);
+            // A branch's first message: whether its parent's branch goes on after the parent
+            // (a delete may have taken that message), read only where forks make it count.
+            let next_on_parent_branch = branch == parent_branch
+                || at_parent.is_empty()
+                || self.next_message(partition, parent).await?.is_some();
+            let of = Siblings::of(branch, parent_branch, at_parent, next_on_parent_branch);
             if of != Siblings::ONLY {
                 siblings.push((message.id(), of));
             }
@@ -277,9 +280,45 @@ impl Store {
         Ok(siblings)
     }
 
+    /// The message after `parent` (`None`: the root) on its own branch, if one is there.
+    async fn next_message(
+        &self,
+        partition: &str,
+        parent: Option<&MessageSortKey>,
+    ) -> Result<Option<MessageSortKey>, Error> {
+        let branch = parent.map_or(tree::TRUNK, tree::branch_of);
+        let (low, high) = keys::branch_range(branch);
+        let start = parent.map(|p| item_key(partition, p.as_str()));
+        let (items, _) = self
+            .read_kept_up_to(
+                1,
+                start,
+                "read a branch",
+                |item| !is_seal(item),
+                |start, limit| {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                        .expression_attribute_values(":pk", s(partition))
+                        .expression_attribute_values(":low", s(&low))
+                        .expression_attribute_values(":high", s(&high))
+                        .projection_expression(format!("PK, SK, {SEAL}"))
+                        .consistent_read(true)
+                        .limit(limit)
+                        .set_exclusive_start_key(start)
+                },
+            )
+            .await?;
+        Ok(items.first().and_then(|item| match item.get(keys::SK) {
+            Some(AttributeValue::S(sk)) => MessageSortKey::parse(sk),
+            _ => None,
+        }))
+    }
+
     /// The fork marks at the messages from `low` to `high` (`None`: at the root), as (parent,
     /// branch), in key order (so each parent's branches by number).
-    async fn fork_marks(
+    pub(super) async fn fork_marks(
         &self,
         partition: &str,
         low: Option<&str>,
@@ -313,7 +352,7 @@ impl Store {
 
     /// The conversation's tip, branch count, activity and path, read consistently; `None`
     /// when it is gone.
-    async fn tree_state(&self, partition: &str) -> Result<Option<TreeState>, Error> {
+    pub(super) async fn tree_state(&self, partition: &str) -> Result<Option<TreeState>, Error> {
         let read = self.conversation_and_summary(partition, None).await?;
         let Some(item) = read.conversation else {
             return Ok(None);
@@ -340,7 +379,7 @@ impl Store {
 
     /// The message `id` and its parent: looked for on the active path first (newest first),
     /// then anywhere in the conversation.
-    async fn find_message(
+    pub(super) async fn find_message(
         &self,
         partition: &str,
         path: &Path,
@@ -431,7 +470,7 @@ impl Store {
         }
     }
 
-    async fn branch(
+    pub(super) async fn branch(
         &self,
         partition: &str,
         branch: BranchNumber,
@@ -588,7 +627,11 @@ impl Store {
                 );
             }
             let Some(cancelled) = self.transact(writes, "edit message").await? else {
-                let position = u32::try_from(forks_before).unwrap_or(u32::MAX - 2) + 2;
+                // After the parent's next message on its own branch (gone if a delete took
+                // it) and the branches forked there before.
+                let next = self.next_message(partition, parent).await?.is_some();
+                let position =
+                    u32::from(next) + u32::try_from(forks_before).unwrap_or(u32::MAX - 2) + 1;
                 return Ok((
                     AppendOutcome::Stored(stored),
                     Siblings {
@@ -657,32 +700,61 @@ impl Store {
             if leaf.branch == active {
                 return Ok(false);
             }
-            let sealed = state.tip.map_or(Slot::trunk(1), |tip| tip.next());
-            let writes = vec![
-                self.switched_conversation(&partition, conversation, &state, leaf.tip, &made_at)?,
-                TransactWriteItem::builder()
-                    .put(self.put_any(to_item(&PathItem {
-                        pk: partition.clone(),
-                        sk: keys::PATH_SK.to_owned(),
-                        path: leaf.path,
-                    })?)?)
-                    .build(),
-                TransactWriteItem::builder()
-                    .put(put_new(&self.table, self.seal(&partition, sealed))?)
-                    .build(),
-                self.left_branch(&partition, sealed, state.last_activity)?,
-            ];
-            let Some(cancelled) = self.transact(writes, "switch branch").await? else {
+            if self
+                .move_active_branch(
+                    &partition,
+                    conversation,
+                    &state,
+                    leaf.tip,
+                    leaf.path,
+                    &made_at,
+                )
+                .await?
+            {
                 return Ok(true);
-            };
-            if cancelled.condition_failed(2) {
-                self.count_through(&partition, sealed).await?;
             }
             super::backoff(attempt).await;
         }
         Err(Error::Unavailable(
             "the conversation kept changing while its branch was switched: try again".into(),
         ))
+    }
+
+    /// Moves the conversation onto the branch whose tip and path are `tip` and `path`: its
+    /// item, its path, a seal after the branch it leaves and that branch's item, in one
+    /// transaction. `false` when the conversation changed since `state` was read (an append
+    /// left uncounted at the slot to seal is counted first): read it again and retry.
+    pub(super) async fn move_active_branch(
+        &self,
+        partition: &str,
+        conversation: &ConversationId,
+        state: &TreeState,
+        tip: Option<Slot>,
+        path: Path,
+        made_at: &str,
+    ) -> Result<bool, Error> {
+        let sealed = state.tip.map_or(Slot::trunk(1), |tip| tip.next());
+        let writes = vec![
+            self.switched_conversation(partition, conversation, state, tip, made_at)?,
+            TransactWriteItem::builder()
+                .put(self.put_any(to_item(&PathItem {
+                    pk: partition.to_owned(),
+                    sk: keys::PATH_SK.to_owned(),
+                    path,
+                })?)?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(put_new(&self.table, self.seal(partition, sealed))?)
+                .build(),
+            self.left_branch(partition, sealed, state.last_activity)?,
+        ];
+        let Some(cancelled) = self.transact(writes, "switch branch").await? else {
+            return Ok(true);
+        };
+        if cancelled.condition_failed(2) {
+            self.count_through(partition, sealed).await?;
+        }
+        Ok(false)
     }
 
     /// The child of `parent` (`None`: the root) at `position` among its children: its next
@@ -703,48 +775,22 @@ impl Store {
             .into_iter()
             .map(|(_, branch)| branch)
             .collect();
-        let out_of_range = || {
+        let next = self.next_message(partition, parent).await?;
+        let children: Vec<MessageSortKey> = next
+            .into_iter()
+            .chain(
+                forks
+                    .into_iter()
+                    .map(|branch| MessageSortKey::at_slot(Slot { branch, number: 1 })),
+            )
+            .collect();
+        let index = usize::try_from(position.saturating_sub(1)).unwrap_or(usize::MAX);
+        children.get(index).cloned().ok_or_else(|| {
             Error::invalid(format!(
                 "position must be 1 to {}: the message's siblings",
-                forks.len() + 1
+                children.len()
             ))
-        };
-        if position == 1 {
-            let branch = parent.map_or(tree::TRUNK, tree::branch_of);
-            let (low, high) = keys::branch_range(branch);
-            let start = parent.map(|p| item_key(partition, p.as_str()));
-            let (items, _) = self
-                .read_kept_up_to(
-                    1,
-                    start,
-                    "read a branch",
-                    |item| !is_seal(item),
-                    |start, limit| {
-                        self.client
-                            .query()
-                            .table_name(&self.table)
-                            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                            .expression_attribute_values(":pk", s(partition))
-                            .expression_attribute_values(":low", s(&low))
-                            .expression_attribute_values(":high", s(&high))
-                            .projection_expression("PK, SK")
-                            .consistent_read(true)
-                            .limit(limit)
-                            .set_exclusive_start_key(start)
-                    },
-                )
-                .await?;
-            return items
-                .first()
-                .and_then(|item| match item.get(keys::SK) {
-                    Some(AttributeValue::S(sk)) => MessageSortKey::parse(sk),
-                    _ => None,
-                })
-                .ok_or_else(out_of_range);
-        }
-        let index = usize::try_from(position.saturating_sub(2)).unwrap_or(usize::MAX);
-        let branch = forks.get(index).copied().ok_or_else(out_of_range)?;
-        Ok(MessageSortKey::at_slot(Slot { branch, number: 1 }))
+        })
     }
 
     /// The branch whose tip is the newest leaf under `chosen` (written last): `chosen`'s own
