@@ -231,7 +231,8 @@ impl Conversations {
 
     /// Edits the user's message `target` (`domain::tree`): `edited`'s content becomes a new
     /// message beside it, under the same parent, on a branch of its own that becomes the
-    /// active one. The edited message and its branch stay.
+    /// active one. The edited message and its branch stay. An assistant's `edited` regenerates
+    /// the reply `target` the same way.
     #[tracing::instrument(skip_all, fields(conversation = %id))]
     pub async fn edit_message(
         &self,
@@ -244,7 +245,7 @@ impl Conversations {
         let message = Message {
             id: MessageId::generate(),
             conversation_id: *id,
-            role: Role::User,
+            role: edited.role,
             content: edited.content,
             timestamp: now,
             attachments: edited.attachments,

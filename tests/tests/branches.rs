@@ -977,3 +977,82 @@ async fn a_batch_deletes_a_message_once_and_another_user_deletes_nothing() {
     assert_eq!(again[0]["replayed"], true);
     assert_eq!(shown(&alice, &id).await, ["one"]);
 }
+
+#[tokio::test]
+async fn regenerating_a_reply_answers_its_prompt_again_as_a_sibling_once() {
+    let server = ChatServer::start(ChatBehaviour::Answer).await;
+    let state = state_configured(
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "hello").await;
+    let first = alice
+        .post(
+            "/completion",
+            json!({"prompt": "name a fruit", "conversationId": id}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let reply = first.body["replyMessageId"].as_str().unwrap().to_owned();
+
+    let body = json!({"regenerate": reply, "conversationId": id, "requestId": "again-1"});
+    let again = alice.post("/completion", body.clone()).await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(again.body["promptMessageId"], first.body["promptMessageId"]);
+    assert_ne!(again.body["replyMessageId"], first.body["replyMessageId"]);
+    // The model heard the conversation up to the prompt, and not the reply it regenerates.
+    let heard = server.requests().last().unwrap().to_string();
+    assert!(heard.contains("name a fruit"), "{heard}");
+    assert!(
+        !heard.contains("echo: name a fruit"),
+        "the old reply reached the model: {heard}"
+    );
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["hello", "name a fruit", "echo: name a fruit [2/2]"]
+    );
+    // A retry regenerates nothing more; the old reply is a sibling to switch back to.
+    let retried = alice.post("/completion", body).await;
+    assert_eq!(retried.body["replayed"], true, "{:?}", retried.body);
+    assert_eq!(server.calls(), 2);
+    let back = switch(&alice, &id, json!({"messageId": reply})).await;
+    assert_eq!(back, ["hello", "name a fruit", "echo: name a fruit [1/2]"]);
+
+    // Not a reply, another user's, both a prompt and a reply, or no conversation: refused.
+    let prompt = first.body["promptMessageId"].as_str().unwrap();
+    for (body, status) in [
+        (
+            json!({"regenerate": prompt, "conversationId": id}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"regenerate": reply, "prompt": "x", "conversationId": id}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"regenerate": reply}), StatusCode::BAD_REQUEST),
+        (
+            json!({"regenerate": "nope", "conversationId": id}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let refused = alice.post("/completion", body.clone()).await;
+        assert_eq!(refused.status, status, "{body}: {:?}", refused.body);
+    }
+    let mallory = api.as_user(&new_user());
+    let theirs = mallory
+        .post(
+            "/completion",
+            json!({"regenerate": reply, "conversationId": id}),
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{:?}", theirs.body);
+    assert_eq!(server.calls(), 2, "no refused request reached the model");
+}

@@ -200,13 +200,28 @@ fn completion_request(request: &Request) -> Result<(CompletionRequest, bool), Er
         (Some(id), _) | (None, Some(id)) => Some(id),
         (None, None) => None,
     };
-    let completion_request = CompletionRequest::parse(
-        body.prompt,
-        body.conversation_id.as_deref(),
-        request_id,
-        body.max_tokens,
-        body.model,
-    )?;
+    let completion_request = match (body.prompt, body.regenerate.as_deref()) {
+        (Some(prompt), None) => CompletionRequest::parse(
+            prompt,
+            body.conversation_id.as_deref(),
+            request_id,
+            body.max_tokens,
+            body.model,
+        )?,
+        (None, Some(reply)) => CompletionRequest::regenerating(
+            reply,
+            body.conversation_id.as_deref(),
+            request_id,
+            body.max_tokens,
+            body.model,
+        )?,
+        (None, None) => return Err(Error::invalid("a prompt, or a reply to regenerate, is needed")),
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "a prompt or a reply to regenerate: not both (a regenerated reply answers its own prompt again)",
+            ))
+        }
+    };
     Ok((completion_request, body.stream))
 }
 

@@ -38,8 +38,17 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 fn parse(bytes: &[u8]) {
     if let Ok(Some(body)) = json_bytes::<CompletionBody>(bytes) {
+        if let Some(reply) = body.regenerate.as_deref() {
+            let _ = CompletionRequest::regenerating(
+                reply,
+                body.conversation_id.as_deref(),
+                body.request_id.as_deref(),
+                body.max_tokens,
+                body.model.clone(),
+            );
+        }
         let _ = CompletionRequest::parse(
-            body.prompt,
+            body.prompt.unwrap_or_default(),
             body.conversation_id.as_deref(),
             body.request_id.as_deref(),
             body.max_tokens,

@@ -27,7 +27,10 @@ pub struct ContextMessageView<'a> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CompletionBody {
-    pub prompt: String,
+    /// Absent when the request regenerates a reply.
+    pub prompt: Option<String>,
+    /// A reply of the conversation to answer again, as its sibling (`domain::tree`).
+    pub regenerate: Option<String>,
     pub conversation_id: Option<String>,
     #[serde(default)]
     pub stream: bool,

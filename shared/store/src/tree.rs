@@ -481,10 +481,10 @@ impl Store {
             .transpose()
     }
 
-    /// Edits the user's message `target`: `edited` becomes its sibling, the first message of
-    /// a new branch forked at its parent, and that branch the active one (the old branch
-    /// stays, sealed at its tip). One transaction; with a client id, a retry finds the edit
-    /// made.
+    /// Edits the user's message `target` (or, `edited` being an assistant's, regenerates the
+    /// reply `target`): `edited` becomes its sibling, the first message of a new branch forked
+    /// at its parent, and that branch the active one (the old branch stays, sealed at its
+    /// tip). One transaction; with a client id, a retry finds the edit made.
     pub async fn edit_message(
         &self,
         user: &UserId,
@@ -524,10 +524,16 @@ impl Store {
             let Some(found) = self.find_message(partition, &state.path, target).await? else {
                 return Err(Error::NotFound);
             };
-            if found.item.role != Role::User {
-                return Err(Error::invalid(
+            match (found.item.role, edited.role) {
+                (Role::User, Role::User) | (Role::Assistant, Role::Assistant) => {}
+                (_, Role::Assistant) => {
+                    return Err(Error::invalid(
+                        "only an assistant's reply can be regenerated",
+                    ))
+                }
+                _ => return Err(Error::invalid(
                     "only the user's messages can be edited: an assistant's reply is regenerated",
-                ));
+                )),
             }
             let branch = state.branches.checked_add(1).ok_or_else(|| {
                 Error::Conflict("this conversation holds as many branches as it can".into())
@@ -655,6 +661,44 @@ impl Store {
         Err(Error::Unavailable(
             "the conversation kept changing while it was edited: try again".into(),
         ))
+    }
+
+    /// Where regenerating the reply `reply` starts: its key on the conversation's active path
+    /// (the context is what comes before it) and the message it answered, its parent.
+    pub async fn regeneration(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        reply: &MessageId,
+    ) -> Result<(MessageSortKey, Message), Error> {
+        let partition = keys::conversation_partition(user, conversation);
+        let state = self.tree_state(&partition).await?.ok_or(Error::NotFound)?;
+        let found = self
+            .find_message(&partition, &state.path, reply)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if found.item.role != Role::Assistant {
+            return Err(Error::invalid(
+                "only an assistant's reply can be regenerated",
+            ));
+        }
+        if state.path.segment_of(&found.item.sk).is_none() {
+            return Err(Error::Conflict(
+                "the reply is not on the branch the conversation shows: switch to it first".into(),
+            ));
+        }
+        let parent = found
+            .parent
+            .ok_or_else(|| Error::invalid("a reply that answers nothing cannot be regenerated"))?;
+        let prompt = self
+            .get(&partition, parent.as_str())
+            .await?
+            .ok_or(Error::NotFound)?;
+        let prompt = self
+            .load_content(MessageItem::from_attributes(prompt)?)
+            .await?
+            .into_message();
+        Ok((found.item.sk, prompt))
     }
 
     /// Makes the newest leaf under the message `target` the active one (or, with `position`,

@@ -35,7 +35,11 @@ pub const COMPLETION_RECORD_TTL: Duration = Duration::hours(24);
 /// What a completion asks for, already within bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompletionRequest {
+    /// Empty when the request regenerates a reply.
     pub prompt: String,
+    /// The reply to answer again (`domain::tree`): the model gets what came before it, and
+    /// its answer becomes the reply's sibling on a new branch, which the conversation shows.
+    pub regenerate: Option<MessageId>,
     pub conversation_id: Option<ConversationId>,
     /// The client's id for this request: a retry with the same id is answered from the first
     /// result, without a second model call or any new message.
@@ -55,6 +59,50 @@ impl CompletionRequest {
         if prompt.trim().is_empty() {
             return Err(Error::invalid("prompt must not be empty"));
         }
+        Self::parse_checked(
+            prompt,
+            None,
+            conversation_id,
+            request_id,
+            max_output_tokens,
+            model,
+        )
+    }
+
+    /// A request that answers the reply `regenerate` of conversation `conversation_id` again,
+    /// with no prompt of its own.
+    pub fn regenerating(
+        regenerate: &str,
+        conversation_id: Option<&str>,
+        request_id: Option<&str>,
+        max_output_tokens: Option<u32>,
+        model: Option<String>,
+    ) -> Result<Self, Error> {
+        let reply = MessageId::parse(regenerate)
+            .map_err(|_| Error::invalid("regenerate must be a reply's message id"))?;
+        if conversation_id.is_none() {
+            return Err(Error::invalid(
+                "regenerate needs the conversationId of the reply's conversation",
+            ));
+        }
+        Self::parse_checked(
+            String::new(),
+            Some(reply),
+            conversation_id,
+            request_id,
+            max_output_tokens,
+            model,
+        )
+    }
+
+    fn parse_checked(
+        prompt: String,
+        regenerate: Option<MessageId>,
+        conversation_id: Option<&str>,
+        request_id: Option<&str>,
+        max_output_tokens: Option<u32>,
+        model: Option<String>,
+    ) -> Result<Self, Error> {
         if prompt.len() > MAX_PROMPT_BYTES {
             return Err(Error::TooLarge(format!(
                 "prompt is {} bytes; the limit is {MAX_PROMPT_BYTES} bytes",
@@ -81,6 +129,7 @@ impl CompletionRequest {
             };
         Ok(Self {
             prompt,
+            regenerate,
             conversation_id: conversation_id.map(ConversationId::parse).transpose()?,
             request_id,
             max_output_tokens,
@@ -129,6 +178,8 @@ struct Prepared {
     prompt_message: Message,
     model_request: ModelRequest,
     now: DateTime<Utc>,
+    /// The reply this answer regenerates: it is saved as that reply's sibling.
+    regenerates: Option<MessageId>,
 }
 
 /// Either a retry's earlier answer, or a prompt ready for the model.
@@ -293,6 +344,11 @@ impl Assistant {
                 self.allowed_models.join(", ")
             )));
         }
+        if let Some(reply) = request.regenerate {
+            return self
+                .start_regenerating(user, request, reply, model, now)
+                .await;
+        }
 
         // Where the exchange is kept: the named conversation, or for clients that send none,
         // their current session's conversation.
@@ -313,7 +369,7 @@ impl Assistant {
         let budget = DEFAULT_MAX_TOKENS.saturating_sub(prompt_tokens + TOKENS_PER_MESSAGE);
         let context = match conversation {
             Some(id) => match self
-                .conversation_context(user, id, budget, DEFAULT_MESSAGE_LIMIT)
+                .conversation_context(user, id, budget, DEFAULT_MESSAGE_LIMIT, None)
                 .await
             {
                 Ok(context) => context,
@@ -358,6 +414,50 @@ impl Assistant {
                 max_output_tokens: request.max_output_tokens,
             },
             now,
+            regenerates: None,
+        })))
+    }
+
+    /// Everything before the model for a reply regenerated: what came before the reply on the
+    /// conversation's active path, its prompt the message the reply answered (saved already).
+    async fn start_regenerating(
+        &self,
+        user: &UserId,
+        request: CompletionRequest,
+        reply: MessageId,
+        model: String,
+        now: DateTime<Utc>,
+    ) -> Result<Start, Error> {
+        let id = request
+            .conversation_id
+            .ok_or_else(|| Error::invalid("regenerate needs a conversationId"))?;
+        let (reply_key, prompt_message) = self
+            .conversations
+            .store()
+            .regeneration(user, &id, &reply)
+            .await?;
+        let context = self
+            .conversation_context(
+                user,
+                id,
+                DEFAULT_MAX_TOKENS,
+                DEFAULT_MESSAGE_LIMIT,
+                Some(&reply_key),
+            )
+            .await?;
+        Ok(Start::Ready(Box::new(Prepared {
+            user: user.clone(),
+            request_id: request.request_id,
+            conversation: Some(id),
+            belongs_to: Some(id),
+            prompt_message,
+            model_request: ModelRequest {
+                model,
+                messages: context.selection.messages,
+                max_output_tokens: request.max_output_tokens,
+            },
+            now,
+            regenerates: Some(reply),
         })))
     }
 
@@ -376,6 +476,7 @@ impl Assistant {
             prompt_message,
             model_request,
             now,
+            regenerates,
         } = prepared;
         if let Some(usage) = &self.usage {
             let spent = reply.input_tokens.saturating_add(reply.output_tokens);
@@ -406,9 +507,16 @@ impl Assistant {
             client_message_id: derived_client_id(request_id.as_ref(), "reply"),
             client_timestamp: None,
         };
-        let (reply_message, kept_in) = self
-            .save(&user, conversation, belongs_to, answer, replied_at)
-            .await?;
+        let (reply_message, kept_in) = match (regenerates, conversation) {
+            (Some(reply), Some(id)) => {
+                self.save_regenerated(&user, id, &reply, answer, replied_at)
+                    .await?
+            }
+            _ => {
+                self.save(&user, conversation, belongs_to, answer, replied_at)
+                    .await?
+            }
+        };
 
         let completion = Completion {
             reply: reply.text,
@@ -485,6 +593,37 @@ impl Assistant {
             token_count: message.token_count,
             slot: None,
         });
+        self.remember(user, &stored, belongs_to, kept_in).await?;
+        Ok((stored, kept_in))
+    }
+
+    /// Saves a regenerated reply as the sibling of the reply `reply` (`domain::tree`), on a new
+    /// branch the conversation shows, and to short-term memory.
+    async fn save_regenerated(
+        &self,
+        user: &UserId,
+        id: ConversationId,
+        reply: &MessageId,
+        answer: NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(Message, Option<ConversationId>), Error> {
+        let edited = self
+            .conversations
+            .edit_message(user, &id, reply, answer, now)
+            .await?;
+        self.remember(user, &edited.message, Some(id), Some(id))
+            .await?;
+        Ok((edited.message, Some(id)))
+    }
+
+    /// Writes a saved message to short-term memory (held there when no conversation kept it).
+    async fn remember(
+        &self,
+        user: &UserId,
+        stored: &Message,
+        belongs_to: Option<ConversationId>,
+        kept_in: Option<ConversationId>,
+    ) -> Result<(), Error> {
         // The stored message's own id and time, so a retried save writes the same entry, and
         // the conversation asked for, so a migration can move an entry kept only here into it.
         let mut entry: MemoryEntry = self.memory.entry(
@@ -513,7 +652,7 @@ impl Assistant {
             Err(error) if kept_in.is_none() => return Err(error),
             Err(error) => tracing::warn!(error = %chain(&error), "short-term memory not written"),
         }
-        Ok((stored, kept_in))
+        Ok(())
     }
 
     /// The conversation a prompt without a conversation id belongs to: the user's latest

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use ai::context::{select, ContextMessage, Selection};
+use domain::cursor::Position;
 use domain::error::Error;
+use domain::keys::{self, MessageSortKey};
 use domain::model::{ConversationId, Role, UserId};
 
 use super::Assistant;
@@ -41,23 +43,34 @@ impl Assistant {
             None => self.conversations.latest_active(user).await?.map(|c| c.id),
         };
         match id {
-            Some(id) => self.conversation_context(user, id, max_tokens, limit).await,
+            Some(id) => {
+                self.conversation_context(user, id, max_tokens, limit, None)
+                    .await
+            }
             None => self.memory_context(user, max_tokens, limit, now).await,
         }
     }
 
-    /// One query: the conversation item and its newest `limit` messages.
+    /// One query: the conversation item and its newest `limit` messages (before the message
+    /// under the key `before`, for a reply regenerated).
     pub(super) async fn conversation_context(
         &self,
         user: &UserId,
         id: ConversationId,
         max_tokens: usize,
         limit: usize,
+        before: Option<&MessageSortKey>,
     ) -> Result<ModelContext, Error> {
+        let position = before.map(|key| {
+            Position::from([
+                (keys::PK.to_owned(), keys::conversation_partition(user, &id)),
+                (keys::SK.to_owned(), key.as_str().to_owned()),
+            ])
+        });
         let window = self
             .conversations
             .store()
-            .conversation_window(user, &id, limit, None)
+            .conversation_window(user, &id, limit, position)
             .await?;
         let conversation = window.conversation.ok_or(Error::NotFound)?;
         let mut preamble = self.system_preamble();
