@@ -181,18 +181,25 @@ pub async fn index_for_search(
     for new in &conversations {
         // A message kept by slot is counted on its conversation by its append; one whose
         // writer stopped before that is counted here (`Store::count_through`).
-        let newest_slot = new.messages.iter().filter_map(|m| m.slot).max();
-        if let Some(slot) = newest_slot {
-            let partition = keys::conversation_partition(&new.user, &new.conversation);
+        // The newest slot of each branch the records name: only the active branch's counts
+        // (`count_through` leaves the others), and which one that is only the store knows.
+        let mut newest_slots: Vec<keys::Slot> = Vec::new();
+        for slot in new.messages.iter().filter_map(|m| m.slot) {
+            match newest_slots.iter_mut().find(|s| s.branch == slot.branch) {
+                Some(newest) => *newest = (*newest).max(slot),
+                None => newest_slots.push(slot),
+            }
+        }
+        let partition = keys::conversation_partition(&new.user, &new.conversation);
+        let mut unavailable = false;
+        for slot in newest_slots {
             match store.count_through(&partition, slot).await {
                 Ok(()) => {}
                 // Throttled or unreachable: the records come again.
                 Err(error @ Error::Unavailable(_)) => {
                     tracing::error!(error = %chain(&error), "could not count a conversation's messages");
-                    let first =
-                        first_failed.map_or(new.first_record, |f: usize| f.min(new.first_record));
-                    first_failed = Some(first);
-                    continue;
+                    unavailable = true;
+                    break;
                 }
                 // What another delivery would not mend must not hold the conversation's
                 // records back: the next append counts the slot in any case.
@@ -200,6 +207,11 @@ pub async fn index_for_search(
                     tracing::error!(error = %chain(&error), "could not count a conversation's messages; the next append will");
                 }
             }
+        }
+        if unavailable {
+            let first = first_failed.map_or(new.first_record, |f: usize| f.min(new.first_record));
+            first_failed = Some(first);
+            continue;
         }
         match search::index_messages(store, &new.user, &new.conversation, &new.messages).await {
             Ok(blocks) => {

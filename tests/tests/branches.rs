@@ -145,9 +145,39 @@ async fn an_edit_sent_again_with_its_client_message_id_makes_no_second_branch() 
     let again = alice.post(&path, body).await;
     assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
     assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["siblings"], first.body["siblings"]);
     assert_eq!(shown(&alice, &id).await, ["one, edited [2/2]"]);
     let read = alice.get(&format!("/conversations/{id}")).await;
     assert_eq!(read.body["messageCount"], 2);
+
+    // The id of an append, sent with an edit: two different things, both made.
+    let said = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "user", "content": "two", "clientMessageId": "same-id"}),
+        )
+        .await;
+    assert_eq!(said.status, StatusCode::CREATED);
+    let edit_of_two = alice
+        .post(
+            &format!(
+                "/conversations/{id}/messages/{}/edit",
+                said.body["id"].as_str().unwrap()
+            ),
+            json!({"content": "two, edited", "clientMessageId": "same-id"}),
+        )
+        .await;
+    assert_eq!(
+        edit_of_two.status,
+        StatusCode::CREATED,
+        "{:?}",
+        edit_of_two.body
+    );
+    assert_ne!(edit_of_two.body["id"], said.body["id"]);
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one, edited [2/2]", "two, edited [2/2]"]
+    );
 }
 
 #[tokio::test]
@@ -1055,4 +1085,26 @@ async fn regenerating_a_reply_answers_its_prompt_again_as_a_sibling_once() {
         .await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{:?}", theirs.body);
     assert_eq!(server.calls(), 2, "no refused request reached the model");
+}
+
+#[tokio::test]
+async fn a_branch_only_looked_at_keeps_the_time_it_was_last_written() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    let one = alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    reply(&alice, &id, "reply").await;
+    edit(&alice, &id, &two, "two, again").await;
+    reply(&alice, &id, "reply again").await;
+    // Back to the first try, written there last.
+    switch(&alice, &id, json!({"messageId": two["id"]})).await;
+    alice.say(&id, "more").await;
+    // A look at the second try, and back: nothing written there.
+    switch(&alice, &id, json!({"messageId": two["id"], "position": 2})).await;
+    let back = switch(&alice, &id, json!({"messageId": two["id"], "position": 1})).await;
+    assert_eq!(back, ["one", "two [1/2]", "reply", "more"]);
+    // The newest leaf under the first message is still the one written last.
+    let newest = switch(&alice, &id, json!({"messageId": one["id"]})).await;
+    assert_eq!(newest, ["one", "two [1/2]", "reply", "more"]);
 }

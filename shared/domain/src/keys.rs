@@ -66,6 +66,9 @@ pub const BRANCH_PREFIX: &str = "BRANCH#";
 pub const FORK_PREFIX: &str = "FORK#";
 const FORK_ROOT: &str = "ROOT";
 const CLIENT_MESSAGE_PREFIX: &str = "CLIENT_MESSAGE#";
+/// An edit's (or a regenerated reply's) client message id: apart from appends' (the same id
+/// sent with an append and an edit names two things).
+const CLIENT_EDIT_PREFIX: &str = "CLIENT_EDIT#";
 
 /// A global secondary index of the table, named as in `template.yaml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -479,6 +482,11 @@ pub fn client_message_sort_key(client_id: &ClientMessageId) -> String {
     format!("{CLIENT_MESSAGE_PREFIX}{}", client_id.as_str())
 }
 
+/// The record of an edit made with a client message id: the key of the message it made.
+pub fn client_edit_sort_key(client_id: &ClientMessageId) -> String {
+    format!("{CLIENT_EDIT_PREFIX}{}", client_id.as_str())
+}
+
 /// The inclusive sort-key range that holds a conversation's item, its summary and all its
 /// messages.
 pub fn conversation_and_messages_range() -> (&'static str, &'static str) {
@@ -721,9 +729,12 @@ mod tests {
 
     #[test]
     fn client_message_records_fall_outside_the_message_range() {
-        let key = client_message_sort_key(&ClientMessageId::parse("zzz").unwrap());
+        let id = ClientMessageId::parse("zzz").unwrap();
         let (low, _) = conversation_and_messages_range();
-        assert!(key.as_str() < low);
+        for key in [client_message_sort_key(&id), client_edit_sort_key(&id)] {
+            assert!(key.as_str() < low);
+        }
+        assert_ne!(client_message_sort_key(&id), client_edit_sort_key(&id));
     }
 
     #[test]

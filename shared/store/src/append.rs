@@ -284,7 +284,7 @@ impl Store {
             .await
     }
 
-    async fn already_stored(&self, item: MessageItem) -> Result<AppendOutcome, Error> {
+    pub(super) async fn already_stored(&self, item: MessageItem) -> Result<AppendOutcome, Error> {
         let message = self.load_content(item).await?;
         Ok(AppendOutcome::AlreadyStored(message.into_message()))
     }

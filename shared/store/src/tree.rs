@@ -58,7 +58,7 @@ pub(super) struct BranchItem {
     sk: String,
     /// The sort key of the message it forks at; `None`: the root (or the trunk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    parent: Option<String>,
+    pub(super) parent: Option<String>,
     /// The active path while it is the active branch.
     #[serde(default = "Path::trunk")]
     pub(super) path: Path,
@@ -84,6 +84,19 @@ pub(super) struct TreeState {
     pub(super) path: Path,
     /// When the last switch was made, by its maker's clock (`branchSetAt`).
     branch_set_at: Option<String>,
+    /// The conversation's last activity when it entered the active branch (`enteredAt`): a
+    /// later one was written on this branch.
+    entered_at: Option<String>,
+}
+
+impl TreeState {
+    /// Whether the active branch was written since the conversation entered it (else its
+    /// last write is the one its branch item keeps).
+    fn written_since_entered(&self) -> bool {
+        self.entered_at
+            .as_ref()
+            .is_none_or(|entered| keys::sortable_time(self.last_activity) > *entered)
+    }
 }
 
 /// A page of the active path, newest first, with the siblings of its messages that have any.
@@ -364,16 +377,18 @@ impl Store {
                 .map_err(|e| Error::internal("read the conversation", e))?,
             _ => 0,
         };
-        let branch_set_at = match item.get("branchSetAt") {
+        let text = |name: &str| match item.get(name) {
             Some(AttributeValue::S(at)) => Some(at.clone()),
             _ => None,
         };
+        let (branch_set_at, entered_at) = (text("branchSetAt"), text("enteredAt"));
         Ok(Some(TreeState {
             tip,
             branches,
             last_activity,
             path: read.path.unwrap_or_else(Path::trunk),
             branch_set_at,
+            entered_at,
         }))
     }
 
@@ -521,6 +536,12 @@ impl Store {
             let Some(state) = self.tree_state(partition).await? else {
                 return Ok((AppendOutcome::ConversationMissing, Siblings::ONLY));
             };
+            // Made before (its answer lost)? Its record says where, without a search.
+            if let Some(client_id) = client_id {
+                if let Some(replayed) = self.replayed_edit(partition, client_id).await? {
+                    return Ok(replayed);
+                }
+            }
             let Some(found) = self.find_message(partition, &state.path, target).await? else {
                 return Err(Error::NotFound);
             };
@@ -621,10 +642,10 @@ impl Store {
                 TransactWriteItem::builder()
                     .put(put_new(&self.table, self.seal(partition, sealed))?)
                     .build(),
-                self.left_branch(partition, sealed, state.last_activity)?,
+                self.left_branch(partition, sealed, &state)?,
             ];
             if let Some(client_id) = client_id {
-                let mut record = item_key(partition, &keys::client_message_sort_key(client_id));
+                let mut record = item_key(partition, &keys::client_edit_sort_key(client_id));
                 record.insert("messageKey".to_owned(), s(at_slot.sk.as_str()));
                 writes.push(
                     TransactWriteItem::builder()
@@ -647,9 +668,10 @@ impl Store {
                 ));
             };
             if let Some(client_id) = client_id.filter(|_| cancelled.condition_failed(7)) {
-                // This edit was made before, its answer lost.
-                let replayed = self.replayed_message(partition, client_id).await?;
-                return Ok((replayed, Siblings::ONLY));
+                // This edit was made meanwhile (a retry running beside it).
+                if let Some(replayed) = self.replayed_edit(partition, client_id).await? {
+                    return Ok(replayed);
+                }
             }
             if cancelled.condition_failed(5) {
                 // An append took the slot after the tip and has not counted it yet: count it,
@@ -790,7 +812,7 @@ impl Store {
             TransactWriteItem::builder()
                 .put(put_new(&self.table, self.seal(partition, sealed))?)
                 .build(),
-            self.left_branch(partition, sealed, state.last_activity)?,
+            self.left_branch(partition, sealed, state)?,
         ];
         let Some(cancelled) = self.transact(writes, "switch branch").await? else {
             return Ok(true);
@@ -855,21 +877,33 @@ impl Store {
             }
         }
         let active = state.path.active_branch();
-        let mut newest: Option<(String, BranchNumber)> = None;
+        // By last write; a tie goes to the branch shown (nothing to move).
+        let mut newest: Option<(String, bool, BranchNumber)> = None;
         for &branch in &under {
-            let written = if branch == active {
+            let is_active = branch == active;
+            let written = if is_active && state.written_since_entered() {
                 keys::sortable_time(state.last_activity)
             } else {
                 self.branch(partition, branch)
                     .await?
                     .and_then(|b| b.last_write)
-                    .unwrap_or_default()
+                    .unwrap_or_else(|| {
+                        if is_active {
+                            keys::sortable_time(state.last_activity)
+                        } else {
+                            String::new()
+                        }
+                    })
             };
-            if newest.as_ref().is_none_or(|(last, _)| written >= *last) {
-                newest = Some((written, branch));
+            let candidate = (written, is_active, branch);
+            if newest
+                .as_ref()
+                .is_none_or(|best| (&candidate.0, candidate.1) > (&best.0, best.1))
+            {
+                newest = Some(candidate);
             }
         }
-        let branch = newest.map_or(active, |(_, branch)| branch);
+        let branch = newest.map_or(active, |(_, _, branch)| branch);
         if branch == active {
             return Ok(Leaf {
                 branch,
@@ -902,7 +936,11 @@ impl Store {
             .key(keys::SK, s(keys::CONVERSATION_SK))
             .expression_attribute_values(":changed", s(&self.change_stamp(conversation)))
             .expression_attribute_values(":made", s(made_at));
-        let mut set = String::from("SET changedAt = :changed, branchSetAt = :made");
+        // Entered with the activity of the branch left: written once an append is later.
+        update = update
+            .expression_attribute_values(":entered", s(&keys::sortable_time(state.last_activity)));
+        let mut set =
+            String::from("SET changedAt = :changed, branchSetAt = :made, enteredAt = :entered");
         let mut remove = String::new();
         match tip {
             Some(tip) => {
@@ -939,6 +977,57 @@ impl Store {
         seal
     }
 
+    /// The message an edit with `client_id` made, and its siblings now, if one was made.
+    async fn replayed_edit(
+        &self,
+        partition: &str,
+        client_id: &ClientMessageId,
+    ) -> Result<Option<(AppendOutcome, Siblings)>, Error> {
+        let Some(record) = self
+            .get(partition, &keys::client_edit_sort_key(client_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(AttributeValue::S(key)) = record.get("messageKey") else {
+            return Err(Error::internal(
+                "replay an edit",
+                "its record names no message",
+            ));
+        };
+        let Some(message) = self.get(partition, key).await? else {
+            // Deleted since: the edit is not made again.
+            return Err(Error::NotFound);
+        };
+        let message = MessageItem::from_attributes(message)?;
+        let branch = tree::branch_of(&message.sk);
+        let parent = self
+            .branch(partition, branch)
+            .await?
+            .and_then(|b| b.parent.as_deref().and_then(MessageSortKey::parse));
+        let forks: Vec<BranchNumber> = self
+            .fork_marks(
+                partition,
+                parent.as_ref().map(MessageSortKey::as_str),
+                parent.as_ref().map(MessageSortKey::as_str),
+            )
+            .await?
+            .into_iter()
+            .map(|(_, fork)| fork)
+            .collect();
+        let next = self
+            .next_message(partition, parent.as_ref())
+            .await?
+            .is_some();
+        let siblings = Siblings::of(
+            branch,
+            parent.as_ref().map_or(tree::TRUNK, tree::branch_of),
+            &forks,
+            next,
+        );
+        Ok(Some((self.already_stored(message).await?, siblings)))
+    }
+
     /// A put of `item` whatever it replaces.
     fn put_any(&self, item: Item) -> Result<Put, Error> {
         Put::builder()
@@ -965,11 +1054,13 @@ impl Store {
             .key(keys::SK, s(keys::CONVERSATION_SK))
             .update_expression(format!(
                 "SET tip = :tip, branches = :branches, lastActivity = :now, updatedAt = :now, \
-                 changedAt = :changed ADD messageCount :one {}",
+                 changedAt = :changed, enteredAt = :entered ADD messageCount :one {}",
                 self.shed_stored_twice()
             ))
             .expression_attribute_values(":tip", s(&slot.tip_text()))
             .expression_attribute_values(":branches", AttributeValue::N(slot.branch.to_string()))
+            // Before the edit's message: the new branch counts as written.
+            .expression_attribute_values(":entered", s(&keys::sortable_time(state.last_activity)))
             .expression_attribute_values(":now", s(&now))
             .expression_attribute_values(":changed", s(&self.change_stamp(conversation)))
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
@@ -1004,17 +1095,27 @@ impl Store {
         &self,
         partition: &str,
         sealed: Slot,
-        last_write: DateTime<Utc>,
+        state: &TreeState,
     ) -> Result<TransactWriteItem, Error> {
+        // Its last write is the conversation's last activity only if it was written since the
+        // conversation entered it; else the one it kept.
+        let update = if state.written_since_entered() {
+            "SET tip = :tip, lastWrite = :last"
+        } else {
+            "SET tip = :tip, lastWrite = if_not_exists(lastWrite, :last)"
+        };
         Ok(TransactWriteItem::builder()
             .update(
                 Update::builder()
                     .table_name(&self.table)
                     .key(keys::PK, s(partition))
                     .key(keys::SK, s(&keys::branch_sort_key(sealed.branch)))
-                    .update_expression("SET tip = :tip, lastWrite = :last")
+                    .update_expression(update)
                     .expression_attribute_values(":tip", s(&sealed.tip_text()))
-                    .expression_attribute_values(":last", s(&keys::sortable_time(last_write)))
+                    .expression_attribute_values(
+                        ":last",
+                        s(&keys::sortable_time(state.last_activity)),
+                    )
                     .build()
                     .map_err(|e| Error::internal("build update", e))?,
             )
