@@ -186,6 +186,33 @@ impl Conversations {
         new: NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Appended, Error> {
+        self.append(user, id, new, None, now).await
+    }
+
+    /// Adds `new`, the answer to the message `prompt`: as [`Conversations::add_message`] does
+    /// while the conversation shows the prompt's branch, else beside it on a branch of its own
+    /// at the prompt (`store::Store::append_reply`), so an answer stays with its question
+    /// whatever edits and switches came while it was written.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn add_reply(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        prompt: &Message,
+        new: NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Appended, Error> {
+        self.append(user, id, new, Some(prompt), now).await
+    }
+
+    async fn append(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        new: NewMessage,
+        prompt: Option<&Message>,
+        now: DateTime<Utc>,
+    ) -> Result<Appended, Error> {
         let auto_title = (new.role == Role::User).then(|| Title::derived_from(&new.content));
         let message = Message {
             id: MessageId::generate(),
@@ -203,15 +230,23 @@ impl Conversations {
             token_count: new.token_count,
             slot: None,
         };
-        let outcome = self
-            .store
-            .append_message(
-                user,
-                &message,
-                new.client_message_id.as_ref(),
-                auto_title.as_ref(),
-            )
-            .await;
+        let outcome = match prompt {
+            Some(prompt) => {
+                self.store
+                    .append_reply(user, prompt, &message, new.client_message_id.as_ref())
+                    .await
+            }
+            None => {
+                self.store
+                    .append_message(
+                        user,
+                        &message,
+                        new.client_message_id.as_ref(),
+                        auto_title.as_ref(),
+                    )
+                    .await
+            }
+        };
         self.cache.invalidate_user(user).await;
         match outcome? {
             AppendOutcome::Stored(stored) => {

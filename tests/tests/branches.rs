@@ -1108,3 +1108,62 @@ async fn a_branch_only_looked_at_keeps_the_time_it_was_last_written() {
     let newest = switch(&alice, &id, json!({"messageId": one["id"]})).await;
     assert_eq!(newest, ["one", "two [1/2]", "reply", "more"]);
 }
+
+#[tokio::test]
+async fn an_answer_written_while_its_question_was_edited_stays_with_its_question() {
+    let state = state().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let conversations = state.conversations.clone();
+    let conversation = conversations
+        .create(&owner, None, Default::default(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let id = conversation.id;
+    let say = |role: Role, content: &str| {
+        NewMessage::parse(role, content.to_owned(), vec![], Default::default(), None).unwrap()
+    };
+    let question = conversations
+        .add_message(
+            &owner,
+            &id,
+            say(Role::User, "the first question"),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .message;
+    // The model is still answering when the user edits the question.
+    conversations
+        .edit_message(
+            &owner,
+            &id,
+            &question.id,
+            say(Role::User, "the question, edited"),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    conversations
+        .add_reply(
+            &owner,
+            &id,
+            &question,
+            say(Role::Assistant, "the answer to the first"),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&user);
+    let id = id.to_string();
+    assert_eq!(shown(&alice, &id).await, ["the question, edited [2/2]"]);
+    let back = switch(&alice, &id, json!({"messageId": question.id.to_string()})).await;
+    assert_eq!(
+        back,
+        ["the first question [1/2]", "the answer to the first"]
+    );
+    let read = alice.get(&format!("/conversations/{id}")).await;
+    assert_eq!(read.body["messageCount"], 3);
+}

@@ -685,6 +685,137 @@ impl Store {
         ))
     }
 
+    /// Appends `reply`, the answer to the message `prompt`: as any append while the
+    /// conversation shows the prompt's branch; else (an edit or a switch came while the model
+    /// answered) as the first message of a branch forked at the prompt, which the
+    /// conversation does not show until the user switches to it: an answer stays with its
+    /// question.
+    pub async fn append_reply(
+        &self,
+        user: &UserId,
+        prompt: &Message,
+        reply: &Message,
+        client_id: Option<&ClientMessageId>,
+    ) -> Result<AppendOutcome, Error> {
+        let partition = keys::conversation_partition(user, &reply.conversation_id);
+        let prompt_branch = prompt.slot.map_or(tree::TRUNK, |slot| slot.branch);
+        let Some(state) = self.tree_state(&partition).await? else {
+            return Ok(AppendOutcome::ConversationMissing);
+        };
+        if state.path.active_branch() == prompt_branch {
+            return self.append_message(user, reply, client_id, None).await;
+        }
+        if let Some(client_id) = client_id {
+            if let Some((replayed, _)) = self.replayed_edit(&partition, client_id).await? {
+                return Ok(replayed);
+            }
+        }
+        let item = self.message_item(user, reply).await?;
+        let prompt_key = MessageSortKey::parse(&prompt.sort_key())
+            .ok_or_else(|| Error::internal("append a reply", "its prompt has no key"))?;
+        for attempt in 1..=super::TRANSACTION_ATTEMPTS {
+            let Some(state) = self.tree_state(&partition).await? else {
+                return Ok(AppendOutcome::ConversationMissing);
+            };
+            let branch = state.branches.checked_add(1).ok_or_else(|| {
+                Error::Conflict("this conversation holds as many branches as it can".into())
+            })?;
+            let base = match self.branch(&partition, prompt_branch).await? {
+                Some(item) if prompt_branch != tree::TRUNK => item.path,
+                _ => Path::trunk(),
+            };
+            let slot = Slot { branch, number: 1 };
+            let stored = Message {
+                slot: Some(slot),
+                ..reply.clone()
+            };
+            let at_slot = MessageItem {
+                sk: MessageSortKey::at_slot(slot),
+                message_id: Some(reply.id),
+                timestamp: Some(reply.timestamp),
+                ..item.clone()
+            };
+            let mut counted = Update::builder()
+                .table_name(&self.table)
+                .key(keys::PK, s(&partition))
+                .key(keys::SK, s(keys::CONVERSATION_SK))
+                .update_expression(format!(
+                    "SET branches = :branches, changedAt = :changed ADD messageCount :one {}",
+                    self.shed_stored_twice()
+                ))
+                .expression_attribute_values(":branches", AttributeValue::N(branch.to_string()))
+                .expression_attribute_values(
+                    ":changed",
+                    s(&self.change_stamp(&reply.conversation_id)),
+                )
+                .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
+            counted = if state.branches == 0 {
+                counted
+                    .condition_expression("attribute_exists(PK) AND attribute_not_exists(branches)")
+            } else {
+                counted
+                    .condition_expression("attribute_exists(PK) AND branches = :was")
+                    .expression_attribute_values(
+                        ":was",
+                        AttributeValue::N(state.branches.to_string()),
+                    )
+            };
+            let branch_item = to_item(&BranchItem {
+                pk: partition.clone(),
+                sk: keys::branch_sort_key(branch),
+                parent: Some(prompt_key.as_str().to_owned()),
+                path: base.forked_at(Some(&prompt_key), branch),
+                tip: Some(slot.tip_text()),
+                last_write: Some(keys::sortable_time(reply.timestamp)),
+            })?;
+            let mut writes = vec![
+                TransactWriteItem::builder()
+                    .update(
+                        counted
+                            .build()
+                            .map_err(|e| Error::internal("build update", e))?,
+                    )
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(put_new(&self.table, branch_item)?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(put_new(
+                        &self.table,
+                        item_key(
+                            &partition,
+                            &keys::fork_sort_key(Some(prompt_key.as_str()), branch),
+                        ),
+                    )?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(put_new(&self.table, self.message_to_item(&at_slot)?)?)
+                    .build(),
+            ];
+            if let Some(client_id) = client_id {
+                let mut record = item_key(&partition, &keys::client_edit_sort_key(client_id));
+                record.insert("messageKey".to_owned(), s(at_slot.sk.as_str()));
+                writes.push(
+                    TransactWriteItem::builder()
+                        .put(put_new(&self.table, record)?)
+                        .build(),
+                );
+            }
+            let Some(cancelled) = self.transact(writes, "append a reply").await? else {
+                return Ok(AppendOutcome::Stored(stored));
+            };
+            if let Some(client_id) = client_id.filter(|_| cancelled.condition_failed(4)) {
+                if let Some((replayed, _)) = self.replayed_edit(&partition, client_id).await? {
+                    return Ok(replayed);
+                }
+            }
+            super::backoff(attempt).await;
+        }
+        Err(Error::Unavailable(
+            "the conversation kept changing while the reply was saved: try again".into(),
+        ))
+    }
+
     /// Where regenerating the reply `reply` starts: its key on the conversation's active path
     /// (the context is what comes before it) and the message it answered, its parent.
     pub async fn regeneration(

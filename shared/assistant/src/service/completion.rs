@@ -513,8 +513,15 @@ impl Assistant {
                     .await?
             }
             _ => {
-                self.save(&user, conversation, belongs_to, answer, replied_at)
-                    .await?
+                self.save_reply(
+                    &user,
+                    conversation,
+                    belongs_to,
+                    &prompt_message,
+                    answer,
+                    replied_at,
+                )
+                .await?
             }
         };
 
@@ -595,6 +602,38 @@ impl Assistant {
         });
         self.remember(user, &stored, belongs_to, kept_in).await?;
         Ok((stored, kept_in))
+    }
+
+    /// Saves the reply to `prompt` as [`Assistant::save`] does, with the prompt's branch kept
+    /// (`Conversations::add_reply`) when the prompt was kept in the conversation.
+    async fn save_reply(
+        &self,
+        user: &UserId,
+        conversation: Option<ConversationId>,
+        belongs_to: Option<ConversationId>,
+        prompt: &Message,
+        answer: NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(Message, Option<ConversationId>), Error> {
+        let Some(id) = conversation.filter(|id| prompt.conversation_id == *id) else {
+            return self.save(user, conversation, belongs_to, answer, now).await;
+        };
+        match self
+            .conversations
+            .add_reply(user, &id, prompt, answer.clone(), now)
+            .await
+        {
+            Ok(appended) => {
+                self.remember(user, &appended.message, belongs_to, Some(id))
+                    .await?;
+                Ok((appended.message, Some(id)))
+            }
+            Err(Error::NotFound) => Err(Error::NotFound),
+            Err(error) => {
+                tracing::warn!(error = %chain(&error), "conversation store failed; using short-term memory");
+                self.save(user, None, belongs_to, answer, now).await
+            }
+        }
     }
 
     /// Saves a regenerated reply as the sibling of the reply `reply` (`domain::tree`), on a new
