@@ -264,7 +264,12 @@ pub async fn index_messages(
         .iter()
         .map(|m| IndexedMessage {
             at: m.timestamp,
-            slot: m.slot.map(|slot| slot.number),
+            // A block notes trunk slots only; a message of another branch (an edit's, a
+            // regenerated reply's) goes in by its time, which a hit reads those branches by.
+            slot: m
+                .slot
+                .filter(|slot| slot.branch == domain::tree::TRUNK)
+                .map(|slot| slot.number),
             hashes: message_term_hashes(&m.content),
         })
         .filter(|m| !m.hashes.is_empty())

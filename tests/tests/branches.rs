@@ -1167,3 +1167,25 @@ async fn an_answer_written_while_its_question_was_edited_stays_with_its_question
     let read = alice.get(&format!("/conversations/{id}")).await;
     assert_eq!(read.body["messageCount"], 3);
 }
+
+#[tokio::test]
+async fn an_edited_message_is_found_by_search() {
+    let (api, mut poller) = tests::api_feeding(local::StreamConsumer::IndexForSearch, &[]).await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    reply(&alice, &id, "a reply").await;
+    edit(&alice, &id, &two, "two, about the cardamom buns").await;
+    reply(&alice, &id, "a reply about saffron").await;
+    poller.poll_once().await.unwrap();
+    for (word, found) in [
+        ("cardamom", "two, about the cardamom buns"),
+        ("saffron", "a reply about saffron"),
+    ] {
+        let hits = alice.get(&format!("/search?q={word}")).await;
+        assert_eq!(hits.status, StatusCode::OK, "{:?}", hits.body);
+        let text = hits.body.to_string();
+        assert!(text.contains(found), "{word}: {text}");
+    }
+}

@@ -409,26 +409,41 @@ impl Store {
         }
         for (low, high) in ranges {
             if let Some(found) = self
-                .newest_message_in(&partition, &low, &high, &matches)
+                .newest_message_in(&partition, &low, &high, None, &matches)
                 .await?
             {
                 return Ok(Some(found));
             }
         }
+        // Messages of the branches an edit or a regenerated reply made went in by their time:
+        // those branches' slots, by the time each holds.
+        if let Some((from, until)) = block.timed {
+            let (low, _) = keys::branch_range(1);
+            let (_, high) = keys::branch_range(domain::tree::MAX_BRANCHES);
+            let times = (
+                from.timestamp_micros(),
+                until.map_or(i64::MAX, |until| until.timestamp_micros() - 1),
+            );
+            return self
+                .newest_message_in(&partition, &low, &high, Some(times), &matches)
+                .await;
+        }
         Ok(None)
     }
 
-    /// The newest message of a partition's sort-key range `low..=high` that `matches`.
+    /// The newest message of a partition's sort-key range `low..=high` that `matches` (and,
+    /// with `times`, whose time `at`, in microseconds, is within them: slots of branches).
     async fn newest_message_in(
         &self,
         partition: &str,
         low: &str,
         high: &str,
+        times: Option<(i64, i64)>,
         matches: &impl Fn(&Message) -> bool,
     ) -> Result<Option<Message>, Error> {
         let mut start = None;
         loop {
-            let output = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -438,7 +453,15 @@ impl Store {
                 .expression_attribute_values(":high", s(high))
                 .scan_index_forward(false)
                 .limit(LOOKUP_PAGE)
-                .set_exclusive_start_key(start)
+                .set_exclusive_start_key(start);
+            if let Some((from, until)) = times {
+                query = query
+                    .filter_expression("#at BETWEEN :from AND :until")
+                    .expression_attribute_names("#at", "at")
+                    .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+                    .expression_attribute_values(":until", AttributeValue::N(until.to_string()));
+            }
+            let output = query
                 .send()
                 .await
                 .map_err(|e| store_error("read messages", e))?;
