@@ -11,6 +11,20 @@ use shared::clock::SystemClock;
 use shared::model::{ConversationId, MessageId, NewMessage, Role, UserId};
 use tests::{new_user, state, state_configured, ChatBehaviour, ChatServer, Client, LocalApi};
 
+/// The local API with the model a stand-in chat server answers as (`echo: <last message>`).
+async fn api_with_model(server: &ChatServer) -> LocalApi {
+    let state = state_configured(
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    LocalApi::serving(state).await
+}
+
 async fn reply(client: &Client, conversation: &str, content: &str) -> Value {
     let reply = client
         .post(
@@ -42,6 +56,13 @@ async fn shown(client: &Client, conversation: &str) -> Vec<String> {
     let read = client.get(&format!("/conversations/{conversation}")).await;
     assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
     described(&read.body)
+}
+
+/// The conversation's `messageCount`, as its owner reads it.
+async fn message_count(client: &Client, conversation: &str) -> u64 {
+    let read = client.get(&format!("/conversations/{conversation}")).await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    read.body["messageCount"].as_u64().unwrap()
 }
 
 fn described(body: &Value) -> Vec<String> {
@@ -108,8 +129,7 @@ async fn an_edit_is_a_sibling_on_a_new_branch_that_the_conversation_shows_and_go
     assert_eq!(shown(&alice, &id).await, ["one, again [2/2]"]);
 
     // Every message is kept and counted: the tree holds 9.
-    let read = alice.get(&format!("/conversations/{id}")).await;
-    assert_eq!(read.body["messageCount"], 9);
+    assert_eq!(message_count(&alice, &id).await, 9);
 }
 
 #[tokio::test]
@@ -147,8 +167,7 @@ async fn an_edit_sent_again_with_its_client_message_id_makes_no_second_branch() 
     assert_eq!(again.body["id"], first.body["id"]);
     assert_eq!(again.body["siblings"], first.body["siblings"]);
     assert_eq!(shown(&alice, &id).await, ["one, edited [2/2]"]);
-    let read = alice.get(&format!("/conversations/{id}")).await;
-    assert_eq!(read.body["messageCount"], 2);
+    assert_eq!(message_count(&alice, &id).await, 2);
 
     // The id of an append, sent with an edit: two different things, both made.
     let said = alice
@@ -331,16 +350,7 @@ async fn paging_back_a_branch_of_500_messages_with_50_side_branches_reads_it_onc
 #[tokio::test]
 async fn the_model_hears_only_the_active_branch() {
     let server = ChatServer::start(ChatBehaviour::Answer).await;
-    let state = state_configured(
-        &[
-            ("MODEL_PROVIDER", "openai"),
-            ("OPENAI_BASE_URL", &server.base_url),
-            ("MODEL_ID", "test-model"),
-        ],
-        Arc::new(SystemClock),
-    )
-    .await;
-    let api = LocalApi::serving(state).await;
+    let api = api_with_model(&server).await;
     let alice = api.as_user(&new_user());
     let id = alice.create_conversation(None).await;
     alice.say(&id, "my favourite fruit").await;
@@ -837,8 +847,7 @@ async fn deleting_a_message_takes_it_and_what_grew_from_it_from_reads_search_con
         ["one", "two, the apple", "a reply about apples"],
         "the edit has no sibling left"
     );
-    let read = alice.get(&format!("/conversations/{id}")).await;
-    assert_eq!(read.body["messageCount"], 3);
+    assert_eq!(message_count(&alice, &id).await, 3);
     let found = alice.get("/search?q=marmelo").await;
     assert_eq!(found.body["results"], json!([]), "{:?}", found.body);
     let context = alice.get(&format!("/conversations/context/{id}")).await;
@@ -876,8 +885,7 @@ async fn deleting_a_message_takes_it_and_what_grew_from_it_from_reads_search_con
     }
     alice.say(&id, "a new start").await;
     assert_eq!(shown(&alice, &id).await, ["a new start"]);
-    let read = alice.get(&format!("/conversations/{id}")).await;
-    assert_eq!(read.body["messageCount"], 1);
+    assert_eq!(message_count(&alice, &id).await, 1);
 }
 
 #[tokio::test]
@@ -920,23 +928,13 @@ async fn deleting_the_shown_branchs_message_shows_its_parents_branch_and_appends
         shown(&alice, &id).await,
         ["one", "two", "first reply", "three", "a better reply"]
     );
-    let read = alice.get(&format!("/conversations/{id}")).await;
-    assert_eq!(read.body["messageCount"], 5);
+    assert_eq!(message_count(&alice, &id).await, 5);
 }
 
 #[tokio::test]
 async fn a_deleted_exchange_leaves_no_copy_in_short_term_memory_or_a_completions_record() {
     let server = ChatServer::start(ChatBehaviour::Answer).await;
-    let state = state_configured(
-        &[
-            ("MODEL_PROVIDER", "openai"),
-            ("OPENAI_BASE_URL", &server.base_url),
-            ("MODEL_ID", "test-model"),
-        ],
-        Arc::new(SystemClock),
-    )
-    .await;
-    let api = LocalApi::serving(state).await;
+    let api = api_with_model(&server).await;
     let alice = api.as_user(&new_user());
     let id = alice.create_conversation(None).await;
     alice.say(&id, "hello").await;
@@ -1011,16 +1009,7 @@ async fn a_batch_deletes_a_message_once_and_another_user_deletes_nothing() {
 #[tokio::test]
 async fn regenerating_a_reply_answers_its_prompt_again_as_a_sibling_once() {
     let server = ChatServer::start(ChatBehaviour::Answer).await;
-    let state = state_configured(
-        &[
-            ("MODEL_PROVIDER", "openai"),
-            ("OPENAI_BASE_URL", &server.base_url),
-            ("MODEL_ID", "test-model"),
-        ],
-        Arc::new(SystemClock),
-    )
-    .await;
-    let api = LocalApi::serving(state).await;
+    let api = api_with_model(&server).await;
     let alice = api.as_user(&new_user());
     let id = alice.create_conversation(None).await;
     alice.say(&id, "hello").await;
@@ -1164,8 +1153,7 @@ async fn an_answer_written_while_its_question_was_edited_stays_with_its_question
         back,
         ["the first question [1/2]", "the answer to the first"]
     );
-    let read = alice.get(&format!("/conversations/{id}")).await;
-    assert_eq!(read.body["messageCount"], 3);
+    assert_eq!(message_count(&alice, &id).await, 3);
 }
 
 #[tokio::test]
@@ -1188,4 +1176,161 @@ async fn an_edited_message_is_found_by_search() {
         let text = hits.body.to_string();
         assert!(text.contains(found), "{word}: {text}");
     }
+}
+
+#[tokio::test]
+async fn a_message_with_hundreds_after_it_is_deleted_whole() {
+    let state = state().await;
+    let user = new_user();
+    let owner = UserId::parse(&user).unwrap();
+    let conversations = state.conversations.clone();
+    let id = conversations
+        .create(&owner, None, Default::default(), chrono::Utc::now())
+        .await
+        .unwrap()
+        .id;
+    let say = |content: String| {
+        NewMessage::parse(Role::User, content, vec![], Default::default(), None).unwrap()
+    };
+    let mut third = None;
+    for n in 1..=230 {
+        let added = conversations
+            .add_message(&owner, &id, say(format!("message {n}")), chrono::Utc::now())
+            .await
+            .unwrap();
+        if n == 3 {
+            third = Some(added.message.id);
+        }
+    }
+    // Over two transactions' worth of items after it, and a branch among them.
+    let branched_at = conversations
+        .get(&owner, &id, 200, None)
+        .await
+        .unwrap()
+        .messages[100]
+        .id;
+    conversations
+        .edit_message(
+            &owner,
+            &id,
+            &branched_at,
+            say("an edit far down".into()),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let deleted = conversations
+        .delete_message(
+            &owner,
+            &id,
+            &third.unwrap(),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, 229, "228 after it on the trunk, and the edit");
+    let api = LocalApi::serving(state).await;
+    let alice = api.as_user(&user);
+    let id = id.to_string();
+    assert_eq!(shown(&alice, &id).await, ["message 1", "message 2"]);
+    assert_eq!(message_count(&alice, &id).await, 2);
+    let table = scanned(&api).await;
+    assert!(!table.contains("message 3\"") && !table.contains("far down"));
+}
+
+#[tokio::test]
+async fn a_reply_whose_question_was_deleted_meanwhile_is_not_kept() {
+    let state = state().await;
+    let owner = UserId::parse(&new_user()).unwrap();
+    let conversations = state.conversations.clone();
+    let id = conversations
+        .create(&owner, None, Default::default(), chrono::Utc::now())
+        .await
+        .unwrap()
+        .id;
+    let say = |role: Role, content: &str| {
+        NewMessage::parse(role, content.to_owned(), vec![], Default::default(), None).unwrap()
+    };
+    let question = conversations
+        .add_message(
+            &owner,
+            &id,
+            say(Role::User, "a question"),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .message;
+    conversations
+        .delete_message(
+            &owner,
+            &id,
+            &question.id,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let kept = conversations
+        .add_reply(
+            &owner,
+            &id,
+            &question,
+            say(Role::Assistant, "an answer"),
+            chrono::Utc::now(),
+        )
+        .await;
+    assert!(
+        matches!(kept, Err(shared::error::Error::NotFound)),
+        "{kept:?}"
+    );
+    let read = conversations.get(&owner, &id, 10, None).await.unwrap();
+    assert!(read.messages.is_empty());
+    assert_eq!(read.conversation.message_count, 0);
+}
+
+#[tokio::test]
+async fn a_regenerated_reply_hears_no_summary_of_what_came_after_it() {
+    let server = ChatServer::start(ChatBehaviour::Answer).await;
+    let (api, mut poller) = tests::api_feeding(
+        local::StreamConsumer::SummarizeConversations,
+        &[
+            ("MODEL_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &server.base_url),
+            ("MODEL_ID", "test-model"),
+            ("SUMMARY_EVERY_MESSAGES", "2"),
+        ],
+    )
+    .await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    let first = alice
+        .post(
+            "/completion",
+            json!({"prompt": "name a fruit", "conversationId": id}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    alice.say(&id, "and a vegetable: the turnip").await;
+    poller.poll_once().await.unwrap();
+    let summarized = alice.get(&format!("/conversations/{id}")).await;
+    assert!(
+        summarized.body["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("turnip")),
+        "{:?}",
+        summarized.body
+    );
+    let again = alice
+        .post(
+            "/completion",
+            json!({"regenerate": first.body["replyMessageId"], "conversationId": id}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    let heard = server.requests().last().unwrap().to_string();
+    assert!(heard.contains("name a fruit"), "{heard}");
+    assert!(
+        !heard.contains("turnip"),
+        "a later message reached the model: {heard}"
+    );
 }

@@ -193,6 +193,16 @@ impl ConversationItem {
         self.branches > 0 || self.path.is_some()
     }
 
+    /// Its summary if every message it took in comes before the message under `key` on the
+    /// active path: what a reply regenerated from what came before it may hear.
+    pub fn summary_before(&self, key: &keys::MessageSortKey) -> Option<&str> {
+        let path = self.path.clone().unwrap_or_else(domain::tree::Path::trunk);
+        let until = keys::MessageSortKey::parse(self.summarized_until.as_deref()?)?;
+        let (at_until, at_key) = (path.segment_of(&until)?, path.segment_of(key)?);
+        let before = at_until < at_key || (at_until == at_key && until < *key);
+        before.then_some(self.summary.as_deref()).flatten()
+    }
+
     /// As it reads on its active path: its summary only if the summary's last message is on
     /// that path (a summary of a branch it has left speaks of messages it no longer shows).
     /// How far the summary reached stays, for the summarizer's condition.

@@ -296,6 +296,24 @@ impl Store {
         Ok(())
     }
 
+    /// A consistent query of `partition`'s items from sort key `low` to `high`, inclusive:
+    /// where every range read of a conversation's items starts.
+    pub(crate) fn range_query(
+        &self,
+        partition: &str,
+        low: &str,
+        high: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+            .expression_attribute_values(":pk", s(partition))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":high", s(high))
+            .consistent_read(true)
+    }
+
     pub(crate) async fn get(&self, partition: &str, sort_key: &str) -> Result<Option<Item>, Error> {
         let output = self
             .client

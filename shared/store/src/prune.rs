@@ -8,7 +8,7 @@
 //!    branch first (as a switch does: the old branch sealed, so no append lands on it);
 //! 2. what was derived from the doomed messages is deleted (the message itself still there, a
 //!    repeated request finds it and does this again);
-//! 3. the doomed items are deleted in transactions of at most 100 items, each also taking the
+//! 3. the doomed items are deleted in transactions of at most 98 items, each also taking the
 //!    count of the messages it deletes off the conversation's `messageCount` (so the count is
 //!    exact whatever stops between them), deepest first, the message itself in the last, with
 //!    the conversation's summary (which may quote them) and, when the first message goes, the
@@ -28,8 +28,9 @@ use domain::tree::{self, BranchNumber, Path};
 use super::tree::is_seal;
 use super::{item_key, s, Item, MessageItem, Store};
 
-/// Items a delete's transaction removes at most, beside the conversation's item.
-const PRUNE_CHUNK: usize = 99;
+/// Items a delete's transaction removes at most: with the conversation's item and, in the
+/// last, its summary item, 100 (DynamoDB's limit on a transaction).
+const PRUNE_CHUNK: usize = 98;
 
 /// One item a delete removes.
 struct Doomed {
@@ -209,14 +210,7 @@ impl Store {
                 None,
                 "read a message's descendants",
                 |start, limit| {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                        .expression_attribute_values(":pk", s(partition))
-                        .expression_attribute_values(":low", s(low))
-                        .expression_attribute_values(":high", s(high))
-                        .consistent_read(true)
+                    self.range_query(partition, low, high)
                         .limit(limit)
                         .set_exclusive_start_key(start)
                 },

@@ -166,15 +166,8 @@ impl Store {
                     "read a branch",
                     |item| !is_seal(item),
                     |start, limit| {
-                        self.client
-                            .query()
-                            .table_name(&self.table)
-                            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                            .expression_attribute_values(":pk", s(partition))
-                            .expression_attribute_values(":low", s(&low))
-                            .expression_attribute_values(":high", s(&high))
+                        self.range_query(partition, &low, &high)
                             .scan_index_forward(false)
-                            .consistent_read(true)
                             .limit(limit)
                             .set_exclusive_start_key(start)
                     },
@@ -217,14 +210,7 @@ impl Store {
                     "read a branch",
                     |item| !is_seal(item),
                     |start, limit| {
-                        self.client
-                            .query()
-                            .table_name(&self.table)
-                            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                            .expression_attribute_values(":pk", s(partition))
-                            .expression_attribute_values(":low", s(&low))
-                            .expression_attribute_values(":high", s(&high))
-                            .consistent_read(true)
+                        self.range_query(partition, &low, &high)
                             .limit(limit)
                             .set_exclusive_start_key(start)
                     },
@@ -309,15 +295,8 @@ impl Store {
                 "read a branch",
                 |item| !is_seal(item),
                 |start, limit| {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                        .expression_attribute_values(":pk", s(partition))
-                        .expression_attribute_values(":low", s(&low))
-                        .expression_attribute_values(":high", s(&high))
+                    self.range_query(partition, &low, &high)
                         .projection_expression(format!("PK, SK, {SEAL}"))
-                        .consistent_read(true)
                         .limit(limit)
                         .set_exclusive_start_key(start)
                 },
@@ -340,15 +319,8 @@ impl Store {
         let (low, high) = keys::fork_range(low, high);
         let (items, _) = self
             .read_up_to(usize::MAX, None, "read forks", |start, limit| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                    .expression_attribute_values(":pk", s(partition))
-                    .expression_attribute_values(":low", s(&low))
-                    .expression_attribute_values(":high", s(&high))
+                self.range_query(partition, &low, &high)
                     .projection_expression("SK")
-                    .consistent_read(true)
                     .limit(limit)
                     .set_exclusive_start_key(start)
             })
@@ -444,14 +416,7 @@ impl Store {
         let mut last_on_branch: BTreeMap<BranchNumber, MessageSortKey> = BTreeMap::new();
         loop {
             let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                .expression_attribute_values(":pk", s(partition))
-                .expression_attribute_values(":low", s(&low))
-                .expression_attribute_values(":high", s(&high))
-                .consistent_read(true)
+                .range_query(partition, &low, &high)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -702,6 +667,10 @@ impl Store {
         let Some(state) = self.tree_state(&partition).await? else {
             return Ok(AppendOutcome::ConversationMissing);
         };
+        // A prompt deleted while the model answered takes its answer with it.
+        if self.get(&partition, &prompt.sort_key()).await?.is_none() {
+            return Err(Error::NotFound);
+        }
         if state.path.active_branch() == prompt_branch {
             return self.append_message(user, reply, client_id, None).await;
         }

@@ -230,15 +230,8 @@ impl Store {
     ) -> Result<(Vec<Item>, bool), Error> {
         let (low, high) = keys::conversation_and_messages_range();
         self.read_up_to(wanted, start, "read conversation", |start, limit| {
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-                .expression_attribute_values(":pk", s(partition))
-                .expression_attribute_values(":low", s(low))
-                .expression_attribute_values(":high", s(high))
+            self.range_query(partition, low, high)
                 .scan_index_forward(false)
-                .consistent_read(true)
                 .limit(limit)
                 .set_exclusive_start_key(start)
         })

@@ -74,8 +74,13 @@ impl Assistant {
             .await?;
         let conversation = window.conversation.ok_or(Error::NotFound)?;
         let mut preamble = self.system_preamble();
-        if let Some(summary) = conversation.summary.filter(|s| !s.trim().is_empty()) {
-            preamble.push(summary_context(&summary));
+        // Before a reply regenerated, only a summary of what came before it.
+        let summary = match before {
+            Some(key) => conversation.summary_before(key),
+            None => conversation.summary.as_deref(),
+        };
+        if let Some(summary) = summary.filter(|s| !s.trim().is_empty()) {
+            preamble.push(summary_context(summary));
         }
         let recent: Vec<ContextMessage> = window
             .messages_newest_first
