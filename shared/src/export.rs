@@ -191,29 +191,32 @@ impl Exports {
             .messages
             .iter()
             .filter(|m| seen.insert(m.id))
-            .map(|m| Message {
-                id: m.id,
-                conversation_id: c.id,
-                role: m.role,
-                content: m.content.clone(),
-                timestamp: m.timestamp,
-                attachments: m.attachments.clone(),
-                metadata: m.metadata.clone(),
-                client_message_id: m.client_message_id.clone(),
-                client_timestamp: kept_client_timestamp(m.client_timestamp, m.timestamp),
-                token_count: None,
-                slot: None,
-            })
+            .map(|m| imported_message(c.id, m))
             .collect();
         let mut stored = 0;
         for chunk in transaction_chunks(&messages, TRANSACTION_MAX_ITEMS) {
             stored += self.store.append_migrated(user, &c.id, chunk, None).await?;
         }
+        // The rest of the tree: each run as a branch at the message it grew from.
+        let mut listed = messages.len();
+        for run in &export.branches {
+            let run_messages: Vec<Message> = run
+                .messages
+                .iter()
+                .filter(|m| seen.insert(m.id))
+                .map(|m| imported_message(c.id, m))
+                .collect();
+            listed += run_messages.len();
+            stored += self
+                .store
+                .import_run(user, &c.id, run.parent_id.as_ref(), &run_messages)
+                .await?;
+        }
         Ok(Imported {
             conversation: c.id,
             created,
             messages_stored: stored,
-            messages_already_present: messages.len() - stored,
+            messages_already_present: listed - stored,
         })
     }
 
@@ -294,7 +297,32 @@ impl Exports {
             }
         }
         if format == ExportFormat::Json {
-            writer.write(b"]}").await?;
+            writer.write(b"]").await?;
+            let runs = self.store.runs_off_path(user, &conversation.id).await?;
+            if !runs.is_empty() {
+                writer.write(b",\"branches\":[").await?;
+                for (index, run) in runs.iter().enumerate() {
+                    let parent = serde_json::to_string(&run.parent).map_err(encode)?;
+                    let head = format!(
+                        "{}{{\"parentId\":{parent},\"messages\":[",
+                        if index == 0 { "" } else { "," }
+                    );
+                    writer.write(head.as_bytes()).await?;
+                    let items = self.store.run_items(user, &conversation.id, run).await?;
+                    for (at, item) in items.into_iter().enumerate() {
+                        let message = Box::pin(self.store.load_content(item))
+                            .await?
+                            .into_message();
+                        let json = serde_json::to_string(&ExportedMessage::from(&message))
+                            .map_err(encode)?;
+                        let text = if at == 0 { json } else { format!(",{json}") };
+                        writer.write(text.as_bytes()).await?;
+                    }
+                    writer.write(b"]}").await?;
+                }
+                writer.write(b"]").await?;
+            }
+            writer.write(b"}").await?;
         }
         Ok(count)
     }
@@ -346,4 +374,21 @@ fn markdown_message(message: &Message) -> String {
         text.push('\n');
     }
     text
+}
+
+/// A message of an export file as an import stores it.
+fn imported_message(conversation: ConversationId, m: &ExportedMessage) -> Message {
+    Message {
+        id: m.id,
+        conversation_id: conversation,
+        role: m.role,
+        content: m.content.clone(),
+        timestamp: m.timestamp,
+        attachments: m.attachments.clone(),
+        metadata: m.metadata.clone(),
+        client_message_id: m.client_message_id.clone(),
+        client_timestamp: kept_client_timestamp(m.client_timestamp, m.timestamp),
+        token_count: None,
+        slot: None,
+    }
 }

@@ -341,6 +341,13 @@ impl Conversations {
             .await;
         if matches!(switched, Ok(true)) {
             self.cache.invalidate_user(user).await;
+            // An export shows the branch shown: one written before would be handed out again
+            // (its version does not change with the branch).
+            if let Some(attachments) = &self.attachments {
+                if let Err(error) = attachments.delete_conversation_exports(user, id).await {
+                    log_cascade_failure(&error);
+                }
+            }
         }
         switched?;
         self.get_from_store(user, id, DEFAULT_MESSAGE_WINDOW, None)

@@ -1334,3 +1334,122 @@ async fn a_regenerated_reply_hears_no_summary_of_what_came_after_it() {
         "a later message reached the model: {heard}"
     );
 }
+
+#[tokio::test]
+async fn a_json_export_keeps_the_whole_tree_and_imports_back_the_same() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(Some("A tree")).await;
+    let one = alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    reply(&alice, &id, "a reply to two").await;
+    let better = edit(&alice, &id, &two, "two, better").await;
+    reply(&alice, &id, "a reply to the better two").await;
+    switch(&alice, &id, json!({"messageId": two["id"]})).await;
+    alice.say(&id, "three, after the first two").await;
+    edit(&alice, &id, &one, "one, said again").await;
+    switch(&alice, &id, json!({"messageId": better["id"]})).await;
+    let shown_before = shown(&alice, &id).await;
+    assert_eq!(
+        shown_before,
+        [
+            "one [1/2]",
+            "two, better [2/2]",
+            "a reply to the better two"
+        ]
+    );
+
+    let file: shared::export::ConversationExport =
+        serde_json::from_str(&exported(&api, &user, &id, "json").await).unwrap();
+    let contents = |messages: &[shared::export::ExportedMessage]| -> Vec<String> {
+        messages.iter().map(|m| m.content.clone()).collect()
+    };
+    assert_eq!(
+        contents(&file.messages),
+        ["one", "two, better", "a reply to the better two"]
+    );
+    let runs: Vec<(Option<String>, Vec<String>)> = file
+        .branches
+        .iter()
+        .map(|b| (b.parent_id.map(|p| p.to_string()), contents(&b.messages)))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (
+                Some(one["id"].as_str().unwrap().to_owned()),
+                vec![
+                    "two".to_owned(),
+                    "a reply to two".to_owned(),
+                    "three, after the first two".to_owned()
+                ]
+            ),
+            (None, vec!["one, said again".to_owned()]),
+        ]
+    );
+    assert_eq!(file.conversation.message_count, 7);
+
+    // Into another deployment's table: the same file comes out, every message kept once.
+    let elsewhere = LocalApi::start().await;
+    let owner = UserId::parse(&user).unwrap();
+    let imported = elsewhere
+        .state
+        .exports
+        .import_conversation(&owner, &file)
+        .await
+        .unwrap();
+    assert_eq!(imported.messages_stored, 7);
+    let again: shared::export::ConversationExport =
+        serde_json::from_str(&exported(&elsewhere, &user, &id, "json").await).unwrap();
+    assert_eq!(again.conversation, file.conversation);
+    assert_eq!(again.messages, file.messages);
+    assert_eq!(again.branches, file.branches);
+    let repeated = elsewhere
+        .state
+        .exports
+        .import_conversation(&owner, &file)
+        .await
+        .unwrap();
+    assert_eq!(repeated.messages_stored, 0);
+    assert_eq!(repeated.messages_already_present, 7);
+    let there = elsewhere.as_user(&user);
+    assert_eq!(message_count(&there, &id).await, 7);
+    let back = switch(&there, &id, json!({"messageId": two["id"]})).await;
+    assert_eq!(
+        back,
+        [
+            "one [1/2]",
+            "two [2/2]",
+            "a reply to two",
+            "three, after the first two"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_client_message_id_of_a_deleted_message_appends_again() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let body = json!({"role": "user", "content": "two", "clientMessageId": "c-2"});
+    let first = alice
+        .post(&format!("/conversations/{id}/messages"), body.clone())
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let deleted = alice
+        .delete(&format!(
+            "/conversations/{id}/messages/{}",
+            first.body["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    // The same id sent again (an app that never saw the first answer): stored, no error.
+    let again = alice
+        .post(&format!("/conversations/{id}/messages"), body)
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{:?}", again.body);
+    assert_eq!(shown(&alice, &id).await, ["one", "two"]);
+    assert_eq!(message_count(&alice, &id).await, 2);
+}

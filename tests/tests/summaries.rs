@@ -737,5 +737,6 @@ fn exported(
             message_count: messages.len() as u64,
         },
         messages,
+        branches: vec![],
     }
 }

@@ -92,6 +92,21 @@ pub struct ConversationExport {
     pub format_version: u32,
     pub exported_at: DateTime<Utc>,
     pub conversation: ExportedConversation,
+    /// The messages the conversation shows (its active branch), oldest first.
+    pub messages: Vec<ExportedMessage>,
+    /// The rest of a branched conversation's tree (`tree`): each run of messages not shown,
+    /// with the message it grew from; absent for a conversation that never branched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<ExportedBranch>,
+}
+
+/// A run of messages off the branch a conversation shows, as its JSON export holds it: the
+/// message the run grew from (`None`: the root) and its messages, oldest first, each the
+/// parent of the next. An import puts it back as a branch forked at that message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedBranch {
+    pub parent_id: Option<MessageId>,
     pub messages: Vec<ExportedMessage>,
 }
 

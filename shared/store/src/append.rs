@@ -375,15 +375,11 @@ impl Store {
                         .counted_after_put(&partition, slot, timestamp, counting, stored)
                         .await)
                 }
-                Some(None) if slot.branch == place.tip.map_or(0, |tip| tip.branch) => {
-                    return Err(Error::internal(
-                        "append message",
-                        "a slot the tip has passed holds no message",
-                    ))
-                }
                 Some(None) => {
-                    // A client id's target on a branch left before anything took it (an edit's
-                    // seal takes the slot after the tip): it moves to the active branch.
+                    // A client id's target that holds nothing though the tip passed it, or on a
+                    // branch left: the message there was deleted (`crate::prune`: slots are never
+                    // reused), or its branch was. Whose message it was the record cannot say: the
+                    // append goes on after the tip (a message never stored is not lost).
                     if let Some(client_id) = client_id {
                         target = Some(self.move_target(&partition, client_id, slot, next).await?);
                     }

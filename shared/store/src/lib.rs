@@ -25,6 +25,7 @@ mod no_panics;
 mod operations;
 mod pending_purges;
 mod prune;
+mod runs;
 mod s3;
 mod sdk_error;
 mod search;
@@ -50,6 +51,7 @@ pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEM
 pub use operations::{Claim, OperationRecord, OperationRecords, RecordedAnswer};
 pub use pending_purges::{PendingPurge, PendingPurgePage};
 pub use prune::Pruned;
+pub use runs::RunOffPath;
 pub use s3::LazyS3;
 pub use sdk_error::describe_sdk_error;
 pub use search::{search_block_capacity, BackfillCheckpoint, BackfillPage, SEARCH_BLOCK_BYTES};

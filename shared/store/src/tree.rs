@@ -70,6 +70,28 @@ pub(super) struct BranchItem {
     last_write: Option<String>,
 }
 
+impl BranchItem {
+    /// A branch forked at the message under `parent` (`None`: the root), not shown: its tip
+    /// and last write as its messages left them.
+    pub(super) fn new(
+        partition: &str,
+        branch: BranchNumber,
+        parent: Option<String>,
+        path: Path,
+        tip: Slot,
+        last_write: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            pk: partition.to_owned(),
+            sk: keys::branch_sort_key(branch),
+            parent,
+            path,
+            tip: Some(tip.tip_text()),
+            last_write: Some(keys::sortable_time(last_write)),
+        }
+    }
+}
+
 /// A message found on the tree, with its parent's key (`None`: it is the first message).
 pub(super) struct Found {
     pub(super) item: MessageItem,
@@ -79,7 +101,7 @@ pub(super) struct Found {
 /// What the tree of a conversation is, as its item and path say.
 pub(super) struct TreeState {
     tip: Option<Slot>,
-    branches: BranchNumber,
+    pub(super) branches: BranchNumber,
     last_activity: DateTime<Utc>,
     pub(super) path: Path,
     /// When the last switch was made, by its maker's clock (`branchSetAt`).

@@ -274,6 +274,7 @@ async fn a_conversation_export_is_imported_with_its_long_content_and_only_once()
         },
         // The first message listed twice: one message.
         messages: vec![first.clone(), first, message(&long, Role::Assistant, 1)],
+        branches: vec![],
     };
     let path = std::env::temp_dir().join(format!("export-{id}.json"));
     std::fs::write(&path, serde_json::to_vec(&export).unwrap()).unwrap();
