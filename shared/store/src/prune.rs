@@ -107,7 +107,7 @@ impl Store {
                 // message names the conversation again).
                 untitled: parent.is_none(),
             });
-            self.delete_chunk(&partition, conversation, chunk, last)
+            self.delete_chunk(&partition, conversation, state.branches, chunk, last)
                 .await?;
         }
         // 4. Their content in S3.
@@ -226,6 +226,7 @@ impl Store {
         &self,
         partition: &str,
         conversation: &ConversationId,
+        branches: BranchNumber,
         chunk: &[Doomed],
         last: Option<Last>,
     ) -> Result<(), Error> {
@@ -244,14 +245,23 @@ impl Store {
             update.push_str(" REMOVE ");
             update.push_str(&removed.join(", "));
         }
+        let mut counted = Update::builder()
+            .table_name(&self.table)
+            .key(keys::PK, s(partition))
+            .key(keys::SK, s(keys::CONVERSATION_SK))
+            .update_expression(update);
+        // No branch made since the doomed items were read (one could grow from them): else the
+        // request, sent again, reads them again.
+        counted = if branches == 0 {
+            counted.condition_expression("attribute_exists(PK) AND attribute_not_exists(branches)")
+        } else {
+            counted
+                .condition_expression("attribute_exists(PK) AND branches = :branches")
+                .expression_attribute_values(":branches", AttributeValue::N(branches.to_string()))
+        };
         let mut writes = vec![TransactWriteItem::builder()
             .update(
-                Update::builder()
-                    .table_name(&self.table)
-                    .key(keys::PK, s(partition))
-                    .key(keys::SK, s(keys::CONVERSATION_SK))
-                    .update_expression(update)
-                    .condition_expression("attribute_exists(PK)")
+                counted
                     .expression_attribute_values(":changed", s(&self.change_stamp(conversation)))
                     .expression_attribute_values(
                         ":minus",
@@ -294,7 +304,16 @@ impl Store {
         }
         match self.transact(writes, "delete a message").await? {
             None => Ok(()),
-            Some(cancelled) if cancelled.condition_failed(0) => Err(Error::NotFound),
+            Some(cancelled) if cancelled.condition_failed(0) => {
+                match self.get(partition, keys::CONVERSATION_SK).await?.is_some() {
+                    false => Err(Error::NotFound),
+                    true => Err(Error::Conflict(
+                        "the conversation branched while the message was deleted: send the \
+                         request again"
+                            .into(),
+                    )),
+                }
+            }
             Some(_) => Err(Error::Conflict(
                 "the conversation changed while the message was deleted: send the request again"
                     .into(),
