@@ -1453,3 +1453,31 @@ async fn a_client_message_id_of_a_deleted_message_appends_again() {
     assert_eq!(shown(&alice, &id).await, ["one", "two"]);
     assert_eq!(message_count(&alice, &id).await, 2);
 }
+
+#[tokio::test]
+async fn messages_a_migration_moves_into_a_branched_conversation_go_on_its_active_branch() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    edit(&alice, &id, &two, "two, edited").await;
+    // Through the migration's writer (held short-term memory, an old app's session, an
+    // import into the conversation): after the branch shown, whatever their times.
+    tests::append_directly(
+        &api.state,
+        &user,
+        &id,
+        ["moved in".to_owned()],
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    )
+    .await;
+    assert_eq!(
+        shown(&alice, &id).await,
+        ["one", "two, edited [2/2]", "moved in"]
+    );
+    assert_eq!(message_count(&alice, &id).await, 4);
+    let back = switch(&alice, &id, json!({"messageId": two["id"]})).await;
+    assert_eq!(back, ["one", "two [1/2]"]);
+}

@@ -237,10 +237,22 @@ impl Store {
                 // Only a client id record sits at index 2.
                 Some(client_id) if cancelled.condition_failed(2) => {
                     match claimed(self.client_record(&partition, client_id).await?)? {
-                        Claimed::ByTransaction => self
-                            .replayed_message(&partition, client_id)
-                            .await
-                            .map(Transacted::Done),
+                        Claimed::ByTransaction => {
+                            match self.replayed_message(&partition, client_id).await? {
+                                Some(outcome) => Ok(Transacted::Done(outcome)),
+                                // Its message was deleted: this append is a new one.
+                                None => {
+                                    Box::pin(self.append_item(
+                                        user,
+                                        message,
+                                        message_item,
+                                        Some(client_id),
+                                        auto_title,
+                                    ))
+                                    .await
+                                }
+                            }
+                        }
                         // Claimed by an append by slot (the switch was on, and is off again),
                         // perhaps stopped before it put its message: it goes on by slot, at the
                         // record's target.
@@ -265,23 +277,42 @@ impl Store {
     }
 
     /// The message a client message id's record, written by an append in a transaction, names
-    /// (it was used before).
+    /// (it was used before); `None` when that message was deleted since (`crate::prune`): the
+    /// record is removed, and the append goes on as a new one, as an append by slot does.
     pub(super) async fn replayed_message(
         &self,
         partition: &str,
         client_id: &ClientMessageId,
-    ) -> Result<AppendOutcome, Error> {
+    ) -> Result<Option<AppendOutcome>, Error> {
         let key = self
             .client_record(partition, client_id)
             .await?
             .message_key
             .ok_or_else(|| Error::internal("replay append", "a client record names no message"))?;
-        let message = self
-            .get(partition, &key)
-            .await?
-            .ok_or_else(|| Error::internal("replay append", "recorded message is missing"))?;
+        let Some(message) = self.get(partition, &key).await? else {
+            let removed = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(super::item_key(
+                    partition,
+                    &keys::client_message_sort_key(client_id),
+                )))
+                .condition_expression("messageKey = :key")
+                .expression_attribute_values(":key", s(&key))
+                .send()
+                .await;
+            match removed {
+                Ok(_) => {}
+                // Another retry removed it first.
+                Err(error) if super::is_conditional_check_failure(&error) => {}
+                Err(error) => return Err(store_error("replay append", error)),
+            }
+            return Ok(None);
+        };
         self.already_stored(MessageItem::from_attributes(message)?)
             .await
+            .map(Some)
     }
 
     pub(super) async fn already_stored(&self, item: MessageItem) -> Result<AppendOutcome, Error> {
@@ -320,7 +351,11 @@ impl Store {
                             slot
                         }
                         Claimed::ByTransaction => {
-                            return self.replayed_message(&partition, client_id).await
+                            match self.replayed_message(&partition, client_id).await? {
+                                Some(outcome) => return Ok(outcome),
+                                // Its message was deleted: claimed again at the next attempt.
+                                None => continue,
+                            }
                         }
                     },
                 },
