@@ -278,10 +278,20 @@ async fn paging_back_a_branch_of_500_messages_with_50_side_branches_reads_it_onc
     let say = |content: String| {
         NewMessage::parse(Role::User, content, vec![], Default::default(), None).unwrap()
     };
-    let mut expected = Vec::new();
+    // The first 300 through the migration's writer (keyed by time: the trunk's older part),
+    // then rounds of three said by slot, each round's last said again.
+    let mut expected: Vec<String> = (0..300).map(|n| format!("migrated {n}")).collect();
+    tests::append_directly(
+        &state,
+        &user,
+        &id.to_string(),
+        expected.clone(),
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    )
+    .await;
     for round in 0..50 {
         let mut last = None;
-        for n in 0..9 {
+        for n in 0..3 {
             let content = format!("round {round} message {n}");
             let added = conversations
                 .add_message(&owner, &id, say(content.clone()), chrono::Utc::now())
@@ -292,7 +302,7 @@ async fn paging_back_a_branch_of_500_messages_with_50_side_branches_reads_it_onc
         }
         // The round's last message said again: the first try becomes a side branch.
         let last = last.unwrap();
-        let content = format!("round {round} message 8, edited");
+        let content = format!("round {round} message 2, edited");
         conversations
             .edit_message(
                 &owner,
