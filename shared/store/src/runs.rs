@@ -39,12 +39,7 @@ impl Store {
     ) -> Result<Vec<RunOffPath>, Error> {
         let partition = keys::conversation_partition(user, conversation);
         let read = self.conversation_and_summary(&partition, None).await?;
-        let branched = read.path.is_some()
-            || read
-                .conversation
-                .as_ref()
-                .is_some_and(|item| item.contains_key("branches"));
-        if !branched {
+        if !read.is_branched() {
             return Ok(Vec::new());
         }
         let path = read.path.unwrap_or_else(Path::trunk);

@@ -73,6 +73,17 @@ pub(super) struct ConversationRead {
     pub(super) path: Option<domain::tree::Path>,
 }
 
+impl ConversationRead {
+    /// Whether the conversation has ever branched (its path, or its branch count, says so).
+    pub(super) fn is_branched(&self) -> bool {
+        self.path.is_some()
+            || self
+                .conversation
+                .as_ref()
+                .is_some_and(|item| item.contains_key("branches"))
+    }
+}
+
 impl ConversationItem {
     /// The conversation with the summary of its summary item when that has taken in as much
     /// as the one its own item holds, or more (the item holds the preview the last append

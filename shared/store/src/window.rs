@@ -271,12 +271,7 @@ impl Store {
     ) -> Result<(Vec<MessageItem>, Option<Item>), Error> {
         let partition = keys::conversation_partition(user, id);
         let read = self.conversation_and_summary(&partition, None).await?;
-        let branched = read.path.is_some()
-            || read
-                .conversation
-                .as_ref()
-                .is_some_and(|item| item.contains_key("branches"));
-        if !branched {
+        if !read.is_branched() {
             return self
                 .message_items_oldest_first(user, id, after, limit)
                 .await;
