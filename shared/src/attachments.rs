@@ -344,6 +344,56 @@ impl Attachments {
         Ok(links)
     }
 
+    /// Copies the uploaded files of `messages` (in `from`'s conversations) into `to`'s
+    /// conversation `into`, under the same attachment ids: what a reader continuing a shared
+    /// conversation makes their own. A file no longer there is left out.
+    pub async fn copy_files(
+        &self,
+        from: &UserId,
+        messages: &[Message],
+        to: &UserId,
+        into: &ConversationId,
+    ) -> Result<(), Error> {
+        use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+        // A copy source is URL-encoded; its slashes stay.
+        const SOURCE: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'/')
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.');
+        for message in messages {
+            for attachment in &message.attachments {
+                let Attachment::File(file) = attachment else {
+                    continue;
+                };
+                let source =
+                    keys::attachment_key(from, &message.conversation_id, &file.attachment_id);
+                let copied = self
+                    .s3
+                    .copy_object()
+                    .bucket(&self.bucket)
+                    .copy_source(format!(
+                        "{}/{}",
+                        self.bucket,
+                        utf8_percent_encode(&source, SOURCE)
+                    ))
+                    .key(keys::attachment_key(to, into, &file.attachment_id))
+                    .send()
+                    .await;
+                match copied {
+                    Ok(_) => {}
+                    Err(error)
+                        if error
+                            .as_service_error()
+                            .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                            .is_some_and(|code| code == "NoSuchKey") => {}
+                    Err(error) => return Err(Error::internal("copy a shared file", error)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes every object of the conversation: its files and the exports of it; returns
     /// how many there were.
     pub async fn delete_conversation_objects(

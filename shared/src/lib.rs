@@ -21,6 +21,7 @@ pub mod purge;
 pub mod search;
 pub mod search_backfill;
 pub mod service;
+pub mod sharing;
 pub mod state;
 pub mod streams;
 pub mod sync;

@@ -16,6 +16,7 @@ use crate::export::Exports;
 use crate::migration::{MigrationOptions, Migrator};
 use crate::search::Search;
 use crate::service::Conversations;
+use crate::sharing::Sharing;
 use crate::store::{ContentObjects, LazyS3, Store};
 use crate::sync::MobileSync;
 use crate::usage::Usage;
@@ -28,6 +29,8 @@ pub struct State {
     pub sync: MobileSync,
     pub search: Search,
     pub exports: Exports,
+    /// Share links: made, listed and revoked by their owners, read by anyone holding one.
+    pub sharing: Sharing,
     pub account_exports: AccountExports,
     /// Each user's limits on the expensive routes, and their counts.
     pub usage: Usage,
@@ -109,6 +112,12 @@ impl State {
         let attachments = s3
             .as_ref()
             .map(|(s3, bucket)| Attachments::new(s3.clone(), *bucket, config.attachment_max_bytes));
+        let sharing = Sharing::new(
+            store.clone(),
+            cursors.clone(),
+            cache.clone(),
+            attachments.clone(),
+        );
         let conversations = Conversations::new(store.clone(), cursors.clone(), cache.clone())
             .with_attachments(attachments.clone())
             .with_tombstone_retention(config.tombstone_retention);
@@ -136,6 +145,7 @@ impl State {
             sync,
             search,
             exports,
+            sharing,
             account_exports,
             usage,
             attachments,

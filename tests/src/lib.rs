@@ -803,6 +803,31 @@ pub async fn conversation_saying(
 /// swaps in [`first_message_of`] a fresh conversation.
 pub const EVENT_MESSAGE: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a7a";
 
+/// The share link the event files' share routes name: each run swaps in a link made with
+/// [`share_link_of`].
+pub const EVENT_SHARE: &str = "EXAMPLEsharedLINKtoken0123456789";
+
+/// The token of a new link to `user`'s conversation, up to its newest message.
+pub async fn share_link_of(
+    state: &State,
+    user: &str,
+    conversation: &shared::model::ConversationId,
+) -> String {
+    let owner = shared::model::UserId::parse(user).expect("a valid user id");
+    state
+        .sharing
+        .share(
+            &owner,
+            conversation,
+            domain::share::ShareOptions::default(),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("share the conversation")
+        .token
+        .to_string()
+}
+
 /// The id of the oldest message of `user`'s conversation (of the newest 200).
 pub async fn first_message_of(
     state: &State,

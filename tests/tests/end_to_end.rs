@@ -31,6 +31,7 @@ mod migration_state_machine;
 mod pagination;
 mod search;
 mod security_sweep;
+mod sharing;
 mod slot_keys;
 mod stream_poller;
 mod streaming;

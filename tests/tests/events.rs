@@ -32,8 +32,12 @@ fn expected_status(endpoint: Endpoint) -> StatusCode {
         Endpoint::CreateConversation
         | Endpoint::AddMessage
         | Endpoint::EditMessage
-        | Endpoint::CreateAttachmentUpload => StatusCode::CREATED,
-        Endpoint::DeleteConversation | Endpoint::DeleteMessage => StatusCode::NO_CONTENT,
+        | Endpoint::CreateAttachmentUpload
+        | Endpoint::ShareConversation
+        | Endpoint::ContinueShared => StatusCode::CREATED,
+        Endpoint::DeleteConversation | Endpoint::DeleteMessage | Endpoint::RevokeShare => {
+            StatusCode::NO_CONTENT
+        }
         Endpoint::ExportConversation => StatusCode::SEE_OTHER,
         Endpoint::StartAccountExport => StatusCode::ACCEPTED,
         _ => StatusCode::OK,
@@ -78,7 +82,11 @@ async fn every_event_file_runs_through_its_functions_handler() {
             .unwrap()
             .replace(EVENT_USER, &user)
             .replace(EVENT_CONVERSATION, &conversation.id.to_string())
-            .replace(EVENT_MESSAGE, &first_message);
+            .replace(EVENT_MESSAGE, &first_message)
+            .replace(
+                tests::EVENT_SHARE,
+                &tests::share_link_of(&state, &user, &conversation.id).await,
+            );
         if endpoint == Endpoint::GetAccountExport {
             // The export the event asks about: one of this user's.
             let export = started_export(&state, &user).await;
@@ -97,7 +105,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 23, "one event per HTTP function");
+    assert_eq!(api_events, 28, "one event per HTTP function");
 }
 
 #[tokio::test]

@@ -48,6 +48,7 @@ fn request_for(
     conversation: &str,
     message: &str,
     export: &str,
+    share: &str,
 ) -> (String, Value) {
     let path = if route.starts_with("/exports/") {
         route.replace("{id}", export)
@@ -55,6 +56,7 @@ fn request_for(
         route
             .replace("{id}", conversation)
             .replace("{messageId}", message)
+            .replace("{shareId}", share)
     };
     let body = match (method, route) {
         ("POST", "/conversations") => json!({"title": "new"}),
@@ -71,6 +73,8 @@ fn request_for(
         }
         ("POST", "/mobile/batch") => json!({"operations": []}),
         ("POST", "/exports") => json!({}),
+        ("POST", "/conversations/{id}/shares") => json!({}),
+        ("POST", "/shared/{shareId}/continue") => json!({"requestId": "sweep"}),
         _ => Value::Null,
     };
     let path = match route {
@@ -94,6 +98,13 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
         .as_str()
         .unwrap()
         .to_owned();
+    let share = alice
+        .post(&format!("/conversations/{conversation}/shares"), json!({}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let expired = api.tokens.mint(&a, -120);
     let foreign_key = local::Tokens::new("not-the-deployment-secret").mint(&a, 3600);
     let bob = api.tokens.mint(&b, 3600);
@@ -104,13 +115,23 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
     let mut swept = BTreeSet::new();
     for route in &routes {
         let (method, pattern) = (route.method.as_str(), route.path.as_str());
-        let (path, body) = request_for(method, pattern, &conversation, &message, &export);
+        let (path, body) = request_for(method, pattern, &conversation, &message, &export, &share);
         let what = format!("{method} {pattern}");
         swept.insert((method.to_owned(), pattern.to_owned()));
         if pattern == "/health" {
             // The one public route: no token needed, no user data in it.
             let health = send(&api, method, &path, None, &body).await;
             assert!(health.body.get("conversations").is_none(), "{what}");
+            continue;
+        }
+        if pattern == "/shared/{shareId}" {
+            // Public by design: what Alice shared, to anyone holding the link, and nothing of
+            // hers beyond it (tests/sharing.rs); a token, good or bad, changes nothing.
+            for token in [None, Some(expired.as_str()), Some("not.a.jwt")] {
+                let shared = send(&api, method, &path, token, &body).await;
+                assert_eq!(shared.status, StatusCode::OK, "{what}");
+                assert!(!shared.body.to_string().contains(&a), "{what}");
+            }
             continue;
         }
         for (token, why) in [
@@ -133,6 +154,7 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
                 &unknown_conversation,
                 &message,
                 &unknown_export,
+                &share,
             );
             let hers = send(&api, method, &path, Some(&bob), &body).await;
             let nobodys = send(&api, method, &unknown_path, Some(&bob), &body).await;
@@ -188,6 +210,16 @@ async fn tampered_and_borrowed_cursors_are_refused_on_every_route_that_takes_one
             .await;
     }
     alice.create_conversation(Some("Another secret")).await;
+    let mut shared = String::new();
+    for _ in 0..2 {
+        shared = alice
+            .post(&format!("/conversations/{conversation}/shares"), json!({}))
+            .await
+            .body["path"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    }
     let cursors = [
         (
             "/conversations?limit=1&cursor=".to_owned(),
@@ -205,6 +237,10 @@ async fn tampered_and_borrowed_cursors_are_refused_on_every_route_that_takes_one
             "/mobile/sync?since=".to_owned(),
             alice.get("/mobile/sync").await.body["cursor"].clone(),
         ),
+        (
+            "/shares?limit=1&cursor=".to_owned(),
+            alice.get("/shares?limit=1").await.body["nextCursor"].clone(),
+        ),
     ];
     for (route, cursor) in &cursors {
         let cursor = cursor
@@ -221,5 +257,16 @@ async fn tampered_and_borrowed_cursors_are_refused_on_every_route_that_takes_one
         );
         let garbage = alice.get(&format!("{route}%00%ff-not-a-cursor")).await;
         assert_eq!(garbage.status, StatusCode::BAD_REQUEST, "{route}: garbage");
+    }
+    // A share link's cursor belongs to the link, not to a user: anyone holding the link may
+    // page it (another link's cursor is refused: tests/sharing.rs), but not a changed one.
+    let route = format!("{shared}?messageLimit=1&before=");
+    let cursor = alice.get(&format!("{shared}?messageLimit=1")).await.body["olderMessagesCursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_owned();
+    for cursor in [tampered(&cursor), "%00%ff-not-a-cursor".to_owned()] {
+        let refused = bob.get(&format!("{route}{cursor}")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{route}{cursor}");
     }
 }

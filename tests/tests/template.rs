@@ -62,6 +62,11 @@ fn the_routes_are_the_specifications() {
         ("POST", "/conversations/{id}/messages/{messageId}/edit"),
         ("PUT", "/conversations/{id}/branch"),
         ("DELETE", "/conversations/{id}/messages/{messageId}"),
+        ("POST", "/conversations/{id}/shares"),
+        ("GET", "/shares"),
+        ("DELETE", "/conversations/{id}/shares/{shareId}"),
+        ("GET", "/shared/{shareId}"),
+        ("POST", "/shared/{shareId}/continue"),
         ("DELETE", "/conversations/{id}"),
         ("GET", "/conversations/context"),
         ("GET", "/conversations/context/{id}"),
@@ -274,7 +279,7 @@ fn a_function_builds_an_s3_client_exactly_when_its_role_may_use_the_bucket() {
             );
         }
     }
-    assert_eq!(without_bucket, 10);
+    assert_eq!(without_bucket, 13);
 }
 
 /// Every Lambda binary, and the hello-world the cold-start bench compares them with, is
@@ -291,7 +296,7 @@ fn every_function_and_the_baseline_link_at_a_fixed_address() {
             )
         })
         .collect();
-    assert_eq!(manifests.len(), 36);
+    assert_eq!(manifests.len(), 41);
     manifests.push((
         "bench/hello/Cargo.toml".to_owned(),
         "../../functions/position-dependent.rs",

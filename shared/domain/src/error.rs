@@ -21,6 +21,10 @@ pub enum Error {
     /// The export does not exist for this user (whether or not it exists for another).
     #[error("export not found")]
     ExportNotFound,
+    /// No live share link has this token (never made, revoked, expired, or its conversation
+    /// or last message deleted): one answer for all of them.
+    #[error("shared conversation not found")]
+    ShareNotFound,
     /// The request conflicts with one still in progress; the client may retry shortly.
     #[error("{0}")]
     Conflict(String),
@@ -84,6 +88,7 @@ impl Error {
             Self::TooLarge(_) => "TooLarge",
             Self::NotFound => "NotFound",
             Self::ExportNotFound => "ExportNotFound",
+            Self::ShareNotFound => "ShareNotFound",
             Self::Conflict(_) => "Conflict",
             Self::Superseded(_) => "Superseded",
             Self::OperationReused(_) => "OperationReused",

@@ -21,6 +21,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::model::{AttachmentId, ClientMessageId, ConversationId, MessageId, UserId};
+use crate::share::ShareToken;
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -668,6 +669,32 @@ pub fn parse_export_keys(partition: &str, sort_key: &str) -> Option<(UserId, uui
         UserId::parse(user).ok()?,
         uuid::Uuid::parse_str(export).ok()?,
     ))
+}
+
+/// The partition of a share link, named by its token alone (`share::ShareToken`): what a
+/// reader without an account reads. It names no user: the link's item says whose it is.
+pub fn share_partition(token: &ShareToken) -> String {
+    format!("SHARE#{token}")
+}
+
+pub const SHARE_SK: &str = "LINK";
+
+/// The partition of a user's own records of the links they made: what they list and revoke.
+pub fn share_records_partition(user: &UserId) -> String {
+    format!("USER#{user}#SHARES")
+}
+
+/// Sort keys of share records start with this, then the conversation's id.
+pub const SHARE_RECORD_PREFIX: &str = "LINK#";
+
+/// A share record's sort key: by conversation, so a conversation's links are one range.
+pub fn share_record_sort_key(conversation: &ConversationId, token: &ShareToken) -> String {
+    format!("{SHARE_RECORD_PREFIX}{conversation}#{token}")
+}
+
+/// The prefix of one conversation's share records.
+pub fn share_records_prefix(conversation: &ConversationId) -> String {
+    format!("{SHARE_RECORD_PREFIX}{conversation}#")
 }
 
 pub fn owner(user: &UserId) -> String {

@@ -112,6 +112,17 @@ impl Path {
         Self(segments)
     }
 
+    /// The path from the root to the message under `key`, ending there: what a share link
+    /// shows (read as any path is, never appended to). `None` if `key` is not on this path.
+    pub fn ending_at(&self, key: &MessageSortKey) -> Option<Self> {
+        let index = self.segment_of(key)?;
+        let mut segments = self.0[..=index].to_vec();
+        if let Some(last) = segments.last_mut() {
+            last.through = Some(key.as_str().to_owned());
+        }
+        Some(Self(segments))
+    }
+
     /// The index of the segment that holds `key`, if it is on the path.
     pub fn segment_of(&self, key: &MessageSortKey) -> Option<usize> {
         self.0.iter().position(|segment| segment.holds(key))

@@ -6,12 +6,14 @@ mod batch;
 #[cfg(test)]
 mod no_panics;
 mod request;
+mod shares;
 pub mod wire;
 
 pub use batch::{
     conversation_for_client_id, mobile_batch, MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS,
     MAX_CLIENT_ID_CHARS,
 };
+pub use shares::{continue_shared, list_shares, read_shared, revoke_share, share_conversation};
 
 use std::convert::Infallible;
 
@@ -727,7 +729,9 @@ fn error_detail(error: &Error) -> (StatusCode, ErrorDetail) {
         Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
         Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        Error::NotFound | Error::ExportNotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Error::NotFound | Error::ExportNotFound | Error::ShareNotFound => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
         Error::Conflict(_) => (StatusCode::CONFLICT, "request_in_progress"),
         Error::Superseded(_) => (StatusCode::CONFLICT, "conflict"),
         Error::OperationReused(_) => (StatusCode::CONFLICT, "operation_id_reused"),

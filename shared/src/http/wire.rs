@@ -70,6 +70,11 @@ pub struct SwitchBranchBody {
 /// A `clientTimestamp` as the app sends it: an RFC 3339 date-time, with its `T` (chrono's parser
 /// also takes a space there, which the contract's `date-time` does not).
 pub fn client_timestamp(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Error> {
+    rfc3339_time("clientTimestamp", raw)
+}
+
+/// A time a client sent as RFC 3339 (a date, `T`, a time and an offset), as UTC.
+pub fn rfc3339_time(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Error> {
     raw.map(|raw| {
         let dated = raw
             .as_bytes()
@@ -79,7 +84,7 @@ pub fn client_timestamp(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Erro
             .then(|| DateTime::parse_from_rfc3339(raw).ok())
             .flatten()
             .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| Error::invalid("clientTimestamp must be an RFC 3339 time"))
+            .ok_or_else(|| Error::invalid(format!("{field} must be an RFC 3339 time")))
     })
     .transpose()
 }
@@ -133,7 +138,10 @@ pub struct TagsBody {
 }
 
 /// Times as JavaScript's `toISOString()` writes them: UTC, milliseconds, `Z`.
-fn iso_millis<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+pub(super) fn iso_millis<S: Serializer>(
+    time: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
@@ -204,6 +212,29 @@ pub enum AttachmentView<'a> {
     File(FileView<'a>),
 }
 
+impl<'a> AttachmentView<'a> {
+    /// A message's attachments as a response shows them, files with their download links.
+    pub fn all(attachments: &'a [Attachment], links: &'a DownloadLinks) -> Vec<Self> {
+        attachments
+            .iter()
+            .map(|a| match a {
+                Attachment::Link(link) => AttachmentView::Link(link),
+                Attachment::File(file) => {
+                    let link = links.get(&file.attachment_id);
+                    AttachmentView::File(FileView {
+                        attachment_id: file.attachment_id.to_string(),
+                        file_name: &file.file_name,
+                        content_type: &file.content_type,
+                        size: file.size,
+                        download_url: link.map(|(url, _)| url.as_str()),
+                        download_expires_at: link.map(|(_, at)| *at),
+                    })
+                }
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileView<'a> {
@@ -216,7 +247,7 @@ pub struct FileView<'a> {
     pub download_expires_at: Option<DateTime<Utc>>,
 }
 
-fn optional_iso_millis<S: Serializer>(
+pub(super) fn optional_iso_millis<S: Serializer>(
     time: &Option<DateTime<Utc>>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
@@ -234,24 +265,7 @@ impl<'a> MessageView<'a> {
             role: m.role,
             content: &m.content,
             timestamp: m.timestamp,
-            attachments: m
-                .attachments
-                .iter()
-                .map(|a| match a {
-                    Attachment::Link(link) => AttachmentView::Link(link),
-                    Attachment::File(file) => {
-                        let link = links.get(&file.attachment_id);
-                        AttachmentView::File(FileView {
-                            attachment_id: file.attachment_id.to_string(),
-                            file_name: &file.file_name,
-                            content_type: &file.content_type,
-                            size: file.size,
-                            download_url: link.map(|(url, _)| url.as_str()),
-                            download_expires_at: link.map(|(_, at)| *at),
-                        })
-                    }
-                })
-                .collect(),
+            attachments: AttachmentView::all(&m.attachments, links),
             metadata: &m.metadata,
             client_message_id: m.client_message_id.as_deref(),
             client_timestamp: m.client_timestamp,

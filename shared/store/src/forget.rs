@@ -3,8 +3,8 @@
 //! the batch operation records holding its title or messages, and its search blocks. Each
 //! partition of the first three holds at most a day (memory, completions) or
 //! `BATCH_RECORD_DAYS` (batch records, under the batch rate limit) of the user's items, by
-//! TTL, so reading one whole for the conversation's items is bounded; its search blocks are
-//! read by their key prefix.
+//! TTL, so reading one whole for the conversation's items is bounded; its search blocks and
+//! share links are read by their key prefix.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -18,7 +18,7 @@ const CONVERSATION_ID: &str = "conversationId";
 
 impl Store {
     /// Deletes the user's short-term memory entries, completion records, batch operation
-    /// records and search blocks of conversation `id`; deleting them again finds nothing and changes nothing.
+    /// records, search blocks and share links of conversation `id`; deleting them again finds nothing and changes nothing.
     pub async fn forget_conversation(
         &self,
         user: &UserId,
@@ -33,8 +33,9 @@ impl Store {
         let completions = self.keys_naming(&completion_partition, keys::COMPLETION_PREFIX, id);
         let operations = self.keys_naming(&operation_partition, keys::OPERATION_PREFIX, id);
         let search_blocks = self.delete_search_blocks(user, id);
-        let (memory, completions, operations, ()) =
-            futures::try_join!(memory, completions, operations, search_blocks)?;
+        let shares = Box::pin(self.forget_shares(user, id, None));
+        let (memory, completions, operations, (), ()) =
+            futures::try_join!(memory, completions, operations, search_blocks, shares)?;
         for batch in memory
             .chunks(BATCH_WRITE_MAX)
             .chain(completions.chunks(BATCH_WRITE_MAX))
@@ -45,9 +46,10 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the user's short-term memory entries of the messages `ids` of conversation `id`
-    /// and the completion records whose result holds any of them (a retry of such a request
-    /// would answer a deleted reply): what a deleted message leaves outside its conversation.
+    /// Deletes the user's short-term memory entries of the messages `ids` of conversation `id`,
+    /// the completion records whose result holds any of them (a retry of such a request
+    /// would answer a deleted reply) and the links ending at any of them: what a deleted
+    /// message leaves outside its conversation.
     pub(super) async fn forget_messages(
         &self,
         user: &UserId,
@@ -57,6 +59,8 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
+        // On the heap: a delete's future is deep already (the batch runs it among others).
+        Box::pin(self.forget_shares(user, id, Some(ids))).await?;
         let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let memory = self
             .keys_naming(&keys::memory_partition(user), keys::MEMORY_ENTRY_PREFIX, id)

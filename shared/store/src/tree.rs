@@ -158,7 +158,7 @@ impl Store {
         Ok(PathPage { messages, siblings })
     }
 
-    async fn path_messages_newest_first(
+    pub(super) async fn path_messages_newest_first(
         &self,
         partition: &str,
         path: &Path,

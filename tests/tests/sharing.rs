@@ -1,0 +1,588 @@
+//! Share links (issue 20): the owner shares a conversation up to a message; anyone holding
+//! the link reads exactly that snapshot without a token, whatever the owner adds, edits or
+//! switches later; revoking or deleting ends it on the next request; a signed-in reader
+//! continues it as a conversation of their own, once per request id; and no one but the
+//! owner reaches the owner's links.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use shared::clock::{Clock, ManualClock};
+use tests::{new_user, state_with_clock, Client, LocalApi};
+
+async fn share(owner: &Client, conversation: &str, body: Value) -> Value {
+    let made = owner
+        .post(&format!("/conversations/{conversation}/shares"), body)
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    made.body
+}
+
+/// The contents a link shows, oldest first (one page).
+async fn read(reader: &Client, link: &Value) -> Vec<String> {
+    let page = reader.get(link["path"].as_str().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    contents(&page.body)
+}
+
+fn contents(page: &Value) -> Vec<String> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn say_and_reply(owner: &Client, conversation: &str, words: &str) -> Value {
+    let said = owner.say(conversation, words).await;
+    let replied = owner
+        .post(
+            &format!("/conversations/{conversation}/messages"),
+            json!({ "role": "assistant", "content": format!("re: {words}") }),
+        )
+        .await;
+    assert_eq!(replied.status, StatusCode::CREATED, "{:?}", replied.body);
+    said
+}
+
+#[tokio::test]
+async fn a_link_shows_its_snapshot_and_nothing_the_owner_does_later() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Trip plans")).await;
+    say_and_reply(&alice, &id, "one").await;
+    let two = say_and_reply(&alice, &id, "two").await;
+    let link = share(&alice, &id, json!({})).await;
+    assert_eq!(link["title"], "Trip plans");
+    assert_eq!(link["conversationId"], id.as_str());
+    assert_eq!(link["id"].as_str().unwrap().len(), 32, "192 random bits");
+    let snapshot = ["one", "re: one", "two", "re: two"];
+    let anyone = api.anonymous();
+    assert_eq!(read(&anyone, &link).await, snapshot);
+
+    // The owner goes on, edits a shared message, switches back and forth, renames.
+    say_and_reply(&alice, &id, "three").await;
+    let edited = alice
+        .post(
+            &format!(
+                "/conversations/{id}/messages/{}/edit",
+                two["id"].as_str().unwrap()
+            ),
+            json!({ "content": "two, edited" }),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::CREATED, "{:?}", edited.body);
+    say_and_reply(&alice, &id, "on the new branch").await;
+    let renamed = alice
+        .put(
+            &format!("/conversations/{id}/title"),
+            json!({ "title": "Private now" }),
+        )
+        .await;
+    assert!(renamed.status.is_success(), "{:?}", renamed.body);
+    let page = anyone.get(link["path"].as_str().unwrap()).await;
+    assert_eq!(contents(&page.body), snapshot);
+    assert_eq!(page.body["title"], "Trip plans");
+
+    // A link to a point back on the branch shown now: up to there only.
+    let on_branch = alice.get(&format!("/conversations/{id}")).await.body["messages"][0].clone();
+    let early = share(&alice, &id, json!({ "messageId": on_branch["id"] })).await;
+    assert_eq!(read(&anyone, &early).await, ["one"]);
+    // A message on a branch the conversation no longer shows: switch to it first.
+    let off = alice
+        .post(
+            &format!("/conversations/{id}/shares"),
+            json!({ "messageId": two["id"] }),
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::CONFLICT, "{:?}", off.body);
+}
+
+#[tokio::test]
+async fn readers_see_no_user_no_ids_of_the_owners_and_no_metadata_or_files_unless_chosen() {
+    let api = LocalApi::start().await;
+    let owner = new_user();
+    let alice = api.as_user(&owner);
+    let id = alice.create_conversation(None).await;
+    let said = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({
+                "role": "user",
+                "content": "see this",
+                "metadata": {"device": "alice's phone"},
+                "attachments": ["https://example.com/picture"],
+                "clientMessageId": "private-client-id"
+            }),
+        )
+        .await;
+    assert_eq!(said.status, StatusCode::CREATED, "{:?}", said.body);
+
+    let plain = share(&alice, &id, json!({})).await;
+    let page = api.anonymous().get(plain["path"].as_str().unwrap()).await;
+    let text = page.body.to_string();
+    for private in [
+        owner.as_str(),
+        id.as_str(),
+        "alice's phone",
+        "example.com",
+        "private-client-id",
+    ] {
+        assert!(!text.contains(private), "{private} in {text}");
+    }
+    let message = &page.body["messages"][0];
+    assert!(message.get("metadata").is_none() && message.get("attachments").is_none());
+
+    let chosen = share(
+        &alice,
+        &id,
+        json!({ "includeMetadata": true, "includeAttachments": true }),
+    )
+    .await;
+    let page = api.anonymous().get(chosen["path"].as_str().unwrap()).await;
+    let message = &page.body["messages"][0];
+    assert_eq!(message["metadata"], json!({"device": "alice's phone"}));
+    assert_eq!(
+        message["attachments"],
+        json!(["https://example.com/picture"])
+    );
+    assert!(!page.body.to_string().contains(owner.as_str()));
+}
+
+#[tokio::test]
+async fn the_public_read_pages_back_and_answers_a_cdn_with_an_etag() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    for n in 0..7 {
+        alice.say(&id, &format!("message {n}")).await;
+    }
+    let link = share(&alice, &id, json!({})).await;
+    let path = link["path"].as_str().unwrap();
+    let anyone = api.anonymous();
+
+    let newest = anyone.get(&format!("{path}?messageLimit=3")).await;
+    assert_eq!(
+        contents(&newest.body),
+        ["message 4", "message 5", "message 6"]
+    );
+    let cursor = newest.body["olderMessagesCursor"].as_str().unwrap();
+    let older = anyone
+        .get(&format!("{path}?messageLimit=3&before={cursor}"))
+        .await;
+    assert_eq!(
+        contents(&older.body),
+        ["message 1", "message 2", "message 3"]
+    );
+    let cursor = older.body["olderMessagesCursor"].as_str().unwrap();
+    let oldest = anyone
+        .get(&format!("{path}?messageLimit=3&before={cursor}"))
+        .await;
+    assert_eq!(contents(&oldest.body), ["message 0"]);
+    assert!(oldest.body["olderMessagesCursor"].is_null());
+    // A cursor of another link is refused.
+    let other = share(&alice, &id, json!({})).await;
+    let foreign = anyone
+        .get(&format!(
+            "{}?before={}",
+            other["path"].as_str().unwrap(),
+            newest.body["olderMessagesCursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        foreign.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        foreign.body
+    );
+
+    // Kept by a CDN, asked again each time: the same answer is a 304.
+    assert_eq!(newest.headers["cache-control"], "public, no-cache");
+    let etag = newest.headers["etag"].to_str().unwrap().to_owned();
+    let again = reqwest::Client::new()
+        .get(format!("{}{path}?messageLimit=3", api.base))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+}
+
+#[tokio::test]
+async fn revoking_deleting_the_conversation_or_the_links_message_ends_the_link_at_once() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let anyone = api.anonymous();
+    let id = alice.create_conversation(None).await;
+    say_and_reply(&alice, &id, "one").await;
+    let two = say_and_reply(&alice, &id, "two").await;
+
+    // Revoked: 404 from the next request, and gone from the owner's list.
+    let revoked = share(&alice, &id, json!({})).await;
+    let token = revoked["id"].as_str().unwrap();
+    let gone = alice
+        .delete(&format!("/conversations/{id}/shares/{token}"))
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{:?}", gone.body);
+    let after = anyone.get(revoked["path"].as_str().unwrap()).await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND);
+    assert_eq!(after.headers["cache-control"], "public, no-cache");
+    let again = alice
+        .delete(&format!("/conversations/{id}/shares/{token}"))
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+    // Deleting the message a link ends at (here with what follows it) ends the link; a link
+    // ending before it stays.
+    let at_two = share(&alice, &id, json!({})).await;
+    let first = alice.get(&format!("/conversations/{id}")).await.body["messages"][0].clone();
+    let at_one = share(&alice, &id, json!({ "messageId": first["id"] })).await;
+    let deleted = alice
+        .delete(&format!(
+            "/conversations/{id}/messages/{}",
+            two["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    assert_eq!(
+        anyone.get(at_two["path"].as_str().unwrap()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(read(&anyone, &at_one).await, ["one"]);
+    let listed = alice.get("/shares").await;
+    let ids: Vec<&str> = listed.body["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [at_one["id"].as_str().unwrap()]);
+
+    // Deleting the conversation ends every link to it, and removes them from the table.
+    let deleted = alice.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        anyone.get(at_one["path"].as_str().unwrap()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(alice.get("/shares").await.body["shares"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let left = tests::table_snapshot(&api.state).await;
+    for link in [&revoked, &at_two, &at_one] {
+        let token = link["id"].as_str().unwrap();
+        assert!(
+            !left.iter().any(|item| format!("{item:?}").contains(token)),
+            "nothing of link {token} is left"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_link_answers_404_and_leaves_the_owners_list() {
+    let clock = Arc::new(ManualClock::at(Utc::now()));
+    let api = LocalApi::serving(state_with_clock(clock.clone()).await).await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "for a day").await;
+    let expires = (clock.now() + Duration::days(1)).to_rfc3339();
+    let link = share(&alice, &id, json!({ "expiresAt": expires })).await;
+    assert!(link["expiresAt"].is_string());
+    assert_eq!(read(&api.anonymous(), &link).await, ["for a day"]);
+
+    clock.advance(Duration::days(1) + Duration::seconds(1));
+    let expired = api.anonymous().get(link["path"].as_str().unwrap()).await;
+    assert_eq!(expired.status, StatusCode::NOT_FOUND);
+    let bob = api.as_user(&new_user());
+    let continued = bob
+        .post(
+            &format!("{}/continue", link["path"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(continued.status, StatusCode::NOT_FOUND);
+    assert!(alice.get("/shares").await.body["shares"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn continuing_makes_one_copy_per_request_id_that_the_reader_owns_alone() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let bob = api.as_user(&new_user());
+    let id = alice.create_conversation(Some("Recipe")).await;
+    say_and_reply(&alice, &id, "how long to boil an egg").await;
+    alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({ "role": "user", "content": "long words ".repeat(4_000) }),
+        )
+        .await;
+    let link = share(&alice, &id, json!({})).await;
+    let continue_path = format!("{}/continue", link["path"].as_str().unwrap());
+
+    let copy = bob
+        .post(&continue_path, json!({ "requestId": "tap-1" }))
+        .await;
+    assert_eq!(copy.status, StatusCode::CREATED, "{:?}", copy.body);
+    assert_eq!(copy.body["title"], "Recipe");
+    assert_eq!(copy.body["messageCount"], 3);
+    let copy_id = copy.body["id"].as_str().unwrap().to_owned();
+    assert_ne!(copy_id, id);
+    assert!(copy.headers["location"]
+        .to_str()
+        .unwrap()
+        .ends_with(&copy_id));
+
+    // The same request again: the same copy, nothing more.
+    let retried = bob
+        .post(&continue_path, json!({ "requestId": "tap-1" }))
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+    assert_eq!(retried.body["id"], copy_id.as_str());
+    assert_eq!(retried.body["messageCount"], 3);
+    let listed = bob.get("/conversations").await;
+    assert_eq!(listed.body["conversations"].as_array().unwrap().len(), 1);
+
+    // Bob's own from then on: he goes on, Alice deletes hers, his stays whole.
+    let read = bob.get(&format!("/conversations/{copy_id}")).await;
+    assert_eq!(
+        read.body["messages"][2]["content"],
+        "long words ".repeat(4_000)
+    );
+    bob.say(&copy_id, "and a soft one?").await;
+    alice.delete(&format!("/conversations/{id}")).await;
+    let read = bob.get(&format!("/conversations/{copy_id}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body["messageCount"], 4);
+    assert_eq!(
+        read.body["messages"][0]["content"],
+        "how long to boil an egg"
+    );
+    // And Alice's conversation never learned of it.
+    assert_eq!(
+        alice.get(&format!("/conversations/{copy_id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn continuing_copies_the_files_a_link_shows_into_the_readers_own() {
+    let api = LocalApi::start().await;
+    let owner = new_user();
+    let alice = api.as_user(&owner);
+    let id = alice.create_conversation(None).await;
+    let upload = alice
+        .post(
+            &format!("/conversations/{id}/attachments"),
+            json!({"fileName": "map.png", "contentType": "image/png", "size": 4}),
+        )
+        .await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{:?}", upload.body);
+    let target = &upload.body["upload"];
+    let mut put = reqwest::Client::new().request(
+        target["method"].as_str().unwrap().parse().unwrap(),
+        target["url"].as_str().unwrap(),
+    );
+    for (name, value) in target["headers"].as_object().unwrap() {
+        put = put.header(name, value.as_str().unwrap());
+    }
+    assert!(put
+        .body(vec![1, 2, 3, 4])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let attachment = upload.body["attachmentId"].as_str().unwrap();
+    let said = alice
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"role": "user", "content": "the map", "attachments": [{"attachmentId": attachment}]}),
+        )
+        .await;
+    assert_eq!(said.status, StatusCode::CREATED, "{:?}", said.body);
+
+    let link = share(&alice, &id, json!({ "includeAttachments": true })).await;
+    let page = api.anonymous().get(link["path"].as_str().unwrap()).await;
+    let url = page.body["messages"][0]["attachments"][0]["downloadUrl"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        [1, 2, 3, 4]
+    );
+
+    let bob = api.as_user(&new_user());
+    let copy = bob
+        .post(
+            &format!("{}/continue", link["path"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(copy.status, StatusCode::CREATED, "{:?}", copy.body);
+    alice.delete(&format!("/conversations/{id}")).await;
+    let read = bob
+        .get(&format!(
+            "/conversations/{}",
+            copy.body["id"].as_str().unwrap()
+        ))
+        .await;
+    let url = read.body["messages"][0]["attachments"][0]["downloadUrl"]
+        .as_str()
+        .unwrap();
+    assert!(!url.contains(&owner), "the file is Bob's own copy: {url}");
+    assert_eq!(
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        [1, 2, 3, 4]
+    );
+}
+
+#[tokio::test]
+async fn only_the_owner_reaches_their_links_and_only_with_a_token_beyond_reading() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let mallory = api.as_user(&new_user());
+    let anonymous = api.anonymous();
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "mine").await;
+    let link = share(&alice, &id, json!({})).await;
+    let token = link["id"].as_str().unwrap();
+    let path = link["path"].as_str().unwrap();
+
+    // A stranger cannot share, list or revoke the owner's links: the same 404 as for a
+    // conversation that does not exist.
+    let shared = mallory
+        .post(&format!("/conversations/{id}/shares"), json!({}))
+        .await;
+    assert_eq!(shared.status, StatusCode::NOT_FOUND);
+    let unknown = mallory
+        .post(
+            &format!("/conversations/{}/shares", uuid::Uuid::new_v4()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(shared.body, unknown.body);
+    assert!(mallory.get("/shares").await.body["shares"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(mallory
+        .get(&format!("/shares?conversationId={id}"))
+        .await
+        .body["shares"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let revoke = mallory
+        .delete(&format!("/conversations/{id}/shares/{token}"))
+        .await;
+    assert_eq!(revoke.status, StatusCode::NOT_FOUND);
+    assert_eq!(read(&anonymous, &link).await, ["mine"]);
+    // Nor can an owner's cursor page another's links.
+    for n in 0..2 {
+        alice.say(&id, &format!("more {n}")).await;
+        share(&alice, &id, json!({})).await;
+    }
+    let first = alice.get("/shares?limit=1").await;
+    let cursor = first.body["nextCursor"].as_str().unwrap();
+    let stolen = mallory
+        .get(&format!("/shares?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(stolen.status, StatusCode::BAD_REQUEST, "{:?}", stolen.body);
+
+    // Without a token: only the public read.
+    for (method, route) in [
+        (Method::POST, format!("/conversations/{id}/shares")),
+        (Method::GET, "/shares".to_owned()),
+        (
+            Method::DELETE,
+            format!("/conversations/{id}/shares/{token}"),
+        ),
+        (Method::POST, format!("{path}/continue")),
+    ] {
+        let answer = anonymous.send(method, &route, Some("{}")).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{route}");
+    }
+    // A token that names no link, and one that is not a token: the same 404.
+    let never = anonymous.get(&format!("/shared/{}", "A".repeat(32))).await;
+    let malformed = anonymous.get("/shared/not-a-token").await;
+    assert_eq!(never.status, StatusCode::NOT_FOUND);
+    assert_eq!(malformed.status, StatusCode::NOT_FOUND);
+    assert_eq!(never.body, malformed.body);
+}
+
+#[tokio::test]
+async fn bad_share_requests_get_a_clear_400_and_make_no_link() {
+    let api = LocalApi::start().await;
+    let alice = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    let empty = alice
+        .post(&format!("/conversations/{id}/shares"), json!({}))
+        .await;
+    assert_eq!(
+        empty.status,
+        StatusCode::BAD_REQUEST,
+        "nothing to share yet"
+    );
+    alice.say(&id, "hello").await;
+    for body in [
+        json!({ "expiresAt": "2020-01-01T00:00:00Z" }),
+        json!({ "expiresAt": (Utc::now() + Duration::days(400)).to_rfc3339() }),
+        json!({ "expiresAt": "tomorrow" }),
+        json!({ "messageId": "not-an-id" }),
+        json!({ "includeMetadata": "yes" }),
+        json!({ "public": true }),
+    ] {
+        let refused = alice
+            .post(&format!("/conversations/{id}/shares"), body.clone())
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {:?}",
+            refused.body
+        );
+        assert_eq!(refused.error_code(), "invalid_request");
+    }
+    let unknown_message = alice
+        .post(
+            &format!("/conversations/{id}/shares"),
+            json!({ "messageId": uuid::Uuid::new_v4() }),
+        )
+        .await;
+    assert_eq!(unknown_message.status, StatusCode::NOT_FOUND);
+    assert!(alice.get("/shares").await.body["shares"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let link = share(&alice, &id, json!({})).await;
+    let continued = api
+        .as_user(&new_user())
+        .post(
+            &format!("{}/continue", link["path"].as_str().unwrap()),
+            json!({ "requestId": "" }),
+        )
+        .await;
+    assert_eq!(continued.status, StatusCode::BAD_REQUEST);
+}
