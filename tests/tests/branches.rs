@@ -1491,3 +1491,108 @@ async fn messages_a_migration_moves_into_a_branched_conversation_go_on_its_activ
     let back = switch(&alice, &id, json!({"messageId": two["id"]})).await;
     assert_eq!(back, ["one", "two [1/2]"]);
 }
+
+#[tokio::test]
+async fn a_branch_left_forked_at_a_deleted_message_is_left_out_of_exports_not_a_failure() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    let three = alice.say(&id, "three").await;
+    edit(&alice, &id, &three, "three, edited").await;
+    switch(&alice, &id, json!({"messageId": three["id"]})).await;
+    // What a delete of "two" racing an edit of "three" left before edits checked their
+    // parent: "two" and "three" gone, the branch forked at "two" still there.
+    let store = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    let names = |item: &std::collections::HashMap<String, AttributeValue>, m: &Value| {
+        let id = m["id"].as_str().unwrap();
+        let by_slot = item
+            .get("id")
+            .and_then(|v| v.as_b().ok())
+            .is_some_and(|b| uuid::Uuid::from_slice(b.as_ref()).unwrap().to_string() == id);
+        let by_time = matches!(item.get("SK"), Some(AttributeValue::S(sk)) if sk.contains(id));
+        by_slot || by_time
+    };
+    for item in tests::items_of_conversation(&api.state, &user, &id).await {
+        if names(&item, &two) || names(&item, &three) {
+            store
+                .delete_item()
+                .table_name(&api.state.config.table_name)
+                .key("PK", item["PK"].clone())
+                .key("SK", item["SK"].clone())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let file: Value = serde_json::from_str(&exported(&api, &user, &id, "json").await).unwrap();
+    let kept: Vec<&str> = file["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["one"]);
+    assert!(
+        file["branches"].as_array().is_none_or(Vec::is_empty),
+        "{file}"
+    );
+}
+
+#[tokio::test]
+async fn an_import_stopped_inside_a_run_goes_on_from_where_it_stopped_when_run_again() {
+    let api = LocalApi::start().await;
+    let user = new_user();
+    let alice = api.as_user(&user);
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "root").await;
+    let mut trunk = Vec::new();
+    for n in 0..100 {
+        trunk.push(alice.say(&id, &format!("m{n}")).await);
+    }
+    // The run off the path is the trunk after "root" (100 messages, more than a transaction
+    // puts back); a second run forks inside it, at m95.
+    let again = edit(&alice, &id, &trunk[0], "m0, again").await;
+    switch(&alice, &id, json!({"messageId": trunk[96]["id"]})).await;
+    edit(&alice, &id, &trunk[96], "m96, again").await;
+    switch(&alice, &id, json!({"messageId": again["id"]})).await;
+    let file: shared::export::ConversationExport =
+        serde_json::from_str(&exported(&api, &user, &id, "json").await).unwrap();
+    let runs: Vec<usize> = file.branches.iter().map(|b| b.messages.len()).collect();
+    assert_eq!(runs, [100, 1]);
+
+    // What an import that stopped after the first run's first transaction left.
+    let elsewhere = LocalApi::start().await;
+    let owner = UserId::parse(&user).unwrap();
+    let mut stopped = file.clone();
+    stopped.branches.truncate(1);
+    stopped.branches[0].messages.truncate(89);
+    let first = elsewhere
+        .state
+        .exports
+        .import_conversation(&owner, &stopped)
+        .await
+        .unwrap();
+    assert_eq!(first.messages_stored, 2 + 89);
+
+    // Run again with the whole file: the rest of the run, then the run forked inside it.
+    let rest = elsewhere
+        .state
+        .exports
+        .import_conversation(&owner, &file)
+        .await
+        .unwrap();
+    assert_eq!(rest.messages_stored, (100 - 89) + 1);
+    assert_eq!(rest.messages_already_present, 2 + 89);
+    let back: shared::export::ConversationExport =
+        serde_json::from_str(&exported(&elsewhere, &user, &id, "json").await).unwrap();
+    assert_eq!(back.messages, file.messages);
+    assert_eq!(back.branches, file.branches);
+    assert_eq!(
+        message_count(&elsewhere.as_user(&user), &id).await,
+        2 + 100 + 1
+    );
+}

@@ -63,7 +63,16 @@ impl Store {
                 None => (fork, low, false),
             };
             let parent = match parent_key {
-                Some(key) => Some(self.message_id_at(&partition, &key).await?),
+                Some(key) => match self.message_id_at(&partition, &key).await? {
+                    Some(id) => Some(id),
+                    None => {
+                        // Forked at a message deleted since (edits and replies now check their
+                        // parent; a branch made before that check can be left so): its messages
+                        // grew from nothing that exists, and no file could put them back.
+                        tracing::warn!(branch, "a branch forks at a deleted message: not exported");
+                        continue;
+                    }
+                },
                 None => None,
             };
             let run = RunOffPath {
@@ -72,11 +81,30 @@ impl Store {
                 high,
                 after,
             };
-            if !self.run_items(user, conversation, &run).await?.is_empty() {
+            if self.run_holds_messages(&partition, &run).await? {
                 runs.push(run);
             }
         }
         Ok(runs)
+    }
+
+    /// Whether a run holds a message: one read of at most a page, not the run.
+    async fn run_holds_messages(&self, partition: &str, run: &RunOffPath) -> Result<bool, Error> {
+        let start = run.after.then(|| item_key(partition, &run.low));
+        let (items, _) = self
+            .read_kept_up_to(
+                1,
+                start,
+                "read a branch",
+                |item| !is_seal(item),
+                |start, limit| {
+                    self.range_query(partition, &run.low, &run.high)
+                        .limit(limit)
+                        .set_exclusive_start_key(start)
+                },
+            )
+            .await?;
+        Ok(!items.is_empty())
     }
 
     /// A run's messages, oldest first (their content left in the bucket: `load_content`).
@@ -109,8 +137,9 @@ impl Store {
 
     /// Puts a run of an export back (see the module's documentation): `messages` as a branch
     /// forked at the message `parent` (`None`: the root), not shown, in transactions of the
-    /// branch's items and up to 90 messages, each counted on the conversation. A run whose
-    /// first message is there already was put back before: nothing is written. Returns the
+    /// branch's items and up to 90 messages (within a transaction's 4 MB), each counted on the
+    /// conversation. A run put back before goes on from where it stopped: a transaction's
+    /// messages are put back all or none, so the branch's tip says how many are. Returns the
     /// messages stored.
     pub async fn import_run(
         &self,
@@ -124,15 +153,22 @@ impl Store {
             return Ok(0);
         };
         let state = self.tree_state(&partition).await?.ok_or(Error::NotFound)?;
-        if self
+        let resumed = match self
             .find_message(&partition, &state.path, &first.id)
             .await?
-            .is_some()
         {
-            return Ok(0);
-        }
-        let parent = match parent {
-            Some(id) => Some(
+            Some(found) => {
+                let branch = tree::branch_of(&found.item.sk);
+                let done = self.imported_so_far(&partition, branch, messages).await?;
+                if done >= messages.len() {
+                    return Ok(0);
+                }
+                Some((branch, done))
+            }
+            None => None,
+        };
+        let parent = match (parent, resumed) {
+            (Some(id), None) => Some(
                 self.find_message(&partition, &state.path, id)
                     .await?
                     .ok_or_else(|| {
@@ -143,18 +179,24 @@ impl Store {
                     .item
                     .sk,
             ),
-            None => None,
+            _ => None,
         };
-        let branch = state.branches.checked_add(1).ok_or_else(|| {
-            Error::Conflict("this conversation holds as many branches as it can".into())
-        })?;
+        let branch = match resumed {
+            Some((branch, _)) => branch,
+            None => state.branches.checked_add(1).ok_or_else(|| {
+                Error::Conflict("this conversation holds as many branches as it can".into())
+            })?,
+        };
         let parent_branch = parent.as_ref().map_or(tree::TRUNK, tree::branch_of);
         let base = match self.branch(&partition, parent_branch).await? {
             Some(item) if parent_branch != tree::TRUNK => item.path,
             _ => Path::trunk(),
         };
-        let mut number = 0;
-        for (index, chunk) in messages.chunks(IMPORT_CHUNK).enumerate() {
+        let done = resumed.map_or(0, |(_, done)| done);
+        let mut number = done as u64;
+        let chunks = super::transaction_chunks(&messages[done..], IMPORT_CHUNK);
+        for (index, chunk) in chunks.into_iter().enumerate() {
+            let creates_the_branch = resumed.is_none() && index == 0;
             let mut writes = Vec::with_capacity(chunk.len() + 3);
             let mut items = Vec::with_capacity(chunk.len());
             for message in chunk {
@@ -174,7 +216,7 @@ impl Store {
                 .key(keys::SK, s(keys::CONVERSATION_SK))
                 .expression_attribute_values(":count", AttributeValue::N(chunk.len().to_string()))
                 .expression_attribute_values(":changed", s(&self.change_stamp(conversation)));
-            if index == 0 {
+            if creates_the_branch {
                 counted = counted
                     .update_expression(format!(
                         "SET branches = :branch, changedAt = :changed ADD messageCount :count {}",
@@ -222,6 +264,10 @@ impl Store {
                         )?)
                         .build(),
                 );
+                // Not forked at a message deleted since it was found.
+                if let Some(parent) = &parent {
+                    writes.push(self.still_there(&partition, parent.as_str())?);
+                }
             } else {
                 counted = counted
                     .update_expression(format!(
@@ -252,7 +298,41 @@ impl Store {
                 return Err(cancelled.into_error("import a branch"));
             }
         }
-        Ok(messages.len())
+        Ok(messages.len() - done)
+    }
+
+    /// How many of a run's `messages` an earlier import put back on `branch`: its tip's
+    /// number, when the message there is the run's at that place (else the run is not one an
+    /// import made there, and all of it counts as there).
+    async fn imported_so_far(
+        &self,
+        partition: &str,
+        branch: BranchNumber,
+        messages: &[Message],
+    ) -> Result<usize, Error> {
+        if branch == tree::TRUNK {
+            return Ok(messages.len());
+        }
+        let tip = self
+            .branch(partition, branch)
+            .await?
+            .and_then(|item| item.tip)
+            .and_then(|tip| Slot::parse_tip(&tip));
+        let Some(tip) = tip.filter(|tip| tip.branch == branch) else {
+            return Ok(messages.len());
+        };
+        let Ok(done) = usize::try_from(tip.number) else {
+            return Ok(messages.len());
+        };
+        let expected = done.checked_sub(1).and_then(|at| messages.get(at));
+        let stored = self.get(partition, &keys::slot_sort_key(tip)).await?;
+        let matches = match (expected, stored) {
+            (Some(expected), Some(item)) if !is_seal(&item) => {
+                MessageItem::from_attributes(item)?.id() == expected.id
+            }
+            _ => false,
+        };
+        Ok(if matches { done } else { messages.len() })
     }
 
     /// A branch's item moved on to `tip`, last written at `last`.
@@ -293,13 +373,12 @@ impl Store {
         Ok(items)
     }
 
-    /// The id of the message under `key`.
-    async fn message_id_at(&self, partition: &str, key: &str) -> Result<MessageId, Error> {
-        let item = self
-            .get(partition, key)
-            .await?
-            .ok_or_else(|| Error::internal("export a branch", "a fork's message is missing"))?;
-        Ok(MessageItem::from_attributes(item)?.id())
+    /// The id of the message under `key`, if it is there.
+    async fn message_id_at(&self, partition: &str, key: &str) -> Result<Option<MessageId>, Error> {
+        match self.get(partition, key).await? {
+            Some(item) => Ok(Some(MessageItem::from_attributes(item)?.id())),
+            None => Ok(None),
+        }
     }
 }
 

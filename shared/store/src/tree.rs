@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -640,6 +640,15 @@ impl Store {
                         .build(),
                 );
             }
+            // The parent must still be there: a delete of it since the read above would leave
+            // the new branch forked at nothing (the message edited went with it).
+            let parent_check = match parent {
+                Some(parent) => {
+                    writes.push(self.still_there(partition, parent.as_str())?);
+                    Some(writes.len() - 1)
+                }
+                None => None,
+            };
             let Some(cancelled) = self.transact(writes, "edit message").await? else {
                 // After the parent's next message on its own branch (gone if a delete took
                 // it) and the branches forked there before.
@@ -654,6 +663,9 @@ impl Store {
                     },
                 ));
             };
+            if parent_check.is_some_and(|index| cancelled.condition_failed(index)) {
+                return Err(Error::NotFound);
+            }
             if let Some(client_id) = client_id.filter(|_| cancelled.condition_failed(7)) {
                 // This edit was made meanwhile (a retry running beside it).
                 if let Some(replayed) = self.replayed_edit(partition, client_id).await? {
@@ -792,9 +804,16 @@ impl Store {
                         .build(),
                 );
             }
+            // The prompt must still be there (deleted since the read above: the answer goes
+            // with it, and no branch forks at nothing).
+            writes.push(self.still_there(&partition, prompt_key.as_str())?);
+            let prompt_check = writes.len() - 1;
             let Some(cancelled) = self.transact(writes, "append a reply").await? else {
                 return Ok(AppendOutcome::Stored(stored));
             };
+            if cancelled.condition_failed(prompt_check) {
+                return Err(Error::NotFound);
+            }
             if let Some(client_id) = client_id.filter(|_| cancelled.condition_failed(4)) {
                 if let Some((replayed, _)) = self.replayed_edit(&partition, client_id).await? {
                     return Ok(replayed);
@@ -1093,6 +1112,24 @@ impl Store {
     }
 
     /// A seal at `slot` (see the module's documentation).
+    /// A transaction's check that the message under `sort_key` exists (a fork's parent).
+    pub(super) fn still_there(
+        &self,
+        partition: &str,
+        sort_key: &str,
+    ) -> Result<TransactWriteItem, Error> {
+        Ok(TransactWriteItem::builder()
+            .condition_check(
+                ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(item_key(partition, sort_key)))
+                    .condition_expression("attribute_exists(PK)")
+                    .build()
+                    .map_err(|e| Error::internal("build a parent check", e))?,
+            )
+            .build())
+    }
+
     fn seal(&self, partition: &str, slot: Slot) -> Item {
         let mut seal = item_key(partition, &keys::slot_sort_key(slot));
         seal.insert(SEAL.to_owned(), AttributeValue::Bool(true));
