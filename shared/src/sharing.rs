@@ -1,18 +1,22 @@
-//! Sharing a conversation as a read-only link (docs/sharing.md): the owner makes, lists and
+//! Sharing a conversation (docs/sharing.md). As a read-only link: the owner makes, lists and
 //! revokes links; anyone holding one reads the snapshot it shows; a signed-in reader copies it
-//! into a conversation of their own ("continue").
+//! into a conversation of their own ("continue"). With a person: the owner grants another
+//! user read access to the conversation as it is now, and takes it back.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::attachments::{Attachments, DownloadLinks};
 use crate::cache::Cache;
+use crate::cursor::Position;
 use crate::cursor_keys::Cursors;
 use crate::error::Error;
+use crate::model::ConversationWithMessages;
 use crate::model::{Conversation, ConversationId, Message, MessageId, Title, UserId, UNTITLED};
+use crate::service::Conversations;
 use crate::store::{
-    transaction_chunks, ConversationItem, Creation, ShareLinkPage, Shared, Store,
-    TRANSACTION_MAX_ITEMS,
+    transaction_chunks, ConversationItem, Creation, Grant, ShareLinkPage, Shared, SharedWithMe,
+    Store, TRANSACTION_MAX_ITEMS,
 };
 use domain::share::{ShareLink, ShareOptions, ShareToken};
 
@@ -43,25 +47,27 @@ pub struct Continued {
     pub created: bool,
 }
 
+/// Conversations shared with a person listed per page, by default and at most.
+pub const DEFAULT_SHARED_WITH_ME_PAGE: usize = 20;
+pub const MAX_SHARED_WITH_ME_PAGE: usize = 100;
+
 #[derive(Clone)]
 pub struct Sharing {
     store: Store,
+    conversations: Conversations,
     cursors: Cursors,
     cache: Cache,
     attachments: Option<Attachments>,
 }
 
 impl Sharing {
-    pub fn new(
-        store: Store,
-        cursors: Cursors,
-        cache: Cache,
-        attachments: Option<Attachments>,
-    ) -> Self {
+    /// Over the conversations' operations (a grantee reads a conversation as its owner does).
+    pub fn new(conversations: Conversations, attachments: Option<Attachments>) -> Self {
         Self {
-            store,
-            cursors,
-            cache,
+            store: conversations.store().clone(),
+            cursors: conversations.cursors().clone(),
+            cache: conversations.cache().clone(),
+            conversations,
             attachments,
         }
     }
@@ -257,6 +263,99 @@ impl Sharing {
         }
     }
 
+    /// Shares the owner's conversation with `grantee`: they read it as it is now, from then
+    /// on, until the owner takes it back. Sharing it again changes nothing.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn share_with(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        grantee: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Grant, Error> {
+        if owner == grantee {
+            return Err(Error::invalid("a conversation is its owner's already"));
+        }
+        self.store.grant(owner, id, grantee, now).await
+    }
+
+    /// The people the owner's conversation is shared with.
+    pub async fn people(&self, owner: &UserId, id: &ConversationId) -> Result<Vec<Grant>, Error> {
+        if self.store.conversation(owner, id).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        self.store.grants(owner, id).await
+    }
+
+    /// Takes back `grantee`'s access: their next request gets 404.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn unshare(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        grantee: &UserId,
+    ) -> Result<(), Error> {
+        match self.store.revoke_grant(owner, id, grantee).await? {
+            true => Ok(()),
+            false => Err(Error::NotFound),
+        }
+    }
+
+    /// The conversations shared with `grantee`, as they are now, newest activity first, a
+    /// page at a time. Each page reads every grant of theirs and its conversation (what keeps
+    /// the order current without a write per append): docs/sharing.md says what that costs.
+    pub async fn shared_with_me(
+        &self,
+        grantee: &UserId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<SharedWithMe>, Option<String>), Error> {
+        let scope = format!("shared-with-me|{grantee}");
+        let after = match cursor {
+            Some(cursor) => Some(place_in_list(&self.cursors.decode(&scope, cursor).await?)?),
+            None => None,
+        };
+        let mut shared = self.store.shared_with(grantee).await?;
+        shared.sort_by_key(|s| std::cmp::Reverse(place_of(s)));
+        let mut page: Vec<SharedWithMe> = shared
+            .into_iter()
+            .filter(|s| after.as_ref().is_none_or(|after| place_of(s) < *after))
+            .take(limit + 1)
+            .collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = match page.last().filter(|_| more) {
+            Some(last) => {
+                let (at, id) = place_of(last);
+                let position = Position::from([
+                    ("at".to_owned(), at.to_string()),
+                    ("id".to_owned(), id.to_string()),
+                ]);
+                Some(self.cursors.encode(&scope, position).await?)
+            }
+            None => None,
+        };
+        Ok((page, next))
+    }
+
+    /// A conversation shared with `grantee`, read as its owner reads it (the branch it shows,
+    /// as it is now), and who shared it; `NotFound` when it was not shared with them.
+    pub async fn read_shared_with_me(
+        &self,
+        grantee: &UserId,
+        id: &ConversationId,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(UserId, ConversationWithMessages), Error> {
+        let owner = self
+            .store
+            .granted_by(grantee, id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let found = self.conversations.get(&owner, id, limit, before).await?;
+        Ok((owner, found))
+    }
+
     async fn live(&self, token: &ShareToken, now: DateTime<Utc>) -> Result<Shared, Error> {
         self.store
             .shared(token, now)
@@ -291,4 +390,26 @@ fn copy_of(message: Message, into: &ConversationId) -> Message {
         slot: None,
         ..message
     }
+}
+
+/// Where a conversation stands in a list of those shared with someone: its last activity (in
+/// microseconds), then its id.
+fn place_of(shared: &SharedWithMe) -> (i64, ConversationId) {
+    (
+        shared.conversation.last_activity.timestamp_micros(),
+        shared.conversation.id,
+    )
+}
+
+fn place_in_list(position: &Position) -> Result<(i64, ConversationId), Error> {
+    let invalid = || Error::invalid("cursor is not valid for this request");
+    let at = position
+        .get("at")
+        .and_then(|at| at.parse().ok())
+        .ok_or_else(invalid)?;
+    let id = position
+        .get("id")
+        .and_then(|id| ConversationId::parse(id).ok())
+        .ok_or_else(invalid)?;
+    Ok((at, id))
 }

@@ -112,15 +112,10 @@ impl State {
         let attachments = s3
             .as_ref()
             .map(|(s3, bucket)| Attachments::new(s3.clone(), *bucket, config.attachment_max_bytes));
-        let sharing = Sharing::new(
-            store.clone(),
-            cursors.clone(),
-            cache.clone(),
-            attachments.clone(),
-        );
         let conversations = Conversations::new(store.clone(), cursors.clone(), cache.clone())
             .with_attachments(attachments.clone())
             .with_tombstone_retention(config.tombstone_retention);
+        let sharing = Sharing::new(conversations.clone(), attachments.clone());
         let sync = MobileSync::new(conversations.clone(), config.sync_settle);
         let search = Search::new(store.clone(), cursors);
         let exports = Exports::new(store.clone());

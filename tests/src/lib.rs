@@ -828,6 +828,57 @@ pub async fn share_link_of(
         .to_string()
 }
 
+/// The user the event files' person-sharing routes share with: each run swaps in a fresh
+/// one, with whom the conversation is shared already ([`with_sharing_placeholders`]).
+pub const EVENT_GRANTEE: &str = "5b8e2f6a-9c3d-4e1f-8a7b-6c5d4e3f2a10";
+/// The conversation the event files name as shared with their user: each run swaps in another
+/// user's conversation shared with them.
+pub const EVENT_SHARED_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a7b";
+
+/// An event file's text with its sharing placeholders swapped for real ones of `user` and
+/// their conversation: a link to it ([`EVENT_SHARE`]), a person it is shared with
+/// ([`EVENT_GRANTEE`]), and another user's conversation shared with `user`
+/// ([`EVENT_SHARED_CONVERSATION`]).
+pub async fn with_sharing_placeholders(
+    state: &State,
+    text: String,
+    user: &str,
+    conversation: &shared::model::ConversationId,
+) -> String {
+    let mut text = text;
+    if text.contains(EVENT_SHARE) {
+        text = text.replace(EVENT_SHARE, &share_link_of(state, user, conversation).await);
+    }
+    let owner = shared::model::UserId::parse(user).expect("a valid user id");
+    if text.contains(EVENT_GRANTEE) {
+        let grantee = new_user();
+        let person = shared::model::UserId::parse(&grantee).expect("a valid user id");
+        state
+            .sharing
+            .share_with(&owner, conversation, &person, chrono::Utc::now())
+            .await
+            .expect("share with a person");
+        text = text.replace(EVENT_GRANTEE, &grantee);
+    }
+    if text.contains(EVENT_SHARED_CONVERSATION) {
+        let other = new_user();
+        let theirs =
+            conversation_saying(state, &other, ["shared with the event's user".to_owned()]).await;
+        state
+            .sharing
+            .share_with(
+                &shared::model::UserId::parse(&other).expect("a valid user id"),
+                &theirs.id,
+                &owner,
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("share with the event's user");
+        text = text.replace(EVENT_SHARED_CONVERSATION, &theirs.id.to_string());
+    }
+    text
+}
+
 /// The id of the oldest message of `user`'s conversation (of the newest 200).
 pub async fn first_message_of(
     state: &State,

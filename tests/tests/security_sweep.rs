@@ -57,6 +57,7 @@ fn request_for(
             .replace("{id}", conversation)
             .replace("{messageId}", message)
             .replace("{shareId}", share)
+            .replace("{userId}", "someone-she-shares-with")
     };
     let body = match (method, route) {
         ("POST", "/conversations") => json!({"title": "new"}),
@@ -75,6 +76,7 @@ fn request_for(
         ("POST", "/exports") => json!({}),
         ("POST", "/conversations/{id}/shares") => json!({}),
         ("POST", "/shared/{shareId}/continue") => json!({"requestId": "sweep"}),
+        ("POST", "/conversations/{id}/people") => json!({"userId": "someone-she-shares-with"}),
         _ => Value::Null,
     };
     let path = match route {

@@ -586,3 +586,277 @@ async fn bad_share_requests_get_a_clear_400_and_make_no_link() {
         .await;
     assert_eq!(continued.status, StatusCode::BAD_REQUEST);
 }
+
+async fn share_with(owner: &Client, conversation: &str, person: &str) -> Value {
+    let granted = owner
+        .post(
+            &format!("/conversations/{conversation}/people"),
+            json!({ "userId": person }),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{:?}", granted.body);
+    granted.body
+}
+
+/// The titles of the conversations shared with `reader`, in the order listed (one page).
+async fn shared_titles(reader: &Client, query: &str) -> (Vec<String>, Value) {
+    let listed = reader.get(&format!("/shared-with-me{query}")).await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    let titles = listed.body["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap().to_owned())
+        .collect();
+    (titles, listed.body)
+}
+
+#[tokio::test]
+async fn a_person_it_is_shared_with_reads_it_as_it_is_now_and_only_reads() {
+    let api = LocalApi::start().await;
+    let (owner, reader) = (new_user(), new_user());
+    let alice = api.as_user(&owner);
+    let bob = api.as_user(&reader);
+    let id = alice.create_conversation(Some("Shared plans")).await;
+    let private = alice.create_conversation(Some("Alice's diary")).await;
+    alice.say(&private, "a secret").await;
+    let two = say_and_reply(&alice, &id, "one").await;
+    let granted = share_with(&alice, &id, &reader).await;
+    assert_eq!(granted["userId"], reader.as_str());
+    // Sharing again changes nothing.
+    let again = alice
+        .post(
+            &format!("/conversations/{id}/people"),
+            json!({ "userId": reader }),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["grantedAt"], granted["grantedAt"]);
+    let people = alice.get(&format!("/conversations/{id}/people")).await;
+    assert_eq!(people.body["people"][0]["userId"], reader.as_str());
+
+    // Bob sees it listed, with who shared it, and reads it whole, as it is now.
+    let (titles, listed) = shared_titles(&bob, "").await;
+    assert_eq!(titles, ["Shared plans"]);
+    assert_eq!(listed.body_shared_by(), owner);
+    alice
+        .post(
+            &format!(
+                "/conversations/{id}/messages/{}/edit",
+                two["id"].as_str().unwrap()
+            ),
+            json!({ "content": "one, edited" }),
+        )
+        .await;
+    alice.say(&id, "after the edit").await;
+    let read = bob.get(&format!("/shared-with-me/{id}")).await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    assert_eq!(contents(&read.body), ["one, edited", "after the edit"]);
+    assert_eq!(read.body["sharedBy"], owner.as_str());
+
+    // Only reads: every route of the owner's is closed to him, as for any conversation not his.
+    for (method, path, body) in [
+        (Method::GET, format!("/conversations/{id}"), None),
+        (
+            Method::POST,
+            format!("/conversations/{id}/messages"),
+            Some(json!({"role": "user", "content": "bob was here"})),
+        ),
+        (
+            Method::PUT,
+            format!("/conversations/{id}/title"),
+            Some(json!({"title": "Bob's now"})),
+        ),
+        (Method::DELETE, format!("/conversations/{id}"), None),
+        (
+            Method::POST,
+            format!("/conversations/{id}/people"),
+            Some(json!({"userId": new_user()})),
+        ),
+        (Method::GET, format!("/conversations/{id}/people"), None),
+        (
+            Method::POST,
+            format!("/conversations/{id}/shares"),
+            Some(json!({})),
+        ),
+    ] {
+        let body = body.map(|b| b.to_string());
+        let answer = bob.send(method.clone(), &path, body.as_deref()).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    // And nothing of Alice's that was not shared with him.
+    assert_eq!(
+        bob.get(&format!("/shared-with-me/{private}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        bob.get("/conversations").await.body["conversations"],
+        json!([])
+    );
+    assert_eq!(
+        alice.get(&format!("/conversations/{id}")).await.body["messageCount"],
+        4
+    );
+}
+
+trait SharedBy {
+    fn body_shared_by(&self) -> String;
+}
+
+impl SharedBy for Value {
+    fn body_shared_by(&self) -> String {
+        self["conversations"][0]["sharedBy"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+#[tokio::test]
+async fn taking_it_back_or_deleting_it_ends_a_persons_access_on_the_next_request() {
+    let api = LocalApi::start().await;
+    let (owner, reader) = (new_user(), new_user());
+    let alice = api.as_user(&owner);
+    let bob = api.as_user(&reader);
+    let kept = alice.create_conversation(Some("Kept")).await;
+    let taken = alice.create_conversation(Some("Taken back")).await;
+    let deleted = alice.create_conversation(Some("Deleted")).await;
+    for id in [&kept, &taken, &deleted] {
+        alice.say(id, "hello").await;
+        share_with(&alice, id, &reader).await;
+    }
+    assert_eq!(shared_titles(&bob, "").await.0.len(), 3);
+
+    let revoked = alice
+        .delete(&format!("/conversations/{taken}/people/{reader}"))
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        bob.get(&format!("/shared-with-me/{taken}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let again = alice
+        .delete(&format!("/conversations/{taken}/people/{reader}"))
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+    alice.delete(&format!("/conversations/{deleted}")).await;
+    assert_eq!(
+        bob.get(&format!("/shared-with-me/{deleted}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(shared_titles(&bob, "").await.0, ["Kept"]);
+    let left = tests::table_snapshot(&api.state).await;
+    for gone in [&taken, &deleted] {
+        assert!(
+            !left.iter().any(|item| {
+                let text = format!("{item:?}");
+                text.contains(&format!("GRANT#{gone}"))
+                    || text.contains(&reader) && text.contains(gone.as_str())
+            }),
+            "nothing of the grant of {gone} is left"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_conversations_shared_with_someone_come_newest_activity_first_a_page_at_a_time() {
+    let api = LocalApi::start().await;
+    let reader = new_user();
+    let bob = api.as_user(&reader);
+    let (alice, carol) = (api.as_user(&new_user()), api.as_user(&new_user()));
+    let first = alice.create_conversation(Some("first")).await;
+    let second = carol.create_conversation(Some("second")).await;
+    let third = alice.create_conversation(Some("third")).await;
+    for (owner, id) in [(&alice, &first), (&carol, &second), (&alice, &third)] {
+        owner.say(id, "hello").await;
+        share_with(owner, id, &reader).await;
+    }
+    assert_eq!(
+        shared_titles(&bob, "").await.0,
+        ["third", "second", "first"]
+    );
+    // Always current: the owner's new message moves it up.
+    alice.say(&first, "news").await;
+    let (page, body) = shared_titles(&bob, "?limit=2").await;
+    assert_eq!(page, ["first", "third"]);
+    assert_eq!(body["hasMore"], true);
+    let cursor = body["nextCursor"].as_str().unwrap();
+    let (rest, body) = shared_titles(&bob, &format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(rest, ["second"]);
+    assert_eq!(body["hasMore"], false);
+    // Someone else's cursor is refused.
+    let mallory = api.as_user(&new_user());
+    let stolen = mallory
+        .get(&format!("/shared-with-me?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn sharing_with_a_person_refuses_strangers_anonymous_callers_and_bad_ids() {
+    let api = LocalApi::start().await;
+    let (owner, reader) = (new_user(), new_user());
+    let alice = api.as_user(&owner);
+    let mallory = api.as_user(&new_user());
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "hello").await;
+    share_with(&alice, &id, &reader).await;
+
+    // A stranger: the same 404 as for a conversation nobody has, on every route.
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for (method, route, body) in [
+        (
+            Method::POST,
+            "/conversations/{id}/people",
+            Some(json!({"userId": new_user()})),
+        ),
+        (Method::GET, "/conversations/{id}/people", None),
+        (Method::DELETE, "/conversations/{id}/people/{reader}", None),
+        (Method::GET, "/shared-with-me/{id}", None),
+    ] {
+        let body = body.map(|b| b.to_string());
+        let path = |id: &str| route.replace("{id}", id).replace("{reader}", &reader);
+        let hers = mallory
+            .send(method.clone(), &path(&id), body.as_deref())
+            .await;
+        let nobodys = mallory
+            .send(method.clone(), &path(&unknown), body.as_deref())
+            .await;
+        assert_eq!(hers.status, StatusCode::NOT_FOUND, "{method} {route}");
+        assert_eq!(hers.body, nobodys.body, "{method} {route}");
+        let anonymous = api
+            .anonymous()
+            .send(method.clone(), &path(&id), body.as_deref())
+            .await;
+        assert_eq!(
+            anonymous.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {route}"
+        );
+    }
+    assert_eq!(
+        mallory.get("/shared-with-me").await.body["conversations"],
+        json!([])
+    );
+    // Still shared with Bob, and only with him.
+    let people = alice.get(&format!("/conversations/{id}/people")).await;
+    assert_eq!(people.body["people"].as_array().unwrap().len(), 1);
+
+    for body in [
+        json!({ "userId": owner }),
+        json!({ "userId": "has#a-hash" }),
+        json!({ "userId": "" }),
+        json!({}),
+        json!({ "userId": reader, "role": "editor" }),
+    ] {
+        let refused = alice
+            .post(&format!("/conversations/{id}/people"), body.clone())
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let bad = alice
+        .delete(&format!("/conversations/{id}/people/has%23a-hash"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

@@ -67,6 +67,11 @@ fn the_routes_are_the_specifications() {
         ("DELETE", "/conversations/{id}/shares/{shareId}"),
         ("GET", "/shared/{shareId}"),
         ("POST", "/shared/{shareId}/continue"),
+        ("POST", "/conversations/{id}/people"),
+        ("GET", "/conversations/{id}/people"),
+        ("DELETE", "/conversations/{id}/people/{userId}"),
+        ("GET", "/shared-with-me"),
+        ("GET", "/shared-with-me/{id}"),
         ("DELETE", "/conversations/{id}"),
         ("GET", "/conversations/context"),
         ("GET", "/conversations/context/{id}"),
@@ -279,7 +284,7 @@ fn a_function_builds_an_s3_client_exactly_when_its_role_may_use_the_bucket() {
             );
         }
     }
-    assert_eq!(without_bucket, 13);
+    assert_eq!(without_bucket, 17);
 }
 
 /// Every Lambda binary, and the hello-world the cold-start bench compares them with, is
@@ -296,7 +301,7 @@ fn every_function_and_the_baseline_link_at_a_fixed_address() {
             )
         })
         .collect();
-    assert_eq!(manifests.len(), 41);
+    assert_eq!(manifests.len(), 46);
     manifests.push((
         "bench/hello/Cargo.toml".to_owned(),
         "../../functions/position-dependent.rs",

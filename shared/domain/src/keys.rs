@@ -697,6 +697,24 @@ pub fn share_records_prefix(conversation: &ConversationId) -> String {
     format!("{SHARE_RECORD_PREFIX}{conversation}#")
 }
 
+/// Sort keys of grants start with this: the owner's records of whom a conversation is shared
+/// with (`GRANT#<grantee>`, in the conversation's partition, outside its messages' range),
+/// and a grantee's of what was shared with them (`GRANT#<conversation>`).
+pub const GRANT_PREFIX: &str = "GRANT#";
+
+pub fn grant_sort_key(grantee: &UserId) -> String {
+    format!("{GRANT_PREFIX}{grantee}")
+}
+
+/// The partition of what others shared with `grantee`: one item per conversation.
+pub fn grantee_partition(grantee: &UserId) -> String {
+    format!("USER#{grantee}#GRANTS")
+}
+
+pub fn grantee_sort_key(conversation: &ConversationId) -> String {
+    format!("{GRANT_PREFIX}{conversation}")
+}
+
 pub fn owner(user: &UserId) -> String {
     format!("USER#{user}")
 }

@@ -13,7 +13,10 @@ pub use batch::{
     conversation_for_client_id, mobile_batch, MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS,
     MAX_CLIENT_ID_CHARS,
 };
-pub use shares::{continue_shared, list_shares, read_shared, revoke_share, share_conversation};
+pub use shares::{
+    continue_shared, get_shared_with_me, list_people, list_shared_with_me, list_shares,
+    read_shared, revoke_share, share_conversation, share_with_person, unshare_with_person,
+};
 
 use std::convert::Infallible;
 
@@ -547,7 +550,7 @@ fn no_bucket() -> Error {
 }
 
 /// Presigned download URLs for the uploaded files of these messages (none without a bucket).
-async fn download_links<'m>(
+pub(super) async fn download_links<'m>(
     state: &State,
     user: &crate::model::UserId,
     messages: impl IntoIterator<Item = &'m crate::model::Message>,

@@ -1,5 +1,6 @@
-//! The share links' routes (`crate::sharing`): the owner's (make, list, revoke), the public
-//! read any holder of a link makes without a token, and a signed-in reader's continue.
+//! The sharing routes (`crate::sharing`). Links: the owner's (make, list, revoke), the public
+//! read any holder of a link makes without a token, and a signed-in reader's continue. With a
+//! person: the owner's (share, list, take back) and the grantee's (list, read).
 
 use chrono::{DateTime, Utc};
 use lambda_http::http::{header, HeaderValue, StatusCode};
@@ -8,13 +9,18 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{
     iso_millis, optional_iso_millis, rfc3339_time, AttachmentView, ConversationView,
+    ConversationWithMessagesView,
 };
 use super::{caller, conversation_id, json, optional_json_body, respond, HandlerResult, Query};
 use crate::error::Error;
-use crate::model::{Message, MessageId, Metadata, Role};
+use crate::model::{Message, MessageId, Metadata, Role, UserId};
 use crate::service::{DEFAULT_MESSAGE_WINDOW, MAX_MESSAGE_WINDOW};
-use crate::sharing::{SharedPage, DEFAULT_SHARE_PAGE, MAX_SHARE_PAGE};
+use crate::sharing::{
+    SharedPage, DEFAULT_SHARED_WITH_ME_PAGE, DEFAULT_SHARE_PAGE, MAX_SHARED_WITH_ME_PAGE,
+    MAX_SHARE_PAGE,
+};
 use crate::state::State;
+use crate::store::{Grant, SharedWithMe};
 use domain::share::{ShareLink, ShareOptions, ShareToken};
 
 #[derive(Debug, Default, Deserialize)]
@@ -311,6 +317,186 @@ pub async fn continue_shared(state: &State, request: Request) -> HandlerResult {
             response.headers_mut().insert(header::LOCATION, location);
         }
         Ok(response)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GrantBody {
+    user_id: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GrantView<'a> {
+    user_id: &'a str,
+    #[serde(serialize_with = "iso_millis")]
+    granted_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a Grant> for GrantView<'a> {
+    fn from(grant: &'a Grant) -> Self {
+        Self {
+            user_id: grant.grantee.as_str(),
+            granted_at: grant.granted_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GrantListView<'a> {
+    people: Vec<GrantView<'a>>,
+}
+
+/// A conversation shared with the caller: as its owner lists it, with who shared it and when.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SharedWithMeView<'a> {
+    #[serde(flatten)]
+    conversation: ConversationView<'a>,
+    shared_by: &'a str,
+    #[serde(serialize_with = "iso_millis")]
+    shared_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a SharedWithMe> for SharedWithMeView<'a> {
+    fn from(shared: &'a SharedWithMe) -> Self {
+        Self {
+            conversation: (&shared.conversation).into(),
+            shared_by: shared.shared_by.as_str(),
+            shared_at: shared.granted_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SharedWithMeListView<'a> {
+    conversations: Vec<SharedWithMeView<'a>>,
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SharedConversationWithMessagesView<'a> {
+    #[serde(flatten)]
+    conversation: ConversationWithMessagesView<'a>,
+    shared_by: &'a str,
+}
+
+/// Another user's id as a client names them (a body's `userId`, the `{userId}` path
+/// parameter): a malformed one is the client's mistake, 400.
+fn grantee(raw: &str) -> Result<UserId, Error> {
+    UserId::parse(raw).map_err(|_| Error::invalid("userId must be a user's id"))
+}
+
+/// `POST /conversations/{id}/people`, `{userId}`: shares the conversation with that user, who
+/// reads it as it is now until it is taken back (201; 200 when it was shared with them).
+pub async fn share_with_person(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let owner = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let body: GrantBody = super::json_body(&request)?;
+        let grantee = grantee(&body.user_id)?;
+        let now = state.now();
+        let grant = state.sharing.share_with(&owner, &id, &grantee, now).await?;
+        let status = match grant.granted_at == now {
+            true => StatusCode::CREATED,
+            false => StatusCode::OK,
+        };
+        Ok(json(status, &GrantView::from(&grant)))
+    })
+    .await
+}
+
+/// `GET /conversations/{id}/people`: whom the caller's conversation is shared with.
+pub async fn list_people(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let owner = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let people = state.sharing.people(&owner, &id).await?;
+        Ok(json(
+            StatusCode::OK,
+            &GrantListView {
+                people: people.iter().map(GrantView::from).collect(),
+            },
+        ))
+    })
+    .await
+}
+
+/// `DELETE /conversations/{id}/people/{userId}`: takes the conversation back from that user
+/// (204); their next request gets 404.
+pub async fn unshare_with_person(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let owner = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let raw = request
+            .path_parameters()
+            .first("userId")
+            .map(str::to_owned)
+            .unwrap_or_default();
+        state.sharing.unshare(&owner, &id, &grantee(&raw)?).await?;
+        Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::Empty)
+            .expect("a status makes a valid response"))
+    })
+    .await
+}
+
+/// `GET /shared-with-me`: the conversations others shared with the caller, as they are now,
+/// newest activity first (`limit`, `cursor`).
+pub async fn list_shared_with_me(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let query = Query::of(&request);
+        let limit = query
+            .number("limit", 1, MAX_SHARED_WITH_ME_PAGE)?
+            .unwrap_or(DEFAULT_SHARED_WITH_ME_PAGE);
+        let cursor = query.text("cursor")?;
+        let (page, next_cursor) = state
+            .sharing
+            .shared_with_me(&user, limit, cursor.as_deref())
+            .await?;
+        Ok(json(
+            StatusCode::OK,
+            &SharedWithMeListView {
+                conversations: page.iter().map(SharedWithMeView::from).collect(),
+                has_more: next_cursor.is_some(),
+                next_cursor,
+            },
+        ))
+    })
+    .await
+}
+
+/// `GET /shared-with-me/{id}`: a conversation shared with the caller, read as its owner reads
+/// it (the branch it shows, newest `messageLimit` messages, `before` to page back), read-only.
+pub async fn get_shared_with_me(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let query = Query::of(&request);
+        let limit = query
+            .number("messageLimit", 1, MAX_MESSAGE_WINDOW)?
+            .unwrap_or(DEFAULT_MESSAGE_WINDOW);
+        let before = query.text("before")?;
+        let (owner, found) = state
+            .sharing
+            .read_shared_with_me(&user, &id, limit, before.as_deref())
+            .await?;
+        let links = super::download_links(state, &owner, &found.messages).await?;
+        Ok(json(
+            StatusCode::OK,
+            &SharedConversationWithMessagesView {
+                conversation: ConversationWithMessagesView::new(&found, &links),
+                shared_by: owner.as_str(),
+            },
+        ))
     })
     .await
 }

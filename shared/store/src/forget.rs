@@ -18,7 +18,7 @@ const CONVERSATION_ID: &str = "conversationId";
 
 impl Store {
     /// Deletes the user's short-term memory entries, completion records, batch operation
-    /// records, search blocks and share links of conversation `id`; deleting them again finds nothing and changes nothing.
+    /// records, search blocks, share links and grants of conversation `id`; deleting them again finds nothing and changes nothing.
     pub async fn forget_conversation(
         &self,
         user: &UserId,
@@ -34,8 +34,15 @@ impl Store {
         let operations = self.keys_naming(&operation_partition, keys::OPERATION_PREFIX, id);
         let search_blocks = self.delete_search_blocks(user, id);
         let shares = Box::pin(self.forget_shares(user, id, None));
-        let (memory, completions, operations, (), ()) =
-            futures::try_join!(memory, completions, operations, search_blocks, shares)?;
+        let grants = Box::pin(self.forget_grants(user, id));
+        let (memory, completions, operations, (), (), ()) = futures::try_join!(
+            memory,
+            completions,
+            operations,
+            search_blocks,
+            shares,
+            grants
+        )?;
         for batch in memory
             .chunks(BATCH_WRITE_MAX)
             .chain(completions.chunks(BATCH_WRITE_MAX))

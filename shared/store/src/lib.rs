@@ -17,6 +17,7 @@ pub mod deflated;
 mod dynamo;
 mod exports;
 mod forget;
+mod grants;
 mod memory;
 mod message;
 mod migration;
@@ -46,6 +47,7 @@ pub(crate) use dynamo::{
 };
 use dynamo::{holds_unknown_type, position_in, position_of};
 pub use exports::{ExportFile, ExportJob, ExportStatus};
+pub use grants::{Grant, SharedWithMe, MAX_GRANTS_PER_CONVERSATION};
 pub use memory::HeldMemory;
 pub use message::MessageItem;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
