@@ -25,6 +25,9 @@ pub const DEFAULT_SHARE_PAGE: usize = 50;
 pub const MAX_SHARE_PAGE: usize = 100;
 /// Messages a continue reads and copies at a time.
 const COPY_PAGE: usize = 200;
+/// How long a continue copies before it answers 503 to be sent again (within the function's
+/// 29 seconds; the same request goes on where it stopped).
+const COPY_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Names the copies continuing makes: one per reader, link and request id.
 const CONTINUED_NAMESPACE: Uuid = Uuid::from_u128(0x6e756d69_6e61_5368_6172_65436f6e7469);
@@ -135,18 +138,32 @@ impl Sharing {
         now: DateTime<Utc>,
     ) -> Result<SharedPage, Error> {
         let shared = self.live(token, now).await?;
+        // A reader's cursor names the message to go on before by its sort key alone: it is
+        // signed, not secret, and the owner's partition would name them.
         let scope = format!("shared|{token}");
         let start = match before {
-            Some(cursor) => Some(self.cursors.decode(&scope, cursor).await?),
+            Some(cursor) => Some(
+                self.cursors
+                    .decode(&scope, cursor)
+                    .await?
+                    .remove(crate::keys::SK)
+                    .ok_or_else(|| Error::invalid("cursor is not valid for this request"))?,
+            ),
             None => None,
         };
-        let window = self.store.shared_window(&shared, limit, start).await?;
-        let older_messages = match window.older {
-            Some(position) => Some(self.cursors.encode(&scope, position).await?),
+        let (newest_first, older) = self
+            .store
+            .shared_window(&shared, limit, start.as_deref())
+            .await?;
+        let older_messages = match older {
+            Some(sk) => Some(
+                self.cursors
+                    .encode(&scope, Position::from([(crate::keys::SK.to_owned(), sk)]))
+                    .await?,
+            ),
             None => None,
         };
-        let mut messages: Vec<Message> = window
-            .messages_newest_first
+        let mut messages: Vec<Message> = newest_first
             .into_iter()
             .rev()
             .map(|message| shown_to_readers(&shared.link, message))
@@ -204,9 +221,15 @@ impl Sharing {
                 ))
             }
         };
-        let copied = self.copy_messages(&shared, reader, &id).await;
+        let deadline = tokio::time::Instant::now() + COPY_BUDGET;
+        let copied = Box::pin(self.copy_messages(&shared, reader, &id, deadline)).await;
         self.cache.invalidate_user(reader).await;
-        copied?;
+        let last_copied = copied?;
+        // The copy holds the link's messages only if the last one copied is the link's last:
+        // else the owner deleted some of them while it was made (which ends the link).
+        if last_copied != Some(shared.link.up_to) {
+            return Err(Error::ShareNotFound);
+        }
         let conversation = self
             .store
             .conversation(reader, &id)
@@ -220,35 +243,57 @@ impl Sharing {
 
     /// Writes the link's messages into the reader's conversation `into`, oldest first, each
     /// under an id of its own derived from the original's (so a retry writes none twice), with
-    /// their files copied when the link shows them.
+    /// their files copied when the link shows them; returns the id of the last original. A
+    /// page whose last message an earlier attempt copied is passed over (its messages and
+    /// files are there: transactions go in order). Past `deadline`, 503: the same request
+    /// again goes on.
     async fn copy_messages(
         &self,
         shared: &Shared,
         reader: &UserId,
         into: &ConversationId,
-    ) -> Result<(), Error> {
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<MessageId>, Error> {
         let mut after = None;
+        let mut last_copied = None;
         loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "the conversation is still being copied: send the request again".into(),
+                ));
+            }
             let page = self
                 .store
                 .shared_messages_oldest_first(shared, after.as_ref(), COPY_PAGE)
                 .await?;
             let Some(last) = page.last() else {
-                return Ok(());
+                return Ok(last_copied);
             };
             after = crate::keys::MessageSortKey::parse(&last.sort_key());
+            last_copied = Some(last.id);
             let full = page.len() == COPY_PAGE;
-            let copies: Vec<Message> = page
+            let last_copy = copy_of(last.clone(), into);
+            if self
+                .store
+                .holds_message(reader, into, &last_copy.sort_key())
+                .await?
+            {
+                if !full {
+                    return Ok(last_copied);
+                }
+                continue;
+            }
+            let shown: Vec<Message> = page
                 .into_iter()
                 .map(|message| shown_to_readers(&shared.link, message))
                 .collect();
             if let (Some(attachments), true) = (&self.attachments, shared.link.include_attachments)
             {
                 attachments
-                    .copy_files(&shared.owner, &copies, reader, into)
+                    .copy_files(&shared.owner, &shown, reader, into)
                     .await?;
             }
-            let copies: Vec<Message> = copies
+            let copies: Vec<Message> = shown
                 .into_iter()
                 .map(|message| copy_of(message, into))
                 .collect();
@@ -258,7 +303,7 @@ impl Sharing {
                     .await?;
             }
             if !full {
-                return Ok(());
+                return Ok(last_copied);
             }
         }
     }

@@ -135,8 +135,15 @@ async fn every_http_function_calls_only_what_its_role_allows() {
         // request that pages.
         let state = state_recorded(&proxy, &[("CURSOR_SECRET_ARN", &cursor_secret)]).await;
         let user = new_user();
-        let conversation =
-            conversation_saying(&state, &user, ["what to pack for Lisbon".to_owned()]).await;
+        let conversation = conversation_saying(
+            &state,
+            &user,
+            [
+                "what to pack for Lisbon".to_owned(),
+                "and for Porto?".to_owned(),
+            ],
+        )
+        .await;
         if endpoint == Endpoint::SearchConversations {
             // Indexed, and too long for its item: a hit reads the message's content from S3.
             let found = conversation_saying(
@@ -155,7 +162,21 @@ async fn every_http_function_calls_only_what_its_role_allows() {
                 .await
                 .unwrap();
         }
-        let first_message = tests::first_message_of(&state, &user, &conversation.id).await;
+        let first_message = match endpoint {
+            // An edit of a message with a parent: its transaction checks the parent is there.
+            Endpoint::EditMessage => Box::pin(state.conversations.get(
+                &UserId::parse(&user).unwrap(),
+                &conversation.id,
+                2,
+                None,
+            ))
+            .await
+            .unwrap()
+            .messages[1]
+                .id
+                .to_string(),
+            _ => tests::first_message_of(&state, &user, &conversation.id).await,
+        };
         let mut text = std::fs::read_to_string(&path)
             .unwrap()
             .replace(EVENT_USER, &user)

@@ -135,6 +135,27 @@ async fn readers_see_no_user_no_ids_of_the_owners_and_no_metadata_or_files_unles
     }
     let message = &page.body["messages"][0];
     assert!(message.get("metadata").is_none() && message.get("attachments").is_none());
+    // Nor does the cursor that pages back: signed, not secret, it holds no owner's key.
+    alice.say(&id, "a second message").await;
+    let later = share(&alice, &id, json!({})).await;
+    let page = api
+        .anonymous()
+        .get(&format!(
+            "{}?messageLimit=1",
+            later["path"].as_str().unwrap()
+        ))
+        .await;
+    let cursor = page.body["olderMessagesCursor"].as_str().unwrap();
+    let payload = cursor.split('.').next().unwrap();
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let decoded = String::from_utf8(decoded).unwrap();
+    assert!(
+        !decoded.contains(owner.as_str()) && !decoded.contains(id.as_str()),
+        "{decoded}"
+    );
 
     let chosen = share(
         &alice,
@@ -210,6 +231,14 @@ async fn the_public_read_pages_back_and_answers_a_cdn_with_an_etag() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    // As a compressing CDN asks: a weak tag compares equal too.
+    let weak = reqwest::Client::new()
+        .get(format!("{}{path}?messageLimit=3", api.base))
+        .header("if-none-match", format!("W/{etag}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(weak.status(), StatusCode::NOT_MODIFIED);
 }
 
 #[tokio::test]
@@ -859,4 +888,47 @@ async fn sharing_with_a_person_refuses_strangers_anonymous_callers_and_bad_ids()
         .delete(&format!("/conversations/{id}/people/has%23a-hash"))
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_link_whose_last_message_is_gone_is_neither_read_nor_continued() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let api = LocalApi::start().await;
+    let owner = new_user();
+    let alice = api.as_user(&owner);
+    let id = alice.create_conversation(None).await;
+    alice.say(&id, "one").await;
+    let two = alice.say(&id, "two").await;
+    let link = share(&alice, &id, json!({})).await;
+    // The message gone without the delete's clean-up (a link made while a delete ran).
+    let two_id = two["id"].as_str().unwrap();
+    for item in tests::items_of_conversation(&api.state, &owner, &id).await {
+        let is_two = item
+            .get("id")
+            .and_then(|v| v.as_b().ok())
+            .is_some_and(|b| uuid::Uuid::from_slice(b.as_ref()).unwrap().to_string() == two_id)
+            || matches!(item.get("SK"), Some(AttributeValue::S(sk)) if sk.contains(two_id));
+        if is_two {
+            aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+                .delete_item()
+                .table_name(&api.state.config.table_name)
+                .key("PK", item["PK"].clone())
+                .key("SK", item["SK"].clone())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let path = link["path"].as_str().unwrap();
+    assert_eq!(
+        api.anonymous().get(path).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let bob = api.as_user(&new_user());
+    let continued = bob.post(&format!("{path}/continue"), json!({})).await;
+    assert_eq!(continued.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        bob.get("/conversations").await.body["conversations"],
+        json!([])
+    );
 }

@@ -500,10 +500,16 @@ impl Runner<'_> {
                     return Err(Error::invalid("position counts from 1"));
                 }
                 let made_at = made_at(op.client_timestamp.as_deref(), now)?;
-                let found = state
-                    .conversations
-                    .switch_branch(user, &id, &target, op.position, made_at)
-                    .await?;
+                // On the heap, as every operation that walks the tree: the batch's own future
+                // holds one of each kind.
+                let found = Box::pin(state.conversations.switch_branch(
+                    user,
+                    &id,
+                    &target,
+                    op.position,
+                    made_at,
+                ))
+                .await?;
                 Ok((
                     200,
                     Some(to_value(&ConversationView::from(&found.conversation))?),
@@ -516,10 +522,12 @@ impl Runner<'_> {
                     .deadline
                     .saturating_duration_since(Instant::now())
                     .min(state.config.delete_purge_budget);
-                state
-                    .conversations
-                    .delete_message(user, &id, &target, budget)
-                    .await?;
+                Box::pin(
+                    state
+                        .conversations
+                        .delete_message(user, &id, &target, budget),
+                )
+                .await?;
                 Ok((204, None))
             }
             "rename" => {

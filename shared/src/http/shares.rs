@@ -252,7 +252,12 @@ pub async fn read_shared(state: &State, request: Request) -> HandlerResult {
             .headers()
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            .is_some_and(|tags| {
+                // Weak comparison (RFC 9110, 13.1.2): a compressing CDN sends `W/"…"`.
+                tags.split(',')
+                    .map(str::trim)
+                    .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+            });
         let (status, body) = match unchanged {
             true => (StatusCode::NOT_MODIFIED, Body::Empty),
             false => (StatusCode::OK, Body::Text(body)),

@@ -114,6 +114,8 @@ impl Store {
         for object in objects {
             self.delete_content(&object).await;
         }
+        // 5. A link made to one of them while they went (after step 2) is revoked too.
+        Box::pin(self.forget_shares(user, conversation, Some(&ids))).await?;
         Ok(Pruned { messages })
     }
 

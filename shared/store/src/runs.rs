@@ -52,7 +52,18 @@ impl Store {
             }
         }
         let mut runs = Vec::new();
+        // Branches left out: forked at a deleted message, or inside such a branch (branches
+        // are numbered as they were made, so a branch's fork is on a branch before it).
+        let mut left_out = std::collections::BTreeSet::new();
         for (branch, fork) in branches {
+            let forked_in = fork
+                .as_deref()
+                .and_then(MessageSortKey::parse)
+                .map(|key| tree::branch_of(&key));
+            if forked_in.is_some_and(|parent| left_out.contains(&parent)) {
+                left_out.insert(branch);
+                continue;
+            }
             if branch == path.active_branch() {
                 continue;
             }
@@ -70,6 +81,7 @@ impl Store {
                         // parent; a branch made before that check can be left so): its messages
                         // grew from nothing that exists, and no file could put them back.
                         tracing::warn!(branch, "a branch forks at a deleted message: not exported");
+                        left_out.insert(branch);
                         continue;
                     }
                 },
@@ -197,6 +209,7 @@ impl Store {
         let chunks = super::transaction_chunks(&messages[done..], IMPORT_CHUNK);
         for (index, chunk) in chunks.into_iter().enumerate() {
             let creates_the_branch = resumed.is_none() && index == 0;
+            let mut parent_check = None;
             let mut writes = Vec::with_capacity(chunk.len() + 3);
             let mut items = Vec::with_capacity(chunk.len());
             for message in chunk {
@@ -264,9 +277,11 @@ impl Store {
                         )?)
                         .build(),
                 );
-                // Not forked at a message deleted since it was found.
+                // Not forked at a message deleted since it was found (its index once the
+                // count goes first).
                 if let Some(parent) = &parent {
                     writes.push(self.still_there(&partition, parent.as_str())?);
+                    parent_check = Some(writes.len());
                 }
             } else {
                 counted = counted
@@ -295,6 +310,11 @@ impl Store {
                 );
             }
             if let Some(cancelled) = self.transact(writes, "import a branch").await? {
+                if parent_check.is_some_and(|index| cancelled.condition_failed(index)) {
+                    return Err(Error::Conflict(
+                        "the message a branch grows from was deleted meanwhile".into(),
+                    ));
+                }
                 return Err(cancelled.into_error("import a branch"));
             }
         }

@@ -19,7 +19,6 @@ use domain::model::{Conversation, ConversationId, Message, MessageId, UserId};
 use domain::share::{ShareLink, ShareOptions, ShareToken};
 use domain::tree::Path;
 
-use super::window::ConversationWindow;
 use super::{from_item, item_key, s, to_item, Item, MessageItem, Store, BATCH_WRITE_MAX};
 
 /// A link's own item: what a reader's request finds by its token.
@@ -285,7 +284,8 @@ impl Store {
     }
 
     /// The live link `token` names, read consistently (a revoke is seen by the next read):
-    /// `None` when it was never made, is revoked or expired, or its conversation is deleted.
+    /// `None` when it was never made, is revoked or expired, or its conversation or the
+    /// message it ends at is deleted.
     pub async fn shared(
         &self,
         token: &ShareToken,
@@ -311,43 +311,41 @@ impl Store {
             link,
         };
         let partition = keys::conversation_partition(&shared.owner, &shared.link.conversation_id);
-        // Deleting the conversation revokes the link at once, whatever its purge has done.
-        if self.get(&partition, keys::CONVERSATION_SK).await?.is_none() {
+        // Deleting the conversation, or the message the link ends at, revokes it at once,
+        // whatever the deletes' cleanup has done.
+        let (conversation, last) = futures::try_join!(
+            self.get(&partition, keys::CONVERSATION_SK),
+            self.get(&partition, shared.up_to_key.as_str()),
+        )?;
+        let last_is_there = last.is_some_and(|item| {
+            MessageItem::from_attributes(item).is_ok_and(|m| m.id() == shared.link.up_to)
+        });
+        if conversation.is_none() || !last_is_there {
             return Ok(None);
         }
         Ok(Some(shared))
     }
 
-    /// Up to `limit` messages of a link, newest first, from before `before` (from its last
-    /// message without), within a response's budget. `ShareNotFound` once its last message
-    /// is deleted (which revokes it).
+    /// Up to `limit` messages of a link, newest first, from before the message under the sort
+    /// key `before` (from its last message without), within a response's budget; and the
+    /// sort key of the oldest returned when older ones remain (a reader's cursor holds only
+    /// that: never the owner's partition). `ShareNotFound` once its last message is deleted
+    /// (which revokes it).
     pub async fn shared_window(
         &self,
         shared: &Shared,
         limit: usize,
-        before: Option<Position>,
-    ) -> Result<ConversationWindow, Error> {
+        before: Option<&str>,
+    ) -> Result<(Vec<Message>, Option<String>), Error> {
         let partition = keys::conversation_partition(&shared.owner, &shared.link.conversation_id);
         let before = match before {
             None => None,
-            Some(position) => {
-                let key = position
-                    .get(keys::SK)
-                    .filter(|_| position.get(keys::PK) == Some(&partition))
-                    .and_then(|sk| MessageSortKey::parse(sk))
+            Some(sk) => Some(
+                MessageSortKey::parse(sk)
                     .filter(|key| shared.path.segment_of(key).is_some())
-                    .ok_or_else(|| Error::invalid("cursor is not valid for this request"))?;
-                Some(key)
-            }
+                    .ok_or_else(|| Error::invalid("cursor is not valid for this request"))?,
+            ),
         };
-        if before.is_some()
-            && self
-                .get(&partition, shared.up_to_key.as_str())
-                .await?
-                .is_none()
-        {
-            return Err(Error::ShareNotFound);
-        }
         let messages = self
             .path_messages_newest_first(&partition, &shared.path, before.as_ref(), limit + 1)
             .await?;
@@ -355,7 +353,23 @@ impl Store {
             return Err(Error::ShareNotFound);
         }
         let more = messages.len() > limit;
-        self.budgeted_window(None, messages, limit, more).await
+        let window = self.budgeted_window(None, messages, limit, more).await?;
+        let older = window
+            .older
+            .and_then(|position| position.get(keys::SK).cloned());
+        Ok((window.messages_newest_first, older))
+    }
+
+    /// Whether the user's conversation holds a message under `sort_key` (a continue's copy,
+    /// written by an earlier attempt).
+    pub async fn holds_message(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        sort_key: &str,
+    ) -> Result<bool, Error> {
+        let partition = keys::conversation_partition(user, conversation);
+        Ok(self.get(&partition, sort_key).await?.is_some())
     }
 
     /// Every message a link shows, oldest first, `page` at a time after `after`, with their

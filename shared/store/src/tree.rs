@@ -1111,7 +1111,6 @@ impl Store {
             .build())
     }
 
-    /// A seal at `slot` (see the module's documentation).
     /// A transaction's check that the message under `sort_key` exists (a fork's parent).
     pub(super) fn still_there(
         &self,
@@ -1130,6 +1129,7 @@ impl Store {
             .build())
     }
 
+    /// A seal at `slot` (see the module's documentation).
     fn seal(&self, partition: &str, slot: Slot) -> Item {
         let mut seal = item_key(partition, &keys::slot_sort_key(slot));
         seal.insert(SEAL.to_owned(), AttributeValue::Bool(true));
