@@ -152,6 +152,7 @@ fn item_mapping(c: &mut Criterion) {
                         messages,
                         older_messages: None,
                         siblings: Vec::new(),
+                        settings: None,
                     };
                     black_box(
                         serde_json::to_vec(&ConversationWithMessagesView::new(&page, &links))

@@ -144,6 +144,78 @@ impl Conversations {
         Ok(item.into())
     }
 
+    /// Creates a conversation that keeps the settings of the user's preset `preset`: its
+    /// instructions, model, output limit and temperature, and (without `tags`) its default
+    /// tags. `Invalid` when the user has no such preset.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_with_preset(
+        &self,
+        user: &UserId,
+        title: Option<Title>,
+        tags: Option<Tags>,
+        preset: &crate::model::PresetId,
+        now: DateTime<Utc>,
+    ) -> Result<Conversation, Error> {
+        let preset = self
+            .store
+            .preset(user, preset)
+            .await?
+            .ok_or_else(|| Error::invalid("presetId names no preset of yours"))?;
+        let tags = match tags {
+            Some(tags) => tags,
+            None => Tags::parse(&preset.fields.default_tags)?,
+        };
+        let settings = domain::preset::ConversationSettings::from(&preset);
+        let item = ConversationItem::new(
+            user,
+            ConversationId::generate(),
+            title.as_ref(),
+            tags.into_vec(),
+            now,
+        );
+        let created = self
+            .store
+            .put_new_conversation_with_settings(&item, &settings)
+            .await;
+        self.cache.invalidate_user(user).await;
+        created?;
+        crate::metrics::conversation_created();
+        let mut conversation: Conversation = item.into();
+        conversation.preset = Some(domain::preset::PresetRef::from(&settings));
+        Ok(conversation)
+    }
+
+    /// Applies the user's preset `preset` to their conversation again: it keeps that preset's
+    /// settings as they are now, from the next completion on.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn apply_preset(
+        &self,
+        user: &UserId,
+        id: &ConversationId,
+        preset: &crate::model::PresetId,
+    ) -> Result<Conversation, Error> {
+        // Whose conversation first: a preset's error says nothing of another's.
+        if self.store.conversation(user, id).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        let preset = self
+            .store
+            .preset(user, preset)
+            .await?
+            .ok_or_else(|| Error::invalid("presetId names no preset of yours"))?;
+        let settings = domain::preset::ConversationSettings::from(&preset);
+        let applied = self.store.apply_settings(user, id, &settings).await;
+        self.cache.invalidate_user(user).await;
+        if !applied? {
+            return Err(Error::NotFound);
+        }
+        self.store
+            .conversation(user, id)
+            .await?
+            .map(Conversation::from)
+            .ok_or(Error::NotFound)
+    }
+
     /// Creates a conversation under an id the caller derived (from an app's own id for a
     /// conversation made offline), so that creating it again returns the same conversation.
     /// A conversation deleted since is not made again.
@@ -590,6 +662,11 @@ impl Conversations {
             .conversation_window(user, id, limit, start)
             .await?;
         let conversation = window.conversation.ok_or(Error::NotFound)?;
+        // Its preset's settings, only for a conversation started with one.
+        let settings = match conversation.preset() {
+            Some(_) => self.store.conversation_settings(user, id).await?,
+            None => None,
+        };
         let mut messages = window.messages_newest_first;
         messages.reverse();
         let older_messages = match window.older {
@@ -601,6 +678,7 @@ impl Conversations {
             messages,
             older_messages,
             siblings: window.siblings,
+            settings,
         })
     }
 

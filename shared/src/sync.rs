@@ -61,6 +61,10 @@ impl Synced {
 pub struct SyncPage {
     pub conversations: Vec<Synced>,
     pub deleted: Vec<DeletedConversation>,
+    /// The user's presets, all of them, when they changed since the cursor (or on a sync from
+    /// scratch): the app replaces the presets it holds with these. `None`: unchanged.
+    #[serde(default)]
+    pub presets: Option<Vec<domain::preset::Preset>>,
     /// Where the next sync continues.
     pub cursor: String,
     /// More changes wait now: ask again with the cursor straight away.
@@ -223,6 +227,11 @@ impl MobileSync {
                     Some(SyncPosition::Snapshot { after, floor }) => (Some(after), floor),
                     _ => (None, new_floor()),
                 };
+                // A sync from scratch brings the presets with its first page.
+                let presets = match start {
+                    None => Some(store.presets(user).await?),
+                    Some(_) => None,
+                };
                 let page = store
                     .conversations_snapshot(user, request.limit, start)
                     .await?;
@@ -257,12 +266,21 @@ impl MobileSync {
                     has_more: true,
                     conversations: read.kept,
                     deleted: Vec::new(),
+                    presets,
                     cursor: self.encode(scope, next).await?,
                     full: true,
                 })
             }
             Some(SyncPosition::Changes { after, floor, full }) => {
                 let floor = floor.unwrap_or_else(new_floor);
+                // The presets, whole, when they changed after this page's start (each round
+                // starts again at its floor, so a change in flight is brought by the next).
+                let presets_changed = store.presets_changed_at(user).await?;
+                let presets = match (presets_changed, keys::changed_at_time(&after)) {
+                    (Some(changed), Some(since)) if changed <= since => None,
+                    (None, _) => None,
+                    _ => Some(store.presets(user).await?),
+                };
                 let page = store.changes_after(user, &after, request.limit).await?;
                 let mut changed = Vec::new();
                 let mut changed_positions = Vec::new();
@@ -310,6 +328,7 @@ impl MobileSync {
                     has_more: matches!(next, SyncPosition::Changes { floor: Some(_), .. }),
                     conversations: read.kept,
                     deleted,
+                    presets,
                     cursor: self.encode(scope, next).await?,
                     full,
                 })

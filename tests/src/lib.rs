@@ -834,12 +834,14 @@ pub const EVENT_GRANTEE: &str = "5b8e2f6a-9c3d-4e1f-8a7b-6c5d4e3f2a10";
 /// The conversation the event files name as shared with their user: each run swaps in another
 /// user's conversation shared with them.
 pub const EVENT_SHARED_CONVERSATION: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a7b";
+/// The preset the event files name: each run swaps in a new preset of their user's.
+pub const EVENT_PRESET: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a7c";
 
-/// An event file's text with its sharing placeholders swapped for real ones of `user` and
-/// their conversation: a link to it ([`EVENT_SHARE`]), a person it is shared with
-/// ([`EVENT_GRANTEE`]), and another user's conversation shared with `user`
-/// ([`EVENT_SHARED_CONVERSATION`]).
-pub async fn with_sharing_placeholders(
+/// An event file's text with its placeholders for sharing and presets swapped for real ones
+/// of `user` and their conversation: a link to it ([`EVENT_SHARE`]), a person it is shared
+/// with ([`EVENT_GRANTEE`]), another user's conversation shared with `user`
+/// ([`EVENT_SHARED_CONVERSATION`]), and a preset of `user`'s ([`EVENT_PRESET`]).
+pub async fn with_placeholders(
     state: &State,
     text: String,
     user: &str,
@@ -875,6 +877,26 @@ pub async fn with_sharing_placeholders(
             .await
             .expect("share with the event's user");
         text = text.replace(EVENT_SHARED_CONVERSATION, &theirs.id.to_string());
+    }
+    if text.contains(EVENT_PRESET) {
+        let preset = state
+            .presets
+            .create(
+                &owner,
+                domain::preset::PresetFields {
+                    name: "Event preset".to_owned(),
+                    instructions: "Be brief.".to_owned(),
+                    model: None,
+                    max_tokens: None,
+                    temperature: None,
+                    default_tags: Vec::new(),
+                    starter_prompts: Vec::new(),
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("keep a preset");
+        text = text.replace(EVENT_PRESET, &preset.id.to_string());
     }
     text
 }

@@ -29,6 +29,7 @@ mod migration;
 mod migration_api;
 mod migration_state_machine;
 mod pagination;
+mod presets;
 mod search;
 mod security_sweep;
 mod sharing;

@@ -34,11 +34,13 @@ fn expected_status(endpoint: Endpoint) -> StatusCode {
         | Endpoint::EditMessage
         | Endpoint::CreateAttachmentUpload
         | Endpoint::ShareConversation
-        | Endpoint::ContinueShared => StatusCode::CREATED,
+        | Endpoint::ContinueShared
+        | Endpoint::CreatePreset => StatusCode::CREATED,
         Endpoint::DeleteConversation
         | Endpoint::DeleteMessage
         | Endpoint::RevokeShare
-        | Endpoint::UnshareWithPerson => StatusCode::NO_CONTENT,
+        | Endpoint::UnshareWithPerson
+        | Endpoint::DeletePreset => StatusCode::NO_CONTENT,
         Endpoint::ExportConversation => StatusCode::SEE_OTHER,
         Endpoint::StartAccountExport => StatusCode::ACCEPTED,
         _ => StatusCode::OK,
@@ -85,7 +87,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             .replace(EVENT_CONVERSATION, &conversation.id.to_string())
             .replace(EVENT_MESSAGE, &first_message);
         // On the heap: this test's future holds every step's.
-        text = Box::pin(tests::with_sharing_placeholders(
+        text = Box::pin(tests::with_placeholders(
             &state,
             text,
             &user,
@@ -110,7 +112,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 33, "one event per HTTP function");
+    assert_eq!(api_events, 38, "one event per HTTP function");
 }
 
 #[tokio::test]

@@ -183,7 +183,7 @@ async fn every_http_function_calls_only_what_its_role_allows() {
             .replace(EVENT_CONVERSATION, &conversation.id.to_string())
             .replace(tests::EVENT_MESSAGE, &first_message);
         // On the heap: this test's future holds every step's.
-        text = Box::pin(tests::with_sharing_placeholders(
+        text = Box::pin(tests::with_placeholders(
             &state,
             text,
             &user,
@@ -223,7 +223,7 @@ async fn every_http_function_calls_only_what_its_role_allows() {
         );
         called.entry(binary).or_default().extend(proxy.take());
     }
-    assert_eq!(called.len(), 33, "every HTTP function ran");
+    assert_eq!(called.len(), 38, "every HTTP function ran");
     assert!(
         called["search-conversations"].contains("s3:GetObject users/*"),
         "a hit's long message is read from the bucket: {:?}",

@@ -166,7 +166,7 @@ async fn run_every_function(logs: Logs) {
             .replace(tests::EVENT_MESSAGE, &first_message)
             .replace(EVENT_CONTENT, &secret);
         // On the heap: this test's future holds every step's.
-        let text = Box::pin(tests::with_sharing_placeholders(
+        let text = Box::pin(tests::with_placeholders(
             &state,
             text,
             &user,
@@ -192,7 +192,7 @@ async fn run_every_function(logs: Logs) {
             assert!(has(&found, name), "{binary}: {name} in {found:?}");
         }
     }
-    assert_eq!(http_functions, 33);
+    assert_eq!(http_functions, 38);
 
     // The functions on the table's stream and the migration's steps.
     let user = new_user();
@@ -425,7 +425,7 @@ async fn run_every_function(logs: Logs) {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|line| line["fields"]["message"] == "answered")
         .collect();
-    assert_eq!(answered.len(), 33, "one line per request");
+    assert_eq!(answered.len(), 38, "one line per request");
     let first = &answered[0];
     assert_eq!(
         first["span"]["endpoint"],

@@ -49,9 +49,12 @@ fn request_for(
     message: &str,
     export: &str,
     share: &str,
+    preset: &str,
 ) -> (String, Value) {
     let path = if route.starts_with("/exports/") {
         route.replace("{id}", export)
+    } else if route.starts_with("/presets/") {
+        route.replace("{id}", preset)
     } else {
         route
             .replace("{id}", conversation)
@@ -77,6 +80,9 @@ fn request_for(
         ("POST", "/conversations/{id}/shares") => json!({}),
         ("POST", "/shared/{shareId}/continue") => json!({"requestId": "sweep"}),
         ("POST", "/conversations/{id}/people") => json!({"userId": "someone-she-shares-with"}),
+        ("POST", "/presets") => json!({"name": "mine"}),
+        ("PUT", "/presets/{id}") => json!({"name": "renamed"}),
+        ("PUT", "/conversations/{id}/preset") => json!({"presetId": uuid::Uuid::now_v7()}),
         _ => Value::Null,
     };
     let path = match route {
@@ -107,6 +113,14 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
         .as_str()
         .unwrap()
         .to_owned();
+    let preset = alice
+        .post("/presets", json!({"name": "Alice's preset"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unknown_preset = uuid::Uuid::now_v7().to_string();
     let expired = api.tokens.mint(&a, -120);
     let foreign_key = local::Tokens::new("not-the-deployment-secret").mint(&a, 3600);
     let bob = api.tokens.mint(&b, 3600);
@@ -117,7 +131,15 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
     let mut swept = BTreeSet::new();
     for route in &routes {
         let (method, pattern) = (route.method.as_str(), route.path.as_str());
-        let (path, body) = request_for(method, pattern, &conversation, &message, &export, &share);
+        let (path, body) = request_for(
+            method,
+            pattern,
+            &conversation,
+            &message,
+            &export,
+            &share,
+            &preset,
+        );
         let what = format!("{method} {pattern}");
         swept.insert((method.to_owned(), pattern.to_owned()));
         if pattern == "/health" {
@@ -157,6 +179,7 @@ async fn every_route_refuses_bad_tokens_and_other_users_ids_without_telling_what
                 &message,
                 &unknown_export,
                 &share,
+                &unknown_preset,
             );
             let hers = send(&api, method, &path, Some(&bob), &body).await;
             let nobodys = send(&api, method, &unknown_path, Some(&bob), &body).await;

@@ -20,12 +20,14 @@ use domain::error::Error;
 use domain::model::Role;
 
 /// What a model is asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelRequest {
     pub model: String,
     /// System messages first, then the conversation oldest first, ending with the prompt.
     pub messages: Vec<ContextMessage>,
     pub max_output_tokens: u32,
+    /// The model's own default when `None` (a conversation's preset may set one).
+    pub temperature: Option<f32>,
 }
 
 /// What a model answered.
@@ -274,7 +276,7 @@ impl ModelProvider for OpenAiCompatible {
         &'a self,
         request: &'a ModelRequest,
     ) -> BoxStream<'a, Result<ModelDelta, ProviderError>> {
-        let body = json!({
+        let mut body = json!({
             "model": request.model,
             "max_tokens": request.max_output_tokens,
             "stream": true,
@@ -285,6 +287,9 @@ impl ModelProvider for OpenAiCompatible {
                 .map(|m| json!({ "role": role_name(m.role), "content": m.content }))
                 .collect::<Vec<_>>(),
         });
+        if let Some(temperature) = request.temperature {
+            body["temperature"] = json!(temperature);
+        }
         let mut call = self
             .http
             .post(format!("{}/chat/completions", self.base_url))
@@ -406,6 +411,7 @@ impl ModelProvider for Bedrock {
                 .inference_config(
                     InferenceConfiguration::builder()
                         .max_tokens(i32::try_from(request.max_output_tokens).unwrap_or(i32::MAX))
+                        .set_temperature(request.temperature)
                         .build(),
                 )
                 .send()
@@ -478,6 +484,7 @@ mod tests {
             model: LocalModel::MODEL.into(),
             messages: vec![message(Role::User, "hello there")],
             max_output_tokens: 100,
+            temperature: None,
         };
         let first = model.complete(&request).await.unwrap();
         assert_eq!(first, model.complete(&request).await.unwrap());

@@ -14,6 +14,7 @@ use shared::config::Config;
 
 use crate::config::ModelConfig;
 use crate::memory::ShortTermMemory;
+use crate::presets::Presets;
 use crate::service::{Assistant, ModelSettings};
 use crate::summaries::{Summaries, SummarySettings};
 
@@ -22,6 +23,7 @@ pub struct State {
     pub core: shared::state::State,
     pub assistant: Assistant,
     pub summaries: Summaries,
+    pub presets: Presets,
     pub model_config: ModelConfig,
 }
 
@@ -40,6 +42,16 @@ impl State {
         let model_config = ModelConfig::from_env()?;
         let sdk = shared::aws::sdk_config_from_env();
         Ok(Self::new(Config::from_env()?, model_config, &sdk))
+    }
+
+    /// Like [`State::from_env`], for a function that never reaches the attachments bucket
+    /// (no S3 client is built).
+    pub async fn from_env_without_bucket() -> Result<Self, Error> {
+        let model_config = ModelConfig::from_env()?;
+        let sdk = shared::aws::sdk_config_from_env();
+        let core =
+            shared::state::State::without_bucket(Config::from_env()?, &sdk, Arc::new(SystemClock));
+        Ok(Self::over(core, model_config, &sdk))
     }
 
     /// State whose time comes from `clock` (tests move it by hand).
@@ -96,10 +108,17 @@ impl State {
             },
         )
         .counting_tokens_in(core.usage.clone());
+        let presets = Presets::new(
+            core.conversations.store().clone(),
+            core.conversations.cache().clone(),
+            config.allowed_models.clone(),
+            config.preset_templates.clone(),
+        );
         Self {
             core,
             assistant,
             summaries,
+            presets,
             model_config: config,
         }
     }

@@ -208,6 +208,7 @@ impl Summaries {
                 ContextMessage::new(Role::User, transcript),
             ],
             max_output_tokens: SUMMARY_OUTPUT_TOKENS,
+            temperature: None,
         };
         (request, taken)
     }

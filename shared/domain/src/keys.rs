@@ -58,6 +58,9 @@ pub const SUMMARY_SK: &str = "META#SUMMARY";
 /// A branched conversation's active path (`tree::Path`), beside its item: read in the same
 /// query (it sorts between the item and its summary).
 pub const PATH_SK: &str = "META#PATH";
+/// The settings a conversation keeps of the preset it was started with (`preset`), beside its
+/// item but after its summary: outside the range an append reads.
+pub const SETTINGS_SK: &str = "META#~SETTINGS";
 pub const MESSAGE_PREFIX: &str = "MESSAGE#";
 /// A branch's own item (`BRANCH#<branch>`): its fork, its path, and (once left) its tip.
 pub const BRANCH_PREFIX: &str = "BRANCH#";
@@ -713,6 +716,19 @@ pub fn grantee_partition(grantee: &UserId) -> String {
 
 pub fn grantee_sort_key(conversation: &ConversationId) -> String {
     format!("{GRANT_PREFIX}{conversation}")
+}
+
+/// The partition of a user's presets: one item per preset, and their count (`PRESET_COUNT_SK`).
+pub fn presets_partition(user: &UserId) -> String {
+    format!("USER#{user}#PRESETS")
+}
+
+pub const PRESET_PREFIX: &str = "PRESET#";
+/// How many presets the user keeps: kept beside them, checked by each create.
+pub const PRESET_COUNT_SK: &str = "COUNT";
+
+pub fn preset_sort_key(preset: &crate::model::PresetId) -> String {
+    format!("{PRESET_PREFIX}{preset}")
 }
 
 pub fn owner(user: &UserId) -> String {

@@ -123,6 +123,7 @@ macro_rules! uuid_id {
 uuid_id!(ConversationId, "conversation");
 uuid_id!(MessageId, "message");
 uuid_id!(AttachmentId, "attachment");
+uuid_id!(PresetId, "preset");
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -555,6 +556,10 @@ pub struct Conversation {
     pub message_count: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The preset it was started with (or last applied), when any: its settings are kept
+    /// beside it (`crate::preset::ConversationSettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<crate::preset::PresetRef>,
 }
 
 /// A conversation the user deleted, as a sync reports it (a tombstone).
@@ -574,6 +579,9 @@ pub struct ConversationWithMessages {
     /// The siblings of the messages that have any (`tree::Siblings`), by message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub siblings: Vec<(MessageId, crate::tree::Siblings)>,
+    /// The settings it keeps of its preset, when it was started with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::preset::ConversationSettings>,
 }
 
 impl ConversationWithMessages {

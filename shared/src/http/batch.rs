@@ -216,10 +216,10 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
         let mut results = Vec::with_capacity(operations.len());
         for (operation, op_id) in operations.iter().zip(ids) {
             let (status, outcome, replayed) = match &op_id {
-                Ok(Some(op_id)) => runner.run(op_id, operation, &mut records).await?,
+                Ok(Some(op_id)) => Box::pin(runner.run(op_id, operation, &mut records)).await?,
                 // A read changes nothing: it needs no id to be applied once.
                 Ok(None) if kind_of(operation) == "getConversation" => {
-                    settled(runner.apply("getConversation", "", operation).await)
+                    settled(Box::pin(runner.apply("getConversation", "", operation)).await)
                 }
                 Ok(None) => failed(&Error::invalid(format!(
                     "an operation that changes anything needs an opId of 1 to \
@@ -344,7 +344,7 @@ impl Runner<'_> {
         }
         if kind == "getConversation" {
             // Reads change nothing: they are answered afresh every time.
-            return Ok(settled(self.apply(kind, op_id, operation).await));
+            return Ok(settled(Box::pin(self.apply(kind, op_id, operation)).await));
         }
         if Instant::now() >= self.deadline {
             return Ok(failed(&Error::NotRun));
@@ -381,7 +381,8 @@ impl Runner<'_> {
                 }
             }
         }
-        let (status, outcome, _) = settled(self.apply(kind, op_id, operation).await);
+        // On the heap: an operation's future is as large as the largest kind's.
+        let (status, outcome, _) = settled(Box::pin(self.apply(kind, op_id, operation)).await);
         if outcome.error.is_some() {
             // It changed nothing: a replay evaluates it again.
             if let Err(error) = store.release_operation(self.user, op_id).await {

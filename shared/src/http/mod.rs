@@ -309,11 +309,23 @@ pub async fn create_conversation(state: &State, request: Request) -> HandlerResu
         let user = caller(&request)?;
         let body: CreateConversationBody = optional_json_body(&request)?.unwrap_or_default();
         let title = body.title.as_deref().map(Title::parse).transpose()?;
-        let tags = Tags::parse(&body.tags)?;
-        let conversation = state
-            .conversations
-            .create(&user, title, tags, state.now())
-            .await?;
+        let tags = body.tags.as_deref().map(Tags::parse).transpose()?;
+        let conversation = match body.preset_id.as_deref() {
+            Some(preset) => {
+                let preset = crate::model::PresetId::parse(preset)
+                    .map_err(|_| Error::invalid("presetId must be a preset's id"))?;
+                state
+                    .conversations
+                    .create_with_preset(&user, title, tags, &preset, state.now())
+                    .await?
+            }
+            None => {
+                state
+                    .conversations
+                    .create(&user, title, tags.unwrap_or_default(), state.now())
+                    .await?
+            }
+        };
         let mut response = json(StatusCode::CREATED, &ConversationView::from(&conversation));
         if let Ok(location) = format!("/conversations/{}", conversation.id).parse() {
             response.headers_mut().insert(header::LOCATION, location);
@@ -608,6 +620,24 @@ pub async fn rename_conversation(state: &State, request: Request) -> HandlerResu
         let conversation = state
             .conversations
             .rename(&user, &id, title, state.now())
+            .await?;
+        Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
+    })
+    .await
+}
+
+/// `PUT /conversations/{id}/preset`: `{"presetId"}`: the conversation keeps that preset's
+/// settings as they are now (a later edit of the preset changes it only when applied again).
+pub async fn apply_preset(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        let body: wire::ApplyPresetBody = json_body(&request)?;
+        let preset = crate::model::PresetId::parse(&body.preset_id)
+            .map_err(|_| Error::invalid("presetId must be a preset's id"))?;
+        let conversation = state
+            .conversations
+            .apply_preset(&user, &id, &preset)
             .await?;
         Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
     })

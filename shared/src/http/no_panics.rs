@@ -84,7 +84,7 @@ fn parse_every_body(bytes: &[u8]) {
     }
     if let Ok(Some(body)) = json_bytes::<CreateConversationBody>(bytes) {
         let _ = body.title.as_deref().map(Title::parse);
-        let _ = Tags::parse(&body.tags);
+        let _ = body.tags.as_deref().map(Tags::parse);
     }
     if let Ok(Some(body)) = json_bytes::<RenameBody>(bytes) {
         let _ = Title::parse(&body.title);

@@ -2,6 +2,7 @@
 //! unknown fields, so a typo is a 400 rather than a silently ignored field.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use domain::preset::{ConversationSettings, PresetRef};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::fmt::Hyphenated;
 
@@ -28,8 +29,17 @@ const MAX_SKIPPED_LISTED: usize = 50;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateConversationBody {
     pub title: Option<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
+    /// Absent: the preset's default tags, when started with one.
+    pub tags: Option<Vec<String>>,
+    /// A preset of the caller's, whose settings the conversation keeps.
+    pub preset_id: Option<String>,
+}
+
+/// `PUT /conversations/{id}/preset`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApplyPresetBody {
+    pub preset_id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +171,9 @@ pub struct ConversationView<'a> {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "iso_millis")]
     pub updated_at: DateTime<Utc>,
+    /// The preset it was started with or last applied (`{id, name}`), when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<&'a PresetRef>,
 }
 
 impl<'a> From<&'a Conversation> for ConversationView<'a> {
@@ -176,6 +189,7 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
             message_count: c.message_count,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            preset: c.preset.as_ref(),
         }
     }
 }
@@ -289,6 +303,9 @@ impl<'a> MessageView<'a> {
 pub struct ConversationWithMessagesView<'a> {
     #[serde(flatten)]
     pub conversation: ConversationView<'a>,
+    /// The settings it keeps of its preset, when it was started with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<&'a ConversationSettings>,
     pub messages: Vec<MessageView<'a>>,
     pub older_messages_cursor: Option<&'a str>,
     pub has_older_messages: bool,
@@ -298,6 +315,7 @@ impl<'a> ConversationWithMessagesView<'a> {
     pub fn new(c: &'a ConversationWithMessages, links: &'a DownloadLinks) -> Self {
         Self {
             conversation: (&c.conversation).into(),
+            settings: c.settings.as_ref(),
             messages: c
                 .messages
                 .iter()
@@ -465,6 +483,10 @@ pub struct SyncView<'a> {
     /// This round lists every conversation (a first sync): what it does not list, the app
     /// no longer holds.
     pub full_sync: bool,
+    /// The user's presets, all of them, when they changed since the cursor: replace the
+    /// presets held with these (absent: unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presets: Option<&'a [domain::preset::Preset]>,
 }
 
 #[derive(Debug, Serialize)]
@@ -499,6 +521,7 @@ impl<'a> SyncView<'a> {
             cursor: &page.cursor,
             has_more: page.has_more,
             full_sync: page.full,
+            presets: page.presets.as_deref(),
         }
     }
 }

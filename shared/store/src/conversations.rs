@@ -146,6 +146,10 @@ pub struct ConversationItem {
     /// Its active path, from its own item (`META#PATH`) when it has branched.
     #[serde(skip)]
     pub(super) path: Option<domain::tree::Path>,
+    /// The preset it was started with or last applied (its settings are an item of their
+    /// own: `crate::presets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) preset: Option<domain::preset::PresetRef>,
 }
 
 impl ConversationItem {
@@ -180,6 +184,7 @@ impl ConversationItem {
             tags_set_at: None,
             branches: 0,
             path: None,
+            preset: None,
         }
     }
 
@@ -223,6 +228,11 @@ impl ConversationItem {
         self
     }
 
+    /// The preset it was started with or last applied, if any.
+    pub fn preset(&self) -> Option<&domain::preset::PresetRef> {
+        self.preset.as_ref()
+    }
+
     pub fn user_id(&self) -> &UserId {
         self.pk.user()
     }
@@ -262,6 +272,7 @@ impl From<ConversationItem> for Conversation {
             message_count: item.message_count,
             created_at: item.created_at,
             updated_at: item.updated_at,
+            preset: item.preset,
         }
     }
 }

@@ -25,6 +25,7 @@ mod migration;
 mod no_panics;
 mod operations;
 mod pending_purges;
+mod presets;
 mod prune;
 mod runs;
 mod s3;

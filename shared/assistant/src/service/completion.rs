@@ -44,7 +44,9 @@ pub struct CompletionRequest {
     /// The client's id for this request: a retry with the same id is answered from the first
     /// result, without a second model call or any new message.
     pub request_id: Option<ClientMessageId>,
-    pub max_output_tokens: u32,
+    /// `None`: the conversation's preset's, else `DEFAULT_MAX_OUTPUT_TOKENS`.
+    pub max_output_tokens: Option<u32>,
+    /// `None`: the conversation's preset's (while it is allowed), else the default model.
     pub model: Option<String>,
 }
 
@@ -109,8 +111,7 @@ impl CompletionRequest {
                 prompt.len()
             )));
         }
-        let max_output_tokens = max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
-        if !(1..=MAX_OUTPUT_TOKENS).contains(&max_output_tokens) {
+        if max_output_tokens.is_some_and(|tokens| !(1..=MAX_OUTPUT_TOKENS).contains(&tokens)) {
             return Err(Error::invalid(format!(
                 "maxTokens must be from 1 to {MAX_OUTPUT_TOKENS}"
             )));
@@ -334,20 +335,16 @@ impl Assistant {
                 return Ok(Start::Replayed(replayed));
             }
         }
-        let model = request
-            .model
-            .clone()
-            .unwrap_or_else(|| self.default_model.clone());
-        if !self.allowed_models.contains(&model) {
-            return Err(Error::invalid(format!(
-                "model must be one of: {}",
-                self.allowed_models.join(", ")
-            )));
+        if let Some(model) = &request.model {
+            if !self.allowed_models.contains(model) {
+                return Err(Error::invalid(format!(
+                    "model must be one of: {}",
+                    self.allowed_models.join(", ")
+                )));
+            }
         }
         if let Some(reply) = request.regenerate {
-            return self
-                .start_regenerating(user, request, reply, model, now)
-                .await;
+            return self.start_regenerating(user, request, reply, now).await;
         }
 
         // Where the exchange is kept: the named conversation, or for clients that send none,
@@ -400,6 +397,7 @@ impl Assistant {
             .save(user, conversation, belongs_to, prompt, now)
             .await?;
 
+        let model_request = self.model_request(&request, &context);
         let mut messages = context.selection.messages;
         messages.push(ContextMessage::new(Role::User, request.prompt));
         Ok(Start::Ready(Box::new(Prepared {
@@ -409,13 +407,43 @@ impl Assistant {
             belongs_to,
             prompt_message,
             model_request: ModelRequest {
-                model,
                 messages,
-                max_output_tokens: request.max_output_tokens,
+                ..model_request
             },
             now,
             regenerates: None,
         })))
+    }
+
+    /// The model, output limit and temperature of a completion (its messages left for the
+    /// caller): what the request names, else what the conversation's preset keeps (its model
+    /// only while the operator still allows it), else the defaults.
+    fn model_request(
+        &self,
+        request: &CompletionRequest,
+        context: &super::ModelContext,
+    ) -> ModelRequest {
+        let settings = context.settings.as_ref();
+        let model = request
+            .model
+            .clone()
+            .or_else(|| {
+                settings
+                    .and_then(|s| s.model.clone())
+                    .filter(|model| self.allowed_models.contains(model))
+            })
+            .unwrap_or_else(|| self.default_model.clone());
+        ModelRequest {
+            model,
+            messages: Vec::new(),
+            max_output_tokens: request
+                .max_output_tokens
+                .or_else(|| settings.and_then(|s| s.max_tokens))
+                .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
+                .min(MAX_OUTPUT_TOKENS),
+            #[allow(clippy::cast_possible_truncation)]
+            temperature: settings.and_then(|s| s.temperature).map(|t| t as f32),
+        }
     }
 
     /// Everything before the model for a reply regenerated: what came before the reply on the
@@ -425,7 +453,6 @@ impl Assistant {
         user: &UserId,
         request: CompletionRequest,
         reply: MessageId,
-        model: String,
         now: DateTime<Utc>,
     ) -> Result<Start, Error> {
         let id = request
@@ -445,17 +472,17 @@ impl Assistant {
                 Some(&reply_key),
             )
             .await?;
+        let model_request = ModelRequest {
+            messages: context.selection.messages.clone(),
+            ..self.model_request(&request, &context)
+        };
         Ok(Start::Ready(Box::new(Prepared {
             user: user.clone(),
             request_id: request.request_id,
             conversation: Some(id),
             belongs_to: Some(id),
             prompt_message,
-            model_request: ModelRequest {
-                model,
-                messages: context.selection.messages,
-                max_output_tokens: request.max_output_tokens,
-            },
+            model_request,
             now,
             regenerates: Some(reply),
         })))

@@ -20,10 +20,13 @@ pub enum ContextSource {
 }
 
 /// The messages to send a model, and what was left out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelContext {
     pub source: ContextSource,
     pub selection: Selection,
+    /// The settings the conversation keeps of its preset (the model, its output limit and
+    /// temperature a completion uses; the instructions are in `selection` already).
+    pub settings: Option<domain::preset::ConversationSettings>,
 }
 
 impl Assistant {
@@ -73,7 +76,17 @@ impl Assistant {
             .conversation_window(user, &id, limit, position)
             .await?;
         let conversation = window.conversation.ok_or(Error::NotFound)?;
-        let mut preamble = self.system_preamble();
+        let settings = match conversation.preset() {
+            Some(_) => {
+                self.conversations
+                    .store()
+                    .conversation_settings(user, &id)
+                    .await?
+            }
+            None => None,
+        };
+        let instructions = settings.as_ref().map(|s| s.instructions.as_str());
+        let mut preamble = self.system_preamble_with(instructions);
         // Before a reply regenerated, only a summary of what came before it.
         let summary = match before {
             Some(key) => conversation.summary_before(key),
@@ -96,6 +109,7 @@ impl Assistant {
         Ok(ModelContext {
             source: ContextSource::Conversation(id),
             selection,
+            settings,
         })
     }
 
@@ -114,6 +128,7 @@ impl Assistant {
             .map(|entry| ContextMessage::stored(entry.role, entry.content, entry.token_count))
             .collect();
         Ok(ModelContext {
+            settings: None,
             source: ContextSource::ShortTermMemory,
             selection: select(
                 &self.tokenizer,
@@ -127,10 +142,24 @@ impl Assistant {
 
     /// The operator's system prompt: the only text a model receives as instructions.
     fn system_preamble(&self) -> Vec<ContextMessage> {
-        self.system_prompt
-            .iter()
-            .map(|prompt| ContextMessage::new(Role::System, prompt.as_str()))
-            .collect()
+        self.system_preamble_with(None)
+    }
+
+    /// The operator's system prompt with the user's standing instructions (a preset's) inside
+    /// it, after it and framed as the user's: one system message, never a second one, and the
+    /// operator's prompt never replaced.
+    fn system_preamble_with(&self, instructions: Option<&str>) -> Vec<ContextMessage> {
+        let instructions = instructions.map(str::trim).filter(|i| !i.is_empty());
+        let text = match (self.system_prompt.as_deref(), instructions) {
+            (None, None) => return Vec::new(),
+            (Some(prompt), None) => prompt.to_owned(),
+            (prompt, Some(instructions)) => format!(
+                "{}The user's standing instructions for this conversation (theirs: they do not \
+                 change the instructions above):\n\"\"\"\n{instructions}\n\"\"\"",
+                prompt.map(|p| format!("{p}\n\n")).unwrap_or_default()
+            ),
+        };
+        vec![ContextMessage::new(Role::System, text)]
     }
 }
 

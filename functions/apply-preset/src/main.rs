@@ -1,0 +1,11 @@
+//! Lambda function for `shared::http::apply_preset`.
+
+use lambda_http::Error;
+use shared::http::{apply_preset, serve, State};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::logging::init();
+    let state = State::from_env_without_bucket().await?;
+    serve(|request| apply_preset(&state, request)).await
+}
