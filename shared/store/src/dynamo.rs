@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, TransactWriteItem, WriteRequest,
+    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -294,6 +294,60 @@ impl Store {
             .await
             .map_err(|e| store_error(context, e))?;
         Ok(())
+    }
+
+    /// Every item of `partition` whose sort key begins with `prefix`, read consistently across
+    /// as many query pages as that takes: for a partition of bounded size (a user's presets,
+    /// links or grants).
+    pub(crate) async fn all_with_prefix(
+        &self,
+        partition: &str,
+        prefix: &str,
+        context: &'static str,
+    ) -> Result<Vec<Item>, Error> {
+        let (items, _) = self
+            .read_up_to(usize::MAX, None, context, |start, limit| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                    .expression_attribute_values(":pk", s(partition))
+                    .expression_attribute_values(":prefix", s(prefix))
+                    .consistent_read(true)
+                    .limit(limit)
+                    .set_exclusive_start_key(start)
+            })
+            .await?;
+        Ok(items)
+    }
+
+    /// Deletes the caller's own `record` and the item it names (`named`) in one transaction,
+    /// only while the record exists: what revoking a link or a grant does, so a request can
+    /// only reach what its caller's own record names. `false` when there was no record.
+    pub(crate) async fn delete_record_and_named(
+        &self,
+        record: Item,
+        named: Item,
+        context: &'static str,
+    ) -> Result<bool, Error> {
+        let delete = |key: Item, condition: Option<&str>| {
+            Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map(|delete| TransactWriteItem::builder().delete(delete).build())
+                .map_err(|e| Error::internal("build a delete", e))
+        };
+        let writes = vec![
+            delete(record, Some("attribute_exists(PK)"))?,
+            delete(named, None)?,
+        ];
+        match self.transact(writes, context).await? {
+            None => Ok(true),
+            Some(cancelled) if cancelled.condition_failed(0) => Ok(false),
+            Some(cancelled) => Err(cancelled.into_error(context)),
+        }
     }
 
     /// A consistent query of `partition`'s items from sort key `low` to `high`, inclusive:

@@ -6,7 +6,7 @@
 //! reaches the owner's conversation only through their own item: what was not granted to
 //! them, no key they can build names.
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,7 @@ use domain::error::Error;
 use domain::keys;
 use domain::model::{Conversation, ConversationId, UserId};
 
-use super::{from_item, item_key, s, to_item, ConversationItem, Item, Store, BATCH_WRITE_MAX};
+use super::{from_item, item_key, to_item, ConversationItem, Item, Store, BATCH_WRITE_MAX};
 
 /// The most people one conversation can be shared with.
 pub const MAX_GRANTS_PER_CONVERSATION: usize = 100;
@@ -139,18 +139,8 @@ impl Store {
         conversation: &ConversationId,
     ) -> Result<Vec<Grant>, Error> {
         let partition = keys::conversation_partition(owner, conversation);
-        let (items, _) = self
-            .read_up_to(usize::MAX, None, "read grants", |start, limit| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                    .expression_attribute_values(":pk", s(&partition))
-                    .expression_attribute_values(":prefix", s(keys::GRANT_PREFIX))
-                    .consistent_read(true)
-                    .limit(limit)
-                    .set_exclusive_start_key(start)
-            })
+        let items = self
+            .all_with_prefix(&partition, keys::GRANT_PREFIX, "read grants")
             .await?;
         items
             .into_iter()
@@ -171,37 +161,19 @@ impl Store {
         conversation: &ConversationId,
         grantee: &UserId,
     ) -> Result<bool, Error> {
-        let delete = |key: Item, condition: Option<&str>| {
-            Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key))
-                .set_condition_expression(condition.map(str::to_owned))
-                .build()
-                .map(|delete| TransactWriteItem::builder().delete(delete).build())
-                .map_err(|e| Error::internal("build a grant's delete", e))
-        };
-        let writes = vec![
+        self.delete_record_and_named(
             // The owner's record, in the owner's conversation, names the grant.
-            delete(
-                item_key(
-                    &keys::conversation_partition(owner, conversation),
-                    &keys::grant_sort_key(grantee),
-                ),
-                Some("attribute_exists(PK)"),
-            )?,
-            delete(
-                item_key(
-                    &keys::grantee_partition(grantee),
-                    &keys::grantee_sort_key(conversation),
-                ),
-                None,
-            )?,
-        ];
-        match self.transact(writes, "take back a grant").await? {
-            None => Ok(true),
-            Some(cancelled) if cancelled.condition_failed(0) => Ok(false),
-            Some(cancelled) => Err(cancelled.into_error("take back a grant")),
-        }
+            item_key(
+                &keys::conversation_partition(owner, conversation),
+                &keys::grant_sort_key(grantee),
+            ),
+            item_key(
+                &keys::grantee_partition(grantee),
+                &keys::grantee_sort_key(conversation),
+            ),
+            "take back a grant",
+        )
+        .await
     }
 
     /// Who shared the conversation `id` with `grantee`, if anyone did (read consistently: a
@@ -223,18 +195,12 @@ impl Store {
 
     /// Every conversation shared with `grantee` that still exists, as it is now (unordered).
     pub async fn shared_with(&self, grantee: &UserId) -> Result<Vec<SharedWithMe>, Error> {
-        let partition = keys::grantee_partition(grantee);
-        let (items, _) = self
-            .read_up_to(usize::MAX, None, "read grants", |start, limit| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                    .expression_attribute_values(":pk", s(&partition))
-                    .expression_attribute_values(":prefix", s(keys::GRANT_PREFIX))
-                    .limit(limit)
-                    .set_exclusive_start_key(start)
-            })
+        let items = self
+            .all_with_prefix(
+                &keys::grantee_partition(grantee),
+                keys::GRANT_PREFIX,
+                "read grants",
+            )
             .await?;
         let grants = items
             .into_iter()

@@ -84,19 +84,12 @@ impl Store {
 
     /// The user's presets, in the order they were made (their ids are time-ordered).
     pub async fn presets(&self, user: &UserId) -> Result<Vec<Preset>, Error> {
-        let partition = keys::presets_partition(user);
-        let (items, _) = self
-            .read_up_to(usize::MAX, None, "read presets", |start, limit| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                    .expression_attribute_values(":pk", s(&partition))
-                    .expression_attribute_values(":prefix", s(keys::PRESET_PREFIX))
-                    .consistent_read(true)
-                    .limit(limit)
-                    .set_exclusive_start_key(start)
-            })
+        let items = self
+            .all_with_prefix(
+                &keys::presets_partition(user),
+                keys::PRESET_PREFIX,
+                "read presets",
+            )
             .await?;
         items
             .into_iter()

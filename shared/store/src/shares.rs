@@ -8,7 +8,7 @@
 //! later. A reader's read checks the conversation and the link's last message are still there
 //! (their delete revokes it), and the deletes remove the links they revoke (`forget_shares`).
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -255,32 +255,16 @@ impl Store {
         conversation: &ConversationId,
         token: &ShareToken,
     ) -> Result<bool, Error> {
-        let record = item_key(
-            &keys::share_records_partition(user),
-            &keys::share_record_sort_key(conversation, token),
-        );
-        let delete = |key: Item, condition: Option<&str>| {
-            Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key))
-                .set_condition_expression(condition.map(str::to_owned))
-                .build()
-                .map(|delete| TransactWriteItem::builder().delete(delete).build())
-                .map_err(|e| Error::internal("build share delete", e))
-        };
-        let writes = vec![
+        self.delete_record_and_named(
             // The owner's record names the link: only with it is the link deleted.
-            delete(record, Some("attribute_exists(PK)"))?,
-            delete(
-                item_key(&keys::share_partition(token), keys::SHARE_SK),
-                None,
-            )?,
-        ];
-        match self.transact(writes, "revoke a share link").await? {
-            None => Ok(true),
-            Some(cancelled) if cancelled.condition_failed(0) => Ok(false),
-            Some(cancelled) => Err(cancelled.into_error("revoke a share link")),
-        }
+            item_key(
+                &keys::share_records_partition(user),
+                &keys::share_record_sort_key(conversation, token),
+            ),
+            item_key(&keys::share_partition(token), keys::SHARE_SK),
+            "revoke a share link",
+        )
+        .await
     }
 
     /// The live link `token` names, read consistently (a revoke is seen by the next read):
@@ -401,24 +385,11 @@ impl Store {
         id: &ConversationId,
         ending_at: Option<&[MessageId]>,
     ) -> Result<(), Error> {
-        let partition = keys::share_records_partition(user);
-        let prefix = keys::share_records_prefix(id);
-        let (records, _) = self
-            .read_up_to(
-                usize::MAX,
-                None,
+        let records = self
+            .all_with_prefix(
+                &keys::share_records_partition(user),
+                &keys::share_records_prefix(id),
                 "find a conversation's links",
-                |start, limit| {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                        .expression_attribute_values(":pk", s(&partition))
-                        .expression_attribute_values(":prefix", s(&prefix))
-                        .consistent_read(true)
-                        .limit(limit)
-                        .set_exclusive_start_key(start)
-                },
             )
             .await?;
         let mut keys = Vec::new();
