@@ -85,6 +85,12 @@ pub struct Config {
     /// Every user's limits on the expensive routes: `LIMIT_<KIND>S_PER_MINUTE` for each kind
     /// (`domain::usage::Metered::variable`) and `LIMIT_DAILY_MODEL_TOKENS`.
     pub limits: Limits,
+    /// The models a preset may name: `ALLOWED_MODELS` and `MODEL_ID` (what a completion may
+    /// use; a preset without a model uses the default, whatever it is).
+    pub preset_models: Vec<String>,
+    /// `PRESET_TEMPLATES`: the operator's presets every user sees and can copy (a JSON list
+    /// of presets, each with a slug `id`; none by default), checked here.
+    pub preset_templates: Vec<domain::preset::PresetTemplate>,
 }
 
 impl std::fmt::Debug for Config {
@@ -255,7 +261,25 @@ impl Config {
                 .map_err(|_| Error::Config(format!("{} is too large", kind.variable())))?;
             limits = limits.with_per_minute(kind, per_minute);
         }
+        let mut preset_models: Vec<String> = lookup("ALLOWED_MODELS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(model) = lookup("MODEL_ID").filter(|m| !m.trim().is_empty()) {
+            if !preset_models.contains(&model) {
+                preset_models.push(model);
+            }
+        }
+        let preset_templates = match lookup("PRESET_TEMPLATES").filter(|t| !t.trim().is_empty()) {
+            Some(json) => domain::preset::PresetTemplate::parse_all(&json, &preset_models)?,
+            None => Vec::new(),
+        };
         Ok(Self {
+            preset_models,
+            preset_templates,
             limits,
             export_retry_base,
             store_max_attempts,

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod migration;
 pub mod migration_job;
+pub mod presets;
 pub mod purge;
 pub mod search;
 pub mod search_backfill;

@@ -397,7 +397,10 @@ impl Sharing {
             .granted_by(grantee, id)
             .await?
             .ok_or(Error::NotFound)?;
-        let found = self.conversations.get(&owner, id, limit, before).await?;
+        let mut found = self.conversations.get(&owner, id, limit, before).await?;
+        // The owner's preset and its instructions are theirs alone.
+        found.settings = None;
+        found.conversation.preset = None;
         Ok((owner, found))
     }
 

@@ -14,6 +14,7 @@ use crate::cursor_keys::Cursors;
 use crate::error::Error;
 use crate::export::Exports;
 use crate::migration::{MigrationOptions, Migrator};
+use crate::presets::Presets;
 use crate::search::Search;
 use crate::service::Conversations;
 use crate::sharing::Sharing;
@@ -31,6 +32,8 @@ pub struct State {
     pub exports: Exports,
     /// Share links: made, listed and revoked by their owners, read by anyone holding one.
     pub sharing: Sharing,
+    /// The users' presets and the operator's templates.
+    pub presets: Presets,
     pub account_exports: AccountExports,
     /// Each user's limits on the expensive routes, and their counts.
     pub usage: Usage,
@@ -116,6 +119,12 @@ impl State {
             .with_attachments(attachments.clone())
             .with_tombstone_retention(config.tombstone_retention);
         let sharing = Sharing::new(conversations.clone(), attachments.clone());
+        let presets = Presets::new(
+            store.clone(),
+            cache.clone(),
+            config.preset_models.clone(),
+            config.preset_templates.clone(),
+        );
         let sync = MobileSync::new(conversations.clone(), config.sync_settle);
         let search = Search::new(store.clone(), cursors);
         let exports = Exports::new(store.clone());
@@ -141,6 +150,7 @@ impl State {
             search,
             exports,
             sharing,
+            presets,
             account_exports,
             usage,
             attachments,

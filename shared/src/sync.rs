@@ -241,7 +241,12 @@ impl MobileSync {
                     .map(|(position, item)| (position, Conversation::from(item)))
                     .unzip();
                 let read = self
-                    .read_messages(user, conversations, request.include_messages)
+                    .read_messages(
+                        user,
+                        conversations,
+                        request.include_messages,
+                        presets.as_deref(),
+                    )
                     .await?;
                 // Continue after the last conversation of this page (or before the first one
                 // the content budget left out).
@@ -291,7 +296,7 @@ impl MobileSync {
                     }
                 }
                 let read = self
-                    .read_messages(user, changed, request.include_messages)
+                    .read_messages(user, changed, request.include_messages, presets.as_deref())
                     .await?;
                 // A page cut short by the content budget ends just before the first
                 // conversation left out: the entries after it wait for the next page.
@@ -351,6 +356,7 @@ impl MobileSync {
         user: &UserId,
         conversations: Vec<Conversation>,
         include: usize,
+        presets: Option<&[domain::preset::Preset]>,
     ) -> Result<MessagesRead, Error> {
         if include == 0 {
             return Ok(MessagesRead {
@@ -371,7 +377,8 @@ impl MobileSync {
             })
             .buffered(MESSAGE_READS_IN_FLIGHT);
         let mut kept = Vec::new();
-        let mut content = 0;
+        // The presets the page carries take their part of the budget first.
+        let mut content = presets.map_or(0, presets_response_bytes);
         while let Some((index, read)) = reads.next().await {
             let found = match read {
                 Ok(found) => found,
@@ -397,6 +404,14 @@ impl MobileSync {
 
 /// What a conversation with its messages takes in a response (its own fields: room for a long
 /// title, tags and a summary).
+/// What a page's presets add to it as Lambda returns it (the body is a JSON string there).
+fn presets_response_bytes(presets: &[domain::preset::Preset]) -> usize {
+    serde_json::to_string(presets)
+        .ok()
+        .and_then(|json| serde_json::to_string(&json).ok())
+        .map_or(0, |escaped| escaped.len())
+}
+
 pub fn response_bytes(found: &ConversationWithMessages) -> usize {
     const CONVERSATION_FIELDS_BYTES: usize = 8 * 1024;
     CONVERSATION_FIELDS_BYTES

@@ -199,6 +199,32 @@ async fn every_http_function_calls_only_what_its_role_allows() {
                 .unwrap();
             text = text.replace(EVENT_EXPORT, &job.export_id.to_string());
         }
+        if endpoint == Endpoint::GetContext {
+            // Started with a preset: its settings are read beside it.
+            let owner = UserId::parse(&user).unwrap();
+            let preset = Box::pin(state.presets.create(
+                &owner,
+                domain::preset::PresetFields {
+                    name: "Brief".to_owned(),
+                    instructions: "Be brief.".to_owned(),
+                    model: None,
+                    max_tokens: None,
+                    temperature: None,
+                    default_tags: Vec::new(),
+                    starter_prompts: Vec::new(),
+                },
+                Utc::now(),
+            ))
+            .await
+            .unwrap();
+            Box::pin(
+                state
+                    .conversations
+                    .apply_preset(&owner, &conversation.id, &preset.id),
+            )
+            .await
+            .unwrap();
+        }
         if endpoint == Endpoint::DeleteConversation {
             // A delete reaches the conversation's exports too.
             state

@@ -1,9 +1,7 @@
-//! Lambda function for `assistant::presets::create_preset`.
+//! Lambda function for `shared::http::create_preset`.
 
-use assistant::presets::create_preset;
-use assistant::State;
 use lambda_http::Error;
-use shared::http::serve;
+use shared::http::{create_preset, serve, State};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

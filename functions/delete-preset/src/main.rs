@@ -1,9 +1,7 @@
-//! Lambda function for `assistant::presets::delete_preset`.
+//! Lambda function for `shared::http::delete_preset`.
 
-use assistant::presets::delete_preset;
-use assistant::State;
 use lambda_http::Error;
-use shared::http::serve;
+use shared::http::{delete_preset, serve, State};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

@@ -1,9 +1,7 @@
-//! Lambda function for `assistant::presets::list_presets`.
+//! Lambda function for `shared::http::list_presets`.
 
-use assistant::presets::list_presets;
-use assistant::State;
 use lambda_http::Error;
-use shared::http::serve;
+use shared::http::{list_presets, serve, State};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

@@ -1,9 +1,7 @@
-//! Lambda function for `assistant::presets::update_preset`.
+//! Lambda function for `shared::http::update_preset`.
 
-use assistant::presets::update_preset;
-use assistant::State;
 use lambda_http::Error;
-use shared::http::serve;
+use shared::http::{serve, update_preset, State};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

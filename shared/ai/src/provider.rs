@@ -411,7 +411,8 @@ impl ModelProvider for Bedrock {
                 .inference_config(
                     InferenceConfiguration::builder()
                         .max_tokens(i32::try_from(request.max_output_tokens).unwrap_or(i32::MAX))
-                        .set_temperature(request.temperature)
+                        // Converse takes 0 to 1; a preset's higher setting is its hottest.
+                        .set_temperature(request.temperature.map(|t| t.min(1.0)))
                         .build(),
                 )
                 .send()

@@ -35,9 +35,6 @@ pub struct ModelConfig {
     pub summary_every: u64,
     /// `SUMMARY_INPUT_TOKENS`: tokens of messages sent to the model for one summary at most.
     pub summary_input_tokens: usize,
-    /// `PRESET_TEMPLATES`: the operator's presets every user sees and can copy (a JSON list
-    /// of presets, each with a slug `id`; none by default).
-    pub preset_templates: Vec<domain::preset::PresetTemplate>,
 }
 
 impl std::fmt::Debug for ModelConfig {
@@ -119,12 +116,7 @@ impl ModelConfig {
             crate::summaries::DEFAULT_SUMMARY_INPUT_TOKENS as u64,
         )?
         .clamp(500, 100_000) as usize;
-        let preset_templates = match lookup("PRESET_TEMPLATES").filter(|t| !t.trim().is_empty()) {
-            Some(json) => domain::preset::PresetTemplate::parse_all(&json, &allowed_models)?,
-            None => Vec::new(),
-        };
         Ok(Self {
-            preset_templates,
             short_term_ttl: chrono::Duration::hours(i64::from(short_term_hours)),
             tokenizer,
             system_prompt: lookup("SYSTEM_PROMPT").filter(|p| !p.trim().is_empty()),

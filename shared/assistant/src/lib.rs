@@ -4,7 +4,6 @@
 //!   budget, and completions: the prompt saved, the model asked (through `ai`'s providers),
 //!   the reply saved, a retried request answered from its record;
 //! - `memory`: short-term memory, the last day of a user's exchanges;
-//! - `presets`: a user's presets and the operator's templates, with their routes;
 //! - `summaries`: a conversation's running summary, brought forward off the request path
 //!   (`streams`, on the table's stream);
 //! - `http`, `wire`: the context and completion endpoints; `auth`: the streaming Function
@@ -17,7 +16,6 @@ pub mod http;
 pub mod memory;
 #[cfg(test)]
 mod no_panics;
-pub mod presets;
 pub mod service;
 pub mod state;
 pub mod streams;

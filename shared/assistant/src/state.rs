@@ -14,7 +14,6 @@ use shared::config::Config;
 
 use crate::config::ModelConfig;
 use crate::memory::ShortTermMemory;
-use crate::presets::Presets;
 use crate::service::{Assistant, ModelSettings};
 use crate::summaries::{Summaries, SummarySettings};
 
@@ -23,7 +22,6 @@ pub struct State {
     pub core: shared::state::State,
     pub assistant: Assistant,
     pub summaries: Summaries,
-    pub presets: Presets,
     pub model_config: ModelConfig,
 }
 
@@ -108,17 +106,10 @@ impl State {
             },
         )
         .counting_tokens_in(core.usage.clone());
-        let presets = Presets::new(
-            core.conversations.store().clone(),
-            core.conversations.cache().clone(),
-            config.allowed_models.clone(),
-            config.preset_templates.clone(),
-        );
         Self {
             core,
             assistant,
             summaries,
-            presets,
             model_config: config,
         }
     }

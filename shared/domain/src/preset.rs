@@ -54,6 +54,15 @@ impl PresetFields {
         if name.chars().any(char::is_control) {
             return Err(Error::invalid("name must not contain control characters"));
         }
+        if self
+            .instructions
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(Error::invalid(
+                "instructions must not contain control characters but line ends and tabs",
+            ));
+        }
         if self.instructions.len() > MAX_INSTRUCTIONS_BYTES {
             return Err(Error::TooLarge(format!(
                 "instructions must be at most {MAX_INSTRUCTIONS_BYTES} bytes"

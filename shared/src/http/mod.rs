@@ -5,6 +5,7 @@
 mod batch;
 #[cfg(test)]
 mod no_panics;
+mod presets;
 mod request;
 mod shares;
 pub mod wire;
@@ -13,6 +14,7 @@ pub use batch::{
     conversation_for_client_id, mobile_batch, MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS,
     MAX_CLIENT_ID_CHARS,
 };
+pub use presets::{create_preset, delete_preset, list_presets, update_preset};
 pub use shares::{
     continue_shared, get_shared_with_me, list_people, list_shared_with_me, list_shares,
     read_shared, revoke_share, share_conversation, share_with_person, unshare_with_person,

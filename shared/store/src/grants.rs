@@ -213,7 +213,9 @@ impl Store {
         let conversations = self.batch_get(keys, None).await?;
         let mut shared = Vec::with_capacity(conversations.len());
         for item in conversations {
-            let conversation: Conversation = from_item::<ConversationItem>(item)?.into();
+            let mut conversation: Conversation = from_item::<ConversationItem>(item)?.into();
+            // The owner's preset is theirs alone.
+            conversation.preset = None;
             let Some(grant) = grants.iter().find(|g| {
                 g.conversation_id == conversation.id && g.shared_by == conversation.user_id
             }) else {
