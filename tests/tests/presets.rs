@@ -508,3 +508,68 @@ async fn a_person_a_conversation_is_shared_with_sees_nothing_of_its_preset() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_offline_batch_makes_changes_and_deletes_presets_each_exactly_once() {
+    let api = api_with(None).await;
+    let user = new_user();
+    let phone = api.as_user(&user);
+    let batch = json!({ "operations": [
+        { "opId": "p-1", "type": "createPreset", "name": "Offline", "instructions": "Be kind." },
+        { "opId": "p-2", "type": "createPreset", "fromTemplate": "travel" },
+    ]});
+    let first = phone.post("/mobile/batch", batch.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let results = first.body["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], 201, "{results:?}");
+    assert_eq!(results[1]["body"]["name"], "Travel planner");
+    let id = results[0]["body"]["id"].as_str().unwrap().to_owned();
+
+    // Sent again (the answer was lost): the same answers, no second preset.
+    let again = phone.post("/mobile/batch", batch).await;
+    assert_eq!(again.body["results"][0]["replayed"], true);
+    assert_eq!(again.body["results"][0]["body"]["id"], id.as_str());
+    assert_eq!(
+        names(&phone.get("/presets").await.body, "presets"),
+        ["Offline", "Travel planner"]
+    );
+
+    let changes = json!({ "operations": [
+        { "opId": "p-3", "type": "updatePreset", "presetId": id, "name": "Offline, kinder" },
+        { "opId": "p-4", "type": "deletePreset", "presetId": results[1]["body"]["id"] },
+        { "opId": "p-5", "type": "updatePreset", "presetId": id, "name": "x", "model": "nope" },
+        { "opId": "p-6", "type": "deletePreset", "presetId": uuid::Uuid::now_v7() },
+    ]});
+    for _ in 0..2 {
+        let answer = phone.post("/mobile/batch", changes.clone()).await;
+        let statuses: Vec<&Value> = answer.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["status"])
+            .collect();
+        assert_eq!(
+            statuses,
+            [&json!(200), &json!(204), &json!(400), &json!(404)]
+        );
+    }
+    assert_eq!(
+        names(&phone.get("/presets").await.body, "presets"),
+        ["Offline, kinder"]
+    );
+    // Another user's batch reaches none of them.
+    let bob = api.as_user(&new_user());
+    let foreign = bob
+        .post(
+            "/mobile/batch",
+            json!({ "operations": [
+                { "opId": "b-1", "type": "deletePreset", "presetId": id }
+            ]}),
+        )
+        .await;
+    assert_eq!(foreign.body["results"][0]["status"], 404);
+    assert_eq!(
+        names(&phone.get("/presets").await.body, "presets"),
+        ["Offline, kinder"]
+    );
+}

@@ -623,11 +623,36 @@ impl Runner<'_> {
                     ))?),
                 ))
             }
+            "createPreset" => {
+                let body: super::presets::CreateBody = parse(fields)?;
+                let preset = super::presets::create_in(state, user, body).await?;
+                Ok((
+                    201,
+                    Some(to_value(&super::presets::PresetView::from(&preset))?),
+                ))
+            }
+            "updatePreset" => {
+                let mut fields = fields;
+                let id = take_preset_id(&mut fields)?;
+                let body: super::presets::PresetBody = parse(fields)?;
+                let preset = state.presets.update(user, &id, body.into(), now).await?;
+                Ok((
+                    200,
+                    Some(to_value(&super::presets::PresetView::from(&preset))?),
+                ))
+            }
+            "deletePreset" => {
+                let mut fields = fields;
+                let id = take_preset_id(&mut fields)?;
+                let _: NoFields = parse(fields)?;
+                state.presets.delete(user, &id).await?;
+                Ok((204, None))
+            }
             "" => Err(Error::invalid("each operation needs a type")),
             other => Err(Error::invalid(format!(
                 "unknown operation type {other:?}; expected createConversation, addMessage, \
-                 editMessage, switchBranch, deleteMessage, rename, archive, setTags, delete or \
-                 getConversation"
+                 editMessage, switchBranch, deleteMessage, rename, archive, setTags, delete, \
+                 getConversation, createPreset, updatePreset or deletePreset"
             ))),
         }
     }
@@ -725,6 +750,17 @@ fn take_target(fields: &mut Map<String, Value>) -> Result<Target, Error> {
         conversation_id: text("conversationId")?,
         client_conversation_id: text("clientConversationId")?,
     })
+}
+
+/// Takes a preset operation's `presetId` out of `fields`.
+fn take_preset_id(fields: &mut Map<String, Value>) -> Result<crate::model::PresetId, Error> {
+    fields
+        .remove("presetId")
+        .and_then(|id| {
+            id.as_str()
+                .and_then(|id| crate::model::PresetId::parse(id).ok())
+        })
+        .ok_or_else(|| Error::invalid("presetId must be a preset's id"))
 }
 
 fn parse<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, Error> {

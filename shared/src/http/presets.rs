@@ -15,7 +15,7 @@ use domain::preset::{Preset, PresetFields, PresetTemplate};
 /// slug).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct PresetView<'a> {
+pub(super) struct PresetView<'a> {
     id: String,
     template: bool,
     #[serde(flatten)]
@@ -60,7 +60,7 @@ struct PresetListView<'a> {
 /// A preset's fields as a client sends them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PresetBody {
+pub(super) struct PresetBody {
     name: String,
     #[serde(default)]
     instructions: String,
@@ -90,7 +90,7 @@ impl From<PresetBody> for PresetFields {
 /// `POST /presets`: a new preset's fields, or `{"fromTemplate": <slug>}` alone.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateBody {
+pub(super) struct CreateBody {
     from_template: Option<String>,
     name: Option<String>,
     #[serde(default)]
@@ -163,14 +163,24 @@ pub async fn list_presets(state: &State, request: Request) -> HandlerResult {
 pub async fn create_preset(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
-        let fields = match json_body::<CreateBody>(&request)?.into_request()? {
-            Ok(slug) => state.presets.template(&slug)?.fields.clone(),
-            Err(fields) => fields,
-        };
-        let preset = state.presets.create(&user, fields, state.now()).await?;
+        let preset = create_in(state, &user, json_body(&request)?).await?;
         Ok(json(StatusCode::CREATED, &PresetView::from(&preset)))
     })
     .await
+}
+
+/// Keeps the preset `body` asks for: the one path of `POST /presets` and of the batch's
+/// `createPreset`.
+pub(super) async fn create_in(
+    state: &State,
+    user: &crate::model::UserId,
+    body: CreateBody,
+) -> Result<Preset, Error> {
+    let fields = match body.into_request()? {
+        Ok(slug) => state.presets.template(&slug)?.fields.clone(),
+        Err(fields) => fields,
+    };
+    state.presets.create(user, fields, state.now()).await
 }
 
 /// `PUT /presets/{id}`: replaces the preset's fields.
