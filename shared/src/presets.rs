@@ -39,22 +39,29 @@ impl Presets {
         Ok((self.store.presets(user).await?, &self.templates))
     }
 
-    /// Keeps a new preset: `fields` checked, or a copy of the operator's template `template`.
+    /// Keeps a new preset of `fields`, checked, under `id` (a new one's by default): made
+    /// again under the same id (a batch's operation run again), it answers the preset kept.
     pub async fn create(
         &self,
         user: &UserId,
+        id: Option<PresetId>,
         fields: PresetFields,
         now: DateTime<Utc>,
     ) -> Result<Preset, Error> {
         let preset = Preset {
-            id: PresetId::generate(),
+            id: id.unwrap_or_else(PresetId::generate),
             fields: fields.checked(&self.allowed_models)?,
             created_at: now,
             updated_at: now,
         };
-        self.store.create_preset(user, &preset).await?;
+        let created = self.store.create_preset(user, &preset).await?;
         self.cache.invalidate_user(user).await;
-        Ok(preset)
+        if created {
+            return Ok(preset);
+        }
+        self.store.preset(user, &preset.id).await?.ok_or_else(|| {
+            Error::Conflict("the preset made under this id was deleted since".into())
+        })
     }
 
     /// The operator's template `slug`, to copy.

@@ -883,6 +883,7 @@ pub async fn with_placeholders(
             .presets
             .create(
                 &owner,
+                None,
                 domain::preset::PresetFields {
                     name: "Event preset".to_owned(),
                     instructions: "Be brief.".to_owned(),

@@ -204,6 +204,7 @@ async fn every_http_function_calls_only_what_its_role_allows() {
             let owner = UserId::parse(&user).unwrap();
             let preset = Box::pin(state.presets.create(
                 &owner,
+                None,
                 domain::preset::PresetFields {
                     name: "Brief".to_owned(),
                     instructions: "Be brief.".to_owned(),

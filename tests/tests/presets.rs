@@ -159,6 +159,9 @@ async fn bad_presets_get_a_clear_400_and_keep_nothing() {
         json!({ "name": "x", "maxTokens": 0 }),
         json!({ "name": "x", "maxTokens": 100000 }),
         json!({ "name": "x", "starterPrompts": [""] }),
+        json!({ "name": "x", "starterPrompts": ["a\u{1}b"] }),
+        json!({ "name": "x", "instructions": "a\u{0}b" }),
+        json!({ "name": "x", "starterPrompts": ["1", "2", "3", "4", "5", "6"] }),
         json!({ "name": "x", "defaultTags": [""] }),
         json!({ "name": "x", "system": "obey me" }),
         json!({ "fromTemplate": "nope" }),
@@ -176,7 +179,7 @@ async fn bad_presets_get_a_clear_400_and_keep_nothing() {
     let huge = alice
         .post(
             "/presets",
-            json!({ "name": "x", "instructions": "y".repeat(9_000) }),
+            json!({ "name": "x", "instructions": "y".repeat(4_097) }),
         )
         .await;
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -431,7 +434,7 @@ async fn instructions_cannot_pass_for_the_operators_nor_push_the_operators_promp
     let cases = [
         (escape.to_owned(), true),
         // Far over half the context's budget: left out, the operator's prompt kept.
-        ("x9!Q ".repeat(1_600), false),
+        ("x9!Q ".repeat(800), false),
     ];
     for (n, (instructions, kept)) in cases.into_iter().enumerate() {
         let preset = keep(
@@ -500,6 +503,8 @@ async fn a_person_a_conversation_is_shared_with_sees_nothing_of_its_preset() {
     let listed = bob.get("/shared-with-me").await;
     let read = bob.get(&format!("/shared-with-me/{id}")).await;
     assert_eq!(read.status, StatusCode::OK);
+    assert!(listed.body["conversations"][0].get("preset").is_none());
+    assert!(read.body.get("preset").is_none() && read.body.get("settings").is_none());
     for body in [&listed.body, &read.body] {
         let text = body.to_string();
         assert!(
@@ -557,6 +562,38 @@ async fn the_offline_batch_makes_changes_and_deletes_presets_each_exactly_once()
         names(&phone.get("/presets").await.body, "presets"),
         ["Offline, kinder"]
     );
+    // A create whose answer was never recorded (the function stopped first), run again:
+    // the preset it made, not a second one.
+    let lost = json!({ "operations": [
+        { "opId": "p-7", "type": "createPreset", "name": "Made once" }
+    ]});
+    let made =
+        phone.post("/mobile/batch", lost.clone()).await.body["results"][0]["body"]["id"].clone();
+    aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+        .delete_item()
+        .table_name(&api.state.config.table_name)
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{user}#BATCH")),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("OP#p-7".to_owned()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let again = phone.post("/mobile/batch", lost).await;
+    assert_eq!(again.body["results"][0]["replayed"], false);
+    assert_eq!(again.body["results"][0]["body"]["id"], made);
+    assert_eq!(
+        names(&phone.get("/presets").await.body, "presets"),
+        ["Offline, kinder", "Made once"]
+    );
+    phone
+        .delete(&format!("/presets/{}", made.as_str().unwrap()))
+        .await;
+
     // Another user's batch reaches none of them.
     let bob = api.as_user(&new_user());
     let foreign = bob

@@ -14,9 +14,11 @@ use crate::model::{PresetId, Tags};
 pub const MAX_PRESETS: usize = 50;
 pub const MAX_PRESET_NAME_CHARS: usize = 100;
 /// Standing instructions, in UTF-8 bytes.
-pub const MAX_INSTRUCTIONS_BYTES: usize = 8 * 1024;
-pub const MAX_STARTER_PROMPTS: usize = 10;
-pub const MAX_STARTER_PROMPT_CHARS: usize = 500;
+/// With the limits below, 50 presets stay far inside what one response may carry beside a
+/// page (a sync's: `store::RESPONSE_BUDGET` of Lambda's 6 MB), even every byte escaped.
+pub const MAX_INSTRUCTIONS_BYTES: usize = 4 * 1024;
+pub const MAX_STARTER_PROMPTS: usize = 5;
+pub const MAX_STARTER_PROMPT_CHARS: usize = 200;
 /// The largest `maxTokens` a preset may ask for (a completion's own limit).
 pub const MAX_PRESET_TOKENS: u32 = 8_192;
 pub const MAX_TEMPERATURE: f64 = 2.0;
@@ -98,13 +100,14 @@ impl PresetFields {
                 "at most {MAX_STARTER_PROMPTS} starter prompts are allowed"
             )));
         }
-        if self
-            .starter_prompts
-            .iter()
-            .any(|p| p.trim().is_empty() || p.chars().count() > MAX_STARTER_PROMPT_CHARS)
-        {
+        if self.starter_prompts.iter().any(|p| {
+            p.trim().is_empty()
+                || p.chars().count() > MAX_STARTER_PROMPT_CHARS
+                || p.chars().any(char::is_control)
+        }) {
             return Err(Error::invalid(format!(
-                "each starter prompt must be 1 to {MAX_STARTER_PROMPT_CHARS} characters"
+                "each starter prompt must be 1 to {MAX_STARTER_PROMPT_CHARS} characters, none \
+                 a control character"
             )));
         }
         Ok(Self {

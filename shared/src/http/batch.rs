@@ -295,7 +295,11 @@ fn operation_id(operation: &Value) -> Result<Option<&str>, Error> {
 }
 
 /// The conversation whose content an answer holds: a message names it, a conversation is it.
-fn conversation_in(outcome: &Outcome) -> Option<ConversationId> {
+fn conversation_in(kind: &str, outcome: &Outcome) -> Option<ConversationId> {
+    // A preset's answer holds none.
+    if kind.ends_with("Preset") {
+        return None;
+    }
     let body = outcome.body.as_ref()?;
     let id = body.get("conversationId").or_else(|| body.get("id"))?;
     ConversationId::parse(id.as_str()?).ok()
@@ -401,7 +405,7 @@ impl Runner<'_> {
                 op_id,
                 &fingerprint,
                 answer.clone(),
-                conversation_in(&outcome),
+                conversation_in(kind, &outcome),
                 expires,
             )
             .await
@@ -625,21 +629,21 @@ impl Runner<'_> {
             }
             "createPreset" => {
                 let body: super::presets::CreateBody = parse(fields)?;
-                let preset = super::presets::create_in(state, user, body).await?;
-                Ok((
-                    201,
-                    Some(to_value(&super::presets::PresetView::from(&preset))?),
-                ))
+                // Its id derived from the operation's: run again after its answer was lost,
+                // it finds the preset it made.
+                let id = crate::model::PresetId::from(Uuid::new_v5(
+                    &CLIENT_CONVERSATION_NAMESPACE,
+                    format!("{user}\npreset\n{op_id}").as_bytes(),
+                ));
+                let preset = super::presets::create_in(state, user, Some(id), body).await?;
+                Ok((201, Some(preset_answer(&preset)?)))
             }
             "updatePreset" => {
                 let mut fields = fields;
                 let id = take_preset_id(&mut fields)?;
                 let body: super::presets::PresetBody = parse(fields)?;
                 let preset = state.presets.update(user, &id, body.into(), now).await?;
-                Ok((
-                    200,
-                    Some(to_value(&super::presets::PresetView::from(&preset))?),
-                ))
+                Ok((200, Some(preset_answer(&preset)?)))
             }
             "deletePreset" => {
                 let mut fields = fields;
@@ -750,6 +754,18 @@ fn take_target(fields: &mut Map<String, Value>) -> Result<Target, Error> {
         conversation_id: text("conversationId")?,
         client_conversation_id: text("clientConversationId")?,
     })
+}
+
+/// A preset as a batch answers it: without its instructions and starter prompts, which the
+/// app sent (or reads with `GET /presets` and the next sync), so fifty of them cannot crowd
+/// the answer.
+fn preset_answer(preset: &domain::preset::Preset) -> Result<Value, Error> {
+    let mut body = to_value(&super::presets::PresetView::from(preset))?;
+    if let Value::Object(fields) = &mut body {
+        fields.remove("instructions");
+        fields.remove("starterPrompts");
+    }
+    Ok(body)
 }
 
 /// Takes a preset operation's `presetId` out of `fields`.

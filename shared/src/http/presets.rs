@@ -163,7 +163,7 @@ pub async fn list_presets(state: &State, request: Request) -> HandlerResult {
 pub async fn create_preset(state: &State, request: Request) -> HandlerResult {
     respond(async {
         let user = caller(&request)?;
-        let preset = create_in(state, &user, json_body(&request)?).await?;
+        let preset = create_in(state, &user, None, json_body(&request)?).await?;
         Ok(json(StatusCode::CREATED, &PresetView::from(&preset)))
     })
     .await
@@ -174,13 +174,14 @@ pub async fn create_preset(state: &State, request: Request) -> HandlerResult {
 pub(super) async fn create_in(
     state: &State,
     user: &crate::model::UserId,
+    id: Option<PresetId>,
     body: CreateBody,
 ) -> Result<Preset, Error> {
     let fields = match body.into_request()? {
         Ok(slug) => state.presets.template(&slug)?.fields.clone(),
         Err(fields) => fields,
     };
-    state.presets.create(user, fields, state.now()).await
+    state.presets.create(user, id, fields, state.now()).await
 }
 
 /// `PUT /presets/{id}`: replaces the preset's fields.

@@ -40,7 +40,9 @@ struct SettingsItem {
 
 impl Store {
     /// Keeps a new preset of the user's; `Invalid` when they have `MAX_PRESETS` already.
-    pub async fn create_preset(&self, user: &UserId, preset: &Preset) -> Result<(), Error> {
+    /// `false` when a preset with its id was kept before (a request made again: nothing is
+    /// written or counted).
+    pub async fn create_preset(&self, user: &UserId, preset: &Preset) -> Result<bool, Error> {
         let partition = keys::presets_partition(user);
         let item = PresetItem {
             pk: partition.clone(),
@@ -74,7 +76,8 @@ impl Store {
                 .build(),
         ];
         match self.transact(writes, "keep a preset").await? {
-            None => Ok(()),
+            None => Ok(true),
+            Some(cancelled) if cancelled.condition_failed(1) => Ok(false),
             Some(cancelled) if cancelled.condition_failed(0) => Err(Error::invalid(format!(
                 "a user keeps at most {MAX_PRESETS} presets: delete one first"
             ))),
