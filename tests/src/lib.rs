@@ -902,6 +902,33 @@ pub async fn with_placeholders(
     text
 }
 
+/// Removes the item of the message `message` (its id) of `user`'s conversation straight from
+/// the table, none of its clean-up run: what a delete racing another request can leave.
+pub async fn remove_message_item(state: &State, user: &str, conversation: &str, message: &str) {
+    let holds = |item: &HashMap<String, AttributeValue>| {
+        let by_slot = item
+            .get("id")
+            .and_then(|v| v.as_b().ok())
+            .and_then(|b| uuid::Uuid::from_slice(b.as_ref()).ok())
+            .is_some_and(|id| id.to_string() == message);
+        let by_time = matches!(item.get("SK"), Some(AttributeValue::S(sk)) if sk.contains(message));
+        by_slot || by_time
+    };
+    let client = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    for item in items_of_conversation(state, user, conversation).await {
+        if holds(&item) {
+            client
+                .delete_item()
+                .table_name(&state.config.table_name)
+                .key("PK", item["PK"].clone())
+                .key("SK", item["SK"].clone())
+                .send()
+                .await
+                .expect("remove a message's item");
+        }
+    }
+}
+
 /// The id of the oldest message of `user`'s conversation (of the newest 200).
 pub async fn first_message_of(
     state: &State,

@@ -1494,7 +1494,6 @@ async fn messages_a_migration_moves_into_a_branched_conversation_go_on_its_activ
 
 #[tokio::test]
 async fn a_branch_left_forked_at_a_deleted_message_is_left_out_of_exports_not_a_failure() {
-    use aws_sdk_dynamodb::types::AttributeValue;
     let api = LocalApi::start().await;
     let user = new_user();
     let alice = api.as_user(&user);
@@ -1506,27 +1505,8 @@ async fn a_branch_left_forked_at_a_deleted_message_is_left_out_of_exports_not_a_
     switch(&alice, &id, json!({"messageId": three["id"]})).await;
     // What a delete of "two" racing an edit of "three" left before edits checked their
     // parent: "two" and "three" gone, the branch forked at "two" still there.
-    let store = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
-    let names = |item: &std::collections::HashMap<String, AttributeValue>, m: &Value| {
-        let id = m["id"].as_str().unwrap();
-        let by_slot = item
-            .get("id")
-            .and_then(|v| v.as_b().ok())
-            .is_some_and(|b| uuid::Uuid::from_slice(b.as_ref()).unwrap().to_string() == id);
-        let by_time = matches!(item.get("SK"), Some(AttributeValue::S(sk)) if sk.contains(id));
-        by_slot || by_time
-    };
-    for item in tests::items_of_conversation(&api.state, &user, &id).await {
-        if names(&item, &two) || names(&item, &three) {
-            store
-                .delete_item()
-                .table_name(&api.state.config.table_name)
-                .key("PK", item["PK"].clone())
-                .key("SK", item["SK"].clone())
-                .send()
-                .await
-                .unwrap();
-        }
+    for message in [&two, &three] {
+        tests::remove_message_item(&api.state, &user, &id, message["id"].as_str().unwrap()).await;
     }
     let file: Value = serde_json::from_str(&exported(&api, &user, &id, "json").await).unwrap();
     let kept: Vec<&str> = file["messages"]

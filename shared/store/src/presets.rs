@@ -85,7 +85,7 @@ impl Store {
         }
     }
 
-    /// The user's presets, in the order they were made (their ids are time-ordered).
+    /// The user's presets, in the order they were made.
     pub async fn presets(&self, user: &UserId) -> Result<Vec<Preset>, Error> {
         let items = self
             .all_with_prefix(
@@ -94,10 +94,13 @@ impl Store {
                 "read presets",
             )
             .await?;
-        items
+        let mut presets = items
             .into_iter()
             .map(|item| from_item::<PresetItem>(item).map(|p| p.preset))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        // Ids are not always time-ordered (a batch's are derived from its operation's).
+        presets.sort_by_key(|p| (p.created_at, p.id));
+        Ok(presets)
     }
 
     pub async fn preset(&self, user: &UserId, id: &PresetId) -> Result<Option<Preset>, Error> {
