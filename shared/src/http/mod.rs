@@ -36,8 +36,7 @@ use crate::model::{
 };
 use crate::search::{SearchQuery, DEFAULT_SEARCH_PAGE, MAX_SEARCH_PAGE};
 use crate::service::{
-    ListRequest, DEFAULT_MESSAGE_WINDOW, DEFAULT_PAGE_SIZE, MAX_LEGACY_PAGE, MAX_MESSAGE_WINDOW,
-    MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
+    ListRequest, DEFAULT_PAGE_SIZE, MAX_LEGACY_PAGE, MAX_PAGE_SIZE, MAX_SEARCH_CHARS,
 };
 pub use crate::state::State;
 use crate::store::ExportStatus;
@@ -285,11 +284,7 @@ pub async fn get_conversation(state: &State, request: Request) -> HandlerResult 
     respond(async {
         let user = caller(&request)?;
         let id = conversation_id(&request)?;
-        let query = Query::of(&request);
-        let limit = query
-            .number("messageLimit", 1, MAX_MESSAGE_WINDOW)?
-            .unwrap_or(DEFAULT_MESSAGE_WINDOW);
-        let before = query.text("before")?;
+        let (limit, before) = Query::of(&request).message_window()?;
         let found = state
             .conversations
             .get(&user, &id, limit, before.as_deref())

@@ -133,4 +133,14 @@ impl Query {
             ))),
         }
     }
+
+    /// A window of a conversation's messages: `messageLimit` (within the service's bounds)
+    /// and the `before` cursor to page back from, as every read of one takes them.
+    pub fn message_window(&self) -> Result<(usize, Option<String>), Error> {
+        use crate::service::{DEFAULT_MESSAGE_WINDOW, MAX_MESSAGE_WINDOW};
+        let limit = self
+            .number("messageLimit", 1, MAX_MESSAGE_WINDOW)?
+            .unwrap_or(DEFAULT_MESSAGE_WINDOW);
+        Ok((limit, self.text("before")?))
+    }
 }

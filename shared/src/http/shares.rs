@@ -14,7 +14,6 @@ use super::wire::{
 use super::{caller, conversation_id, json, optional_json_body, respond, HandlerResult, Query};
 use crate::error::Error;
 use crate::model::{Message, MessageId, Metadata, Role, UserId};
-use crate::service::{DEFAULT_MESSAGE_WINDOW, MAX_MESSAGE_WINDOW};
 use crate::sharing::{
     SharedPage, DEFAULT_SHARED_WITH_ME_PAGE, DEFAULT_SHARE_PAGE, MAX_SHARED_WITH_ME_PAGE,
     MAX_SHARE_PAGE,
@@ -236,11 +235,7 @@ const SHARED_CACHE_CONTROL: &str = "public, no-cache";
 pub async fn read_shared(state: &State, request: Request) -> HandlerResult {
     let mut response = respond(async {
         let token = share_token(&request)?;
-        let query = Query::of(&request);
-        let limit = query
-            .number("messageLimit", 1, MAX_MESSAGE_WINDOW)?
-            .unwrap_or(DEFAULT_MESSAGE_WINDOW);
-        let before = query.text("before")?;
+        let (limit, before) = Query::of(&request).message_window()?;
         let page = state
             .sharing
             .read(&token, limit, before.as_deref(), state.now())
@@ -485,11 +480,7 @@ pub async fn get_shared_with_me(state: &State, request: Request) -> HandlerResul
     respond(async {
         let user = caller(&request)?;
         let id = conversation_id(&request)?;
-        let query = Query::of(&request);
-        let limit = query
-            .number("messageLimit", 1, MAX_MESSAGE_WINDOW)?
-            .unwrap_or(DEFAULT_MESSAGE_WINDOW);
-        let before = query.text("before")?;
+        let (limit, before) = Query::of(&request).message_window()?;
         let (owner, found) = state
             .sharing
             .read_shared_with_me(&user, &id, limit, before.as_deref())
