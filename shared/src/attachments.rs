@@ -22,6 +22,7 @@ use crate::error::{chain, Error};
 use crate::keys;
 use crate::model::{Attachment, AttachmentId, ConversationId, Message, StoredFile, UserId};
 use crate::store::LazyS3;
+use domain::share::ShareToken;
 pub use domain::upload::{UploadCheckpoint, UploadedPart};
 pub use objects::ObjectWriter;
 
@@ -69,6 +70,8 @@ pub enum AttachmentRef {
 }
 /// S3 deletes at most this many keys per call.
 const DELETE_OBJECTS_MAX: usize = 1000;
+/// Files copied at once (sharing, continuing a shared conversation).
+const COPIES_AT_ONCE: usize = 8;
 
 /// An upload as the client declares it, checked against the limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,6 +321,30 @@ impl Attachments {
         messages: impl IntoIterator<Item = &'m Message>,
         now: DateTime<Utc>,
     ) -> Result<DownloadLinks, Error> {
+        self.presigned_downloads(messages, now, |message, id| {
+            keys::attachment_key(user, &message.conversation_id, id)
+        })
+        .await
+    }
+
+    /// A presigned download URL for every uploaded file of these messages a link shows: of
+    /// the link's own copy (`copy_files_for_link`), whose key names only the link.
+    pub async fn shared_download_links<'m>(
+        &self,
+        token: &ShareToken,
+        messages: impl IntoIterator<Item = &'m Message>,
+        now: DateTime<Utc>,
+    ) -> Result<DownloadLinks, Error> {
+        self.presigned_downloads(messages, now, |_, id| keys::share_file_key(token, id))
+            .await
+    }
+
+    async fn presigned_downloads<'m>(
+        &self,
+        messages: impl IntoIterator<Item = &'m Message>,
+        now: DateTime<Utc>,
+        key_of: impl Fn(&Message, &AttachmentId) -> String,
+    ) -> Result<DownloadLinks, Error> {
         let mut links = DownloadLinks::new();
         let expires_at =
             now + chrono::Duration::from_std(DOWNLOAD_URL_LIFETIME).unwrap_or_default();
@@ -330,11 +357,7 @@ impl Attachments {
                     .s3
                     .get_object()
                     .bucket(&self.bucket)
-                    .key(keys::attachment_key(
-                        user,
-                        &message.conversation_id,
-                        &file.attachment_id,
-                    ))
+                    .key(key_of(message, &file.attachment_id))
                     .presigned(presigning(now, DOWNLOAD_URL_LIFETIME)?)
                     .await
                     .map_err(|e| Error::internal("presign download", e))?;
@@ -354,6 +377,38 @@ impl Attachments {
         to: &UserId,
         into: &ConversationId,
     ) -> Result<(), Error> {
+        self.copy_uploads(from, messages, |id| keys::attachment_key(to, into, id))
+            .await
+    }
+
+    /// Copies the uploaded files of `messages` (in `owner`'s conversations) under the link's
+    /// own prefix, what its readers download: deleted with the link's item (the purge
+    /// worker, `delete_link_files`). A file no longer there is left out.
+    pub async fn copy_files_for_link(
+        &self,
+        owner: &UserId,
+        messages: &[Message],
+        token: &ShareToken,
+    ) -> Result<(), Error> {
+        self.copy_uploads(owner, messages, |id| keys::share_file_key(token, id))
+            .await
+    }
+
+    /// Deletes the copies of the files a link showed; returns how many there were.
+    pub async fn delete_link_files(&self, token: &ShareToken) -> Result<usize, Error> {
+        self.delete_objects_under(&keys::share_files_prefix(token))
+            .await
+    }
+
+    /// Copies each uploaded file of `messages` (in `from`'s conversations) to the key
+    /// `key_of` names for it, with its metadata and tags, a few at a time.
+    async fn copy_uploads(
+        &self,
+        from: &UserId,
+        messages: &[Message],
+        key_of: impl Fn(&AttachmentId) -> String,
+    ) -> Result<(), Error> {
+        use futures::{StreamExt, TryStreamExt};
         use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
         // A copy source is URL-encoded; its slashes stay.
         const SOURCE: &AsciiSet = &NON_ALPHANUMERIC
@@ -361,13 +416,19 @@ impl Attachments {
             .remove(b'-')
             .remove(b'_')
             .remove(b'.');
+        let mut copies = Vec::new();
         for message in messages {
             for attachment in &message.attachments {
-                let Attachment::File(file) = attachment else {
-                    continue;
-                };
-                let source =
-                    keys::attachment_key(from, &message.conversation_id, &file.attachment_id);
+                if let Attachment::File(file) = attachment {
+                    copies.push((
+                        keys::attachment_key(from, &message.conversation_id, &file.attachment_id),
+                        key_of(&file.attachment_id),
+                    ));
+                }
+            }
+        }
+        futures::stream::iter(copies)
+            .map(|(source, destination)| async move {
                 let copied = self
                     .s3
                     .copy_object()
@@ -377,21 +438,25 @@ impl Attachments {
                         self.bucket,
                         utf8_percent_encode(&source, SOURCE)
                     ))
-                    .key(keys::attachment_key(to, into, &file.attachment_id))
+                    .key(destination)
                     .send()
                     .await;
                 match copied {
-                    Ok(_) => {}
+                    Ok(_) => Ok(()),
                     Err(error)
                         if error
                             .as_service_error()
                             .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
-                            .is_some_and(|code| code == "NoSuchKey") => {}
-                    Err(error) => return Err(Error::internal("copy a shared file", error)),
+                            .is_some_and(|code| code == "NoSuchKey") =>
+                    {
+                        Ok(())
+                    }
+                    Err(error) => Err(Error::internal("copy a shared file", error)),
                 }
-            }
-        }
-        Ok(())
+            })
+            .buffer_unordered(COPIES_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     /// Deletes every object of the conversation: its files and the exports of it; returns

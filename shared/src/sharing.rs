@@ -86,7 +86,54 @@ impl Sharing {
         now: DateTime<Utc>,
     ) -> Result<ShareLink, Error> {
         let options = options.checked(now)?;
-        self.store.create_share(user, id, &options, now).await
+        let link = self.store.create_share(user, id, &options, now).await?;
+        if let (Some(attachments), true) = (&self.attachments, link.include_attachments) {
+            // Readers download the link's own copies: their keys name no user and no
+            // conversation. A link whose files could not all be copied is taken back (its
+            // item's removal deletes the copies made: the purge worker).
+            let deadline = tokio::time::Instant::now() + COPY_BUDGET;
+            let copied = self
+                .copy_files_for_link(attachments, &link.token, now, deadline)
+                .await;
+            if let Err(error) = copied {
+                self.store.revoke_share(user, id, &link.token).await?;
+                return Err(error);
+            }
+        }
+        Ok(link)
+    }
+
+    /// Copies the files of every message the link shows under its own prefix, a page at a
+    /// time. Past `deadline`, 503.
+    async fn copy_files_for_link(
+        &self,
+        attachments: &Attachments,
+        token: &ShareToken,
+        now: DateTime<Utc>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Error> {
+        let shared = self.live(token, now).await?;
+        let mut after = None;
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "the conversation has too many files to share at once: share it up to an earlier message, or without its files".into(),
+                ));
+            }
+            let page = self
+                .store
+                .shared_messages_oldest_first(&shared, after.as_ref(), COPY_PAGE)
+                .await?;
+            attachments
+                .copy_files_for_link(&shared.owner, &page, token)
+                .await?;
+            match page.last() {
+                Some(last) if page.len() == COPY_PAGE => {
+                    after = crate::keys::MessageSortKey::parse(&last.sort_key());
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// The user's live links (of one conversation, or all), a page at a time.
@@ -171,7 +218,7 @@ impl Sharing {
         let downloads = match (&self.attachments, shared.link.include_attachments) {
             (Some(attachments), true) => {
                 attachments
-                    .download_links(&shared.owner, messages.iter(), now)
+                    .shared_download_links(&shared.link.token, messages.iter(), now)
                     .await?
             }
             _ => DownloadLinks::new(),

@@ -70,6 +70,16 @@ pub async fn purge_deleted_conversations(
         let Ok(keys) = serde_dynamo::from_item::<_, TableKeys>(record.change.keys) else {
             continue;
         };
+        if keys.sort == keys::SHARE_SK {
+            if let Err(error) = purge_link_files(state, &keys.partition).await {
+                tracing::warn!(error = %chain(&error), "a link's files not deleted yet; retried");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+            continue;
+        }
         if keys.sort != keys::CONVERSATION_SK {
             continue;
         }
@@ -98,6 +108,20 @@ pub async fn purge_deleted_conversations(
         }
     }
     Ok(response)
+}
+
+/// Deletes the copies of the files a share link showed, once its item is gone (revoked,
+/// expired, or with its conversation or last message).
+async fn purge_link_files(state: &State, partition: &str) -> Result<(), Error> {
+    let Some(token) = keys::parse_share_partition(partition) else {
+        tracing::warn!("stream record of a link with an unexpected partition key; skipped");
+        return Ok(());
+    };
+    if let Some(attachments) = &state.attachments {
+        let deleted = attachments.delete_link_files(&token).await?;
+        tracing::info!(deleted, "a share link's files deleted");
+    }
+    Ok(())
 }
 
 /// Bumps the cache generation of every user whose conversations the records changed. The

@@ -34,7 +34,7 @@ pub enum Worker {
     SearchIndex,
     /// `summarize-conversations`: changed conversations (one may be due for a summary).
     Summaries,
-    /// `purge-deleted-conversations`: deleted conversations.
+    /// `purge-deleted-conversations`: deleted conversations, and share links gone.
     Purge,
     /// `run-account-exports`: running account exports (each run's checkpoint starts the next).
     AccountExports,
@@ -86,7 +86,12 @@ impl Worker {
                 (event == "MODIFY" && sort_key == keys::CONVERSATION_SK)
                     || (matches!(event, "INSERT" | "MODIFY") && sort_key == keys::SUMMARY_SK)
             }
-            Self::Purge => event == "REMOVE" && sort_key == keys::CONVERSATION_SK,
+            // A deleted conversation, and a share link gone (revoked, expired, or with its
+            // conversation or message): the copies of the files it showed go with it.
+            Self::Purge => {
+                event == "REMOVE"
+                    && (sort_key == keys::CONVERSATION_SK || sort_key == keys::SHARE_SK)
+            }
             Self::AccountExports => {
                 matches!(event, "INSERT" | "MODIFY")
                     && sort_key.starts_with(keys::EXPORT_PREFIX)
@@ -278,6 +283,8 @@ mod tests {
         );
         assert!(route(&record("REMOVE", "META#SUMMARY", None)).is_empty());
         assert_eq!(route(&record("REMOVE", "META", None)), [Worker::Purge]);
+        // A share link gone: the copies of its files go.
+        assert_eq!(route(&record("REMOVE", "LINK", None)), [Worker::Purge]);
         assert_eq!(
             route(&record("MODIFY", "EXPORT#e", Some("running"))),
             [Worker::AccountExports]
@@ -291,6 +298,8 @@ mod tests {
             record("INSERT", "TERM#t#ferry", None),
             record("REMOVE", "MESSAGE#2026#m", None),
             record("INSERT", "MEMORY#2026#m", None),
+            record("INSERT", "LINK", None),
+            record("REMOVE", "LINK#c#t", None),
         ] {
             assert_eq!(route(&nobody), [], "{nobody:?}");
         }

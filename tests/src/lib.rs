@@ -799,6 +799,57 @@ pub async fn conversation_saying(
     conversation
 }
 
+/// Uploads a four-byte file to `user`'s conversation as the app does (a presigned PUT) and
+/// adds a message referencing it.
+pub async fn say_with_a_file(
+    state: &State,
+    user: &str,
+    conversation: &shared::model::ConversationId,
+) {
+    use shared::attachments::{AttachmentRef, UploadRequest};
+    use shared::model::{NewMessage, Role, UserId};
+    let owner = UserId::parse(user).expect("a valid user id");
+    let bucket = state.attachments.as_ref().expect("the attachments bucket");
+    let request = UploadRequest::parse("map.png", "image/png", 4, bucket.max_bytes())
+        .expect("a valid upload");
+    let upload = bucket
+        .presign_upload(&owner, conversation, &request, chrono::Utc::now())
+        .await
+        .expect("presign an upload");
+    let mut put =
+        reqwest::Client::new().request(upload.method.parse().expect("a method"), &upload.url);
+    for (name, value) in &upload.headers {
+        put = put.header(name, value);
+    }
+    let sent = put.body(vec![1, 2, 3, 4]).send().await.expect("upload");
+    assert!(sent.status().is_success(), "{}", sent.status());
+    let attachments = bucket
+        .resolve(
+            &owner,
+            conversation,
+            vec![AttachmentRef::Upload(upload.attachment_id)],
+        )
+        .await
+        .expect("the upload is there");
+    let message = NewMessage::parse(
+        Role::User,
+        "the map".to_owned(),
+        attachments,
+        Default::default(),
+        None,
+    )
+    .expect("a valid message");
+    let added = state
+        .conversations
+        .add_message(&owner, conversation, message, chrono::Utc::now())
+        .await
+        .expect("add a message");
+    bucket
+        .mark_attached(&owner, conversation, &added.message.attachments)
+        .await
+        .expect("keep the upload");
+}
+
 /// The message the event files' message routes name (an edit, a branch switch): each run
 /// swaps in [`first_message_of`] a fresh conversation.
 pub const EVENT_MESSAGE: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a7a";

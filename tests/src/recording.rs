@@ -116,8 +116,10 @@ pub(crate) async fn pass_on(
         .expect("the local AWS server answers");
     let status = answer.status();
     let mut response = Response::builder().status(status);
+    // A HEAD's answer says its object's length, with no body to take it from.
+    let is_head = parts.method == axum::http::Method::HEAD;
     for (name, value) in answer.headers() {
-        if name != "content-length" && name != "transfer-encoding" {
+        if (name != "content-length" || is_head) && name != "transfer-encoding" {
             response = response.header(name, value);
         }
     }
@@ -249,8 +251,25 @@ pub fn iam_actions(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]
         .split('/')
         .nth(1)
         .filter(|_| has_key && action != "ListBucket");
-    match folder {
+    let mut actions = match folder {
         Some(folder) => vec![format!("s3:{action} {folder}/*")],
         None => vec![format!("s3:{action}")],
+    };
+    // A copy reads its source, and copies its tags (read there, written here).
+    if let (Some(source), Some(folder)) = (
+        headers
+            .get("x-amz-copy-source")
+            .and_then(|source| source.to_str().ok()),
+        folder,
+    ) {
+        let source_folder = source
+            .trim_start_matches('/')
+            .split('/')
+            .nth(1)
+            .unwrap_or_default();
+        actions.push(format!("s3:GetObject {source_folder}/*"));
+        actions.push(format!("s3:GetObjectTagging {source_folder}/*"));
+        actions.push(format!("s3:PutObjectTagging {folder}/*"));
     }
+    actions
 }

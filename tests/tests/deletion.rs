@@ -158,10 +158,22 @@ async fn a_deleted_conversation_leaves_no_batch_answer_holding_its_content() {
 
 /// The bucket's objects under the user's prefixes, with their bytes as text.
 async fn objects_of(api: &LocalApi, user: &str) -> Vec<(String, String)> {
+    objects_under(
+        api,
+        [format!("users/{user}/"), format!("exports/users/{user}/")],
+    )
+    .await
+}
+
+/// The bucket's objects under these prefixes, with their bytes as text.
+async fn objects_under(
+    api: &LocalApi,
+    prefixes: impl IntoIterator<Item = String>,
+) -> Vec<(String, String)> {
     let bucket = api.state.config.attachments_bucket.clone().unwrap();
     let s3 = tests::s3().await;
     let mut found = Vec::new();
-    for prefix in [format!("users/{user}/"), format!("exports/users/{user}/")] {
+    for prefix in prefixes {
         let mut pages = s3
             .list_objects_v2()
             .bucket(&bucket)
@@ -239,6 +251,15 @@ async fn a_conversation_that_went_every_path_leaves_nothing_in_the_table_or_the_
         )
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+    // A link that shows the file: its readers download the link's own copy.
+    let link = alice
+        .post(
+            &format!("/conversations/{id}/shares"),
+            json!({"includeAttachments": true}),
+        )
+        .await;
+    assert_eq!(link.status, StatusCode::CREATED, "{:?}", link.body);
+    let link_files = format!("shares/{}/", link.body["id"].as_str().unwrap());
     // A completion, a batch, the search index and a summary.
     let completion = json!({"prompt": format!("remember {secret}"), "conversationId": id,
                             "requestId": "every-path-1", "stream": false});
@@ -297,11 +318,20 @@ async fn a_conversation_that_went_every_path_leaves_nothing_in_the_table_or_the_
         bucket_before.iter().map(|(key, _)| key).collect::<Vec<_>>()
     );
 
+    let link_copies = objects_under(&api, [link_files.clone()]).await;
+    assert_eq!(link_copies.len(), 1, "{link_copies:?}");
+    assert_eq!(link_copies[0].1, secret, "the link's copy of the file");
+
     let deleted = alice.delete(&format!("/conversations/{id}")).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
     until_quiet(&mut poller).await;
 
     assert_eq!(items_mentioning(&api, &secret).await, vec![]);
+    assert_eq!(
+        objects_under(&api, [link_files]).await,
+        vec![],
+        "the link's copies went with it"
+    );
     assert_eq!(
         items_mentioning(&api, &id).await,
         vec![(format!("USER#{user}#DELETED"), format!("CONV#{id}"))],

@@ -226,6 +226,10 @@ async fn every_http_function_calls_only_what_its_role_allows() {
             .await
             .unwrap();
         }
+        if endpoint == Endpoint::ShareConversation {
+            // The event's link shows files: it copies them under its own prefix.
+            tests::say_with_a_file(&state, &user, &conversation.id).await;
+        }
         if endpoint == Endpoint::DeleteConversation {
             // A delete reaches the conversation's exports too.
             state
@@ -315,6 +319,21 @@ async fn a_failed_completion_a_purge_and_a_sweep_call_only_what_their_roles_allo
     // withdrawn with it.
     conversation_saying(&state, &user, ["still to export".to_owned()]).await;
     let owner = UserId::parse(&user).unwrap();
+    // A link with a file of its own, which goes with it.
+    tests::say_with_a_file(&state, &user, &conversation.id).await;
+    let link = state
+        .sharing
+        .share(
+            &owner,
+            &conversation.id,
+            domain::share::ShareOptions {
+                include_attachments: true,
+                ..Default::default()
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
     let bucket = state.attachments.as_ref().unwrap();
     let request = shared::account_export::ExportRequest::parse(Default::default()).unwrap();
     let (export, _) = state
@@ -359,10 +378,32 @@ async fn a_failed_completion_a_purge_and_a_sweep_call_only_what_their_roles_allo
     .await
     .unwrap();
     assert!(purged.batch_item_failures.is_empty());
+    // The conversation's purge removed its link's item: the worker hears of that too.
+    let link_removed = text
+        .replace(
+            &format!("USER#{user}#CONV#{}", conversation.id),
+            &format!("SHARE#{}", link.token),
+        )
+        .replace(r#"\"SK\":{\"S\":\"META\"}"#, r#"\"SK\":{\"S\":\"LINK\"}"#);
+    assert!(link_removed.contains("LINK"), "{link_removed}");
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
+    let purged = shared::table_changes::from_queue(
+        LambdaEvent::new(serde_json::from_str(&link_removed).unwrap(), context),
+        |changes| shared::streams::purge_deleted_conversations(&state, changes),
+    )
+    .await
+    .unwrap();
+    assert!(purged.batch_item_failures.is_empty());
+    let purge_calls = proxy.take();
+    assert!(
+        purge_calls.contains(&"s3:DeleteObject shares/*".to_owned()),
+        "{purge_calls:?}"
+    );
     called
         .entry("purge-deleted-conversations".into())
         .or_default()
-        .extend(proxy.take());
+        .extend(purge_calls);
 
     // An hour later, the sweep checks the delete.
     clock.advance(shared::purge::SWEEP_GRACE + chrono::Duration::minutes(1));

@@ -402,15 +402,11 @@ async fn continuing_makes_one_copy_per_request_id_that_the_reader_owns_alone() {
     );
 }
 
-#[tokio::test]
-async fn continuing_copies_the_files_a_link_shows_into_the_readers_own() {
-    let api = LocalApi::start().await;
-    let owner = new_user();
-    let alice = api.as_user(&owner);
-    let id = alice.create_conversation(None).await;
-    let upload = alice
+/// Uploads a four-byte map and says "the map" with it, in the owner's conversation.
+async fn say_with_a_file(owner: &Client, conversation: &str) {
+    let upload = owner
         .post(
-            &format!("/conversations/{id}/attachments"),
+            &format!("/conversations/{conversation}/attachments"),
             json!({"fileName": "map.png", "contentType": "image/png", "size": 4}),
         )
         .await;
@@ -431,29 +427,100 @@ async fn continuing_copies_the_files_a_link_shows_into_the_readers_own() {
         .status()
         .is_success());
     let attachment = upload.body["attachmentId"].as_str().unwrap();
-    let said = alice
+    let said = owner
         .post(
-            &format!("/conversations/{id}/messages"),
+            &format!("/conversations/{conversation}/messages"),
             json!({"role": "user", "content": "the map", "attachments": [{"attachmentId": attachment}]}),
         )
         .await;
     assert_eq!(said.status, StatusCode::CREATED, "{:?}", said.body);
+}
+
+async fn downloaded(url: &str) -> Vec<u8> {
+    reqwest::get(url)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// The keys of the bucket's objects under `prefix`.
+async fn objects_under(api: &LocalApi, prefix: &str) -> Vec<String> {
+    let listed = tests::s3()
+        .await
+        .list_objects_v2()
+        .bucket(api.state.config.attachments_bucket.as_deref().unwrap())
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap();
+    listed
+        .contents()
+        .iter()
+        .filter_map(|object| object.key().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_links_files_are_its_own_copies_named_by_the_link_alone_and_go_with_it() {
+    let (api, mut poller) =
+        tests::api_feeding(local::StreamConsumer::PurgeDeletedConversations, &[]).await;
+    let owner = new_user();
+    let alice = api.as_user(&owner);
+    let id = alice.create_conversation(None).await;
+    say_with_a_file(&alice, &id).await;
+
+    let without = share(&alice, &id, json!({})).await;
+    let without_files = format!("shares/{}/", without["id"].as_str().unwrap());
+    assert_eq!(
+        objects_under(&api, &without_files).await,
+        Vec::<String>::new()
+    );
+    let link = share(&alice, &id, json!({ "includeAttachments": true })).await;
+    let token = link["id"].as_str().unwrap();
+    let files = format!("shares/{token}/");
+    assert_eq!(objects_under(&api, &files).await.len(), 1);
+
+    let page = api.anonymous().get(link["path"].as_str().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    let url = page.body["messages"][0]["attachments"][0]["downloadUrl"]
+        .as_str()
+        .unwrap();
+    assert!(url.contains(&files), "{url}");
+    assert!(!url.contains(&owner) && !url.contains(&id), "{url}");
+    assert!(!page.body.to_string().contains(&owner));
+    assert_eq!(downloaded(url).await, [1, 2, 3, 4]);
+
+    let revoked = alice
+        .delete(&format!("/conversations/{id}/shares/{token}"))
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{:?}", revoked.body);
+    while poller.poll_once().await.unwrap() > 0 {}
+    assert_eq!(objects_under(&api, &files).await, Vec::<String>::new());
+    // The owner's file stays theirs.
+    let mine = alice.get(&format!("/conversations/{id}")).await;
+    let url = mine.body["messages"][0]["attachments"][0]["downloadUrl"]
+        .as_str()
+        .unwrap();
+    assert_eq!(downloaded(url).await, [1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn continuing_copies_the_files_a_link_shows_into_the_readers_own() {
+    let api = LocalApi::start().await;
+    let owner = new_user();
+    let alice = api.as_user(&owner);
+    let id = alice.create_conversation(None).await;
+    say_with_a_file(&alice, &id).await;
 
     let link = share(&alice, &id, json!({ "includeAttachments": true })).await;
     let page = api.anonymous().get(link["path"].as_str().unwrap()).await;
     let url = page.body["messages"][0]["attachments"][0]["downloadUrl"]
         .as_str()
         .unwrap();
-    assert_eq!(
-        reqwest::get(url)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        [1, 2, 3, 4]
-    );
+    assert_eq!(downloaded(url).await, [1, 2, 3, 4]);
 
     let bob = api.as_user(&new_user());
     let copy = bob
@@ -474,16 +541,7 @@ async fn continuing_copies_the_files_a_link_shows_into_the_readers_own() {
         .as_str()
         .unwrap();
     assert!(!url.contains(&owner), "the file is Bob's own copy: {url}");
-    assert_eq!(
-        reqwest::get(url)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        [1, 2, 3, 4]
-    );
+    assert_eq!(downloaded(url).await, [1, 2, 3, 4]);
 }
 
 #[tokio::test]

@@ -289,7 +289,7 @@ fn a_function_builds_an_s3_client_exactly_when_its_role_may_use_the_bucket() {
             );
         }
     }
-    assert_eq!(without_bucket, 22);
+    assert_eq!(without_bucket, 21);
 }
 
 /// Every Lambda binary, and the hello-world the cold-start bench compares them with, is

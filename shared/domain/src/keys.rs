@@ -677,10 +677,28 @@ pub fn parse_export_keys(partition: &str, sort_key: &str) -> Option<(UserId, uui
 /// The partition of a share link, named by its token alone (`share::ShareToken`): what a
 /// reader without an account reads. It names no user: the link's item says whose it is.
 pub fn share_partition(token: &ShareToken) -> String {
-    format!("SHARE#{token}")
+    format!("{SHARE_PARTITION_PREFIX}{token}")
 }
 
+const SHARE_PARTITION_PREFIX: &str = "SHARE#";
+
 pub const SHARE_SK: &str = "LINK";
+
+/// The link's token, from its partition key (a stream record of its item).
+pub fn parse_share_partition(partition: &str) -> Option<ShareToken> {
+    ShareToken::parse(partition.strip_prefix(SHARE_PARTITION_PREFIX)?).ok()
+}
+
+/// Where the copies of the files a link shows live in the attachments bucket: under the
+/// link's token alone, so their download URLs name no user and no conversation. Deleting the
+/// link's item deletes this prefix (the purge worker).
+pub fn share_files_prefix(token: &ShareToken) -> String {
+    format!("shares/{token}/")
+}
+
+pub fn share_file_key(token: &ShareToken, id: &AttachmentId) -> String {
+    format!("{}{id}", share_files_prefix(token))
+}
 
 /// The partition of a user's own records of the links they made: what they list and revoke.
 pub fn share_records_partition(user: &UserId) -> String {
