@@ -2,7 +2,7 @@
 # Contract fuzzing: schemathesis generates requests from openapi.yaml and sends them to the
 # local API (numina-local, on a table and bucket of its own) with a valid token. It fails on
 # any 5xx, and on any response whose status, content type or body openapi.yaml does not
-# describe. FUZZ_EXAMPLES cases per operation (150 by default: about 6,000 cases over the 39
+# describe. FUZZ_EXAMPLES cases per operation (150 by default: about 6,000 cases over the 40
 # operations, what 250 per operation made over 24, within the test command's 15 minutes; more
 # locally, e.g. FUZZ_EXAMPLES=1000 scripts/fuzz-api.sh). Expects moto and redis running and scripts/env.sh
 # sourced (scripts/test.sh does both).

@@ -99,6 +99,12 @@ impl Sharing {
                 self.store.revoke_share(user, id, &link.token).await?;
                 return Err(error);
             }
+            // A delete while the files were copied removed the link, and the purge worker
+            // may have deleted its copies before the last were made: those go here.
+            if self.store.shared(&link.token, now).await?.is_none() {
+                attachments.delete_link_files(&link.token).await?;
+                return Err(Error::NotFound);
+            }
         }
         Ok(link)
     }
@@ -388,6 +394,16 @@ impl Sharing {
         grantee: &UserId,
     ) -> Result<(), Error> {
         match self.store.revoke_grant(owner, id, grantee).await? {
+            true => Ok(()),
+            false => Err(Error::NotFound),
+        }
+    }
+
+    /// `grantee` declines the conversation `id` shared with them: it leaves their list, and
+    /// the owner's, as if the owner had taken it back.
+    #[tracing::instrument(skip_all, fields(conversation = %id))]
+    pub async fn decline(&self, grantee: &UserId, id: &ConversationId) -> Result<(), Error> {
+        match self.store.decline_grant(grantee, id).await? {
             true => Ok(()),
             false => Err(Error::NotFound),
         }

@@ -40,6 +40,7 @@ fn expected_status(endpoint: Endpoint) -> StatusCode {
         | Endpoint::DeleteMessage
         | Endpoint::RevokeShare
         | Endpoint::UnshareWithPerson
+        | Endpoint::DeclineSharedWithMe
         | Endpoint::DeletePreset => StatusCode::NO_CONTENT,
         Endpoint::ExportConversation => StatusCode::SEE_OTHER,
         Endpoint::StartAccountExport => StatusCode::ACCEPTED,
@@ -112,7 +113,7 @@ async fn every_event_file_runs_through_its_functions_handler() {
             "{binary}: {body}"
         );
     }
-    assert_eq!(api_events, 38, "one event per HTTP function");
+    assert_eq!(api_events, 39, "one event per HTTP function");
 }
 
 #[tokio::test]

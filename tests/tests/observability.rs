@@ -192,7 +192,7 @@ async fn run_every_function(logs: Logs) {
             assert!(has(&found, name), "{binary}: {name} in {found:?}");
         }
     }
-    assert_eq!(http_functions, 38);
+    assert_eq!(http_functions, 39);
 
     // The functions on the table's stream and the migration's steps.
     let user = new_user();
@@ -425,7 +425,7 @@ async fn run_every_function(logs: Logs) {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|line| line["fields"]["message"] == "answered")
         .collect();
-    assert_eq!(answered.len(), 38, "one line per request");
+    assert_eq!(answered.len(), 39, "one line per request");
     let first = &answered[0];
     assert_eq!(
         first["span"]["endpoint"],

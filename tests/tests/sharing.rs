@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::clock::{Clock, ManualClock};
@@ -901,6 +902,7 @@ async fn sharing_with_a_person_refuses_strangers_anonymous_callers_and_bad_ids()
         (Method::GET, "/conversations/{id}/people", None),
         (Method::DELETE, "/conversations/{id}/people/{reader}", None),
         (Method::GET, "/shared-with-me/{id}", None),
+        (Method::DELETE, "/shared-with-me/{id}", None),
     ] {
         let body = body.map(|b| b.to_string());
         let path = |id: &str| route.replace("{id}", id).replace("{reader}", &reader);
@@ -946,6 +948,147 @@ async fn sharing_with_a_person_refuses_strangers_anonymous_callers_and_bad_ids()
         .delete(&format!("/conversations/{id}/people/has%23a-hash"))
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_person_declines_a_conversation_shared_with_them_and_it_leaves_both_lists() {
+    let api = LocalApi::start().await;
+    let (owner, reader) = (new_user(), new_user());
+    let alice = api.as_user(&owner);
+    let bob = api.as_user(&reader);
+    let declined = alice.create_conversation(Some("Declined")).await;
+    let kept = alice.create_conversation(Some("Kept")).await;
+    share_with(&alice, &declined, &reader).await;
+    share_with(&alice, &kept, &reader).await;
+
+    let answer = bob.delete(&format!("/shared-with-me/{declined}")).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{:?}", answer.body);
+    assert_eq!(shared_titles(&bob, "").await.0, ["Kept"]);
+    assert_eq!(
+        bob.get(&format!("/shared-with-me/{declined}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let people = alice
+        .get(&format!("/conversations/{declined}/people"))
+        .await;
+    assert_eq!(
+        people.body["people"],
+        json!([]),
+        "gone from the owner's list too"
+    );
+    let again = bob.delete(&format!("/shared-with-me/{declined}")).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    // The owner may share it again: the counts were given back.
+    share_with(&alice, &declined, &reader).await;
+    assert_eq!(shared_titles(&bob, "").await.0.len(), 2);
+}
+
+#[tokio::test]
+async fn no_more_than_a_hundred_people_however_many_shares_race() {
+    let state = tests::state().await;
+    let owner = shared::model::UserId::parse(&new_user()).unwrap();
+    let conversation = tests::conversation_saying(&state, owner.as_str(), ["hello".to_owned()])
+        .await
+        .id;
+    let people: Vec<_> = (0..shared::store::MAX_GRANTS_PER_CONVERSATION + 8)
+        .map(|_| shared::model::UserId::parse(&new_user()).unwrap())
+        .collect();
+    let answers: Vec<_> = futures::stream::iter(&people)
+        .map(|person| {
+            state
+                .sharing
+                .share_with(&owner, &conversation, person, Utc::now())
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let granted = answers.iter().filter(|answer| answer.is_ok()).count();
+    assert_eq!(granted, shared::store::MAX_GRANTS_PER_CONVERSATION);
+    assert!(answers
+        .iter()
+        .filter_map(|answer| answer.as_ref().err())
+        .all(|error| matches!(error, shared::error::Error::Invalid(_))));
+    let listed = state.sharing.people(&owner, &conversation).await.unwrap();
+    assert_eq!(listed.len(), shared::store::MAX_GRANTS_PER_CONVERSATION);
+    // Taking one back makes room for one more.
+    state
+        .sharing
+        .unshare(&owner, &conversation, &listed[0].grantee)
+        .await
+        .unwrap();
+    let waiting = people
+        .iter()
+        .find(|person| listed.iter().all(|grant| &grant.grantee != *person))
+        .unwrap();
+    state
+        .sharing
+        .share_with(&owner, &conversation, waiting, Utc::now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_person_has_at_most_two_hundred_conversations_shared_with_them_at_once() {
+    let state = tests::state().await;
+    let reader = shared::model::UserId::parse(&new_user()).unwrap();
+    let owners: Vec<_> = (0..shared::store::MAX_GRANTS_PER_GRANTEE + 4)
+        .map(|_| new_user())
+        .collect();
+    let answers: Vec<_> = futures::stream::iter(&owners)
+        .map(|owner| {
+            let (state, reader) = (&state, &reader);
+            async move {
+                let conversation =
+                    tests::conversation_saying(state, owner, Vec::<String>::new()).await;
+                let owner = shared::model::UserId::parse(owner).unwrap();
+                let shared = state
+                    .sharing
+                    .share_with(&owner, &conversation.id, reader, Utc::now())
+                    .await;
+                (owner, conversation.id, shared)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let granted = answers
+        .iter()
+        .filter(|(_, _, shared)| shared.is_ok())
+        .count();
+    assert_eq!(granted, shared::store::MAX_GRANTS_PER_GRANTEE);
+    assert!(answers
+        .iter()
+        .filter_map(|(_, _, shared)| shared.as_ref().err())
+        .all(|error| matches!(error, shared::error::Error::Conflict(_))));
+    // Declining one, or its owner deleting theirs, makes room again.
+    let (_, declined, _) = answers.iter().find(|(_, _, s)| s.is_ok()).unwrap();
+    state.sharing.decline(&reader, declined).await.unwrap();
+    let (deleting_owner, deleted, _) = answers
+        .iter()
+        .rfind(|(_, id, s)| s.is_ok() && id != declined)
+        .unwrap();
+    state
+        .conversations
+        .delete(
+            deleting_owner,
+            deleted,
+            Utc::now(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(_, _, s)| s.is_err())
+        .take(2)
+        .collect();
+    for (owner, id, _) in refused {
+        state
+            .sharing
+            .share_with(owner, id, &reader, Utc::now())
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]

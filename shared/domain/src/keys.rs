@@ -723,6 +723,13 @@ pub fn share_records_prefix(conversation: &ConversationId) -> String {
 /// and a grantee's of what was shared with them (`GRANT#<conversation>`).
 pub const GRANT_PREFIX: &str = "GRANT#";
 
+/// How many people a conversation is shared with: one item in its partition, beside their
+/// grants (after them: `#` sorts before `S`), changed in each grant's transaction.
+pub const GRANT_COUNT_SK: &str = "GRANTS";
+
+/// How many conversations are shared with a person: one item in their grants' partition.
+pub const GRANTEE_COUNT_SK: &str = "COUNT";
+
 pub fn grant_sort_key(grantee: &UserId) -> String {
     format!("{GRANT_PREFIX}{grantee}")
 }

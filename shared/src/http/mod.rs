@@ -16,8 +16,9 @@ pub use batch::{
 };
 pub use presets::{create_preset, delete_preset, list_presets, update_preset};
 pub use shares::{
-    continue_shared, get_shared_with_me, list_people, list_shared_with_me, list_shares,
-    read_shared, revoke_share, share_conversation, share_with_person, unshare_with_person,
+    continue_shared, decline_shared_with_me, get_shared_with_me, list_people, list_shared_with_me,
+    list_shares, read_shared, revoke_share, share_conversation, share_with_person,
+    unshare_with_person,
 };
 
 use std::convert::Infallible;

@@ -474,6 +474,21 @@ pub async fn list_shared_with_me(state: &State, request: Request) -> HandlerResu
     .await
 }
 
+/// `DELETE /shared-with-me/{id}`: the caller declines a conversation shared with them (204):
+/// it leaves their list and its owner's, as if the owner had taken it back.
+pub async fn decline_shared_with_me(state: &State, request: Request) -> HandlerResult {
+    respond(async {
+        let user = caller(&request)?;
+        let id = conversation_id(&request)?;
+        state.sharing.decline(&user, &id).await?;
+        Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::Empty)
+            .expect("a status makes a valid response"))
+    })
+    .await
+}
+
 /// `GET /shared-with-me/{id}`: a conversation shared with the caller, read as its owner reads
 /// it (the branch it shows, newest `messageLimit` messages, `before` to page back), read-only.
 pub async fn get_shared_with_me(state: &State, request: Request) -> HandlerResult {

@@ -84,6 +84,10 @@ pub(crate) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
+pub(crate) fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
 pub(crate) fn put_new(table: &str, item: Item) -> Result<Put, Error> {
     Put::builder()
         .table_name(table)

@@ -6,7 +6,7 @@
 //! reaches the owner's conversation only through their own item: what was not granted to
 //! them, no key they can build names.
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -14,10 +14,13 @@ use domain::error::Error;
 use domain::keys;
 use domain::model::{Conversation, ConversationId, UserId};
 
-use super::{from_item, item_key, to_item, ConversationItem, Item, Store, BATCH_WRITE_MAX};
+use super::{from_item, item_key, n, to_item, ConversationItem, Item, Store};
 
 /// The most people one conversation can be shared with.
 pub const MAX_GRANTS_PER_CONVERSATION: usize = 100;
+/// The most conversations that can be shared with one person at a time: each page of their
+/// `/shared-with-me` reads every one (docs/sharing.md).
+pub const MAX_GRANTS_PER_GRANTEE: usize = 200;
 
 /// The owner's record of a grant, in the conversation's partition.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,8 +63,11 @@ pub struct SharedWithMe {
 }
 
 impl Store {
-    /// Grants `grantee` read access to the user's conversation. `Ok(false)` when they had it
-    /// already (nothing changes). `NotFound` for a conversation the user does not have.
+    /// Grants `grantee` read access to the user's conversation; sharing it again with them
+    /// changes nothing. The grant's items and both counts are written in one transaction,
+    /// whose conditions hold the limits whatever runs beside it. `NotFound` for a conversation
+    /// the user does not have; `Invalid` past the people a conversation can be shared with;
+    /// `Conflict` past the conversations a person can have shared with them.
     pub async fn grant(
         &self,
         owner: &UserId,
@@ -69,18 +75,11 @@ impl Store {
         grantee: &UserId,
         now: DateTime<Utc>,
     ) -> Result<Grant, Error> {
-        let partition = keys::conversation_partition(owner, conversation);
-        let granted = self.grants(owner, conversation).await?;
-        if let Some(existing) = granted.iter().find(|g| &g.grantee == grantee) {
-            return Ok(existing.clone());
-        }
-        if granted.len() >= MAX_GRANTS_PER_CONVERSATION {
-            return Err(Error::invalid(format!(
-                "a conversation can be shared with at most {MAX_GRANTS_PER_CONVERSATION} people"
-            )));
+        if let Some(existing) = self.grant_of(owner, conversation, grantee).await? {
+            return Ok(existing);
         }
         let owners = OwnerGrantItem {
-            pk: partition.clone(),
+            pk: keys::conversation_partition(owner, conversation),
             sk: keys::grant_sort_key(grantee),
             grantee: grantee.clone(),
             granted_at: now,
@@ -114,6 +113,12 @@ impl Store {
                 .build(),
             put(to_item(&owners)?)?,
             put(to_item(&grantees)?)?,
+            self.count_change(
+                owner_count_key(owner, conversation),
+                1,
+                Some(MAX_GRANTS_PER_CONVERSATION),
+            )?,
+            self.count_change(grantee_count_key(grantee), 1, Some(MAX_GRANTS_PER_GRANTEE))?,
         ];
         match self.transact(writes, "share with a person").await? {
             None => Ok(Grant {
@@ -122,16 +127,71 @@ impl Store {
             }),
             Some(cancelled) if cancelled.condition_failed(0) => Err(Error::NotFound),
             // Granted meanwhile by another request.
-            Some(cancelled) if cancelled.condition_failed(1) => self
-                .grants(owner, conversation)
-                .await?
-                .into_iter()
-                .find(|g| &g.grantee == grantee)
-                .ok_or_else(|| Error::Conflict("the grant changed meanwhile: try again".into())),
+            Some(cancelled) if cancelled.condition_failed(1) || cancelled.condition_failed(2) => {
+                self.grant_of(owner, conversation, grantee)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Conflict("the grant changed meanwhile: try again".into())
+                    })
+            }
+            Some(cancelled) if cancelled.condition_failed(3) => Err(Error::invalid(format!(
+                "a conversation can be shared with at most {MAX_GRANTS_PER_CONVERSATION} people"
+            ))),
+            Some(cancelled) if cancelled.condition_failed(4) => Err(Error::Conflict(format!(
+                "that person has {MAX_GRANTS_PER_GRANTEE} conversations shared with them, the most they can have"
+            ))),
             Some(cancelled) => Err(cancelled.into_error("share with a person")),
         }
     }
 
+    /// The user's grant of their conversation to `grantee`, if there is one.
+    async fn grant_of(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        grantee: &UserId,
+    ) -> Result<Option<Grant>, Error> {
+        let item = self
+            .get(
+                &keys::conversation_partition(owner, conversation),
+                &keys::grant_sort_key(grantee),
+            )
+            .await?;
+        item.map(|item| {
+            from_item::<OwnerGrantItem>(item).map(|g| Grant {
+                grantee: g.grantee,
+                granted_at: g.granted_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Adds `by` to a count item's `count`; up to `at_most` when given. A count that goes
+    /// down is only changed where it is (a purged conversation gets no item back).
+    fn count_change(
+        &self,
+        key: Item,
+        by: i64,
+        at_most: Option<usize>,
+    ) -> Result<TransactWriteItem, Error> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression("ADD #count :by")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":by", n(by));
+        let update = match at_most {
+            Some(at_most) => update
+                .condition_expression("attribute_not_exists(#count) OR #count < :most")
+                .expression_attribute_values(":most", n(at_most as i64)),
+            None if by < 0 => update.condition_expression("attribute_exists(#count)"),
+            None => update,
+        };
+        update
+            .build()
+            .map(|update| TransactWriteItem::builder().update(update).build())
+            .map_err(|e| Error::internal("build a grant count", e))
+    }
     /// The people the user's conversation is shared with, in the order of their ids.
     pub async fn grants(
         &self,
@@ -153,27 +213,80 @@ impl Store {
             .collect()
     }
 
-    /// Takes back `grantee`'s access to the user's conversation: both items at once. `false`
-    /// if they had none.
+    /// Takes back `grantee`'s access to the user's conversation: both items, and both counts,
+    /// at once. `false` if they had none.
     pub async fn revoke_grant(
         &self,
         owner: &UserId,
         conversation: &ConversationId,
         grantee: &UserId,
     ) -> Result<bool, Error> {
-        self.delete_record_and_named(
-            // The owner's record, in the owner's conversation, names the grant.
-            item_key(
-                &keys::conversation_partition(owner, conversation),
-                &keys::grant_sort_key(grantee),
-            ),
-            item_key(
-                &keys::grantee_partition(grantee),
-                &keys::grantee_sort_key(conversation),
-            ),
-            "take back a grant",
-        )
-        .await
+        self.end_grant(owner, conversation, grantee, Ending::ByOwner)
+            .await
+    }
+
+    /// The grantee declines the conversation `id` shared with them: as a revoke, found
+    /// through their own item. `false` if it was not shared with them.
+    pub async fn decline_grant(
+        &self,
+        grantee: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<bool, Error> {
+        let Some(owner) = self.granted_by(grantee, conversation).await? else {
+            return Ok(false);
+        };
+        self.end_grant(&owner, conversation, grantee, Ending::ByGrantee)
+            .await
+    }
+
+    /// Deletes a grant's two items and takes one from both counts, on the condition that the
+    /// item of the one ending it is there. The owner's count is left alone when it is gone
+    /// (the conversation is being purged, which removes it anyway).
+    async fn end_grant(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        grantee: &UserId,
+        ending: Ending,
+    ) -> Result<bool, Error> {
+        let owners = item_key(
+            &keys::conversation_partition(owner, conversation),
+            &keys::grant_sort_key(grantee),
+        );
+        let grantees = item_key(
+            &keys::grantee_partition(grantee),
+            &keys::grantee_sort_key(conversation),
+        );
+        let (named, other) = match ending {
+            Ending::ByOwner => (owners, grantees),
+            Ending::ByGrantee => (grantees, owners),
+        };
+        let mut writes = vec![
+            self.delete_item(named, true)?,
+            self.delete_item(other, false)?,
+            self.count_change(grantee_count_key(grantee), -1, None)?,
+            self.count_change(owner_count_key(owner, conversation), -1, None)?,
+        ];
+        loop {
+            match self.transact(writes.clone(), "end a grant").await? {
+                None => return Ok(true),
+                Some(cancelled) if cancelled.condition_failed(0) => return Ok(false),
+                Some(cancelled) if cancelled.condition_failed(3) && writes.len() == 4 => {
+                    writes.truncate(3);
+                }
+                Some(cancelled) => return Err(cancelled.into_error("end a grant")),
+            }
+        }
+    }
+
+    fn delete_item(&self, key: Item, if_there: bool) -> Result<TransactWriteItem, Error> {
+        Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .set_condition_expression(if_there.then(|| "attribute_exists(PK)".to_owned()))
+            .build()
+            .map(|delete| TransactWriteItem::builder().delete(delete).build())
+            .map_err(|e| Error::internal("build a grant's delete", e))
     }
 
     /// Who shared the conversation `id` with `grantee`, if anyone did (read consistently: a
@@ -230,28 +343,50 @@ impl Store {
         Ok(shared)
     }
 
-    /// Deletes the grantees' items of the user's conversation `id` (the owner's records go
-    /// with its partition, after these): what deleting it takes back. Doing it again finds
-    /// nothing more.
+    /// Deletes the grantees' items of the user's conversation `id`, each with one less in its
+    /// grantee's count (the owner's records and count go with its partition, after these):
+    /// what deleting it takes back. Doing it again finds nothing more.
     pub(super) async fn forget_grants(
         &self,
         owner: &UserId,
         id: &ConversationId,
     ) -> Result<(), Error> {
-        let keys: Vec<Item> = self
-            .grants(owner, id)
-            .await?
-            .into_iter()
-            .map(|g| {
-                item_key(
-                    &keys::grantee_partition(&g.grantee),
-                    &keys::grantee_sort_key(id),
-                )
-            })
-            .collect();
-        for batch in keys.chunks(BATCH_WRITE_MAX) {
-            self.delete_batch(batch.to_vec()).await?;
+        for grant in self.grants(owner, id).await? {
+            let writes = vec![
+                self.delete_item(
+                    item_key(
+                        &keys::grantee_partition(&grant.grantee),
+                        &keys::grantee_sort_key(id),
+                    ),
+                    true,
+                )?,
+                self.count_change(grantee_count_key(&grant.grantee), -1, None)?,
+            ];
+            match self.transact(writes, "forget a grant").await? {
+                // Gone already (declined, or an earlier run of this).
+                None => {}
+                Some(cancelled) if cancelled.condition_failed(0) => {}
+                Some(cancelled) => return Err(cancelled.into_error("forget a grant")),
+            }
         }
         Ok(())
     }
+}
+
+/// Who ends a grant: the owner (through their record) or the grantee (through theirs).
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    ByOwner,
+    ByGrantee,
+}
+
+fn owner_count_key(owner: &UserId, conversation: &ConversationId) -> Item {
+    item_key(
+        &keys::conversation_partition(owner, conversation),
+        keys::GRANT_COUNT_SK,
+    )
+}
+
+fn grantee_count_key(grantee: &UserId) -> Item {
+    item_key(&keys::grantee_partition(grantee), keys::GRANTEE_COUNT_SK)
 }

@@ -42,13 +42,13 @@ pub use completions::CompletionRecord;
 pub use content::{ContentObjects, INLINE_CONTENT_BYTES};
 pub use conversations::{ConversationChange, ConversationItem, Creation};
 pub(crate) use dynamo::{
-    backoff, conversation_key, from_item, is_conditional_check_failure, item_key, page_limit,
+    backoff, conversation_key, from_item, is_conditional_check_failure, item_key, n, page_limit,
     put_new, s, start_key, store_error, to_item, Cancellation, Item, BATCH_WRITE_MAX,
     TRANSACTION_ATTEMPTS,
 };
 use dynamo::{holds_unknown_type, position_in, position_of};
 pub use exports::{ExportFile, ExportJob, ExportStatus};
-pub use grants::{Grant, SharedWithMe, MAX_GRANTS_PER_CONVERSATION};
+pub use grants::{Grant, SharedWithMe, MAX_GRANTS_PER_CONVERSATION, MAX_GRANTS_PER_GRANTEE};
 pub use memory::HeldMemory;
 pub use message::MessageItem;
 pub use migration::{message_item_bytes, transaction_chunks, TRANSACTION_MAX_ITEMS};
