@@ -45,10 +45,19 @@ pub const MAX_FILE_NAME_CHARS: usize = 255;
 pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// The tag an upload carries until a message references it.
 pub const PENDING_TAG: &str = "state=pending";
+/// The tag of a file a message references (the lifecycle rule keeps it).
+const ATTACHED_TAG: &str = "state=attached";
 /// How long a download URL in a response can be used.
 pub const DOWNLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// The object metadata that keeps the declared file name (base64url: metadata is ASCII).
 const FILE_NAME_METADATA: &str = "file-name";
+
+/// Whether copying files finished, or stopped at its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copied {
+    All,
+    OutOfTime,
+}
 
 /// Where each uploaded file of a response can be downloaded: a presigned URL and its expiry.
 pub type DownloadLinks = std::collections::HashMap<AttachmentId, (String, DateTime<Utc>)>;
@@ -369,29 +378,37 @@ impl Attachments {
 
     /// Copies the uploaded files of `messages` (in `from`'s conversations) into `to`'s
     /// conversation `into`, under the same attachment ids: what a reader continuing a shared
-    /// conversation makes their own. A file no longer there is left out.
+    /// conversation makes their own. A file no longer there is left out; none is begun past
+    /// `deadline`.
     pub async fn copy_files(
         &self,
         from: &UserId,
         messages: &[Message],
         to: &UserId,
         into: &ConversationId,
-    ) -> Result<(), Error> {
-        self.copy_uploads(from, messages, |id| keys::attachment_key(to, into, id))
-            .await
+        deadline: tokio::time::Instant,
+    ) -> Result<Copied, Error> {
+        self.copy_uploads(from, messages, deadline, |id| {
+            keys::attachment_key(to, into, id)
+        })
+        .await
     }
 
     /// Copies the uploaded files of `messages` (in `owner`'s conversations) under the link's
     /// own prefix, what its readers download: deleted with the link's item (the purge
-    /// worker, `delete_link_files`). A file no longer there is left out.
+    /// worker, `delete_link_files`). A file no longer there is left out; none is begun past
+    /// `deadline`.
     pub async fn copy_files_for_link(
         &self,
         owner: &UserId,
         messages: &[Message],
         token: &ShareToken,
-    ) -> Result<(), Error> {
-        self.copy_uploads(owner, messages, |id| keys::share_file_key(token, id))
-            .await
+        deadline: tokio::time::Instant,
+    ) -> Result<Copied, Error> {
+        self.copy_uploads(owner, messages, deadline, |id| {
+            keys::share_file_key(token, id)
+        })
+        .await
     }
 
     /// Deletes the copies of the files a link showed; returns how many there were.
@@ -401,13 +418,16 @@ impl Attachments {
     }
 
     /// Copies each uploaded file of `messages` (in `from`'s conversations) to the key
-    /// `key_of` names for it, with its metadata and tags, a few at a time.
+    /// `key_of` names for it, with its metadata, tagged as attached (a copy is referenced by
+    /// what it is made for, whatever the original's tag says), a few at a time; none is begun
+    /// past `deadline`.
     async fn copy_uploads(
         &self,
         from: &UserId,
         messages: &[Message],
+        deadline: tokio::time::Instant,
         key_of: impl Fn(&AttachmentId) -> String,
-    ) -> Result<(), Error> {
+    ) -> Result<Copied, Error> {
         use futures::{StreamExt, TryStreamExt};
         use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
         // A copy source is URL-encoded; its slashes stay.
@@ -427,8 +447,11 @@ impl Attachments {
                 }
             }
         }
-        futures::stream::iter(copies)
+        let made: Vec<bool> = futures::stream::iter(copies)
             .map(|(source, destination)| async move {
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(false);
+                }
                 let copied = self
                     .s3
                     .copy_object()
@@ -439,24 +462,30 @@ impl Attachments {
                         utf8_percent_encode(&source, SOURCE)
                     ))
                     .key(destination)
+                    .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace)
+                    .tagging(ATTACHED_TAG)
                     .send()
                     .await;
                 match copied {
-                    Ok(_) => Ok(()),
+                    Ok(_) => Ok(true),
                     Err(error)
                         if error
                             .as_service_error()
                             .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
                             .is_some_and(|code| code == "NoSuchKey") =>
                     {
-                        Ok(())
+                        Ok(true)
                     }
                     Err(error) => Err(Error::internal("copy a shared file", error)),
                 }
             })
             .buffer_unordered(COPIES_AT_ONCE)
             .try_collect()
-            .await
+            .await?;
+        Ok(match made.iter().all(|made| *made) {
+            true => Copied::All,
+            false => Copied::OutOfTime,
+        })
     }
 
     /// Deletes every object of the conversation: its files and the exports of it; returns

@@ -193,6 +193,7 @@ impl Conversations {
         user: &UserId,
         id: &ConversationId,
         preset: &crate::model::PresetId,
+        now: DateTime<Utc>,
     ) -> Result<Conversation, Error> {
         // Whose conversation first: a preset's error says nothing of another's.
         if self.store.conversation(user, id).await?.is_none() {
@@ -204,7 +205,7 @@ impl Conversations {
             .await?
             .ok_or_else(|| Error::invalid("presetId names no preset of yours"))?;
         let settings = domain::preset::ConversationSettings::from(&preset);
-        let applied = self.store.apply_settings(user, id, &settings).await;
+        let applied = self.store.apply_settings(user, id, &settings, now).await;
         self.cache.invalidate_user(user).await;
         if !applied? {
             return Err(Error::NotFound);

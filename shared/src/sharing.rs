@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::attachments::{Attachments, DownloadLinks};
+use crate::attachments::{Attachments, Copied, DownloadLinks};
 use crate::cache::Cache;
 use crate::cursor::Position;
 use crate::cursor_keys::Cursors;
@@ -28,6 +28,9 @@ const COPY_PAGE: usize = 200;
 /// How long a continue copies before it answers 503 to be sent again (within the function's
 /// 29 seconds; the same request goes on where it stopped).
 const COPY_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long making a link copies its files before it gives up (within the function's 29
+/// seconds, with time for the copies under way and for taking the link back).
+const SHARE_COPY_BUDGET: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Names the copies continuing makes: one per reader, link and request id.
 const CONTINUED_NAMESPACE: Uuid = Uuid::from_u128(0x6e756d69_6e61_5368_6172_65436f6e7469);
@@ -87,57 +90,77 @@ impl Sharing {
     ) -> Result<ShareLink, Error> {
         let options = options.checked(now)?;
         let link = self.store.create_share(user, id, &options, now).await?;
-        if let (Some(attachments), true) = (&self.attachments, link.include_attachments) {
-            // Readers download the link's own copies: their keys name no user and no
-            // conversation. A link whose files could not all be copied is taken back (its
-            // item's removal deletes the copies made: the purge worker).
-            let deadline = tokio::time::Instant::now() + COPY_BUDGET;
-            let copied = self
-                .copy_files_for_link(attachments, &link.token, now, deadline)
-                .await;
-            if let Err(error) = copied {
-                self.store.revoke_share(user, id, &link.token).await?;
-                return Err(error);
-            }
-            // A delete while the files were copied removed the link, and the purge worker
-            // may have deleted its copies before the last were made: those go here.
-            if self.store.shared(&link.token, now).await?.is_none() {
-                attachments.delete_link_files(&link.token).await?;
-                return Err(Error::NotFound);
-            }
+        let Some(attachments) = self
+            .attachments
+            .as_ref()
+            .filter(|_| link.include_attachments)
+        else {
+            return Ok(link);
+        };
+        // Readers download the link's own copies: their keys name no user and no
+        // conversation.
+        let deadline = tokio::time::Instant::now() + SHARE_COPY_BUDGET;
+        let copied = self
+            .copy_files_for_link(attachments, &link.token, now, deadline)
+            .await;
+        // Kept only if every file was copied and the link is still there: a delete while they
+        // were copied removed it, and the purge worker may have deleted its copies before the
+        // last were made.
+        let kept = match &copied {
+            Ok(Copied::All) => self.store.shared(&link.token, now).await?.is_some(),
+            _ => false,
+        };
+        if kept {
+            return Ok(link);
         }
-        Ok(link)
+        let was_there = self.store.revoke_share(user, id, &link.token).await;
+        if let Err(error) = attachments.delete_link_files(&link.token).await {
+            tracing::warn!(error = %crate::error::chain(&error), "a link's copies not deleted; the purge worker deletes them");
+        }
+        match (copied, was_there) {
+            (Ok(Copied::OutOfTime), Ok(true)) => Err(Error::TooLarge(
+                "the conversation has too many files to share at once: share it up to an \
+                 earlier message, or without its files"
+                    .into(),
+            )),
+            (Err(error), Ok(true)) => Err(error),
+            (_, Err(error)) => Err(error),
+            // Deleted, or its conversation or last message, while its files were copied.
+            (_, Ok(false)) | (Ok(Copied::All), _) => Err(Error::NotFound),
+        }
     }
 
     /// Copies the files of every message the link shows under its own prefix, a page at a
-    /// time. Past `deadline`, 503.
+    /// time, none begun past `deadline`.
     async fn copy_files_for_link(
         &self,
         attachments: &Attachments,
         token: &ShareToken,
         now: DateTime<Utc>,
         deadline: tokio::time::Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<Copied, Error> {
         let shared = self.live(token, now).await?;
         let mut after = None;
         loop {
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Unavailable(
-                    "the conversation has too many files to share at once: share it up to an earlier message, or without its files".into(),
-                ));
+                return Ok(Copied::OutOfTime);
             }
             let page = self
                 .store
-                .shared_messages_oldest_first(&shared, after.as_ref(), COPY_PAGE)
+                .shared_attachments_oldest_first(&shared, after.as_ref(), COPY_PAGE)
                 .await?;
-            attachments
-                .copy_files_for_link(&shared.owner, &page, token)
-                .await?;
+            if attachments
+                .copy_files_for_link(&shared.owner, &page, token, deadline)
+                .await?
+                == Copied::OutOfTime
+            {
+                return Ok(Copied::OutOfTime);
+            }
             match page.last() {
                 Some(last) if page.len() == COPY_PAGE => {
                     after = crate::keys::MessageSortKey::parse(&last.sort_key());
                 }
-                _ => return Ok(()),
+                _ => return Ok(Copied::All),
             }
         }
     }
@@ -311,9 +334,7 @@ impl Sharing {
         let mut last_copied = None;
         loop {
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Unavailable(
-                    "the conversation is still being copied: send the request again".into(),
-                ));
+                return Err(still_copying());
             }
             let page = self
                 .store
@@ -342,9 +363,13 @@ impl Sharing {
                 .collect();
             if let (Some(attachments), true) = (&self.attachments, shared.link.include_attachments)
             {
-                attachments
-                    .copy_files(&shared.owner, &shown, reader, into)
-                    .await?;
+                if attachments
+                    .copy_files(&shared.owner, &shown, reader, into, deadline)
+                    .await?
+                    == Copied::OutOfTime
+                {
+                    return Err(still_copying());
+                }
             }
             let copies: Vec<Message> = shown
                 .into_iter()
@@ -473,6 +498,11 @@ impl Sharing {
             .await?
             .ok_or(Error::ShareNotFound)
     }
+}
+
+/// A continue out of time: the same request again goes on where it stopped.
+fn still_copying() -> Error {
+    Error::Unavailable("the conversation is still being copied: send the request again".into())
 }
 
 /// A message as a link's readers get it: without what the owner chose not to show, nor

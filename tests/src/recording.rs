@@ -255,7 +255,7 @@ pub fn iam_actions(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]
         Some(folder) => vec![format!("s3:{action} {folder}/*")],
         None => vec![format!("s3:{action}")],
     };
-    // A copy reads its source, and copies its tags (read there, written here).
+    // A copy reads its source, and writes tags here: its own, or the source's (read there).
     if let (Some(source), Some(folder)) = (
         headers
             .get("x-amz-copy-source")
@@ -268,7 +268,12 @@ pub fn iam_actions(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]
             .nth(1)
             .unwrap_or_default();
         actions.push(format!("s3:GetObject {source_folder}/*"));
-        actions.push(format!("s3:GetObjectTagging {source_folder}/*"));
+        let replaces_tags = headers
+            .get("x-amz-tagging-directive")
+            .is_some_and(|directive| directive == "REPLACE");
+        if !replaces_tags {
+            actions.push(format!("s3:GetObjectTagging {source_folder}/*"));
+        }
         actions.push(format!("s3:PutObjectTagging {folder}/*"));
     }
     actions

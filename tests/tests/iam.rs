@@ -218,11 +218,12 @@ async fn every_http_function_calls_only_what_its_role_allows() {
             ))
             .await
             .unwrap();
-            Box::pin(
-                state
-                    .conversations
-                    .apply_preset(&owner, &conversation.id, &preset.id),
-            )
+            Box::pin(state.conversations.apply_preset(
+                &owner,
+                &conversation.id,
+                &preset.id,
+                Utc::now(),
+            ))
             .await
             .unwrap();
         }

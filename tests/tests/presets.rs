@@ -225,6 +225,11 @@ async fn a_conversation_keeps_its_presets_settings_until_the_preset_is_applied_a
         .await;
     assert_eq!(applied.status, StatusCode::OK, "{:?}", applied.body);
     assert_eq!(applied.body["preset"]["name"], "Strict coach");
+    assert!(
+        time_of(&applied.body["updatedAt"]) > time_of(&created.body["updatedAt"]),
+        "applying a preset changes the conversation: {:?}",
+        applied.body
+    );
     let read = alice.get(&format!("/conversations/{conversation}")).await;
     assert_eq!(read.body["settings"]["instructions"], "Be strict.");
     // Deleting the preset leaves the conversation its copy.
@@ -569,7 +574,8 @@ async fn the_offline_batch_makes_changes_and_deletes_presets_each_exactly_once()
     ]});
     let made =
         phone.post("/mobile/batch", lost.clone()).await.body["results"][0]["body"]["id"].clone();
-    aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+    let table = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await);
+    table
         .delete_item()
         .table_name(&api.state.config.table_name)
         .key(
@@ -590,9 +596,39 @@ async fn the_offline_batch_makes_changes_and_deletes_presets_each_exactly_once()
         names(&phone.get("/presets").await.body, "presets"),
         ["Offline, kinder", "Made once"]
     );
-    phone
-        .delete(&format!("/presets/{}", made.as_str().unwrap()))
-        .await;
+    // A delete that ran but whose answer was never kept (the function stopped first): its
+    // claim lapses, and the operation run again answers as its first run would have.
+    let lost_delete = json!({ "operations": [
+        { "opId": "p-8", "type": "deletePreset", "presetId": made }
+    ]});
+    let deleted = phone.post("/mobile/batch", lost_delete.clone()).await;
+    assert_eq!(
+        deleted.body["results"][0]["status"], 204,
+        "{:?}",
+        deleted.body
+    );
+    table
+        .update_item()
+        .table_name(&api.state.config.table_name)
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{user}#BATCH")),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("OP#p-8".to_owned()),
+        )
+        .update_expression("REMOVE answer SET leaseUntil = :lapsed")
+        .expression_attribute_values(
+            ":lapsed",
+            aws_sdk_dynamodb::types::AttributeValue::N("0".to_owned()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let again = phone.post("/mobile/batch", lost_delete).await;
+    assert_eq!(again.body["results"][0]["replayed"], false);
+    assert_eq!(again.body["results"][0]["status"], 204, "{:?}", again.body);
 
     // Another user's batch reaches none of them.
     let bob = api.as_user(&new_user());
@@ -609,4 +645,8 @@ async fn the_offline_batch_makes_changes_and_deletes_presets_each_exactly_once()
         names(&phone.get("/presets").await.body, "presets"),
         ["Offline, kinder"]
     );
+}
+
+fn time_of(value: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap()).unwrap()
 }

@@ -464,6 +464,35 @@ async fn objects_under(api: &LocalApi, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `state` tag of the object under `key`, after setting it to `set` when given.
+async fn tag_of(api: &LocalApi, key: &str, set: Option<&str>) -> String {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let s3 = tests::s3().await;
+    let bucket = api.state.config.attachments_bucket.as_deref().unwrap();
+    if let Some(value) = set {
+        let tag = Tag::builder().key("state").value(value).build().unwrap();
+        s3.put_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .tagging(Tagging::builder().tag_set(tag).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    let tags = s3
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    tags.tag_set()
+        .iter()
+        .find(|tag| tag.key() == "state")
+        .map(|tag| tag.value().to_owned())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn a_links_files_are_its_own_copies_named_by_the_link_alone_and_go_with_it() {
     let (api, mut poller) =
@@ -479,10 +508,20 @@ async fn a_links_files_are_its_own_copies_named_by_the_link_alone_and_go_with_it
         objects_under(&api, &without_files).await,
         Vec::<String>::new()
     );
+    // Whatever the original's tag says (a share can come before its message's upload is
+    // marked kept), the link's copy is kept: the rule for unreferenced uploads never takes it.
+    let originals = objects_under(
+        &api,
+        &format!("users/{owner}/conversations/{id}/attachments/"),
+    )
+    .await;
+    tag_of(&api, &originals[0], Some("pending")).await;
     let link = share(&alice, &id, json!({ "includeAttachments": true })).await;
     let token = link["id"].as_str().unwrap();
     let files = format!("shares/{token}/");
-    assert_eq!(objects_under(&api, &files).await.len(), 1);
+    let copies = objects_under(&api, &files).await;
+    assert_eq!(copies.len(), 1);
+    assert_eq!(tag_of(&api, &copies[0], None).await, "attached");
 
     let page = api.anonymous().get(link["path"].as_str().unwrap()).await;
     assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
@@ -1114,4 +1153,67 @@ async fn a_link_whose_last_message_is_gone_is_neither_read_nor_continued() {
         bob.get("/conversations").await.body["conversations"],
         json!([])
     );
+}
+
+/// The count of conversations shared with `person`, as its item holds it.
+async fn shared_with_count(state: &shared::state::State, person: &str) -> i64 {
+    let item = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+        .get_item()
+        .table_name(&state.config.table_name)
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{person}#GRANTS")),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("COUNT".to_owned()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    match item.get("count") {
+        Some(aws_sdk_dynamodb::types::AttributeValue::N(count)) => count.parse().unwrap(),
+        _ => 0,
+    }
+}
+
+#[tokio::test]
+async fn a_grant_taken_back_twice_over_counts_once() {
+    let state = tests::state().await;
+    let (owner, reader) = (new_user(), new_user());
+    let alice = shared::model::UserId::parse(&owner).unwrap();
+    let bob = shared::model::UserId::parse(&reader).unwrap();
+    let kept = tests::conversation_saying(&state, &owner, ["kept".to_owned()]).await;
+    let deleted = tests::conversation_saying(&state, &owner, ["deleted".to_owned()]).await;
+    for conversation in [&kept, &deleted] {
+        state
+            .sharing
+            .share_with(&alice, &conversation.id, &bob, Utc::now())
+            .await
+            .unwrap();
+    }
+    assert_eq!(shared_with_count(&state, &reader).await, 2);
+
+    // The delete takes it back from Bob at once; its partition (with Alice's record of the
+    // grant) is left to the purge worker.
+    state
+        .conversations
+        .delete(&alice, &deleted.id, Utc::now(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(shared_with_count(&state, &reader).await, 1);
+    // Alice takes it back meanwhile, through her record still there: Bob's count stays.
+    state
+        .sharing
+        .unshare(&alice, &deleted.id, &bob)
+        .await
+        .expect("her record of the grant is still there");
+    assert_eq!(shared_with_count(&state, &reader).await, 1);
+    // Bob declines the other, and declining it again changes nothing.
+    state.sharing.decline(&bob, &kept.id).await.unwrap();
+    assert!(state.sharing.decline(&bob, &kept.id).await.is_err());
+    assert_eq!(shared_with_count(&state, &reader).await, 0);
 }

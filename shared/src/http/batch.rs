@@ -219,7 +219,7 @@ pub async fn mobile_batch(state: &State, request: Request) -> HandlerResult {
                 Ok(Some(op_id)) => Box::pin(runner.run(op_id, operation, &mut records)).await?,
                 // A read changes nothing: it needs no id to be applied once.
                 Ok(None) if kind_of(operation) == "getConversation" => {
-                    settled(Box::pin(runner.apply("getConversation", "", operation)).await)
+                    settled(Box::pin(runner.apply("getConversation", "", operation, false)).await)
                 }
                 Ok(None) => failed(&Error::invalid(format!(
                     "an operation that changes anything needs an opId of 1 to \
@@ -348,13 +348,16 @@ impl Runner<'_> {
         }
         if kind == "getConversation" {
             // Reads change nothing: they are answered afresh every time.
-            return Ok(settled(Box::pin(self.apply(kind, op_id, operation)).await));
+            return Ok(settled(
+                Box::pin(self.apply(kind, op_id, operation, false)).await,
+            ));
         }
         if Instant::now() >= self.deadline {
             return Ok(failed(&Error::NotRun));
         }
         let store = self.state.conversations.store();
         let expires = self.state.now() + self.state.config.batch_record_retention;
+        let mut again = false;
         for attempt in 1..=CLAIM_ATTEMPTS {
             let now = self.state.now();
             let claim = store
@@ -368,7 +371,10 @@ impl Runner<'_> {
                 )
                 .await?;
             match claim {
-                Claim::Claimed => break,
+                Claim::Claimed { again: lapsed } => {
+                    again = lapsed;
+                    break;
+                }
                 Claim::Answered(answer) => {
                     self.note_client_id(operation);
                     return replayed(&answer);
@@ -386,7 +392,8 @@ impl Runner<'_> {
             }
         }
         // On the heap: an operation's future is as large as the largest kind's.
-        let (status, outcome, _) = settled(Box::pin(self.apply(kind, op_id, operation)).await);
+        let (status, outcome, _) =
+            settled(Box::pin(self.apply(kind, op_id, operation, again)).await);
         if outcome.error.is_some() {
             // It changed nothing: a replay evaluates it again.
             if let Err(error) = store.release_operation(self.user, op_id).await {
@@ -429,11 +436,14 @@ impl Runner<'_> {
     }
 
     /// Runs one operation: its status and body, or why it failed (then it changed nothing).
+    /// Runs one operation; `again` when an earlier run of it may have done its work and
+    /// stopped before its answer was kept.
     async fn apply(
         &mut self,
         kind: &str,
         op_id: &str,
         operation: &Value,
+        again: bool,
     ) -> Result<(u16, Option<Value>), Error> {
         let state = self.state;
         let user = self.user;
@@ -649,8 +659,12 @@ impl Runner<'_> {
                 let mut fields = fields;
                 let id = take_preset_id(&mut fields)?;
                 let _: NoFields = parse(fields)?;
-                state.presets.delete(user, &id).await?;
-                Ok((204, None))
+                match state.presets.delete(user, &id).await {
+                    Ok(()) => Ok((204, None)),
+                    // Deleted by an earlier run of this very operation, whose answer was lost.
+                    Err(Error::NotFound) if again => Ok((204, None)),
+                    Err(error) => Err(error),
+                }
             }
             "" => Err(Error::invalid("each operation needs a type")),
             other => Err(Error::invalid(format!(

@@ -635,7 +635,7 @@ pub async fn apply_preset(state: &State, request: Request) -> HandlerResult {
             .map_err(|_| Error::invalid("presetId must be a preset's id"))?;
         let conversation = state
             .conversations
-            .apply_preset(&user, &id, &preset)
+            .apply_preset(&user, &id, &preset, state.now())
             .await?;
         Ok(json(StatusCode::OK, &ConversationView::from(&conversation)))
     })

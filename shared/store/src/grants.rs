@@ -166,8 +166,8 @@ impl Store {
         .transpose()
     }
 
-    /// Adds `by` to a count item's `count`; up to `at_most` when given. A count that goes
-    /// down is only changed where it is (a purged conversation gets no item back).
+    /// Adds `by` to a count item's `count`; up to `at_most` when given. Written only beside
+    /// the grant item it counts, on that item's condition.
     fn count_change(
         &self,
         key: Item,
@@ -184,7 +184,6 @@ impl Store {
             Some(at_most) => update
                 .condition_expression("attribute_not_exists(#count) OR #count < :most")
                 .expression_attribute_values(":most", n(at_most as i64)),
-            None if by < 0 => update.condition_expression("attribute_exists(#count)"),
             None => update,
         };
         update
@@ -239,9 +238,10 @@ impl Store {
             .await
     }
 
-    /// Deletes a grant's two items and takes one from both counts, on the condition that the
-    /// item of the one ending it is there. The owner's count is left alone when it is gone
-    /// (the conversation is being purged, which removes it anyway).
+    /// Deletes a grant's two items, each with one less in its side's count, on the condition
+    /// that each is there: the one of whoever ends it must be (else `false`); the other may be
+    /// gone already (the grantee's, taken by the conversation's delete; the owner's, with its
+    /// purged partition), and is then left out with its count, so no count goes down twice.
     async fn end_grant(
         &self,
         owner: &UserId,
@@ -249,30 +249,36 @@ impl Store {
         grantee: &UserId,
         ending: Ending,
     ) -> Result<bool, Error> {
-        let owners = item_key(
-            &keys::conversation_partition(owner, conversation),
-            &keys::grant_sort_key(grantee),
+        let owners = (
+            item_key(
+                &keys::conversation_partition(owner, conversation),
+                &keys::grant_sort_key(grantee),
+            ),
+            owner_count_key(owner, conversation),
         );
-        let grantees = item_key(
-            &keys::grantee_partition(grantee),
-            &keys::grantee_sort_key(conversation),
+        let grantees = (
+            item_key(
+                &keys::grantee_partition(grantee),
+                &keys::grantee_sort_key(conversation),
+            ),
+            grantee_count_key(grantee),
         );
         let (named, other) = match ending {
             Ending::ByOwner => (owners, grantees),
             Ending::ByGrantee => (grantees, owners),
         };
-        let mut writes = vec![
-            self.delete_item(named, true)?,
-            self.delete_item(other, false)?,
-            self.count_change(grantee_count_key(grantee), -1, None)?,
-            self.count_change(owner_count_key(owner, conversation), -1, None)?,
-        ];
+        let mut sides = vec![named, other];
         loop {
-            match self.transact(writes.clone(), "end a grant").await? {
+            let mut writes = Vec::with_capacity(4);
+            for (item, count) in &sides {
+                writes.push(self.delete_item(item.clone(), true)?);
+                writes.push(self.count_change(count.clone(), -1, None)?);
+            }
+            match self.transact(writes, "end a grant").await? {
                 None => return Ok(true),
                 Some(cancelled) if cancelled.condition_failed(0) => return Ok(false),
-                Some(cancelled) if cancelled.condition_failed(3) && writes.len() == 4 => {
-                    writes.truncate(3);
+                Some(cancelled) if sides.len() == 2 && cancelled.condition_failed(2) => {
+                    sides.truncate(1);
                 }
                 Some(cancelled) => return Err(cancelled.into_error("end a grant")),
             }
@@ -351,27 +357,37 @@ impl Store {
         owner: &UserId,
         id: &ConversationId,
     ) -> Result<(), Error> {
-        for grant in self.grants(owner, id).await? {
-            let writes = vec![
-                self.delete_item(
-                    item_key(
-                        &keys::grantee_partition(&grant.grantee),
-                        &keys::grantee_sort_key(id),
-                    ),
-                    true,
-                )?,
-                self.count_change(grantee_count_key(&grant.grantee), -1, None)?,
-            ];
-            match self.transact(writes, "forget a grant").await? {
-                // Gone already (declined, or an earlier run of this).
-                None => {}
-                Some(cancelled) if cancelled.condition_failed(0) => {}
-                Some(cancelled) => return Err(cancelled.into_error("forget a grant")),
-            }
-        }
+        use futures::{StreamExt, TryStreamExt};
+        let grants = self.grants(owner, id).await?;
+        futures::stream::iter(grants)
+            .map(|grant| async move {
+                let writes = vec![
+                    self.delete_item(
+                        item_key(
+                            &keys::grantee_partition(&grant.grantee),
+                            &keys::grantee_sort_key(id),
+                        ),
+                        true,
+                    )?,
+                    self.count_change(grantee_count_key(&grant.grantee), -1, None)?,
+                ];
+                match self.transact(writes, "forget a grant").await? {
+                    None => Ok(()),
+                    // Gone already (declined, or an earlier run of this).
+                    Some(cancelled) if cancelled.condition_failed(0) => Ok(()),
+                    Some(cancelled) => Err(cancelled.into_error("forget a grant")),
+                }
+            })
+            .buffer_unordered(GRANTS_FORGOTTEN_AT_ONCE)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 }
+
+/// Grants taken back at once when their conversation is deleted (each its own transaction,
+/// on items of different people).
+const GRANTS_FORGOTTEN_AT_ONCE: usize = 8;
 
 /// Who ends a grant: the owner (through their record) or the grantee (through theirs).
 #[derive(Debug, Clone, Copy)]

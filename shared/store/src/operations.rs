@@ -39,8 +39,9 @@ pub struct OperationRecord {
 /// What claiming an operation found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This request runs it.
-    Claimed,
+    /// This request runs it; `again` when an earlier claim of it lapsed unanswered (that run
+    /// may have done its work before it stopped).
+    Claimed { again: bool },
     /// It ran before: its answer.
     Answered(RecordedAnswer),
     /// Another request is running it now.
@@ -130,10 +131,13 @@ impl Store {
                 aws_sdk_dynamodb::types::AttributeValue::N(now.timestamp_millis().to_string()),
             )
             .expression_attribute_values(":fingerprint", s(fingerprint))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Claimed),
+            Ok(output) => Ok(Claim::Claimed {
+                again: output.attributes.is_some_and(|old| !old.is_empty()),
+            }),
             Err(e) if is_conditional_check_failure(&e) => {
                 let existing = self
                     .get(&item.pk, &item.sk)

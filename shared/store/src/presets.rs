@@ -263,6 +263,7 @@ impl Store {
         user: &UserId,
         conversation: &ConversationId,
         settings: &ConversationSettings,
+        now: DateTime<Utc>,
     ) -> Result<bool, Error> {
         let reference = to_item(&PresetRef::from(settings))?;
         let writes = vec![
@@ -271,7 +272,10 @@ impl Store {
                     Update::builder()
                         .table_name(&self.table)
                         .set_key(Some(super::conversation_key(user, conversation)))
-                        .update_expression("SET preset = :preset, changedAt = :changed")
+                        .update_expression(
+                            "SET preset = :preset, updatedAt = :now, changedAt = :changed",
+                        )
+                        .expression_attribute_values(":now", s(&keys::sortable_time(now)))
                         .condition_expression("attribute_exists(PK)")
                         .expression_attribute_values(":preset", AttributeValue::M(reference))
                         .expression_attribute_values(

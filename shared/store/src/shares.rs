@@ -376,6 +376,23 @@ impl Store {
             .collect())
     }
 
+    /// The messages a link shows, oldest first, `page` at a time after `after`, for their
+    /// attachments: content kept in the bucket (over 32 KiB) is not read, so theirs is empty.
+    pub async fn shared_attachments_oldest_first(
+        &self,
+        shared: &Shared,
+        after: Option<&MessageSortKey>,
+        page: usize,
+    ) -> Result<Vec<Message>, Error> {
+        let partition = keys::conversation_partition(&shared.owner, &shared.link.conversation_id);
+        Ok(self
+            .path_messages_oldest_first(&partition, &shared.path, after, page)
+            .await?
+            .into_iter()
+            .map(MessageItem::into_message)
+            .collect())
+    }
+
     /// Deletes the user's links to conversation `id` (those ending at one of `ending_at`
     /// only, when given): what deleting the conversation, or those messages, revokes.
     /// Deleting them again finds nothing.
