@@ -376,21 +376,23 @@ impl Attachments {
         Ok(links)
     }
 
-    /// Copies the uploaded files of `messages` (in `from`'s conversations) into `to`'s
-    /// conversation `into`, under the same attachment ids: what a reader continuing a shared
-    /// conversation makes their own. A file no longer there is left out; none is begun past
-    /// `deadline`.
-    pub async fn copy_files(
+    /// Copies the files a link shows of `messages` (its own copies) into `to`'s conversation
+    /// `into`, under the same attachment ids: what a reader continuing a shared conversation
+    /// makes their own. A file no longer there is left out; none is begun past `deadline`.
+    pub async fn copy_shared_files(
         &self,
-        from: &UserId,
+        token: &ShareToken,
         messages: &[Message],
         to: &UserId,
         into: &ConversationId,
         deadline: tokio::time::Instant,
     ) -> Result<Copied, Error> {
-        self.copy_uploads(from, messages, deadline, |id| {
-            keys::attachment_key(to, into, id)
-        })
+        self.copy_uploads(
+            messages,
+            deadline,
+            |_, id| keys::share_file_key(token, id),
+            |id| keys::attachment_key(to, into, id),
+        )
         .await
     }
 
@@ -405,9 +407,12 @@ impl Attachments {
         token: &ShareToken,
         deadline: tokio::time::Instant,
     ) -> Result<Copied, Error> {
-        self.copy_uploads(owner, messages, deadline, |id| {
-            keys::share_file_key(token, id)
-        })
+        self.copy_uploads(
+            messages,
+            deadline,
+            |message, id| keys::attachment_key(owner, &message.conversation_id, id),
+            |id| keys::share_file_key(token, id),
+        )
         .await
     }
 
@@ -417,18 +422,18 @@ impl Attachments {
             .await
     }
 
-    /// Copies each uploaded file of `messages` (in `from`'s conversations) to the key
-    /// `key_of` names for it, with its metadata, tagged as attached (a copy is referenced by
-    /// what it is made for, whatever the original's tag says), a few at a time; none is begun
-    /// past `deadline`.
+    /// Copies each uploaded file of `messages` from the key `source_of` names for it to the
+    /// one `destination_of` does, with its metadata, tagged as attached (a copy is referenced
+    /// by what it is made for, whatever the original's tag says), a few at a time; none is
+    /// begun past `deadline`. Copies under way finish before a failed one's error is returned.
     async fn copy_uploads(
         &self,
-        from: &UserId,
         messages: &[Message],
         deadline: tokio::time::Instant,
-        key_of: impl Fn(&AttachmentId) -> String,
+        source_of: impl Fn(&Message, &AttachmentId) -> String,
+        destination_of: impl Fn(&AttachmentId) -> String,
     ) -> Result<Copied, Error> {
-        use futures::{StreamExt, TryStreamExt};
+        use futures::StreamExt;
         use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
         // A copy source is URL-encoded; its slashes stay.
         const SOURCE: &AsciiSet = &NON_ALPHANUMERIC
@@ -441,8 +446,8 @@ impl Attachments {
             for attachment in &message.attachments {
                 if let Attachment::File(file) = attachment {
                     copies.push((
-                        keys::attachment_key(from, &message.conversation_id, &file.attachment_id),
-                        key_of(&file.attachment_id),
+                        source_of(message, &file.attachment_id),
+                        destination_of(&file.attachment_id),
                     ));
                 }
             }
@@ -480,8 +485,10 @@ impl Attachments {
                 }
             })
             .buffer_unordered(COPIES_AT_ONCE)
-            .try_collect()
-            .await?;
+            .collect::<Vec<Result<bool, Error>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
         Ok(match made.iter().all(|made| *made) {
             true => Copied::All,
             false => Copied::OutOfTime,

@@ -31,6 +31,8 @@ const COPY_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 /// How long making a link copies its files before it gives up (within the function's 29
 /// seconds, with time for the copies under way and for taking the link back).
 const SHARE_COPY_BUDGET: std::time::Duration = std::time::Duration::from_secs(15);
+/// How much longer copies begun before that budget ran out may take.
+const COPIES_UNDER_WAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Names the copies continuing makes: one per reader, link and request id.
 const CONTINUED_NAMESPACE: Uuid = Uuid::from_u128(0x6e756d69_6e61_5368_6172_65436f6e7469);
@@ -100,9 +102,14 @@ impl Sharing {
         // Readers download the link's own copies: their keys name no user and no
         // conversation.
         let deadline = tokio::time::Instant::now() + SHARE_COPY_BUDGET;
-        let copied = self
-            .copy_files_for_link(attachments, &link.token, now, deadline)
-            .await;
+        // Copies under way at the deadline get a few seconds more, then are given up: the
+        // function must live to take the link back.
+        let copied = tokio::time::timeout_at(
+            deadline + COPIES_UNDER_WAY,
+            self.copy_files_for_link(attachments, &link.token, now, deadline),
+        )
+        .await
+        .unwrap_or(Ok(Copied::OutOfTime));
         // Kept only if every file was copied and the link is still there: a delete while they
         // were copied removed it, and the purge worker may have deleted its copies before the
         // last were made.
@@ -113,9 +120,16 @@ impl Sharing {
         if kept {
             return Ok(link);
         }
+        if let Err(error) = &copied {
+            tracing::warn!(error = %crate::error::chain(error), "a link's files not copied; the link is taken back");
+        }
         let was_there = self.store.revoke_share(user, id, &link.token).await;
-        if let Err(error) = attachments.delete_link_files(&link.token).await {
-            tracing::warn!(error = %crate::error::chain(&error), "a link's copies not deleted; the purge worker deletes them");
+        // Its item is gone: no reader is sent to its copies, and they go here (the purge
+        // worker deletes them too, but may have run before the last were made).
+        if was_there.is_ok() {
+            if let Err(error) = attachments.delete_link_files(&link.token).await {
+                tracing::warn!(error = %crate::error::chain(&error), "a link's copies not deleted; the purge worker deletes them");
+            }
         }
         match (copied, was_there) {
             (Ok(Copied::OutOfTime), Ok(true)) => Err(Error::TooLarge(
@@ -364,7 +378,7 @@ impl Sharing {
             if let (Some(attachments), true) = (&self.attachments, shared.link.include_attachments)
             {
                 if attachments
-                    .copy_files(&shared.owner, &shown, reader, into, deadline)
+                    .copy_shared_files(&shared.link.token, &shown, reader, into, deadline)
                     .await?
                     == Copied::OutOfTime
                 {

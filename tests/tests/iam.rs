@@ -382,15 +382,21 @@ async fn a_failed_completion_a_purge_and_a_sweep_call_only_what_their_roles_allo
             .unwrap()
             .replace(EVENT_USER, &user)
             .replace(EVENT_CONVERSATION, &conversation.id.to_string());
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
-    let purged = shared::table_changes::from_queue(
-        LambdaEvent::new(serde_json::from_str(&text).unwrap(), context),
-        |changes| shared::streams::purge_deleted_conversations(&state, changes),
-    )
-    .await
-    .unwrap();
-    assert!(purged.batch_item_failures.is_empty());
+    let purge = |event: String| {
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
+        let state = &state;
+        async move {
+            let purged = shared::table_changes::from_queue(
+                LambdaEvent::new(serde_json::from_str(&event).unwrap(), context),
+                |changes| shared::streams::purge_deleted_conversations(state, changes),
+            )
+            .await
+            .unwrap();
+            assert!(purged.batch_item_failures.is_empty());
+        }
+    };
+    purge(text.clone()).await;
     // The conversation's purge removed its link's item: the worker hears of that too.
     let link_removed = text
         .replace(
@@ -399,15 +405,7 @@ async fn a_failed_completion_a_purge_and_a_sweep_call_only_what_their_roles_allo
         )
         .replace(r#"\"SK\":{\"S\":\"META\"}"#, r#"\"SK\":{\"S\":\"LINK\"}"#);
     assert!(link_removed.contains("LINK"), "{link_removed}");
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = (Utc::now().timestamp_millis() + 60_000) as u64;
-    let purged = shared::table_changes::from_queue(
-        LambdaEvent::new(serde_json::from_str(&link_removed).unwrap(), context),
-        |changes| shared::streams::purge_deleted_conversations(&state, changes),
-    )
-    .await
-    .unwrap();
-    assert!(purged.batch_item_failures.is_empty());
+    purge(link_removed).await;
     let purge_calls = proxy.take();
     assert!(
         purge_calls.contains(&"s3:DeleteObject shares/*".to_owned()),

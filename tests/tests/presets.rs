@@ -578,14 +578,7 @@ async fn the_offline_batch_makes_changes_and_deletes_presets_each_exactly_once()
     table
         .delete_item()
         .table_name(&api.state.config.table_name)
-        .key(
-            "PK",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{user}#BATCH")),
-        )
-        .key(
-            "SK",
-            aws_sdk_dynamodb::types::AttributeValue::S("OP#p-7".to_owned()),
-        )
+        .set_key(Some(operation_record(&user, "p-7")))
         .send()
         .await
         .unwrap();
@@ -610,14 +603,7 @@ async fn the_offline_batch_makes_changes_and_deletes_presets_each_exactly_once()
     table
         .update_item()
         .table_name(&api.state.config.table_name)
-        .key(
-            "PK",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{user}#BATCH")),
-        )
-        .key(
-            "SK",
-            aws_sdk_dynamodb::types::AttributeValue::S("OP#p-8".to_owned()),
-        )
+        .set_key(Some(operation_record(&user, "p-8")))
         .update_expression("REMOVE answer SET leaseUntil = :lapsed")
         .expression_attribute_values(
             ":lapsed",
@@ -649,4 +635,17 @@ async fn the_offline_batch_makes_changes_and_deletes_presets_each_exactly_once()
 
 fn time_of(value: &Value) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap()).unwrap()
+}
+
+/// The key of the record the batch keeps of the user's operation `op_id`.
+fn operation_record(
+    user: &str,
+    op_id: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    [
+        ("PK".to_owned(), S(format!("USER#{user}#BATCH"))),
+        ("SK".to_owned(), S(format!("OP#{op_id}"))),
+    ]
+    .into()
 }

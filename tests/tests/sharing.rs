@@ -1216,4 +1216,61 @@ async fn a_grant_taken_back_twice_over_counts_once() {
     state.sharing.decline(&bob, &kept.id).await.unwrap();
     assert!(state.sharing.decline(&bob, &kept.id).await.is_err());
     assert_eq!(shared_with_count(&state, &reader).await, 0);
+
+    // A grant with no count beside it (made before the counts) ends without making one up.
+    state
+        .sharing
+        .share_with(&alice, &kept.id, &bob, Utc::now())
+        .await
+        .unwrap();
+    aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
+        .delete_item()
+        .table_name(&state.config.table_name)
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{reader}#GRANTS")),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("COUNT".to_owned()),
+        )
+        .send()
+        .await
+        .unwrap();
+    state.sharing.unshare(&alice, &kept.id, &bob).await.unwrap();
+    let (left, _) = state.sharing.shared_with_me(&bob, 10, None).await.unwrap();
+    assert!(left.is_empty());
+    assert_eq!(shared_with_count(&state, &reader).await, 0);
+}
+
+#[tokio::test]
+async fn copying_a_links_files_begins_none_past_its_deadline() {
+    let api = LocalApi::start().await;
+    let owner = new_user();
+    let alice = shared::model::UserId::parse(&owner).unwrap();
+    let conversation = tests::conversation_saying(&api.state, &owner, Vec::<String>::new()).await;
+    tests::say_with_a_file(&api.state, &owner, &conversation.id).await;
+    let messages = api
+        .state
+        .conversations
+        .get(&alice, &conversation.id, 10, None)
+        .await
+        .unwrap()
+        .messages;
+    let bucket = api.state.attachments.as_ref().unwrap();
+    let token = domain::share::ShareToken::generate();
+    let late = bucket
+        .copy_files_for_link(&alice, &messages, &token, tokio::time::Instant::now())
+        .await
+        .unwrap();
+    assert_eq!(late, shared::attachments::Copied::OutOfTime);
+    let files = format!("shares/{token}/");
+    assert_eq!(objects_under(&api, &files).await, Vec::<String>::new());
+    let in_time = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let copied = bucket
+        .copy_files_for_link(&alice, &messages, &token, in_time)
+        .await
+        .unwrap();
+    assert_eq!(copied, shared::attachments::Copied::All);
+    assert_eq!(objects_under(&api, &files).await.len(), 1);
 }

@@ -436,8 +436,8 @@ impl Runner<'_> {
     }
 
     /// Runs one operation: its status and body, or why it failed (then it changed nothing).
-    /// Runs one operation; `again` when an earlier run of it may have done its work and
-    /// stopped before its answer was kept.
+    /// `again` when an earlier run of it may have done its work and stopped before its answer
+    /// was kept.
     async fn apply(
         &mut self,
         kind: &str,

@@ -166,8 +166,9 @@ impl Store {
         .transpose()
     }
 
-    /// Adds `by` to a count item's `count`; up to `at_most` when given. Written only beside
-    /// the grant item it counts, on that item's condition.
+    /// Adds `by` to a count item's `count`: up to `at_most` when given; down only where the
+    /// count is (a purged conversation gets none back; a grant older than the counts has
+    /// none). Written only beside the grant item it counts, on that item's condition.
     fn count_change(
         &self,
         key: Item,
@@ -184,6 +185,7 @@ impl Store {
             Some(at_most) => update
                 .condition_expression("attribute_not_exists(#count) OR #count < :most")
                 .expression_attribute_values(":most", n(at_most as i64)),
+            None if by < 0 => update.condition_expression("attribute_exists(#count)"),
             None => update,
         };
         update
@@ -242,6 +244,7 @@ impl Store {
     /// that each is there: the one of whoever ends it must be (else `false`); the other may be
     /// gone already (the grantee's, taken by the conversation's delete; the owner's, with its
     /// purged partition), and is then left out with its count, so no count goes down twice.
+    /// A count item that is not there (a grant older than the counts) is left alone.
     async fn end_grant(
         &self,
         owner: &UserId,
@@ -249,38 +252,50 @@ impl Store {
         grantee: &UserId,
         ending: Ending,
     ) -> Result<bool, Error> {
-        let owners = (
-            item_key(
+        let owners = GrantSide {
+            item: item_key(
                 &keys::conversation_partition(owner, conversation),
                 &keys::grant_sort_key(grantee),
             ),
-            owner_count_key(owner, conversation),
-        );
-        let grantees = (
-            item_key(
+            count: Some(owner_count_key(owner, conversation)),
+        };
+        let grantees = GrantSide {
+            item: item_key(
                 &keys::grantee_partition(grantee),
                 &keys::grantee_sort_key(conversation),
             ),
-            grantee_count_key(grantee),
-        );
-        let (named, other) = match ending {
-            Ending::ByOwner => (owners, grantees),
-            Ending::ByGrantee => (grantees, owners),
+            count: Some(grantee_count_key(grantee)),
         };
-        let mut sides = vec![named, other];
+        let mut sides = match ending {
+            Ending::ByOwner => vec![owners, grantees],
+            Ending::ByGrantee => vec![grantees, owners],
+        };
         loop {
+            // Which side, and whether its item (or else its count), each write is.
             let mut writes = Vec::with_capacity(4);
-            for (item, count) in &sides {
-                writes.push(self.delete_item(item.clone(), true)?);
-                writes.push(self.count_change(count.clone(), -1, None)?);
-            }
-            match self.transact(writes, "end a grant").await? {
-                None => return Ok(true),
-                Some(cancelled) if cancelled.condition_failed(0) => return Ok(false),
-                Some(cancelled) if sides.len() == 2 && cancelled.condition_failed(2) => {
-                    sides.truncate(1);
+            let mut written = Vec::with_capacity(4);
+            for (index, side) in sides.iter().enumerate() {
+                writes.push(self.delete_item(side.item.clone(), true)?);
+                written.push((index, true));
+                if let Some(count) = &side.count {
+                    writes.push(self.count_change(count.clone(), -1, None)?);
+                    written.push((index, false));
                 }
-                Some(cancelled) => return Err(cancelled.into_error("end a grant")),
+            }
+            let cancelled = match self.transact(writes, "end a grant").await? {
+                None => return Ok(true),
+                Some(cancelled) => cancelled,
+            };
+            let failed = (0..written.len())
+                .find(|at| cancelled.condition_failed(*at))
+                .map(|at| written[at]);
+            match failed {
+                Some((0, true)) => return Ok(false),
+                Some((side, true)) => {
+                    sides.truncate(side);
+                }
+                Some((side, false)) => sides[side].count = None,
+                None => return Err(cancelled.into_error("end a grant")),
             }
         }
     }
@@ -361,7 +376,7 @@ impl Store {
         let grants = self.grants(owner, id).await?;
         futures::stream::iter(grants)
             .map(|grant| async move {
-                let writes = vec![
+                let mut writes = vec![
                     self.delete_item(
                         item_key(
                             &keys::grantee_partition(&grant.grantee),
@@ -371,11 +386,17 @@ impl Store {
                     )?,
                     self.count_change(grantee_count_key(&grant.grantee), -1, None)?,
                 ];
-                match self.transact(writes, "forget a grant").await? {
-                    None => Ok(()),
-                    // Gone already (declined, or an earlier run of this).
-                    Some(cancelled) if cancelled.condition_failed(0) => Ok(()),
-                    Some(cancelled) => Err(cancelled.into_error("forget a grant")),
+                loop {
+                    match self.transact(writes.clone(), "forget a grant").await? {
+                        None => return Ok(()),
+                        // Gone already (declined, or an earlier run of this).
+                        Some(cancelled) if cancelled.condition_failed(0) => return Ok(()),
+                        // No count (a grant older than the counts): the item alone.
+                        Some(cancelled) if writes.len() == 2 && cancelled.condition_failed(1) => {
+                            writes.truncate(1);
+                        }
+                        Some(cancelled) => return Err(cancelled.into_error("forget a grant")),
+                    }
                 }
             })
             .buffer_unordered(GRANTS_FORGOTTEN_AT_ONCE)
@@ -388,6 +409,12 @@ impl Store {
 /// Grants taken back at once when their conversation is deleted (each its own transaction,
 /// on items of different people).
 const GRANTS_FORGOTTEN_AT_ONCE: usize = 8;
+
+/// One side of a grant: its item, and the count it is in (when there is one to change).
+struct GrantSide {
+    item: Item,
+    count: Option<Item>,
+}
 
 /// Who ends a grant: the owner (through their record) or the grantee (through theirs).
 #[derive(Debug, Clone, Copy)]

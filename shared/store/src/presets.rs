@@ -14,7 +14,7 @@ use domain::keys;
 use domain::model::{ConversationId, PresetId, UserId};
 use domain::preset::{ConversationSettings, Preset, PresetFields, PresetRef, MAX_PRESETS};
 
-use super::{from_item, item_key, s, to_item, ConversationItem, Item, Store};
+use super::{from_item, item_key, n, s, to_item, ConversationItem, Item, Store};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -50,27 +50,7 @@ impl Store {
             preset: preset.clone(),
         };
         let writes = vec![
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.table)
-                        .key(keys::PK, s(&partition))
-                        .key(keys::SK, s(keys::PRESET_COUNT_SK))
-                        .update_expression("ADD presets :one SET presetsChangedAt = :at")
-                        .condition_expression("attribute_not_exists(presets) OR presets < :max")
-                        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                        .expression_attribute_values(
-                            ":at",
-                            s(&keys::sortable_time(self.clock.now())),
-                        )
-                        .expression_attribute_values(
-                            ":max",
-                            AttributeValue::N(MAX_PRESETS.to_string()),
-                        )
-                        .build()
-                        .map_err(|e| Error::internal("build a preset's count", e))?,
-                )
-                .build(),
+            self.presets_changed(user, 1)?,
             TransactWriteItem::builder()
                 .put(self.put_if(to_item(&item)?, "attribute_not_exists(PK)")?)
                 .build(),
@@ -135,7 +115,7 @@ impl Store {
             TransactWriteItem::builder()
                 .put(self.put_if(to_item(&item)?, "attribute_exists(PK)")?)
                 .build(),
-            self.presets_changed(user)?,
+            self.presets_changed(user, 0)?,
         ];
         match self.transact(writes, "update a preset").await? {
             None => Ok(Some(preset)),
@@ -144,18 +124,31 @@ impl Store {
         }
     }
 
-    /// A transaction's stamp of when the user's presets last changed (what a sync compares).
-    fn presets_changed(&self, user: &UserId) -> Result<TransactWriteItem, Error> {
+    /// A transaction's stamp of when the user's presets last changed (what a sync compares),
+    /// with their count changed `by` (a create: up to `MAX_PRESETS`).
+    fn presets_changed(&self, user: &UserId, by: i64) -> Result<TransactWriteItem, Error> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(keys::PK, s(&keys::presets_partition(user)))
+            .key(keys::SK, s(keys::PRESET_COUNT_SK))
+            .expression_attribute_values(":at", s(&keys::sortable_time(self.clock.now())));
+        let update = match by {
+            0 => update.update_expression("SET presetsChangedAt = :at"),
+            _ => update
+                .update_expression("ADD presets :by SET presetsChangedAt = :at")
+                .expression_attribute_values(":by", n(by)),
+        };
+        let update = match by > 0 {
+            true => update
+                .condition_expression("attribute_not_exists(presets) OR presets < :max")
+                .expression_attribute_values(":max", n(MAX_PRESETS as i64)),
+            false => update,
+        };
         Ok(TransactWriteItem::builder()
             .update(
-                Update::builder()
-                    .table_name(&self.table)
-                    .key(keys::PK, s(&keys::presets_partition(user)))
-                    .key(keys::SK, s(keys::PRESET_COUNT_SK))
-                    .update_expression("SET presetsChangedAt = :at")
-                    .expression_attribute_values(":at", s(&keys::sortable_time(self.clock.now())))
+                update
                     .build()
-                    .map_err(|e| Error::internal("build a presets' stamp", e))?,
+                    .map_err(|e| Error::internal("build a preset's count", e))?,
             )
             .build())
     }
@@ -188,22 +181,7 @@ impl Store {
                         .map_err(|e| Error::internal("build a preset's delete", e))?,
                 )
                 .build(),
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.table)
-                        .key(keys::PK, s(&partition))
-                        .key(keys::SK, s(keys::PRESET_COUNT_SK))
-                        .update_expression("ADD presets :less SET presetsChangedAt = :at")
-                        .expression_attribute_values(":less", AttributeValue::N("-1".into()))
-                        .expression_attribute_values(
-                            ":at",
-                            s(&keys::sortable_time(self.clock.now())),
-                        )
-                        .build()
-                        .map_err(|e| Error::internal("build a preset's count", e))?,
-                )
-                .build(),
+            self.presets_changed(user, -1)?,
         ];
         match self.transact(writes, "delete a preset").await? {
             None => Ok(true),
@@ -272,9 +250,10 @@ impl Store {
                     Update::builder()
                         .table_name(&self.table)
                         .set_key(Some(super::conversation_key(user, conversation)))
-                        .update_expression(
-                            "SET preset = :preset, updatedAt = :now, changedAt = :changed",
-                        )
+                        .update_expression(format!(
+                            "SET preset = :preset, updatedAt = :now, changedAt = :changed {}",
+                            self.shed_stored_twice()
+                        ))
                         .expression_attribute_values(":now", s(&keys::sortable_time(now)))
                         .condition_expression("attribute_exists(PK)")
                         .expression_attribute_values(":preset", AttributeValue::M(reference))

@@ -364,10 +364,7 @@ impl Store {
         after: Option<&MessageSortKey>,
         page: usize,
     ) -> Result<Vec<Message>, Error> {
-        let partition = keys::conversation_partition(&shared.owner, &shared.link.conversation_id);
-        let items = self
-            .path_messages_oldest_first(&partition, &shared.path, after, page)
-            .await?;
+        let items = self.shared_items_oldest_first(shared, after, page).await?;
         Ok(self
             .with_content(items)
             .await?
@@ -384,13 +381,19 @@ impl Store {
         after: Option<&MessageSortKey>,
         page: usize,
     ) -> Result<Vec<Message>, Error> {
+        let items = self.shared_items_oldest_first(shared, after, page).await?;
+        Ok(items.into_iter().map(MessageItem::into_message).collect())
+    }
+
+    async fn shared_items_oldest_first(
+        &self,
+        shared: &Shared,
+        after: Option<&MessageSortKey>,
+        page: usize,
+    ) -> Result<Vec<MessageItem>, Error> {
         let partition = keys::conversation_partition(&shared.owner, &shared.link.conversation_id);
-        Ok(self
-            .path_messages_oldest_first(&partition, &shared.path, after, page)
-            .await?
-            .into_iter()
-            .map(MessageItem::into_message)
-            .collect())
+        self.path_messages_oldest_first(&partition, &shared.path, after, page)
+            .await
     }
 
     /// Deletes the user's links to conversation `id` (those ending at one of `ending_at`
