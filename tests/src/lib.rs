@@ -850,6 +850,32 @@ pub async fn say_with_a_file(
         .expect("keep the upload");
 }
 
+/// The keys of the attachments bucket's objects under `prefix`.
+pub async fn object_keys_under(state: &State, prefix: &str) -> Vec<String> {
+    let bucket = state
+        .config
+        .attachments_bucket
+        .as_deref()
+        .expect("a bucket");
+    let mut keys = Vec::new();
+    let mut pages = s3()
+        .await
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("the bucket lists");
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|object| object.key().map(str::to_owned)),
+        );
+    }
+    keys
+}
+
 /// The message the event files' message routes name (an edit, a branch switch): each run
 /// swaps in [`first_message_of`] a fresh conversation.
 pub const EVENT_MESSAGE: &str = "0193a4f2-7c1e-7b3a-9f00-5e2d1c4b6a7a";

@@ -344,19 +344,7 @@ async fn an_untitled_conversation_keeps_its_derived_title_through_export_and_imp
 
 /// The export objects of one conversation in the bucket.
 async fn export_objects(api: &LocalApi, user: &str, id: &str) -> Vec<String> {
-    let listed = tests::s3()
-        .await
-        .list_objects_v2()
-        .bucket(api.state.config.attachments_bucket.as_deref().unwrap())
-        .prefix(format!("exports/users/{user}/{id}/"))
-        .send()
-        .await
-        .unwrap();
-    listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect()
+    tests::object_keys_under(&api.state, &format!("exports/users/{user}/{id}/")).await
 }
 
 #[tokio::test]

@@ -447,23 +447,6 @@ async fn downloaded(url: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// The keys of the bucket's objects under `prefix`.
-async fn objects_under(api: &LocalApi, prefix: &str) -> Vec<String> {
-    let listed = tests::s3()
-        .await
-        .list_objects_v2()
-        .bucket(api.state.config.attachments_bucket.as_deref().unwrap())
-        .prefix(prefix)
-        .send()
-        .await
-        .unwrap();
-    listed
-        .contents()
-        .iter()
-        .filter_map(|object| object.key().map(str::to_owned))
-        .collect()
-}
-
 /// The `state` tag of the object under `key`, after setting it to `set` when given.
 async fn tag_of(api: &LocalApi, key: &str, set: Option<&str>) -> String {
     use aws_sdk_s3::types::{Tag, Tagging};
@@ -505,13 +488,13 @@ async fn a_links_files_are_its_own_copies_named_by_the_link_alone_and_go_with_it
     let without = share(&alice, &id, json!({})).await;
     let without_files = format!("shares/{}/", without["id"].as_str().unwrap());
     assert_eq!(
-        objects_under(&api, &without_files).await,
+        tests::object_keys_under(&api.state, &without_files).await,
         Vec::<String>::new()
     );
     // Whatever the original's tag says (a share can come before its message's upload is
     // marked kept), the link's copy is kept: the rule for unreferenced uploads never takes it.
-    let originals = objects_under(
-        &api,
+    let originals = tests::object_keys_under(
+        &api.state,
         &format!("users/{owner}/conversations/{id}/attachments/"),
     )
     .await;
@@ -519,7 +502,7 @@ async fn a_links_files_are_its_own_copies_named_by_the_link_alone_and_go_with_it
     let link = share(&alice, &id, json!({ "includeAttachments": true })).await;
     let token = link["id"].as_str().unwrap();
     let files = format!("shares/{token}/");
-    let copies = objects_under(&api, &files).await;
+    let copies = tests::object_keys_under(&api.state, &files).await;
     assert_eq!(copies.len(), 1);
     assert_eq!(tag_of(&api, &copies[0], None).await, "attached");
 
@@ -538,7 +521,10 @@ async fn a_links_files_are_its_own_copies_named_by_the_link_alone_and_go_with_it
         .await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{:?}", revoked.body);
     while poller.poll_once().await.unwrap() > 0 {}
-    assert_eq!(objects_under(&api, &files).await, Vec::<String>::new());
+    assert_eq!(
+        tests::object_keys_under(&api.state, &files).await,
+        Vec::<String>::new()
+    );
     // The owner's file stays theirs.
     let mine = alice.get(&format!("/conversations/{id}")).await;
     let url = mine.body["messages"][0]["attachments"][0]["downloadUrl"]
@@ -1155,19 +1141,24 @@ async fn a_link_whose_last_message_is_gone_is_neither_read_nor_continued() {
     );
 }
 
+/// The key of the item counting the conversations shared with `person`.
+fn shared_with_count_key(
+    person: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    [
+        ("PK".to_owned(), S(format!("USER#{person}#GRANTS"))),
+        ("SK".to_owned(), S("COUNT".to_owned())),
+    ]
+    .into()
+}
+
 /// The count of conversations shared with `person`, as its item holds it.
 async fn shared_with_count(state: &shared::state::State, person: &str) -> i64 {
     let item = aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
         .get_item()
         .table_name(&state.config.table_name)
-        .key(
-            "PK",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{person}#GRANTS")),
-        )
-        .key(
-            "SK",
-            aws_sdk_dynamodb::types::AttributeValue::S("COUNT".to_owned()),
-        )
+        .set_key(Some(shared_with_count_key(person)))
         .consistent_read(true)
         .send()
         .await
@@ -1226,14 +1217,7 @@ async fn a_grant_taken_back_twice_over_counts_once() {
     aws_sdk_dynamodb::Client::new(&aws_config::load_from_env().await)
         .delete_item()
         .table_name(&state.config.table_name)
-        .key(
-            "PK",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{reader}#GRANTS")),
-        )
-        .key(
-            "SK",
-            aws_sdk_dynamodb::types::AttributeValue::S("COUNT".to_owned()),
-        )
+        .set_key(Some(shared_with_count_key(&reader)))
         .send()
         .await
         .unwrap();
@@ -1265,12 +1249,15 @@ async fn copying_a_links_files_begins_none_past_its_deadline() {
         .unwrap();
     assert_eq!(late, shared::attachments::Copied::OutOfTime);
     let files = format!("shares/{token}/");
-    assert_eq!(objects_under(&api, &files).await, Vec::<String>::new());
+    assert_eq!(
+        tests::object_keys_under(&api.state, &files).await,
+        Vec::<String>::new()
+    );
     let in_time = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let copied = bucket
         .copy_files_for_link(&alice, &messages, &token, in_time)
         .await
         .unwrap();
     assert_eq!(copied, shared::attachments::Copied::All);
-    assert_eq!(objects_under(&api, &files).await.len(), 1);
+    assert_eq!(tests::object_keys_under(&api.state, &files).await.len(), 1);
 }
