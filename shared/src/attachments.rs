@@ -425,7 +425,8 @@ impl Attachments {
     /// Copies each uploaded file of `messages` from the key `source_of` names for it to the
     /// one `destination_of` does, with its metadata, tagged as attached (a copy is referenced
     /// by what it is made for, whatever the original's tag says), a few at a time; none is
-    /// begun past `deadline`. Copies under way finish before a failed one's error is returned.
+    /// begun past `deadline`, nor after one failed (those under way finish before its error
+    /// is returned).
     async fn copy_uploads(
         &self,
         messages: &[Message],
@@ -452,9 +453,14 @@ impl Attachments {
                 }
             }
         }
+        // Set by the first copy that fails: none is begun after it.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let failed = &failed;
         let made: Vec<bool> = futures::stream::iter(copies)
             .map(|(source, destination)| async move {
-                if tokio::time::Instant::now() >= deadline {
+                if tokio::time::Instant::now() >= deadline
+                    || failed.load(std::sync::atomic::Ordering::Relaxed)
+                {
                     return Ok(false);
                 }
                 let copied = self
@@ -481,7 +487,10 @@ impl Attachments {
                     {
                         Ok(true)
                     }
-                    Err(error) => Err(Error::internal("copy a shared file", error)),
+                    Err(error) => {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Err(Error::internal("copy a shared file", error))
+                    }
                 }
             })
             .buffer_unordered(COPIES_AT_ONCE)

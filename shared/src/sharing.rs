@@ -320,6 +320,11 @@ impl Sharing {
         if last_copied != Some(shared.link.up_to) {
             return Err(Error::ShareNotFound);
         }
+        // Files are copied from the link's own copies, which go with it: a link ended while
+        // this ran may have had them deleted under it. The same request again answers 404.
+        if self.store.shared(token, now).await?.is_none() {
+            return Err(Error::ShareNotFound);
+        }
         let conversation = self
             .store
             .conversation(reader, &id)

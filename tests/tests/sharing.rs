@@ -547,6 +547,18 @@ async fn continuing_copies_the_files_a_link_shows_into_the_readers_own() {
         .as_str()
         .unwrap();
     assert_eq!(downloaded(url).await, [1, 2, 3, 4]);
+    // The reader's copy is made from the link's own: the original is not needed.
+    let s3 = tests::s3().await;
+    for key in
+        tests::object_keys_under(&api.state, &format!("users/{owner}/conversations/{id}/")).await
+    {
+        s3.delete_object()
+            .bucket(api.state.config.attachments_bucket.as_deref().unwrap())
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
 
     let bob = api.as_user(&new_user());
     let copy = bob
